@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make run    create .venv, install requirements.txt, serve the course on http://127.0.0.1:7860
+#   make test   create .venv, install requirements-dev.txt (+ Debian's chromium when root), run every test
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export GRADIO_ANALYTICS_ENABLED := False
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test bench browser clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when a requirements file changed (the stamp is older than it).
+$(VENV)/.runtime-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime-installed
+
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium (apt-get install chromium) for the browser tests"; fi; \
+	fi
+
+run: $(VENV)/.runtime-installed
+	$(PY) -m app.main
+
+test: $(VENV)/.dev-installed browser
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.dev-installed
+	@for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,25 @@
+"""Inside LLaMA's model library: a from-scratch LLaMA in PyTorch (no Gradio here).
+
+    from llama import LlamaConfig, Llama, generate, load_pretrained, save_pretrained
+
+    model = load_pretrained("assets/model", device="cpu")
+    new_ids = generate(model, [1, 403, 407], max_new_tokens=20)  # greedy
+
+Folders map to the architecture: config.py (one typed config), model.py (norms,
+RoPE, KV cache, attention, feed-forward, block, model, leaf to root),
+generate.py (sampling), checkpoint.py (Hugging Face layout), tokenizer/
+(from-scratch byte-level BPE), train.py (the course model's training script).
+"""
+
+from .checkpoint import CheckpointError, load_pretrained, save_pretrained
+from .config import PRESETS, LlamaConfig, llama_hidden_dim
+from .generate import filter_top_k, filter_top_p, generate, next_token_distribution, sample_next, stream_generate
+from .model import (Attention, Block, FeedForward, KVCache, LayerNorm, LayerTrace, Llama, LlamaOutput, RMSNorm, Trace,
+                    apply_rope, precompute_rope, repeat_kv, rope_frequencies, sinusoidal_positions)
+
+__all__ = [
+    "LlamaConfig", "PRESETS", "llama_hidden_dim", "Llama", "LlamaOutput", "Trace", "LayerTrace", "RMSNorm", "LayerNorm",
+    "Attention", "FeedForward", "Block", "KVCache", "repeat_kv", "apply_rope", "precompute_rope", "rope_frequencies",
+    "sinusoidal_positions", "generate", "stream_generate", "sample_next", "filter_top_k", "filter_top_p",
+    "next_token_distribution", "load_pretrained", "save_pretrained", "CheckpointError",
+]

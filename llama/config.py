@@ -1,0 +1,133 @@
+"""One typed config for every model in the course.
+
+A `LlamaConfig` describes a Llama exactly as Hugging Face's `LlamaConfig` does
+(sizes, norm epsilon, RoPE base, tied embeddings), plus a few *teaching
+switches* that let a lesson swap one Llama choice for its predecessor:
+
+    norm            "rmsnorm" (Llama)  | "layernorm" (GPT-2, original Transformer)
+    position        "rope" (Llama)     | "learned" | "sinusoidal" | "none"
+    ffn             "swiglu" (Llama)   | "relu" | "gelu"
+    norm_placement  "pre" (Llama)      | "post" (original Transformer)
+
+The defaults are Llama's, and only the default model can be saved in the
+Hugging Face layout that transformers understands.
+
+Example:
+    >>> cfg = LlamaConfig(dim=64, n_layers=2, n_heads=8, n_kv_heads=2, vocab_size=256)
+    >>> cfg.head_dim, cfg.hidden_dim, cfg.n_rep
+    (8, 192, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+NORMS = ("rmsnorm", "layernorm")
+POSITIONS = ("rope", "learned", "sinusoidal", "none")
+FFNS = ("swiglu", "relu", "gelu")
+PLACEMENTS = ("pre", "post")
+
+
+def llama_hidden_dim(dim: int, multiple_of: int = 256, ffn_dim_multiplier: float | None = None) -> int:
+    """The SwiGLU hidden size as Meta's Llama code derives it.
+
+    Start from the 4*dim of a classic MLP, keep 2/3 of it (SwiGLU has three
+    matrices instead of two, so this keeps the parameter count equal), apply the
+    optional multiplier (Llama 2 70B, Llama 3), then round up to `multiple_of`.
+
+        >>> llama_hidden_dim(4096)          # Llama 2 7B
+        11008
+        >>> llama_hidden_dim(4096, 1024, 1.3)  # Llama 3 8B
+        14336
+    """
+    hidden = 4 * dim
+    hidden = int(2 * hidden / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+@dataclass
+class LlamaConfig:
+    dim: int = 288  # width of the residual stream (HF: hidden_size)
+    n_layers: int = 6
+    n_heads: int = 6  # query heads
+    n_kv_heads: int | None = None  # key/value heads; None = n_heads (MHA); 1 = MQA; between = GQA
+    vocab_size: int = 32000
+    hidden_dim: int | None = None  # feed-forward width; None = derived as Llama does (below)
+    multiple_of: int = 32  # round the derived hidden_dim up to a multiple of this
+    ffn_dim_multiplier: float | None = None
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0  # RoPE base: 10,000 in Llama 1/2, 500,000 in Llama 3
+    max_seq_len: int = 256  # longest context; sizes the RoPE table and the KV cache
+    tie_embeddings: bool = False  # lm_head shares the token embedding matrix
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    pad_token_id: int | None = None
+    # teaching switches (defaults are Llama's)
+    norm: str = "rmsnorm"
+    position: str = "rope"
+    ffn: str = "swiglu"
+    norm_placement: str = "pre"
+    # derived in __post_init__
+    head_dim: int = field(init=False)
+    n_rep: int = field(init=False)  # query heads per KV head
+
+    def __post_init__(self):
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        checks = [
+            (self.dim > 0 and self.n_layers > 0 and self.n_heads > 0 and self.vocab_size > 0,
+             "dim, n_layers, n_heads and vocab_size must be positive"),
+            (self.dim % self.n_heads == 0, f"dim={self.dim} is not divisible by n_heads={self.n_heads}"),
+            (1 <= self.n_kv_heads <= self.n_heads and self.n_heads % self.n_kv_heads == 0,
+             f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}"),
+            (self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}"),
+            (self.position in POSITIONS, f"position must be one of {POSITIONS}, got {self.position!r}"),
+            (self.ffn in FFNS, f"ffn must be one of {FFNS}, got {self.ffn!r}"),
+            (self.norm_placement in PLACEMENTS, f"norm_placement must be one of {PLACEMENTS}, got {self.norm_placement!r}"),
+            (self.max_seq_len > 0, "max_seq_len must be positive"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"LlamaConfig: {msg}")
+        self.head_dim = self.dim // self.n_heads
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(f"LlamaConfig: RoPE rotates pairs, so head_dim={self.head_dim} must be even")
+        self.n_rep = self.n_heads // self.n_kv_heads
+        if self.hidden_dim is None:
+            self.hidden_dim = llama_hidden_dim(self.dim, self.multiple_of, self.ffn_dim_multiplier)
+
+    @property
+    def is_standard_llama(self) -> bool:
+        """True when every teaching switch is at Llama's default (so transformers can run it)."""
+        return (self.norm, self.position, self.ffn, self.norm_placement) == ("rmsnorm", "rope", "swiglu", "pre")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def replace(self, **changes) -> "LlamaConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> "LlamaConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+# Named presets. The real Llama sizes are used for memory and parameter arithmetic
+# in the lessons (nobody instantiates a 70B model here); the small ones are trained.
+PRESETS: dict[str, dict] = {
+    "test": dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, max_seq_len=64, multiple_of=16),
+    "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=1024, max_seq_len=128, multiple_of=32),
+    "baby": dict(dim=256, n_layers=6, n_heads=8, n_kv_heads=4, vocab_size=1024, max_seq_len=256, multiple_of=64),
+    "llama2-7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, vocab_size=32000, max_seq_len=4096, multiple_of=256),
+    "llama2-70b": dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=32000, max_seq_len=4096,
+                       multiple_of=4096, ffn_dim_multiplier=1.3),
+    "llama3-8b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, vocab_size=128256, max_seq_len=8192,
+                      multiple_of=1024, ffn_dim_multiplier=1.3, rope_theta=500000.0),
+    "llama3-70b": dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=128256, max_seq_len=8192,
+                       multiple_of=4096, ffn_dim_multiplier=1.3, rope_theta=500000.0),
+}

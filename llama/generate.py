@@ -1,0 +1,127 @@
+"""Turning next-token logits into text: filters, sampling and the generation loop.
+
+Each step of generation is: logits of the last position -> temperature ->
+top-k -> top-p -> sample (or argmax when temperature is 0). The filters are
+separate functions so the sampling lesson can show what each one keeps.
+
+With `use_cache=True` the prompt is run once (the prefill) and every later
+step feeds only the newest token, reading earlier keys and values from a
+`KVCache`; with `use_cache=False` every step re-runs the whole sequence. Both
+give the same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from .model import Llama
+
+
+def filter_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the k largest logits (last dim), set the rest to -inf. k=None or k>=V keeps all.
+
+        >>> filter_top_k(torch.tensor([1.0, 3.0, 2.0]), 2)
+        tensor([-inf, 3., 2.])
+    """
+    if k is None or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, max(int(k), 1), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, p: float | None) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability adds up to p.
+
+    A token survives when the probability of the tokens ranked above it is still below p,
+    so the most likely token always survives.
+
+        >>> filter_top_p(torch.log(torch.tensor([0.5, 0.3, 0.2])), 0.7)
+        tensor([-0.6931, -1.2040,    -inf])
+    """
+    if p is None or p >= 1.0:
+        return logits
+    probs, order = torch.softmax(logits.float(), dim=-1).sort(dim=-1, descending=True)
+    mass_before = probs.cumsum(dim=-1) - probs
+    drop_sorted = mass_before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                            top_p: float | None = None) -> torch.Tensor:
+    """The renormalised probabilities that sampling draws from, (..., V)."""
+    logits = logits.float() / max(temperature, 1e-8)
+    return torch.softmax(filter_top_p(filter_top_k(logits, top_k), top_p), dim=-1)
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> int:
+    """One token id from the logits of one position (V,). Temperature 0 means greedy (argmax)."""
+    if temperature <= 0.0:
+        return int(torch.argmax(logits))
+    probs = next_token_distribution(logits, temperature, top_k, top_p)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _check_args(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float,
+                top_k: int | None, top_p: float | None) -> None:
+    ctx = model.config.max_seq_len
+    if len(prompt_ids) == 0:
+        raise ValueError("the prompt is empty: give at least one token (for example BOS)")
+    if len(prompt_ids) > ctx:
+        raise ValueError(f"the prompt has {len(prompt_ids)} tokens but the model's context is {ctx}")
+    if max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be >= 0")
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    if top_k is not None and top_k < 1:
+        raise ValueError("top_k must be >= 1 (or None for no limit)")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError("top_p must be in (0, 1] (or None for no limit)")
+
+
+@torch.inference_mode()
+def stream_generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
+                    top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+                    seed: int | None = None, eos_id: int | None | str = "config") -> Iterator[int]:
+    """Yield new token ids one at a time. Stops after max_new_tokens, after yielding EOS, or when the
+    context is full. eos_id="config" uses the model's eos_token_id; None never stops early."""
+    _check_args(model, prompt_ids, max_new_tokens, temperature, top_k, top_p)
+    eos = model.config.eos_token_id if eos_id == "config" else eos_id
+    device = model.embed_tokens.weight.device
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, T)
+    ctx = model.config.max_seq_len
+    cache = model.new_cache(1) if use_cache else None
+    pos = 0  # first position not yet seen by the cache
+    for _ in range(max_new_tokens):
+        if ids.shape[1] >= ctx:
+            return  # the context is full
+        if use_cache:
+            new = ids[:, pos:]  # the prompt on the first step, then only the newest token
+            logits = model(new, torch.arange(pos, ids.shape[1], device=device), cache=cache).logits
+            pos = ids.shape[1]
+        else:
+            logits = model(ids).logits  # (1, T, V): recompute every position every step
+        tok = sample_next(logits[0, -1], temperature, top_k, top_p, generator)
+        yield tok
+        if eos is not None and tok == eos:
+            return
+        ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)
+
+
+def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
+             top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, seed: int | None = None,
+             eos_id: int | None | str = "config", on_token: Callable[[int], None] | None = None) -> list[int]:
+    """The new token ids after the prompt (greedy at temperature 0). `on_token` is called with each id as
+    it is produced; `stream_generate` is the same loop as a generator."""
+    out = []
+    for tok in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, use_cache, seed, eos_id):
+        out.append(tok)
+        if on_token is not None:
+            on_token(tok)
+    return out
