@@ -122,7 +122,7 @@ class LlamaConfig:
 PRESETS: dict[str, dict] = {
     "test": dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, max_seq_len=64, multiple_of=16),
     "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=1024, max_seq_len=128, multiple_of=32),
-    "baby": dict(dim=256, n_layers=6, n_heads=8, n_kv_heads=4, vocab_size=1024, max_seq_len=256, multiple_of=64),
+    "baby": dict(dim=192, n_layers=6, n_heads=6, n_kv_heads=3, vocab_size=1024, max_seq_len=256, multiple_of=64),
     "llama2-7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, vocab_size=32000, max_seq_len=4096, multiple_of=256),
     "llama2-70b": dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=32000, max_seq_len=4096,
                        multiple_of=4096, ffn_dim_multiplier=1.3),

@@ -1,0 +1,367 @@
+"""Train the course's baby Llama: our own BPE tokenizer, then a Llama, on a text file.
+
+    python -m llama.train --data ../shared/data/tinyshakespeare.txt --out runs/baby --preset baby
+
+The last 10% of the file (by position) is the validation split; the tokenizer
+is trained on the first 90% only. Every training window starts with BOS, as
+every sequence a Llama sees does, so the lessons can always prepend it.
+
+The run directory holds the Hugging Face layout (`config.json`,
+`model.safetensors`, `tokenizer.json`) plus `train_log.json` and, for
+`--resume`, `optimizer.safetensors` and `train_state.json`. Nothing is pickled.
+`--ship DIR` also writes a compact copy (fp16 weights) with a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import default_device, load_pretrained, save_pretrained
+from .config import PRESETS, LlamaConfig
+from .generate import generate
+from .model import Llama
+from .tokenizer import BPETokenizer
+
+VAL_FRACTION = 0.1
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def split_text(text: str) -> tuple[str, str]:
+    """Train on the first 90% of the characters, validate on the last 10%."""
+    n = int(len(text) * (1 - VAL_FRACTION))
+    return text[:n], text[n:]
+
+
+def get_batch(data: torch.Tensor, batch_size: int, seq_len: int, bos: int, generator: torch.Generator):
+    """Random windows, each [BOS] + seq_len-1 tokens; targets are the inputs shifted by one. (B, T) each."""
+    ix = torch.randint(0, len(data) - seq_len, (batch_size,), generator=generator)
+    chunks = torch.stack([data[i:i + seq_len] for i in ix.tolist()])  # (B, T) tokens at t..t+T-1
+    x = torch.cat([torch.full((batch_size, 1), bos, dtype=torch.long), chunks[:, :-1]], dim=1)  # (B, T)
+    return x, chunks
+
+
+@torch.no_grad()
+def evaluate(model: Llama, data: torch.Tensor, seq_len: int, bos: int, max_windows: int | None = None,
+             device=None, batch_size: int = 8) -> float:
+    """Mean next-token loss (nats) over consecutive windows of the split, each predicted after BOS.
+
+    Every token of the split (up to max_windows windows) is predicted exactly once."""
+    device = device or model.embed_tokens.weight.device
+    starts = list(range(0, len(data) - seq_len + 1, seq_len))
+    if max_windows is not None:
+        starts = starts[:max_windows]
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(starts), batch_size):
+        chunks = torch.stack([data[i:i + seq_len] for i in starts[b:b + batch_size]])  # (B, T)
+        x = torch.cat([torch.full((len(chunks), 1), bos, dtype=torch.long), chunks[:, :-1]], dim=1)
+        logits = model(x.to(device)).logits.float()
+        total += F.cross_entropy(logits.flatten(0, 1), chunks.to(device).flatten(), reduction="sum").item()
+        count += chunks.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def loss_per_char(model: Llama, tok: BPETokenizer, text: str, seq_len: int | None = None) -> dict:
+    """Validation loss of a text in nats per token and per character (loss per token x tokens / characters).
+
+    Per character is the tokenizer-independent figure: a model with a bigger vocabulary has fewer,
+    harder tokens, and this puts both on one scale."""
+    seq_len = seq_len or model.config.max_seq_len
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    if len(ids) < seq_len:
+        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {seq_len}")
+    per_token = evaluate(model, ids, seq_len, tok.bos_id)
+    scored = (len(ids) // seq_len) * seq_len  # evaluate() scores whole windows
+    chars = len(tok.decode(ids[:scored].tolist()))
+    return {"per_token": per_token, "per_char": per_token * scored / chars, "tokens": scored, "chars": chars}
+
+
+TEST_SLICE_CHARS = 20_000  # the shipped model's test re-measures the loss on this start of the validation split
+EXCERPT_CHARS = 8_000  # validation text shipped beside the model, so lessons can measure losses offline
+
+
+def lr_at(step: int, max_steps: int, lr: float, warmup: int, min_lr: float) -> float:
+    """Linear warmup for `warmup` steps, then cosine decay from lr to min_lr at max_steps."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def make_optimizer(model: Llama, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    # Decay matrices and embeddings, not gains (norm weights are 1-D).
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for n, p in named if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def save_optimizer(opt: torch.optim.AdamW, model: Llama, path: Path) -> None:
+    """AdamW's moments as safetensors, keyed by parameter name (no pickle)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if st:
+                n = names[id(p)]
+                tensors[f"{n}.exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+                tensors[f"{n}.exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+                tensors[f"{n}.step"] = torch.as_tensor(st["step"]).reshape(1).float().cpu()
+    save_file(tensors, str(path))
+
+
+def load_optimizer(opt: torch.optim.AdamW, model: Llama, path: Path) -> None:
+    tensors = load_file(str(path))
+    for n, p in model.named_parameters():
+        if f"{n}.exp_avg" in tensors:
+            opt.state[p] = {"step": tensors[f"{n}.step"].reshape(()).to(torch.float32),
+                            "exp_avg": tensors[f"{n}.exp_avg"].to(p.device, p.dtype),
+                            "exp_avg_sq": tensors[f"{n}.exp_avg_sq"].to(p.device, p.dtype)}
+
+
+def save_run(out: Path, model: Llama, opt, tok: BPETokenizer, log: list, state: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_pretrained(model, out, dtype=torch.float32)
+    tok.save(out / "tokenizer.json")
+    save_optimizer(opt, model, out / "optimizer.safetensors")
+    (out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    (out / "train_state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- main loop
+
+
+def build_config(args, tok: BPETokenizer) -> LlamaConfig:
+    overrides = {k: v for k, v in dict(dim=args.dim, n_layers=args.n_layers, n_heads=args.n_heads,
+                                       n_kv_heads=args.n_kv_heads, max_seq_len=args.seq_len).items() if v is not None}
+    return LlamaConfig.from_name(args.preset, vocab_size=tok.vocab_size, tie_embeddings=True,
+                                 bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id,
+                                 **overrides)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def train(args) -> dict:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device != "auto" else default_device()
+    out = Path(args.out)
+    text = Path(args.data).read_text(encoding="utf-8")
+    if args.max_chars:
+        text = text[: args.max_chars]
+    train_text, val_text = split_text(text)
+
+    resume = args.resume and (out / "train_state.json").exists()
+    if resume:
+        tok = BPETokenizer.load(out / "tokenizer.json")
+        state = json.loads((out / "train_state.json").read_text())
+        model = load_pretrained(out, device=device)
+        log = json.loads((out / "train_log.json").read_text())
+        print(f"resuming {out} at step {state['step']}")
+    else:
+        t0 = time.time()
+        tok = BPETokenizer.train(train_text, args.vocab_size)
+        print(f"tokenizer: {tok.vocab_size} tokens trained in {time.time() - t0:.1f}s")
+        model = Llama(build_config(args, tok)).to(device)
+        state, log = {"step": 0, "tokens": 0, "elapsed": 0.0}, []
+    cfg = model.config
+    model.train()
+    model.attn_backend = "sdpa"  # the fused kernel for speed; lessons use the readable path
+    train_ids = torch.tensor(tok.encode(train_text), dtype=torch.long)
+    val_ids = torch.tensor(tok.encode(val_text), dtype=torch.long)
+    T = cfg.max_seq_len
+    if len(train_ids) <= T + 1 or len(val_ids) < T:
+        raise SystemExit(f"the text is too short for a context of {T} tokens: "
+                         f"{len(train_ids)} train and {len(val_ids)} validation tokens")
+    opt = make_optimizer(model, args.lr, args.weight_decay)
+    if resume:
+        load_optimizer(opt, model, out / "optimizer.safetensors")
+    min_lr = args.lr * args.min_lr_ratio
+    n_params = model.num_parameters()
+    print(f"model: {n_params:,} parameters, {cfg.n_layers} layers, dim {cfg.dim}, {cfg.n_heads} heads / "
+          f"{cfg.n_kv_heads} KV heads, context {T}; {len(train_ids):,} train / {len(val_ids):,} val tokens; {device}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    from tqdm import tqdm
+
+    step, start_time, elapsed0 = state["step"], time.time(), state["elapsed"]
+    bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=2.0, disable=args.quiet)
+    last_t, last_tokens = time.time(), state["tokens"]
+    while step < args.steps:
+        lr = lr_at(step, args.steps, args.lr, args.warmup, min_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # Seeded by step, so a resumed run draws exactly the batches an uninterrupted one would.
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        x, y = get_batch(train_ids, args.batch_size, T, tok.bos_id, gen)
+        with autocast:
+            logits = model(x.to(device)).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        step += 1
+        state["tokens"] += x.numel()
+        now = time.time()
+        tok_s = (state["tokens"] - last_tokens) / max(now - last_t, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        last_t, last_tokens = now, state["tokens"]
+        if step % args.eval_every == 0 or step == args.steps:
+            val = evaluate(model, val_ids, T, tok.bos_id, args.eval_windows, device)
+            state["elapsed"] = elapsed0 + time.time() - start_time
+            log.append({"step": step, "train_loss": round(loss.item(), 4), "val_loss": round(val, 4),
+                        "lr": lr, "tokens": state["tokens"], "elapsed": round(state["elapsed"], 1)})
+            bar.write(f"step {step}: train {loss.item():.4f}, val {val:.4f} nats/token")
+            state["step"] = step
+            save_run(out, model, opt, tok, log, state)
+    bar.close()
+    state["step"] = step
+    model.eval()
+    model.attn_backend = "manual"
+    full = loss_per_char(model, tok, val_text, T)
+    test_slice = loss_per_char(model, tok, val_text[:TEST_SLICE_CHARS], T)
+    summary = {"val_loss_per_token": full["per_token"], "val_loss_per_char": full["per_char"],
+               "test_slice_loss_per_char": test_slice["per_char"],
+               "val_tokens": full["tokens"], "val_chars": full["chars"], "parameters": n_params, "steps": step,
+               "tokens_seen": state["tokens"], "elapsed_s": round(state["elapsed"], 1), "device": str(device),
+               "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads"
+               + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+               "command": "python -m llama.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+    state["summary"] = summary
+    save_run(out, model, opt, tok, log, state)
+    print(json.dumps(summary, indent=2))
+    if args.ship:
+        ship(out, Path(args.ship), model, tok, summary, val_text)
+    return summary
+
+
+# ----------------------------------------------------------------------------- the shipped copy
+
+
+def ship(run: Path, dest: Path, model: Llama, tok: BPETokenizer, summary: dict, val_text: str) -> None:
+    """Write the compact shipped model (fp16 storage) and its card into dest.
+
+    The losses on the card are measured again on the fp16 weights as shipped, on CPU."""
+    dest.mkdir(parents=True, exist_ok=True)
+    save_pretrained(model, dest, dtype=torch.float16)
+    tok.save(dest / "tokenizer.json")
+    model = load_pretrained(dest, device="cpu")
+    full = loss_per_char(model, tok, val_text)
+    summary = {**summary, "val_loss_per_token": full["per_token"], "val_loss_per_char": full["per_char"],
+               "test_slice_loss_per_char": loss_per_char(model, tok, val_text[:TEST_SLICE_CHARS])["per_char"]}
+    (dest / "train_log.json").write_text((run / "train_log.json").read_text())
+    (dest / "MODEL_CARD.md").write_text(model_card(model, tok, summary))
+    (dest / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # A short piece of the held-out text, for lessons that measure a loss live (ablations, GQA pooling).
+    (dest / "val_excerpt.txt").write_text(val_text[:EXCERPT_CHARS], encoding="utf-8")
+    print(f"shipped to {dest}")
+
+
+def model_card(model: Llama, tok: BPETokenizer, s: dict) -> str:
+    cfg = model.config
+    prompts = ["ROMEO:", "First Citizen:\nWe are", "KING HENRY:\nO, "]
+    greedy, sampled = [], []
+    for p in prompts:
+        ids = tok.encode(p, add_bos=True)
+        greedy.append(p + tok.decode(generate(model, ids, 60)))
+        sampled.append(p + tok.decode(generate(model, ids, 60, temperature=0.8, top_k=50, seed=0)))
+    fence = "\n```\n"
+    gens = "\n".join(f"**Greedy** from `{p!r}`:{fence}{g}{fence}\n**Sampled** (temperature 0.8, top-k 50, seed 0):"
+                     f"{fence}{x}{fence}" for p, g, x in zip(prompts, greedy, sampled))
+    return f"""# The Inside LLaMA course model
+
+A baby Llama trained from scratch by this project's own script on TinyShakespeare, so every
+picture in the course comes from one real model, from its tokenizer to its attention heads.
+
+| | |
+|---|---|
+| data | TinyShakespeare (1,115,394 characters); the last 10% by position is validation, never trained on |
+| tokenizer | the project's byte-level BPE (`llama/tokenizer`), {tok.vocab_size} tokens, trained on the training split; `<s>` (BOS) starts every training window |
+| architecture | Llama: RMSNorm (pre-norm), RoPE (theta {cfg.rope_theta:g}), SwiGLU (hidden {cfg.hidden_dim}), GQA with {cfg.n_heads} query heads sharing {cfg.n_kv_heads} KV heads; {cfg.n_layers} layers, width {cfg.dim}, head size {cfg.head_dim}, context {cfg.max_seq_len} tokens, tied embeddings |
+| parameters | {s['parameters']:,} |
+| training | {s['steps']:,} steps of AdamW with warmup and cosine decay, {s['tokens_seen']:,} tokens seen |
+| hardware | {s['hardware']} ({s['device']}) |
+| wall time | {s['elapsed_s'] / 60:.1f} minutes |
+| validation loss | **{s['val_loss_per_token']:.4f} nats per token**, **{s['val_loss_per_char']:.4f} nats per character** ({s['val_tokens']:,} tokens, {s['val_chars']:,} characters) |
+| test slice | {s['test_slice_loss_per_char']:.4f} nats per character on the first {TEST_SLICE_CHARS:,} characters of the validation split (re-measured by `tests/test_course_model.py`) |
+| storage | fp16 safetensors (the loader computes in fp32) |
+
+Produced by:
+
+```bash
+{s['command']}
+```
+
+## Generations
+
+{gens}
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m llama.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="../shared/data/tinyshakespeare.txt", help="training text file (UTF-8)")
+    p.add_argument("--out", default="runs/baby", help="run directory (checkpoints, log)")
+    p.add_argument("--preset", default="baby", choices=sorted(PRESETS), help="model size preset")
+    p.add_argument("--dim", type=int, help="override the preset's width")
+    p.add_argument("--n-layers", type=int, help="override the preset's layer count")
+    p.add_argument("--n-heads", type=int, help="override the preset's query heads")
+    p.add_argument("--n-kv-heads", type=int, help="override the preset's key/value heads")
+    p.add_argument("--seq-len", type=int, help="context length (default: the preset's max_seq_len)")
+    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size, special tokens included")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final learning rate / peak")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-windows", type=int, default=40, help="validation windows per periodic evaluation")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--max-chars", type=int, help="use only the first N characters of the file (quick tests)")
+    p.add_argument("--ship", help="also write the compact shipped model (fp16 + model card) to this directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

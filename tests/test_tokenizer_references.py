@@ -1,0 +1,122 @@
+"""The reference trainers and the comparison table (llama/tokenizer/references.py)."""
+
+import os
+
+import pytest
+from conftest import SHAKESPEARE
+
+from llama.tokenizer import BPETokenizer, compare_tokenizers, train_all, train_hf_bpe, train_sentencepiece
+from llama.tokenizer.references import VocabTooSmall
+
+TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:100_000]
+PASTED = ("Hello world! A learner pastes a few hundred characters here: numbers 1234567, "
+          "emoji 🙂🙂, accents café naïve, 你好世界, and a second line.\nSecond line, the end.\n")
+KEYS = {"name", "vocab_size", "n_tokens", "chars_per_token", "bytes_per_token", "byte_fallback_count", "encode_ms",
+        "tokens"}
+
+
+@pytest.fixture(scope="module")
+def shakespeare_rows(tmp_path_factory):
+    cwd = os.getcwd()
+    work = tmp_path_factory.mktemp("cwd")
+    os.chdir(work)  # sentencepiece must leave no file behind, in the working directory or anywhere
+    try:
+        toks = train_all(TEXT, 600)
+    finally:
+        os.chdir(cwd)
+    assert list(work.iterdir()) == []
+    return toks, compare_tokenizers(TEXT, toks)
+
+
+def test_rows_hold_sane_statistics(shakespeare_rows):
+    toks, rows = shakespeare_rows
+    assert [r["name"] for r in rows] == list(toks)
+    n_bytes = len(TEXT.encode("utf-8"))
+    for r in rows:
+        assert set(r) == KEYS
+        assert r["vocab_size"] == 600
+        assert 0 < r["n_tokens"] < len(TEXT) / 1.8  # at 600 tokens every one compresses English ~2x
+        assert r["n_tokens"] == len(r["tokens"])
+        assert r["chars_per_token"] == pytest.approx(len(TEXT) / r["n_tokens"])
+        assert r["bytes_per_token"] == pytest.approx(n_bytes / r["n_tokens"])
+        assert r["encode_ms"] > 0
+    ours, hf, sp_bpe, sp_uni = rows
+    # byte-level BPE: the display strings are the text; nothing is a partial character in ASCII English
+    assert "".join(ours["tokens"]) == "".join(hf["tokens"]) == TEXT
+    assert ours["byte_fallback_count"] == hf["byte_fallback_count"] == 0
+    # sentencepiece never saw a newline (it trains on lines): each one is the byte piece <0x0A>, as in Llama 2
+    assert sp_bpe["byte_fallback_count"] == sp_bpe["tokens"].count("<0x0A>") == TEXT.count("\n")
+    assert sp_uni["byte_fallback_count"] >= TEXT.count("\n")
+    # the two BPE trainers learn the same statistics from the same words: token counts within 1%
+    assert abs(ours["n_tokens"] - hf["n_tokens"]) < 0.01 * ours["n_tokens"]
+
+
+def test_hf_reference_is_configured_like_ours():
+    hf = train_hf_bpe(TEXT, 400)
+    ours = BPETokenizer.train(TEXT, 400)
+    assert hf.get_vocab_size() == 400 and [hf.token_to_id(s) for s in ("<s>", "</s>", "<pad>")] == [0, 1, 2]
+    # the same pair counts: the first merges agree (order can differ only where counts tie)
+    hf_merges = {tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in _hf_merges(hf)[:20]}
+    assert hf_merges == {(m.left, m.right) for m in ours.merges[:20]}
+    s = "Whence is that knocking?\n"
+    assert hf.decode(hf.encode(s).ids) == s
+
+
+def _hf_merges(tok):
+    import json
+
+    return json.loads(tok.to_str())["model"]["merges"]
+
+
+def test_sentencepiece_models_round_trip_with_byte_fallback():
+    for model_type in ("bpe", "unigram"):
+        sp = train_sentencepiece(TEXT, 500, model_type)
+        assert [sp.id_to_piece(i) for i in range(4)] == ["<s>", "</s>", "<pad>", "<unk>"]
+        assert sp.get_piece_size() == 500
+        s = "Thou art 你好 🙂"
+        ids = sp.encode(s)
+        assert sp.decode(ids) == s
+        assert any(sp.is_byte(i) for i in ids) and sp.unk_id() not in ids  # unseen characters went to bytes
+    with pytest.raises(ValueError, match="model_type"):
+        train_sentencepiece(TEXT, 500, "wordpiece")
+
+
+def test_small_pasted_text_works_for_every_tokenizer():
+    """What the lesson runs live: a few hundred characters and a vocabulary larger than they support."""
+    toks = train_all(PASTED, 512)
+    rows = compare_tokenizers(PASTED, toks)
+    assert len(rows) == 4
+    for r in rows:
+        assert 260 <= r["vocab_size"] <= 512, r["name"]
+        assert 0 < r["n_tokens"] <= len(PASTED.encode("utf-8")) + 1
+    ours, hf = rows[0], rows[1]
+    assert ours["vocab_size"] < 512  # clamped: the text ran out of pairs
+    assert toks["ours (byte-level BPE)"].decode(toks["ours (byte-level BPE)"].encode(PASTED)) == PASTED
+    # byte-level BPE trained on the text merges its own characters whole: no partial-character tokens
+    assert ours["byte_fallback_count"] == 0
+    # a CJK text with more distinct characters than the asked vocabulary leaves room for:
+    # sentencepiece alone needs more, so train_all raises its size to the minimum it names
+    cjk = "".join(chr(0x4E00 + i) for i in range(300)) + "\n" + "，".join(chr(0x4E00 + i) for i in range(0, 300, 7))
+    with pytest.raises(VocabTooSmall) as e:
+        train_sentencepiece(cjk, 300)
+    assert e.value.minimum > 300 and "vocab_size >=" in str(e.value)
+    rows = compare_tokenizers(cjk, train_all(cjk, 300))
+    assert [r["vocab_size"] >= e.value.minimum for r in rows[2:]] == [True, True]
+
+
+def test_comparison_accepts_a_list_and_the_empty_text():
+    tok = BPETokenizer.train(PASTED, 300)
+    rows = compare_tokenizers("", [tok])
+    assert rows[0]["name"] == "tokenizer 0" and rows[0]["n_tokens"] == 0 and rows[0]["chars_per_token"] == 0.0
+    rows = compare_tokenizers("你", {"ours": tok})
+    assert rows[0]["tokens"] == ["<0xE4>", "<0xBD>", "<0xA0>"] and rows[0]["byte_fallback_count"] == 3
+    with pytest.raises(TypeError, match="cannot compare"):
+        compare_tokenizers("x", {"dict": {}})
+
+
+def test_reference_trainers_refuse_bad_input():
+    for train in (train_hf_bpe, train_sentencepiece):
+        with pytest.raises(ValueError, match="empty"):
+            train("   \n", 300)
+        with pytest.raises(ValueError, match="too small"):
+            train(PASTED, 100)
