@@ -1,20 +1,65 @@
-"""Entry point: `python -m app.main` (make run) or `python app/main.py` (Hugging Face Spaces)."""
+"""Entry point: `python -m app.main` (make run) or `python app/main.py` (Hugging Face Spaces).
+
+Only assembles pages: the course map at "/" and one route per ready lesson.
+"""
 
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One BLAS/OpenMP thread per request (set before numpy and torch load): two threads on a 2-vCPU host
+# wait on each other and make small matrix products 10-100x slower under load. See app/context.py.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `python app/main.py` finds llama/ and lessons/
+
+import importlib  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+import lessons  # noqa: E402
+from app.context import course  # noqa: E402
+from app.pages import home  # noqa: E402
+
+CSS = """
+.lesson-message p { color: #b45309; font-weight: 600; }
+.lesson-nav { font-size: 0.95em; }
+.token-chips span.chip { display: inline-block; margin: 2px; padding: 1px 4px; border-radius: 4px;
+  font-family: ui-monospace, monospace; font-size: 0.9em; white-space: pre; }
+"""
+THEME = gr.themes.Soft()
+# Keyboard users: Gradio fires a slider's `release` on pointer-up only, so arrow keys on a slider would
+# never run the model. Releasing an arrow (or Home/End/Page) key counts as letting go of the slider.
+HEAD = """<script>
+document.addEventListener("keyup", (e) => {
+  const t = e.target;
+  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
+  if (t && t.type === "range" && keys.includes(e.key)) {
+    t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
+  }
+});
+</script>"""
+
 
 def build() -> gr.Blocks:
+    cm = course()  # loaded once, before any page is built
     with gr.Blocks(title="Inside LLaMA") as demo:
-        gr.Markdown("# Inside LLaMA\nThe course pages are being built.")
+        home.build(cm)
+    for lesson in lessons.LESSONS:
+        if lesson.ready:
+            page = importlib.import_module(f"app.pages.{lesson.slug}")
+            with demo.route(lesson.title, lesson.path):
+                page.build(cm, lesson)
     return demo
 
 
+def main() -> None:
+    demo = build()
+    demo.queue(default_concurrency_limit=4)
+    # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
+    os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
+    demo.launch(theme=THEME, css=CSS, head=HEAD)
+
+
 if __name__ == "__main__":
-    build().launch(server_name=os.environ.get("HOST", "127.0.0.1"), server_port=int(os.environ.get("PORT", 7860)))
+    main()

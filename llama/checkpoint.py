@@ -32,6 +32,8 @@ from .model import Llama
 HF_ARCH = "LlamaForCausalLM"
 OWN_ARCH = "InsideLlamaForCausalLM"  # a Llama with a teaching switch changed
 TEACHING_FIELDS = ("norm", "position", "ffn", "norm_placement")
+# Not needed to compute (intermediate_size is stored) but kept so lessons can show how it was derived.
+RECIPE_FIELDS = ("multiple_of", "ffn_dim_multiplier")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -84,7 +86,7 @@ def config_from_hf(d: dict) -> LlamaConfig:
             bos_token_id=d.get("bos_token_id"),
             eos_token_id=_first(d.get("eos_token_id")),
             pad_token_id=d.get("pad_token_id"),
-            **{k: extra[k] for k in TEACHING_FIELDS if k in extra},
+            **{k: extra[k] for k in TEACHING_FIELDS + RECIPE_FIELDS if k in extra},
         )
     except KeyError as e:
         raise CheckpointError(f"config.json is missing the field {e.args[0]!r}") from None
@@ -122,8 +124,8 @@ def config_to_hf(cfg: LlamaConfig, dtype: torch.dtype = torch.float32) -> dict:
         "pad_token_id": cfg.pad_token_id,
         "dtype": str(dtype).removeprefix("torch."),
     }
-    if not cfg.is_standard_llama:
-        d["inside_llama"] = {k: getattr(cfg, k) for k in TEACHING_FIELDS}
+    # transformers ignores this block; the architecture name above is what stops it running a variant.
+    d["inside_llama"] = {k: getattr(cfg, k) for k in TEACHING_FIELDS + RECIPE_FIELDS}
     return d
 
 

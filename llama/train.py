@@ -215,7 +215,8 @@ def train(args) -> dict:
     step, start_time, elapsed0 = state["step"], time.time(), state["elapsed"]
     bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=2.0, disable=args.quiet)
     last_t, last_tokens = time.time(), state["tokens"]
-    while step < args.steps:
+    stop_at = min(args.steps, step + args.stop_after) if args.stop_after else args.steps
+    while step < stop_at:
         lr = lr_at(step, args.steps, args.lr, args.warmup, min_lr)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -236,7 +237,7 @@ def train(args) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
         last_t, last_tokens = now, state["tokens"]
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == stop_at:
             val = evaluate(model, val_ids, T, tok.bos_id, args.eval_windows, device)
             state["elapsed"] = elapsed0 + time.time() - start_time
             log.append({"step": step, "train_loss": round(loss.item(), 4), "val_loss": round(val, 4),
@@ -246,6 +247,9 @@ def train(args) -> dict:
             save_run(out, model, opt, tok, log, state)
     bar.close()
     state["step"] = step
+    if step < args.steps:
+        print(f"stopped at step {step} of {args.steps}; continue with --resume")
+        return {"stopped_at": step}
     model.eval()
     model.attn_backend = "manual"
     full = loss_per_char(model, tok, val_text, T)
@@ -254,7 +258,7 @@ def train(args) -> dict:
                "test_slice_loss_per_char": test_slice["per_char"],
                "val_tokens": full["tokens"], "val_chars": full["chars"], "parameters": n_params, "steps": step,
                "tokens_seen": state["tokens"], "elapsed_s": round(state["elapsed"], 1), "device": str(device),
-               "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads"
+               "hardware": f"{cpu_name()}, {torch.get_num_threads()} thread(s)"
                + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
                "command": "python -m llama.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
     state["summary"] = summary
@@ -353,6 +357,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--stop-after", type=int,
+                   help="stop (with a checkpoint) after this many steps of this invocation; --resume continues "
+                        "with the same learning-rate schedule, for training in several sittings")
     p.add_argument("--max-chars", type=int, help="use only the first N characters of the file (quick tests)")
     p.add_argument("--ship", help="also write the compact shipped model (fp16 + model card) to this directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

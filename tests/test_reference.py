@@ -100,6 +100,8 @@ def test_teaching_variants_round_trip_but_are_not_labelled_llama(tmp_path):
     save_pretrained(model, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["InsideLlamaForCausalLM"]
     again = load_pretrained(tmp_path, device="cpu")
+    assert (again.config.norm, again.config.position, again.config.ffn) == ("layernorm", "learned", "gelu")
+    assert again.config.multiple_of == model.config.multiple_of
     idx = torch.randint(0, 50, (1, 10))
     assert torch.equal(again(idx).logits, model(idx).logits)
 

@@ -22,7 +22,7 @@ ARGS = ["--data", str(SHAKESPEARE), "--preset", "test", "--vocab-size", "320", "
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     main(ARGS + ["--out", str(root / "straight"), "--steps", "60"])
-    main(ARGS + ["--out", str(root / "resumed"), "--steps", "40"])
+    main(ARGS + ["--out", str(root / "resumed"), "--steps", "60", "--stop-after", "30"])  # an interrupted run
     main(ARGS + ["--out", str(root / "resumed"), "--steps", "60", "--resume"])
     return root
 
@@ -53,7 +53,7 @@ def test_run_directory_loads_back(runs):
 def test_resume_continues_from_the_saved_step_exactly(runs):
     straight, resumed = runs / "straight", runs / "resumed"
     log = json.loads((resumed / "train_log.json").read_text())
-    assert [e["step"] for e in log] == [20, 40, 60]
+    assert [e["step"] for e in log] == [20, 30, 40, 60]  # 30: the checkpoint where the first sitting stopped
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:

@@ -1,0 +1,24 @@
+"""The course model, loaded once at start and shared read-only by every learner's session."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+from lessons.course import CourseModel, load_course_model
+
+
+@functools.cache
+def course() -> CourseModel:
+    """Load on first use (the app calls it at start-up); CUDA when available, eval mode, no gradients."""
+    t0 = time.time()
+    torch.set_grad_enabled(False)
+    # The course model is small: one intra-op thread per request is faster than two threads that wait
+    # on each other, and leaves the second core to a second learner (a free Space has 2 vCPUs).
+    torch.set_num_threads(1)
+    cm = load_course_model(device="cuda" if torch.cuda.is_available() else "cpu")
+    print(f"[inside-llama] course model from {cm.path} on {cm.device} in {time.time() - t0:.1f}s "
+          f"({cm.model.num_parameters():,} parameters)", flush=True)
+    return cm

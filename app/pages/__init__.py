@@ -1,0 +1,1 @@
+"""One builder per page: `build(cm)` lays the page out first and wires its events last."""

@@ -1,0 +1,700 @@
+"""Lesson 2, attention: the course model's real attention, taken apart one step at a time.
+
+Everything here starts from one traced forward pass of the course model on the learner's text
+(`model(ids, trace=True)`), run once per text and cached, so that moving a slider only slices
+tensors that already exist. Then, for one layer and head:
+
+    scores = q_rot @ k_rot^T / sqrt(hs)        # (T, T) how well each query matches each key
+    scores[j > i] = -inf                       # causal mask: position i may not look ahead
+    attn = softmax(scores, dim=-1)             # (T, T) each row sums to 1
+    out = attn @ v                             # (T, hs) a weighted average of value vectors
+
+which is exactly what `llama.model.Attention` computes (its "manual" path), and a test checks
+that our reconstruction equals the traced `attn` to float precision.
+
+Notation (shape comments):
+    L    layers             nh   query heads        nkv  key/value heads (GQA: nh = nkv * n_rep)
+    T    tokens (BOS first) hs   head size, the "d" of 1/sqrt(d)
+
+Functions named `*_view` are what the page calls: they never raise on bad input, they return
+a message for the page and a figure that says what went wrong instead of a blank one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+
+MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
+DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+                "All:\nSpeak, speak.")
+MASKED_COLOR = "#d4d4d8"  # plot background behind masked (NaN) cells: the causal mask shows as grey
+COLORSCALE = "Viridis"
+
+# ----------------------------------------------------------------------------- the traced forward pass
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One text's attention tensors, every layer stacked, batch dimension dropped. Kept as numpy: the
+    slicing and small sums after the forward pass run faster there than as many tiny torch ops,
+    which pay for thread start-up on every call (and the CPU is shared)."""
+
+    ids: tuple[int, ...]
+    labels: list[str]  # numbered, plot-safe token labels: ['0 &lt;s&gt;', '1 First', ...]
+    notice: str  # cut text, byte-level tokens ...: shown above the figures
+    attn: np.ndarray  # (L, nh, T, T) float32, the model's attention probabilities
+    q: np.ndarray  # (L, nh, T, hs) queries after RoPE (q_rot)
+    k: np.ndarray  # (L, nkv, T, hs) keys after RoPE (k_rot)
+    v: np.ndarray  # (L, nkv, T, hs) values (RoPE does not touch them)
+
+    @property
+    def n_layers(self) -> int:
+        return self.attn.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.attn.shape[1]
+
+    @property
+    def n_tokens(self) -> int:
+        return self.attn.shape[2]
+
+    @property
+    def head_dim(self) -> int:
+        return self.q.shape[-1]
+
+    @property
+    def n_rep(self) -> int:
+        return self.q.shape[1] // self.k.shape[1]
+
+    def kv_head(self, head: int) -> int:
+        """GQA: query head h reads key/value head h // n_rep (as `repeat_kv` arranges), e.g. 8 heads, 4 KV: 5 -> 2."""
+        return head // self.n_rep
+
+
+def plot_label(s: str) -> str:
+    """A token label that Plotly shows as typed: invisible or control characters become U+XXXX, and
+    '<', '>', '&' become HTML entities (Plotly reads '<s>' as a strikethrough tag otherwise).
+
+        >>> plot_label('<s>'), plot_label('a\\u200bb')
+        ('&lt;s&gt;', 'aU+200Bb')
+    """
+    out = []
+    for ch in s:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"U+{ord(ch):04X}")
+        else:
+            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, ch))
+    return "".join(out)
+
+
+def _byte_pieces(cm: CourseModel, ids: list[int]) -> int:
+    """How many tokens are fragments of a multi-byte character (emoji, CJK, ...)."""
+    tok, n = cm.tokenizer, 0
+    for i in ids[1:]:
+        try:
+            tok.token_bytes(i).decode("utf-8")
+        except UnicodeDecodeError:
+            n += 1
+    return n
+
+
+class _LRU:
+    """A small thread-safe LRU cache. Keys include id(cm.model) and values keep the model, so a
+    different model that reuses the id (tests build several) never gets another model's result."""
+
+    def __init__(self, size: int):
+        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
+
+    def get_or_compute(self, model, key, fn):
+        key = (id(model), key)
+        with self.lock:  # one computation at a time: four events fired by one slider share the result
+            hit = self.data.get(key)
+            if hit is not None and hit[0] is model:
+                self.data.move_to_end(key)
+                return hit[1]
+            value = fn()
+            self.data[key] = (model, value)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+_prepared_cache = _LRU(64)  # text -> Prepared (tokenizing 5,000 characters takes ~10 ms)
+_traced_cache = _LRU(16)  # ids -> Traced, a few MB each for the shipped model
+
+
+def clear_caches() -> None:
+    """Forget every cached text and trace (the benchmark uses it to time a cold forward pass)."""
+    _prepared_cache.clear()
+    _traced_cache.clear()
+
+
+@torch.no_grad()  # grad mode is per thread: the app's global switch does not reach Gradio's workers
+def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
+    x = torch.tensor([ids], device=cm.device)  # (1, T)
+    layers = cm.model(x, trace=True).trace.layers
+    if layers and layers[0].attn is None:
+        raise RuntimeError("attention probabilities are only recorded by the 'manual' attention backend")
+
+    def stack(name):
+        a = torch.stack([getattr(lt, name)[0] for lt in layers]).float().cpu().numpy()  # (L, heads, T, ...)
+        a.flags.writeable = False  # shared by every learner who types this text: slicing only
+        return a
+
+    labels = [plot_label(s) for s in unique_labels([token_label(cm.tokenizer, i) for i in ids])]
+    return Traced(ids, labels, notice, stack("attn"), stack("q_rot"), stack("k_rot"), stack("v"))
+
+
+def trace_text(cm: CourseModel, text: str) -> Traced:
+    """Tokenize (BOS + at most MAX_TOKENS - 1 tokens) and run the traced forward pass, both cached.
+    Raises ValueError with a message for the page when there is nothing to show.
+
+        >>> t = trace_text(cm, "To be, or not to be")
+        >>> t.attn.shape                    # (L, nh, T, T)
+        (4, 4, 8, 8)
+    """
+    if text is not None and not isinstance(text, str):
+        text = str(text)
+    p = _prepared_cache.get_or_compute(cm.model, text, lambda: prepare_text(cm, text, MAX_TOKENS))
+    notices = [p.notice] if p.notice else []
+    n_bytes = _byte_pieces(cm, p.ids)
+    if n_bytes:
+        notices.append(f"{n_bytes} of the {len(p.ids) - 1} tokens are single bytes of characters the tokenizer "
+                       "has no piece for (emoji, other scripts), shown as &lt;F0&gt;-style hex. The model saw "
+                       "almost none of them in Shakespeare, so expect odd patterns.")
+    ids = tuple(p.ids)
+    return _traced_cache.get_or_compute(cm.model, ids, lambda: _run_model(cm, ids, " ".join(notices)))
+
+
+# ----------------------------------------------------------------------------- slider values
+
+
+def _as_int(x, default: int) -> int:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return default
+    return default if math.isnan(x) else int(round(x))
+
+
+def clamp(t: Traced, layer, head, query=None) -> tuple[int, int, int, str]:
+    """Bring slider values into range for this text and model, saying what changed.
+
+        >>> clamp(t, 9, 1, 50)[:3], t.n_tokens    # 4 layers, 8 tokens
+        ((3, 1, 7), 8)
+    """
+    notes = []
+    layer_in, head_in = _as_int(layer, 0), _as_int(head, 0)
+    query_in = _as_int(query, t.n_tokens - 1)
+    layer_out = min(max(layer_in, 0), t.n_layers - 1)
+    head_out = min(max(head_in, 0), t.n_heads - 1)
+    query_out = min(max(query_in, 0), t.n_tokens - 1)
+    if layer_out != layer_in:
+        notes.append(f"The model has layers 0 to {t.n_layers - 1}; showing layer {layer_out}.")
+    if head_out != head_in:
+        notes.append(f"Each layer has heads 0 to {t.n_heads - 1}; showing head {head_out}.")
+    if query is not None and query_out != query_in:
+        notes.append(f"This text has positions 0 to {t.n_tokens - 1}; showing query {query_out}. "
+                     "(Press Analyze after editing the text to update the sliders.)")
+    return layer_out, head_out, query_out, " ".join(notes)
+
+
+# ----------------------------------------------------------------------------- the maths, one head at a time
+
+
+def causal_mask(T: int) -> np.ndarray:
+    """True where query i may attend to key j (j <= i).
+
+        >>> causal_mask(3).astype(int)
+        array([[1, 0, 0],
+               [1, 1, 0],
+               [1, 1, 1]])
+    """
+    return np.tri(T, dtype=bool)  # (T, T)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis. Subtracting the row max changes nothing mathematically but keeps
+    exp from overflowing; exp(-inf) = 0, so masked keys get exactly zero weight.
+
+        >>> softmax(np.array([0.0, np.log(3), -np.inf]))
+        array([0.25, 0.75, 0.  ])
+    """
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def head_scores(t: Traced, layer: int, head: int) -> np.ndarray:
+    """q k^T / sqrt(hs) for one head, masked with -inf: the logits whose softmax is `t.attn[layer, head]`."""
+    q = t.q[layer, head]  # (T, hs)
+    k = t.k[layer, t.kv_head(head)]  # (T, hs) the shared GQA key head
+    # einsum, not q @ k.T: numpy's threaded BLAS stalls for tens of ms on tiny matrices when torch's
+    # own threads share the two CPU cores; einsum's plain loop takes ~0.1 ms here.
+    scores = np.einsum("id,jd->ij", q, k) / np.float32(math.sqrt(t.head_dim))  # (T, T)
+    return np.where(causal_mask(t.n_tokens), scores, -np.inf)
+
+
+def reconstruct_attention(t: Traced) -> np.ndarray:
+    """softmax(mask(q k^T / sqrt(hs))) for every layer and head, from the traced q, k: (L, nh, T, T)."""
+    return np.stack([np.stack([softmax(head_scores(t, l, h)) for h in range(t.n_heads)])
+                     for l in range(t.n_layers)])
+
+
+def entropy_bits(p: np.ndarray) -> float:
+    """Shannon entropy in bits; 0 for a one-hot row, log2(n) for a uniform one.
+
+        >>> entropy_bits(np.array([0.5, 0.5, 0.0]))
+        1.0
+    """
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+@dataclass
+class QuerySteps:
+    """One query row of one head, step by step. Arrays over keys are (T,); masked keys are j > query."""
+
+    layer: int
+    head: int
+    kv_head: int
+    query: int
+    dots: np.ndarray  # q . k_j for every key, future ones too (they exist; the mask hides them)
+    scaled: np.ndarray  # dots / sqrt(hs), -inf where masked
+    probs: np.ndarray  # softmax(scaled): our reconstruction, 0 where masked
+    traced: np.ndarray  # the model's own attention row, for comparison
+    out: np.ndarray  # (hs,) sum_j probs_j v_j, this head's output for the query
+    v_top: np.ndarray  # (hs,) the value vector of the most-attended key
+    top_key: int
+
+
+def query_steps(t: Traced, layer: int, head: int, query: int) -> QuerySteps:
+    """Score, scale, mask, softmax and weighted sum for one query, from the real q_rot, k_rot, v."""
+    kv = t.kv_head(head)
+    q = t.q[layer, head, query]  # (hs,)
+    k, v = t.k[layer, kv], t.v[layer, kv]  # (T, hs) each
+    dots = np.einsum("jd,d->j", k, q)  # (T,) one dot product per key (einsum: see head_scores)
+    scaled = dots / np.float32(math.sqrt(t.head_dim))
+    scaled = np.where(np.arange(t.n_tokens) > query, -np.inf, scaled)  # the causal mask for this row
+    probs = softmax(scaled)  # (T,) zero where masked
+    out = np.einsum("j,jd->d", probs, v)  # (hs,) the weighted sum of value vectors
+    top = int(probs.argmax())
+    return QuerySteps(layer, head, kv, query, dots, scaled, probs, t.attn[layer, head, query], out, v[top], top)
+
+
+def scaled_softmax(steps: QuerySteps, factor: float) -> np.ndarray:
+    """softmax(factor * scores / sqrt(hs)) over the visible keys: factor 1 is the model,
+    factor sqrt(hs) is attention without the 1/sqrt(d), factor -> 0 is uniform.
+
+        >>> scaled_softmax(steps, 1.0) == steps.probs[: steps.query + 1]   # (approximately)
+    """
+    return softmax(factor * steps.scaled[: steps.query + 1].astype(np.float64))  # (query + 1,) masked keys dropped
+
+
+def scale_sweep(steps: QuerySteps, factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised entropy (0 = all weight on one key, 1 = uniform) and max weight for each factor."""
+    n = steps.query + 1
+    ent, top = [], []
+    for f in factors:
+        p = scaled_softmax(steps, float(f))
+        ent.append(entropy_bits(p) / math.log2(n) if n > 1 else 0.0)
+        top.append(float(p.max()))
+    return np.array(ent), np.array(top)
+
+
+@dataclass
+class HeadStats:
+    """Per-head averages over query rows, each (L, nh) in [0, 1]."""
+
+    entropy: np.ndarray  # entropy / log(visible keys): 0 = one key, 1 = uniform over the past
+    previous: np.ndarray  # weight on the token just before the query
+    bos: np.ndarray  # weight on position 0, the BOS token
+    self_: np.ndarray  # weight on the query's own position
+    first_query: int  # rows first_query .. T-1 are averaged
+
+
+def row_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in nats of each row over the last axis (0 log 0 = 0). numpy, not torch: torch's log is
+    ~100x slower here on the many exact zeros that the mask leaves."""
+    return -(p * np.log(np.maximum(p, 1e-30))).sum(-1)
+
+
+def head_stats(t: Traced) -> HeadStats:
+    """Average over queries from position 2 (from 1 if the text has a single token): at position 1
+    the previous token *is* BOS, so starting at 2 keeps "previous" and "BOS" apart."""
+    T = t.n_tokens
+    q0 = 2 if T >= 3 else 1
+    a = t.attn[:, :, q0:, :].astype(np.float64)  # (L, nh, R, T), R = T - q0 query rows
+    rows = np.arange(q0, T)  # (R,)
+    r = np.arange(len(rows))
+    ent = row_entropy(a) / np.log(rows + 1)  # (L, nh, R) divided by the entropy of uniform over the past
+
+    def mean(x):
+        return np.clip(x.mean(-1), 0, 1)  # (L, nh)
+
+    return HeadStats(mean(ent), mean(a[..., r, rows - 1]), mean(a[..., 0]), mean(a[..., r, rows]), q0)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _axis(title: str = "", **kw) -> dict:
+    return dict(title=dict(text=title), automargin=True, **kw)
+
+
+def message_figure(msg: str, height: int = 320) -> go.Figure:
+    """A figure that says why there is nothing to draw, so the page never shows a blank plot."""
+    fig = go.Figure()
+    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      annotations=[dict(text=msg, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                                        font=dict(size=15, color="#b45309"))],
+                      margin=dict(l=20, r=20, t=30, b=20))
+    return fig
+
+
+def _masked(a: np.ndarray) -> np.ndarray:
+    """Masked cells (above the diagonal) as NaN: Plotly leaves a gap and the grey background shows."""
+    a = a.astype(np.float32, copy=True)  # float32 halves what goes to the browser
+    a[np.triu_indices(a.shape[-1], 1)] = np.nan
+    return a
+
+
+def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
+    """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
+    z = _masked(t.attn[layer, head])  # (T, T)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
+        colorbar=dict(title=dict(text="weight"), thickness=12),
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+    fig.update_layout(
+        title=dict(text=f"Layer {layer}, head {head} (KV head {t.kv_head(head)}): attention weights"
+                        "<br><sup>each row sums to 1 · grey = masked by the causal mask (weight exactly 0)</sup>"),
+        xaxis=_axis("key token (attended to)", tickangle=-60, tickfont=dict(size=10), showgrid=False),
+        yaxis=_axis("query token (attending)", autorange="reversed", tickfont=dict(size=10), showgrid=False),
+        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10))
+    return fig
+
+
+def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
+    """Small multiples: every head of one layer, same colour scale. Axes are laid out by hand, which
+    builds ~10x faster than plotly's make_subplots."""
+    nh = t.n_heads
+    cols = min(cols, nh)
+    rows = -(-nh // cols)
+    gap_x, gap_y = 0.03, 0.07
+    data, layout = [], dict(annotations=[], height=260 * rows + 60, plot_bgcolor=MASKED_COLOR,
+                            margin=dict(l=10, r=10, t=60, b=10),
+                            coloraxis=dict(colorscale=COLORSCALE, cmin=0, cmax=1,
+                                           colorbar=dict(title=dict(text="weight"), thickness=12)))
+    for h in range(nh):
+        r, c = divmod(h, cols)
+        ax = "" if h == 0 else str(h + 1)  # plotly names axes x, x2, x3, ...
+        x0, x1 = c / cols + gap_x / 2, (c + 1) / cols - gap_x / 2
+        y1, y0 = 1 - r / rows - gap_y, 1 - (r + 1) / rows + gap_y / 3
+        data.append(go.Heatmap(z=_masked(t.attn[layer, h]), x=t.labels, y=t.labels, coloraxis="coloraxis",
+                               xaxis="x" + ax, yaxis="y" + ax,
+                               hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"))
+        layout["xaxis" + ax] = dict(domain=[x0, x1], anchor="y" + ax, showticklabels=False, showgrid=False)
+        layout["yaxis" + ax] = dict(domain=[y0, y1], anchor="x" + ax, autorange="reversed", showticklabels=False,
+                                    showgrid=False)
+        layout["annotations"].append(dict(text=f"head {h} · KV {t.kv_head(h)}", x=(x0 + x1) / 2, y=y1,
+                                          xref="paper", yref="paper", showarrow=False, yanchor="bottom"))
+    layout["title"] = dict(text=f"Layer {layer}: all {nh} heads (query down, key across; grey = masked)")
+    return go.Figure(data=data, layout=layout)
+
+
+def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
+    """Four panels for one query: raw scores, scaled and masked scores, softmax weights, weighted sum of v."""
+    keys = t.labels
+    visible = np.arange(t.n_tokens) <= s.query
+    grey, blue, green = "#a1a1aa", "#2563eb", "#059669"
+    fin = np.where(visible, s.scaled, np.nan)  # masked keys: no bar
+    low = float(np.nanmin(fin)) if visible.any() else 0.0
+    dims = [str(i) for i in range(t.head_dim)]
+    data = [
+        go.Bar(x=keys, y=np.where(visible, s.dots, np.nan), marker_color=blue, showlegend=False,
+               hovertemplate="key %{x}<br>q·k = %{y:.3f}<extra></extra>"),
+        go.Bar(x=keys, y=np.where(visible, np.nan, s.dots), marker_color=grey, showlegend=False,
+               hovertemplate="key %{x} (future)<br>q·k = %{y:.3f}<extra></extra>"),
+        go.Bar(x=keys, y=fin, marker_color=blue, xaxis="x2", yaxis="y2", showlegend=False,
+               hovertemplate="key %{x}<br>q·k/√d = %{y:.3f}<extra></extra>"),
+        go.Scatter(x=[keys[j] for j in np.flatnonzero(~visible)], y=[low] * int((~visible).sum()), mode="markers",
+                   marker=dict(symbol="x", color=grey, size=7), xaxis="x2", yaxis="y2", name="masked: −∞",
+                   hovertemplate="key %{x}<br>masked: −∞<extra></extra>"),
+        go.Bar(x=keys, y=s.probs, marker_color=green, xaxis="x3", yaxis="y3", name="softmax (ours)",
+               hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
+        go.Scatter(x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+                   xaxis="x3", yaxis="y3", name="model's traced attn",
+                   hovertemplate="key %{x}<br>traced %{y:.4f}<extra></extra>"),
+        go.Bar(x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
+               hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
+        go.Scatter(x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
+                   xaxis="x4", yaxis="y4", name=f"v of the top key ({keys[s.top_key]})",
+                   hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
+    ]
+    tick = dict(tickangle=-60, tickfont=dict(size=9))
+    layout = dict(
+        height=680, barmode="overlay", margin=dict(l=10, r=10, t=80, b=10),
+        legend=dict(orientation="h", y=-0.2, x=0),
+        title=dict(text=f"Query {s.query} ({t.labels[s.query]}) · layer {s.layer}, head {s.head} uses KV head "
+                        f"{s.kv_head} · d = {t.head_dim}, √d = {math.sqrt(t.head_dim):.2f}"),
+        xaxis=dict(domain=[0, 0.46], anchor="y", **tick), yaxis=_axis("q·k", domain=[0.58, 0.92]),
+        xaxis2=dict(domain=[0.54, 1], anchor="y2", **tick), yaxis2=_axis("q·k / √d", domain=[0.58, 0.92], anchor="x2"),
+        xaxis3=_axis("key token", domain=[0, 0.46], anchor="y3", **tick),
+        yaxis3=_axis("weight", domain=[0, 0.4], anchor="x3", rangemode="tozero"),
+        xaxis4=_axis("dimension of the head's output (hs)", domain=[0.54, 1], anchor="y4", tickfont=dict(size=9)),
+        yaxis4=_axis("value", domain=[0, 0.4], anchor="x4"),
+        annotations=[dict(text=txt, x=x, y=y, xref="paper", yref="paper", showarrow=False, xanchor="left",
+                          yanchor="bottom", font=dict(size=13))
+                     for txt, x, y in (("1. dot products q·k (grey: future keys)", 0, 0.93),
+                                       ("2. ÷ √d, then mask the future (×)", 0.54, 0.93),
+                                       ("3. softmax: weights sum to 1", 0, 0.41),
+                                       ("4. weighted sum of value vectors", 0.54, 0.41))],
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+SCALE_FACTORS = np.geomspace(0.1, 10, 41)  # the x axis of the sweep panel (log scale)
+
+
+def scale_figure(t: Traced, s: QuerySteps, factor: float) -> go.Figure:
+    """Left: the weights at this factor against the model's (factor 1). Right: entropy and max weight
+    as the factor sweeps from 0.1 to 10, with the model (1) and 'no 1/sqrt(d)' (sqrt(hs)) marked."""
+    n = s.query + 1
+    keys = t.labels[:n]
+    p, p1 = scaled_softmax(s, factor), scaled_softmax(s, 1.0)
+    h = entropy_bits(p)
+    ent, top = scale_sweep(s, SCALE_FACTORS)
+    root = math.sqrt(t.head_dim)
+    data = [
+        go.Bar(x=keys, y=p, marker_color="#059669", name=f"weights at ×{factor:g}",
+               hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
+        go.Scatter(x=keys, y=p1, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+                   name="the model's weights (×1)", hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
+        go.Scatter(x=SCALE_FACTORS, y=ent, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#2563eb"),
+                   name="entropy / log(keys)", hovertemplate="×%{x:.2f}<br>entropy %{y:.3f}<extra></extra>"),
+        go.Scatter(x=SCALE_FACTORS, y=top, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#dc2626"),
+                   name="max weight", hovertemplate="×%{x:.2f}<br>max weight %{y:.3f}<extra></extra>"),
+    ]
+    shapes, notes = [], []
+    marks = ((1.0, "model", "black", 1.05), (root, "no ÷√d", "#9333ea", 1.05), (factor, "you", "#059669", 0.5))
+    for x, txt, color, y in marks:
+        shapes.append(dict(type="line", xref="x2", yref="y2", x0=x, x1=x, y0=0, y1=1.02,
+                           line=dict(color=color, dash="dot", width=2)))
+        notes.append(dict(text=txt, x=math.log10(x), y=y, xref="x2", yref="y2", showarrow=False, bgcolor="white",
+                          font=dict(color=color, size=11)))
+    max_bits = math.log2(n) if n > 1 else 0.0
+    layout = dict(
+        height=430, margin=dict(l=10, r=10, t=80, b=10), legend=dict(orientation="h", y=-0.3, x=0),
+        title=dict(text=f"Scores × {factor:g} for query {s.query} ({t.labels[s.query]}), layer {s.layer} head {s.head}: "
+                        f"entropy {h:.2f} bits (uniform would be {max_bits:.2f}), max weight {p.max():.2f}"
+                        + ("<br><sup>query 0 sees only BOS: its weight is 1 at every scale</sup>" if n == 1 else "")),
+        xaxis=_axis("key token", domain=[0, 0.55], tickangle=-60, tickfont=dict(size=9)),
+        yaxis=_axis("weight", range=[0, 1.05]),
+        xaxis2=_axis("factor on the scaled scores (log scale)", domain=[0.65, 1], anchor="y2", type="log"),
+        yaxis2=_axis("entropy (normalised) / max weight", anchor="x2", range=[0, 1.1]),
+        shapes=shapes, annotations=notes,
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
+    """Four layers x heads heatmaps side by side, one per statistic, all on the 0..1 scale."""
+    panels = (("entropy (0 one key, 1 uniform)", st.entropy), ("weight on previous token", st.previous),
+              ("weight on BOS", st.bos), ("weight on itself", st.self_))
+    heads = [f"h{h}" for h in range(t.n_heads)]
+    layers = [f"L{l}" for l in range(t.n_layers)]
+    data, layout = [], dict(annotations=[], height=120 + 34 * t.n_layers, margin=dict(l=10, r=10, t=70, b=10),
+                            coloraxis=dict(colorscale="Magma", cmin=0, cmax=1,
+                                           colorbar=dict(title=dict(text="0..1"), thickness=12)))
+    for i, (name, z) in enumerate(panels):
+        ax = "" if i == 0 else str(i + 1)
+        x0, x1 = i / 4 + 0.012, (i + 1) / 4 - 0.012
+        data.append(go.Heatmap(z=np.round(z, 3), x=heads, y=layers, coloraxis="coloraxis", xaxis="x" + ax,
+                               yaxis="y" + ax, texttemplate="%{z:.2f}", textfont=dict(size=10),
+                               hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}: %{{z:.3f}}<extra></extra>"))
+        layout["xaxis" + ax] = _axis("head", domain=[x0, x1], anchor="y" + ax, tickfont=dict(size=10))
+        layout["yaxis" + ax] = _axis("layer" if i == 0 else "", anchor="x" + ax, autorange="reversed",
+                                     tickfont=dict(size=10))
+        layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, y=1.0, xref="paper", yref="paper",
+                                          showarrow=False, yanchor="bottom", font=dict(size=12)))
+    layout["title"] = dict(text=f"Every head on your text, averaged over queries {st.first_query}..{t.n_tokens - 1}")
+    return go.Figure(data=data, layout=layout)
+
+
+# ----------------------------------------------------------------------------- what the page calls
+
+
+@dataclass
+class Analysis:
+    """Everything the page shows after a new text: slider ranges follow the text."""
+
+    message: str  # "" when all is well; else the reason the text was cut, replaced or refused
+    n_tokens: int  # 0 when the text could not be used
+    query: int  # the (clamped) query position
+    heatmap: go.Figure
+    grid: go.Figure
+    steps: go.Figure
+    scale: go.Figure
+    summary: go.Figure
+
+
+def analyze_view(cm: CourseModel, text, layer, head, query, factor) -> Analysis:
+    """Run (or reuse) the traced forward pass and draw every figure for the current sliders."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        fig = message_figure(str(e))
+        return Analysis(str(e), 0, 0, fig, fig, fig, fig, fig)
+    layer, head, query, note = clamp(t, layer, head, query)
+    s = query_steps(t, layer, head, query)
+    msg = " ".join(x for x in (t.notice, note) if x)
+    return Analysis(msg, t.n_tokens, query, heatmap_figure(t, layer, head), heads_grid_figure(t, layer),
+                    query_figure(t, s), scale_figure(t, s, _factor(factor)), summary_figure(t, head_stats(t)))
+
+
+def _factor(x) -> float:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return 1.0
+    return min(max(x, 0.01), 100.0) if math.isfinite(x) else 1.0
+
+
+def map_view(cm: CourseModel, text, layer, head) -> tuple[str, go.Figure]:
+    """The heatmap of one head (layer or head slider released)."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return str(e), message_figure(str(e))
+    layer, head, _, note = clamp(t, layer, head)
+    return note, heatmap_figure(t, layer, head)
+
+
+def grid_view(cm: CourseModel, text, layer) -> go.Figure:
+    """Every head of one layer (layer slider released)."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return message_figure(str(e))
+    return heads_grid_figure(t, clamp(t, layer, 0)[0])
+
+
+def query_view(cm: CourseModel, text, layer, head, query) -> tuple[str, go.Figure]:
+    """One query's scores, mask, softmax and weighted sum (layer, head or query slider released)."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return str(e), message_figure(str(e))
+    layer, head, query, note = clamp(t, layer, head, query)
+    return note, query_figure(t, query_steps(t, layer, head, query))
+
+
+def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure]:
+    """The same query's weights with the scaled scores multiplied by `factor`."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return str(e), message_figure(str(e))
+    layer, head, query, note = clamp(t, layer, head, query)
+    f = _factor(factor)
+    try:
+        given = float(factor)
+    except (TypeError, ValueError):
+        note = (note + " The factor was not a number; using 1.").strip()
+    else:
+        if given != f:
+            note = (note + f" The factor is kept between 0.01 and 100; using {f:g}.").strip()
+    return note, scale_figure(t, query_steps(t, layer, head, query), f)
+
+
+# ----------------------------------------------------------------------------- predict, then reveal
+
+
+def layer_choices(cm: CourseModel) -> list[str]:
+    return [f"layer {l}" for l in range(cm.config.n_layers)]
+
+
+SCALE_CHOICES = ["sharper (lower entropy)", "flatter (higher entropy)", "no change"]
+
+
+def reveal_previous_token(cm: CourseModel, text, guess) -> str:
+    """Which layer holds the head that puts the most weight on the previous token, measured on the learner's text.
+
+        >>> reveal_previous_token(cm, "To be, or not to be", "layer 1").splitlines()[0]
+        'On your text (8 tokens), **layer 1, head 1** puts the most weight on the previous token: ...'
+    """
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return str(e)
+    prev = head_stats(t).previous  # (L, nh)
+    best_l, best_h = (int(x) for x in np.unravel_index(prev.argmax(), prev.shape))
+    lines = [f"On your text ({t.n_tokens} tokens), **layer {best_l}, head {best_h}** puts the most weight on the "
+             f"previous token: on average **{prev[best_l, best_h]:.2f}** of each query's attention "
+             f"(queries {head_stats(t).first_query} to {t.n_tokens - 1}).", "",
+             "| weight on previous token | " + " | ".join(f"head {h}" for h in range(t.n_heads)) + " |",
+             "|---|" + "---|" * t.n_heads]
+    lines += [f"| layer {l} | " + " | ".join(f"**{x:.2f}**" if (l, h) == (best_l, best_h) else f"{x:.2f}"
+                                            for h, x in enumerate(prev[l])) + " |" for l in range(t.n_layers)]
+    lines.append("")
+    g = _as_int(str(guess).replace("layer", "").strip(), -1) if guess else -1
+    if g < 0 or g >= t.n_layers:
+        lines.append("Make a prediction first: pick a layer above, then reveal again.")
+    elif g == best_l:
+        lines.append(f"Your guess, layer {g}, is right.")
+    else:
+        lines.append(f"You guessed layer {g}; its best head puts {prev[g].max():.2f} on the previous token.")
+    if prev[best_l, best_h] >= 0.4:
+        lines.append(f"Set layer {best_l} and head {best_h} at the top: its map has a bright line just below the diagonal.")
+    else:
+        lines.append(f"Set layer {best_l} and head {best_h} at the top: the line just below the diagonal is there but "
+                     "faint. On this text no head is a clean previous-token head; the weight is shared with other keys.")
+    return "\n".join(lines)
+
+
+def reveal_scaling(cm: CourseModel, text, guess) -> str:
+    """What removing 1/sqrt(d) does to every attention row of the learner's text (all layers, heads, queries)."""
+    try:
+        t = trace_text(cm, text)
+    except ValueError as e:
+        return str(e)
+    if t.n_tokens < 2:
+        return "Type at least one token after BOS."
+    root = math.sqrt(t.head_dim)
+    scores = np.stack([np.stack([head_scores(t, l, h) for h in range(t.n_heads)])
+                       for l in range(t.n_layers)])[:, :, 1:].astype(np.float64)  # (L, nh, T-1, T); query 0 sees only BOS
+    n_keys = np.log(np.arange(2, t.n_tokens + 1))  # (T-1,) log of the keys each query sees
+    stats = {}
+    for name, f in (("model", 1.0), ("no 1/sqrt(d)", root)):
+        p = softmax(scores * f)  # (L, nh, T-1, T)
+        stats[name] = (row_entropy(p) / n_keys, p.max(-1))  # (L, nh, T-1) each
+    (e1, m1), (er, mr) = stats["model"], stats["no 1/sqrt(d)"]
+    sharper, rows = int((er < e1 - 1e-9).sum()), e1.size
+    answer = SCALE_CHOICES[0] if er.mean() < e1.mean() else SCALE_CHOICES[1]
+    lines = [f"Measured on your text: **{answer}**. Multiplying the scores by √d = {root:.2f} (that is, dropping "
+             f"the 1/√d) makes {sharper} of {rows} attention rows sharper (all layers, heads and queries after BOS).",
+             "", "| | with 1/√d (the model) | without |", "|---|---|---|",
+             f"| mean entropy (0 = one key, 1 = uniform) | {e1.mean():.3f} | {er.mean():.3f} |",
+             f"| mean max weight | {m1.mean():.3f} | {mr.mean():.3f} |", ""]
+    if not guess:
+        lines.append("Make a prediction first, then reveal again.")
+    else:
+        lines.append("Your prediction is right." if guess == answer else f"You predicted: {guess}.")
+    lines.append("Larger logits always make a softmax peakier. The dot product of two d-dimensional vectors "
+                 "grows like √d, so without the division the softmax saturates on one key and its gradients vanish.")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The course model: the shipped baby Llama and its tokenizer, loaded once and shared read-only.
+
+Every lesson function takes a `CourseModel` as its first argument, so a test can pass the
+shipped model (or a tiny one it trains itself) without any UI.
+
+    >>> cm = load_course_model()            # assets/model, or $INSIDE_LLAMA_MODEL
+    >>> p = prepare_text(cm, "To be, or not to be", max_tokens=128)
+    >>> p.ids[:1] == [cm.tokenizer.bos_id], p.labels[1]
+    (True, 'To')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from llama import Llama, load_pretrained
+from llama.tokenizer import BPETokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = ROOT / "assets" / "model"
+MAX_TEXT_CHARS = 5_000  # longer input is cut here before tokenizing, with a notice
+
+
+@dataclass
+class CourseModel:
+    model: Llama
+    tokenizer: BPETokenizer
+    path: Path
+    train_log: list = field(default_factory=list)
+    card: str = ""
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.embed_tokens.weight.device
+
+
+def validation_excerpt(cm: "CourseModel") -> str:
+    """The first characters of the held-out validation text, shipped beside the model (val_excerpt.txt)."""
+    return (cm.path / "val_excerpt.txt").read_text(encoding="utf-8")
+
+
+def load_course_model(path: str | Path | None = None, device: str | torch.device | None = None) -> CourseModel:
+    """Load the model directory (config.json, model.safetensors, tokenizer.json) in eval mode."""
+    path = Path(path or os.environ.get("INSIDE_LLAMA_MODEL") or DEFAULT_MODEL_DIR)
+    model = load_pretrained(path, device=device)
+    model.requires_grad_(False)
+    tok = BPETokenizer.load(path / "tokenizer.json")
+    log_path, card_path = path / "train_log.json", path / "MODEL_CARD.md"
+    log = json.loads(log_path.read_text()) if log_path.exists() else []
+    card = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
+    return CourseModel(model, tok, path, log, card)
+
+
+@dataclass
+class Prepared:
+    """A learner's text, ready for the model: ids start with BOS; labels are readable token strings."""
+
+    ids: list[int]
+    labels: list[str]
+    notice: str = ""  # non-empty when the text was cut or replaced; show it on the page
+
+
+def token_label(tok: BPETokenizer, i: int) -> str:
+    """A short readable label for one token: '<s>' for specials, spaces as '␣', newlines as '⏎', and
+    a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation)."""
+    if i in (tok.bos_id, tok.eos_id, tok.pad_id):
+        return tok.id_to_token(i)
+    s = tok.pieces([i])[0]
+    return s.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥") or "∅"
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Plotly merges equal category labels on an axis, so number repeated ones: ['a', 'b', 'a'] -> ['0 a', '1 b', '2 a']."""
+    return [f"{i} {s}" for i, s in enumerate(labels)]
+
+
+def prepare_text(cm: CourseModel, text: str, max_tokens: int = 128) -> Prepared:
+    """BOS + the text's tokens, at most max_tokens in all; empty text raises ValueError with a message for the page."""
+    if text is None or not text.strip():
+        raise ValueError("The text is empty: type a sentence (for example a line of Shakespeare).")
+    notices = []
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS]
+        notices.append(f"The text is longer than {MAX_TEXT_CHARS:,} characters; only the start is used.")
+    ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(text)
+    limit = min(max_tokens, cm.config.max_seq_len)
+    if len(ids) > limit:
+        notices.append(f"The text has {len(ids) - 1} tokens; only the first {limit - 1} (after BOS) are shown "
+                       f"(the limit is {limit} tokens).")
+        ids = ids[:limit]
+    return Prepared(ids, [token_label(cm.tokenizer, i) for i in ids], " ".join(notices))

@@ -1,0 +1,1 @@
+"""Lesson 6: MQA and GQA (compute.py holds the pure functions; lesson.md the text)."""

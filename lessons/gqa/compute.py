@@ -1,0 +1,452 @@
+"""Lesson 6: multi-query and grouped-query attention, computed on the course model.
+
+In multi-head attention (MHA) every query head has its own key and value head. Multi-query
+attention (MQA, Shazeer 2019) keeps many query heads but one K/V head; grouped-query attention
+(GQA, Ainslie et al. 2023) sits between: n_kv K/V heads, each shared by n_rep = n_heads / n_kv
+query heads. Query head h reads K/V head h // n_rep (`llama.model.repeat_kv`).
+
+    >>> head_groups(8, 2)
+    [0, 0, 0, 0, 1, 1, 1, 1]
+
+Fewer K/V heads means a smaller KV cache and fewer k_proj/v_proj parameters. The GQA paper turns
+an MHA checkpoint into GQA by mean-pooling the K/V heads of each group; here we do the same to the
+course model (already GQA) and measure what it costs, and do the exact reverse: repeating K/V
+heads turns GQA into MHA without changing a single output.
+
+Notation: nh query heads, nkv K/V heads, hs head size, C width, T tokens, L layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from lessons.course import CourseModel, prepare_text, unique_labels, validation_excerpt
+from lessons.kv_cache.compute import (COURSE, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
+                                      reference_configs)
+from llama.config import LlamaConfig
+from llama.model import Llama
+from llama.train import loss_per_char
+
+Progress = Callable[[float, str], None]
+
+MAX_MAP_TOKENS = 24  # tokens (BOS included) in the attention maps: every map stays readable
+EVAL_CHARS = 3_000  # the fixed slice of validation text the conversions are measured on
+GROUP_COLORS = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777"]
+
+
+# ----------------------------------------------------------------------------- who shares with whom
+
+
+def divisors(n: int) -> list[int]:
+    """The numbers of K/V heads that n query heads can be split into evenly.
+
+        >>> divisors(8)
+        [1, 2, 4, 8]
+    """
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def head_groups(n_heads: int, n_kv_heads: int) -> list[int]:
+    """The K/V head each query head reads: h // n_rep (repeat_kv's order).
+
+        >>> head_groups(4, 4), head_groups(4, 1)
+        ([0, 1, 2, 3], [0, 0, 0, 0])
+    """
+    if n_kv_heads < 1 or n_heads % n_kv_heads:
+        raise ValueError(f"{n_kv_heads} K/V heads cannot be shared evenly by {n_heads} query heads: "
+                         f"choose one of {divisors(n_heads)}.")
+    n_rep = n_heads // n_kv_heads
+    return [h // n_rep for h in range(n_heads)]
+
+
+def nearest_divisor(n: int, value: float) -> int:
+    """The divisor of n closest to value (ties go to the larger, i.e. less sharing).
+
+        >>> nearest_divisor(8, 3), nearest_divisor(64, 16)
+        (4, 16)
+    """
+    return min(divisors(n), key=lambda d: (abs(d - value), -d))
+
+
+def clamp_kv_heads(n_heads: int, n_kv: int | float | None) -> tuple[int, str]:
+    """A valid number of K/V heads for n_heads query heads, and a notice when the request was moved."""
+    want = int(n_kv or 0)
+    got = nearest_divisor(n_heads, min(max(want, 1), n_heads))
+    if got != want:
+        return got, (f"{want} K/V heads cannot be shared evenly by {n_heads} query heads "
+                     f"(possible: {', '.join(map(str, divisors(n_heads)))}); showing {got}.")
+    return got, ""
+
+
+def attention_kind(n_heads: int, n_kv_heads: int) -> str:
+    """'MHA', 'MQA' or 'GQA'. A one-head model is both MHA and MQA; we call it MHA."""
+    if n_kv_heads == n_heads:
+        return "MHA"
+    return "MQA" if n_kv_heads == 1 else "GQA"
+
+
+def sharing_figure(n_heads: int, n_kv_heads: int) -> go.Figure:
+    """Query heads in a row on top, K/V heads below, a line from each query head to the K/V head it reads."""
+    groups = head_groups(n_heads, n_kv_heads)
+    n_rep = n_heads // n_kv_heads
+    kv_x = [g * n_rep + (n_rep - 1) / 2 for g in range(n_kv_heads)]  # each K/V head under the middle of its group
+    fig = go.Figure()
+    for h, g in enumerate(groups):
+        fig.add_shape(type="line", x0=h, y0=1, x1=kv_x[g], y1=0, line=dict(color=GROUP_COLORS[g % 8], width=2))
+    fig.add_trace(go.Scatter(
+        x=list(range(n_heads)), y=[1] * n_heads, mode="markers+text", text=[f"q{h}" for h in range(n_heads)],
+        textposition="top center", marker=dict(size=22, color=[GROUP_COLORS[g % 8] for g in groups], symbol="circle"),
+        name="query heads", hovertemplate="query head %{x}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=kv_x, y=[0] * n_kv_heads, mode="markers+text", text=[f"K/V {g}" for g in range(n_kv_heads)],
+        textposition="bottom center", name="K/V heads",
+        marker=dict(size=30, symbol="square", color=[GROUP_COLORS[g % 8] for g in range(n_kv_heads)]),
+        hovertemplate="K/V head: serves %{customdata} query heads<extra></extra>", customdata=[n_rep] * n_kv_heads))
+    kind = attention_kind(n_heads, n_kv_heads)
+    fig.update_layout(
+        title=dict(text=f"{kind}: {n_heads} query heads share {n_kv_heads} K/V head{'s' * (n_kv_heads > 1)} "
+                        f"({n_rep} query head{'s' * (n_rep > 1)} per K/V head)"),
+        height=260, margin=dict(l=20, r=20, t=60, b=20), showlegend=False, plot_bgcolor="white",
+        xaxis=dict(visible=False, range=[-0.7, n_heads - 0.3]), yaxis=dict(visible=False, range=[-0.6, 1.6]))
+    return fig
+
+
+# ----------------------------------------------------------------------------- memory and parameters
+
+
+def attention_parameters(cfg: LlamaConfig, n_kv_heads: int | None = None) -> int:
+    """Weights of q_proj, k_proj, v_proj and o_proj over all layers: L * C * hs * (2 nh + 2 nkv).
+
+        >>> attention_parameters(LlamaConfig.from_name("llama2-7b")) / 1e9   # a third of its 6.7B
+        2.147483648
+    """
+    nkv = n_kv_heads or cfg.n_kv_heads
+    return cfg.n_layers * cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * nkv)
+
+
+def scaled_kv_heads(cfg: LlamaConfig, fraction: float) -> int:
+    """The K/V heads of a bigger model at the same sharing ratio n_kv / n_heads (a divisor of its n_heads)."""
+    return nearest_divisor(cfg.n_heads, cfg.n_heads * fraction)
+
+
+def memory_comparison(cm: CourseModel, n_kv: int, positions: int, batch: int, dtype: str
+                      ) -> tuple[go.Figure, str, str]:
+    """KV cache memory and attention parameters of the course model and the real Llamas at the learner's
+    sharing ratio n_kv / n_heads (n_kv K/V heads for the course model), against context length and at
+    (positions, batch). Returns the figure, a Markdown table and a notice (empty unless input was moved)."""
+    positions, batch, nbytes = check_memory_inputs(positions, batch, dtype)
+    n_kv, notice = clamp_kv_heads(cm.config.n_heads, n_kv)
+    fraction = n_kv / cm.config.n_heads
+    configs = reference_configs(cm)
+    lengths = np.unique(np.geomspace(128, max(131072, positions), 60).astype(int))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                        subplot_titles=("cache memory against context length (your choice)",
+                                        f"at {positions:,} tokens x batch {batch}"))
+    rows = ["| model | query heads | K/V heads: shipped / yours | cache: MHA | shipped | yours | "
+            "attention weights: MHA | yours |", "|---|---|---|---|---|---|---|---|"]
+    for i, (name, c) in enumerate(configs.items()):
+        kv = n_kv if name == COURSE else scaled_kv_heads(c, fraction)
+        color = GROUP_COLORS[i % 8]
+        gib = [config_cache_bytes(c, int(t), batch, nbytes, kv) / 2**30 for t in lengths]
+        fig.add_trace(go.Scatter(x=lengths, y=gib, mode="lines", name=f"{name} ({kv} K/V heads)",
+                                 line=dict(color=color), hovertemplate="%{x:,} tokens: %{y:.3g} GiB<extra>" + name +
+                                 "</extra>"), row=1, col=1)
+        sizes = {label: config_cache_bytes(c, positions, batch, nbytes, k)
+                 for label, k in (("MHA", c.n_heads), ("shipped", c.n_kv_heads), ("yours", kv))}
+        fig.add_trace(go.Bar(x=list(sizes), y=[b / 2**30 for b in sizes.values()], name=name, marker_color=color,
+                             showlegend=False, hovertemplate="%{x}: %{y:.3g} GiB<extra>" + name + "</extra>"),
+                      row=1, col=2)
+        past = " *(past its context)*" if positions > c.max_seq_len else ""
+        rows.append(f"| {name}{past} | {c.n_heads} | {c.n_kv_heads} / **{kv}** | {fmt_bytes(sizes['MHA'])} | "
+                    f"{fmt_bytes(sizes['shipped'])} | **{fmt_bytes(sizes['yours'])}** | "
+                    f"{attention_parameters(c, c.n_heads) / 1e6:,.1f} M | "
+                    f"**{attention_parameters(c, kv) / 1e6:,.1f} M** |")
+    fig.add_vline(x=positions, line=dict(color="#6b7280", dash="dot"), row=1, col=1)
+    fig.update_layout(height=400, margin=dict(l=60, r=20, t=60, b=40), barmode="group",
+                      title=dict(text=f"KV cache, {dtype}: {n_kv} of {cm.config.n_heads} K/V heads "
+                                      f"({fraction:.0%} of the query heads)"),
+                      legend=dict(orientation="h", y=-0.2, font=dict(size=11)))
+    fig.update_xaxes(title_text="context length (tokens, log scale)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=2)
+    fig.update_xaxes(title_text="K/V heads", row=1, col=2)
+    return fig, "\n".join(rows), notice
+
+
+# ----------------------------------------------------------------------------- attention maps by K/V head
+
+
+def attention_maps(cm: CourseModel, text: str, layer: int) -> tuple[np.ndarray, list[str], str]:
+    """Attention probabilities of one layer, (nh, T, T), the token labels, and a notice."""
+    L = cm.config.n_layers
+    if not 0 <= int(layer) < L:
+        raise ValueError(f"Layer {layer} does not exist: the course model has layers 0 to {L - 1}.")
+    prep = prepare_text(cm, text, max_tokens=MAX_MAP_TOKENS)
+    maps = memo(cm, ("gqa_attn", tuple(prep.ids)), lambda: _trace_attention(cm, prep.ids))
+    return maps[int(layer)], prep.labels, prep.notice
+
+
+@torch.inference_mode()
+def _trace_attention(cm: CourseModel, ids: list[int]) -> list[np.ndarray]:
+    out = cm.model(torch.tensor([ids], device=cm.device), trace=True)
+    return [lt.attn[0].float().cpu().numpy() for lt in out.trace.layers]  # L x (nh, T, T)
+
+
+def head_differences(attn: np.ndarray, n_kv_heads: int) -> tuple[float, float]:
+    """Mean total-variation distance between the attention rows of two heads, for heads that share a K/V
+    head and for heads that do not: 0 = identical attention, 1 = disjoint. (nan when there is no pair.)
+
+    TV(p, p') = 1/2 sum_j |p_j - p'_j| for one query row, averaged over rows and pairs of heads."""
+    nh = attn.shape[0]
+    groups = head_groups(nh, n_kv_heads)
+    same, other = [], []
+    for a in range(nh):
+        for b in range(a + 1, nh):
+            tv = 0.5 * np.abs(attn[a] - attn[b]).sum(-1).mean()  # (T, T) -> per-row distance -> mean
+            (same if groups[a] == groups[b] else other).append(tv)
+    return (float(np.mean(same)) if same else float("nan")), (float(np.mean(other)) if other else float("nan"))
+
+
+def grouped_attention_figure(cm: CourseModel, text: str, layer: int) -> tuple[go.Figure, str]:
+    """One row per K/V head, one column per query head that reads it: the heads of a row share keys and
+    values, yet their maps differ because each has its own queries."""
+    attn, labels, notice = attention_maps(cm, text, layer)
+    c = cm.config
+    nkv, n_rep = c.n_kv_heads, c.n_rep
+    labels = unique_labels(labels)
+    titles = [f"q head {g * n_rep + r} → K/V head {g}" for g in range(nkv) for r in range(n_rep)]
+    fig = make_subplots(rows=nkv, cols=n_rep, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.25 / max(nkv, 1))
+    for g in range(nkv):
+        for r in range(n_rep):
+            h = g * n_rep + r
+            fig.add_trace(go.Heatmap(z=attn[h], x=labels, y=labels, coloraxis="coloraxis",
+                                     hovertemplate="query %{y}<br>key %{x}<br>p = %{z:.3f}<extra>head " + str(h) +
+                                     "</extra>"), row=g + 1, col=r + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(height=min(1000, 120 + 230 * nkv), margin=dict(l=30, r=30, t=80, b=20),
+                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="p")),
+                      title=dict(text=f"Layer {layer}: attention maps grouped by K/V head (rows: query, columns: key)"))
+    same, other = head_differences(attn, nkv)
+    md = (f"Layer {layer}, {len(labels)} tokens. Mean difference between two heads' attention "
+          f"(total variation, 0 = identical, 1 = disjoint): **{same:.2f}** for heads that share a K/V head, "
+          f"**{other:.2f}** for heads that do not.")
+    if n_rep == 1:
+        md = f"Layer {layer}: this model is MHA (no two query heads share a K/V head)."
+    return fig, md + (f"\n\n⚠️ {notice}" if notice else "")
+
+
+# ----------------------------------------------------------------------------- converting checkpoints
+
+
+def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
+    """A new Llama with n_kv K/V heads, built from `model` (which is not touched).
+
+    Fewer heads (n_kv divides the model's nkv): mean-pool the k_proj and v_proj rows of each group of
+    nkv / n_kv heads, as the GQA paper converts an MHA checkpoint. More heads (the model's nkv divides
+    n_kv): repeat each K/V head, which gives exactly the same attention (repeat_kv does this anyway).
+    Every other weight is copied."""
+    cfg = model.config
+    nkv, hs, C = cfg.n_kv_heads, cfg.head_dim, cfg.dim
+    if n_kv < 1 or cfg.n_heads % n_kv:
+        raise ValueError(f"{n_kv} K/V heads cannot be shared evenly by {cfg.n_heads} query heads.")
+    if nkv % n_kv and n_kv % nkv:
+        raise ValueError(f"{nkv} K/V heads can be pooled into a divisor of {nkv} or repeated into a multiple of "
+                         f"it, not turned into {n_kv}.")
+    w = model.embed_tokens.weight
+    new = Llama(cfg.replace(n_kv_heads=n_kv)).to(device=w.device, dtype=w.dtype)
+    state = {}
+    for name, p in model.state_dict().items():
+        if name.endswith(("k_proj.weight", "v_proj.weight")):
+            heads = p.view(nkv, hs, C)  # (nkv, hs, C): the rows of each K/V head
+            if n_kv <= nkv:
+                heads = heads.view(n_kv, nkv // n_kv, hs, C).mean(1)  # (n_kv, hs, C): mean of each group
+            else:
+                heads = heads.repeat_interleave(n_kv // nkv, dim=0)  # (n_kv, hs, C): head j -> j*r .. j*r+r-1
+            p = heads.reshape(n_kv * hs, C)  # (n_kv * hs, C)
+        state[name] = p
+    new.load_state_dict(state)
+    new.attn_backend = model.attn_backend
+    return new.eval().requires_grad_(False)
+
+
+def eval_text(cm: CourseModel) -> str:
+    """The fixed slice of held-out Shakespeare every conversion is measured on."""
+    return validation_excerpt(cm)[:EVAL_CHARS]
+
+
+def base_loss(cm: CourseModel) -> dict:
+    return memo(cm, ("gqa_loss", cm.config.n_kv_heads),
+                lambda: loss_per_char(cm.model, cm.tokenizer, eval_text(cm)))
+
+
+def conversion_options(cm: CourseModel) -> list[int]:
+    """K/V head counts the course model converts to: divisors of its nkv (pooling) and multiples (repeating)."""
+    c = cm.config
+    return [d for d in divisors(c.n_heads) if c.n_kv_heads % d == 0 or d % c.n_kv_heads == 0]
+
+
+def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None) -> dict:
+    """Validation loss of the course model converted to n_kv K/V heads, beside the original's.
+
+        {'n_kv': 1, 'how': 'mean-pooled', 'loss': 4.1, 'base': 3.7, 'delta': 0.4, 'kv_params': ..., ...}"""
+    if n_kv not in conversion_options(cm):
+        raise ValueError(f"The course model's {cm.config.n_kv_heads} K/V heads can become "
+                         f"{', '.join(map(str, conversion_options(cm)))} K/V heads, not {n_kv}.")
+    if progress:
+        progress(0.05, "measuring the original model")
+    base = base_loss(cm)
+    if progress:
+        progress(0.45, f"building and measuring the {n_kv}-K/V-head model")
+
+    def measure():
+        model = convert_kv_heads(cm.model, n_kv)
+        return loss_per_char(model, cm.tokenizer, eval_text(cm))
+
+    new = memo(cm, ("gqa_loss", n_kv), measure)
+    if progress:
+        progress(1.0, "done")
+    nkv = cm.config.n_kv_heads
+    how = "unchanged" if n_kv == nkv else ("mean-pooled" if n_kv < nkv else "repeated")
+    c = cm.config
+    return {"n_kv": n_kv, "how": how, "loss": new["per_token"], "base": base["per_token"],
+            "delta": new["per_token"] - base["per_token"], "per_char": new["per_char"], "tokens": new["tokens"],
+            "chars": new["chars"], "kv_params": 2 * c.n_layers * c.dim * n_kv * c.head_dim}
+
+
+def conversion_figure(cm: CourseModel, results: dict[int, float]) -> go.Figure:
+    """Validation loss against the number of K/V heads, for every conversion measured so far."""
+    base = base_loss(cm)["per_token"]
+    ks = sorted(results)
+    fig = go.Figure(go.Bar(x=[str(k) for k in ks], y=[results[k] for k in ks],
+                           marker_color=["#9ca3af" if k == cm.config.n_kv_heads else "#2563eb" for k in ks],
+                           text=[f"{results[k]:.3f}" for k in ks], textposition="outside",
+                           hovertemplate="%{x} K/V heads: %{y:.4f} nats/token<extra></extra>"))
+    fig.add_hline(y=base, line=dict(color="#6b7280", dash="dot"),
+                  annotation_text=f"as trained ({cm.config.n_kv_heads} K/V heads): {base:.3f}")
+    top = max(results.values()) if results else base
+    fig.update_layout(height=340, margin=dict(l=60, r=20, t=60, b=50),
+                      title=dict(text="Validation loss after converting K/V heads (no retraining)"),
+                      xaxis=dict(title="K/V heads after conversion", type="category"),
+                      yaxis=dict(title="loss (nats/token)", range=[0, top * 1.15]))
+    return fig
+
+
+@torch.inference_mode()
+def repeat_check(cm: CourseModel, text: str) -> dict:
+    """Repeat K/V heads until every query head has its own (MHA) and compare logits with the original.
+
+    Both models see the same tokens; the largest |logit difference| is float rounding (or exactly 0)."""
+    prep = prepare_text(cm, text, max_tokens=cm.config.max_seq_len)
+
+    def compute():
+        mha = convert_kv_heads(cm.model, cm.config.n_heads)
+        idx = torch.tensor([prep.ids], device=cm.device)  # (1, T)
+        a, b = cm.model(idx).logits, mha(idx).logits  # (1, T, V) each
+        return {"max_diff": float((a - b).abs().max()), "tokens": len(prep.ids), "vocab": a.shape[-1],
+                "k_rows_before": cm.model.layers[0].self_attn.k_proj.weight.shape[0],
+                "k_rows_after": mha.layers[0].self_attn.k_proj.weight.shape[0],
+                "params_before": cm.model.num_parameters(), "params_after": mha.num_parameters()}
+
+    out = dict(memo(cm, ("gqa_repeat", tuple(prep.ids)), compute))
+    out["notice"] = prep.notice
+    return out
+
+
+def repeat_markdown(cm: CourseModel, r: dict) -> str:
+    c = cm.config
+    return (f"GQA → MHA: every one of the {c.n_kv_heads} K/V heads repeated {c.n_rep}x, so each of the {c.n_heads} "
+            f"query heads has its own. k_proj grows from {r['k_rows_before']} to {r['k_rows_after']} rows per layer "
+            f"({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit difference| over "
+            f"{r['tokens']} tokens x {r['vocab']:,} vocabulary entries: **{r['max_diff']:.2e}**."
+            + (f"\n\n⚠️ {r['notice']}" if r["notice"] else ""))
+
+
+def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int, dict]:
+    """converted_loss for every pooled count (every divisor of the model's nkv), fewest heads first."""
+    ks = [k for k in conversion_options(cm) if k <= cm.config.n_kv_heads]
+    out = {}
+    for i, k in enumerate(ks):
+        if progress:
+            progress(i / len(ks), f"measuring {k} K/V head{'s' * (k > 1)}")
+        out[k] = converted_loss(cm, k)
+    return out
+
+
+
+# ----------------------------------------------------------------------------- predict, then reveal
+
+POOL_QUESTION = ("Mean-pool the course model's K/V heads into fewer groups, with no retraining. What happens to the "
+                 "validation loss as the number of K/V heads goes down?")
+POOL_CHOICES = ["It rises, more with fewer K/V heads",
+                "It stays about the same: heads in a group were already alike",
+                "It goes down: sharing keys acts like a regulariser"]
+REPEAT_QUESTION = ("The reverse: copy each K/V head so that every query head has its own (GQA → MHA). The model now "
+                   "has more parameters. Do its outputs change?")
+REPEAT_CHOICES = ["No: identical outputs, up to float rounding",
+                  "A little: more parameters, slightly different predictions",
+                  "A lot: the heads no longer match what the model learned"]
+SAME = 0.01  # nats/token: a loss change smaller than this counts as "about the same"
+
+
+def verdict(choice: str | None, choices: list[str], answer: int) -> str:
+    if choice not in choices:
+        return f"The model says: **{choices[answer]}**. (Pick a prediction first next time.)"
+    ok = choices.index(choice) == answer
+    return ("✅ Your prediction was right: " if ok else "❌ Not quite. The model says: ") + f"**{choices[answer]}**."
+
+
+def reveal_pooling(cm: CourseModel, choice: str | None, progress: Progress | None = None) -> str:
+    """Pool to every divisor of the model's K/V heads, measure each, and grade the prediction."""
+    sweep = pooling_sweep(cm, progress)
+    nkv = cm.config.n_kv_heads
+    pooled = {k: r for k, r in sweep.items() if k < nkv}
+    if not pooled:
+        return "The course model has a single K/V head already (MQA): there is nothing left to pool."
+    deltas = [r["delta"] for r in pooled.values()]
+    answer = 0 if min(deltas) > SAME else (2 if max(deltas) < -SAME else 1)
+    lines = [f"- **{k} K/V head{'s' * (k > 1)}**: {r['loss']:.3f} nats/token ({r['delta']:+.3f})"
+             for k, r in sorted(sweep.items())]
+    if len(pooled) > 1:  # with several pooled counts, say whether fewer heads always cost more
+        ordered = [pooled[k]["delta"] for k in sorted(pooled)]  # fewest heads first
+        monotone = all(a >= b for a, b in zip(ordered, ordered[1:]))
+        lines.append("- fewer K/V heads " + ("cost more every time." if monotone else "did not always cost more."))
+    return (verdict(choice, POOL_CHOICES, answer) + f"\n\nMeasured on {sweep[nkv]['tokens']:,} tokens of held-out "
+            f"Shakespeare (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
+            "\n\nPooling throws away what made the heads of a group different; the GQA paper recovers most of it "
+            "with a short uptraining (about 5% of the original training).")
+
+
+def reveal_repeat(cm: CourseModel, text: str, choice: str | None) -> str:
+    """Convert to MHA by repetition, compare logits and loss with the original, and grade the prediction."""
+    r = repeat_check(cm, text)
+    loss = converted_loss(cm, cm.config.n_heads)
+    answer = 0 if r["max_diff"] < 1e-4 else (1 if abs(loss["delta"]) < 0.05 else 2)
+    return (verdict(choice, REPEAT_CHOICES, answer) + "\n\n" + repeat_markdown(cm, r) +
+            f" Validation loss: {loss['loss']:.4f} against {loss['base']:.4f} as trained ({loss['delta']:+.1e}). "
+            "The copies hold the very keys and values `repeat_kv` already handed to each query head, so MHA "
+            "costs more memory for the same model.")
+
+
+def clamp_conversion(cm: CourseModel, n_kv: int | float | None) -> tuple[int, str]:
+    """The nearest possible conversion target, and a notice when the request was moved."""
+    options = conversion_options(cm)
+    want = int(n_kv or 0)
+    got = min(options, key=lambda k: (abs(k - want), -k))
+    if got == want:
+        return got, ""
+    return got, f"{want} K/V heads is not a possible conversion ({', '.join(map(str, options))}); measured {got}."
+
+
+def conversion_markdown(cm: CourseModel, r: dict) -> str:
+    nkv, n = cm.config.n_kv_heads, r["n_kv"]
+    what = {"mean-pooled": f"mean-pooled {nkv} → {n} K/V heads", "repeated": f"repeated {nkv} → {n} K/V heads",
+            "unchanged": "unchanged (the model as trained)"}[r["how"]]
+    return (f"**{what}**: {r['loss']:.3f} nats/token against {r['base']:.3f} as trained (**{r['delta']:+.3f}**), "
+            f"{r['per_char']:.3f} nats/character; k_proj + v_proj hold {r['kv_params']:,} weights in all.")

@@ -1,0 +1,518 @@
+"""Lesson 7: the KV cache, computed on the course model.
+
+Generating token t+1 needs attention from the newest query to the keys and values of every
+earlier position. Those keys and values never change once computed (a causal model never
+looks ahead), so a cache keeps them: each step computes k and v for one new position and
+reads the rest. Without it every step recomputes all positions again.
+
+Everything here is pure: token ids in, numbers or Plotly figures out.
+
+    >>> kv_cache_bytes(n_layers=32, n_kv_heads=32, head_dim=128, positions=4096, batch=1, bytes_per_value=2) / 2**30
+    2.0
+
+Notation: L layers, nkv key/value heads, hs head size, S positions, B batch, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from llama.config import LlamaConfig
+
+Progress = Callable[[float, str], None]
+
+# Bytes per stored number, as a learner would pick them.
+DTYPE_BYTES = {"fp32": 4, "fp16 / bf16": 2, "int8": 1}
+# The real Llama configurations the lessons compare with (llama/config.py PRESETS).
+REAL_MODELS = {"Llama 2 7B": "llama2-7b", "Llama 2 70B": "llama2-70b",
+               "Llama 3 8B": "llama3-8b", "Llama 3 70B": "llama3-70b"}
+COURSE = "course model"
+MAX_PROMPT_TOKENS = 48  # prompt tokens shown in the step-by-step grid (BOS included)
+MAX_NEW_TOKENS = 32
+
+
+# ----------------------------------------------------------------------------- a per-model result cache
+
+
+_RESULTS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+
+
+_LOCK = threading.Lock()  # Gradio runs handlers in threads; the model work itself runs outside the lock
+
+
+def memo(cm: CourseModel, key: tuple, make: Callable[[], object], maxsize: int = 64):
+    """An LRU cache of results keyed by (the model, inputs). The model object is the key's first part
+    (weakly, so a test's throwaway model does not leak), so two models never share results."""
+    with _LOCK:
+        store = _RESULTS.setdefault(cm.model, OrderedDict())
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = make()
+    with _LOCK:
+        store[key] = value
+        while len(store) > maxsize:
+            store.popitem(last=False)
+    return value
+
+
+def message_figure(text: str, height: int = 300) -> go.Figure:
+    """A figure that says what to do instead of showing an empty frame (bad input, nothing measured yet)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=15))
+    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
+                      margin=dict(l=20, r=20, t=20, b=20))
+    return fig
+
+
+# ----------------------------------------------------------------------------- cache memory
+
+
+def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, positions: int, batch: int = 1,
+                   bytes_per_value: int = 2) -> int:
+    """2 (one K and one V) x layers x KV heads x head size x positions x batch x bytes per number.
+
+        >>> kv_cache_bytes(4, 2, 32, 256, 1, 4)   # a tiny model, fp32
+        524288
+    """
+    return 2 * n_layers * n_kv_heads * head_dim * positions * batch * bytes_per_value
+
+
+def config_cache_bytes(cfg: LlamaConfig, positions: int, batch: int = 1, bytes_per_value: int = 2,
+                       n_kv_heads: int | None = None) -> int:
+    """kv_cache_bytes for a config; n_kv_heads overrides the config's (n_heads gives the MHA figure)."""
+    return kv_cache_bytes(cfg.n_layers, n_kv_heads or cfg.n_kv_heads, cfg.head_dim, positions, batch, bytes_per_value)
+
+
+def reference_configs(cm: CourseModel) -> dict[str, LlamaConfig]:
+    """The course model's config and the four real Llama configs, by display name."""
+    return {COURSE: cm.config, **{name: LlamaConfig.from_name(preset) for name, preset in REAL_MODELS.items()}}
+
+
+def fmt_bytes(n: float) -> str:
+    """1536 -> '1.50 KiB'; binary units, as memory is sold."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} B" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def configs_markdown(configs: dict[str, LlamaConfig]) -> str:
+    """The configurations used, stated as a table (layers, heads, KV heads, head size, context)."""
+    rows = ["| model | layers | query heads | KV heads | head size | width | context |",
+            "|---|---|---|---|---|---|---|"]
+    for name, c in configs.items():
+        rows.append(f"| {name} | {c.n_layers} | {c.n_heads} | {c.n_kv_heads} | {c.head_dim} | {c.dim:,} | "
+                    f"{c.max_seq_len:,} |")
+    return "\n".join(rows)
+
+
+def check_memory_inputs(positions: int, batch: int, dtype: str) -> tuple[int, int, int]:
+    """Validated (positions, batch, bytes per value); a clear ValueError for the page otherwise."""
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"Unknown number format {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}.")
+    positions, batch = int(positions or 0), int(batch or 0)
+    if positions < 1 or batch < 1:
+        raise ValueError("Context length and batch size must both be at least 1.")
+    return positions, batch, DTYPE_BYTES[dtype]
+
+
+def cache_memory(cm: CourseModel, positions: int, batch: int, dtype: str) -> tuple[str, go.Figure]:
+    """Cache memory of every reference model at this context and batch, with GQA (as shipped) and
+    without (MHA: one K/V head per query head). Returns a Markdown table and a bar figure."""
+    positions, batch, nbytes = check_memory_inputs(positions, batch, dtype)
+    configs = reference_configs(cm)
+    rows = ["| model | KV heads (shipped) | with GQA | MHA (KV heads = query heads) | saved |", "|---|---|---|---|---|"]
+    names, gqa, mha = [], [], []
+    for name, c in configs.items():
+        g = config_cache_bytes(c, positions, batch, nbytes)
+        m = config_cache_bytes(c, positions, batch, nbytes, n_kv_heads=c.n_heads)
+        past = " *(past its context)*" if positions > c.max_seq_len else ""
+        rows.append(f"| {name}{past} | {c.n_kv_heads} of {c.n_heads} | {fmt_bytes(g)} | {fmt_bytes(m)} | "
+                    f"{m / g:.0f}x |")
+        names.append(name)
+        gqa.append(g / 2**30)
+        mha.append(m / 2**30)
+    fig = go.Figure([
+        go.Bar(name="MHA (no sharing)", x=names, y=mha, marker_color="#9ca3af",
+               hovertemplate="%{x}: %{y:.3g} GiB<extra>MHA</extra>"),
+        go.Bar(name="GQA as shipped", x=names, y=gqa, marker_color="#2563eb",
+               hovertemplate="%{x}: %{y:.3g} GiB<extra>GQA</extra>"),
+    ])
+    fig.update_layout(barmode="group", height=360, margin=dict(l=60, r=20, t=60, b=40),
+                      title=dict(text=f"KV cache at {positions:,} tokens x batch {batch}, {dtype}"),
+                      yaxis=dict(title="cache memory (GiB, log scale)", type="log"),
+                      legend=dict(orientation="h", y=-0.15))
+    return "\n".join(rows), fig
+
+
+def allocated_cache_bytes(cm: CourseModel, batch: int = 1) -> tuple[int, int]:
+    """(bytes really allocated by model.new_cache(batch), the formula's bytes for the same shape):
+    the formula is not an estimate, it is exactly what the cache tensors occupy."""
+    c = cm.config
+    real = sum(layer.nbytes for layer in cm.model.new_cache(batch))
+    formula = config_cache_bytes(c, c.max_seq_len, batch, cm.model.embed_tokens.weight.element_size())
+    return real, formula
+
+
+# ----------------------------------------------------------------------------- generation, cached and not
+
+
+@torch.inference_mode()
+def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool):
+    """Greedy generation that keeps each step's logits: (new tokens, logits (n_new, V), cache or None).
+
+    The same loop as llama.generate.stream_generate: with a cache the first call (the prefill)
+    feeds the whole prompt and every later call feeds only the newest token at its position;
+    without one every call feeds the whole sequence again."""
+    device = model.embed_tokens.weight.device
+    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
+    cache = model.new_cache(1) if use_cache else None
+    pos, tokens, logits = 0, [], []
+    for _ in range(n_new):
+        if use_cache:
+            new_pos = torch.arange(pos, ids.shape[1], device=device)  # the prompt at first, then one position
+            out = model(ids[:, pos:], new_pos, cache=cache).logits  # (1, T_new, V)
+            pos = ids.shape[1]
+        else:
+            out = model(ids).logits  # (1, T, V): every position again
+        last = out[0, -1].float()  # (V,) the next-token logits
+        tok = int(last.argmax())
+        tokens.append(tok)
+        logits.append(last)
+        ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)  # (1, T + 1)
+    return tokens, torch.stack(logits).cpu(), cache
+
+
+@dataclass(frozen=True)
+class CacheRun:
+    """One greedy generation, run with and without the cache."""
+
+    prompt_len: int  # P, BOS included
+    ids: tuple[int, ...]  # prompt + new tokens (with the cache)
+    labels: tuple[str, ...]
+    new_tokens: tuple[int, ...]  # with the cache
+    uncached_tokens: tuple[int, ...]
+    max_logit_diff: float  # over all steps and the whole vocabulary
+    k_norms: np.ndarray  # (L, S) |k| of each cached key (mean over KV heads), S = positions that entered the cache
+    cache_bytes: int  # bytes of the preallocated cache (all max_seq_len positions)
+    text: str = ""  # the new tokens, decoded
+    notice: str = ""
+
+    @property
+    def n_layers(self) -> int:
+        return self.k_norms.shape[0]
+
+    @property
+    def same_tokens(self) -> bool:
+        return self.new_tokens == self.uncached_tokens
+
+
+def clamp_new_tokens(cm: CourseModel, prompt_len: int, n_new: int) -> tuple[int, str]:
+    """n_new limited to 1..MAX_NEW_TOKENS and to the room left in the context, with a notice when cut."""
+    room = cm.config.max_seq_len - prompt_len
+    want = int(n_new or 0)
+    n = max(1, min(want, MAX_NEW_TOKENS, room))
+    if n != want:
+        return n, f"{want} new tokens is not possible here (1 to {min(MAX_NEW_TOKENS, room)}); using {n}."
+    return n, ""
+
+
+def run_cached_vs_uncached(cm: CourseModel, prompt: str, n_new: int) -> CacheRun:
+    """Generate n_new tokens greedily from the prompt both ways, and compare tokens and logits step by step."""
+    prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
+    n, notice = clamp_new_tokens(cm, len(prep.ids), n_new)
+    notice = " ".join(s for s in (prep.notice, notice) if s)
+    run = memo(cm, ("cache_run", tuple(prep.ids), n), lambda: _run(cm, prep.ids, n))
+    return CacheRun(**{**run.__dict__, "notice": notice})
+
+
+def _run(cm: CourseModel, prompt_ids: list[int], n: int) -> CacheRun:
+    toks, cached_logits, cache = greedy_steps(cm.model, prompt_ids, n, use_cache=True)
+    utoks, uncached_logits, _ = greedy_steps(cm.model, prompt_ids, n, use_cache=False)
+    # Compare logits only while both runs have the same prefix (they do, unless the proof fails).
+    agree = next((i for i, (a, b) in enumerate(zip(toks, utoks)) if a != b), n) + 1
+    agree = min(agree, n)
+    diff = float((cached_logits[:agree] - uncached_logits[:agree]).abs().max())
+    S = cache[0].length  # positions written: the prompt and every new token but the last
+    k_norms = np.stack([c.k[0, :, :S].float().norm(dim=-1).mean(0).cpu().numpy() for c in cache])  # (L, S)
+    ids = tuple(prompt_ids) + tuple(toks)
+    return CacheRun(len(prompt_ids), ids, tuple(token_label(cm.tokenizer, i) for i in ids), tuple(toks), tuple(utoks),
+                    diff, k_norms, sum(c.nbytes for c in cache), cm.tokenizer.decode(toks))
+
+
+# Status of a (layer, position) cell at one step of generation.
+EMPTY, READ, WRITTEN, RECOMPUTED = 0, 1, 2, 3
+STATUS_NAMES = {EMPTY: "not computed yet", READ: "read from the cache", WRITTEN: "computed now, written to the cache",
+                RECOMPUTED: "computed again (no cache)"}
+STATUS_COLORS = {EMPTY: "#f3f4f6", READ: "#60a5fa", WRITTEN: "#f97316", RECOMPUTED: "#ef4444"}
+
+
+def step_status(prompt_len: int, step: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per position (width,), what step `step` does with its keys and values, with and without a cache.
+
+    Step 0 is the prefill: the cache computes all P prompt positions. Step s >= 1 feeds only the token at
+    position P + s - 1 and reads positions 0 .. P + s - 2 from the cache. Without a cache, step s recomputes
+    positions 0 .. P + s - 1.
+
+        >>> step_status(3, 1, 5)
+        (array([1, 1, 1, 2, 0]), array([3, 3, 3, 3, 0]))
+    """
+    pos = np.arange(width)
+    last = prompt_len + step - 1  # the newest position fed at this step
+    first_new = 0 if step == 0 else last
+    cached = np.where(pos < first_new, READ, np.where(pos <= last, WRITTEN, EMPTY))
+    uncached = np.where(pos <= last, RECOMPUTED, EMPTY)
+    return cached, uncached
+
+
+def step_figure(run: CacheRun, step: int) -> tuple[go.Figure, str]:
+    """The layer x position grid at one step, with the cache (top) and without (bottom), and a readout."""
+    n = len(run.new_tokens)
+    if not 0 <= step < n:
+        raise ValueError(f"Step {step} does not exist: this run has steps 0 to {n - 1}.")
+    L, P = run.n_layers, run.prompt_len
+    width = P + n - 1  # every position that is ever fed to the model (the last new token never is)
+    cached, uncached = step_status(P, step, width)
+    labels = unique_labels(list(run.labels[:width]))
+    layers = [f"layer {i}" for i in range(L)]
+    colorscale = []
+    for code, color in STATUS_COLORS.items():  # a discrete colour per status code 0..3
+        colorscale += [[code / 4, color], [(code + 1) / 4, color]]
+    hover_k = np.full((L, width), np.nan)
+    hover_k[:, :run.k_norms.shape[1]] = run.k_norms
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("with the KV cache", "without a cache"))
+    for row, status in ((1, cached), (2, uncached)):
+        z = np.tile(status, (L, 1))  # (L, width) the same for every layer
+        text = [[STATUS_NAMES[int(s)] for s in status]] * L
+        fig.add_trace(go.Heatmap(z=z, x=labels, y=layers, zmin=0, zmax=4, colorscale=colorscale, showscale=False,
+                                 xgap=1, ygap=1, customdata=hover_k, text=text,
+                                 hovertemplate="%{y}, position %{x}<br>%{text}<br>"
+                                               "|k| = %{customdata:.2f}<extra></extra>"),
+                      row=row, col=1)
+    for code in (READ, WRITTEN, RECOMPUTED):  # legend entries for the discrete colours
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=STATUS_NAMES[code],
+                                 marker=dict(size=12, symbol="square", color=STATUS_COLORS[code])))
+    out = token_label_of(run, P + step)
+    fig.update_layout(height=160 + 2 * (30 * L + 40), margin=dict(l=70, r=20, t=110, b=40),
+                      title=dict(text=f"Step {step}: predicts token {P + step} '{out}'"),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0), plot_bgcolor="white")
+    fig.update_xaxes(title_text="position (token fed to the model)", row=2, col=1, tickangle=-60)
+    fed = P if step == 0 else 1
+    read = 0 if step == 0 else P + step - 1
+    with_cache_total = L * (P + step)  # every position computed once, by the end of this step
+    without_total = L * sum(P + s for s in range(step + 1))
+    readout = (f"**Step {step}** ({'the prefill' if step == 0 else 'one decode step'}): with the cache the model "
+               f"computes k and v for **{fed}** position(s) x {L} layers and reads **{read}** positions per layer "
+               f"from the cache; without a cache it computes them for **{P + step}** positions x {L} layers. "
+               f"Next token: `{inline(out)}`. "
+               f"K/V vectors computed so far: {with_cache_total:,} with the cache, {without_total:,} without.")
+    return fig, readout
+
+
+def token_label_of(run: CacheRun, position: int) -> str:
+    return run.labels[position] if position < len(run.labels) else "?"
+
+
+def proof_markdown(run: CacheRun) -> str:
+    """The cached and uncached runs side by side: tokens and the largest logit difference."""
+    verdict = "the **same tokens**" if run.same_tokens else "**different tokens** (this would be a bug)"
+    return (f"Greedy, {len(run.new_tokens)} new tokens: cached and uncached generation give {verdict}. "
+            f"Largest |logit difference| over every step and every vocabulary entry: **{run.max_logit_diff:.2e}** "
+            f"(float rounding: the cache stores the very numbers a full pass recomputes).\n\n"
+            f"Generated after the prompt: `{inline(run.text)}`")
+
+
+def inline(text: str) -> str:
+    """Text safe inside one Markdown code span: newlines shown as ⏎, backticks as quotes."""
+    return text.replace("`", "'").replace("\n", "⏎") or "∅"
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progress: Progress | None = None) -> dict:
+    """Wall-clock time of each generation step on this machine, with the cache and without.
+
+    Runs greedy generation with the cache, timing each decode step, then re-runs every step of the same
+    token sequence without a cache (a full forward pass over all tokens so far). Returns milliseconds per
+    step against the context length, the totals and the speed-up."""
+    model, device = cm.model, cm.device
+    n = min(int(n_new), cm.config.max_seq_len - len(prompt_ids))
+    if n < 2:
+        raise ValueError("The prompt leaves no room in the context for new tokens: shorten it.")
+    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
+    cache = model.new_cache(1)
+    cached_ms, lengths = [], []
+    pos = 0
+    for s in range(n):
+        _sync(device)
+        t = time.perf_counter()
+        logits = model(ids[:, pos:], torch.arange(pos, ids.shape[1], device=device), cache=cache).logits
+        tok = int(logits[0, -1].argmax())
+        _sync(device)
+        cached_ms.append((time.perf_counter() - t) * 1000)
+        lengths.append(ids.shape[1])  # tokens in the context at this step
+        pos = ids.shape[1]
+        ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)  # (1, T + 1)
+        if progress and s % 16 == 0:
+            progress(0.3 * s / n, f"with the cache: step {s + 1} of {n}")
+    uncached_ms = []
+    for s, T in enumerate(lengths):
+        _sync(device)
+        t = time.perf_counter()
+        logits = model(ids[:, :T]).logits  # (1, T, V): everything again
+        int(logits[0, -1].argmax())
+        _sync(device)
+        uncached_ms.append((time.perf_counter() - t) * 1000)
+        if progress and s % 8 == 0:
+            progress(0.3 + 0.7 * s / n, f"without a cache: step {s + 1} of {n}")
+    return {"lengths": lengths, "cached_ms": cached_ms, "uncached_ms": uncached_ms,
+            "prefill_ms": cached_ms[0], "total_cached_ms": sum(cached_ms), "total_uncached_ms": sum(uncached_ms),
+            "speedup": sum(uncached_ms) / sum(cached_ms), "device": str(device), "new_tokens": n}
+
+
+def rolling_median(x: Sequence[float], k: int = 9) -> list[float]:
+    """Median of each window of k neighbours: one slow step (another process took the CPU) does not show.
+
+        >>> rolling_median([1, 9, 1, 1, 1], 3)
+        [5.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    x = np.asarray(x, dtype=float)
+    h = k // 2
+    return [float(np.median(x[max(0, i - h): i + h + 1])) for i in range(len(x))]
+
+
+def timing_figure(t: dict) -> tuple[go.Figure, str]:
+    """Milliseconds per new token against context length, both ways (decode steps only; step 0 is the prefill)."""
+    x = t["lengths"][1:]
+    fig = go.Figure()
+    for key, name, color in (("uncached_ms", "without a cache", "#ef4444"),
+                             ("cached_ms", "with the KV cache", "#2563eb")):
+        y = t[key][1:]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker=dict(color=color, size=4, opacity=0.35),
+                                 name=f"{name} (each step)", showlegend=False,
+                                 hovertemplate="%{x} tokens: %{y:.2f} ms<extra></extra>"))
+        fig.add_trace(go.Scatter(x=x, y=rolling_median(y), mode="lines", line=dict(color=color, width=3),
+                                 name=f"{name} (median of 9)"))
+    fig.update_layout(height=380, margin=dict(l=60, r=20, t=60, b=50),
+                      title=dict(text=f"Time per new token on this machine ({t['device']})"),
+                      xaxis=dict(title="tokens in the context"),
+                      yaxis=dict(title="time per step (ms)", rangemode="tozero"),
+                      legend=dict(orientation="h", y=-0.2))
+    md = (f"{t['new_tokens']} steps: **{t['total_cached_ms']:.0f} ms** with the cache, "
+          f"**{t['total_uncached_ms']:.0f} ms** without: a **{t['speedup']:.1f}x** speed-up "
+          f"(the prefill, {t['prefill_ms']:.1f} ms, is in both totals).")
+    return fig, md
+
+
+@torch.inference_mode()
+def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5) -> dict:
+    """Median time of one step at a long context, without a cache (full pass over `length` tokens) and with
+    one (one token reading length-1 cached positions). For the predict-then-reveal question."""
+    model, device = cm.model, cm.device
+    T = min(length or cm.config.max_seq_len - 1, cm.config.max_seq_len)
+    text_ids = torch.arange(T, device=device)[None] % cm.config.vocab_size  # (1, T) any ids: cost ignores them
+    cache = model.new_cache(1)
+    model(text_ids[:, : T - 1], torch.arange(T - 1, device=device), cache=cache)  # prefill T-1 positions
+    pos = torch.tensor([T - 1], device=device)
+
+    def timed(fn) -> float:
+        out = []
+        for _ in range(repeats):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append((time.perf_counter() - t) * 1000)
+        return float(np.median(out))
+
+    # Re-writing position T-1 each time leaves the cache as it was, so every repeat is the same step.
+    cached = timed(lambda: model(text_ids[:, T - 1:], pos, cache=cache))
+    uncached = timed(lambda: model(text_ids))
+    return {"length": T, "cached_ms": cached, "uncached_ms": uncached, "ratio": uncached / cached}
+
+
+# ----------------------------------------------------------------------------- what the page shows
+
+
+def step_view(cm: CourseModel, prompt: str, n_new: int, step: int) -> tuple[go.Figure, str, str, int, str]:
+    """(grid figure, step readout, proof Markdown, number of steps, notice) for one step of one run.
+    A step past the last one snaps to the last, with a notice."""
+    run = run_cached_vs_uncached(cm, prompt, n_new)
+    n = len(run.new_tokens)
+    want = int(step or 0)
+    step = min(max(want, 0), n - 1)
+    notices = [run.notice] + ([f"Step {want} does not exist in a run of {n} new tokens; showing step {step}."]
+                              if step != want else [])
+    fig, readout = step_figure(run, step)
+    return fig, readout, proof_markdown(run), n, " ".join(s for s in notices if s)
+
+
+def timing_view(cm: CourseModel, prompt: str, n_new: int, progress: Progress | None = None
+                ) -> tuple[go.Figure, str, str]:
+    """(figure, summary, notice): time_per_token for the prompt and n_new steps (cut to the context)."""
+    prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
+    room = cm.config.max_seq_len - len(prep.ids)
+    want = int(n_new or 0)
+    n = min(max(want, 2), room)
+    notices = [prep.notice] + ([f"{want} steps do not fit: {len(prep.ids)} prompt tokens leave room for {room} in "
+                                f"the {cm.config.max_seq_len}-token context; timing {n}."] if n != want else [])
+    fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress))
+    return fig, md, " ".join(s for s in notices if s)
+
+
+SAME_QUESTION = ("Generate greedily from your prompt twice: once with the KV cache, once recomputing every position "
+                 "at every step. Will the two runs give the same tokens?")
+SAME_CHOICES = ["Yes: exactly the same tokens", "Mostly, but a few tokens differ",
+                "No: the cache is an approximation, the texts drift apart"]
+SPEED_CHOICES = ["About the same (less than 2x)", "2x to 10x faster", "More than 10x faster"]
+
+
+def speed_question(cm: CourseModel) -> str:
+    return (f"With {cm.config.max_seq_len - 1} tokens already in the context, how much faster is one step with the "
+            "cache (one new token) than one step without it (all tokens again), on the machine serving this page?")
+
+
+def grade(choice: str | None, choices: list[str], answer: int) -> str:
+    if choice not in choices:
+        return f"The measurement says: **{choices[answer]}**. (Pick a prediction first next time.)"
+    ok = choices.index(choice) == answer
+    lead = "✅ Your prediction was right: " if ok else "❌ Not quite. The measurement says: "
+    return lead + f"**{choices[answer]}**."
+
+
+def reveal_same(cm: CourseModel, prompt: str, choice: str | None, n_new: int = MAX_NEW_TOKENS) -> str:
+    run = run_cached_vs_uncached(cm, prompt, n_new)
+    same = sum(a == b for a, b in zip(run.new_tokens, run.uncached_tokens))
+    answer = 0 if run.same_tokens else (1 if same >= len(run.new_tokens) // 2 else 2)
+    return grade(choice, SAME_CHOICES, answer) + "\n\n" + proof_markdown(run)
+
+
+def reveal_speed(cm: CourseModel, choice: str | None) -> str:
+    r = one_step_ratio(cm)
+    answer = 0 if r["ratio"] < 2 else (1 if r["ratio"] <= 10 else 2)
+    return (grade(choice, SPEED_CHOICES, answer) + f"\n\nAt {r['length']} tokens on {cm.device}: "
+            f"**{r['uncached_ms']:.2f} ms** without the cache, **{r['cached_ms']:.2f} ms** with it "
+            f"(median of 5 each): **{r['ratio']:.1f}x**. The gap grows with the context: the uncached step's work "
+            "is proportional to the number of tokens; the cached step runs the projections and feed-forward for one "
+            "token, and only its attention reads all the cached keys and values.")

@@ -1,0 +1,916 @@
+"""Lesson 3, positional encoding and RoPE: why attention needs positions, and what rotary embeddings do.
+
+Attention compares every query with every key by a dot product, and a dot product does not know
+where its two vectors came from. Shuffle the text and, without positions, the score matrix is the
+same numbers shuffled. RoPE fixes that by rotating each pair of q's and k's coordinates by an angle
+proportional to the token's position:
+
+    theta_i = rope_theta ** (-2i / hs)          # one frequency per pair i = 0 .. hs/2-1
+    q_m -> R(m * theta_i) q_m,  k_n -> R(n * theta_i) k_n
+    q_m . k_n  ->  depends on the content and on m - n only
+
+Every number here comes from the course model: its traced forward pass (q and k before RoPE,
+`trace.layers[l].q`), its own RoPE tables (`model.rope_cos/rope_sin`, built by `precompute_rope`)
+and `apply_rope`, and *variant* models built from its config with one switch changed
+(`position="none"`, another `rope_theta`) and loaded with the same weights. The shared course
+model is never modified: variants are separate `Llama` instances.
+
+Notation (shape comments):
+    T    tokens (BOS first)      L    max_seq_len (the context)      hs   head size
+    nh   query heads             nkv  key/value heads (query head h reads kv head h // n_rep)
+    P    pairs, hs / 2
+
+Functions raise ValueError with a message for the page when the input cannot be shown; results
+that clamp a slider say so in `notice`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+import torch
+
+from lessons.course import CourseModel, prepare_text, unique_labels, validation_excerpt
+from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
+from llama.train import evaluate
+
+DEFAULT_TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
+SHUFFLE_TOKENS = 32  # BOS included; a 32 x 32 heatmap still has readable labels
+ATTN_TOKENS = 40  # the attention-map comparison
+ROTATE_TOKENS = 64  # tokens offered in the query/key pickers
+LOSS_CHARS = 3_000  # the fixed validation slice: about a second of CPU for two models
+LLAMA2_THETA, LLAMA3_THETA = 10_000.0, 500_000.0
+VARIANTS = ("none", "100", "1000", "100000", "500000", "1000000")  # what the page can compare the trained model with
+CHANGE_BINS = ((0.05, "barely"), (0.5, "little"), (math.inf, "lot"))  # nats per token: < 0.05, < 0.5, more
+DIVERGING = "RdBu_r"
+CYCLIC = "Twilight"  # an angle scale that wraps: 0 and 2*pi have the same colour
+
+# ----------------------------------------------------------------------------- caches and the traced forward pass
+
+
+class _LRU:
+    """A small thread-safe LRU cache. Keys hold the model object itself (modules hash by identity),
+    so a test's second model never gets the first model's results."""
+
+    def __init__(self, size: int):
+        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
+
+    def get_or_compute(self, key, fn):
+        with self.lock:  # one computation at a time: two events fired by one slider share the result
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+            value = self.data[key] = fn()
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+_prepared = _LRU(64)  # (model, text, max_tokens) -> Prepared
+_traces = _LRU(32)  # (model, ids) -> per-layer q, k before and after RoPE, attention
+_losses = _LRU(16)  # (model, n_chars) -> loss on the validation slice
+
+
+def clear_caches() -> None:
+    """Forget cached texts, traces, losses and variant models (the benchmark times cold calls with it)."""
+    for c in (_prepared, _traces, _losses):
+        c.clear()
+    variant_model.cache_clear()
+
+
+def plot_label(s: str) -> str:
+    """A token label Plotly shows as typed: '<' and '>' as entities (Plotly reads '<s>' as a tag),
+    invisible characters as U+XXXX.
+
+        >>> plot_label('<s>'), plot_label('a\\u200bb')
+        ('&lt;s&gt;', 'aU+200Bb')
+    """
+    out = []
+    for ch in s:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"U+{ord(ch):04X}")
+        else:
+            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, ch))
+    return "".join(out)
+
+
+def md_label(s: str) -> str:
+    r"""A token label safe inside Markdown: HTML-escaped as for Plotly, and Markdown's marks backslashed.
+
+        >>> md_label('<s>'), md_label('*_')
+        ('&lt;s&gt;', '\\*\\_')
+    """
+    return "".join("\\" + ch if ch in "\\`*_[]#|~" else ch for ch in plot_label(s))
+
+
+def _grid(rows: int, cols: int, titles: list[str], hgap: float = 0.08, vgap: float = 0.12) -> tuple[dict, list]:
+    """A subplot layout as a plain dict, and per cell (xref, yref, xaxis dict, yaxis dict), row by row.
+
+    The same grid as plotly's make_subplots, built without its per-property validation (~50 ms
+    a call, most of a slider's budget): figures here are assembled as dicts and validated once.
+    """
+    w, h = (1 - hgap * (cols - 1)) / cols, (1 - vgap * (rows - 1)) / rows
+    layout, cells = {"annotations": []}, []
+    for r in range(rows):
+        for c in range(cols):
+            k = r * cols + c + 1
+            s = "" if k == 1 else str(k)
+            x0, y1 = c * (w + hgap), 1 - r * (h + vgap)
+            xa = layout[f"xaxis{s}"] = dict(domain=[x0, x0 + w], anchor=f"y{s}")
+            ya = layout[f"yaxis{s}"] = dict(domain=[y1 - h, y1], anchor=f"x{s}")
+            layout["annotations"].append(dict(text=titles[k - 1], x=x0 + w / 2, y=y1, xref="paper", yref="paper",
+                                              xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=12)))
+            cells.append((f"x{s}", f"y{s}", xa, ya))
+    return layout, cells
+
+
+def prepared(cm: CourseModel, text, max_tokens: int):
+    """prepare_text, cached; a clear ValueError for empty text (and for anything that is not text)."""
+    text = "" if text is None else str(text)
+    return _prepared.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
+
+
+@dataclass(frozen=True)
+class LayerQK:
+    """One layer of one traced forward pass, batch dimension dropped."""
+
+    q: torch.Tensor  # (nh, T, hs) before RoPE
+    k: torch.Tensor  # (nkv, T, hs) before RoPE
+    q_rot: torch.Tensor  # (nh, T, hs) after RoPE (equal to q when the model has no RoPE)
+    k_rot: torch.Tensor  # (nkv, T, hs)
+    attn: torch.Tensor  # (nh, T, T) attention probabilities
+
+
+@torch.no_grad()  # grad mode is per thread: the app's global switch does not reach Gradio's workers
+def traced(model: Llama, ids: tuple[int, ...]) -> list[LayerQK]:
+    """The model's traced forward pass on ids, per layer, cached by (model, ids)."""
+
+    def run():
+        x = torch.tensor([ids], device=model.embed_tokens.weight.device)  # (1, T)
+        layers = model(x, trace=True).trace.layers
+        return [LayerQK(*(getattr(lt, n)[0].float().cpu() for n in ("q", "k", "q_rot", "k_rot", "attn")))
+                for lt in layers]
+
+    return _traces.get_or_compute((model, ids), run)
+
+
+# ----------------------------------------------------------------------------- variant models
+
+
+@functools.lru_cache(maxsize=8)
+def variant_model(base: Llama, position: str = "rope", rope_theta: float | None = None) -> Llama:
+    """A new Llama with one teaching switch changed, loaded with base's weights; base is left as it is.
+
+    RoPE has no weights (its tables are computed from the config), so the same state dict fits a
+    model with RoPE switched off or with another rope_theta: only the positions change.
+
+        >>> off = variant_model(cm.model, "none")
+        >>> off.config.position, off is cm.model, cm.config.position
+        ('none', False, 'rope')
+    """
+    cfg = base.config.replace(position=position, rope_theta=float(rope_theta or base.config.rope_theta))
+    w = base.embed_tokens.weight
+    model = Llama(cfg)  # fresh parameters and RoPE tables for this config ...
+    model.load_state_dict(base.state_dict())  # ... then the course model's weights, copied (not shared)
+    model.attn_backend = "manual"  # the readable path, the only one that records attention
+    return model.to(device=w.device, dtype=w.dtype).requires_grad_(False).eval()
+
+
+def variant_of(cm: CourseModel, variant: str) -> tuple[Llama, str]:
+    """'none' -> RoPE switched off; a number -> that rope_theta. Returns the model and a readable name.
+
+        >>> variant_of(cm, "500000")[1]
+        'rope_theta = 500,000'
+    """
+    variant = str(variant).strip().replace(",", "").replace("_", "")
+    if variant == "none":
+        return variant_model(cm.model, "none"), "RoPE switched off"
+    try:
+        theta = float(variant)
+    except ValueError:
+        raise ValueError(f"Unknown comparison {variant!r}: choose RoPE off or one of the rope_theta values.") from None
+    if not 1.0 < theta <= 1e9:
+        raise ValueError(f"rope_theta must be between 1 and 1,000,000,000 (got {theta:g}).")
+    return variant_model(cm.model, "rope", theta), f"rope_theta = {theta:,.0f}"
+
+
+# ----------------------------------------------------------------------------- 1. no positions: shuffling
+
+
+def _scores(layer: LayerQK, head: int, rotated: bool) -> torch.Tensor:
+    """Raw attention scores q . k / sqrt(hs) of one head, every query against every key (no causal mask)."""
+    n_rep = layer.q.shape[0] // layer.k.shape[0]
+    q = (layer.q_rot if rotated else layer.q)[head]  # (T, hs)
+    k = (layer.k_rot if rotated else layer.k)[head // n_rep]  # (T, hs) the KV head this query head reads
+    return q @ k.T / math.sqrt(q.shape[-1])  # (T, T)
+
+
+def _permutation(n: int, seed: int) -> list[int]:
+    """A shuffle of 1..n-1 that moves at least one token; BOS stays first, as in every sequence the model sees.
+
+        >>> _permutation(5, 0)[0]
+        0
+    """
+    try:
+        rng = random.Random(int(float(seed)))
+    except (TypeError, ValueError):  # an empty or odd number box: the first shuffle
+        rng = random.Random(0)
+    rest = list(range(1, n))
+    for _ in range(20):
+        rng.shuffle(rest)
+        if rest != sorted(rest):
+            break
+    return [0] + rest
+
+
+def _clamp_int(x, lo: int, hi: int, name: str, notices: list[str]) -> int:
+    """Round a slider value into [lo, hi], noting on the page when it had to move."""
+    try:
+        v = int(round(float(x)))
+    except (TypeError, ValueError):
+        v = lo
+    if v < lo or v > hi:
+        c = min(max(v, lo), hi)
+        notices.append(f"{name} {v} is out of range ({lo} to {hi}) for this model and text; using {c}.")
+        return c
+    return v
+
+
+@dataclass
+class ShuffleResult:
+    figure: go.Figure
+    perm: list[int]  # shuffled position a holds the token from original position perm[a]
+    none: torch.Tensor  # (T, T) scores without positions, original order
+    none_shuffled: torch.Tensor  # (T, T) ... for the shuffled text
+    rope: torch.Tensor  # (T, T) with RoPE as trained
+    rope_shuffled: torch.Tensor
+    diff_none: float  # max |shuffled scores - original scores permuted|: 0 up to float rounding
+    diff_rope: float  # ... with RoPE: large
+    readout: str
+    notice: str = ""
+
+
+def shuffle_scores(cm: CourseModel, text: str, head: int = 0, seed: int = 0) -> ShuffleResult:
+    """Layer-0 attention scores of the text and of a shuffle of it, without positions and with RoPE.
+
+    Layer 0 without positions computes q and k from each token alone (embedding -> RMSNorm -> q_proj),
+    so shuffling the tokens shuffles the rows and columns of the score matrix and nothing else:
+    S_shuffled[a, b] == S[perm[a], perm[b]]. With RoPE the same tokens at new positions get new scores.
+
+        >>> r = shuffle_scores(cm, "To be, or not to be")
+        >>> r.diff_none < 1e-5 < r.diff_rope
+        True
+    """
+    notices = []
+    p = prepared(cm, text, SHUFFLE_TOKENS)
+    if p.notice:
+        notices.append(p.notice)
+    T = len(p.ids)
+    if T < 3:
+        raise ValueError("Shuffling needs at least two tokens after &lt;s&gt;: type a few words.")
+    head = _clamp_int(head, 0, cm.config.n_heads - 1, "Head", notices)
+    perm = _permutation(T, seed)
+    ids, ids_shuf = tuple(p.ids), tuple(p.ids[i] for i in perm)
+    off = variant_model(cm.model, "none")  # position="none": the same weights, no positional signal at all
+    none, none_s = (_scores(traced(off, x)[0], head, False) for x in (ids, ids_shuf))
+    rope, rope_s = (_scores(traced(cm.model, x)[0], head, True) for x in (ids, ids_shuf))
+    idx = torch.tensor(perm)
+    diff_none = (none_s - none[idx][:, idx]).abs().max().item()  # undo the shuffle, compare cell by cell
+    diff_rope = (rope_s - rope[idx][:, idx]).abs().max().item()
+
+    labels = [plot_label(s) for s in unique_labels(p.labels)]
+    labels_s = [plot_label(f"{a} {p.labels[i]}") for a, i in enumerate(perm)]
+    layout, cells = _grid(2, 2, ["no positions: original text", "no positions: shuffled text",
+                                 "RoPE (as trained): original text", "RoPE (as trained): shuffled text"], 0.12, 0.16)
+    data = []
+    for (xr, yr, xa, ya), z, lab in zip(cells, (none, none_s, rope, rope_s), (labels, labels_s, labels, labels_s)):
+        data.append(dict(type="heatmap", z=z.numpy(), x=lab, y=lab, xaxis=xr, yaxis=yr, coloraxis="coloraxis",
+                         hovertemplate="query %{y}<br>key %{x}<br>score %{z:.3f}<extra></extra>"))
+        xa.update(title=dict(text="key token", font_size=11), tickangle=-60, tickfont_size=9)
+        ya.update(title=dict(text="query token", font_size=11), autorange="reversed", tickfont_size=9)
+    layout.update(height=820, margin=dict(l=10, r=10, t=60, b=10),
+                  coloraxis=dict(colorscale=DIVERGING, cmid=0, colorbar=dict(title=dict(text="q·k/√hs"))),
+                  title=dict(text=f"Layer 0, head {head}: raw scores before the causal mask and softmax", font_size=14))
+    fig = go.Figure(data=data, layout=layout)
+    order = " ".join(md_label(p.labels[i]) for i in perm[1:])
+    readout = (f"Shuffled order: {order}  \n"
+               f"**No positions:** un-shuffling the shuffled matrix gives the original one back; largest difference "
+               f"over all {T}×{T} cells = **{diff_none:.2e}** (float rounding).  \n"
+               f"**RoPE:** the same comparison gives a largest difference of **{diff_rope:.3f}**: the scores moved "
+               f"because the tokens moved.")
+    return ShuffleResult(fig, perm, none, none_s, rope, rope_s, diff_none, diff_rope, readout, " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- 2. four schemes side by side
+
+
+@torch.no_grad()
+def rope_scores_by_position(model: Llama, q: torch.Tensor, k: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """Score of one query vector placed at every position m against one key vector at every position n.
+
+    Uses the model's own RoPE tables and `apply_rope`. The result is (n_positions, n_positions) and,
+    for RoPE, constant along every diagonal: it depends on m - n only.
+    """
+    cos, sin = model.rope_cos[:n_positions].cpu(), model.rope_sin[:n_positions].cpu()  # (N, P) each
+    qm = apply_rope(q.expand(n_positions, -1), cos, sin)  # (N, hs) q at positions 0..N-1
+    kn = apply_rope(k.expand(n_positions, -1), cos, sin)  # (N, hs)
+    return qm @ kn.T / math.sqrt(q.shape[-1])  # (N, N)
+
+
+def _cosine_gram(x: torch.Tensor) -> torch.Tensor:
+    x = x / x.norm(dim=-1, keepdim=True)
+    return x @ x.T
+
+
+@dataclass
+class SchemesResult:
+    figure: go.Figure
+    table: str  # Markdown: what each scheme does to q and k, and what it costs
+    sinusoidal: torch.Tensor  # (N, N) cosine similarity of sinusoidal position vectors
+    learned: torch.Tensor  # (N, N) ... of a freshly initialised learned table
+    shaw: torch.Tensor  # (N, N) the clipped relative distance that picks Shaw's vector
+    rope: torch.Tensor  # (N, N) the course model's q . k at positions m, n
+    notice: str = ""
+
+
+def schemes_table(cm: CourseModel, clip: int) -> str:
+    """What each scheme adds to, or does with, q and k; parameter counts for the course model's sizes."""
+    c = cm.config
+    shaw = 2 * (2 * clip + 1) * c.head_dim * c.n_layers  # a key table and a value table per layer, shared by heads
+    rows = [
+        ("Absolute sinusoidal (Transformer, 2017)", "added to the token embedding: $x_m + p_m$",
+         "$q_m = W_q(x_m + p_m)$, $k_n = W_k(x_n + p_n)$: position is mixed into the content", "0 (a fixed formula)"),
+        ("Learned absolute (GPT-2)", "added to the token embedding: $x_m + P[m]$",
+         "as above, but $P$ is a trained table; no row exists past the context",
+         f"{c.max_seq_len:,} × {c.dim} = {c.max_seq_len * c.dim:,}"),
+        ("Relative (Shaw et al., 2018)", "inside attention, per pair of positions",
+         f"$q_m \\cdot (k_n + a_{{n-m}})$: a learned vector per distance, clipped to ±{clip}",
+         f"2 × {2 * clip + 1} × {c.head_dim} × {c.n_layers} layers = {shaw:,}"),
+        ("Rotary, RoPE (Llama)", "inside attention, on q and k after the projections",
+         "$q_m \\to R(m\\theta) q_m$, $k_n \\to R(n\\theta) k_n$: a rotation; $q \\cdot k$ sees only $m-n$",
+         "0 (a fixed rotation)"),
+    ]
+    lines = ["| scheme | where it enters | what happens to q and k | new parameters (course model's sizes) |",
+             "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {d} | {e} |" for a, b, d, e in rows])
+
+
+def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, clip: int = 8) -> SchemesResult:
+    """Four position-by-position pictures: how much positions m and n "see" each other in each scheme.
+
+    Sinusoidal and learned: cosine similarity of the vectors added at m and n. Shaw: which learned
+    vector (distance n - m, clipped) is added to the key. RoPE: the course model's real q . k of the
+    text's last token (layer 0, head 0) placed at positions m and n.
+    """
+    notices = []
+    c = cm.config
+    n_positions = _clamp_int(n_positions, 2, c.max_seq_len, "Positions shown", notices)
+    clip = _clamp_int(clip, 1, c.max_seq_len - 1, "Shaw's clipping distance", notices)
+    p = prepared(cm, text, ROTATE_TOKENS)
+    if p.notice:
+        notices.append(p.notice)
+    layer0 = traced(cm.model, tuple(p.ids))[0]
+    t = len(p.ids) - 1
+    q, k = layer0.q[0, t], layer0.k[0, t]  # (hs,) head 0's query and key of the last token, before RoPE
+    sin_gram = _cosine_gram(sinusoidal_positions(n_positions, c.dim))  # (N, N)
+    g = torch.Generator().manual_seed(0)
+    learned = _cosine_gram(torch.randn(n_positions, c.dim, generator=g) * 0.02)  # (N, N) drawn as _init_weights does
+    pos = torch.arange(n_positions)
+    shaw = (pos[None, :] - pos[:, None]).clamp(-clip, clip).float()  # (N, N) n - m, clipped
+    rope = rope_scores_by_position(cm.model, q, k, n_positions)
+
+    tok = plot_label(p.labels[t])
+    titles = ("sinusoidal: cos(p_m, p_n)", "learned, at initialisation: cos(P[m], P[n])",
+              f"Shaw: index of a_(n−m), clip ±{clip}", f"RoPE: q·k/√hs of “{tok}” at m, n")
+    layout, cells = _grid(1, 4, titles, hgap=0.05)
+    data = []
+    panels = ((sin_gram, "Viridis", "cos"), (learned, "Viridis", "cos"), (shaw, DIVERGING, "n−m"),
+              (rope, DIVERGING, "score"))
+    for (xr, yr, xa, ya), (z, scale, unit) in zip(cells, panels):
+        centre = sum(xa["domain"]) / 2  # each panel's colour bar lies flat under it
+        data.append(dict(type="heatmap", z=z.numpy(), xaxis=xr, yaxis=yr, colorscale=scale,
+                         zmid=0 if scale == DIVERGING else None,
+                         colorbar=dict(orientation="h", x=centre, y=-0.42, len=0.2, thickness=8,
+                                       title=dict(text=unit, side="top")),
+                         hovertemplate="m %{y}, n %{x}<br>%{z:.3f}<extra></extra>"))
+        xa.update(title=dict(text="key position n", font_size=11))
+        ya.update(title=dict(text="query position m" if xr == "x" else "", font_size=11), autorange="reversed")
+    layout.update(height=440, margin=dict(l=10, r=10, t=50, b=110))
+    fig = go.Figure(data=data, layout=layout)
+    return SchemesResult(fig, schemes_table(cm, clip), sin_gram, learned, shaw, rope, " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- 3. RoPE in 2-D
+
+
+def rope_angles(head_dim: int, n_positions: int, theta: float) -> torch.Tensor:
+    """The rotation angle m * theta_i of every position m and pair i: (n_positions, hs/2), in radians.
+
+    The same outer product `precompute_rope` takes the cos and sin of.
+
+        >>> rope_angles(4, 3, 10000.0)
+        tensor([[0.0000, 0.0000],
+                [1.0000, 0.0100],
+                [2.0000, 0.0200]])
+    """
+    return torch.outer(torch.arange(n_positions, dtype=torch.float32), rope_frequencies(head_dim, theta))  # (N, P)
+
+
+def token_choices(cm: CourseModel, text: str) -> list[tuple[str, int]]:
+    """(label, index) for the query/key pickers: '3 ␣or' -> 3."""
+    p = prepared(cm, text, ROTATE_TOKENS)
+    return list(zip(unique_labels(p.labels), range(len(p.ids))))
+
+
+@dataclass
+class Picked:
+    """The vectors a learner picked: one head's q of one token and k of another, before RoPE."""
+
+    q: torch.Tensor  # (hs,)
+    k: torch.Tensor  # (hs,)
+    q_label: str
+    k_label: str
+    layer: int
+    head: int
+    notices: list[str]
+
+
+def pick_vectors(cm: CourseModel, text: str, layer, head, q_token, k_token) -> Picked:
+    """q (layer, head, token) and k (layer, the head's KV head, token) from the traced forward pass."""
+    notices = []
+    c = cm.config
+    p = prepared(cm, text, ROTATE_TOKENS)
+    if p.notice:
+        notices.append(p.notice)
+    layer = _clamp_int(layer, 0, c.n_layers - 1, "Layer", notices)
+    head = _clamp_int(head, 0, c.n_heads - 1, "Head", notices)
+    T = len(p.ids)
+    q_token = _clamp_int(q_token, 0, T - 1, "Query token", notices)
+    k_token = _clamp_int(k_token, 0, T - 1, "Key token", notices)
+    lq = traced(cm.model, tuple(p.ids))[layer]
+    q = lq.q[head, q_token]  # (hs,) before RoPE
+    k = lq.k[head // c.n_rep, k_token]  # (hs,) GQA: this head's KV head
+    return Picked(q, k, p.labels[q_token], p.labels[k_token], layer, head, notices)
+
+
+def _positions(cm: CourseModel, m, n, notices: list[str]) -> tuple[int, int]:
+    """Query position m and key position n, clamped to the context and to n <= m (the causal mask)."""
+    L = cm.config.max_seq_len
+    m = _clamp_int(m, 0, L - 1, "Query position m", notices)
+    n = _clamp_int(n, 0, L - 1, "Key position n", notices)
+    if n > m:
+        notices.append(f"A query at position {m} only sees keys at positions 0 to {m} (the causal mask), "
+                       f"so the key position was set from {n} to {m}.")
+        n = m
+    return m, n
+
+
+@dataclass
+class RotateResult:
+    plane: go.Figure  # pair i of q and k, before and after rotation
+    angles_figure: go.Figure  # heatmap of m * theta_i over position x pair
+    angles: torch.Tensor  # (L, P) radians
+    q_pair: tuple[float, float]  # pair i of q before RoPE
+    q_pair_rot: tuple[float, float]  # ... after rotation to position m
+    k_pair: tuple[float, float]
+    k_pair_rot: tuple[float, float]
+    m: int
+    n: int
+    pair: int
+    angle: float  # m * theta_i in radians
+    readout: str
+    notice: str = ""
+
+
+def _rotate_to(model: Llama, x: torch.Tensor, pos: int) -> torch.Tensor:
+    """x (hs,) rotated as the model rotates a vector at position pos, with its own tables and apply_rope."""
+    cos, sin = model.rope_cos[pos:pos + 1].cpu(), model.rope_sin[pos:pos + 1].cpu()  # (1, P)
+    return apply_rope(x[None], cos, sin)[0]  # (hs,)
+
+
+def _pair(x: torch.Tensor, i: int) -> tuple[float, float]:
+    """Pair i in apply_rope's layout: (x[i], x[i + hs/2])."""
+    half = x.shape[-1] // 2
+    return float(x[i]), float(x[i + half])
+
+
+def rotate(cm: CourseModel, text: str = DEFAULT_TEXT, layer=0, head=0, q_token=None, k_token=None,
+           m=5, n=2, pair=0) -> RotateResult:
+    """Rotate pair i of a real query to position m and of a real key to position n, as the model does.
+
+        >>> r = rotate(cm, "To be", m=3, n=1, pair=0)
+        >>> round(r.angle, 4)     # 3 * theta_0 = 3 * 1.0
+        3.0
+    """
+    c = cm.config
+    P = c.head_dim // 2
+    if q_token is None:
+        q_token = len(prepared(cm, text, ROTATE_TOKENS).ids) - 1
+    if k_token is None:
+        k_token = max(1, len(prepared(cm, text, ROTATE_TOKENS).ids) - 2)
+    v = pick_vectors(cm, text, layer, head, q_token, k_token)
+    notices = v.notices
+    m, n = _positions(cm, m, n, notices)
+    pair = _clamp_int(pair, 0, P - 1, "Pair index i", notices)
+    angles = rope_angles(c.head_dim, c.max_seq_len, c.rope_theta)  # (L, P)
+    theta_i = float(rope_frequencies(c.head_dim, c.rope_theta)[pair])
+    q_rot, k_rot = _rotate_to(cm.model, v.q, m), _rotate_to(cm.model, v.k, n)
+    qp, qr, kp, kr = _pair(v.q, pair), _pair(q_rot, pair), _pair(v.k, pair), _pair(k_rot, pair)
+    angle = float(angles[m, pair])
+
+    r = max(math.hypot(*qp), math.hypot(*kp), 1e-6) * 1.15
+    circle = torch.linspace(0, 2 * math.pi, 121)
+    data = []
+    for vec, name, colour in ((qp, "q", "#2563eb"), (kp, "k", "#ea580c")):
+        rad = math.hypot(*vec)  # rotation keeps this length: the dotted circle is the pair's whole orbit
+        data.append(dict(type="scatter", x=(rad * circle.cos()).numpy(), y=(rad * circle.sin()).numpy(),
+                         mode="lines", line=dict(color=colour, width=1, dash="dot"), hoverinfo="skip",
+                         name=f"|{name} pair| = {rad:.3f}"))
+    for (x, y), name, colour, dash in ((qp, "q at position 0 (no rotation)", "#93c5fd", "dash"),
+                                       (qr, f"q at m = {m}", "#2563eb", "solid"),
+                                       (kp, "k at position 0", "#fdba74", "dash"),
+                                       (kr, f"k at n = {n}", "#ea580c", "solid")):
+        data.append(dict(type="scatter", x=[0, x], y=[0, y], mode="lines+markers", name=name,
+                         line=dict(color=colour, width=3, dash=dash), marker=dict(size=[0, 10]),
+                         hovertemplate=f"{name}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
+    plane = go.Figure(data=data, layout=dict(
+        title=dict(text=f"pair {pair}: q turned by m·θ_{pair} = {m} × {theta_i:.4g} = {angle:.3f} rad",
+                   font_size=13),
+        height=460, margin=dict(l=10, r=10, t=50, b=10), legend=dict(font_size=10, orientation="h", y=-0.15),
+        xaxis=dict(title=dict(text=f"coordinate {pair} of the head"), range=[-r, r], zeroline=True),
+        yaxis=dict(title=dict(text=f"coordinate {pair + P}"), range=[-r, r], scaleanchor="x", zeroline=True)))
+
+    wrapped = torch.remainder(angles, 2 * math.pi)  # (L, P) the rotation a learner would see: turns wrap at 2*pi
+    heat = go.Figure(data=[
+        dict(type="heatmap", z=wrapped.numpy(), customdata=angles.numpy(), colorscale=CYCLIC, zmin=0,
+             zmax=2 * math.pi, colorbar=dict(title=dict(text="angle mod 2π (rad)")),
+             hovertemplate="position %{y}, pair %{x}<br>m·θ_i = %{customdata:.3f} rad"
+                           "<br>mod 2π = %{z:.3f}<extra></extra>"),
+        dict(type="scatter", x=[pair], y=[m], mode="markers", marker=dict(symbol="x", size=12, color="#dc2626"),
+             name=f"m = {m}, i = {pair}", hoverinfo="skip"),
+    ], layout=dict(title=dict(text=f"Rotation angle m·θ_i (rope_theta = {c.rope_theta:,.0f}); ✕ = m {m}, i {pair}",
+                              font_size=13),
+                   height=460, margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
+                   xaxis=dict(title=dict(text="pair index i (fast → slow)")),
+                   yaxis=dict(title=dict(text="position m (tokens)"), autorange="reversed")))
+
+    dot_pair = qr[0] * kr[0] + qr[1] * kr[1]
+    dot_pair_0 = qp[0] * kp[0] + qp[1] * kp[1]
+    readout = (f"Query **{md_label(v.q_label)}** and key **{md_label(v.k_label)}**, layer {v.layer}, head {v.head}, "
+               f"pair i = {pair}.  \n"
+               f"θ_{pair} = rope_theta^(−2·{pair}/{c.head_dim}) = **{theta_i:.6g}** rad per token, "
+               f"a full turn every {2 * math.pi / theta_i:,.1f} tokens.  \n"
+               f"Angle of q: m·θ_{pair} = {m} × {theta_i:.6g} = **{angle:.4f} rad** "
+               f"({math.degrees(angle) % 360:.1f}° after whole turns); "
+               f"angle of k: n·θ_{pair} = **{float(angles[n, pair]):.4f} rad**.  \n"
+               f"This pair's part of q·k: {dot_pair_0:.4f} before RoPE → **{dot_pair:.4f}** after "
+               f"(turned by the difference (m−n)·θ_{pair} = {(m - n) * theta_i:.4f} rad).")
+    return RotateResult(plane, heat, angles, qp, qr, kp, kr, m, n, pair, angle, readout, " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- 4. only the distance matters
+
+
+@dataclass
+class RelativeResult:
+    figure: go.Figure
+    shifts: list[int]  # every shift s with both m+s and n+s inside the context
+    both: list[float]  # score with q at m+s and k at n+s: the same for every s
+    query_only: list[float]  # score with q at m+s and k left at n: changes
+    score: float  # at (m, n)
+    shifted: float  # at (m+s, n+s) for the chosen s
+    max_diff: float  # over all shifts
+    m: int
+    n: int
+    shift: int
+    readout: str
+    notice: str = ""
+
+
+@torch.no_grad()
+def relative_shift(cm: CourseModel, text: str = DEFAULT_TEXT, layer=0, head=0, q_token=None, k_token=None,
+                   m=5, n=2, shift=10) -> RelativeResult:
+    """q . k / sqrt(hs) with q at m+s and k at n+s for every valid shift s: one value, up to float rounding.
+
+        >>> r = relative_shift(cm, "To be, or not to be", m=5, n=2, shift=100)
+        >>> r.max_diff < 1e-4
+        True
+    """
+    L = cm.config.max_seq_len
+    if q_token is None or k_token is None:
+        T = len(prepared(cm, text, ROTATE_TOKENS).ids)
+        q_token = T - 1 if q_token is None else q_token
+        k_token = max(1, T - 2) if k_token is None else k_token
+    v = pick_vectors(cm, text, layer, head, q_token, k_token)
+    notices = v.notices
+    m, n = _positions(cm, m, n, notices)
+    lo, hi = -n, L - 1 - m  # n <= m, so these keep both m+s and n+s in 0..L-1
+    requested = _clamp_int(shift, -10 * L, 10 * L, "Shift s", [])
+    shift = min(max(requested, lo), hi)
+    if shift != requested:
+        notices.append(f"Shift s = {requested} would move {'the query' if requested > hi else 'the key'} outside the "
+                       f"context (positions 0 to {L - 1}); with m = {m} and n = {n} it can be {lo} to {hi}, "
+                       f"so s = {shift} is used.")
+    cos, sin = cm.model.rope_cos.cpu(), cm.model.rope_sin.cpu()  # (L, P) the model's own tables
+    q_all = apply_rope(v.q.expand(L, -1), cos, sin)  # (L, hs) the query rotated to every position
+    k_all = apply_rope(v.k.expand(L, -1), cos, sin)  # (L, hs)
+    scale = math.sqrt(v.q.shape[-1])
+    s = torch.arange(lo, hi + 1)
+    both = (q_all[m + s] * k_all[n + s]).sum(-1) / scale  # (S,)
+    query_only = (q_all[m + s] * k_all[n]).sum(-1) / scale  # (S,)
+    score = float(both[-lo])  # s = 0
+    shifted = float(both[shift - lo])
+    max_diff = float((both - both[-lo]).abs().max())
+
+    fig = go.Figure(data=[
+        dict(type="scatter", x=s.numpy(), y=both.numpy(), mode="lines", name="q at m+s, k at n+s (both shifted)",
+             line=dict(color="#2563eb", width=3)),
+        dict(type="scatter", x=s.numpy(), y=query_only.numpy(), mode="lines", name="q at m+s, k stays at n",
+             line=dict(color="#9ca3af", width=1.5)),
+        dict(type="scatter", x=[shift], y=[shifted], mode="markers", name=f"s = {shift}",
+             marker=dict(color="#dc2626", size=11)),
+    ], layout=dict(title=dict(text=f"“{plot_label(v.q_label)}” · “{plot_label(v.k_label)}” as both move "
+                                   f"together (m = {m}, n = {n}, distance {m - n})", font_size=13),
+                   height=380, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25),
+                   xaxis=dict(title=dict(text="shift s (tokens)")), yaxis=dict(title=dict(text="score q·k/√hs"))))
+    readout = (f"At (m, n) = ({m}, {n}): q·k/√hs = **{score:.7f}**  \n"
+               f"At (m+s, n+s) = ({m + shift}, {n + shift}): q·k/√hs = **{shifted:.7f}**  \n"
+               f"Largest difference over all {len(s)} shifts that fit in the context: **{max_diff:.2e}** "
+               f"(float32 rounding; the values themselves are of order {max(abs(score), 1e-9):.2g}).")
+    return RelativeResult(fig, s.tolist(), both.tolist(), query_only.tolist(), score, shifted, max_diff, m, n, shift,
+                          readout, " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- 5. frequencies and long-range decay
+
+
+def decay_bound(head_dim: int, theta: float, distances: torch.Tensor) -> torch.Tensor:
+    """RoFormer's long-range decay curve (section 3.4.3): (1/(d/2)) * sum_j |S_j|, S_j = sum_{k<j} e^{i r theta_k}.
+
+    The score q_m . k_n is bounded by (max_j |h_{j+1} - h_j|) times this, with r = m - n; it
+    shrinks as r grows because the fast pairs' unit vectors point every which way and cancel.
+
+        >>> decay_bound(4, 10000.0, torch.tensor([0.0]))   # r = 0: S_1 = 1, S_2 = 2 -> (1 + 2) / 2
+        tensor([1.5000], dtype=torch.float64)
+    """
+    freqs = rope_frequencies(head_dim, theta).double()  # (P,)
+    phases = torch.polar(torch.ones(len(distances), len(freqs), dtype=torch.float64),
+                         distances.double()[:, None] * freqs[None, :])  # (D, P) e^{i r theta_k}
+    partial = phases.cumsum(dim=-1)  # (D, P) S_1 .. S_P
+    return partial.abs().mean(dim=-1)  # (D,)
+
+
+def theta_from_log(log_theta) -> float:
+    """The slider gives log10(rope_theta). Values within 1% of Llama 2's or Llama 3's base snap to it.
+
+        >>> theta_from_log(4.0), theta_from_log(5.7), round(theta_from_log(3.0))   # 10^5.7 = 501,187
+        (10000.0, 500000.0, 1000)
+    """
+    theta = 10 ** float(log_theta)
+    for ref in (LLAMA2_THETA, LLAMA3_THETA):
+        if abs(theta / ref - 1) < 0.01:
+            return ref
+    return theta
+
+
+@dataclass
+class SpectrumResult:
+    figure: go.Figure
+    theta: float
+    freqs: torch.Tensor  # (P,) theta_i for the chosen rope_theta
+    distances: torch.Tensor  # (D,)
+    bound: torch.Tensor  # (D,) for the chosen rope_theta
+    readout: str
+    notice: str = ""
+
+
+def spectrum(cm: CourseModel, log_theta=4.0, max_distance: int | None = None) -> SpectrumResult:
+    """theta_i per pair and the decay curve for the chosen rope_theta, next to Llama 2's and Llama 3's."""
+    notices = []
+    try:
+        lt = float(log_theta)
+    except (TypeError, ValueError):
+        lt = 4.0
+    if not 1.0 <= lt <= 7.0:
+        notices.append(f"log10(rope_theta) = {lt:g} is outside 1 to 7; using {min(max(lt, 1.0), 7.0):g}.")
+        lt = min(max(lt, 1.0), 7.0)
+    theta = theta_from_log(lt)
+    hs, L = cm.config.head_dim, cm.config.max_seq_len
+    max_distance = max_distance or 8 * L
+    distances = torch.arange(0, max_distance + 1, dtype=torch.float64)
+    curves = {LLAMA2_THETA: "#9ca3af", LLAMA3_THETA: "#a16207", theta: "#2563eb"}
+    layout, ((xr1, yr1, xa1, ya1), (xr2, yr2, xa2, ya2)) = _grid(
+        1, 2, [f"frequency θ_i per pair (head size {hs})", "RoFormer's upper bound on |q·k| against distance"], 0.1)
+    data, bounds = [], {}
+    for th, colour in curves.items():
+        name = f"rope_theta = {th:,.0f}" + (" (Llama 2, this model)" if th == LLAMA2_THETA else
+                                            " (Llama 3)" if th == LLAMA3_THETA else " (slider)")
+        width = 3 if th == theta else 1.5
+        f = rope_frequencies(hs, th)
+        bounds[th] = decay_bound(hs, th, distances)
+        data.append(dict(type="scatter", x=list(range(hs // 2)), y=f.numpy(), xaxis=xr1, yaxis=yr1,
+                         mode="lines+markers", name=name, legendgroup=name, line=dict(color=colour, width=width),
+                         customdata=(2 * math.pi / f).numpy(),
+                         hovertemplate="pair %{x}: θ = %{y:.3g} rad/token<br>a full turn every "
+                                       "%{customdata:,.0f} tokens<extra></extra>"))
+        data.append(dict(type="scatter", x=distances.numpy(), y=bounds[th].numpy(), xaxis=xr2, yaxis=yr2, mode="lines",
+                         name=name, legendgroup=name, showlegend=False, line=dict(color=colour, width=width),
+                         hovertemplate="distance %{x:.0f}: bound %{y:.3f}<extra></extra>"))
+    xa1.update(title=dict(text="pair index i"))
+    ya1.update(type="log", title=dict(text="θ_i (radians per token)"))
+    xa2.update(title=dict(text="relative distance m − n (tokens, log scale)"), type="log",
+               range=[0, math.log10(max_distance)])  # from distance 1: a log axis has no 0
+    ya2.update(title=dict(text="(1/(d/2)) Σ_j |S_j|"))
+    layout["shapes"] = [dict(type="line", x0=L, x1=L, y0=0, y1=1, xref=xr2, yref=f"{yr2} domain",  # the context
+                             line=dict(color="#dc2626", dash="dash", width=1))]
+    layout["annotations"].append(dict(x=L, y=1, xref=xr2, yref=f"{yr2} domain", text=f"context {L}", showarrow=False,
+                                      xanchor="left", yanchor="top", font=dict(size=10, color="#dc2626")))
+    layout.update(height=420, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.22))
+    fig = go.Figure(data=data, layout=layout)
+
+    freqs, bound = rope_frequencies(hs, theta), bounds[theta]
+    slow = int((2 * math.pi / freqs > L).sum())
+    at_L = float(bound[L])
+    readout = (f"rope_theta = **{theta:,.0f}**: θ_i runs from {float(freqs[0]):.3g} to {float(freqs[-1]):.3g} "
+               f"rad per token. "
+               f"**{slow} of {hs // 2}** pairs turn less than once across the {L}-token context.  \n"
+               f"Bound at distance 0: {float(bound[0]):.2f}; at distance {L}: **{at_L:.2f}** "
+               f"({at_L / float(bound[0]):.0%} of it).")
+    return SpectrumResult(fig, theta, freqs, distances, bound, readout, " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- 6. the model with other positions
+
+
+def _mean_lookback(attn: torch.Tensor) -> float:
+    """Average distance m - n a query looks back, weighted by attention; (T, T) rows that sum to 1."""
+    T = attn.shape[-1]
+    dist = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0).float()  # (T, T)
+    return float((attn * dist).sum(-1)[1:].mean()) if T > 1 else 0.0
+
+
+@dataclass
+class CompareResult:
+    figure: go.Figure
+    trained: torch.Tensor  # (T, T) attention of the chosen head, model as trained
+    variant: torch.Tensor  # (T, T) the same head in the variant model
+    lookback_trained: float
+    lookback_variant: float
+    variant_name: str
+    readout: str
+    notice: str = ""
+
+
+def compare_attention(cm: CourseModel, text: str = DEFAULT_TEXT, layer=0, head=0,
+                      variant: str = "none") -> CompareResult:
+    """One head's attention map in the trained model and in a variant with the same weights."""
+    notices = []
+    c = cm.config
+    layer = _clamp_int(layer, 0, c.n_layers - 1, "Layer", notices)
+    head = _clamp_int(head, 0, c.n_heads - 1, "Head", notices)
+    p = prepared(cm, text, ATTN_TOKENS)
+    if p.notice:
+        notices.append(p.notice)
+    other, name = variant_of(cm, variant)
+    ids = tuple(p.ids)
+    a = traced(cm.model, ids)[layer].attn[head]  # (T, T)
+    b = traced(other, ids)[layer].attn[head]  # (T, T)
+    lb_a, lb_b = _mean_lookback(a), _mean_lookback(b)
+    labels = [plot_label(s) for s in unique_labels(p.labels)]
+    masked = torch.ones_like(a, dtype=torch.bool).triu(1)  # future keys: shown blank, not as 0
+    layout, cells = _grid(1, 2, [f"as trained (RoPE, θ = {c.rope_theta:,.0f})", name], 0.14)
+    data = []
+    for (xr, yr, xa, ya), z in zip(cells, (a, b)):
+        data.append(dict(type="heatmap", z=z.masked_fill(masked, float("nan")).numpy(), x=labels, y=labels,
+                         xaxis=xr, yaxis=yr, coloraxis="coloraxis", hoverongaps=False,
+                         hovertemplate="query %{y}<br>key %{x}<br>p = %{z:.3f}<extra></extra>"))
+        xa.update(title=dict(text="key token", font_size=11), tickangle=-60, tickfont_size=8)
+        ya.update(title=dict(text="query token", font_size=11), autorange="reversed", tickfont_size=8)
+    layout.update(height=540, margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="#e5e7eb",
+                  coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title=dict(text="attention"))),
+                  title=dict(text=f"Layer {layer}, head {head}: the same weights, different positions "
+                                  "(grey: future keys, hidden by the causal mask)", font_size=13))
+    fig = go.Figure(data=data, layout=layout)
+    tv = 0.5 * float((a - b).abs().sum(-1).mean())
+    readout = (f"Average distance looked back: **{lb_a:.1f} tokens** as trained, **{lb_b:.1f} tokens** with {name}.  \n"
+               f"Average share of each query's attention that moved to other keys: **{tv:.0%}**.")
+    return CompareResult(fig, a, b, lb_a, lb_b, name, readout, " ".join(notices))
+
+
+def most_changed_head(cm: CourseModel, text: str = DEFAULT_TEXT, variant: str = "none") -> tuple[int, int, float]:
+    """The (layer, head) whose attention on this text moves most in the variant, and how much (0..1).
+
+    "How much" is the total variation distance between the two attention rows, averaged over queries:
+    the share of attention that went elsewhere. The page opens on this head.
+    """
+    p = prepared(cm, text, ATTN_TOKENS)
+    other, _ = variant_of(cm, variant)
+    ids = tuple(p.ids)
+    a = torch.stack([lt.attn for lt in traced(cm.model, ids)])  # (n_layers, nh, T, T)
+    b = torch.stack([lt.attn for lt in traced(other, ids)])
+    tv = 0.5 * (a - b).abs().sum(-1).mean(-1)  # (n_layers, nh)
+    layer, head = divmod(int(tv.argmax()), tv.shape[1])
+    return layer, head, float(tv[layer, head])
+
+
+@dataclass
+class LossResult:
+    trained: float  # nats per token on the slice
+    variant: float
+    delta: float  # variant - trained
+    trained_per_char: float
+    variant_per_char: float
+    tokens: int
+    chars: int
+    variant_name: str
+    readout: str
+
+
+def validation_slice(cm: CourseModel, n_chars: int = LOSS_CHARS) -> str:
+    """The first n_chars of the held-out text shipped beside the model (never seen in training)."""
+    return validation_excerpt(cm)[:n_chars]
+
+
+def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_window=None) -> dict:
+    """Mean next-token loss of `model` on the validation slice, one context window at a time (for progress).
+
+    Each window is scored by `llama.train.evaluate` exactly as in training's validation; every window
+    has the same length, so the mean of the windows is the mean over tokens. Cached per model.
+    """
+
+    def run():
+        tok = cm.tokenizer
+        ids = torch.tensor(tok.encode(validation_slice(cm, n_chars)), dtype=torch.long)
+        L = model.config.max_seq_len
+        n_win = len(ids) // L
+        if n_win == 0:
+            raise ValueError(f"The validation slice has only {len(ids)} tokens, fewer than one window of {L}.")
+        losses = []
+        for w in range(n_win):
+            losses.append(evaluate(model, ids[w * L:(w + 1) * L], L, tok.bos_id))
+            if on_window:
+                on_window(w + 1, n_win)
+        tokens = n_win * L
+        chars = len(tok.decode(ids[:tokens].tolist()))
+        per_token = sum(losses) / n_win
+        return {"per_token": per_token, "per_char": per_token * tokens / chars, "tokens": tokens, "chars": chars}
+
+    return _losses.get_or_compute((model, n_chars), run)
+
+
+def loss_change(cm: CourseModel, variant: str = "none", n_chars: int = LOSS_CHARS, on_window=None) -> LossResult:
+    """Validation loss of the trained model and of a variant on the same fixed slice; on_window(done, total)."""
+    other, name = variant_of(cm, variant)
+
+    # one progress bar over both models' windows: the trained model's first, then the variant's
+    a = slice_loss(cm, cm.model, n_chars, on_window and (lambda d, t: on_window(d, 2 * t)))
+    b = slice_loss(cm, other, n_chars, on_window and (lambda d, t: on_window(t + d, 2 * t)))
+    delta = b["per_token"] - a["per_token"]
+    readout = (f"On the first {n_chars:,} characters of held-out Shakespeare ({a['tokens']:,} tokens in "
+               f"{a['tokens'] // cm.config.max_seq_len} windows of {cm.config.max_seq_len}):  \n"
+               f"as trained: **{a['per_token']:.3f}** nats/token ({a['per_char']:.3f} per character)  \n"
+               f"{name}: **{b['per_token']:.3f}** nats/token ({b['per_char']:.3f} per character)  \n"
+               f"change: **{delta:+.3f}** nats/token, perplexity ×{math.exp(delta):.2f}")
+    return LossResult(a["per_token"], b["per_token"], delta, a["per_char"], b["per_char"], a["tokens"], a["chars"],
+                      name, readout)
+
+
+# ----------------------------------------------------------------------------- 7. predict, then reveal
+
+
+def change_size(delta: float) -> str:
+    """'barely' below 0.05 nats/token, 'little' below 0.5, else 'lot'.
+
+        >>> change_size(0.01), change_size(0.2), change_size(1.3)
+        ('barely', 'little', 'lot')
+    """
+    for limit, name in CHANGE_BINS:
+        if delta < limit:
+            return name
+    return CHANGE_BINS[-1][1]
+
+
+PREDICTIONS = {"barely": "barely changes (less than 0.05 nats per token)",
+               "little": "rises a little (0.05 to 0.5 nats per token)",
+               "lot": "rises a lot (more than 0.5 nats per token)"}
+
+
+def reveal(cm: CourseModel, variant: str, prediction: str | None, on_window=None) -> str:
+    """Run the variant on the validation slice and grade the learner's prediction against the live result."""
+    if prediction not in PREDICTIONS:
+        raise ValueError("Pick a prediction first, then press Reveal.")
+    r = loss_change(cm, variant, on_window=on_window)
+    actual = change_size(r.delta)
+    verdict = "✅ Right:" if actual == prediction else "❌ Not this time:"
+    return f"{verdict} the loss {PREDICTIONS[actual]}.\n\n{r.readout}"

@@ -1,0 +1,738 @@
+"""Lesson 1, tokenization: pure functions from a learner's text to figures and plain data.
+
+The page (app/pages/tokenization.py) only wires these to widgets. Five groups, leaf to root:
+
+    text in        clean_text, default_text        limits, odd Unicode, the course's own text
+    training       train_lesson -> Training        our BPE + the three library tokenizers + the course
+                                                   model's tokenizer, all on the learner's text; the
+                                                   per-learner `Trained` it returns is all a replay needs
+    replay         replay(trained, k, sentence)    the sentence cut as of merge k, merge k itself, and the
+                                                   compression curve with k marked: one encode, no training
+    vectors        embedding_heatmap, embedding_map   the course model's rows E[id] and a PCA map of E
+    questions      count_question / reveal_count, reveal_first_merge
+
+Nothing here imports Gradio. HTML (token chips) is built here because it is data about tokens, and
+every piece of learner text in it goes through `html.escape`.
+
+    >>> t = train_lesson("low lower lowest " * 50, 262, cm.tokenizer)
+    >>> [m.token for m in t.trained.tok.merges]
+    ['lo', 'low', 'Ġlow']
+    >>> t.trained.n_tokens          # tokens of the text after 0, 1, 2, 3 merges
+    [850, 700, 550, 401]
+    >>> replay(t.trained, 1, "lowest").chips   # chips lo w e s t, ids 259 122 104 118 119
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+import torch
+
+import lessons
+from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
+                             train_hf_bpe, train_sentencepiece)
+from llama.tokenizer.base import bytes_to_unicode
+from llama.tokenizer.references import VocabTooSmall
+
+# ----------------------------------------------------------------------------- limits and defaults
+
+# Training four tokenizers and encoding with five takes about 1 s per 50,000 characters on a busy
+# 2-core machine (bench/bench_tokenization.py); more would make every learner wait.
+MAX_TEXT_CHARS = 100_000
+MAX_SENTENCE_CHARS = 300  # the replayed sentence: long enough for a paragraph, short enough to read as chips
+PREVIEW_CHARS = 300  # the comparison colours this much of the learner's text
+MAX_EMBED_TOKENS = 48  # rows of the embedding heatmap (BOS included)
+VOCAB_MIN, VOCAB_MAX = 260, 4096  # 3 specials + 256 bytes + at least one merge; the slider's range
+DEFAULT_SENTENCE = "To be, or not to be: that is the question."
+QUESTION_TEXT = "Wherefore art thou Romeo?"
+
+OURS, HF_BPE, SP_BPE, SP_UNIGRAM, COURSE = ("ours (byte-level BPE)", "Hugging Face BPE", "sentencepiece BPE",
+                                            "sentencepiece Unigram", "course model's tokenizer")
+
+# Pastel backgrounds with dark text read in light and dark themes; neighbours always differ.
+CHIP_COLOURS = ("#fde68a", "#bbf7d0", "#bfdbfe", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb")
+
+
+def default_text() -> str:
+    """The course's own lesson texts, read now, in course order: a text the project wrote itself.
+
+    Each lesson adds its lesson.md when it is ready, so the default grows with the course.
+    """
+    parts = [lesson.text() for lesson in lessons.LESSONS if lesson.ready]
+    return "\n\n".join(p.replace("<!-- figure -->", "").strip() for p in parts)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str | None, limit: int = MAX_TEXT_CHARS, what: str = "text") -> tuple[str, list[str]]:
+    """Text a tokenizer can take, and notices about what was changed.
+
+    Raises ValueError with a message for the page when nothing usable is left.
+
+        clean_text("ab\\ud800")      -> ('ab\\ufffd', ['1 character that is not valid Unicode ...'])
+        clean_text("x" * 200_000)   -> ('xxx...' (100,000 chars), ['The text has 200,000 characters; ...'])
+    """
+    text = text or ""
+    notices = []
+    # A browser can send a lone UTF-16 surrogate (half an emoji); it has no UTF-8 bytes at all.
+    text, n_bad = _SURROGATE.subn("\ufffd", text)
+    if n_bad:
+        notices.append(f"{n_bad} character{'s' if n_bad > 1 else ''} that {'are' if n_bad > 1 else 'is'} not "
+                       "valid Unicode (half of a surrogate pair) became U+FFFD '�'.")
+    if not text.strip():
+        raise ValueError(f"The {what} is empty: type or paste some text (for example a few lines of Shakespeare).")
+    if len(text) > limit:
+        notices.append(f"The {what} has {len(text):,} characters; the limit is {limit:,}, so only the first "
+                       f"{limit:,} are used.")
+        text = text[:limit]
+    return text, notices
+
+
+# ----------------------------------------------------------------------------- showing tokens
+
+
+def visible(piece: str) -> str:
+    """A token's text with the invisible made visible, for a chip.
+
+    ' the\\n' -> '␣the⏎';  a zero-width joiner or right-to-left override -> '<U+200D>', '<U+202E>'
+    (an RLO left as is would reverse every chip after it); '' -> '∅'.
+    """
+    out = []
+    for ch in piece:
+        if ch == " ":
+            out.append("␣")
+        elif ch == "\n":
+            out.append("⏎")
+        elif ch == "\t":
+            out.append("⇥")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            out.append(f"<U+{ord(ch):04X}>")
+        else:
+            out.append(ch)
+    return "".join(out) or "∅"
+
+
+def chips_html(pieces: list[str], ids: list[int] | None = None, caption: str = "") -> str:
+    """Coloured token chips; each shows the token's text and, when given, its id.
+
+    ['To', ' be'], [1234, 77] -> '<div class="token-chips">...<span class="chip" ...>To<sub>1234</sub></span>...'
+    """
+    spans = []
+    for i, piece in enumerate(pieces):
+        text = html.escape(visible(piece))
+        tip = html.escape(f"{repr(piece)}" + (f", id {ids[i]}" if ids else ""), quote=True)
+        sub = f"<sub style='opacity:.6;margin-left:2px'>{ids[i]}</sub>" if ids else ""
+        spans.append(f"<span class='chip' title=\"{tip}\" style='background:{CHIP_COLOURS[i % len(CHIP_COLOURS)]};"
+                     f"color:#111'>{text}{sub}</span>")
+    head = f"<div style='font-size:.85em;opacity:.8;margin-bottom:2px'>{html.escape(caption)}</div>" if caption else ""
+    return f"{head}<div class='token-chips'>{''.join(spans)}</div>"
+
+
+def message_html(text: str) -> str:
+    return f"<div class='lesson-message'><p>⚠️ {html.escape(text)}</p></div>"
+
+
+def plot_text(s: str) -> str:
+    """Plotly reads a few HTML tags in text ('<s>' is strikethrough, '<b>' bold): escape token text.
+
+    '<s>' -> '&lt;s&gt;', which Plotly shows as <s>.
+    """
+    return html.escape(s, quote=False)
+
+
+def message_figure(text: str, height: int = 300) -> go.Figure:
+    """A figure that says why there is nothing to draw, instead of an empty frame."""
+    return go.Figure(layout=dict(
+        height=height, margin=dict(l=20, r=20, t=20, b=20), xaxis=dict(visible=False), yaxis=dict(visible=False),
+        annotations=[dict(text=plot_text(text), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                          font=dict(size=14))]))
+
+
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
+
+
+def md_text(s: str) -> str:
+    """Token text inside Markdown: every ASCII punctuation mark escaped, so a token such as '**' or
+    '<s>' is shown, not obeyed. '**' -> '\\*\\*'."""
+    return _MD_PUNCT.sub(r"\\\1", s)
+
+
+def pair_label(tok: BPETokenizer, pair: tuple[int, int]) -> str:
+    """(35, 119) -> "'␣' + 't'": the two tokens a merge joins, readable."""
+    return " + ".join(f"'{token_label(tok, i)}'" for i in pair)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class Trained:
+    """What a learner's training leaves behind, kept per learner (gr.State): all a replay needs.
+
+    n_tokens[k] is how many tokens the training text has after the first k merges, for
+    k = 0 .. len(tok.merges), so the compression curve is a lookup, not a re-encode.
+    """
+
+    tok: BPETokenizer
+    n_chars: int
+    n_tokens: list[int]
+    asked_vocab: int
+    first_pairs: list[tuple[str, int]]  # the most frequent pairs before any merge: (label, count)
+    course_point: tuple[int, float] | None = None  # (vocab size, chars/token) of the course model's tokenizer
+
+    @property
+    def n_merges(self) -> int:
+        return len(self.tok.merges)
+
+    @property
+    def n_base(self) -> int:
+        return self.tok.vocab_size - self.n_merges  # specials + 256 bytes
+
+
+@dataclass
+class Training:
+    """One press of Train: the learner's state, the comparison of five tokenizers, and notices."""
+
+    trained: Trained | None
+    text: str  # the text actually used (cleaned, maybe cut)
+    notices: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)  # compare_tokenizers rows (+ 'error' rows), one per tokenizer
+    preview: str = ""
+    error: str = ""  # non-empty: nothing was trained, show this instead
+    cut: bool = False  # the learner's text was longer than MAX_TEXT_CHARS: `text` is its start
+
+    @property
+    def notice(self) -> str:
+        return " ".join(self.notices)
+
+
+def _split_specials(text: str, specials) -> list[tuple[str, bool]]:
+    """'a<s>b' -> [('a', False), ('<s>', True), ('b', False)]: specials are cut out before BPE, as encode does."""
+    if not specials:
+        return [(text, False)]
+    rx = re.compile("(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")")
+    return [(p, k % 2 == 1) for k, p in enumerate(rx.split(text)) if p]
+
+
+def token_counts_by_merge(tok: BPETokenizer, text: str) -> tuple[list[int], list[tuple[tuple[int, int], int]]]:
+    """Tokens in `text` after each number of merges, and the pair counts before the first merge.
+
+    Applying merges 0, 1, 2, ... one after another to every word gives exactly what
+    encode(text, upto_merge=k) gives (a merge can only create pairs that rank later), so one
+    pass over the unique words yields the whole curve: the cost of training once, not of
+    encoding the text len(merges) times.
+
+        "low lower lowest " * 50, merges 'lo', 'low', 'Ġlow' -> [850, 700, 550, 401]
+    """
+    words: Counter[str] = Counter()
+    n_special = 0
+    for piece, is_special in _split_specials(text, tok.special_tokens):
+        if is_special:
+            n_special += 1
+        else:
+            words.update(pretokenize(piece, tok.pattern))
+    byte_id = [tok.token_to_id(bytes_to_unicode()[b]) for b in range(256)]
+    word_ids = [[byte_id[b] for b in w.encode("utf-8")] for w in words]
+    freqs = list(words.values())
+
+    where: dict[tuple[int, int], set[int]] = {}  # pair -> the words holding it, so a merge visits only those
+    pair_counts: Counter = Counter()
+    for w, ids in enumerate(word_ids):
+        for pair in zip(ids, ids[1:]):
+            where.setdefault(pair, set()).add(w)
+            pair_counts[pair] += freqs[w]
+    total = n_special + sum(len(ids) * f for ids, f in zip(word_ids, freqs))
+    counts = [total]
+    for m in tok.merges:
+        for w in where.pop(m.pair, ()):
+            ids = word_ids[w]
+            new = merge(ids, m.pair, m.new_id)
+            total -= (len(ids) - len(new)) * freqs[w]
+            for pair in zip(new, new[1:]):
+                where.setdefault(pair, set()).add(w)
+            word_ids[w] = new
+        counts.append(total)
+    # Ties as the trainer breaks them: higher count first, then the smaller pair of ids.
+    top = sorted(pair_counts.items(), key=lambda pc: (-pc[1], pc[0]))[:4]
+    return counts, top
+
+
+def _stage(progress, start: float, end: float):
+    """A progress callback for one stage, mapping its own 0..1 onto [start, end] of the whole."""
+    def report(fraction: float, desc: str):
+        if progress is not None:
+            progress(start + (end - start) * min(max(fraction, 0.0), 1.0), desc=desc)
+    return report
+
+
+def train_ours(text: str, vocab_size: int, progress=None) -> BPETokenizer:
+    """Our BPE on the text, reporting progress every ~2% of merges (a report costs more than a merge)."""
+    n_merges = max(1, vocab_size - len(DEFAULT_SPECIAL_TOKENS) - 256)
+    every = max(1, n_merges // 50)
+
+    def on_merge(m):
+        if m.step % every == 0 and progress is not None:
+            progress(m.step / n_merges, f"our BPE: merge {m.step + 1:,} of up to {n_merges:,}")
+    return BPETokenizer.train(text, vocab_size, on_merge=on_merge)
+
+
+def train_references(text: str, vocab_size: int, progress=None) -> tuple[dict, dict, list[str]]:
+    """The three library tokenizers on the text: ({name: tokenizer}, {name: error message}, notices).
+
+    One that cannot train on this text gets a message; the others still run. sentencepiece
+    needs a vocabulary of at least 4 + 256 + (distinct characters); below that it is trained at
+    its minimum, and the notice says so.
+    """
+    toks, errors, notices = {}, {}, []
+    report = _stage(progress, 0, 1)
+    report(0.0, "Hugging Face BPE")
+    try:
+        toks[HF_BPE] = train_hf_bpe(text, vocab_size)
+    except Exception as e:  # the Rust library raises plain Exceptions; one failure must not sink the others
+        errors[HF_BPE] = f"could not train on this text: {e}"
+    for j, (model_type, name) in enumerate((("bpe", SP_BPE), ("unigram", SP_UNIGRAM))):
+        report((j + 1) / 3, name)
+        try:
+            try:
+                toks[name] = train_sentencepiece(text, vocab_size, model_type)
+            except VocabTooSmall as e:
+                toks[name] = train_sentencepiece(text, e.minimum, model_type)
+                notices.append(f"{name} needs at least {e.minimum:,} tokens for this text (4 special and 256 byte "
+                               f"pieces, and one per distinct character, its space mark ▁ included), so it was "
+                               f"trained at {e.minimum:,}.")
+        except Exception as e:  # as above: report it in the table, keep the other tokenizers
+            errors[name] = f"could not train on this text: {e}"
+    return toks, errors, notices
+
+
+def preview_of(text: str, n: int = PREVIEW_CHARS) -> str:
+    """The first ~n characters, cut at a space or line break when there is one nearby, so no word is split."""
+    if len(text) <= n:
+        return text
+    cut = max(text.rfind(" ", 0, n), text.rfind("\n", 0, n))
+    return text[:cut if cut > n // 2 else n]
+
+
+def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, progress=None) -> Training:
+    """Train our BPE and the three library tokenizers on the learner's text; compare all five.
+
+    `progress(fraction, desc=...)`, when given, hears about each stage (the page passes gr.Progress).
+    Bad input never raises: the returned Training has `error` set instead.
+    """
+    cut = len(text or "") > MAX_TEXT_CHARS
+    try:
+        text, notices = clean_text(text)
+    except ValueError as e:
+        return Training(None, "", error=str(e))
+    vocab_size = int(vocab_size)
+    if not VOCAB_MIN <= vocab_size <= VOCAB_MAX:
+        return Training(None, text, error=f"The vocabulary size must be between {VOCAB_MIN} and {VOCAB_MAX:,} "
+                                          f"(3 special tokens + 256 bytes + merges); got {vocab_size:,}.")
+    try:
+        tok = train_ours(text, vocab_size, _stage(progress, 0.0, 0.45))
+    except ValueError as e:  # e.g. a text of nothing but special tokens
+        return Training(None, text, error=f"Our BPE cannot train on this text: {e}.")
+    _stage(progress, 0.45, 0.5)(0, "counting tokens after every merge")
+    n_tokens, top = token_counts_by_merge(tok, text)
+    if tok.vocab_size < vocab_size:
+        notices.append(f"This text supports only {len(tok.merges):,} merges (every word is already one token), "
+                       f"so our vocabulary stopped at {tok.vocab_size:,} tokens instead of {vocab_size:,}.")
+    refs, errors, ref_notices = train_references(text, vocab_size, _stage(progress, 0.5, 0.9))
+    notices += ref_notices
+
+    _stage(progress, 0.9, 1.0)(0, "encoding your text with all five tokenizers")
+    toks = {OURS: tok, **refs, COURSE: course_tok}
+    stats = {r["name"]: r for r in compare_tokenizers(text, toks)}
+    preview = preview_of(text)
+    shown = {r["name"]: r["tokens"] for r in compare_tokenizers(preview, toks)}
+    rows = []
+    for name in (OURS, HF_BPE, SP_BPE, SP_UNIGRAM, COURSE):
+        if name in errors:
+            rows.append({"name": name, "error": errors[name]})
+        else:
+            row = dict(stats[name], preview_tokens=shown[name])
+            row.pop("tokens")  # the whole text's pieces: not shown, and large
+            rows.append(row)
+    small = [f"{name} at {stats[name]['vocab_size']:,}" for name in refs if stats[name]["vocab_size"] < vocab_size]
+    if small:
+        notices.append("The library tokenizers found fewer tokens worth learning than you asked for and stopped "
+                       "early: " + ", ".join(small) + ".")
+    course_row = stats[COURSE]
+    trained = Trained(tok, len(text), n_tokens, vocab_size, [(pair_label(tok, p), c) for p, c in top],
+                      (course_tok.vocab_size, course_row["chars_per_token"]))
+    return Training(trained, text, notices, rows, preview, cut=cut)
+
+
+# ----------------------------------------------------------------------------- the comparison, drawn
+
+
+def comparison_html(training: Training) -> str:
+    """A table of the five tokenizers on the learner's text, then each one's tokens for the text's start."""
+    if training.error:
+        return message_html(training.error)
+    head = ("<table style='border-collapse:collapse;font-size:.92em'><thead><tr>"
+            + "".join(f"<th style='text-align:{a};padding:2px 10px'>{h}</th>" for h, a in
+                      (("tokenizer", "left"), ("vocabulary", "right"), ("tokens on your text", "right"),
+                       ("characters per token", "right"), ("byte tokens", "right"), ("trained on", "left")))
+            + "</tr></thead><tbody>")
+    body, chips = [], []
+    for row in training.rows:
+        name = html.escape(row["name"])
+        if "error" in row:
+            body.append(f"<tr><td style='padding:2px 10px'>{name}</td><td colspan='5' style='padding:2px 10px'>"
+                        f"⚠️ {html.escape(row['error'])}</td></tr>")
+            continue
+        source = "Shakespeare (fixed)" if row["name"] == COURSE else "your text"
+        cells = (f"{row['vocab_size']:,}", f"{row['n_tokens']:,}", f"{row['chars_per_token']:.2f}",
+                 f"{row['byte_fallback_count']:,}")
+        body.append(f"<tr><td style='padding:2px 10px'>{name}</td>"
+                    + "".join(f"<td style='text-align:right;padding:2px 10px'>{c}</td>" for c in cells)
+                    + f"<td style='padding:2px 10px'>{source}</td></tr>")
+        pieces = row["preview_tokens"]
+        chips.append(chips_html(pieces, caption=f"{row['name']}: {len(pieces)} tokens"))
+    n = len(training.preview)
+    intro = (f"<p style='margin:.6em 0 .2em'>The first {n:,} characters of your text, as each tokenizer cuts them "
+             f"(sentencepiece shows a space as part of the next token, and bytes as &lt;0x..&gt;):</p>")
+    return head + "".join(body) + "</tbody></table>" + intro + "".join(chips)
+
+
+def comparison_figure(training: Training) -> go.Figure:
+    """Characters per token for each tokenizer on the learner's text (higher = fewer, longer tokens)."""
+    if training.error:
+        return message_figure(training.error, height=260)
+    rows = [r for r in training.rows if "error" not in r]
+    names = [r["name"] for r in rows]
+    bars = go.Bar(
+        x=[r["chars_per_token"] for r in rows], y=names, orientation="h",
+        marker_color=["#2563eb" if n == OURS else "#9ca3af" if n == COURSE else "#60a5fa" for n in names],
+        text=[f"{r['chars_per_token']:.2f} chars/token · {r['n_tokens']:,} tokens · vocab {r['vocab_size']:,}"
+              for r in rows],
+        textposition="auto", hovertemplate="%{y}: %{x:.2f} characters per token<extra></extra>")
+    missing = [r["name"] for r in training.rows if "error" in r]
+    notes = [dict(text="not trained: " + ", ".join(missing), xref="paper", yref="paper", x=1, y=-0.25,
+                  showarrow=False, xanchor="right", font=dict(size=11))] if missing else []
+    return go.Figure(data=[bars], layout=dict(
+        title=dict(text=f"Compression on your text ({training.trained.n_chars:,} characters)"), height=300,
+        margin=dict(l=10, r=10, t=50, b=40), yaxis=dict(autorange="reversed"), annotations=notes,
+        xaxis=dict(title=dict(text="characters per token (more = shorter sequences)"), rangemode="tozero")))
+
+
+# ----------------------------------------------------------------------------- replaying the merges
+
+
+@dataclass
+class Replay:
+    chips: str  # HTML
+    merge_md: str  # Markdown: merge k and its neighbours
+    figure: go.Figure
+    notice: str = ""
+
+
+def merge_markdown(trained: Trained, k: int) -> str:
+    """What merge k did, and the merges just before it, as Markdown.
+
+    k = 0: no merge yet; k >= 1: merge number k (1-based) is tok.merges[k - 1].
+    """
+    tok, n = trained.tok, trained.n_merges
+    if n == 0:
+        return "This text supports **no merges**: no word in it is longer than one byte."
+    cpt = trained.n_chars / trained.n_tokens[k]
+    if k == 0:
+        first = tok.merges[0]
+        lines = [f"**Step 0 of {n:,}: no merges yet.** Every token is one byte; your text is "
+                 f"{trained.n_tokens[0]:,} tokens ({cpt:.2f} characters per token).",
+                 f"Merge 1 will join {md_text(pair_label(tok, first.pair))}, the most frequent pair "
+                 f"({first.count:,} times)."]
+        return "\n\n".join(lines)
+    m = tok.merges[k - 1]
+    lines = [f"**Merge {k:,} of {n:,}:** {md_text(pair_label(tok, m.pair))} → "
+             f"'{md_text(token_label(tok, m.new_id))}' (new id {m.new_id:,})",
+             f"The pair occurred **{m.count:,}** times in your text when it was merged. After it your text is "
+             f"{trained.n_tokens[k]:,} tokens ({cpt:.2f} characters per token); vocabulary "
+             f"{trained.n_base + k:,} tokens.",
+             "| merge | pair | new token | count |", "|---:|---|---|---:|"]
+    for j in range(max(0, k - 6), k):
+        mj = tok.merges[j]
+        lines.append(f"| {j + 1:,} | {md_text(pair_label(tok, mj.pair))} | '{md_text(token_label(tok, mj.new_id))}' "
+                     f"| {mj.count:,} |")
+    return "\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+
+
+def merge_curve_figure(trained: Trained, k: int) -> go.Figure:
+    """Characters per token on the learner's text against vocabulary size, merge by merge, with k marked.
+
+    Built in one go.Figure(data, layout) call: update_layout and add_vline each validate the whole
+    figure again, which made this 4x slower (it runs on every move of the merge slider).
+    """
+    n = trained.n_merges
+    step = max(1, n // 600)  # at most ~600 points on the line: the shape is the same, the payload small
+    ks = list(range(0, n + 1, step))
+    if ks[-1] != n:
+        ks.append(n)
+    cx, cy = trained.n_base + k, trained.n_chars / trained.n_tokens[k]
+    data = [
+        go.Scatter(x=[trained.n_base + j for j in ks], y=[trained.n_chars / trained.n_tokens[j] for j in ks],
+                   mode="lines", name="our BPE on your text", line=dict(color="#2563eb"),
+                   hovertemplate="vocabulary %{x:,}: %{y:.2f} chars/token<extra></extra>"),
+        go.Scatter(x=[cx], y=[cy], mode="markers+text", name=f"merge {k:,}", marker=dict(size=12, color="#dc2626"),
+                   text=[f"k = {k:,}"], textposition="bottom left" if 2 * k > n else "top right",
+                   hovertemplate="after %{text}: %{y:.2f} chars/token<extra></extra>"),
+    ]
+    if trained.course_point:
+        vx, vy = trained.course_point
+        data.append(go.Scatter(x=[vx], y=[vy], mode="markers", name="course model's tokenizer (Shakespeare)",
+                               marker=dict(size=11, symbol="star", color="#6b7280"),
+                               hovertemplate="course model's tokenizer, vocabulary %{x:,}: %{y:.2f} chars/token"
+                                             "<extra></extra>"))
+    layout = dict(
+        title=dict(text="Compression as merges accumulate"), height=340, margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=-0.45, x=0),
+        xaxis=dict(title=dict(text="vocabulary size (tokens: 3 special + 256 bytes + merges)")),
+        yaxis=dict(title=dict(text="characters per token"), rangemode="tozero"),
+        shapes=[dict(type="line", x0=cx, x1=cx, y0=0, y1=1, yref="paper",
+                     line=dict(color="#dc2626", width=1, dash="dot"))])
+    return go.Figure(data=data, layout=layout)
+
+
+def replay(trained: Trained | None, k: int | float, sentence: str | None) -> Replay:
+    """The sample sentence as the tokenizer cut it after k merges, merge k, and the curve with k marked.
+
+    k is clamped into 0 .. len(merges). At k = 0 every chip is one byte; at k = len(merges) the chips
+    are exactly tok.encode(sentence).
+    """
+    if trained is None:
+        msg = "Train a tokenizer first (the Train button above)."
+        return Replay(message_html(msg), msg, message_figure(msg), msg)
+    notices = []
+    k = int(round(k or 0))
+    if not 0 <= k <= trained.n_merges:
+        notices.append(f"Merge step {k:,} is outside 0 to {trained.n_merges:,} (the merges this training made); "
+                       f"showing step {min(max(k, 0), trained.n_merges):,}.")
+        k = min(max(k, 0), trained.n_merges)
+    try:
+        sentence, more = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
+        notices += more
+        ids = trained.tok.encode_as_of(sentence, k)
+        pieces = trained.tok.pieces(ids)
+        n_bytes = len(sentence.encode("utf-8"))
+        chips = chips_html(pieces, ids, caption=f"after {k:,} merge{'' if k == 1 else 's'}: {len(ids)} tokens "
+                                                f"for {len(sentence)} characters ({n_bytes} bytes)")
+    except ValueError as e:
+        notices.append(str(e))
+        chips = message_html(str(e))
+    return Replay(chips, merge_markdown(trained, k), merge_curve_figure(trained, k), " ".join(notices))
+
+
+# ----------------------------------------------------------------------------- from ids to vectors
+
+
+@dataclass(frozen=True)
+class EmbeddingPCA:
+    coords: torch.Tensor  # (V, 2) every token's embedding projected on the top two principal axes
+    explained: tuple[float, float]  # fraction of the total variance along each axis
+    names: list[str]  # hover text per token, '17 <0x0E>' escaped for Plotly (V labels: built once, not per call)
+
+    @property
+    def xy(self) -> tuple[list[float], list[float]]:
+        return self.coords[:, 0].tolist(), self.coords[:, 1].tolist()
+
+
+# id(weight) -> (weak reference to that weight, its PCA). Keyed by id because tensors compare
+# element-wise; the weak reference checks the id was not reused by a newer tensor.
+_PCA_CACHE: dict[int, tuple[weakref.ref, EmbeddingPCA]] = {}
+
+
+def embedding_pca(cm: CourseModel) -> EmbeddingPCA:
+    """A 2-D map of the whole embedding table, computed once per model and cached.
+
+    Centre the rows (E - mean), take the SVD U S V^T; coordinates are U[:, :2] S[:2], and
+    S_i^2 / sum S^2 is the share of variance each axis keeps. Signs are fixed (largest entry
+    of each axis positive) so the map looks the same on every start.
+    """
+    weight = cm.model.embed_tokens.weight
+    ref, cached = _PCA_CACHE.get(id(weight), (None, None))
+    if ref is not None and ref() is weight:
+        return cached
+    E = weight.detach().float().cpu()  # (V, d)
+    X = E - E.mean(dim=0, keepdim=True)  # (V, d) centred
+    U, S, Vh = torch.linalg.svd(X, full_matrices=False)  # U (V, r), S (r,), Vh (r, d)
+    coords = U[:, :2] * S[:2]  # (V, 2)
+    signs = torch.sign(coords.gather(0, coords.abs().argmax(dim=0, keepdim=True)))  # (1, 2)
+    coords = coords * torch.where(signs == 0, torch.ones_like(signs), signs)
+    var = S.pow(2)
+    names = [plot_text(f"{i} {token_label(cm.tokenizer, i)}") for i in range(E.shape[0])]
+    result = EmbeddingPCA(coords, (float(var[0] / var.sum()), float(var[1] / var.sum())), names)
+    _PCA_CACHE[id(weight)] = (weakref.ref(weight), result)
+    return result
+
+
+def embedding_facts(cm: CourseModel) -> str:
+    """The embedding table in numbers, read from the model: size, share of parameters, tying."""
+    V, d = cm.model.embed_tokens.weight.shape
+    total = cm.model.num_parameters()
+    tied = cm.model.lm_head.weight is cm.model.embed_tokens.weight
+    return (f"The course model's embedding table $E$ is {V:,} × {d} = {V * d:,} numbers, "
+            f"{100 * V * d / total:.0f}% of its {total:,} parameters. "
+            + ("It is **tied**: the output layer `lm_head` reuses the same matrix to score the next token."
+               if tied else "The output layer `lm_head` has its own matrix (not tied)."))
+
+
+def embedding_heatmap(cm: CourseModel, sentence: str | None) -> tuple[go.Figure, str]:
+    """The embedding rows E[id] of the sentence's tokens (course model's tokenizer, BOS first):
+    a tokens x dimensions heatmap. Returns (figure, notice)."""
+    try:
+        sentence, notices = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
+        prepared = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS)
+    except ValueError as e:
+        return message_figure(str(e)), str(e)
+    if prepared.notice:
+        notices.append(prepared.notice)
+    ids = torch.tensor(prepared.ids, device=cm.device)
+    rows = cm.model.embed_tokens.weight[ids].float().cpu()  # (T, d): a lookup is just row selection
+    T, d = rows.shape
+    labels = [plot_text(f"{lab} ({i})") for lab, i in zip(unique_labels(prepared.labels), prepared.ids)]
+    lim = float(rows.abs().max()) or 1.0
+    fig = go.Figure(
+        data=[go.Heatmap(z=rows.tolist(), x=list(range(d)), y=labels, colorscale="RdBu_r", zmin=-lim, zmax=lim,
+                         colorbar=dict(title=dict(text="value")),
+                         hovertemplate="token %{y}<br>dimension %{x}: %{z:.3f}<extra></extra>")],
+        layout=dict(title=dict(text=f"Embedding rows E[id]: {T} tokens × {d} dimensions"),
+                    height=min(120 + 22 * T, 700), margin=dict(l=10, r=10, t=50, b=10),
+                    xaxis=dict(title=dict(text=f"embedding dimension (0 to {d - 1})")),
+                    yaxis=dict(title=dict(text="token (position, text, id)"), autorange="reversed",
+                               type="category")))
+    return fig, " ".join(notices)
+
+
+def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
+    """Every token of the course vocabulary on the top two principal axes of E, with the
+    sentence's tokens, BOS and EOS marked."""
+    pca = embedding_pca(cm)
+    tok = cm.tokenizer
+    x, y = pca.xy
+    V = len(x)
+    # A plain dict, not go.Scatter: go.Figure validates it once instead of twice (V points, every call).
+    data = [dict(type="scatter", x=x, y=y, mode="markers", name="all tokens", marker=dict(size=4, color="#cbd5e1"),
+                 text=pca.names, hovertemplate="%{text}<extra></extra>")]
+    try:
+        sentence, _ = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
+        ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
+    except ValueError:
+        ids = []
+    if ids:
+        seen = list(dict.fromkeys(ids))  # a repeated token sits at one point; label it once
+        data.append(go.Scatter(x=[x[i] for i in seen], y=[y[i] for i in seen], mode="markers+text",
+                               name="your sentence's tokens", marker=dict(size=9, color="#dc2626"),
+                               text=[plot_text(token_label(tok, i)) for i in seen], textposition="top center",
+                               hovertemplate="%{text}<extra></extra>"))
+    specials = [(i, s) for i, s in ((tok.bos_id, "BOS <s>"), (tok.eos_id, "EOS </s>")) if i is not None and i < V]
+    data.append(go.Scatter(x=[x[i] for i, _ in specials], y=[y[i] for i, _ in specials], mode="markers+text",
+                           name="BOS / EOS", text=[plot_text(s) for _, s in specials], textposition="bottom center",
+                           marker=dict(size=12, symbol="diamond", color="#7c3aed"),
+                           hovertemplate="%{text}<extra></extra>"))
+    e1, e2 = pca.explained
+    return go.Figure(data=data, layout=dict(
+        title=dict(text=f"All {V:,} token embeddings, projected to 2-D (PCA)"), height=460,
+        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.15),
+        xaxis=dict(title=dict(text=f"principal axis 1 ({100 * e1:.1f}% of variance)")),
+        yaxis=dict(title=dict(text=f"principal axis 2 ({100 * e2:.1f}% of variance)"))))
+
+
+# ----------------------------------------------------------------------------- predict, then reveal
+
+
+def count_question(text: str = QUESTION_TEXT) -> list[str]:
+    """Answer choices for "how many tokens?", as ranges built from the question's own text.
+
+    'Wherefore art thou Romeo?' (4 words, 25 bytes) ->
+    ['4 or fewer (a word or more per token)', '5 to 8', '9 to 16', '17 to 25 (close to one per character)']
+    """
+    w, b = len(text.split()), len(text.encode("utf-8"))
+    edges = [w, 2 * w, 4 * w, b]
+    return [f"{w} or fewer (a word or more per token)", f"{w + 1} to {edges[1]}", f"{edges[1] + 1} to {edges[2]}",
+            f"{edges[2] + 1} to {b} (close to one per character)"]
+
+
+def _bucket(n: int, text: str) -> int:
+    """Which of count_question(text)'s ranges holds n."""
+    w, b = len(text.split()), len(text.encode("utf-8"))
+    for j, hi in enumerate((w, 2 * w, 4 * w, b)):
+        if n <= hi:
+            return j
+    return 3
+
+
+@dataclass
+class Reveal:
+    markdown: str
+    chips: str
+    correct: bool | None  # None when no choice was made
+
+
+def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT) -> Reveal:
+    """Run the course model's tokenizer on the question's text and say which choice was right."""
+    tok = cm.tokenizer
+    ids = tok.encode(text)
+    choices = count_question(text)
+    right = choices[_bucket(len(ids), text)]
+    pieces = tok.pieces(ids)
+    md = (f"The course model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
+          f"(the model also puts BOS in front): the right range is *{right}*. ")
+    correct = None
+    if choice:
+        correct = choice == right
+        md = ("✅ Right. " if correct else f"❌ Not quite (you chose *{choice}*). ") + md
+    else:
+        md = "You did not pick a choice; here is the answer. " + md
+    words = pretokenize(text, tok.pattern)  # ['Wherefore', ' art', ' thou', ' Romeo', '?']
+    whole = [w for w in words if len(tok.encode(w)) == 1]
+    listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
+    md += (f"That is {len(text) / len(ids):.1f} characters per token. The split regex makes {len(words)} words "
+           f"of it; {len(whole)} of them are single tokens{listed} and the rest are cut into pieces. A word "
+           "frequent in the Shakespeare training text earns merges all the way to one token, its leading space "
+           "included.")
+    return Reveal(md, chips_html(pieces, ids, caption=f"{len(ids)} tokens"), correct)
+
+
+def merge_question(trained: Trained | None) -> list[str]:
+    """Choices for "which pair is merged first?": the four most frequent pairs of the learner's text,
+    in alphabetical order so that their order gives nothing away."""
+    if trained is None:
+        return []
+    return sorted(label for label, _ in trained.first_pairs)
+
+
+def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
+    """The first merge our BPE really made on the learner's text, against the learner's guess."""
+    if trained is None:
+        return Reveal("Train a tokenizer first.", "", None)
+    if trained.n_merges == 0:
+        return Reveal("This text supports no merges at all: every word is a single byte.", "", None)
+    tok = trained.tok
+    first = tok.merges[0]
+    answer = pair_label(tok, first.pair)
+    new = md_text(token_label(tok, first.new_id))
+    md = (f"Our BPE's first merge on your text was **{md_text(answer)} → '{new}'**, a pair seen "
+          f"**{first.count:,}** times. ")
+    correct = None
+    if choice:
+        correct = choice == answer
+        md = ("✅ Right. " if correct else f"❌ Not this time (you chose {md_text(choice)}). ") + md
+    else:
+        md = "You did not pick a choice; here is the answer. " + md
+    others = ", ".join(f"{md_text(label)}: {count:,}" for label, count in trained.first_pairs)
+    md += f"Counts of the candidates before any merge: {others}. "
+    if b" " in tok.token_bytes(first.pair[0]) + tok.token_bytes(first.pair[1]):
+        md += ("The split regex glues a space to the start of the next word, so a space and a common first "
+               "letter form the most frequent pair, ahead of pairs inside words.")
+    else:
+        md += "No pair with a space won here: the most frequent pair lies inside words."
+    return Reveal(md, "", correct)

@@ -1,0 +1,126 @@
+"""Lessons 6 (MQA and GQA) and 7 (the KV cache) in the running app: every main event through gradio_client by
+api_name, then both pages in a real browser (a slider moved by keyboard changes the figure)."""
+
+import json
+
+from lessons.gqa import compute as G
+from lessons.kv_cache import compute as K
+
+PROMPT = "JULIET:\nO Romeo, Romeo!"
+FP16 = "fp16 / bf16"
+
+
+def plot(out) -> dict:
+    """The Plotly figure inside a gr.Plot value as gradio_client returns it."""
+    return json.loads(out["plot"]) if isinstance(out, dict) else json.loads(out)
+
+
+def title(out) -> str:
+    return plot(out)["layout"]["title"]["text"]
+
+
+# ----------------------------------------------------------------------------- gradio_client
+
+
+def test_gqa_sharing_and_memory_events(client, cm):
+    nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
+    fig, notice = client.predict(1, api_name="/gqa_sharing")
+    assert title(fig).startswith("MQA") and notice == ""
+    bad = next(k for k in range(1, nh + 1) if nh % k)  # a count that cannot split the heads evenly
+    fig, notice = client.predict(bad, api_name="/gqa_sharing")
+    snapped = G.clamp_kv_heads(nh, bad)[0]
+    assert "cannot be shared evenly" in notice and f"share {snapped} K/V head" in title(fig)
+    fig, table, notice = client.predict(nkv, 4096, 1, FP16, api_name="/gqa_memory")
+    assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == ""
+    assert f"{nkv} of {nh} K/V heads" in title(fig)
+
+
+def test_gqa_attention_conversion_and_reveals(client, cm):
+    fig, md, msg = client.predict("ROMEO: But soft, what light", 1, api_name="/gqa_attention")
+    assert "Layer 1" in md and "share a K/V head" in md and msg == ""
+    assert len(plot(fig)["data"]) == cm.config.n_heads
+    fig, md, msg = client.predict("   ", 0, api_name="/gqa_attention")
+    assert "empty" in msg and md == ""  # a clear message, not a traceback
+    fig, md = client.predict(1, api_name="/gqa_convert")
+    assert "mean-pooled" in md and "nats/token" in md
+    fig, md = client.predict(cm.config.n_heads, api_name="/gqa_convert")
+    assert "repeated" in md and "(**+0.000**)" in md
+    md = client.predict("Good morrow, neighbour", api_name="/gqa_repeat")
+    assert "Largest |logit difference|" in md and "GQA → MHA" in md
+    md = client.predict(G.POOL_CHOICES[0], api_name="/gqa_reveal_pooling")
+    assert ("✅" in md or "❌" in md) and "nats/token" in md
+    md = client.predict("Good morrow", G.REPEAT_CHOICES[0], api_name="/gqa_reveal_repeat")
+    assert md.startswith("✅")
+
+
+def test_kv_cache_events(client, cm):
+    fig, readout, proof, step, msg = client.predict(PROMPT, 8, 3, api_name="/kv_generate")
+    assert "Step 3" in title(fig) and "**Step 3**" in readout and "same tokens" in proof and msg == ""
+    fig, readout, msg = client.predict(PROMPT, 8, 5, api_name="/kv_step")
+    assert "**Step 5**" in readout
+    fig, readout, msg = client.predict(PROMPT, 4, 6, api_name="/kv_step")  # fewer tokens than the step slider says
+    assert "does not exist" in msg and "**Step 3**" in readout  # clamped to the last step, with a notice
+    fig, readout, proof, step, msg = client.predict("", 8, 0, api_name="/kv_generate")
+    assert "empty" in msg
+    fig, md, msg = client.predict(PROMPT, 16, api_name="/kv_timing")
+    assert "speed-up" in md and len(plot(fig)["data"]) == 4
+    fig, table, msg = client.predict(4096, 1, FP16, api_name="/kv_memory")
+    assert "| Llama 2 7B | 32 of 32 | 2.00 GiB | 2.00 GiB | 1x |" in table
+    md = client.predict(PROMPT, K.SAME_CHOICES[0], api_name="/kv_reveal_same")
+    assert md.startswith("✅")
+    md = client.predict(K.SPEED_CHOICES[1], api_name="/kv_reveal_speed")
+    assert "ms** without the cache" in md
+
+
+# ----------------------------------------------------------------------------- a real browser
+
+
+def svg_text(page, elem_id: str) -> str:
+    return " ".join(page.locator(f"#{elem_id} .main-svg").all_text_contents())
+
+
+def move_slider(page, label: str, presses: int, key: str = "ArrowRight") -> None:
+    """Keyboard moves a range input; Gradio's release event fires on pointerup, so send one after."""
+    rng = page.get_by_label(f"range slider for {label}", exact=True)
+    rng.focus()
+    for _ in range(presses):
+        rng.press(key)
+    rng.dispatch_event("pointerup")
+
+
+def no_error_toast(page) -> bool:
+    return page.locator(".toast-body").filter(has_text="Error").count() == 0
+
+
+def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
+    nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
+    page.goto(app_url + "gqa")
+    page.get_by_text("MQA and GQA").first.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#gqa-diagram .main-svg') !== null", timeout=60_000)
+    before = svg_text(page, "gqa-diagram")
+    assert f"share {nkv} K/V head" in before
+    up = next((d for d in G.divisors(nh) if d > nkv), None)
+    target, key, presses = (up, "ArrowRight", up - nkv) if up else (nkv // 2, "ArrowLeft", nkv - nkv // 2)
+    move_slider(page, "K/V heads", presses, key)
+    expected = f"share {target} K/V head"
+    page.wait_for_function(
+        "t => [...document.querySelectorAll('#gqa-diagram .main-svg')].some(s => s.textContent.includes(t))",
+        arg=expected, timeout=60_000)
+    assert svg_text(page, "gqa-diagram") != before
+    page.wait_for_function(  # the memory figure follows the same slider
+        "t => [...document.querySelectorAll('#gqa-memory .main-svg')].some(s => s.textContent.includes(t))",
+        arg=f"{target} of {nh} K/V heads", timeout=60_000)
+    assert no_error_toast(page) and page.errors == []
+
+
+def test_kv_cache_page_step_slider_moves_the_grid(page, app_url):
+    page.goto(app_url + "kv_cache")
+    page.get_by_text("The KV cache").first.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#kv-grid .main-svg') !== null", timeout=60_000)
+    assert "Step 0:" in svg_text(page, "kv-grid")
+    move_slider(page, "step", 2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#kv-grid .main-svg')].some(s => s.textContent.includes('Step 2:'))",
+        timeout=60_000)
+    page.get_by_text("one decode step").first.wait_for(timeout=30_000)
+    assert no_error_toast(page) and page.errors == []

@@ -1,0 +1,127 @@
+"""Lessons 4 (RMSNorm) and 5 (SwiGLU) through the real app: every main event by api_name (gradio_client),
+then both pages in a real browser."""
+
+import json
+
+TEXT = "To be, or not to be, that is the question."
+
+
+def _fig(out):
+    return json.loads(out["plot"])
+
+
+def _texts(fig):
+    """Every title and annotation of a Plotly figure (what the browser draws as SVG text)."""
+    lay = fig["layout"]
+    out = [a.get("text", "") for a in lay.get("annotations", [])]
+    title = lay.get("title", {})
+    return " ".join(out + [title.get("text", "") if isinstance(title, dict) else str(title)])
+
+
+def test_rmsnorm_events(client):
+    msg, token, inv, inv_md, overview, site, site_md = client.predict(TEXT, 3, 1.0, 2.0, 2, api_name="/rmsnorm_text")
+    assert msg == "" and token["value"] == 3 and token["maximum"] >= 10  # the slider now spans the text's tokens
+    assert "a = 2, b = 1" in _texts(_fig(inv)) and "RMSNorm" in inv_md
+    assert len([t for t in _fig(overview)["data"] if t["type"] == "box"]) == 2
+    assert "reproduces the model's output" in site_md
+    msg, *_ = client.predict("", 3, 1.0, 2.0, 2, api_name="/rmsnorm_text")
+    assert "empty" in msg
+
+    inv, md = client.predict(TEXT, 3, 0.0, 4.0, api_name="/rmsnorm_invariance")
+    assert "a = 4, b = 0" in _texts(_fig(inv)) and "LayerNorm" in md
+    # a new, shorter text typed but not submitted: the slider may point past its end
+    inv, md = client.predict("To be", 10, 0.0, 1.0, api_name="/rmsnorm_invariance")
+    assert "does not exist" in md and "a = 1, b = 0" in _texts(_fig(inv))
+    inv, md = client.predict("", 3, 0.0, 1.0, api_name="/rmsnorm_invariance")
+    assert "empty" in md and "Nothing to normalise" in inv["plot"]
+
+    site, md = client.predict(TEXT, 0, api_name="/rmsnorm_site")
+    assert "layers.0.input_layernorm" in md and "layers.0.input_layernorm" in _texts(_fig(site))
+
+    plot, table, msg = client.predict(4, 2.0, api_name="/rmsnorm_placement")
+    assert "largest / smallest" in table and "4 layers, init gain 2" in _texts(_fig(plot)) and msg == ""
+
+    md = client.predict(TEXT, "entering layer 0", api_name="/rmsnorm_reveal_rms")
+    assert "mean per-token RMS" in md and ("right." in md or "not this time." in md)
+    md = client.predict(TEXT, "only RMSNorm's", api_name="/rmsnorm_reveal_shift")
+    assert "right." in md
+    assert "empty" in client.predict(" ", None, api_name="/rmsnorm_reveal_shift")
+
+
+def test_rmsnorm_timing_event(client):
+    plot, table = client.predict(api_name="/rmsnorm_timing")
+    assert "LayerNorm / RMSNorm" in table and "× 4096" in table
+    bars = [t for t in _fig(plot)["data"] if t["type"] == "bar"]
+    assert {b["name"] for b in bars} == {"LayerNorm", "RMSNorm"} and all(min(b["y"]) > 0 for b in bars)
+
+
+def test_swiglu_events(client):
+    curves, surface, md = client.predict(2.0, api_name="/swiglu_curves")
+    assert "β = 2" in _texts(_fig(curves)) and "β = 2" in _texts(_fig(surface)) and "dips" in md
+    curves, _, md = client.predict(0.0, api_name="/swiglu_curves")
+    assert "straight line" in md and "β = 0" in _texts(_fig(curves))
+
+    table, note, msg = client.predict(5120, 256, api_name="/swiglu_hidden")
+    assert "11,008" in table and "13,824" in table and msg == ""  # Llama 2 13B's width gives 13,824
+    table, note, msg = client.predict(0, 256, api_name="/swiglu_hidden")
+    assert "positive whole numbers" in msg and "11,008" in table
+
+    msg, plot, md = client.predict(TEXT, 0.1, api_name="/swiglu_gates")
+    assert msg == "" and "|value| < 0.1" in _texts(_fig(plot)) and "near zero" in md
+    msg, plot, md = client.predict("", 0.1, api_name="/swiglu_gates")
+    assert "empty" in msg and md == ""
+
+    md = client.predict(TEXT, 0.05, "layer 0", api_name="/swiglu_reveal_sparsest")
+    assert "most near-zero gates" in md
+    md = client.predict(TEXT, "over 50%", api_name="/swiglu_reveal_negative")
+    assert "are negative" in md and ("right." in md or "not this time." in md)
+
+
+def _nudge(page, elem_id):
+    """Move a Gradio slider one step with the keyboard, then let go (release fires on pointerup)."""
+    slider = page.locator(f"#{elem_id} input[type=range]")
+    slider.focus()
+    slider.press("ArrowRight")
+    slider.dispatch_event("pointerup")
+
+
+def _wait_for_text(page, selector, text):
+    """Wait until the element's text contains `text` (a pending event first shows a timer there)."""
+    page.wait_for_function("([s, t]) => { const e = document.querySelector(s);"
+                           " return e && e.textContent.includes(t); }", arg=[selector, text], timeout=30_000)
+    return page.locator(selector).text_content()
+
+
+def _no_errors(page):
+    assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
+    assert "Error" not in " ".join(page.locator(".toast-wrap").all_inner_texts())
+    assert page.errors == []
+
+
+def test_rmsnorm_page_in_a_real_browser(page, app_url):
+    page.goto(app_url + "rmsnorm")
+    page.locator("#rmsnorm-invariance .annotation-text").first.wait_for(timeout=60_000)
+    assert "a = 2, b = 1" in page.locator("#rmsnorm-invariance").text_content()
+    assert "b = 1.1" not in page.locator("#rmsnorm-invariance-readout").text_content()
+    _nudge(page, "rmsnorm-shift")
+    readout = _wait_for_text(page, "#rmsnorm-invariance-readout", "b = 1.1")
+    assert "LayerNorm" in readout and "RMSNorm" in readout
+    _wait_for_text(page, "#rmsnorm-invariance", "a = 2, b = 1.1")  # the figure's SVG title
+    assert "8 layers" in page.locator("#rmsnorm-placement .gtitle").text_content()
+    _nudge(page, "rmsnorm-depth")
+    _wait_for_text(page, "#rmsnorm-placement .gtitle", "9 layers")
+    _no_errors(page)
+
+
+def test_swiglu_page_in_a_real_browser(page, app_url):
+    page.goto(app_url + "swiglu")
+    page.locator("#swiglu-curves .gtitle").wait_for(timeout=60_000)
+    assert "β = 1:" in page.locator("#swiglu-curves .gtitle").text_content()
+    _nudge(page, "swiglu-beta")
+    _wait_for_text(page, "#swiglu-curves .gtitle", "β = 1.1")
+    _wait_for_text(page, "#swiglu-curves-readout", "β = 1.1")
+    assert "0.055" not in page.locator("#swiglu-gates-readout").text_content()
+    _nudge(page, "swiglu-threshold")
+    _wait_for_text(page, "#swiglu-gates-readout", "0.055")
+    _wait_for_text(page, "#swiglu-gates", "|value| < 0.055")
+    _no_errors(page)

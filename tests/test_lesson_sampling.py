@@ -1,0 +1,149 @@
+"""Lesson 8 compute: the filters the chart shows are the ones `generate` uses, and streaming matches it."""
+
+import math
+
+import pytest
+import torch
+
+from lessons.sampling import compute as C
+from llama.generate import generate, next_token_distribution
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The model is tiny: one thread is faster than two on a shared, busy CPU (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ids(cm):
+    return C.prepare_prompt(cm, C.DEFAULT_PROMPT).ids
+
+
+def test_prompt_starts_with_bos_and_long_prompts_keep_their_end(cm):
+    p = C.prepare_prompt(cm, "ROMEO:\n")
+    assert p.ids[0] == cm.tokenizer.bos_id and p.notice == ""
+    long = C.prepare_prompt(cm, "To be, or not to be. " * 200 + "THE END")
+    limit = C.prompt_limit(cm)
+    assert len(long.ids) == limit <= cm.config.max_seq_len and long.ids[0] == cm.tokenizer.bos_id
+    assert f"the limit is {limit} tokens" in long.notice
+    assert cm.tokenizer.decode(long.ids[1:]).endswith("THE END")  # the end is what gets continued
+    for empty in ("", "   \n", None):
+        with pytest.raises(ValueError, match="empty"):
+            C.prepare_prompt(cm, empty)
+    assert len(C.prepare_prompt(cm, "🙂🙂").ids) > 1  # emoji are bytes to a byte-level BPE
+
+
+@pytest.mark.parametrize("t,k,p", [(1.0, 10, 0.9), (0.7, None, 0.5), (1.5, 50, None), (1.0, None, None)])
+def test_renormalised_probabilities_sum_to_one(cm, ids, t, k, p):
+    s = C.read_settings(t, k, p)
+    d = C.next_token_view(cm, ids, s)
+    full = next_token_distribution(C.last_logits(cm, ids), s.temperature, s.top_k, s.top_p)
+    assert math.isclose(float(full.sum()), 1.0, abs_tol=1e-5)
+    assert int((full > 0).sum()) == d.n_kept
+    assert math.isclose(sum(d.renorm) + d.rest_kept_mass, 1.0, abs_tol=1e-5)
+    assert all((r > 0) == (st == C.KEPT) for r, st in zip(d.renorm, d.status))
+    # renormalising divides the kept probabilities by their total
+    kept = [(p0, r) for p0, r, st in zip(d.probs, d.renorm, d.status) if st == C.KEPT]
+    assert all(math.isclose(r, p0 / d.kept_mass, rel_tol=1e-4) for p0, r in kept)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 37])
+def test_top_k_keeps_exactly_k(cm, ids, k):
+    d = C.next_token_view(cm, ids, C.read_settings(1.0, k, 1.0), n=64)
+    logits = C.last_logits(cm, ids)
+    ties = int((logits == torch.topk(logits, k).values[-1]).sum()) - 1
+    assert k <= d.n_kept <= k + ties
+    assert d.status[:k] == [C.KEPT] * k and set(d.status[k + ties:]) == {C.CUT_K}
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.9])
+def test_top_p_keeps_the_smallest_set_reaching_p(cm, ids, p):
+    s = C.read_settings(0.8, 0, p)
+    d = C.next_token_view(cm, ids, s, n=cm.config.vocab_size)
+    probs = sorted(d.probs, reverse=True)
+    kept = sum(probs[:d.n_kept])
+    assert kept >= p - 1e-6  # reaches p ...
+    assert sum(probs[:d.n_kept - 1]) < p  # ... and one token fewer would not
+    assert set(d.status[:d.n_kept]) == {C.KEPT} and set(d.status[d.n_kept:]) == {C.CUT_P}
+
+
+def test_top_p_runs_on_what_top_k_kept(cm, ids):
+    d = C.next_token_view(cm, ids, C.read_settings(1.0, 5, 0.5), n=10)
+    assert set(d.status[5:]) == {C.CUT_K}
+    within_k = sum(d.probs[:5])
+    mass = [sum(d.probs[:i]) / within_k for i in range(5)]  # share of the top-k mass held by the ones above
+    assert d.n_kept == sum(m < 0.5 for m in mass)
+
+
+def test_impossible_sliders_get_a_meaning_and_a_note():
+    s = C.read_settings(0, 0, 0)
+    assert s.greedy and s.top_k is None and 0 < s.top_p < 1e-3
+    assert any("greedy" in n for n in s.notes) and any("top-p 0" in n for n in s.notes)
+    assert any("top-k 0" in n for n in s.notes) and len(s.notes) == 3
+    s = C.read_settings(-1, -5, 7)
+    assert s.temperature == 0 and s.top_k is None and s.top_p is None and len(s.notes) == 3
+    s = C.read_settings(None, None, None)
+    assert (s.temperature, s.top_k, s.top_p, s.notes) == (1.0, None, None, ())
+    assert C.read_settings(99, 3, 0.5).temperature == C.MAX_TEMPERATURE
+    assert C.read_seed(None) == 0 and C.read_seed(-1) >= 0 and C.read_seed(4.7) == 4
+
+
+def test_temperature_zero_is_greedy_and_matches_generate(cm, ids):
+    s = C.read_settings(0, 7, 0.3)
+    d = C.next_token_view(cm, ids, s)
+    assert d.n_kept == 1 and d.status[0] == C.KEPT and d.renorm[0] == 1.0
+    steps = list(C.stream_side_by_side(cm, ids, 25, s, seed=3))
+    last = steps[-1]
+    want = generate(cm.model, ids, 25)
+    assert last.done and last.greedy_ids == want and last.sampled_ids == want
+    assert want[0] == d.ids[0]  # the chart's one survivor is the token greedy generation picks
+
+
+def test_same_seed_same_continuation_and_stream_concatenates(cm, ids):
+    s = C.read_settings(1.0, 20, 0.95)
+    runs = [list(C.stream_side_by_side(cm, ids, 16, s, seed=11)) for _ in range(2)]
+    a, b = runs[0][-1], runs[1][-1]
+    assert a.sampled_ids == b.sampled_ids and a.sampled_text == b.sampled_text
+    want = generate(cm.model, ids, 16, temperature=1.0, top_k=20, top_p=0.95, seed=11)
+    assert a.sampled_ids == want
+    assert a.sampled_text == cm.tokenizer.decode([t for t in want if t != cm.config.eos_token_id])
+    # streamed token by token: each step adds one token, and the pieces add up to the final text
+    streamed = [st.sampled_ids for st in runs[0][:-1]]
+    assert [len(x) for x in streamed] == list(range(1, len(streamed) + 1))
+    pieces = [cm.tokenizer.token_bytes(t) for t in want if t != cm.config.eos_token_id]
+    assert b"".join(pieces).decode("utf-8", errors="replace") == a.sampled_text
+    other = list(C.stream_side_by_side(cm, ids, 16, s, seed=12))[-1]
+    assert other.greedy_ids == a.greedy_ids  # greedy ignores the seed
+
+
+def test_generation_stops_at_the_context(cm):
+    ctx = cm.config.max_seq_len
+    prep = C.prepare_prompt(cm, "Sir, " * 400)
+    assert len(prep.ids) == C.prompt_limit(cm)
+    ids = (prep.ids * ctx)[:ctx - 4]  # a window 4 tokens short of the context
+    last = list(C.stream_side_by_side(cm, ids, 50, C.read_settings(1.0, 0, 1.0), seed=0))[-1]
+    eos = cm.config.eos_token_id
+    for new, reason in ((last.greedy_ids, last.greedy_reason), (last.sampled_ids, last.sampled_reason)):
+        if new[-1] != eos:
+            assert len(new) == 4 and "context is full" in reason and f"{ctx} tokens" in reason
+        else:
+            assert "EOS" in reason
+
+
+def test_figure_and_reveals_come_from_the_model(cm, ids):
+    d = C.next_token_view(cm, ids, C.read_settings(1.0, 10, 0.9))
+    fig = C.distribution_figure(d)
+    assert len(fig.data[-1].y) == C.N_BARS and f"keeps {d.n_kept} of {cm.config.vocab_size}" in fig.layout.title.text
+    assert {tr.name for tr in fig.data[:-1]} <= {C.KEPT, C.CUT_K, C.CUT_P}
+    r = C.reveal_nucleus(cm, ids)
+    assert r.kept[0] <= r.kept[1] <= r.kept[2] and r.answer == C.NUCLEUS_CHOICES[0]
+    items = list(C.reveal_seeds(cm, ids, n_tokens=12))
+    sr = items[-1]
+    assert isinstance(items[0], str) and isinstance(sr, C.SeedReveal)
+    assert (sr.first_difference is None) == (sr.texts[0] == sr.texts[1])
+    md = C.seed_reveal_markdown(sr, sr.answer)
+    assert md.startswith("**Right.**") and "seed 1" in md

@@ -1,0 +1,330 @@
+"""The tokenization lesson's compute functions, without a browser: the figures hold the right data,
+and bad input gives messages, not exceptions."""
+
+import html
+import json
+import re
+
+import pytest
+import torch
+
+from lessons.course import prepare_text
+from lessons.tokenization import compute as C
+
+SUB_ID = re.compile(r"<sub[^>]*>(\d+)</sub>")
+CHIP = re.compile(r"<span class='chip'")
+
+
+def chip_ids(chips: str) -> list[int]:
+    return [int(i) for i in SUB_ID.findall(chips)]
+
+
+@pytest.fixture(scope="module")
+def lesson_text():
+    return C.default_text()
+
+
+@pytest.fixture(scope="module")
+def training(cm, lesson_text):
+    return C.train_lesson(lesson_text, cm.tokenizer.vocab_size, cm.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def small(cm):
+    return C.train_lesson("low lower lowest " * 50, 262, cm.tokenizer)
+
+
+# ----------------------------------------------------------------------------- text in
+
+
+def test_default_text_is_the_course_lessons(lesson_text):
+    assert "Byte-pair encoding" in lesson_text  # this lesson's own text
+    assert "<!-- figure -->" not in lesson_text
+    assert 1_000 < len(lesson_text) <= C.MAX_TEXT_CHARS
+
+
+def test_clean_text_limits_and_surrogates():
+    text, notices = C.clean_text("x" * (C.MAX_TEXT_CHARS + 5))
+    assert len(text) == C.MAX_TEXT_CHARS and "100,000" in notices[0]
+    text, notices = C.clean_text("ab\ud800c")
+    assert text == "ab\ufffdc" and "not valid Unicode" in notices[0]
+    text.encode("utf-8")  # would raise for a lone surrogate
+    for empty in ("", "  \n\t", None):
+        with pytest.raises(ValueError, match="empty"):
+            C.clean_text(empty)
+
+
+def test_visible_and_escaped():
+    assert C.visible(" the\n") == "␣the⏎"
+    assert C.visible("a\u202eb") == "a<U+202E>b"  # a right-to-left override would flip the chips after it
+    assert C.visible("") == "∅"
+    chips = C.chips_html(["<b>x</b>", " &"], [5, 6])
+    assert "<b>x</b>" not in chips and "&lt;b&gt;x&lt;/b&gt;" in chips and "␣&amp;" in chips
+    assert chip_ids(chips) == [5, 6] and len(CHIP.findall(chips)) == 2
+
+
+# ----------------------------------------------------------------------------- training and the curve
+
+
+def test_small_training_docstring_example(small):
+    t = small.trained
+    assert [m.token for m in t.tok.merges] == ["lo", "low", "Ġlow"]
+    assert t.n_tokens == [850, 700, 550, 401]
+
+
+def test_token_counts_match_encode_as_of(training, lesson_text):
+    t, text = training.trained, training.text
+    assert text == lesson_text and not training.error
+    n = t.n_merges
+    assert n > 100 and len(t.n_tokens) == n + 1
+    for k in (0, 1, 2, 17, n // 2, n):
+        assert t.n_tokens[k] == len(t.tok.encode_as_of(text, k)), k
+    # No merges: one token per byte, except that special tokens written in the text ('<s>' in this
+    # lesson's prose) are one token each.
+    n_specials = sum(text.count(s) for s in ("</s>", "<pad>")) + text.count("<s>")
+    special_bytes = sum(len(s) * text.count(s) for s in ("<s>", "</s>", "<pad>"))
+    assert t.n_tokens[0] == len(text.encode("utf-8")) - special_bytes + n_specials
+    assert all(a > b for a, b in zip(t.n_tokens, t.n_tokens[1:]))  # every merge removes tokens
+
+
+def test_token_counts_with_special_tokens_in_text(cm):
+    text = "<s>the cat</s> the hat <s>"
+    t = C.train_lesson(text, 270, cm.tokenizer).trained
+    for k in range(t.n_merges + 1):
+        assert t.n_tokens[k] == len(t.tok.encode_as_of(text, k))
+
+
+def test_progress_is_reported_in_order(cm, lesson_text):
+    seen = []
+    C.train_lesson(lesson_text[:20_000], 600, cm.tokenizer, progress=lambda f, desc: seen.append((f, desc)))
+    fractions = [f for f, _ in seen]
+    assert len(seen) >= 5 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    assert any("our BPE" in d for _, d in seen) and any("sentencepiece" in d for _, d in seen)
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+def test_replay_k0_is_bytes_and_full_k_is_encode(training):
+    t = training.trained
+    s = "Wherefore art thou, Romeo? Naïve 😀"
+    r0 = C.replay(t, 0, s)
+    assert chip_ids(r0.chips) == [3 + b for b in s.encode("utf-8")]
+    assert "&lt;0xF0&gt;" in r0.chips  # the emoji's first byte, shown as a byte
+    rn = C.replay(t, t.n_merges, s)
+    assert chip_ids(rn.chips) == t.tok.encode(s)
+    assert len(chip_ids(rn.chips)) < len(chip_ids(r0.chips))
+    mid = t.n_merges // 2
+    assert chip_ids(C.replay(t, mid, s).chips) == t.tok.encode_as_of(s, mid)
+
+
+def test_merge_markdown_names_merge_k_and_its_count(training):
+    t = training.trained
+    m = t.tok.merges[4]
+    md = C.replay(t, 5, "the").merge_md
+    assert f"**Merge 5 of {t.n_merges:,}:**" in md and f"**{m.count:,}**" in md and f"new id {m.new_id}" in md
+    assert "no merges yet" in C.replay(t, 0, "the").merge_md
+
+
+def test_curve_figure_holds_the_curve_and_marks_k(training):
+    t = training.trained
+    k = 40
+    fig = C.replay(t, k, "the").figure
+    line, marker, star = fig.data[0], fig.data[1], fig.data[2]
+    assert line.x[0] == t.n_base and line.x[-1] == t.n_base + t.n_merges
+    assert line.y[0] == pytest.approx(t.n_chars / t.n_tokens[0])
+    assert line.y[-1] == pytest.approx(t.n_chars / t.n_tokens[-1])
+    assert marker.x == (t.n_base + k,) and marker.y[0] == pytest.approx(t.n_chars / t.n_tokens[k])
+    assert star.x[0] == t.course_point[0]
+    assert fig.layout.xaxis.title.text.startswith("vocabulary size") and "characters per token" in \
+        fig.layout.yaxis.title.text
+
+
+def test_replay_bad_input(training):
+    t = training.trained
+    r = C.replay(t, t.n_merges + 50, "the")
+    assert "outside 0 to" in r.notice and chip_ids(r.chips) == t.tok.encode("the")
+    r = C.replay(t, 3, "   ")
+    assert "empty" in r.notice and "empty" in r.chips
+    r = C.replay(t, 3, "y" * 1000)
+    assert "300" in r.notice and len(chip_ids(C.replay(t, 0, "y" * 1000).chips)) == C.MAX_SENTENCE_CHARS
+    r = C.replay(None, 3, "the")
+    assert "Train a tokenizer first" in r.notice
+    assert r.figure.layout.annotations[0].text.startswith("Train a tokenizer first")
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def test_comparison_rows_for_all_five(training, cm):
+    rows = training.rows
+    assert [r["name"] for r in rows] == [C.OURS, C.HF_BPE, C.SP_BPE, C.SP_UNIGRAM, C.COURSE]
+    n_chars = len(training.text)
+    for r in rows:
+        assert "error" not in r and r["n_tokens"] > 0
+        assert r["chars_per_token"] == pytest.approx(n_chars / r["n_tokens"])
+        assert "".join(r["preview_tokens"]).replace(" ", "") != ""
+    ours, hf, course = rows[0], rows[1], rows[4]
+    assert ours["n_tokens"] == len(training.trained.tok.encode(training.text))
+    assert abs(ours["n_tokens"] - hf["n_tokens"]) <= 0.03 * ours["n_tokens"]  # same algorithm, ties aside
+    assert course["vocab_size"] == cm.tokenizer.vocab_size
+    assert course["n_tokens"] == len(cm.tokenizer.encode(training.text))
+    assert "".join(ours["preview_tokens"]) == training.preview
+    page = C.comparison_html(training)
+    assert all(html.escape(r["name"]) in page for r in rows) and f"{ours['n_tokens']:,}" in page
+    fig = C.comparison_figure(training)
+    assert list(fig.data[0].y) == [r["name"] for r in rows]
+    assert list(fig.data[0].x) == pytest.approx([r["chars_per_token"] for r in rows])
+
+
+def test_one_failing_library_does_not_sink_the_comparison(cm, monkeypatch):
+    def broken(text, vocab_size, model_type="bpe"):
+        raise ValueError("sentencepiece could not train on this text: too small")
+    monkeypatch.setattr(C, "train_sentencepiece", broken)
+    t = C.train_lesson("the cat sat on the mat", 300, cm.tokenizer)
+    assert not t.error
+    errors = {r["name"]: r["error"] for r in t.rows if "error" in r}
+    assert set(errors) == {C.SP_BPE, C.SP_UNIGRAM} and "too small" in errors[C.SP_BPE]
+    assert "could not train" in C.comparison_html(t)
+    fig = C.comparison_figure(t)
+    assert list(fig.data[0].y) == [C.OURS, C.HF_BPE, C.COURSE]
+    assert "not trained" in fig.layout.annotations[0].text
+
+    def rust_error(text, vocab_size):
+        raise Exception("a Rust panic")  # what `tokenizers` raises: not a ValueError
+    monkeypatch.setattr(C, "train_hf_bpe", rust_error)
+    t = C.train_lesson("the cat sat on the mat", 300, cm.tokenizer)
+    assert [r["name"] for r in t.rows if "error" not in r] == [C.OURS, C.COURSE]
+
+
+def test_sentencepiece_minimum_vocabulary_is_explained(cm):
+    text = "".join(chr(0x4E00 + i) for i in range(60)) * 3  # 60 distinct CJK characters
+    t = C.train_lesson(text, 260, cm.tokenizer)
+    # 4 specials + 256 bytes + 60 characters + the space mark '▁' sentencepiece adds in front of each line
+    assert "sentencepiece BPE needs at least 321" in t.notice
+    assert next(r for r in t.rows if r["name"] == C.SP_BPE)["vocab_size"] >= 321
+
+
+# ----------------------------------------------------------------------------- bad input to training
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "empty"),
+    (" \n\t ", "empty"),
+    ("<s></s><s>", "nothing but special tokens"),
+])
+def test_training_refuses_with_a_message(cm, text, expected):
+    t = C.train_lesson(text, 500, cm.tokenizer)
+    assert t.trained is None and expected in t.error
+    assert expected in C.comparison_html(t)
+    assert C.comparison_figure(t).layout.annotations[0].text
+    assert "Train a tokenizer first" in C.replay(None, 0, "x").notice
+
+
+def test_training_vocab_out_of_range(cm):
+    t = C.train_lesson("hello", C.VOCAB_MAX + 1, cm.tokenizer)
+    assert t.trained is None and "between 260 and 4,096" in t.error
+
+
+def test_training_on_odd_text(cm):
+    emoji = C.train_lesson("😀🎉😀🎉 😀😀", 1000, cm.tokenizer)
+    assert not emoji.error and "stopped at" in emoji.notice and emoji.trained.n_merges > 0
+    assert "&lt;0xF0&gt;" in C.replay(emoji.trained, 0, "😀").chips
+    assert chip_ids(C.replay(emoji.trained, emoji.trained.n_merges, "😀").chips) == emoji.trained.tok.encode("😀")
+    odd = C.train_lesson("a\u0301\u200d\u202e b\ud800 ﷽ \x00", 400, cm.tokenizer)
+    assert not odd.error and "not valid Unicode" in odd.notice
+    assert len([r for r in odd.rows if "error" not in r]) == 5
+    one = C.train_lesson("a", 400, cm.tokenizer)
+    assert one.trained.n_merges == 0 and "no merges" in C.replay(one.trained, 0, "a").merge_md
+    huge = C.train_lesson("to be or not " * 10_000, 400, cm.tokenizer)
+    assert "130,000 characters" in huge.notice and huge.trained.n_chars == C.MAX_TEXT_CHARS
+    assert huge.cut and huge.text == ("to be or not " * 10_000)[:C.MAX_TEXT_CHARS] and not one.cut
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+def test_embedding_pca_is_cached_and_right(cm):
+    p = C.embedding_pca(cm)
+    assert C.embedding_pca(cm) is p
+    V, d = cm.model.embed_tokens.weight.shape
+    assert p.coords.shape == (V, 2)
+    assert 1 > p.explained[0] >= p.explained[1] > 0
+    E = cm.model.embed_tokens.weight.float()
+    X = E - E.mean(0)
+    _, S, Vh = torch.linalg.svd(X, full_matrices=False)
+    ref = X @ Vh[:2].T  # (V, 2) projection on the top two principal directions
+    assert torch.allclose(p.coords.abs(), ref.abs(), atol=1e-4)
+    assert p.explained[0] == pytest.approx(float(S[0] ** 2 / (S ** 2).sum()), rel=1e-5)
+
+
+def test_embedding_heatmap_rows_are_the_table_rows(cm):
+    s = "To be, or not to be"
+    fig, notice = C.embedding_heatmap(cm, s)
+    ids = prepare_text(cm, s, max_tokens=C.MAX_EMBED_TOKENS).ids
+    z = torch.tensor(fig.data[0].z)
+    assert z.shape == (len(ids), cm.config.dim) and notice == ""
+    assert torch.allclose(z, cm.model.embed_tokens.weight[ids].float())
+    # '<s>' escaped: Plotly would read it as a strikethrough tag and hide it
+    assert fig.data[0].y[0].startswith("0 &lt;s&gt;") and len(set(fig.data[0].y)) == len(ids)
+    assert "dimension" in fig.layout.xaxis.title.text
+    long_fig, long_notice = C.embedding_heatmap(cm, "to be " * 40)
+    assert len(long_fig.data[0].z) == C.MAX_EMBED_TOKENS and "only the first" in long_notice
+    empty_fig, empty_notice = C.embedding_heatmap(cm, "")
+    assert "empty" in empty_notice and "empty" in empty_fig.layout.annotations[0].text
+
+
+def test_embedding_map_marks_sentence_and_specials(cm):
+    fig = C.embedding_map(cm, "thou art")
+    V = cm.model.embed_tokens.weight.shape[0]
+    everything, sentence, specials = fig.data
+    assert len(everything.x) == V
+    ids = cm.tokenizer.encode("thou art")
+    coords = C.embedding_pca(cm).coords
+    assert list(sentence.x) == pytest.approx([float(coords[i, 0]) for i in dict.fromkeys(ids)])
+    assert list(specials.text) == ["BOS &lt;s&gt;", "EOS &lt;/s&gt;"]
+    assert "% of variance" in fig.layout.xaxis.title.text
+    assert len(C.embedding_map(cm, "").data) == 2  # no sentence: the table and BOS/EOS, still a figure
+
+
+def test_embedding_facts_read_from_the_model(cm):
+    V, d = cm.model.embed_tokens.weight.shape
+    assert f"{V:,} × {d}" in C.embedding_facts(cm)
+
+
+# ----------------------------------------------------------------------------- questions
+
+
+def test_count_question_and_reveal(cm):
+    choices = C.count_question()
+    assert len(choices) == 4 and choices[0].startswith("4 or fewer") and choices[-1].startswith("17 to 25")
+    n = len(cm.tokenizer.encode(C.QUESTION_TEXT))
+    right = choices[C._bucket(n, C.QUESTION_TEXT)]
+    r = C.reveal_count(cm, right)
+    assert r.correct is True and f"**{n} tokens**" in r.markdown and chip_ids(r.chips) == cm.tokenizer.encode(
+        C.QUESTION_TEXT)
+    words = C.pretokenize(C.QUESTION_TEXT, cm.tokenizer.pattern)
+    whole = sum(len(cm.tokenizer.encode(w)) == 1 for w in words)
+    assert f"makes {len(words)} words of it; {whole} of them are single tokens" in r.markdown
+    wrong = next(c for c in choices if c != right)
+    assert C.reveal_count(cm, wrong).correct is False
+    assert C.reveal_count(cm, None).correct is None
+
+
+def test_first_merge_question_and_reveal(training):
+    t = training.trained
+    choices = C.merge_question(t)
+    answer = C.pair_label(t.tok, t.tok.merges[0].pair)
+    assert answer in choices and choices == sorted(choices) and len(choices) == 4
+    assert t.first_pairs[0] == (answer, t.tok.merges[0].count)
+    r = C.reveal_first_merge(t, answer)
+    assert r.correct is True and f"**{t.tok.merges[0].count:,}**" in r.markdown
+    assert C.reveal_first_merge(t, next(c for c in choices if c != answer)).correct is False
+    assert "Train a tokenizer first" in C.reveal_first_merge(None, answer).markdown
+
+
+def test_figures_serialise(training, cm):
+    """Every figure the page shows must survive Plotly's JSON (what gr.Plot sends)."""
+    for fig in (C.replay(training.trained, 10, "the").figure, C.comparison_figure(training),
+                C.embedding_heatmap(cm, "the")[0], C.embedding_map(cm, "the"), C.message_figure("x")):
+        assert json.loads(fig.to_json())["data"] is not None
