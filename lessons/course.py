@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,22 @@ def token_label(tok: BPETokenizer, i: int) -> str:
         return tok.id_to_token(i)
     s = tok.pieces([i])[0]
     return s.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥") or "∅"
+
+
+def plot_label(s: str) -> str:
+    """A token label that Plotly shows as typed: invisible or control characters become U+XXXX, and
+    '<', '>', '&' become HTML entities (Plotly reads '<s>' as a strikethrough tag otherwise).
+
+        >>> plot_label('<s>'), plot_label('a\\u200bb')
+        ('&lt;s&gt;', 'aU+200Bb')
+    """
+    out = []
+    for ch in s:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"U+{ord(ch):04X}")
+        else:
+            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, ch))
+    return "".join(out)
 
 
 def unique_labels(labels: list[str]) -> list[str]:

@@ -1,5 +1,7 @@
 """Shared test fixtures: paths to ../shared, the course model, a live app server and a real browser."""
 
+import base64
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch load; the app server inherits it
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -24,6 +27,20 @@ SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def fig(plot) -> dict:
+    """The Plotly figure inside a gr.Plot output as gradio_client returns it ({'type': 'plotly', 'plot': json})."""
+    assert plot["type"] == "plotly"
+    return json.loads(plot["plot"])
+
+
+def array(z) -> np.ndarray:
+    """A Plotly array: a plain list, or numpy's binary form {'dtype', 'bdata', 'shape'}."""
+    if isinstance(z, dict):
+        a = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        return a.reshape([int(x) for x in str(z.get("shape", len(a))).split(",")])
+    return np.array(z, dtype=float)
 
 
 @pytest.fixture(scope="session")

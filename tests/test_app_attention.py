@@ -1,29 +1,14 @@
 """Lesson 2 (attention) through the real app: each event by api_name with gradio_client, then a real browser."""
 
-import base64
-import json
 
 import numpy as np
 import pytest
 
+from conftest import array, fig
 from lessons.attention import compute as C
 
 TEXT = "To be, or not to be: that is the question."
 LONG = "Now is the winter of our discontent made glorious summer. " * 60
-
-
-def fig(plot) -> dict:
-    """The Plotly figure inside a gr.Plot output ({'type': 'plotly', 'plot': json})."""
-    assert plot["type"] == "plotly"
-    return json.loads(plot["plot"])
-
-
-def array(z) -> np.ndarray:
-    """A Plotly array: a plain list, or numpy's binary form {'dtype', 'bdata', 'shape'}."""
-    if isinstance(z, dict):
-        a = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
-        return a.reshape([int(x) for x in str(z.get("shape", len(a))).split(",")])
-    return np.array(z, dtype=float)
 
 
 def title(plot) -> str:

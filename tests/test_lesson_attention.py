@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lessons.attention import compute as C
+from lessons.course import plot_label
 
 TEXT = "To be, or not to be: that is the question. To be, or not to be."
 
@@ -163,7 +164,7 @@ def test_emoji_and_odd_unicode_are_shown_not_crashed(cm):
     assert a.n_tokens > 1 and "single bytes" in a.message and len(a.heatmap.data) == 1
     t = C.trace_text(cm, "a\u200bb\x00c\u202ed")
     assert any("U+0000" in s for s in t.labels) and not any("\x00" in s or "\u202e" in s for s in t.labels)
-    assert C.plot_label("<s>") == "&lt;s&gt;" and C.plot_label("a\u200bb") == "aU+200Bb"
+    assert plot_label("<s>") == "&lt;s&gt;" and plot_label("a\u200bb") == "aU+200Bb"
 
 
 def test_reveals_are_computed_on_the_text(cm, traced):

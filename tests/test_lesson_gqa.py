@@ -8,16 +8,6 @@ from lessons.gqa import compute as C
 from llama.config import LlamaConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-CPU machine two spinning threads make these small forwards 10x slower.
-    Only speed changes; every number compared here is the same."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_divisors_and_head_to_group_map():
     assert C.divisors(8) == [1, 2, 4, 8] and C.divisors(6) == [1, 2, 3, 6] and C.divisors(1) == [1]
     assert C.head_groups(8, 8) == list(range(8))  # MHA: every query head its own K/V head

@@ -2,21 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from lessons.kv_cache import compute as C
 from llama.config import LlamaConfig
 from llama.generate import generate
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-CPU machine two spinning threads make these small forwards 10x slower.
-    Only speed changes; every number compared here is the same."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_memory_formula():

@@ -9,15 +9,6 @@ from lessons.sampling import compute as C
 from llama.generate import generate, next_token_distribution
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The model is tiny: one thread is faster than two on a shared, busy CPU (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ids(cm):
     return C.prepare_prompt(cm, C.DEFAULT_PROMPT).ids

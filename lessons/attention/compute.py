@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import threading
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from lessons.course import CourseModel, plot_label, prepare_text, token_label, unique_labels
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -80,22 +79,6 @@ class Traced:
     def kv_head(self, head: int) -> int:
         """GQA: query head h reads key/value head h // n_rep (as `repeat_kv` arranges), e.g. 8 heads, 4 KV: 5 -> 2."""
         return head // self.n_rep
-
-
-def plot_label(s: str) -> str:
-    """A token label that Plotly shows as typed: invisible or control characters become U+XXXX, and
-    '<', '>', '&' become HTML entities (Plotly reads '<s>' as a strikethrough tag otherwise).
-
-        >>> plot_label('<s>'), plot_label('a\\u200bb')
-        ('&lt;s&gt;', 'aU+200Bb')
-    """
-    out = []
-    for ch in s:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(f"U+{ord(ch):04X}")
-        else:
-            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, ch))
-    return "".join(out)
 
 
 def _byte_pieces(cm: CourseModel, ids: list[int]) -> int:

@@ -36,7 +36,6 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from plotly.subplots import make_subplots
 
 from lessons.course import CourseModel, prepare_text
 from llama.config import LlamaConfig

@@ -30,14 +30,13 @@ import functools
 import math
 import random
 import threading
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import CourseModel, prepare_text, unique_labels, validation_excerpt
+from lessons.course import CourseModel, plot_label, prepare_text, unique_labels, validation_excerpt
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
 from llama.train import evaluate
 
@@ -87,22 +86,6 @@ def clear_caches() -> None:
     for c in (_prepared, _traces, _losses):
         c.clear()
     variant_model.cache_clear()
-
-
-def plot_label(s: str) -> str:
-    """A token label Plotly shows as typed: '<' and '>' as entities (Plotly reads '<s>' as a tag),
-    invisible characters as U+XXXX.
-
-        >>> plot_label('<s>'), plot_label('a\\u200bb')
-        ('&lt;s&gt;', 'aU+200Bb')
-    """
-    out = []
-    for ch in s:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(f"U+{ord(ch):04X}")
-        else:
-            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, ch))
-    return "".join(out)
 
 
 def md_label(s: str) -> str:
