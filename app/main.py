@@ -14,6 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `python app/main.py` finds llama/ and lessons/
 
 import importlib  # noqa: E402
+import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
@@ -42,14 +43,17 @@ document.addEventListener("keyup", (e) => {
 
 
 def build() -> gr.Blocks:
+    t0 = time.time()
     cm = course()  # loaded once, before any page is built
     with gr.Blocks(title="Inside LLaMA") as demo:
         home.build(cm)
-    for lesson in lessons.LESSONS:
-        if lesson.ready:
-            page = importlib.import_module(f"app.pages.{lesson.slug}")
-            with demo.route(lesson.title, lesson.path):
-                page.build(cm, lesson)
+    ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
+    for n, lesson in enumerate(ready, 1):
+        print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
+        page = importlib.import_module(f"app.pages.{lesson.slug}")
+        with demo.route(lesson.title, lesson.path):
+            page.build(cm, lesson)
+    print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     return demo
 
 
