@@ -365,19 +365,27 @@ class Llama(nn.Module):
         positions' keys and values come from it and this call's are added to it."""
         cfg = self.config
         B, T = idx.shape
-        if input_pos is None:
+        from_start = input_pos is None
+        if from_start:
             input_pos = torch.arange(T, device=idx.device)
-        if int(input_pos[-1]) >= cfg.max_seq_len:
-            raise ValueError(f"position {int(input_pos[-1])} is past the model's context of {cfg.max_seq_len} tokens")
-        S = int(input_pos[-1]) + 1 if cache is not None else T
+        last = T - 1 if from_start else int(input_pos[-1])
+        if last >= cfg.max_seq_len:
+            raise ValueError(f"position {last} is past the model's context of {cfg.max_seq_len} tokens")
+        S = last + 1 if cache is not None else T
         # The causal mask: query at position p may attend to keys at positions 0..p. With a
         # cache the keys are all positions written so far, so the mask is (T, S), not (T, T).
-        mask = torch.arange(S, device=idx.device)[None, :] <= input_pos[:, None]  # (T, S) True = may attend
+        # (The fused kernel masks by itself when queries and keys cover the same positions.)
+        mask = None
+        if trace or self.attn_backend != "sdpa" or S != T:
+            mask = torch.arange(S, device=idx.device)[None, :] <= input_pos[:, None]  # (T, S) True = may attend
 
         x = self.embed_tokens(idx)  # (B, T, C)
         rope = None
         if cfg.position == "rope":
-            rope = self.rope_cos[input_pos], self.rope_sin[input_pos]  # (T, hs/2) each
+            if from_start:  # a view of the first T rows, no gather
+                rope = self.rope_cos[:T], self.rope_sin[:T]  # (T, hs/2) each
+            else:
+                rope = self.rope_cos[input_pos], self.rope_sin[input_pos]
         elif cfg.position == "learned":
             x = x + self.embed_positions(input_pos)
         elif cfg.position == "sinusoidal":
