@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,35 @@ def load_course_model(path: str | Path | None = None, device: str | torch.device
     log = json.loads(log_path.read_text()) if log_path.exists() else []
     card = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
     return CourseModel(model, tok, path, log, card)
+
+
+class LRU:
+    """A small thread-safe least-recently-used cache for the lessons' per-text work (the app serves several
+    learners at once from one model).
+
+    Keys start with the model object itself (modules hash by identity), so a result is never served for
+    another model. The computation runs under the lock, so events fired together by one slider share it.
+
+        >>> c = LRU(2); c.get_or_compute("a", lambda: 1), c.get_or_compute("a", lambda: 2)
+        (1, 1)
+    """
+
+    def __init__(self, size: int):
+        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
+
+    def get_or_compute(self, key, fn):
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+            value = self.data[key] = fn()
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
 
 
 @dataclass

@@ -23,15 +23,13 @@ a message for the page and a figure that says what went wrong instead of a blank
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import CourseModel, plot_label, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, unique_labels
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -92,33 +90,8 @@ def _byte_pieces(cm: CourseModel, ids: list[int]) -> int:
     return n
 
 
-class _LRU:
-    """A small thread-safe LRU cache. Keys include id(cm.model) and values keep the model, so a
-    different model that reuses the id (tests build several) never gets another model's result."""
-
-    def __init__(self, size: int):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
-
-    def get_or_compute(self, model, key, fn):
-        key = (id(model), key)
-        with self.lock:  # one computation at a time: four events fired by one slider share the result
-            hit = self.data.get(key)
-            if hit is not None and hit[0] is model:
-                self.data.move_to_end(key)
-                return hit[1]
-            value = fn()
-            self.data[key] = (model, value)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-            return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-
-
-_prepared_cache = _LRU(64)  # text -> Prepared (tokenizing 5,000 characters takes ~10 ms)
-_traced_cache = _LRU(16)  # ids -> Traced, a few MB each for the shipped model
+_prepared_cache = LRU(64)  # text -> Prepared (tokenizing 5,000 characters takes ~10 ms)
+_traced_cache = LRU(16)  # ids -> Traced, a few MB each for the shipped model
 
 
 def clear_caches() -> None:
@@ -153,7 +126,7 @@ def trace_text(cm: CourseModel, text: str) -> Traced:
     """
     if text is not None and not isinstance(text, str):
         text = str(text)
-    p = _prepared_cache.get_or_compute(cm.model, text, lambda: prepare_text(cm, text, MAX_TOKENS))
+    p = _prepared_cache.get_or_compute((cm.model, text), lambda: prepare_text(cm, text, MAX_TOKENS))
     notices = [p.notice] if p.notice else []
     n_bytes = _byte_pieces(cm, p.ids)
     if n_bytes:
@@ -161,7 +134,7 @@ def trace_text(cm: CourseModel, text: str) -> Traced:
                        "has no piece for (emoji, other scripts), shown as &lt;F0&gt;-style hex. The model saw "
                        "almost none of them in Shakespeare, so expect odd patterns.")
     ids = tuple(p.ids)
-    return _traced_cache.get_or_compute(cm.model, ids, lambda: _run_model(cm, ids, " ".join(notices)))
+    return _traced_cache.get_or_compute((cm.model, ids), lambda: _run_model(cm, ids, " ".join(notices)))
 
 
 # ----------------------------------------------------------------------------- slider values

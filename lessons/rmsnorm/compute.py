@@ -27,9 +27,7 @@ import functools
 import math
 import os
 import statistics
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +35,7 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from lessons.course import CourseModel, prepare_text
+from lessons.course import LRU, CourseModel, prepare_text
 from llama.config import LlamaConfig
 from llama.model import LayerNorm, Llama, RMSNorm
 
@@ -128,28 +126,6 @@ class Residuals:
     sites: list[NormSite]
 
 
-class LRU:
-    """A small thread-safe least-recently-used cache (the app serves several learners at once).
-
-    Keys start with the model object itself (modules hash by identity), so a cached trace can never be
-    served for another model, even one later created at the same address."""
-
-    def __init__(self, maxsize: int):
-        self.maxsize, self.data, self.lock = maxsize, OrderedDict(), threading.Lock()
-
-    def get(self, key, make):
-        with self.lock:
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-        value = make()  # outside the lock: two learners may trace at once
-        with self.lock:
-            self.data[key] = value
-            while len(self.data) > self.maxsize:
-                self.data.popitem(last=False)
-        return value
-
-
 _PREPARED, _TRACED = LRU(64), LRU(32)  # (model, text, max_tokens) -> Prepared; (model, ids) -> sites
 
 
@@ -181,9 +157,9 @@ def load_text(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Resid
 
     Empty text raises ValueError with a message for the page (from `prepare_text`).
     """
-    p = _PREPARED.get((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
+    p = _PREPARED.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
     ids = tuple(p.ids)
-    sites = _TRACED.get((cm.model, ids), lambda: trace_sites(cm, ids))
+    sites = _TRACED.get_or_compute((cm.model, ids), lambda: trace_sites(cm, ids))
     return Residuals(ids, p.labels, p.notice, sites)
 
 

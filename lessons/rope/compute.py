@@ -29,14 +29,12 @@ from __future__ import annotations
 import functools
 import math
 import random
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import CourseModel, plot_label, prepare_text, unique_labels, validation_excerpt
+from lessons.course import LRU, CourseModel, plot_label, prepare_text, unique_labels, validation_excerpt
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
 from llama.train import evaluate
 
@@ -54,31 +52,9 @@ CYCLIC = "Twilight"  # an angle scale that wraps: 0 and 2*pi have the same colou
 # ----------------------------------------------------------------------------- caches and the traced forward pass
 
 
-class _LRU:
-    """A small thread-safe LRU cache. Keys hold the model object itself (modules hash by identity),
-    so a test's second model never gets the first model's results."""
-
-    def __init__(self, size: int):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
-
-    def get_or_compute(self, key, fn):
-        with self.lock:  # one computation at a time: two events fired by one slider share the result
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-            value = self.data[key] = fn()
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-            return value
-
-    def clear(self) -> None:
-        with self.lock:
-            self.data.clear()
-
-
-_prepared = _LRU(64)  # (model, text, max_tokens) -> Prepared
-_traces = _LRU(32)  # (model, ids) -> per-layer q, k before and after RoPE, attention
-_losses = _LRU(16)  # (model, n_chars) -> loss on the validation slice
+_prepared = LRU(64)  # (model, text, max_tokens) -> Prepared
+_traces = LRU(32)  # (model, ids) -> per-layer q, k before and after RoPE, attention
+_losses = LRU(16)  # (model, n_chars) -> loss on the validation slice
 
 
 def clear_caches() -> None:

@@ -28,8 +28,8 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from lessons.course import CourseModel, prepare_text
-from lessons.rmsnorm.compute import LRU, figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
+from lessons.course import LRU, CourseModel, prepare_text
+from lessons.rmsnorm.compute import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
 
 DEFAULT_TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun."
@@ -283,9 +283,9 @@ def trace_gates(cm: CourseModel, ids: tuple[int, ...]) -> list[np.ndarray]:
 
 def load_gates(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Gates:
     """Tokenize (BOS first) and trace, cached per text and per ids. Empty text raises ValueError."""
-    p = _PREPARED.get((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
+    p = _PREPARED.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
     ids = tuple(p.ids)
-    return Gates(ids, p.labels, p.notice, _TRACED.get((cm.model, ids), lambda: trace_gates(cm, ids)))
+    return Gates(ids, p.labels, p.notice, _TRACED.get_or_compute((cm.model, ids), lambda: trace_gates(cm, ids)))
 
 
 def check_threshold(threshold) -> float:
