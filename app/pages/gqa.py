@@ -11,7 +11,8 @@ import gradio as gr
 from app import widgets
 from lessons.course import CourseModel
 from lessons.gqa import compute as C
-from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, message_figure, reference_configs
+from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, reference_configs
+from lessons.plots import message_figure
 
 DEFAULT_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 DEFAULTS = dict(positions=4096, batch=1, dtype="fp16 / bf16", layer=0)

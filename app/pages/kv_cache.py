@@ -10,6 +10,7 @@ import gradio as gr
 
 from app import widgets
 from lessons.course import CourseModel
+from lessons.plots import message_figure
 from lessons.kv_cache import compute as C
 
 DEFAULT_PROMPT = "JULIET:\nO Romeo, Romeo!"
@@ -56,7 +57,7 @@ def build(cm: CourseModel, lesson) -> None:
             timing_msg = widgets.message()
             timing_md = gr.Markdown()
         with gr.Column(scale=3):
-            timing_plot = gr.Plot(C.message_figure("Press “Measure on this machine”: it generates the tokens\n"
+            timing_plot = gr.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
                                                    "with and without the cache and times every step."),
                                   label="Time per new token", elem_id="kv-timing")
 
@@ -136,7 +137,7 @@ def generation(cm: CourseModel, prompt, n, step):
     try:
         fig, readout, proof, n_steps, notice = C.step_view(cm, prompt, n, step)
     except ValueError as e:
-        return C.message_figure(str(e)), "", "", gr.update(), widgets.note(str(e))
+        return message_figure(str(e)), "", "", gr.update(), widgets.note(str(e))
     s = min(max(int(step or 0), 0), n_steps - 1)
     return fig, readout, proof, gr.update(maximum=max(n_steps - 1, 1), value=s), widgets.note(notice)
 
@@ -146,7 +147,7 @@ def step_only(cm: CourseModel, prompt, n, step):
     try:
         fig, readout, _, _, notice = C.step_view(cm, prompt, n, step)
     except ValueError as e:
-        return C.message_figure(str(e)), "", widgets.note(str(e))
+        return message_figure(str(e)), "", widgets.note(str(e))
     return fig, readout, widgets.note(notice)
 
 
@@ -154,7 +155,7 @@ def timing(cm: CourseModel, prompt, n, progress):
     try:
         fig, md, notice = C.timing_view(cm, prompt, n, lambda f, d: progress(f, desc=d))
     except ValueError as e:
-        return C.message_figure(str(e)), "", widgets.note(str(e))
+        return message_figure(str(e)), "", widgets.note(str(e))
     return fig, md, widgets.note(notice)
 
 
@@ -162,5 +163,5 @@ def memory(cm: CourseModel, positions, batch, dtype):
     try:
         table, fig = C.cache_memory(cm, positions, batch, dtype)
     except ValueError as e:
-        return C.message_figure(str(e)), "", widgets.note(str(e))
+        return message_figure(str(e)), "", widgets.note(str(e))
     return fig, table, ""

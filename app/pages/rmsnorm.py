@@ -10,6 +10,7 @@ import gradio as gr
 
 from app import widgets
 from lessons.course import CourseModel
+from lessons.plots import message_figure
 from lessons.rmsnorm import compute as C
 
 DEFAULTS = dict(token=3, shift=1.0, scale=2.0, depth=8, gain=2.0)
@@ -69,7 +70,7 @@ def build(cm: CourseModel, lesson) -> None:
             gr.Markdown(C.operation_table())
         with gr.Column(scale=1, min_width=420):
             time_btn = gr.Button(f"Time both norms on this machine ({C.device_name(cm.device)})", variant="primary")
-            time_plot = gr.Plot(C.message_figure("Press the button to time both norms here, now."),
+            time_plot = gr.Plot(message_figure("Press the button to time both norms here, now."),
                                 label="Time per call", elem_id="rmsnorm-timing")
             time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
 
@@ -149,7 +150,7 @@ def invariance(cm: CourseModel, text, token, shift, scale):
         res = C.load_text(cm, text)
         inv = C.invariance(cm, res, token, shift, scale)
     except ValueError as e:
-        return C.message_figure("Nothing to normalise: see the message.", 560), widgets.note(str(e))
+        return message_figure("Nothing to normalise: see the message.", 560), widgets.note(str(e))
     return C.invariance_figure(inv), C.describe_invariance(inv)
 
 
@@ -158,7 +159,7 @@ def site(cm: CourseModel, text, site_index):
         res = C.load_text(cm, text)
         return C.site_figure(cm, res, site_index), C.describe_site(C.site_stats(cm, res, site_index))
     except ValueError as e:
-        return C.message_figure("Nothing to show: see the message."), widgets.note(str(e))
+        return message_figure("Nothing to show: see the message."), widgets.note(str(e))
 
 
 def text_changed(cm: CourseModel, text, token, shift, scale, site_index):
@@ -166,7 +167,7 @@ def text_changed(cm: CourseModel, text, token, shift, scale, site_index):
     try:
         res = C.load_text(cm, text)
     except ValueError as e:
-        blank = C.message_figure("Type a text to see the model's residual stream.")
+        blank = message_figure("Type a text to see the model's residual stream.")
         return (widgets.note(str(e)), gr.Slider(), blank, "", blank, blank, "")
     last = len(res.ids) - 1
     token = min(int(token or 0), last)
@@ -186,7 +187,7 @@ def placement(cm: CourseModel, n_layers, gain, progress=None):
         step = (lambda f, d: progress(f, desc=d)) if progress is not None else None
         pre, post = C.compare_placements(n_layers, gain, on_step=step)
     except ValueError as e:
-        return C.message_figure("Nothing to compare: see the message."), "", widgets.note(str(e))
+        return message_figure("Nothing to compare: see the message."), "", widgets.note(str(e))
     return C.placement_figure(pre, post, float(gain)), C.describe_placements(pre, post), ""
 
 

@@ -10,6 +10,7 @@ import gradio as gr
 
 from app import widgets
 from lessons.course import CourseModel
+from lessons.plots import message_figure
 from lessons.swiglu import compute as C
 
 DEFAULTS = dict(beta=1.0, dim=4096, multiple_of=256, threshold=0.05)
@@ -106,7 +107,7 @@ def curves(beta):
         c = C.activation_curves(beta)
         return C.curves_figure(c), C.surface_figure(c.beta), C.describe_curves(c)
     except ValueError as e:
-        blank = C.message_figure("Nothing to draw: see the message below.", 400)
+        blank = message_figure("Nothing to draw: see the message below.", 400)
         return blank, blank, widgets.note(str(e))
 
 
@@ -126,7 +127,7 @@ def gates(cm: CourseModel, text, threshold):
         g = C.load_gates(cm, text)
         return widgets.note(g.notice), C.gates_figure(g, threshold), C.describe_gates(g, threshold)
     except ValueError as e:
-        return widgets.note(str(e)), C.message_figure("Nothing to show: see the message above.", 400), ""
+        return widgets.note(str(e)), message_figure("Nothing to show: see the message above.", 400), ""
 
 
 def reveal_sparsest(cm: CourseModel, text, threshold, guess):

@@ -30,6 +30,7 @@ import plotly.graph_objects as go
 import torch
 
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, unique_labels
+from lessons.plots import message_figure
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -310,16 +311,6 @@ def head_stats(t: Traced) -> HeadStats:
 
 def _axis(title: str = "", **kw) -> dict:
     return dict(title=dict(text=title), automargin=True, **kw)
-
-
-def message_figure(msg: str, height: int = 320) -> go.Figure:
-    """A figure that says why there is nothing to draw, so the page never shows a blank plot."""
-    fig = go.Figure()
-    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      annotations=[dict(text=msg, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                                        font=dict(size=15, color="#b45309"))],
-                      margin=dict(l=20, r=20, t=30, b=20))
-    return fig
 
 
 def _masked(a: np.ndarray) -> np.ndarray:

@@ -67,15 +67,6 @@ def memo(cm: CourseModel, key: tuple, make: Callable[[], object], maxsize: int =
     return value
 
 
-def message_figure(text: str, height: int = 300) -> go.Figure:
-    """A figure that says what to do instead of showing an empty frame (bad input, nothing measured yet)."""
-    fig = go.Figure()
-    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=15))
-    fig.update_layout(height=height, xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
-                      margin=dict(l=20, r=20, t=20, b=20))
-    return fig
-
-
 # ----------------------------------------------------------------------------- cache memory
 
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from lessons.course import LRU, CourseModel, prepare_text
+from lessons.plots import figure, panel_axes, panels
 from llama.config import LlamaConfig
 from llama.model import LayerNorm, Llama, RMSNorm
 
@@ -43,61 +44,6 @@ DEFAULT_TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler 
 MAX_TOKENS = 128  # BOS included
 BLUE, ORANGE, GREEN, PINK, GREY, RED = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#999999", "#D55E00"  # Okabe-Ito
 SHIFT_LIMIT, SCALE_LIMIT = 100.0, 100.0  # what the invariance demo accepts (the sliders stay well inside)
-
-
-# ----------------------------------------------------------------------------- figure layout
-
-
-def panels(titles: list[str], stacked: bool = True, gap: float = 0.1, sizes: list[float] | None = None) -> dict:
-    """A Plotly layout of len(titles) panels, stacked top to bottom (sharing x) or side by side, as a plain dict.
-
-    Plotly's make_subplots builds and validates a much larger object (about 20 ms a figure on the course's
-    CPU, half of a slider's latency budget); this writes only the axes and titles needed. Panel i (1-based)
-    is drawn with `panel_axes(i)`:
-
-        >>> panels(["a", "b"])["yaxis2"]["domain"]
-        [0.0, 0.45]
-    """
-    n = len(titles)
-    sizes = sizes or [1.0 / n] * n
-    room, pos, layout, notes = 1.0 - gap * (n - 1), 0.0, {}, []
-    for i, (title, size) in enumerate(zip(titles, sizes), start=1):
-        lo, hi = pos, pos + size * room
-        pos = hi + gap
-        sx = "" if i == 1 else str(i)
-        if stacked:  # panel 1 on top; every x axis follows the first; tick labels only on the bottom one
-            lo, hi = round(1.0 - hi, 6), round(1.0 - lo, 6)
-            layout[f"xaxis{sx}"] = dict(anchor=f"y{sx}", domain=[0.0, 1.0], showticklabels=i == n,
-                                        **({"matches": "x"} if i > 1 else {}))
-            layout[f"yaxis{sx}"] = dict(anchor=f"x{sx}", domain=[lo, hi])
-            notes.append(dict(text=title, x=0.5, y=hi, xanchor="center"))
-        else:
-            lo, hi = round(lo, 6), round(hi, 6)
-            layout[f"xaxis{sx}"] = dict(anchor=f"y{sx}", domain=[lo, hi])
-            layout[f"yaxis{sx}"] = dict(anchor=f"x{sx}", domain=[0.0, 1.0])
-            notes.append(dict(text=title, x=(lo + hi) / 2, y=1.0, xanchor="center"))
-    layout["annotations"] = [dict(n, xref="paper", yref="paper", yanchor="bottom", showarrow=False,
-                                  font=dict(size=13)) for n in notes]
-    return layout
-
-
-def message_figure(text: str, height: int = 380) -> go.Figure:
-    """A figure that says why there is nothing to draw (instead of a blank plot)."""
-    return figure([], None, height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                  annotations=[dict(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                                    font=dict(size=15))])
-
-
-def figure(data: list, layout: dict | None = None, **more) -> go.Figure:
-    """go.Figure(data, layout + more) in one step. Plotly's update_layout deep-copies and re-validates the
-    whole layout on every call (several ms each on the course's CPU), so figures here are built once."""
-    return go.Figure(data=data, layout={**(layout or {}), **more})
-
-
-def panel_axes(i: int) -> dict:
-    """The axis references of panel i (1-based) for a trace: {'xaxis': 'x2', 'yaxis': 'y2'}."""
-    sx = "" if i == 1 else str(i)
-    return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
 
 
 # ----------------------------------------------------------------------------- the traced residual stream

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 import torch
 
 from lessons.course import CourseModel, Prepared, token_label
+from lessons import plots
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate
 
 DEFAULT_PROMPT = "ROMEO:\n"
@@ -254,11 +255,8 @@ def distribution_figure(d: NextToken) -> go.Figure:
 
 
 def message_figure(text: str) -> go.Figure:
-    """A figure that says why there is nothing to draw (instead of a blank plot)."""
-    fig = go.Figure()
-    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=15))
-    fig.update_layout(height=520, xaxis=dict(visible=False), yaxis=dict(visible=False))
-    return fig
+    """The shared message figure at this chart's height, so the page does not jump."""
+    return plots.message_figure(text, height=520)
 
 
 def distribution_summary(d: NextToken) -> str:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from lessons.course import LRU, CourseModel, prepare_text
-from lessons.rmsnorm.compute import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
+from lessons.plots import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
 
 DEFAULT_TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun."

@@ -36,6 +36,7 @@ import torch
 
 import lessons
 from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from lessons.plots import message_figure
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
                              train_hf_bpe, train_sentencepiece)
 from llama.tokenizer.base import bytes_to_unicode
@@ -146,14 +147,6 @@ def plot_text(s: str) -> str:
     '<s>' -> '&lt;s&gt;', which Plotly shows as <s>.
     """
     return html.escape(s, quote=False)
-
-
-def message_figure(text: str, height: int = 300) -> go.Figure:
-    """A figure that says why there is nothing to draw, instead of an empty frame."""
-    return go.Figure(layout=dict(
-        height=height, margin=dict(l=20, r=20, t=20, b=20), xaxis=dict(visible=False), yaxis=dict(visible=False),
-        annotations=[dict(text=plot_text(text), x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                          font=dict(size=14))]))
 
 
 _MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")

@@ -1,0 +1,63 @@
+"""Plotly helpers shared by the lessons: figures built in one step, a message figure for bad input, and
+plain-dict panel layouts (Plotly's make_subplots and update_layout re-validate the whole figure on every call,
+a large part of a slider's 50 ms budget on a small CPU)."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+
+
+def panels(titles: list[str], stacked: bool = True, gap: float = 0.1, sizes: list[float] | None = None) -> dict:
+    """A Plotly layout of len(titles) panels, stacked top to bottom (sharing x) or side by side, as a plain dict.
+
+    Plotly's make_subplots builds and validates a much larger object (about 20 ms a figure on the course's
+    CPU, half of a slider's latency budget); this writes only the axes and titles needed. Panel i (1-based)
+    is drawn with `panel_axes(i)`:
+
+        >>> panels(["a", "b"])["yaxis2"]["domain"]
+        [0.0, 0.45]
+    """
+    n = len(titles)
+    sizes = sizes or [1.0 / n] * n
+    room, pos, layout, notes = 1.0 - gap * (n - 1), 0.0, {}, []
+    for i, (title, size) in enumerate(zip(titles, sizes), start=1):
+        lo, hi = pos, pos + size * room
+        pos = hi + gap
+        sx = "" if i == 1 else str(i)
+        if stacked:  # panel 1 on top; every x axis follows the first; tick labels only on the bottom one
+            lo, hi = round(1.0 - hi, 6), round(1.0 - lo, 6)
+            layout[f"xaxis{sx}"] = dict(anchor=f"y{sx}", domain=[0.0, 1.0], showticklabels=i == n,
+                                        **({"matches": "x"} if i > 1 else {}))
+            layout[f"yaxis{sx}"] = dict(anchor=f"x{sx}", domain=[lo, hi])
+            notes.append(dict(text=title, x=0.5, y=hi, xanchor="center"))
+        else:
+            lo, hi = round(lo, 6), round(hi, 6)
+            layout[f"xaxis{sx}"] = dict(anchor=f"y{sx}", domain=[lo, hi])
+            layout[f"yaxis{sx}"] = dict(anchor=f"x{sx}", domain=[0.0, 1.0])
+            notes.append(dict(text=title, x=(lo + hi) / 2, y=1.0, xanchor="center"))
+    layout["annotations"] = [dict(n, xref="paper", yref="paper", yanchor="bottom", showarrow=False,
+                                  font=dict(size=13)) for n in notes]
+    return layout
+
+
+def message_figure(text: str, height: int = 320) -> go.Figure:
+    """A figure that says why there is nothing to draw (bad input, nothing measured yet), so a page never
+    shows a blank plot. The text is escaped: Plotly reads '<s>' as a strikethrough tag."""
+    return figure([], None, height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                  margin=dict(l=20, r=20, t=20, b=20),
+                  annotations=[dict(text=html.escape(text, quote=False), x=0.5, y=0.5, xref="paper", yref="paper",
+                                    showarrow=False, font=dict(size=15, color="#b45309"))])
+
+
+def figure(data: list, layout: dict | None = None, **more) -> go.Figure:
+    """go.Figure(data, layout + more) in one step. Plotly's update_layout deep-copies and re-validates the
+    whole layout on every call (several ms each on the course's CPU), so figures here are built once."""
+    return go.Figure(data=data, layout={**(layout or {}), **more})
+
+
+def panel_axes(i: int) -> dict:
+    """The axis references of panel i (1-based) for a trace: {'xaxis': 'x2', 'yaxis': 'y2'}."""
+    sx = "" if i == 1 else str(i)
+    return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
