@@ -45,6 +45,16 @@ def prose(md: str) -> gr.Markdown:
                                              {"left": "$", "right": "$", "display": False}])
 
 
+def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id: str | None = None):
+    """A predict-then-reveal question: the learner commits to an answer, then the button asks the live model.
+    Returns (radio, button, answer) for the page to wire."""
+    gr.Markdown(f"**Predict:** {question}")
+    guess = gr.Radio(choices, label="Your prediction")
+    btn = gr.Button(button)
+    out = gr.Markdown(elem_id=elem_id)
+    return guess, btn, out
+
+
 def message(text: str = "", elem_id: str | None = None) -> gr.Markdown:
     """A slot for notices and input errors, shown on the page instead of a traceback."""
     return gr.Markdown(text, elem_classes=["lesson-message"], elem_id=elem_id)

@@ -91,14 +91,12 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[4])
 
     # --- figure 5: predict, then reveal
-    gr.Markdown(f"**Predict:** {C.POOL_QUESTION}")
-    pool_choice = gr.Radio(C.POOL_CHOICES, label="Your prediction")
-    pool_btn = gr.Button("Reveal (pools and measures the course model)")
-    pool_out = gr.Markdown()
-    gr.Markdown(f"**Predict:** {C.REPEAT_QUESTION}")
-    repeat_choice = gr.Radio(C.REPEAT_CHOICES, label="Your prediction")
-    repeat_btn = gr.Button("Reveal (converts and compares on the text above)")
-    repeat_out = gr.Markdown()
+    pool_choice, pool_btn, pool_out = widgets.predict_reveal(
+        C.POOL_QUESTION, C.POOL_CHOICES,
+        "Reveal (pools and measures the course model)")
+    repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
+        C.REPEAT_QUESTION, C.REPEAT_CHOICES,
+        "Reveal (converts and compares on the text above)")
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)

@@ -81,14 +81,12 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[3])
 
     # --- figure 4: predict, then reveal
-    gr.Markdown(f"**Predict:** {C.SAME_QUESTION}")
-    same_choice = gr.Radio(C.SAME_CHOICES, label="Your prediction")
-    same_btn = gr.Button("Reveal (generates from your prompt both ways)")
-    same_out = gr.Markdown()
-    gr.Markdown(f"**Predict:** {C.speed_question(cm)}")
-    speed_choice = gr.Radio(C.SPEED_CHOICES, label="Your prediction")
-    speed_btn = gr.Button("Reveal (times both on this machine)")
-    speed_out = gr.Markdown()
+    same_choice, same_btn, same_out = widgets.predict_reveal(
+        C.SAME_QUESTION, C.SAME_CHOICES,
+        "Reveal (generates from your prompt both ways)")
+    speed_choice, speed_btn, speed_out = widgets.predict_reveal(
+        C.speed_question(cm), C.SPEED_CHOICES,
+        "Reveal (times both on this machine)")
 
     widgets.prose(parts[4])
     widgets.lesson_footer(lesson)

@@ -93,14 +93,12 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[4])
 
     # --- figure 5: predict, then reveal
-    gr.Markdown("**Predict:** on your text, where is the residual stream largest (mean RMS per token)?")
-    rms_guess = gr.Radio(C.rms_question_choices(cm.config), label="Your prediction")
-    rms_btn = gr.Button("Reveal (runs the model on your text)")
-    rms_out = gr.Markdown(elem_id="rmsnorm-reveal-rms")
-    gr.Markdown("**Predict:** add 1 to every element of your text's last token vector. Which output changes?")
-    shift_guess = gr.Radio(C.SHIFT_CHOICES, label="Your prediction")
-    shift_btn = gr.Button("Reveal (computes both norms)")
-    shift_out = gr.Markdown(elem_id="rmsnorm-reveal-shift")
+    rms_guess, rms_btn, rms_out = widgets.predict_reveal(
+        "on your text, where is the residual stream largest (mean RMS per token)?", C.rms_question_choices(cm.config),
+        "Reveal (runs the model on your text)", elem_id="rmsnorm-reveal-rms")
+    shift_guess, shift_btn, shift_out = widgets.predict_reveal(
+        "add 1 to every element of your text's last token vector. Which output changes?", C.SHIFT_CHOICES,
+        "Reveal (computes both norms)", elem_id="rmsnorm-reveal-shift")
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)

@@ -62,14 +62,12 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[2])
 
     # --- figure 3: predict, then reveal
-    gr.Markdown(f"**Predict:** {C.SEED_QUESTION}")
-    seed_choice = gr.Radio(C.SEED_CHOICES, label="Your prediction")
-    seed_btn = gr.Button("Reveal (runs the model on your prompt)")
-    seed_out = gr.Markdown()
-    gr.Markdown(f"**Predict:** {C.NUCLEUS_QUESTION}")
-    nucleus_choice = gr.Radio(C.NUCLEUS_CHOICES, label="Your prediction")
-    nucleus_btn = gr.Button("Reveal (counts on your prompt)")
-    nucleus_out = gr.Markdown()
+    seed_choice, seed_btn, seed_out = widgets.predict_reveal(
+        C.SEED_QUESTION, C.SEED_CHOICES,
+        "Reveal (runs the model on your prompt)")
+    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
+        C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES,
+        "Reveal (counts on your prompt)")
 
     widgets.prose(parts[3])
     widgets.lesson_footer(lesson)

@@ -62,14 +62,12 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[3])
 
     # --- figure 4: predict, then reveal
-    gr.Markdown("**Predict:** at the threshold above, which layer switches off the most gate values on your text?")
-    sparse_guess = gr.Radio(C.layer_choices(cm), label="Your prediction")
-    sparse_btn = gr.Button("Reveal (runs the model on your text)")
-    sparse_out = gr.Markdown(elem_id="swiglu-reveal-sparsest")
-    gr.Markdown("**Predict:** what share of all gate values silu(gate_proj x) on your text is negative?")
-    neg_guess = gr.Radio(C.NEGATIVE_CHOICES, label="Your prediction")
-    neg_btn = gr.Button("Reveal (counts on your text)")
-    neg_out = gr.Markdown(elem_id="swiglu-reveal-negative")
+    sparse_guess, sparse_btn, sparse_out = widgets.predict_reveal(
+        "at the threshold above, which layer switches off the most gate values on your text?", C.layer_choices(cm),
+        "Reveal (runs the model on your text)", elem_id="swiglu-reveal-sparsest")
+    neg_guess, neg_btn, neg_out = widgets.predict_reveal(
+        "what share of all gate values silu(gate_proj x) on your text is negative?", C.NEGATIVE_CHOICES,
+        "Reveal (counts on your text)", elem_id="swiglu-reveal-negative")
 
     widgets.prose(parts[4])
     widgets.lesson_footer(lesson)
