@@ -8,6 +8,7 @@ import time
 import torch
 
 from lessons.course import CourseModel, load_course_model
+from llama import CheckpointError
 
 
 @functools.cache
@@ -18,7 +19,12 @@ def course() -> CourseModel:
     # The course model is small: one intra-op thread per request is faster than two threads that wait
     # on each other, and leaves the second core to a second learner (a free Space has 2 vCPUs).
     torch.set_num_threads(1)
-    cm = load_course_model(device="cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        cm = load_course_model(device="cuda" if torch.cuda.is_available() else "cpu")
+    except (CheckpointError, OSError, ValueError) as e:  # a missing or malformed model directory
+        raise SystemExit(f"[inside-llama] cannot load the course model: {e}\n"
+                         "Point INSIDE_LLAMA_MODEL at a directory with config.json, model.safetensors and "
+                         "tokenizer.json (assets/model is the shipped one).") from None
     print(f"[inside-llama] course model from {cm.path} on {cm.device} in {time.time() - t0:.1f}s "
           f"({cm.model.num_parameters():,} parameters)", flush=True)
     return cm

@@ -57,3 +57,19 @@ def test_sliders_work_from_the_keyboard_alone(page, app_url):
                            " return t && t.textContent !== b; }", arg=before, timeout=30_000)
     assert title.text_content() != before
     assert page.errors == []
+
+
+def test_a_malformed_model_directory_stops_the_app_with_a_clear_message(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "config.json").write_text("{not json")
+    env = {**os.environ, "INSIDE_LLAMA_MODEL": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "app.main"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1
+    assert "cannot load the course model" in r.stderr and "not valid JSON" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
