@@ -18,15 +18,13 @@ Nothing here imports Gradio; `app/pages/sampling.py` lays these out.
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import CourseModel, Prepared, token_label
+from lessons.course import LRU, CourseModel, Prepared, token_label
 from lessons import plots
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate
 
@@ -151,25 +149,18 @@ def read_seed(seed) -> int:
 
 # ----------------------------------------------------------------------------- the next-token distribution
 
-_LOGITS: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-_LOGITS_LOCK = threading.Lock()
+_LOGITS = LRU(64)  # (model, prompt ids) -> logits of the next token
 
 
-@torch.inference_mode()
 def last_logits(cm: CourseModel, ids: list[int]) -> torch.Tensor:
     """Logits (V,) for the token after `ids`. Cached per prompt, so moving a slider costs no forward pass."""
-    key = (id(cm.model), tuple(ids))
-    with _LOGITS_LOCK:
-        if key in _LOGITS:
-            _LOGITS.move_to_end(key)
-            return _LOGITS[key]
-    x = torch.tensor([ids], dtype=torch.long, device=cm.device)  # (1, T)
-    logits = cm.model(x).logits[0, -1].float().cpu()  # (V,) the last position predicts the next token
-    with _LOGITS_LOCK:
-        _LOGITS[key] = logits
-        while len(_LOGITS) > 64:
-            _LOGITS.popitem(last=False)
-    return logits
+
+    @torch.inference_mode()
+    def run():
+        x = torch.tensor([ids], dtype=torch.long, device=cm.device)  # (1, T)
+        return cm.model(x).logits[0, -1].float().cpu()  # (V,) the last position predicts the next token
+
+    return _LOGITS.get_or_compute((cm.model, tuple(ids)), run)
 
 
 @dataclass
