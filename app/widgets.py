@@ -10,6 +10,10 @@ import lessons
 from lessons import LessonInfo
 
 
+# In a multi-line Gradio textbox Enter starts a new line and Shift+Enter submits: say so in every label.
+RUN_HINT = "Shift+Enter or the button runs it"
+
+
 def link(href: str, text: str) -> str:
     """A same-tab link. (Gradio's Markdown opens every link in a new tab; course navigation should not.)"""
     return f'<a href="{html.escape(href)}" target="_self">{html.escape(text)}</a>'

@@ -73,3 +73,20 @@ def test_a_malformed_model_directory_stops_the_app_with_a_clear_message(tmp_path
     assert r.returncode == 1
     assert "cannot load the course model" in r.stderr and "not valid JSON" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_shift_enter_runs_a_multiline_text_box_as_its_label_says(page, app_url):
+    """Gradio's multi-line boxes submit on Shift+Enter (Enter is a new line); labels must say that."""
+    from app.widgets import RUN_HINT
+
+    page.goto(app_url + "swiglu")
+    readout = page.locator("#swiglu-gates-readout")
+    readout.wait_for(timeout=60_000)
+    before = readout.inner_text()
+    box = page.get_by_label(f"Your text ({RUN_HINT})")
+    box.fill("Now is the winter of our discontent")
+    box.press("Shift+Enter")
+    page.wait_for_function("b => document.querySelector('#swiglu-gates-readout').innerText !== b", arg=before,
+                           timeout=30_000)
+    assert box.input_value() == "Now is the winter of our discontent"
+    assert page.errors == []

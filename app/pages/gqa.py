@@ -62,7 +62,7 @@ def build(cm: CourseModel, lesson) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             text = gr.Textbox(DEFAULT_TEXT, lines=3, max_lines=6,
-                              label="Text (Enter runs it; Shift+Enter for a new line)",
+                              label=f"Text ({widgets.RUN_HINT})",
                               info=f"BOS is added in front; the maps show the first {C.MAX_MAP_TOKENS} tokens")
             show = gr.Button("Show attention maps", variant="primary")
             layer = gr.Slider(0, c.n_layers - 1, DEFAULTS["layer"], step=1, label="layer (model.layers[i])")

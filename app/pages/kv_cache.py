@@ -34,8 +34,8 @@ def build(cm: CourseModel, lesson) -> None:
     # --- figure 1: generation step by step, the cache filling up
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, max_lines=6, label="Prompt (Enter runs it; Shift+Enter for a "
-                                "new line)", info=f"BOS is added in front; at most {C.MAX_PROMPT_TOKENS} tokens")
+            prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, max_lines=6, label=f"Prompt ({widgets.RUN_HINT})",
+                                info=f"BOS is added in front; at most {C.MAX_PROMPT_TOKENS} tokens")
             new_tokens = gr.Slider(1, C.MAX_NEW_TOKENS, DEFAULTS["new_tokens"], step=1, label="new tokens (greedy)")
             run = gr.Button("Generate step by step", variant="primary")
             step = gr.Slider(0, n_steps - 1, DEFAULTS["step"], step=1, label="step",

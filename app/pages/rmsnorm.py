@@ -31,7 +31,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- the learner's text, shared by every figure that reads the course model
     with gr.Row():
-        text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label="Your text (Enter runs it)",
+        text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label=f"Your text ({widgets.RUN_HINT})",
                           info=f"BOS is added in front; at most {C.MAX_TOKENS} tokens with BOS are used.")
         run = gr.Button("Run the model on this text", variant="primary", scale=1)
     text_msg = widgets.message()

@@ -140,7 +140,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # 1. shuffling without positions; the text box serves the whole page
     with gr.Row():
-        text = gr.Textbox(text0, label="Text for every figure on this page (Enter or the button to apply)", lines=2,
+        text = gr.Textbox(text0, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
                           max_lines=4, scale=5)
         apply = gr.Button("Use this text", variant="primary", scale=1)
     text_msg = widgets.message()

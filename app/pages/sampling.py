@@ -29,7 +29,7 @@ def build(cm: CourseModel, lesson) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8,
-                                label="Prompt (Shift+Enter or the button runs it)",
+                                label=f"Prompt ({widgets.RUN_HINT})",
                                 info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the "
                                 f"{ctx}-token context); a longer prompt keeps its end.")
             show = gr.Button("Show next-token probabilities", variant="primary")

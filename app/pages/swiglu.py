@@ -50,7 +50,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- figure 3: the course model's gate activations on the learner's text
     with gr.Row():
-        text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label="Your text (Enter runs it)",
+        text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label=f"Your text ({widgets.RUN_HINT})",
                           info=f"BOS is added in front; at most {C.MAX_TOKENS} tokens with BOS are used.")
         run = gr.Button("Run the model on this text", variant="primary", scale=1)
     gates_msg = widgets.message()

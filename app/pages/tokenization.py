@@ -52,7 +52,7 @@ def build(cm, lesson) -> None:
         with gr.Column(scale=3):
             text_box = gr.Textbox(first.text, lines=8, max_lines=8, elem_id="training-text", label=(
                 f"Training text: the course's own lesson texts, or paste yours (at most "
-                f"{compute.MAX_TEXT_CHARS:,} characters; Shift+Enter trains)"))
+                f"{compute.MAX_TEXT_CHARS:,} characters; {widgets.RUN_HINT})"))
         with gr.Column(scale=1, min_width=260):
             vocab = gr.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, value=cm.tokenizer.vocab_size, step=1,
                               label="vocabulary size (tokens)",
