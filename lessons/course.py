@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from llama import Llama, load_pretrained
+from llama import Llama, Trace, load_pretrained
 from llama.tokenizer import BPETokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,21 @@ class LRU:
     def clear(self) -> None:
         with self.lock:
             self.data.clear()
+
+
+_TRACES = LRU(8)  # (model, ids) -> Trace; about 12 MB each for the shipped model at 128 tokens
+
+
+def trace(model: Llama, ids: tuple[int, ...]) -> Trace:
+    """The model's traced forward pass on one sequence of ids (batch of 1), cached by (model, ids), so every
+    figure of a page (and every lesson) reads the same recorded tensors. Read-only: slice it, never write."""
+
+    @torch.inference_mode()  # grad mode is per thread: the app's global switch does not reach Gradio's workers
+    def run():
+        x = torch.tensor([ids], dtype=torch.long, device=model.embed_tokens.weight.device)  # (1, T)
+        return model(x, trace=True).trace
+
+    return _TRACES.get_or_compute((model, tuple(ids)), run)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
 from lessons.plots import message_figure
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
@@ -101,10 +101,8 @@ def clear_caches() -> None:
     _traced_cache.clear()
 
 
-@torch.no_grad()  # grad mode is per thread: the app's global switch does not reach Gradio's workers
 def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
-    x = torch.tensor([ids], device=cm.device)  # (1, T)
-    layers = cm.model(x, trace=True).trace.layers
+    layers = trace(cm.model, ids).layers
     if layers and layers[0].attn is None:
         raise RuntimeError("attention probabilities are only recorded by the 'manual' attention backend")
 

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from lessons.course import CourseModel, prepare_text, unique_labels, validation_excerpt
+from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
 from lessons.kv_cache.compute import (COURSE, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
                                       reference_configs)
 from llama.config import LlamaConfig
@@ -191,10 +191,8 @@ def attention_maps(cm: CourseModel, text: str, layer: int) -> tuple[np.ndarray, 
     return maps[int(layer)], prep.labels, prep.notice
 
 
-@torch.inference_mode()
 def _trace_attention(cm: CourseModel, ids: list[int]) -> list[np.ndarray]:
-    out = cm.model(torch.tensor([ids], device=cm.device), trace=True)
-    return [lt.attn[0].float().cpu().numpy() for lt in out.trace.layers]  # L x (nh, T, T)
+    return [lt.attn[0].float().cpu().numpy() for lt in trace(cm.model, tuple(ids)).layers]  # L x (nh, T, T)
 
 
 def head_differences(attn: np.ndarray, n_kv_heads: int) -> tuple[float, float]:

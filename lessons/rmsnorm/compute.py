@@ -35,7 +35,7 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from lessons.course import LRU, CourseModel, prepare_text
+from lessons.course import LRU, CourseModel, prepare_text, trace
 from lessons.plots import figure, panel_axes, panels
 from llama.config import LlamaConfig
 from llama.model import LayerNorm, Llama, RMSNorm
@@ -83,7 +83,7 @@ def trace_sites(cm: CourseModel, ids: tuple[int, ...]) -> list[NormSite]:
     """One forward pass with trace=True; every norm's input, output and gain, in the order the model runs them."""
     cfg, model = cm.config, cm.model
     with torch.inference_mode():
-        tr = model(torch.tensor([ids], device=cm.device), trace=True).trace  # idx (1, T)
+        tr = trace(model, ids)
         sites = []
         for l, lt in enumerate(tr.layers):
             block = model.layers[l]

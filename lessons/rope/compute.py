@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import LRU, CourseModel, plot_label, prepare_text, unique_labels, validation_excerpt
+from lessons.course import LRU, CourseModel, plot_label, prepare_text, trace, unique_labels, validation_excerpt
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
 from llama.train import evaluate
 
@@ -111,13 +111,11 @@ class LayerQK:
     attn: torch.Tensor  # (nh, T, T) attention probabilities
 
 
-@torch.no_grad()  # grad mode is per thread: the app's global switch does not reach Gradio's workers
 def traced(model: Llama, ids: tuple[int, ...]) -> list[LayerQK]:
     """The model's traced forward pass on ids, per layer, cached by (model, ids)."""
 
     def run():
-        x = torch.tensor([ids], device=model.embed_tokens.weight.device)  # (1, T)
-        layers = model(x, trace=True).trace.layers
+        layers = trace(model, ids).layers
         return [LayerQK(*(getattr(lt, n)[0].float().cpu() for n in ("q", "k", "q_rot", "k_rot", "attn")))
                 for lt in layers]
 

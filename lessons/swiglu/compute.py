@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from lessons.course import LRU, CourseModel, prepare_text
+from lessons.course import LRU, CourseModel, prepare_text, trace
 from lessons.plots import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
 
@@ -276,9 +276,7 @@ _PREPARED, _TRACED = LRU(64), LRU(32)
 
 
 def trace_gates(cm: CourseModel, ids: tuple[int, ...]) -> list[np.ndarray]:
-    with torch.inference_mode():
-        tr = cm.model(torch.tensor([ids], device=cm.device), trace=True).trace  # idx (1, T)
-        return [lt.gate[0].float().cpu().numpy() for lt in tr.layers]  # (1, T, H) -> (T, H) per layer
+    return [lt.gate[0].float().cpu().numpy() for lt in trace(cm.model, ids).layers]  # (1, T, H) -> (T, H) per layer
 
 
 def load_gates(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Gates:
