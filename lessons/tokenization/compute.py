@@ -152,6 +152,17 @@ def plot_text(s: str) -> str:
 _MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
 
 
+def judge(choice: str | None, answer: str, wrong: str) -> tuple[str, bool | None]:
+    """The opening of a reveal: right, wrong (the `wrong` sentence) or no pick, and whether the pick was right.
+
+        >>> judge("b", "b", "No."), judge(None, "b", "No.")[1]
+        (('✅ Right. ', True), None)
+    """
+    if not choice:
+        return "You did not pick a choice; here is the answer. ", None
+    return ("✅ Right. ", True) if choice == answer else (wrong, False)
+
+
 def md_text(s: str) -> str:
     """Token text inside Markdown: every ASCII punctuation mark escaped, so a token such as '**' or
     '<s>' is shown, not obeyed. '**' -> '\\*\\*'."""
@@ -679,12 +690,8 @@ def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT)
     pieces = tok.pieces(ids)
     md = (f"The course model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
           f"(the model also puts BOS in front): the right range is *{right}*. ")
-    correct = None
-    if choice:
-        correct = choice == right
-        md = ("✅ Right. " if correct else f"❌ Not quite (you chose *{choice}*). ") + md
-    else:
-        md = "You did not pick a choice; here is the answer. " + md
+    verdict, correct = judge(choice, right, f"❌ Not quite (you chose *{choice}*). ")
+    md = verdict + md
     words = pretokenize(text, tok.pattern)  # ['Wherefore', ' art', ' thou', ' Romeo', '?']
     whole = [w for w in words if len(tok.encode(w)) == 1]
     listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
@@ -715,12 +722,8 @@ def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
     new = md_text(token_label(tok, first.new_id))
     md = (f"Our BPE's first merge on your text was **{md_text(answer)} → '{new}'**, a pair seen "
           f"**{first.count:,}** times. ")
-    correct = None
-    if choice:
-        correct = choice == answer
-        md = ("✅ Right. " if correct else f"❌ Not this time (you chose {md_text(choice)}). ") + md
-    else:
-        md = "You did not pick a choice; here is the answer. " + md
+    verdict, correct = judge(choice, answer, f"❌ Not this time (you chose {md_text(choice or '')}). ")
+    md = verdict + md
     others = ", ".join(f"{md_text(label)}: {count:,}" for label, count in trained.first_pairs)
     md += f"Counts of the candidates before any merge: {others}. "
     if b" " in tok.token_bytes(first.pair[0]) + tok.token_bytes(first.pair[1]):
