@@ -28,3 +28,10 @@ def course() -> CourseModel:
     print(f"[inside-llama] course model from {cm.path} on {cm.device} in {time.time() - t0:.1f}s "
           f"({cm.model.num_parameters():,} parameters)", flush=True)
     return cm
+
+
+def resolve(key: str | None) -> CourseModel:
+    """The model a learner chose on the course map, by key ('' or None: the course model).
+
+    Until the model picker lands every key resolves to the course model."""
+    return course()

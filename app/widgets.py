@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 
 import gradio as gr
 
 import lessons
 from lessons import LessonInfo
+from lessons.inputs import LessonError
 
 
 # In a multi-line Gradio textbox Enter starts a new line and Shift+Enter submits: say so in every label.
@@ -66,3 +69,57 @@ def message(text: str = "", elem_id: str | None = None) -> gr.Markdown:
 
 def note(text: str) -> str:
     return f"⚠️ {text}" if text else ""
+
+
+MODEL_KEY_STORAGE = "inside-llama-model"
+
+
+def model_key() -> gr.State:
+    """The learner's chosen model on this page ('' = the course model). Every handler takes it as its first input,
+    through `handler`. It is a session State (so API clients see no extra parameter), filled on page load from the
+    choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
+    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE)
+    key = gr.State("")
+    gr.context.Context.root_block.load(lambda k: k if isinstance(k, str) else "", remembered, key,
+                                       api_visibility="private", queue=False)
+    return key
+
+
+def handler(fn, n_outputs: int = 1, msg_at: int = 0):
+    """Wrap an event handler `fn(cm, *inputs)` for Gradio, wired with the page's model key first:
+
+        btn.click(widgets.handler(on_run, 3), [key, text], [msg, fig, table])
+
+    The wrapper resolves the key to the shared read-only model (app.context.resolve) and turns a LessonError
+    (bad learner input, or a model that cannot be loaded) into a notice in output `msg_at`, leaving every other
+    output as it was (gr.skip()). Nothing broader is caught: a bug stays a bug. Works for plain handlers and
+    for generators (streaming); the wrapper's signature is fn's with `cm` replaced by `model_key`, so
+    gr.Progress defaults still work.
+    """
+    from app.context import resolve  # late: context loads the model
+
+    def fail(e: LessonError):
+        if n_outputs == 1:
+            return note(str(e))
+        return tuple(note(str(e)) if i == msg_at else gr.skip() for i in range(n_outputs))
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped(key, *args, **kwargs):
+            try:
+                yield from fn(resolve(key), *args, **kwargs)
+            except LessonError as e:
+                yield fail(e)
+    else:
+        @functools.wraps(fn)
+        def wrapped(key, *args, **kwargs):
+            try:
+                return fn(resolve(key), *args, **kwargs)
+            except LessonError as e:
+                return fail(e)
+
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    wrapped.__signature__ = sig.replace(parameters=[inspect.Parameter(
+        "model_key", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + params[1:])
+    return wrapped

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from llama import Llama, Trace, load_pretrained
+from lessons.inputs import MAX_TEXT_CHARS, LessonError, clean_text  # noqa: F401 (re-exported)
 from llama.tokenizer import BPETokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / "assets" / "model"
-MAX_TEXT_CHARS = 5_000  # longer input is cut here before tokenizing, with a notice
 
 
 @dataclass
@@ -147,13 +147,10 @@ def unique_labels(labels: list[str]) -> list[str]:
 
 
 def prepare_text(cm: CourseModel, text: str, max_tokens: int = 128) -> Prepared:
-    """BOS + the text's tokens, at most max_tokens in all; empty text raises ValueError with a message for the page."""
-    if text is None or not text.strip():
-        raise ValueError("The text is empty: type a sentence (for example a line of Shakespeare).")
-    notices = []
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[:MAX_TEXT_CHARS]
-        notices.append(f"The text is longer than {MAX_TEXT_CHARS:,} characters; only the start is used.")
+    """BOS + the text's tokens, at most max_tokens in all. The text is cleaned first (`lessons.inputs.clean_text`:
+    lone surrogates replaced, cut at MAX_TEXT_CHARS, each with a notice); empty text raises LessonError."""
+    text, cleaned = clean_text(text)
+    notices = [cleaned] if cleaned else []
     ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(text)
     limit = min(max_tokens, cm.config.max_seq_len)
     if len(ids) > limit:
