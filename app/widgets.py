@@ -71,6 +71,16 @@ def note(text: str) -> str:
     return f"⚠️ {text}" if text else ""
 
 
+
+class Slider(gr.Slider):
+    """gr.Slider that passes the value on unchecked: Gradio's own range check raises a red "Error" toast (and a
+    logged traceback) for a number typed into the slider's box outside its range, and lets NaN through anyway.
+    Every handler clamps and rounds its inputs itself (lessons.inputs.whole / number) and says so on the page."""
+
+    def preprocess(self, payload):
+        return payload
+
+
 MODEL_KEY_STORAGE = "inside-llama-model"
 
 
