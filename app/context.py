@@ -8,6 +8,7 @@ import time
 import torch
 
 from lessons.course import CourseModel, load_course_model
+from lessons.models import ModelRegistry
 from llama import CheckpointError
 
 
@@ -30,8 +31,13 @@ def course() -> CourseModel:
     return cm
 
 
-def resolve(key: str | None) -> CourseModel:
-    """The model a learner chose on the course map, by key ('' or None: the course model).
+@functools.cache
+def registry() -> ModelRegistry:
+    """The models a learner can pick (the course model and $INSIDE_LLAMA_MODELS), loaded lazily and shared."""
+    return ModelRegistry(course())
 
-    Until the model picker lands every key resolves to the course model."""
-    return course()
+
+def resolve(key: str | None) -> CourseModel:
+    """The model a learner chose on the course map, by key ('' or None: the course model). Raises LessonError when
+    that model is not offered or cannot be loaded (the course model keeps working)."""
+    return registry().get(key)

@@ -88,11 +88,32 @@ def model_key() -> gr.State:
     """The learner's chosen model on this page ('' = the course model). Every handler takes it as its first input,
     through `handler`. It is a session State (so API clients see no extra parameter), filled on page load from the
     choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
+    from app.context import registry  # late: context loads the model
+
     remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE)
     key = gr.State("")
-    gr.context.Context.root_block.load(lambda k: k if isinstance(k, str) else "", remembered, key,
-                                       api_visibility="private", queue=False)
+
+    def chosen(k):  # a key the host no longer offers (an old browser value) means the course model
+        return k if isinstance(k, str) and registry().is_offered(k) else ""
+
+    key.loaded = gr.context.Context.root_block.load(chosen, remembered, key, api_visibility="private", queue=False)
     return key
+
+
+def on_model(key: gr.State, fn, outputs: list) -> None:
+    """When the page opens with another model than the course model, refill `outputs` from `fn(cm)` (every figure
+    and control that depends on the model: slider ranges, labels, first figures). The page itself is built with
+    the course model, so nothing runs for it. `fn` returns one value per output, like any handler."""
+    n = len(outputs)
+    run = handler(fn, n, 0)
+
+    def refresh(k, progress=gr.Progress()):
+        if not k:
+            return gr.skip() if n == 1 else tuple(gr.skip() for _ in range(n))
+        progress(0, desc="computing this page on the chosen model")
+        return run(k)
+
+    key.loaded.then(refresh, [key], outputs, api_visibility="private")
 
 
 def handler(fn, n_outputs: int = 1, msg_at: int = 0):
