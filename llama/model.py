@@ -142,7 +142,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]  # (..., T, hs/2) each
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if cos.dtype != x.dtype:  # (the model casts its tables once per forward pass)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -194,8 +195,9 @@ class KVCache:
         """Store k, v (B, nkv, T, hs) at input_pos (T,) = length .. length+T-1; return all keys/values
         so far, (B, nkv, S, hs) with S = length + T."""
         B, T = k.shape[0], k.shape[2]
-        start, end = int(input_pos[0]), int(input_pos[-1]) + 1
-        if end - start != T or len(input_pos) != T:
+        start = int(input_pos[0])
+        end = start + T
+        if len(input_pos) != T or (T > 1 and not torch.equal(input_pos, torch.arange(start, end, device=input_pos.device))):
             raise ValueError(f"{self.name}: positions {input_pos.tolist()} are not {T} consecutive positions")
         if start != self.length:
             what = "would leave a gap" if start > self.length else "were already written"
@@ -465,10 +467,11 @@ class Llama(nn.Module):
         x = self.embed_tokens(idx)  # (B, T, C)
         rope = None
         if cfg.position == "rope":
-            if from_start:  # a view of the first T rows, no gather
-                rope = self.rope_cos[:T], self.rope_sin[:T]  # (T, hs/2) each
+            if from_start or T == 1:  # a view of consecutive rows, no gather
+                rope = self.rope_cos[last + 1 - T:last + 1], self.rope_sin[last + 1 - T:last + 1]  # (T, hs/2) each
             else:
                 rope = self.rope_cos[input_pos], self.rope_sin[input_pos]
+            rope = rope[0].to(x.dtype), rope[1].to(x.dtype)  # once here, not in every layer
         elif cfg.position == "learned":
             x = x + self.embed_positions(input_pos)
         elif cfg.position == "sinusoidal":
