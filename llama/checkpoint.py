@@ -20,11 +20,13 @@ silently running a different network.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .config import LlamaConfig
 from .model import Llama
@@ -47,30 +49,57 @@ def default_device() -> torch.device:
 
 # ----------------------------------------------------------------------------- config
 
+ROPE_TYPES = ("default", "linear", "llama3")  # what config_from_hf accepts; model.rope_frequencies computes them
 
-def config_from_hf(d: dict) -> LlamaConfig:
-    """transformers' config.json -> LlamaConfig, refusing what this implementation does not compute."""
+
+def _rope_scaling(d: dict) -> tuple[float, dict | None]:
+    """(rope_theta, rope_scaling or None) from the three ways a config.json writes them:
+
+        transformers 5  "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, ...}
+        transformers 4  "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 32.0, ...}
+        older           "rope_scaling": {"type": "linear", "factor": 2.0}
+    """
+    rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"config.json: rope_parameters / rope_scaling must be an object, got {rope!r}")
+    theta = float(rope.get("rope_theta", d.get("rope_theta", 10000.0)))
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in ROPE_TYPES:
+        raise CheckpointError(f"unsupported Llama variant: RoPE scaling {kind!r} (supported: {', '.join(ROPE_TYPES)})")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise CheckpointError(f"unsupported Llama variant: partial_rotary_factor={rope['partial_rotary_factor']}")
+    if kind == "default":
+        return theta, None
+    scaling = {k: v for k, v in rope.items() if k not in ("type", "rope_theta")}
+    scaling["rope_type"] = kind
+    if kind == "llama3":  # transformers falls back to max_position_embeddings when this is absent
+        scaling.setdefault("original_max_position_embeddings", d.get("max_position_embeddings"))
+    return theta, scaling
+
+
+def config_from_hf(d: dict, generation: dict | None = None) -> LlamaConfig:
+    """transformers' config.json (and generation_config.json, if given) -> LlamaConfig, refusing what this
+    implementation does not compute.
+
+    The end-of-sequence ids come from generation_config.json when it names them (that is what
+    transformers' `generate` stops at), else from config.json; a list is kept whole."""
     if not isinstance(d, dict):
         raise CheckpointError("config.json must hold a JSON object")
     archs = d.get("architectures") or [HF_ARCH]
     if d.get("model_type", "llama") != "llama" or not set(archs) <= {HF_ARCH, OWN_ARCH}:
         raise CheckpointError(f"unsupported architecture {archs} / model_type {d.get('model_type')!r}: "
                               f"only Llama ({HF_ARCH}) checkpoints can be loaded")
-    unsupported = []
     if d.get("hidden_act", "silu") != "silu":
-        unsupported.append(f"hidden_act={d['hidden_act']!r}")
-    if d.get("attention_bias") or d.get("mlp_bias"):
-        unsupported.append("attention or MLP biases")
-    rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
-    if rope.get("rope_type", rope.get("type", "default")) != "default":
-        unsupported.append(f"RoPE scaling {rope.get('rope_type', rope.get('type'))!r}")
+        raise CheckpointError(f"unsupported Llama variant: hidden_act={d['hidden_act']!r}")
+    theta, scaling = _rope_scaling(d)
+    eos = d.get("eos_token_id")
+    if isinstance(generation, dict) and generation.get("eos_token_id") is not None:
+        eos = generation["eos_token_id"]
+    if isinstance(eos, list) and len(eos) == 1:
+        eos = eos[0]
     try:
         n_heads = int(d["num_attention_heads"])
         dim = int(d["hidden_size"])
-        if d.get("head_dim") not in (None, dim // n_heads):
-            unsupported.append(f"head_dim={d['head_dim']} different from hidden_size / num_attention_heads")
-        if unsupported:
-            raise CheckpointError("unsupported Llama variant: " + ", ".join(unsupported))
         extra = d.get("inside_llama", {})
         return LlamaConfig(
             dim=dim,
@@ -80,11 +109,15 @@ def config_from_hf(d: dict) -> LlamaConfig:
             vocab_size=int(d["vocab_size"]),
             hidden_dim=int(d["intermediate_size"]),
             norm_eps=float(d.get("rms_norm_eps", 1e-6)),
-            rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))),
+            rope_theta=theta,
+            rope_scaling=scaling,
             max_seq_len=int(d.get("max_position_embeddings", 2048)),
             tie_embeddings=bool(d.get("tie_word_embeddings", False)),
+            head_dim=int(d["head_dim"]) if d.get("head_dim") is not None else None,
+            attention_bias=bool(d.get("attention_bias", False)),
+            mlp_bias=bool(d.get("mlp_bias", False)),
             bos_token_id=d.get("bos_token_id"),
-            eos_token_id=_first(d.get("eos_token_id")),
+            eos_token_id=eos,
             pad_token_id=d.get("pad_token_id"),
             **{k: extra[k] for k in TEACHING_FIELDS + RECIPE_FIELDS if k in extra},
         )
@@ -94,10 +127,6 @@ def config_from_hf(d: dict) -> LlamaConfig:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"config.json has an invalid value: {e}") from None
-
-
-def _first(x):
-    return x[0] if isinstance(x, list) and x else x  # Llama 3 lists several EOS ids; we stop at the first
 
 
 def config_to_hf(cfg: LlamaConfig, dtype: torch.dtype = torch.float32) -> dict:
@@ -114,10 +143,10 @@ def config_to_hf(cfg: LlamaConfig, dtype: torch.dtype = torch.float32) -> dict:
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps,
         "rope_theta": cfg.rope_theta,
-        "rope_parameters": {"rope_theta": cfg.rope_theta, "rope_type": "default"},
+        "rope_parameters": {"rope_theta": cfg.rope_theta, **(cfg.rope_scaling or {"rope_type": "default"})},
         "hidden_act": "silu",
-        "attention_bias": False,
-        "mlp_bias": False,
+        "attention_bias": cfg.attention_bias,
+        "mlp_bias": cfg.mlp_bias,
         "tie_word_embeddings": cfg.tie_embeddings,
         "bos_token_id": cfg.bos_token_id,
         "eos_token_id": cfg.eos_token_id,
@@ -145,29 +174,43 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
 
 
-def _read_tensors(root: Path) -> dict[str, torch.Tensor]:
+def _weight_files(root: Path) -> list[Path]:
     single, index = root / "model.safetensors", root / "model.safetensors.index.json"
     if single.exists():
-        files = [single]
-    elif index.exists():
+        return [single]
+    if index.exists():
         weight_map = _read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no 'weight_map'")
         files = [root / f for f in sorted(set(weight_map.values()))]
-    else:
-        found = sorted(p.name for p in root.iterdir())
-        hint = " (pickled .bin/.pt weights are never loaded: convert them to safetensors)" if any(
-            n.endswith((".bin", ".pt", ".pth")) for n in found) else ""
-        raise CheckpointError(f"no model.safetensors or model.safetensors.index.json in {root}{hint}")
-    tensors = {}
-    for f in files:
-        if not f.exists():
-            raise CheckpointError(f"weight file {f.name} is missing from {root}")
-        try:
-            tensors.update(load_file(str(f)))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{f.name} is not a readable safetensors file: {e}") from None
-    return tensors
+        for f in files:
+            if not f.exists():
+                raise CheckpointError(f"weight file {f.name} is missing from {root}")
+        return files
+    found = sorted(p.name for p in root.iterdir())
+    hint = " (pickled .bin/.pt weights are never loaded: convert them to safetensors)" if any(
+        n.endswith((".bin", ".pt", ".pth")) for n in found) else ""
+    raise CheckpointError(f"no model.safetensors or model.safetensors.index.json in {root}{hint}")
+
+
+class _Tensors:
+    """The tensors of a checkpoint, read one at a time from memory-mapped safetensors files:
+    `shapes` costs nothing (the headers only), `get(name)` reads one tensor."""
+
+    def __init__(self, root: Path):
+        self.handles, self.where, self.shapes = [], {}, {}
+        for f in _weight_files(root):
+            try:
+                h = safe_open(str(f), framework="pt")
+                for name in h.keys():
+                    self.where[name] = h
+                    self.shapes[name] = tuple(h.get_slice(name).get_shape())
+            except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{f.name} is not a readable safetensors file: {e}") from None
+            self.handles.append(h)
+
+    def get(self, name: str) -> torch.Tensor:
+        return self.where[name].get_tensor(name)
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -186,39 +229,63 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def load_pretrained(path: str | Path, device: str | torch.device | None = None,
-                    dtype: torch.dtype = torch.float32) -> Llama:
+                    dtype: torch.dtype | str = torch.float32) -> Llama:
     """Load a Hugging Face Llama checkpoint (or one saved by `save_pretrained`) in eval mode.
 
-    The weights may be stored in fp16/bf16; they are converted to `dtype` (fp32 by default).
+    The weights may be stored in fp16/bf16; they are converted to `dtype` (fp32 by default;
+    "auto" keeps the stored precision). The model is built on the "meta" device (shapes, no
+    memory, no random initialisation) and the file's tensors are assigned to it one by one,
+    so loading costs about one copy of the weights.
+
+    `tie_word_embeddings: true` with a *different* `lm_head.weight` in the file: like transformers 5,
+    the two matrices are kept apart (config.tie_embeddings becomes False) and a warning says so.
     Raises CheckpointError naming what is wrong with a malformed directory.
     """
     root = resolve_path(path)
-    cfg = config_from_hf(_read_json(root / "config.json"))
-    tensors = _read_tensors(root)
-    tensors = {k: v for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}  # old files store this table
+    generation = _read_json(root / "generation_config.json") if (root / "generation_config.json").exists() else None
+    cfg = config_from_hf(_read_json(root / "config.json"), generation)
+    files = _Tensors(root)
+    shapes = {k: v for k, v in files.shapes.items() if not k.endswith("rotary_emb.inv_freq")}  # old files store this
+    if cfg.tie_embeddings and "lm_head.weight" in shapes:
+        if _differ(files, "lm_head.weight", "model.embed_tokens.weight"):
+            warnings.warn(f"{root}: config.json says tie_word_embeddings=true but the file also stores a different "
+                          "lm_head.weight; like transformers, the two are kept apart and the stored lm_head is used "
+                          "(set tie_word_embeddings=false to silence this)", stacklevel=2)
+            cfg = cfg.replace(tie_embeddings=False)
+        else:
+            shapes.pop("lm_head.weight")
     with torch.device("meta"):
-        model = Llama(cfg)  # shapes only; real storage comes from the file
-    expected = {_hf_name(k): v for k, v in model.state_dict().items()}
+        model = Llama(cfg)  # shapes only: no memory, no random init; real storage comes from the file
+    expected = {_hf_name(k): tuple(v.shape) for k, v in model.state_dict().items()}
     if cfg.tie_embeddings:
         expected.pop("lm_head.weight")
-        tensors.pop("lm_head.weight", None)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"weights do not match the config in config.json: missing {missing[:5]}"
                               f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
                               f"{' ...' if len(unexpected) > 5 else ''}")
-    for name, ref in expected.items():
-        if tuple(tensors[name].shape) != tuple(ref.shape):
-            raise CheckpointError(f"tensor {name} has shape {tuple(tensors[name].shape)}, "
-                                  f"the config needs {tuple(ref.shape)}")
+    for name, shape in expected.items():
+        if shapes[name] != shape:
+            raise CheckpointError(f"tensor {name} has shape {shapes[name]}, the config needs {shape}")
     device = torch.device(device) if device is not None else default_device()
-    model = Llama(cfg)  # real (CPU) storage; buffers such as the RoPE tables are computed here
-    state = {k: tensors[_hf_name(k)] for k in model.state_dict() if not (cfg.tie_embeddings and k == "lm_head.weight")}
-    model.load_state_dict(state, strict=False)
+    state = {}
+    for k in model.state_dict():
+        if cfg.tie_embeddings and k == "lm_head.weight":
+            continue
+        t = files.get(_hf_name(k))
+        state[k] = t.to(device=device, dtype=t.dtype if dtype == "auto" else dtype)
+    del files  # closes the memory maps
+    model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
-    return model.to(device=device, dtype=dtype).eval()
+    with torch.device(device):
+        model.init_tables()  # the RoPE tables, computed on the device (they were "meta" until now)
+    return model.eval()
+
+
+def _differ(files: _Tensors, a: str, b: str) -> bool:
+    return files.shapes[a] != files.shapes[b] or not torch.equal(files.get(a), files.get(b))
 
 
 def save_pretrained(model: Llama, path: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -241,7 +308,9 @@ def save_pretrained(model: Llama, path: str | Path, dtype: torch.dtype | None = 
 
 
 def load_model_config(path: str | Path) -> LlamaConfig:
-    return config_from_hf(_read_json(resolve_path(path) / "config.json"))
+    root = resolve_path(path)
+    generation = _read_json(root / "generation_config.json") if (root / "generation_config.json").exists() else None
+    return config_from_hf(_read_json(root / "config.json"), generation)
 
 
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained", "config_from_hf", "config_to_hf",

@@ -16,6 +16,13 @@ Example:
     >>> cfg = LlamaConfig(dim=64, n_layers=2, n_heads=8, n_kv_heads=2, vocab_size=256)
     >>> cfg.head_dim, cfg.hidden_dim, cfg.n_rep
     (8, 192, 4)
+
+Published Llamas add a few facts that change the numbers, all read by
+`checkpoint.config_from_hf`: an explicit `head_dim` (Llama 3.2 3B-style shapes
+where hidden / heads is not the head size), biases on the projections
+(`attention_bias`, `mlp_bias`), several end-of-sequence ids (Llama 3 lists
+`<|end_of_text|>` and `<|eot_id|>`), and `rope_scaling` (Llama 3.1/3.2 stretch
+the slow RoPE frequencies to reach a longer context; see `model.rope_frequencies`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,11 @@ NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned", "sinusoidal", "none")
 FFNS = ("swiglu", "relu", "gelu")
 PLACEMENTS = ("pre", "post")
+# RoPE frequency schemes computed here, with the fields each one needs (transformers' names).
+ROPE_SCALINGS = {
+    "linear": ("factor",),  # every frequency divided by factor (position interpolation, Chen et al. 2023)
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
 
 
 def llama_hidden_dim(dim: int, multiple_of: int = 256, ffn_dim_multiplier: float | None = None) -> int:
@@ -63,15 +75,19 @@ class LlamaConfig:
     max_seq_len: int = 256  # longest context; sizes the RoPE table and the KV cache
     tie_embeddings: bool = False  # lm_head shares the token embedding matrix
     bos_token_id: int | None = 1
-    eos_token_id: int | None = 2
+    eos_token_id: int | list[int] | None = 2  # Llama 3 lists several; generation stops at any of them
     pad_token_id: int | None = None
+    head_dim: int | None = None  # size of one head; None = dim // n_heads (Llama 1/2/3 8B), set explicitly by some models
+    attention_bias: bool = False  # biases on q/k/v/o_proj (Llama has none; some derived models do)
+    mlp_bias: bool = False  # biases on gate/up/down_proj
+    # None = plain RoPE; else {"rope_type": "linear" | "llama3", ...the fields in ROPE_SCALINGS}
+    rope_scaling: dict | None = None
     # teaching switches (defaults are Llama's)
     norm: str = "rmsnorm"
     position: str = "rope"
     ffn: str = "swiglu"
     norm_placement: str = "pre"
     # derived in __post_init__
-    head_dim: int = field(init=False)
     n_rep: int = field(init=False)  # query heads per KV head
 
     def __post_init__(self):
@@ -80,7 +96,9 @@ class LlamaConfig:
         checks = [
             (self.dim > 0 and self.n_layers > 0 and self.n_heads > 0 and self.vocab_size > 0,
              "dim, n_layers, n_heads and vocab_size must be positive"),
-            (self.dim % self.n_heads == 0, f"dim={self.dim} is not divisible by n_heads={self.n_heads}"),
+            (self.head_dim is not None or self.dim % self.n_heads == 0,
+             f"dim={self.dim} is not divisible by n_heads={self.n_heads} (give head_dim explicitly)"),
+            (self.head_dim is None or self.head_dim > 0, "head_dim must be positive"),
             (1 <= self.n_kv_heads <= self.n_heads and self.n_heads % self.n_kv_heads == 0,
              f"n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads}"),
             (self.norm in NORMS, f"norm must be one of {NORMS}, got {self.norm!r}"),
@@ -92,12 +110,23 @@ class LlamaConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"LlamaConfig: {msg}")
-        self.head_dim = self.dim // self.n_heads
+        if self.head_dim is None:
+            self.head_dim = self.dim // self.n_heads
+        if self.rope_scaling is not None:
+            self.rope_scaling = _check_rope_scaling(self.rope_scaling)
         if self.position == "rope" and self.head_dim % 2:
             raise ValueError(f"LlamaConfig: RoPE rotates pairs, so head_dim={self.head_dim} must be even")
         self.n_rep = self.n_heads // self.n_kv_heads
         if self.hidden_dim is None:
             self.hidden_dim = llama_hidden_dim(self.dim, self.multiple_of, self.ffn_dim_multiplier)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Every end-of-sequence id, as a tuple: 2 -> (2,), [128001, 128009] -> (128001, 128009), None -> ()."""
+        eos = self.eos_token_id
+        if eos is None:
+            return ()
+        return tuple(int(i) for i in eos) if isinstance(eos, (list, tuple)) else (int(eos),)
 
     @property
     def is_standard_llama(self) -> bool:
@@ -115,6 +144,26 @@ class LlamaConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
+
+
+def _check_rope_scaling(d: dict) -> dict:
+    """{"rope_type": "llama3", "factor": 8.0, ...} -> the same, validated, with plain Python numbers."""
+    if not isinstance(d, dict):
+        raise ValueError(f"LlamaConfig: rope_scaling must be a dict, got {type(d).__name__}")
+    kind = d.get("rope_type", d.get("type"))
+    if kind not in ROPE_SCALINGS:
+        raise ValueError(f"LlamaConfig: rope_scaling type {kind!r} is not computed here; "
+                         f"supported: {sorted(ROPE_SCALINGS)} (or None for plain RoPE)")
+    missing = [k for k in ROPE_SCALINGS[kind] if d.get(k) is None]
+    if missing:
+        raise ValueError(f"LlamaConfig: rope_scaling {kind!r} needs {missing}")
+    out = {"rope_type": kind, **{k: float(d[k]) for k in ROPE_SCALINGS[kind]}}
+    if "original_max_position_embeddings" in out:
+        out["original_max_position_embeddings"] = int(out["original_max_position_embeddings"])
+    if out["factor"] <= 0 or (kind == "llama3" and out["high_freq_factor"] <= out["low_freq_factor"]):
+        raise ValueError(f"LlamaConfig: rope_scaling {out} has a non-positive factor or high_freq_factor <= "
+                         "low_freq_factor")
+    return out
 
 
 # Named presets. The real Llama sizes are used for memory and parameter arithmetic

@@ -39,12 +39,15 @@ def filter_top_p(logits: torch.Tensor, p: float | None) -> torch.Tensor:
 
         >>> filter_top_p(torch.log(torch.tensor([0.5, 0.3, 0.2])), 0.7)
         tensor([-0.6931, -1.2040,    -inf])
+        >>> filter_top_p(torch.log(torch.tensor([0.5, 0.3, 0.2])), 0.0)  # as in transformers: at least one
+        tensor([-0.6931,    -inf,    -inf])
     """
     if p is None or p >= 1.0:
         return logits
     probs, order = torch.softmax(logits.float(), dim=-1).sort(dim=-1, descending=True)
     mass_before = probs.cumsum(dim=-1) - probs
     drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False  # p = 0 (or p below the top probability) still keeps the most likely token
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
@@ -78,45 +81,62 @@ def _check_args(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, te
         raise ValueError("temperature must be >= 0")
     if top_k is not None and top_k < 1:
         raise ValueError("top_k must be >= 1 (or None for no limit)")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError("top_p must be in (0, 1] (or None for no limit)")
+    if top_p is not None and not 0.0 <= top_p <= 1.0:
+        raise ValueError("top_p must be in [0, 1] (or None for no limit); 0 keeps only the most likely token")
+
+
+def _eos_ids(model: Llama, eos_id) -> tuple[int, ...]:
+    if isinstance(eos_id, str) and eos_id == "config":
+        return model.config.eos_ids
+    if eos_id is None:
+        return ()
+    return tuple(int(i) for i in eos_id) if isinstance(eos_id, (list, tuple, set)) else (int(eos_id),)
 
 
 @torch.inference_mode()
 def stream_generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
                     top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-                    seed: int | None = None, eos_id: int | None | str = "config") -> Iterator[int]:
-    """Yield new token ids one at a time. Stops after max_new_tokens, after yielding EOS, or when the
-    context is full. eos_id="config" uses the model's eos_token_id; None never stops early."""
+                    seed: int | None = None, eos_id: int | Sequence[int] | None | str = "config") -> Iterator[int]:
+    """Yield new token ids one at a time. Stops after max_new_tokens, after yielding an EOS id, or when
+    the context is full. eos_id="config" stops at any of the model's eos ids (Llama 3 has several);
+    an int or a list gives them explicitly; None never stops early.
+
+    The KV cache is allocated for this request only: prompt + max_new_tokens positions, capped at
+    the context (a model with a million positions does not allocate a million-position cache)."""
     _check_args(model, prompt_ids, max_new_tokens, temperature, top_k, top_p)
-    eos = model.config.eos_token_id if eos_id == "config" else eos_id
+    eos = _eos_ids(model, eos_id)
     device = model.embed_tokens.weight.device
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
-    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, T)
     ctx = model.config.max_seq_len
-    cache = model.new_cache(1) if use_cache else None
-    pos = 0  # first position not yet seen by the cache
+    n_total = min(len(prompt_ids) + max_new_tokens, ctx)  # positions this request can ever fill
+    ids = torch.zeros(1, n_total, dtype=torch.long, device=device)  # (1, n_total) prompt, then each new token
+    ids[0, :len(prompt_ids)] = torch.tensor(list(prompt_ids), dtype=torch.long)
+    positions = torch.arange(n_total, device=device)  # (n_total,) sliced per step, not rebuilt
+    cache = model.new_cache(1, n_total) if use_cache else None
+    T, pos = len(prompt_ids), 0  # tokens so far; first position not yet seen by the cache
     for _ in range(max_new_tokens):
-        if ids.shape[1] >= ctx:
+        if T >= ctx:
             return  # the context is full
         if use_cache:
-            new = ids[:, pos:]  # the prompt on the first step, then only the newest token
-            logits = model(new, torch.arange(pos, ids.shape[1], device=device), cache=cache).logits
-            pos = ids.shape[1]
+            # the prompt on the first step (the prefill), then only the newest token
+            logits = model(ids[:, pos:T], positions[pos:T], cache=cache).logits
+            pos = T
         else:
-            logits = model(ids).logits  # (1, T, V): recompute every position every step
+            logits = model(ids[:, :T]).logits  # (1, T, V): recompute every position every step
         tok = sample_next(logits[0, -1], temperature, top_k, top_p, generator)
         yield tok
-        if eos is not None and tok == eos:
+        if tok in eos:
             return
-        ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)
+        if T < n_total:
+            ids[0, T] = tok
+        T += 1
 
 
 def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, seed: int | None = None,
-             eos_id: int | None | str = "config", on_token: Callable[[int], None] | None = None) -> list[int]:
+             eos_id: int | Sequence[int] | None | str = "config", on_token: Callable[[int], None] | None = None) -> list[int]:
     """The new token ids after the prompt (greedy at temperature 0). `on_token` is called with each id as
     it is produced; `stream_generate` is the same loop as a generator."""
     out = []

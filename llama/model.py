@@ -83,22 +83,49 @@ def make_norm(cfg: LlamaConfig) -> nn.Module:
 # ----------------------------------------------------------------------------- positions
 
 
-def rope_frequencies(head_dim: int, theta: float = 10000.0) -> torch.Tensor:
+def rope_frequencies(head_dim: int, theta: float = 10000.0, scaling: dict | None = None) -> torch.Tensor:
     """theta_i = theta^(-2i/hs) for each rotated pair i: fast for i=0, slow for the last pair.
 
         >>> rope_frequencies(4, 100.0)
         tensor([1.0000, 0.1000])
+
+    `scaling` (config.rope_scaling) stretches them for a longer context, as transformers does:
+      linear  every frequency / factor (position interpolation, Chen et al. 2023, "Extending Context
+              Window of Large Language Models via Positional Interpolation");
+      llama3  Llama 3.1's rule: pairs whose wavelength 2*pi/theta_i is longer than
+              original_max_position_embeddings / low_freq_factor turn `factor` times slower, pairs
+              shorter than original / high_freq_factor stay as they are, and the ones between are
+              blended smoothly (Meta's reference code, llama-models `apply_scaling`).
+
+        >>> rope_frequencies(4, 100.0, {"rope_type": "linear", "factor": 2.0})
+        tensor([0.5000, 0.0500])
     """
-    return 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hs/2,)
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hs/2,)
+    if scaling is None:
+        return freqs
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return freqs / factor
+    # llama3
+    old_context = scaling["original_max_position_embeddings"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelen = 2 * math.pi / freqs  # (hs/2,) positions per full turn of each pair
+    scaled = torch.where(wavelen > old_context / low, freqs / factor, freqs)  # slow pairs slowed down further
+    smooth = (old_context / wavelen - low) / (high - low)  # 0 at the slow edge, 1 at the fast edge
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    between = (wavelen >= old_context / high) & (wavelen <= old_context / low)
+    return torch.where(between, blended, scaled)
 
 
-def precompute_rope(head_dim: int, max_seq_len: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def precompute_rope(head_dim: int, max_seq_len: int, theta: float = 10000.0,
+                    scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Real cos and sin of the rotation angle m * theta_i for position m and pair i.
 
     Returned as two (max_seq_len, hs/2) tables, not as complex numbers, so a
     lesson can plot them directly.
     """
-    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), rope_frequencies(head_dim, theta))  # (T, hs/2)
+    freqs = rope_frequencies(head_dim, theta, scaling)  # (hs/2,)
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)  # (T, hs/2)
     return angles.cos(), angles.sin()
 
 
@@ -115,7 +142,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]  # (..., T, hs/2) each
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if cos.dtype != x.dtype:  # (the model casts its tables once per forward pass)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -136,26 +164,64 @@ def sinusoidal_positions(max_seq_len: int, dim: int) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of earlier positions, preallocated for the whole context.
+    """Keys and values of earlier positions, preallocated for `max_seq_len` positions.
 
     During generation each new token's k and v are written at its position and
     attention reads everything up to it, so a step costs O(S) instead of
     recomputing all S positions. One per layer; see `Llama.new_cache`.
+
+    Positions are written in order: a call must continue exactly where the
+    cache stops (`length`). To run a new prompt on the same cache, `reset()` it;
+    to go back to an earlier position (re-run the last step, branch off a
+    shared prefix), `rewind(n)` keeps the first n positions. Anything else (a
+    gap, a position already written, a batch of another size, no room left)
+    raises a ValueError that names the cache, instead of silently attending to
+    stale keys.
     """
 
     def __init__(self, batch_size: int, n_kv_heads: int, max_seq_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None, name: str = "KVCache"):
         shape = (batch_size, n_kv_heads, max_seq_len, head_dim)  # (B, nkv, max_seq_len, hs)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.length = 0  # positions filled so far
+        self.length = 0  # positions 0 .. length-1 are filled
+        self.name = name  # says which cache an error is about, e.g. "KV cache of layer 3"
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[2]
 
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, nkv, T, hs) at input_pos (T,); return all keys/values up to the last one, (B, nkv, S, hs)."""
-        self.k[:, :, input_pos] = k
-        self.v[:, :, input_pos] = v
-        self.length = max(self.length, int(input_pos[-1]) + 1)
-        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+        """Store k, v (B, nkv, T, hs) at input_pos (T,) = length .. length+T-1; return all keys/values
+        so far, (B, nkv, S, hs) with S = length + T."""
+        B, T = k.shape[0], k.shape[2]
+        start = int(input_pos[0])
+        end = start + T
+        if len(input_pos) != T or (T > 1 and not torch.equal(input_pos, torch.arange(start, end, device=input_pos.device))):
+            raise ValueError(f"{self.name}: positions {input_pos.tolist()} are not {T} consecutive positions")
+        if start != self.length:
+            what = "would leave a gap" if start > self.length else "were already written"
+            raise ValueError(f"{self.name}: it holds positions 0..{self.length - 1}, so the next call must start at "
+                             f"position {self.length}, not {start} (positions {start}..{end - 1} {what}); "
+                             f"call reset() for a new sequence or rewind(n) to go back")
+        if end > self.capacity:
+            raise ValueError(f"{self.name}: room for {self.capacity} positions, asked to write up to position {end - 1}")
+        if B != self.k.shape[0]:
+            raise ValueError(f"{self.name}: made for batch size {self.k.shape[0]}, called with {B}")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def rewind(self, n: int) -> None:
+        """Forget every position from n on (the next call starts at position n)."""
+        if not 0 <= n <= self.length:
+            raise ValueError(f"{self.name}: cannot rewind to {n}; it holds {self.length} positions")
+        self.length = n
+
+    def reset(self) -> None:
+        """Empty the cache (the stored numbers are left in place; they are overwritten before being read)."""
+        self.length = 0
 
     @property
     def nbytes(self) -> int:
@@ -182,10 +248,11 @@ class Attention(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim, self.n_rep = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.n_rep
-        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        bias = cfg.attention_bias
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=bias)
+        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=bias)
+        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=bias)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=bias)
 
     def forward(self, x, rope, input_pos, mask, cache: KVCache | None = None, backend: str = "manual", tr=None):
         B, T, C = x.shape
@@ -205,12 +272,13 @@ class Attention(nn.Module):
             # The fused kernel computes the same softmax(q k^T / sqrt(hs)) v without
             # materialising the (T, S) matrix; it shares K/V heads itself (enable_gqa).
             causal = k.shape[2] == T  # no cache or a prefill from position 0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else mask, is_causal=causal,
-                                               enable_gqa=self.n_rep > 1)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else mask,
+                                               is_causal=causal and T > 1, enable_gqa=self.n_rep > 1)
         else:
             k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)  # (B, nh, S, hs)
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
-            scores = scores.masked_fill(~mask, float("-inf"))
+            if mask is not None:  # None: one new token, which may see every key
+                scores = scores.masked_fill(~mask, float("-inf"))
             att = F.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, nh, T, S), rows sum to 1
             if tr is not None:
                 tr.attn = att
@@ -228,10 +296,11 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.kind = cfg.ffn
+        bias = cfg.mlp_bias
         if self.kind == "swiglu":
-            self.gate_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
-        self.up_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)
-        self.down_proj = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)
+            self.gate_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=bias)
+        self.up_proj = nn.Linear(cfg.dim, cfg.hidden_dim, bias=bias)
+        self.down_proj = nn.Linear(cfg.hidden_dim, cfg.dim, bias=bias)
 
     def forward(self, x, tr=None):
         if self.kind == "swiglu":
@@ -329,35 +398,48 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        # Tables derived from the config, not learned: not saved in checkpoints (persistent=False).
+        # "manual" is the readable softmax path (and the only one that can record attention);
+        # "sdpa" is PyTorch's fused kernel. Chosen by whoever loads the model, never inside it.
+        self.attn_backend = "manual"
+        self.init_tables()
+        if self.embed_tokens.weight.device.type != "meta":  # a loader builds on "meta" and assigns the file's weights
+            self.init_weights()
+
+    def init_tables(self) -> None:
+        """Tables derived from the config, not learned: not saved in checkpoints (persistent=False)."""
+        cfg = self.config
         if cfg.position == "rope":
-            cos, sin = precompute_rope(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+            cos, sin = precompute_rope(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_scaling)
             self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, hs/2)
             self.register_buffer("rope_sin", sin, persistent=False)
         elif cfg.position == "sinusoidal":
             self.register_buffer("pos_table", sinusoidal_positions(cfg.max_seq_len, cfg.dim), persistent=False)  # (max_seq_len, C)
-        # "manual" is the readable softmax path (and the only one that can record attention);
-        # "sdpa" is PyTorch's fused kernel. Chosen by whoever loads the model, never inside it.
-        self.attn_backend = "manual"
+
+    def init_weights(self) -> None:
+        """Random weights for training from scratch: N(0, 0.02), biases 0, norms 1."""
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
                 # GPT-2's scaled init: each layer adds two projections to the residual stream.
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layers))
 
     @staticmethod
     def _init_weights(m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights are counted once
 
     def new_cache(self, batch_size: int = 1, max_seq_len: int | None = None) -> list[KVCache]:
-        """A fresh, empty KV cache per layer. Kept outside the module so one shared model serves many users."""
+        """A fresh, empty KV cache per layer, with room for max_seq_len positions (default: the whole context).
+        Kept outside the module so one shared model serves many users."""
         cfg, w = self.config, self.embed_tokens.weight
-        return [KVCache(batch_size, cfg.n_kv_heads, max_seq_len or cfg.max_seq_len, cfg.head_dim, w.dtype, w.device)
-                for _ in range(cfg.n_layers)]
+        n = min(max_seq_len or cfg.max_seq_len, cfg.max_seq_len)
+        return [KVCache(batch_size, cfg.n_kv_heads, n, cfg.head_dim, w.dtype, w.device, name=f"KV cache of layer {i}")
+                for i in range(cfg.n_layers)]
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None,
                 cache: list[KVCache] | None = None, trace: bool = False) -> LlamaOutput:
@@ -371,21 +453,25 @@ class Llama(nn.Module):
         last = T - 1 if from_start else int(input_pos[-1])
         if last >= cfg.max_seq_len:
             raise ValueError(f"position {last} is past the model's context of {cfg.max_seq_len} tokens")
+        if cache is not None and len(cache) != cfg.n_layers:
+            raise ValueError(f"the KV cache has {len(cache)} layers, the model {cfg.n_layers}: make it with model.new_cache")
         S = last + 1 if cache is not None else T
         # The causal mask: query at position p may attend to keys at positions 0..p. With a
         # cache the keys are all positions written so far, so the mask is (T, S), not (T, T).
-        # (The fused kernel masks by itself when queries and keys cover the same positions.)
+        # (The fused kernel masks by itself when queries and keys cover the same positions, and
+        # one new token at the end may attend to every key: no mask to build in either case.)
         mask = None
-        if trace or self.attn_backend != "sdpa" or S != T:
+        if trace or (T > 1 and (self.attn_backend != "sdpa" or S != T)):
             mask = torch.arange(S, device=idx.device)[None, :] <= input_pos[:, None]  # (T, S) True = may attend
 
         x = self.embed_tokens(idx)  # (B, T, C)
         rope = None
         if cfg.position == "rope":
-            if from_start:  # a view of the first T rows, no gather
-                rope = self.rope_cos[:T], self.rope_sin[:T]  # (T, hs/2) each
+            if from_start or T == 1:  # a view of consecutive rows, no gather
+                rope = self.rope_cos[last + 1 - T:last + 1], self.rope_sin[last + 1 - T:last + 1]  # (T, hs/2) each
             else:
                 rope = self.rope_cos[input_pos], self.rope_sin[input_pos]
+            rope = rope[0].to(x.dtype), rope[1].to(x.dtype)  # once here, not in every layer
         elif cfg.position == "learned":
             x = x + self.embed_positions(input_pos)
         elif cfg.position == "sinusoidal":

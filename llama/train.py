@@ -58,21 +58,22 @@ def evaluate(model: Llama, data: torch.Tensor, seq_len: int, bos: int, max_windo
              device=None, batch_size: int = 8) -> float:
     """Mean next-token loss (nats) over consecutive windows of the split, each predicted after BOS.
 
-    Every token of the split (up to max_windows windows) is predicted exactly once."""
+    Every token of the split (up to max_windows windows) is predicted exactly once.
+
+    A pure function of the model: it never switches train()/eval(), so a shared model that many
+    threads read (the app's) is never changed. It needs no switch: the model has no dropout or
+    batch norm, so its training and evaluation modes compute the same numbers."""
     device = device or model.embed_tokens.weight.device
     starts = list(range(0, len(data) - seq_len + 1, seq_len))
     if max_windows is not None:
         starts = starts[:max_windows]
     total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
     for b in range(0, len(starts), batch_size):
         chunks = torch.stack([data[i:i + seq_len] for i in starts[b:b + batch_size]])  # (B, T)
         x = torch.cat([torch.full((len(chunks), 1), bos, dtype=torch.long), chunks[:, :-1]], dim=1)
         logits = model(x.to(device)).logits.float()
         total += F.cross_entropy(logits.flatten(0, 1), chunks.to(device).flatten(), reduction="sum").item()
         count += chunks.numel()
-    model.train(was_training)
     return total / max(count, 1)
 
 

@@ -155,8 +155,9 @@ def test_generation_stops_when_context_is_full_and_rejects_bad_input():
         generate(model, [], 5)
     with pytest.raises(ValueError, match="context"):
         generate(model, list(range(17)), 5)
-    with pytest.raises(ValueError, match="top_p"):
-        generate(model, [1], 5, temperature=1.0, top_p=0.0)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="top_p"):
+            generate(model, [1], 5, temperature=1.0, top_p=bad)
 
 
 def test_config_derives_llama_sizes_and_validates():

@@ -120,7 +120,8 @@ def _good_dir(tmp_path):
     ("wrong_shape", "has shape"),
     ("missing_tensor", "missing"),
     ("wrong_arch", "unsupported architecture"),
-    ("rope_scaling", "unsupported Llama variant"),
+    ("rope_scaling", "unsupported Llama variant: RoPE scaling 'yarn'"),
+    ("rope_incomplete", "rope_scaling 'llama3' needs"),
     ("missing_field", "missing the field"),
     ("missing_dir", "does not exist"),
 ])
@@ -150,12 +151,14 @@ def test_malformed_checkpoints_raise_one_clear_error(tmp_path, breakage, message
     elif breakage == "wrong_arch":
         cfg.update(architectures=["MistralForCausalLM"], model_type="mistral")
     elif breakage == "rope_scaling":
+        cfg["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 500000.0, "factor": 8.0}
+    elif breakage == "rope_incomplete":
         cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}
     elif breakage == "missing_field":
         del cfg["hidden_size"]
     elif breakage == "missing_dir":
         root = tmp_path / "nowhere"
-    if breakage in ("wrong_arch", "rope_scaling", "missing_field"):
+    if breakage in ("wrong_arch", "rope_scaling", "rope_incomplete", "missing_field"):
         cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=message):
         load_pretrained(root, device="cpu")

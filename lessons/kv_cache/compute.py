@@ -437,8 +437,12 @@ def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5)
             out.append((time.perf_counter() - t) * 1000)
         return float(np.median(out))
 
-    # Re-writing position T-1 each time leaves the cache as it was, so every repeat is the same step.
-    cached = timed(lambda: model(text_ids[:, T - 1:], pos, cache=cache))
+    def step():  # rewind to T-1 positions and write position T-1 again: every repeat is the same step
+        for c in cache:
+            c.rewind(T - 1)
+        model(text_ids[:, T - 1:], pos, cache=cache)
+
+    cached = timed(step)
     uncached = timed(lambda: model(text_ids))
     return {"length": T, "cached_ms": cached, "uncached_ms": uncached, "ratio": uncached / cached}
 

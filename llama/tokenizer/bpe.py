@@ -49,6 +49,7 @@ from __future__ import annotations
 import codecs
 import heapq
 import json
+import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,10 @@ import regex
 from .base import (GPT2_SPLIT_PATTERN, SPLIT_PATTERN, bytes_to_token_string, get_stats, merge, pretokenize,
                    token_string_to_bytes, unicode_to_bytes)
 
-DEFAULT_SPECIAL_TOKENS = ("<s>", "</s>", "<pad>")  # BOS, EOS, PAD -> ids 0, 1, 2
+DEFAULT_SPECIAL_TOKENS = ("<s>", "</s>", "<pad>")
+# The BPE model fields of a tokenizer.json that `from_json_dict` knows (each reproduced or refused).
+_MODEL_KEYS = {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+               "byte_fallback", "ignore_merges", "vocab", "merges", "inside_llama"}  # BOS, EOS, PAD -> ids 0, 1, 2
 
 # Training time grows with the text: about 0.5 s per MB of natural text at vocabulary
 # 2048, and up to ~15 s per MB for the worst case we know (random letter strings,
@@ -115,10 +119,16 @@ class BPETokenizer:
         vocab           {id: bytes} for every ordinary token (all 256 bytes among them)
         merges          [((left_id, right_id), new_id, count), ...] in the order learned
         special_tokens  {text: id}; the first three are BOS, EOS, PAD unless `roles` says otherwise
+        not_special     texts among special_tokens that a tokenizer.json marks "special": false:
+                        atomic in encoding like the others, but kept by decode(skip_special_tokens=True)
     """
 
-    def __init__(self, vocab, merges, special_tokens=None, *, pattern=SPLIT_PATTERN, roles=None, ignore_merges=False):
+    def __init__(self, vocab, merges, special_tokens=None, *, pattern=SPLIT_PATTERN, roles=None, ignore_merges=False,
+                 not_special=()):
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
+        self.not_special: frozenset[str] = frozenset(not_special)
+        if not self.not_special <= set(self.special_tokens):
+            raise ValueError(f"not_special {sorted(self.not_special - set(self.special_tokens))} are not added tokens")
         self.pattern = pattern
         self.ignore_merges = ignore_merges
         self._vocab: dict[int, bytes] = dict(vocab)
@@ -133,6 +143,7 @@ class BPETokenizer:
             raise ValueError(f"not a byte-level vocabulary: no token for bytes {missing[:8]}")
         self._byte_ids = [self._id_of_bytes[bytes([b])] for b in range(256)]
         self._special_of_id = {i: s for s, i in self.special_tokens.items()}
+        self._skippable = {i for s, i in self.special_tokens.items() if s not in self.not_special}
 
         self.merges: list[Merge] = []
         self._ranks: dict[tuple[int, int], tuple[int, int]] = {}  # pair -> (step, new_id)
@@ -153,7 +164,10 @@ class BPETokenizer:
             # Longest first, so at any position the longest special token wins, as in Hugging Face.
             alternatives = sorted(self.special_tokens, key=len, reverse=True)
             self._special_re = regex.compile("(" + "|".join(regex.escape(s) for s in alternatives) + ")")
+        # word -> ids, shared by every thread that encodes with this tokenizer (the app's learners).
+        # Lookups are single dict reads; the lock makes "clear when full, then insert" one step.
         self._cache: dict[str, list[int]] = {}
+        self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------------- training
 
@@ -269,9 +283,11 @@ class BPETokenizer:
                 if limit == len(self.merges):
                     cached = self._cache.get(word)
                     if cached is None:
-                        if len(self._cache) >= 500_000:
-                            self._cache.clear()  # bound the memory; words repeat, so it refills quickly
-                        cached = self._cache[word] = self._encode_word(word, limit)
+                        cached = tuple(self._encode_word(word, limit))  # a tuple: no caller can change it
+                        with self._cache_lock:
+                            if len(self._cache) >= 500_000:
+                                self._cache.clear()  # bound the memory; words repeat, so it refills quickly
+                            self._cache[word] = cached
                     ids.extend(cached)
                 else:
                     ids.extend(self._encode_word(word, limit))
@@ -351,7 +367,8 @@ class BPETokenizer:
         """Ids -> text. Bytes that do not form valid UTF-8 (a token sequence cut
         inside a character) become U+FFFD, one per maximal invalid run, exactly as
         Hugging Face's ByteLevel decoder (Rust's from_utf8_lossy) does."""
-        parts = [self.token_bytes(i) for i in ids if not (skip_special_tokens and i in self._special_of_id)]
+        skip = self._skippable if skip_special_tokens else ()
+        parts = [self.token_bytes(i) for i in ids if i not in skip]
         return b"".join(parts).decode("utf-8", errors="replace")
 
     def token_bytes(self, i: int) -> bytes:
@@ -437,7 +454,8 @@ class BPETokenizer:
             "truncation": None,
             "padding": None,
             "added_tokens": [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                              "normalized": False, "special": True} for s, i in self.special_tokens.items()],
+                              "normalized": False, "special": s not in self.not_special}
+                             for s, i in self.special_tokens.items()],
             "normalizer": None,
             "pre_tokenizer": pre_tokenizer,
             "post_processor": None,
@@ -477,28 +495,40 @@ class BPETokenizer:
 
     @classmethod
     def from_json_dict(cls, d: dict) -> "BPETokenizer":
+        """Build from a tokenizer.json's content. Every option is either reproduced exactly or refused
+        with a ValueError naming it: nothing is silently approximated."""
         model = d.get("model") or {}
         if model.get("type", "BPE") != "BPE" or "merges" not in model:
             raise ValueError(f"not a BPE tokenizer (model type {model.get('type')!r})")
+        unknown = sorted(set(model) - _MODEL_KEYS)
+        if unknown:
+            raise ValueError(f"unsupported BPE model options {unknown}")
         for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
             if model.get(key):
                 raise ValueError(f"unsupported BPE option {key}={model[key]!r}")
         if model.get("byte_fallback"):
             raise ValueError("unsupported BPE option byte_fallback=true (not a byte-level BPE)")
+        for key in ("truncation", "padding"):
+            if d.get(key) is not None:
+                raise ValueError(f"unsupported tokenizer.json option {key}={d[key]!r}: it changes the ids of an encoding")
         if d.get("normalizer") is not None:
-            raise ValueError("unsupported: a normalizer changes the text before splitting")
+            raise ValueError(f"unsupported normalizer {d['normalizer'].get('type')!r}: it changes the text before splitting")
         post = d.get("post_processor")
         if post is not None and post.get("type") != "ByteLevel":
             raise ValueError(f"unsupported post-processor {post.get('type')!r}: it would add tokens to every encoding")
-        if (d.get("decoder") or {}).get("type") != "ByteLevel":
-            raise ValueError("not a byte-level tokenizer: the decoder must be ByteLevel")
+        decoder = d.get("decoder") or {}
+        if decoder.get("type") != "ByteLevel":
+            raise ValueError(f"unsupported decoder {decoder.get('type')!r}: a byte-level BPE decodes with ByteLevel")
         pattern = _pattern_of(d.get("pre_tokenizer"))
 
-        specials = {}
+        specials, not_special = {}, set()
         for t in sorted(d.get("added_tokens") or [], key=lambda t: t["id"]):
-            if t.get("single_word") or t.get("lstrip") or t.get("rstrip"):
-                raise ValueError(f"unsupported added token options on {t['content']!r}")
+            for key in ("single_word", "lstrip", "rstrip"):
+                if t.get(key):
+                    raise ValueError(f"unsupported added token option {key}=true on {t['content']!r}")
             specials[t["content"]] = t["id"]
+            if not t.get("special", True):
+                not_special.add(t["content"])
         table = unicode_to_bytes()
         vocab = {}
         for token, i in model["vocab"].items():
@@ -523,7 +553,7 @@ class BPETokenizer:
         if roles is None:
             roles = {r: s for r, names in _ROLE_NAMES.items() for s in specials if s in names}
         return cls(vocab, merges, specials, pattern=pattern, roles=roles,
-                   ignore_merges=bool(model.get("ignore_merges")))
+                   ignore_merges=bool(model.get("ignore_merges")), not_special=not_special)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -647,5 +677,6 @@ def _pattern_of(pre_tokenizer) -> str:
             and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True)
             and not steps[1].get("add_prefix_space")):
         return steps[0]["pattern"]["Regex"]
-    raise ValueError("unsupported pre-tokenizer: expected Split(Regex, Isolated) then ByteLevel(use_regex=false), "
-                     "or ByteLevel(use_regex=true)")
+    found = [{k: v for k, v in st.items() if k != "pattern"} for st in steps]
+    raise ValueError(f"unsupported pre-tokenizer {found}: expected Split(Regex, Isolated) then "
+                     "ByteLevel(use_regex=false), or ByteLevel(use_regex=true), without add_prefix_space")
