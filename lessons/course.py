@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from llama import Llama, Trace, load_pretrained
+from llama.checkpoint import default_device, resolve_path
+from llama.tokenizer.interface import Tokenizer, load_tokenizer
 from lessons.inputs import MAX_TEXT_CHARS, LessonError, clean_text  # noqa: F401 (re-exported)
 from llama.tokenizer import BPETokenizer
 
@@ -32,7 +34,7 @@ DEFAULT_MODEL_DIR = ROOT / "assets" / "model"
 @dataclass
 class CourseModel:
     model: Llama
-    tokenizer: BPETokenizer
+    tokenizer: Tokenizer  # our BPETokenizer for the course model; HF tokenizers / sentencepiece for others
     path: Path
     train_log: list = field(default_factory=list)
     card: str = ""
@@ -52,15 +54,34 @@ def validation_excerpt(cm: "CourseModel") -> str:
 
 
 def load_course_model(path: str | Path | None = None, device: str | torch.device | None = None) -> CourseModel:
-    """Load the model directory (config.json, model.safetensors, tokenizer.json) in eval mode."""
-    path = Path(path or os.environ.get("INSIDE_LLAMA_MODEL") or DEFAULT_MODEL_DIR)
-    model = load_pretrained(path, device=device)
+    """Load a model directory (config.json, model.safetensors, a tokenizer) in eval mode, read-only.
+
+    `path` is a local directory or a Hub id (default: $INSIDE_LLAMA_MODEL, else the shipped assets/model). The
+    tokenizer is whatever the directory holds (llama.tokenizer.load_tokenizer: our BPE for the course model,
+    Hugging Face `tokenizers` or `sentencepiece` for real checkpoints). On CUDA a checkpoint stored in bf16 runs in
+    bf16; everything else runs in fp32. Raises CheckpointError or OSError for a missing or malformed directory."""
+    path = resolve_path(path or os.environ.get("INSIDE_LLAMA_MODEL") or DEFAULT_MODEL_DIR)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = torch.float32
+    if device.type == "cuda" and stored_dtype(path) == torch.bfloat16:
+        dtype = torch.bfloat16
+    model = load_pretrained(path, device=device, dtype=dtype)
     model.requires_grad_(False)
-    tok = BPETokenizer.load(path / "tokenizer.json")
+    tok = load_tokenizer(path)
     log_path, card_path = path / "train_log.json", path / "MODEL_CARD.md"
     log = json.loads(log_path.read_text()) if log_path.exists() else []
     card = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
     return CourseModel(model, tok, path, log, card)
+
+
+def stored_dtype(path: Path) -> torch.dtype | None:
+    """The precision config.json says the weights are stored in (`torch_dtype`, or transformers 5's `dtype`)."""
+    try:
+        d = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = d.get("dtype") or d.get("torch_dtype")
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(name)
 
 
 class LRU:
