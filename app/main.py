@@ -57,12 +57,20 @@ def build() -> gr.Blocks:
     return demo
 
 
+# Gradio keeps a copy of every component's config for each browser session (about 0.7 MB for this app's
+# 400-odd components, plus the session's gr.State values) and drops a session only when this many newer ones
+# exist: its default of 10,000 grows the server by gigabytes over a few thousand visits (bench/bench_memory.py).
+# Sessions are evicted least recently used first, so a learner who is using a page keeps it; an evicted tab
+# starts again from the page's defaults on its next action.
+SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "64"))
+
+
 def main() -> None:
     demo = build()
     demo.queue(default_concurrency_limit=4)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
-    demo.launch(theme=THEME, css=CSS, head=HEAD)
+    demo.launch(theme=THEME, css=CSS, head=HEAD, state_session_capacity=SESSIONS)
 
 
 if __name__ == "__main__":
