@@ -41,6 +41,7 @@ def main() -> None:
                 local.learner = Learner(url, seed=threading.get_ident())
             return local.learner
 
+        print(f"RSS of the started app: {rss_mb(proc.pid):.0f} MiB", flush=True)
         first = learner()
         plan = [(page, a) for page, acts in first.served().items() for a in acts if a[1] == "slider"]
         if not plan:

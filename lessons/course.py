@@ -65,6 +65,27 @@ def load_course_model(path: str | Path | None = None, device: str | torch.device
     return CourseModel(model, tok, path, log, card)
 
 
+def card_rows(card: str) -> dict[str, str]:
+    """The '| key | value |' rows of a model card's tables, keys lower-cased, Markdown bold removed:
+
+        >>> card_rows("| | |\\n|---|---|\\n| data | TinyShakespeare |")
+        {'data': 'TinyShakespeare'}
+    """
+    rows = {}
+    for line in card.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and len(cells) == 2 and cells[0] and not set(cells[0]) <= set("-: "):
+            rows.setdefault(cells[0].lower(), cells[1].replace("**", ""))
+    return rows
+
+
+def training_summary(cm: CourseModel) -> dict:
+    """The figures the training script measured at the end (summary.json beside the model: validation loss on the
+    whole held-out split, its size in tokens and characters, steps, tokens seen); {} when the directory has none."""
+    path = cm.path / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 class LRU:
     """The one cache for the lessons' per-model work: thread-safe, least-recently-used, bounded to `size` results.
 
