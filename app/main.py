@@ -45,6 +45,20 @@ CSS = """
 .lesson-nav { font-size: 0.95em; }
 .token-chips span.chip { display: inline-block; margin: 2px; padding: 1px 4px; border-radius: 4px;
   font-family: ui-monospace, monospace; font-size: 0.9em; white-space: pre; }
+/* Wide content scrolls inside its own box instead of squeezing letters or widening the page. */
+.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
+.prose td, .prose th, .md td, .md th { min-width: 5em; overflow-wrap: normal; word-break: normal; }
+.katex-display { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
+.js-plotly-plot, .plot-container { max-width: 100%; }
+/* A phone: rows stack (each child full width), the page navigation is one compact scrolling line. */
+@media (max-width: 700px) {
+  .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
+  .gradio-container .row > * { min-width: 0 !important; width: 100% !important; }
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
+  nav.nav-holder, .nav-holder { flex-wrap: nowrap !important; overflow-x: auto; white-space: nowrap;
+    font-size: 0.85em; }
+}
 """
 THEME = gr.themes.Soft()
 # Keyboard users: Gradio fires a slider's `release` on pointer-up only, so arrow keys on a slider would

@@ -139,3 +139,20 @@ def handler(fn, n_outputs: int = 1, msg_at: int = 0):
     wrapped.__signature__ = sig.replace(parameters=[inspect.Parameter(
         "model_key", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + params[1:])
     return wrapped
+class Plot(gr.Plot):
+    """gr.Plot for lesson figures: every figure it shows goes through lessons.plots.responsive (titles wrapped and
+    sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code."""
+
+    def postprocess(self, value):
+        from lessons.plots import responsive
+
+        if value is not None and hasattr(value, "update_layout"):
+            value = responsive(value)
+        return super().postprocess(value)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    
