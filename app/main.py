@@ -13,7 +13,25 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `python app/main.py` finds llama/ and lessons/
 
+
+def _few_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each new thread its own malloc arena, and memory freed in one is rarely returned: with Gradio's
+    worker threads the server's resident memory grows by hundreds of MB of half-empty arenas. Two arenas (before
+    any thread starts) keep it flat (bench/bench_memory.py). Same as MALLOC_ARENA_MAX=2; a no-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+_few_malloc_arenas()
+
+import html  # noqa: E402
 import importlib  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -27,11 +45,25 @@ CSS = """
 .lesson-nav { font-size: 0.95em; }
 .token-chips span.chip { display: inline-block; margin: 2px; padding: 1px 4px; border-radius: 4px;
   font-family: ui-monospace, monospace; font-size: 0.9em; white-space: pre; }
+/* Wide content scrolls inside its own box instead of squeezing letters or widening the page. */
+.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
+.prose td, .prose th, .md td, .md th { min-width: 5em; overflow-wrap: normal; word-break: normal; }
+.katex-display { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
+.js-plotly-plot, .plot-container { max-width: 100%; }
+/* A phone: rows stack (each child full width), the page navigation is one compact scrolling line. */
+@media (max-width: 700px) {
+  .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
+  .gradio-container .row > * { min-width: 0 !important; width: 100% !important; }
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
+  nav.nav-holder, .nav-holder { flex-wrap: nowrap !important; overflow-x: auto; white-space: nowrap;
+    font-size: 0.85em; }
+}
 """
 THEME = gr.themes.Soft()
 # Keyboard users: Gradio fires a slider's `release` on pointer-up only, so arrow keys on a slider would
 # never run the model. Releasing an arrow (or Home/End/Page) key counts as letting go of the slider.
-HEAD = """<script>
+HEAD_KEYS = """
 document.addEventListener("keyup", (e) => {
   const t = e.target;
   const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
@@ -39,7 +71,52 @@ document.addEventListener("keyup", (e) => {
     t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
   }
 });
-</script>"""
+"""
+# Every page has its own browser-tab title (Gradio gives every route the app's one title, and sets it again
+# as the page renders): the title for this path, kept whenever something else writes it.
+HEAD_TITLE = """
+(() => {
+  const titles = %s;
+  const want = titles[location.pathname.replace(/\\/+$/, "") || "/"] || titles["/"];
+  const keep = () => { if (document.title !== want) document.title = want; };
+  keep();
+  new MutationObserver(keep).observe(document.head, {subtree: true, childList: true, characterData: true});
+})();
+"""
+
+
+def tab_titles() -> dict[str, str]:
+    """URL path -> browser-tab title: the course map and every ready lesson."""
+    titles = {"/": "Inside LLaMA: course map"}
+    titles.update({lesson.path: f"{lesson.title} · Inside LLaMA" for lesson in lessons.LESSONS if lesson.ready})
+    return titles
+
+
+def head() -> str:
+    return "<script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles()) + "</script>"
+
+
+def not_found_page() -> str:
+    """A lost learner (an old or mistyped link) gets the course's pages, not Starlette's raw JSON."""
+    items = "".join(f'<li><a href="{html.escape(lesson.path)}">{html.escape(lesson.title)}</a></li>'
+                    for lesson in lessons.LESSONS if lesson.ready)
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            "<title>Page not found · Inside LLaMA</title><style>body{font-family:system-ui,sans-serif;max-width:40rem;"
+            "margin:2rem auto;padding:0 1rem;line-height:1.5}</style></head><body>"
+            "<h1>Inside LLaMA</h1><p>There is no page at this address. The course's pages are:</p>"
+            f"<ul><li><a href='/'>Course map</a></li>{items}</ul></body></html>")
+
+
+async def not_found(request, exc):
+    """404 handler: a browser asking for a page gets not_found_page(); API calls keep their JSON answer."""
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    path = request.url.path
+    if request.method == "GET" and "text/html" in request.headers.get("accept", "") and "gradio_api" not in path:
+        return HTMLResponse(not_found_page(), status_code=404)
+    return JSONResponse({"detail": getattr(exc, "detail", "Not Found")}, status_code=404,
+                        headers=getattr(exc, "headers", None))
 
 
 def build() -> gr.Blocks:
@@ -57,12 +134,21 @@ def build() -> gr.Blocks:
     return demo
 
 
+# Gradio keeps a copy of every component's config for each browser session (about 0.7 MB for this app's
+# 400-odd components, plus the session's gr.State values) and drops a session only when this many newer ones
+# exist: its default of 10,000 grows the server by gigabytes over a few thousand visits (bench/bench_memory.py).
+# Sessions are evicted least recently used first, so a learner who is using a page keeps it; an evicted tab
+# starts again from the page's defaults on its next action.
+SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "64"))
+
+
 def main() -> None:
     demo = build()
     demo.queue(default_concurrency_limit=4)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
-    demo.launch(theme=THEME, css=CSS, head=HEAD)
+    demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
+                app_kwargs={"exception_handlers": {404: not_found}})
 
 
 if __name__ == "__main__":

@@ -81,6 +81,18 @@ class Slider(gr.Slider):
         return payload
 
 
+class Plot(gr.Plot):
+    """gr.Plot for lesson figures: every figure it shows goes through lessons.plots.responsive (titles wrapped and
+    sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code."""
+
+    def postprocess(self, value):
+        from lessons.plots import responsive
+
+        if value is not None and hasattr(value, "update_layout"):
+            value = responsive(value)
+        return super().postprocess(value)
+
+
 MODEL_KEY_STORAGE = "inside-llama-model"
 
 

@@ -35,15 +35,14 @@ def time_calls(fn, n: int = 50, warmup: int = 3) -> list[float]:
 
 
 @contextmanager
-def served_app():
-    """Start `python -m app.main` on a free port; yield its URL."""
+def serving(env: dict | None = None, log=subprocess.DEVNULL):
+    """Start `python -m app.main` on a free port (extra environment variables in env); yield (url, process)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.main"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "app.main"], cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(360):
@@ -54,10 +53,25 @@ def served_app():
                 if proc.poll() is not None:
                     raise RuntimeError("the app exited before serving")
                 time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def served_app():
+    """Start `python -m app.main` on a free port; yield its URL."""
+    with serving() as (url, _):
+        yield url
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def report(rows: list[tuple[str, list[float], list[float]]], target_compute=50.0, target_round=250.0) -> None:

@@ -15,7 +15,9 @@ import json
 import os
 import threading
 import unicodedata
+import weakref
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,29 +86,109 @@ def stored_dtype(path: Path) -> torch.dtype | None:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(name)
 
 
-class LRU:
-    """A small thread-safe least-recently-used cache for the lessons' per-text work (the app serves several
-    learners at once from one model).
+def card_rows(card: str) -> dict[str, str]:
+    """The '| key | value |' rows of a model card's tables, keys lower-cased, Markdown bold removed:
 
-    Keys start with the model object itself (modules hash by identity), so a result is never served for
-    another model. The computation runs under the lock, so events fired together by one slider share it.
+        >>> card_rows("| | |\\n|---|---|\\n| data | TinyShakespeare |")
+        {'data': 'TinyShakespeare'}
+    """
+    rows = {}
+    for line in card.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.lstrip().startswith("|") and len(cells) == 2 and cells[0] and not set(cells[0]) <= set("-: "):
+            rows.setdefault(cells[0].lower(), cells[1].replace("**", ""))
+    return rows
+
+
+def training_summary(cm: CourseModel) -> dict:
+    """The figures the training script measured at the end (summary.json beside the model: validation loss on the
+    whole held-out split, its size in tokens and characters, steps, tokens seen); {} when the directory has none."""
+    path = cm.path / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class LRU:
+    """The one cache for the lessons' per-model work: thread-safe, least-recently-used, bounded to `size` results.
+
+    The app serves a class from one model, so many threads ask at once:
+    - one computation per key: a second caller for a key being computed waits for that result (a per-key
+      in-flight Future), it does not compute it again;
+    - no blocking of other keys: the work runs outside the lock, so a slow forward pass for one key never
+      delays a hit (or a computation) for another;
+    - a failure is not cached: the exception goes to the caller and to every waiter, and the next call retries.
+
+    Keys start with the model object (`(cm.model, ...)`; modules hash by identity), so a result is never served
+    for another model. The cache holds the model weakly: when a model is dropped (a test's throwaway model, a
+    learner's model evicted by the picker), its entries go with it.
 
         >>> c = LRU(2); c.get_or_compute("a", lambda: 1), c.get_or_compute("a", lambda: 2)
         (1, 1)
     """
 
     def __init__(self, size: int):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.RLock()
+        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
+        self.pending: dict = {}  # key -> Future of a computation in flight
+        self._models: dict = {}  # id(model) -> weakref.finalize that drops the model's entries
+        self._dead: list[int] = []  # ids of models that died while the lock was held
+
+    def _key(self, key):
+        """(model, *rest) -> (id(model), *rest): the stored key does not keep the model alive. A finalizer
+        drops the model's entries when it dies, before its id can be reused."""
+        if isinstance(key, tuple) and key and isinstance(key[0], torch.nn.Module):
+            model = key[0]
+            if id(model) not in self._models:
+                self._models[id(model)] = weakref.finalize(model, self._forget, id(model))
+            return ("model", id(model)) + key[1:]
+        return key
+
+    def _forget(self, model_id: int) -> None:
+        # Runs when the model dies, possibly inside garbage collection on a thread that holds the lock:
+        # never wait for it. The dead id is noted, and purged now if the lock is free, else on the next call.
+        self._dead.append(model_id)
+        if self.lock.acquire(blocking=False):
+            try:
+                self._purge()
+            finally:
+                self.lock.release()
+
+    def _purge(self) -> None:
+        while self._dead:
+            model_id = self._dead.pop()
+            self._models.pop(model_id, None)
+            for k in [k for k in self.data if isinstance(k, tuple) and k[:2] == ("model", model_id)]:
+                del self.data[k]
 
     def get_or_compute(self, key, fn):
+        """The cached value for key, or fn() computed once (by this caller, or awaited from the caller already
+        computing it) and stored. Raises what fn raised (nothing is stored then)."""
         with self.lock:
-            if key in self.data:
-                self.data.move_to_end(key)
-                return self.data[key]
-            value = self.data[key] = fn()
+            self._purge()
+            k = self._key(key)
+            if k in self.data:
+                self.data.move_to_end(k)
+                return self.data[k]
+            waiting = self.pending.get(k)
+            if waiting is None:
+                mine = self.pending[k] = Future()
+        if waiting is not None:
+            return waiting.result()  # raises the computing caller's exception
+        try:
+            value = fn()
+        except BaseException as e:
+            with self.lock:
+                del self.pending[k]
+            mine.set_exception(e)
+            raise
+        with self.lock:
+            del self.pending[k]
+            self.data[k] = value
             while len(self.data) > self.size:
                 self.data.popitem(last=False)
-            return value
+        mine.set_result(value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self.data)
 
     def clear(self) -> None:
         with self.lock:

@@ -61,3 +61,59 @@ def panel_axes(i: int) -> dict:
     """The axis references of panel i (1-based) for a trace: {'xaxis': 'x2', 'yaxis': 'y2'}."""
     sx = "" if i == 1 else str(i)
     return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
+
+
+TITLE_CHARS = 48  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
+
+
+def wrap(text: str, width: int = TITLE_CHARS) -> str:
+    """Break a Plotly title at spaces into lines of at most `width` characters (Plotly never wraps by itself).
+    Existing <br> breaks are kept; tags such as <b> are counted as text, which only wraps a little early.
+
+        >>> wrap("cache memory against context length (your choice)", 30)
+        'cache memory against context<br>length (your choice)'
+    """
+    lines = []
+    for part in text.split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def responsive(fig: go.Figure) -> go.Figure:
+    """Make a lesson figure read well from a 390 px phone to a 1366 px laptop, in place; returns fig.
+
+    Titles and panel titles are wrapped (Plotly cuts a long title at the plot's edge) and sized 14/12 px, the
+    title gets room above the plot (automargin), legends go below the plot in a row (beside it they take half
+    a phone's width and sit over a long title), and margins shrink to what the axis labels need. Applied to
+    every figure a page shows by app.widgets.Plot; idempotent."""
+    layout = fig.layout
+    title = layout.title.text
+    if title:
+        fig.update_layout(title=dict(text=wrap(title), font=dict(size=14), x=0.02, xanchor="left",
+                                     automargin=True, yref="container", y=0.98, yanchor="top"))
+    notes = []
+    for a in layout.annotations or ():
+        if a.yanchor == "bottom" and a.text and not a.showarrow:  # a panel title (make_subplots, panels)
+            notes.append(dict(text=wrap(a.text, 40), font=dict(size=12)))
+        else:
+            notes.append({})
+    if notes:
+        fig.update_layout(annotations=[{**a.to_plotly_json(), **n} for a, n in zip(layout.annotations, notes)])
+    show_legend = layout.showlegend is not False and sum(1 for t in fig.data if t.showlegend is not False) > 1
+    if show_legend and layout.legend.orientation != "h":
+        fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"))
+    margin = layout.margin
+    fig.update_layout(margin=dict(l=min(margin.l if margin.l is not None else 50, 50),
+                                  r=min(margin.r if margin.r is not None else 20, 20),
+                                  t=max(margin.t if margin.t is not None else 40, 40 if title else 20),
+                                  b=min(margin.b if margin.b is not None else 40, 60)))
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig

@@ -21,6 +21,52 @@ def test_course_map_summarises_the_real_model(cm):
     assert f"{cm.config.n_heads} query heads" in md and f"{cm.config.n_kv_heads} key/value heads" in md
 
 
+def test_course_map_validation_figure_is_the_cards_whole_split_figure(cm, tmp_path):
+    """The course map shows the validation loss the training script measured on the whole held-out split (the
+    model card's figure, from summary.json), names that text, and reads every fact from the model directory."""
+    import dataclasses
+    import json
+    import shutil
+
+    from lessons.course import card_rows
+
+    summary = json.loads((cm.path / "summary.json").read_text())
+    md = model_summary(cm)
+    shown = f"{summary['val_loss_per_token']:.4f} nats per token"
+    assert shown in md and shown in card_rows(cm.card)["validation loss"]  # the card says the same
+    assert f"{summary['val_tokens']:,} tokens" in md and "whole held-out validation split" in md
+    assert card_rows(cm.card)["data"] in md  # names the text: TinyShakespeare, its held-out part
+
+    # Another model directory: a changed summary and card show through; no fact of the course model remains.
+    for name in ("summary.json", "MODEL_CARD.md"):
+        shutil.copy(cm.path / name, tmp_path / name)
+    (tmp_path / "summary.json").write_text(json.dumps({**summary, "val_loss_per_token": 1.2345}))
+    (tmp_path / "MODEL_CARD.md").write_text(cm.card.replace("the last 10%", "the first 5%"))
+    other = model_summary(dataclasses.replace(cm, path=tmp_path, card=(tmp_path / "MODEL_CARD.md").read_text()))
+    assert "1.2345 nats per token" in other and "the first 5%" in other and "last 10%" not in other
+
+    # A directory with no card, summary or log (stories260K ships none): say what is unknown, invent nothing.
+    bare = model_summary(dataclasses.replace(cm, path=tmp_path / "none", card="", train_log=[]))
+    assert "not known" in bare and "no model card" in bare
+    assert "Shakespeare" not in bare and "10%" not in bare and "nats" not in bare
+    # Architecture facts come from the config: a config without GQA and with LayerNorm says so.
+    mha = dataclasses.replace(cm.config, n_kv_heads=cm.config.n_heads, norm="layernorm", tie_embeddings=False)
+    other_cfg = model_summary(dataclasses.replace(cm, model=_with_config(cm.model, mha)))
+    assert "MHA" in other_cfg and "GQA" not in other_cfg and "LayerNorm" in other_cfg and "RMSNorm" not in other_cfg
+    assert "tied" not in other_cfg
+
+
+def _with_config(model, config):
+    """A stand-in with model's parameters count and another config (model_summary reads only these)."""
+    class Stub:
+        def num_parameters(self):
+            return model.num_parameters()
+
+    stub = Stub()
+    stub.config = config
+    return stub
+
+
 def test_every_ready_page_has_its_own_url(app_url):
     for lesson in lessons.LESSONS:
         if lesson.ready:
@@ -90,3 +136,38 @@ def test_shift_enter_runs_a_multiline_text_box_as_its_label_says(page, app_url):
                            timeout=30_000)
     assert box.input_value() == "Now is the winter of our discontent"
     assert page.errors == []
+
+
+def test_an_unknown_url_shows_the_course_pages_not_raw_json(app_url):
+    import urllib.error
+
+    req = urllib.request.Request(app_url + "nope", headers={"Accept": "text/html,application/xhtml+xml"})
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        raise AssertionError("an unknown URL answered 200")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+        body = e.read().decode()
+    assert "<html" in body and '"detail"' not in body
+    assert 'href="/"' in body or "href='/'" in body
+    for lesson in lessons.LESSONS:
+        if lesson.ready:
+            assert f'href="{lesson.path}"' in body and lesson.title in body
+    # API clients still get JSON
+    req = urllib.request.Request(app_url + "gradio_api/nope", headers={"Accept": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=30)
+    except urllib.error.HTTPError as e:
+        assert e.code == 404 and e.read().startswith(b"{")
+
+
+def test_every_lesson_has_its_own_tab_title(page, app_url):
+    seen = set()
+    for lesson in [None] + [lesson for lesson in lessons.LESSONS if lesson.ready]:
+        page.goto(app_url + (lesson.slug if lesson else ""))
+        page.locator("h1").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(300)  # Gradio sets its own title while it renders
+        title = page.title()
+        assert (lesson.title in title) if lesson else ("course map" in title), title
+        seen.add(title)
+    assert len(seen) == len([lesson for lesson in lessons.LESSONS if lesson.ready]) + 1

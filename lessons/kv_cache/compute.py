@@ -15,10 +15,7 @@ Notation: L layers, nkv key/value heads, hs head size, S positions, B batch, V v
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
 from llama.config import LlamaConfig
 
 Progress = Callable[[float, str], None]
@@ -45,26 +42,13 @@ MAX_NEW_TOKENS = 32
 # ----------------------------------------------------------------------------- a per-model result cache
 
 
-_RESULTS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+_RESULTS = LRU(64)  # (model, *key) -> a measured result: runs, losses, attention maps (the lessons' one cache)
 
 
-_LOCK = threading.Lock()  # Gradio runs handlers in threads; the model work itself runs outside the lock
-
-
-def memo(cm: CourseModel, key: tuple, make: Callable[[], object], maxsize: int = 64):
-    """An LRU cache of results keyed by (the model, inputs). The model object is the key's first part
-    (weakly, so a test's throwaway model does not leak), so two models never share results."""
-    with _LOCK:
-        store = _RESULTS.setdefault(cm.model, OrderedDict())
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    value = make()
-    with _LOCK:
-        store[key] = value
-        while len(store) > maxsize:
-            store.popitem(last=False)
-    return value
+def memo(cm: CourseModel, key: tuple, make: Callable[[], object]):
+    """`make()` cached under (the model, *key) in the lessons' one cache (lessons.course.LRU): computed once
+    per key even when several learners ask at once, never served for another model."""
+    return _RESULTS.get_or_compute((cm.model, *key), make)
 
 
 # ----------------------------------------------------------------------------- cache memory

@@ -1,0 +1,95 @@
+"""Many learners at once: start the app, run N simulated learners for a bounded time over every page's main actions
+(bench/learners.py, through gradio_client as the browser calls them), print per-action p50/p95 and errors.
+
+    python bench/bench_load.py [--learners 32] [--seconds 90] [--think 3 10] [--fast-seconds 45]
+
+Each learner opens a page, does a few of its actions with a think time drawn between --think seconds, then moves
+to another page. A second, shorter run uses one-second think times (--fast-seconds 0 skips it).
+Targets: zero errors; slider and analyze p95 < 1 s; first generated token p95 < 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from bench.latency import percentiles, serving  # noqa: E402
+from bench.learners import Learner  # noqa: E402
+
+TARGETS = {"slider": 1.0, "analyze": 1.0, "generate": 2.0}
+
+
+def run(url: str, learners: int, seconds: float, think: tuple[float, float]) -> None:
+    times, errors, lock = defaultdict(list), defaultdict(list), threading.Lock()
+    stop = time.time() + seconds
+    ready = []
+
+    def learner(i: int) -> None:
+        lr = Learner(url, seed=i)
+        plan = {p: acts for p, acts in lr.served().items() if acts}
+        ready.append(i)
+        while time.time() < stop:
+            page = lr.rng.choice(sorted(plan))
+            for _ in range(lr.rng.randint(2, 5)):
+                if time.time() >= stop:
+                    return
+                api, kind, over = lr.rng.choice(plan[page])
+                try:
+                    first, _end = lr.call(api, kind, over, timeout=60)
+                    with lock:
+                        times[(kind, api)].append(first)
+                except Exception as e:  # noqa: BLE001 (a bench counts every failure)
+                    with lock:
+                        errors[(kind, api)].append(f"{type(e).__name__}: {e}"[:120])
+                time.sleep(lr.rng.uniform(*think))
+
+    threads = [threading.Thread(target=learner, args=(i,), daemon=True) for i in range(learners)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join(seconds + 120)
+    print(f"{learners} learners, think {think[0]:g}-{think[1]:g} s, {time.time() - t0:.0f} s")
+    print(f"{'kind':<9} {'action':<26} {'calls':>5} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}")
+    worst = {}
+    for key in sorted(set(times) | set(errors)):
+        kind, api = key
+        ts = times.get(key, [])
+        p50, p95 = percentiles(ts) if ts else (float("nan"), float("nan"))
+        worst[kind] = max(worst.get(kind, 0.0), p95 / 1000 if ts else 0.0)
+        note = "  first token" if kind == "generate" else ""
+        print(f"{kind:<9} {api:<26} {len(ts):>5} {p50:>8.0f} {p95:>8.0f} {len(errors.get(key, [])):>6}{note}")
+    n_err = sum(len(v) for v in errors.values())
+    for key, errs in errors.items():
+        print(f"  {key[1]}: {errs[0]}")
+    met = n_err == 0 and all(worst.get(k, 0) < v for k, v in TARGETS.items())
+    print(f"errors {n_err}; worst p95: " + ", ".join(f"{k} {worst.get(k, 0):.2f}s (target {v:g}s)"
+                                                 for k, v in TARGETS.items()) + f"; targets {'met' if met else 'NOT met'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--learners", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=90)
+    ap.add_argument("--think", type=float, nargs=2, default=(3.0, 10.0))
+    ap.add_argument("--fast-seconds", type=float, default=45)
+    args = ap.parse_args()
+    with serving() as (url, _proc):
+        run(url, args.learners, args.seconds, tuple(args.think))
+        if args.fast_seconds > 0:
+            print()
+            run(url, args.learners, args.fast_seconds, (0.5, 1.5))
+
+
+if __name__ == "__main__":
+    main()
