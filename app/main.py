@@ -134,12 +134,26 @@ def build() -> gr.Blocks:
     return demo
 
 
-# Gradio keeps a copy of every component's config for each browser session (about 0.7 MB for this app's
-# 400-odd components, plus the session's gr.State values) and drops a session only when this many newer ones
-# exist: its default of 10,000 grows the server by gigabytes over a few thousand visits (bench/bench_memory.py).
-# Sessions are evicted least recently used first, so a learner who is using a page keeps it; an evicted tab
-# starts again from the page's defaults on its next action.
-SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "64"))
+def _lean_sessions() -> None:
+    """Gradio copies the config of every component of the app (about 0.7 MB for this app's 400-odd components)
+    into each new browser session, only to build "deep links" (a URL that restores a session), which this app
+    does not offer. Over a few thousand visits that grows the server by gigabytes (bench/bench_memory.py). Each
+    session here keeps only the entries it changes (gradio.state_holder.SessionState fills them on demand)."""
+    from gradio import state_holder
+
+    class LeanSessionState(state_holder.SessionState):
+        def __init__(self, blocks):
+            super().__init__(blocks)
+            self.config_values = {}  # filled per component by _update_value_in_config / __setitem__ when used
+
+    state_holder.SessionState = LeanSessionState
+
+
+_lean_sessions()
+
+# Sessions (their gr.State values: a learner's trained tokenizer, measured results) are evicted least recently
+# used first once this many newer ones exist; a learner who is using a page keeps it.
+SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "2000"))
 
 
 def main() -> None:

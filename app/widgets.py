@@ -93,6 +93,15 @@ class Plot(gr.Plot):
         return super().postprocess(value)
 
 
+
+class Dropdown(gr.Dropdown):
+    """gr.Dropdown that passes the value on unchecked (Gradio answers a value outside the choices, which an API
+    client can send, with a red "Error" toast); the handler checks it (lessons.inputs.choice) and says so."""
+
+    def preprocess(self, payload):
+        return payload
+
+
 MODEL_KEY_STORAGE = "inside-llama-model"
 
 

@@ -51,8 +51,10 @@ class CourseModel:
 
 
 def validation_excerpt(cm: "CourseModel") -> str:
-    """The first characters of the held-out validation text, shipped beside the model (val_excerpt.txt)."""
-    return (cm.path / "val_excerpt.txt").read_text(encoding="utf-8")
+    """The first characters of the model's held-out validation text (val_excerpt.txt beside it). A model directory
+    without one (any real checkpoint) uses the course model's: held-out TinyShakespeare, shipped in assets/."""
+    own = cm.path / "val_excerpt.txt"
+    return (own if own.exists() else DEFAULT_MODEL_DIR / "val_excerpt.txt").read_text(encoding="utf-8")
 
 
 def load_course_model(path: str | Path | None = None, device: str | torch.device | None = None) -> CourseModel:

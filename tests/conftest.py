@@ -61,7 +61,11 @@ def _free_port() -> int:
 def app_url(tmp_path_factory):
     """The real app (python -m app.main) served on a free local port for the whole test session."""
     port = _free_port()
+    # The picker offers stories260K besides the course model (and one broken directory, to show its message).
+    broken = tmp_path_factory.mktemp("broken-model")
+    (broken / "config.json").write_text("{not json")
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "INSIDE_LLAMA_MODELS": os.pathsep.join([str(STORIES), str(broken)]),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     log_path = tmp_path_factory.mktemp("app") / "server.log"
     log = open(log_path, "w")

@@ -1,4 +1,4 @@
-"""The course map: every lesson with what the learner will see, and the course model in short."""
+"""The course map: every lesson with what the learner will see, the model picker, and the chosen model in short."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import html
 import gradio as gr
 
 import lessons
+from app import widgets
+from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
+from lessons.inputs import LessonError, echo
 
 
 NORMS = {"rmsnorm": "RMSNorm", "layernorm": "LayerNorm"}
@@ -73,7 +76,60 @@ def build(cm: CourseModel) -> None:
         title = link(lesson.path, lesson.title) if lesson.ready else f"{html.escape(lesson.title)} (coming soon)"
         items.append(f"<li><strong>{title}</strong>: {html.escape(lesson.summary)}</li>")
     gr.HTML('<ul class="course-map">' + "".join(items) + "</ul>")
-    gr.Markdown("## The model\n" + model_summary(cm))
-    if cm.card:
-        with gr.Accordion("Full model card", open=False):
-            gr.Markdown(cm.card)
+    gr.Markdown("## The model")
+    reg = registry()
+    options = reg.options()
+    picker = widgets.Dropdown([(o.label, o.key) for o in options], value="", label="Model used by every lesson",
+                         info=("remembered in this browser while you browse; every lesson recomputes on it"
+                               if len(options) > 1 else "this host offers only the course model (a host lists more "
+                               "in INSIDE_LLAMA_MODELS: local Llama directories or Hub ids, separated by ':')"),
+                         interactive=len(options) > 1, elem_id="model-picker")
+    status = widgets.message(elem_id="model-status")
+    runs_on = gr.Markdown(device_line(cm), elem_id="model-device")
+    summary = gr.Markdown(model_summary(cm), elem_id="model-summary")
+    with gr.Accordion("Full model card", open=False):
+        card = gr.Markdown(cm.card or NO_CARD)
+    remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE)
+
+    # ------------------------------------------------------------------ listeners
+    def describe(key, progress):
+        """(the model, its picker key) for a key, loading it once (shared by every learner) with progress."""
+        if not reg.is_offered(key):
+            raise LessonError(f"The model {echo(key)!r} is not offered here: the course model is used.")
+        if key and key not in reg.resident():
+            progress(0.1, desc=f"loading {key} (once; then it is shared by every learner)")
+        return reg.get(key), key
+
+    def choose_model(key, previous, progress=gr.Progress()):
+        """The learner picks a model: load it (or say why it cannot be), remember it, describe it."""
+        try:
+            m, key = describe(key, progress)
+        except LessonError as e:  # the course model keeps working; the picker goes back to what worked
+            previous = previous if reg.is_offered(previous) else ""
+            return widgets.note(str(e)), previous, previous, gr.skip(), gr.skip(), gr.skip()
+        return "", key, key, device_line(m), model_summary(m), m.card or NO_CARD
+
+    def show_remembered(key, progress=gr.Progress()):
+        """Page load: show the model this browser chose before (the course model when it is gone)."""
+        try:
+            m, key = describe(key, progress)
+        except LessonError as e:
+            return widgets.note(str(e)), "", "", device_line(cm), model_summary(cm), cm.card or NO_CARD
+        if not key:
+            return (gr.skip(),) * 6  # the page was built with the course model
+        return "", key, key, device_line(m), model_summary(m), m.card or NO_CARD
+
+    outputs = [status, picker, remembered, runs_on, summary, card]
+    picker.input(choose_model, [picker, remembered], outputs, api_name="choose_model")
+    gr.context.Context.root_block.load(show_remembered, [remembered], outputs, api_visibility="private")
+
+
+NO_CARD = "This model directory has no model card (MODEL_CARD.md)."
+
+
+def device_line(cm: CourseModel) -> str:
+    """Where and in which number format the model runs, and which other models the host offers."""
+    dtype = str(cm.model.embed_tokens.weight.dtype).removeprefix("torch.")
+    where = "a GPU (CUDA)" if cm.device.type == "cuda" else "the CPU"
+    return (f"Runs on **{where}** in **{dtype}**, from `{html.escape(str(cm.path))}`. "
+            f"Models offered by this host: {len(registry().options())}.")

@@ -169,6 +169,16 @@ class BPETokenizer:
         self._cache: dict[str, list[int]] = {}
         self._cache_lock = threading.Lock()
 
+    def __getstate__(self):
+        """Copies and pickles (a learner's gr.State holds a tokenizer) carry no lock and start with an empty cache."""
+        state = dict(self.__dict__)
+        state["_cache"], state["_cache_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache_lock = threading.Lock()
+
     # ------------------------------------------------------------------------- training
 
     @classmethod
