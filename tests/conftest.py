@@ -51,6 +51,14 @@ def cm():
     return load_course_model(device="cpu")
 
 
+@pytest.fixture(scope="session")
+def stories_cm():
+    """A real pretrained Llama (../shared/models/stories260K, its own tokenizer) as the picker would load it."""
+    from lessons.course import load_course_model
+
+    return load_course_model(STORIES, device="cpu")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
