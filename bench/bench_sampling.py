@@ -1,7 +1,8 @@
 """Latency of the sampling lesson's interactions: compute alone (lessons.sampling.compute) and the round trip
 through gradio_client against the real app, p50/p95 over 50 calls each.
 
-    python bench/bench_sampling.py
+    python bench/bench_sampling.py              # everything
+    python bench/bench_sampling.py --load-only  # only the many-learners run
 
 Targets: compute p95 < 50 ms, round trip p95 < 250 ms. "slider move" reuses the prompt's cached logits, as
 the page does; "new prompt" changes a 128-token prompt (the page's limit) on every call, so each call runs a
@@ -74,8 +75,61 @@ def ttft_round_trip(client, n: int) -> list[float]:
     return out
 
 
+LEARNERS = 8  # simulated learners at once in the load run
+ROUNDS = 4  # each: one slider move, one generation
+THINK_S = 0.5  # pause between a learner's actions (short on purpose: a busy class)
+
+
+def one_learner(url: str, i: int, out: dict) -> None:
+    """A learner who alternates a slider move and a generation; records latencies and messages per stream."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    temps = itertools.cycle([0.3, 0.7, 1.0, 1.5])
+    for r in range(ROUNDS):
+        t = time.perf_counter()
+        client.predict(PROMPT, next(temps), 10, 0.9, api_name="/sampling_distribution")
+        out["slider move"].append(time.perf_counter() - t)
+        time.sleep(THINK_S)
+        t = time.perf_counter()
+        job = client.submit(PROMPT, 1.0, 10, 0.9, MAX_NEW, 100 * i + r, api_name="/sampling_generate")
+        while not job.outputs() and not job.done():
+            time.sleep(0.002)
+        out["generate: first output"].append(time.perf_counter() - t)
+        job.result()
+        out["generate: whole stream"].append(time.perf_counter() - t)
+        out["messages per stream"].append(len(job.outputs()))
+        time.sleep(THINK_S)
+
+
+def load_run(url: str) -> None:
+    """LEARNERS learners at once against the served app: per-action p50/p95 and messages per stream."""
+    import threading
+
+    out = {k: [] for k in ("slider move", "generate: first output", "generate: whole stream",
+                           "messages per stream")}
+    threads = [threading.Thread(target=one_learner, args=(url, i, out)) for i in range(LEARNERS)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    print(f"load: {LEARNERS} learners x {ROUNDS} rounds (slider move, {MAX_NEW}-token generation), think "
+          f"{THINK_S} s, {time.perf_counter() - t0:.0f} s in all")
+    for name in ("slider move", "generate: first output", "generate: whole stream"):
+        p50, p95 = percentiles(out[name])
+        print(f"  {name:<28} p50 {p50:>7.0f} ms   p95 {p95:>7.0f} ms   ({len(out[name])} calls)")
+    msgs = sorted(out["messages per stream"])
+    print(f"  messages per stream: median {msgs[len(msgs) // 2]}, max {msgs[-1]}")
+
+
 def main() -> None:
     from gradio_client import Client
+
+    if "--load-only" in sys.argv:
+        with served_app() as url:
+            load_run(url)
+        return
 
     cm = load_course_model(device="cpu")
     temps = itertools.cycle([0.3, 0.7, 1.0, 1.5, 0.0])
@@ -101,6 +155,7 @@ def main() -> None:
         }
         full_rt = time_calls(lambda: client.predict(PROMPT, 1.0, 10, 0.9, MAX_NEW, 0, api_name="/sampling_generate"),
                              10, warmup=1)
+        load_run(url)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     report([(name, compute[name], rt[name]) for name in compute])
     c50, c95 = percentiles(full)
