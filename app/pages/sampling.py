@@ -100,9 +100,10 @@ def build(cm: CourseModel, lesson) -> None:
           show_progress="minimal")
     gen.click(widgets.handler(generation, 3, msg_at=2), [key, prompt, temperature, top_k, top_p, max_new, seed],
               [greedy_out, sampled_out, gen_status], api_name="sampling_generate", show_progress="minimal",
-              concurrency_limit=GENERATE_CONCURRENCY)
+              concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="sampling_generation")
     seed_btn.click(widgets.handler(reveal_seeds), [key, prompt, seed_choice], seed_out,
-                   api_name="sampling_reveal_seeds", concurrency_limit=GENERATE_CONCURRENCY)
+                   api_name="sampling_reveal_seeds", concurrency_limit=GENERATE_CONCURRENCY,
+                   concurrency_id="sampling_generation")
     nucleus_btn.click(widgets.handler(reveal_nucleus), [key, prompt, nucleus_choice], nucleus_out,
                       api_name="sampling_reveal_nucleus")
 
