@@ -30,6 +30,9 @@ class SeedBox(gr.Number):
     def preprocess(self, payload):
         return payload
 
+    def get_block_name(self) -> str:
+        return "number"  # the browser draws it as the gr.Number it is
+
 
 def first_view(cm: CourseModel):
     """The page's opening chart and summary for this model (the default prompt and Meta's defaults)."""
@@ -135,11 +138,13 @@ def generation(cm: CourseModel, text, t, k, p, n, sd):
 def reveal_seeds(cm: CourseModel, text, choice):
     prep = C.prepare_prompt(cm, text)
     choice = C.read_prediction(choice, C.SEED_CHOICES)
+    notice = f"\n\n{widgets.note(prep.notice)}" if prep.notice else ""
     for item in C.reveal_seeds(cm, prep.ids):
-        yield item if isinstance(item, str) else C.seed_reveal_markdown(item, choice)
+        yield item if isinstance(item, str) else C.seed_reveal_markdown(item, choice) + notice
 
 
 def reveal_nucleus(cm: CourseModel, text, choice):
     prep = C.prepare_prompt(cm, text)
     choice = C.read_prediction(choice, C.NUCLEUS_CHOICES)
-    return C.nucleus_reveal_markdown(C.reveal_nucleus(cm, prep.ids), choice)
+    notice = f"\n\n{widgets.note(prep.notice)}" if prep.notice else ""
+    return C.nucleus_reveal_markdown(C.reveal_nucleus(cm, prep.ids), choice) + notice

@@ -115,7 +115,7 @@ def configs_markdown(configs: dict[str, LlamaConfig]) -> str:
     return "\n".join(rows)
 
 
-def check_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, str]:
+def read_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, str]:
     """(positions, batch, bytes per value, number format, notice): any values repaired through lessons.inputs."""
     positions, n1 = whole(positions, "Context length", 1, MAX_CONTEXT, 4096)
     batch, n2 = whole(batch, "Batch", 1, MAX_BATCH, 1)
@@ -123,10 +123,16 @@ def check_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, st
     return positions, batch, DTYPE_BYTES[dtype], dtype, join(n1, n2, n3)
 
 
+def check_memory_inputs(positions, batch, dtype) -> tuple[int, int, int]:
+    """(positions, batch, bytes per value), repaired as read_memory_inputs does (without its notice; the GQA
+    lesson calls this)."""
+    return read_memory_inputs(positions, batch, dtype)[:3]
+
+
 def cache_memory(cm: CourseModel, positions, batch, dtype) -> tuple[str, go.Figure, str]:
     """Cache memory of every reference model at this context and batch, with GQA (as shipped) and
     without (MHA: one K/V head per query head). Returns a Markdown table, a bar figure and a notice."""
-    positions, batch, nbytes, dtype, notice = check_memory_inputs(positions, batch, dtype)
+    positions, batch, nbytes, dtype, notice = read_memory_inputs(positions, batch, dtype)
     configs = reference_configs(cm)
     rows = ["| model | KV heads (shipped) | with GQA | MHA (KV heads = query heads) | saved |", "|---|---|---|---|---|"]
     names, gqa, mha = [], [], []

@@ -1,0 +1,154 @@
+"""Lesson 8 page: generation and sampling.
+
+Layout first (prose and figures alternate at the '<!-- figure -->' markers of lesson.md; each question comes
+before the figure that could answer it), listeners last. Handlers only call `lessons.sampling.compute` and place
+what it returns; every input goes through it (lessons.inputs), and a LessonError becomes a notice
+(widgets.handler).
+
+Concurrency: generation streams two rows in one batched forward pass and updates the page at most 10 times a
+second; with one torch thread per request two generations at once use both cores of a 2-vCPU Space, and more
+only queue behind each other (bench/bench_sampling.py, "parallel generations"), so generation runs 2 at a time.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app import widgets
+from lessons.course import CourseModel
+from lessons.sampling import compute as C
+
+DEFAULTS = dict(temperature=C.META_TEMPERATURE, top_k=0, top_p=C.META_TOP_P, max_new_tokens=C.DEFAULT_NEW_TOKENS,
+                seed=0)
+GENERATE_CONCURRENCY = 2  # measured: see the module docstring
+
+from gradio.events import Dependency
+
+class SeedBox(gr.Number):
+    """gr.Number that passes the value on unchecked, like widgets.Slider: Gradio's own preprocess turns NaN, inf
+    or a non-number sent through the API into a red "Error" toast; compute.read_seed repairs them with a notice."""
+
+    def preprocess(self, payload):
+        return payload
+
+    def get_block_name(self) -> str:
+        return "number"
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def first_view(cm: CourseModel):
+    """The page's opening chart and summary for this model (the default prompt and Meta's defaults)."""
+    fig, summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["top_p"])
+    return fig, summary
+
+
+def build(cm: CourseModel, lesson) -> None:
+    key = widgets.model_key()
+    parts = widgets.sections(lesson)
+    parts += [""] * (3 - len(parts))  # two figures: tolerate a lesson.md with fewer markers
+    ctx, V = cm.config.max_seq_len, cm.config.vocab_size
+    first_fig, first_summary = first_view(cm)
+
+    widgets.lesson_header(lesson)
+    widgets.prose(parts[0])
+
+    # --- predict first, then figure 1: the next-token distribution and the three filters
+    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
+        C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES, "Reveal (counts on your prompt)")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8,
+                                label=f"Prompt ({widgets.RUN_HINT})",
+                                info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the "
+                                f"{ctx}-token context); a longer prompt keeps its end.")
+            show = gr.Button("Show next-token probabilities", variant="primary")
+            gr.Markdown(f"Opens at Meta's defaults for Llama 2 and 3: temperature {C.META_TEMPERATURE:g}, top-p "
+                        f"{C.META_TOP_P:g}, no top-k.")
+            temperature = widgets.Slider(0.0, 2.0, DEFAULTS["temperature"], step=0.05, label="temperature T",
+                                         info="0 = greedy (always the most likely token)")
+            top_k = widgets.Slider(0, min(100, V), DEFAULTS["top_k"], step=1, label="top-k",
+                                   info="keep the k most likely tokens; 0 = off")
+            top_p = widgets.Slider(0.0, 1.0, DEFAULTS["top_p"], step=0.01, label="top-p",
+                                   info="keep the fewest tokens holding this share; 1 = off")
+            dist_msg = widgets.message()
+        with gr.Column(scale=2):
+            dist_plot = gr.Plot(first_fig, label=f"Next-token probabilities (top {C.N_BARS})",
+                                elem_id="sampling-dist")
+            dist_summary = gr.Markdown(first_summary)
+
+    widgets.prose(parts[1])
+
+    # --- predict first, then figure 2: greedy against sampled, streamed
+    seed_choice, seed_btn, seed_out = widgets.predict_reveal(
+        C.SEED_QUESTION, C.SEED_CHOICES, "Reveal (runs the model on your prompt)")
+    with gr.Row():
+        max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, DEFAULTS["max_new_tokens"], step=1, label="max new tokens",
+                                 info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation "
+                                 f"also stops at EOS or when the {ctx}-token context is full")
+        seed = SeedBox(DEFAULTS["seed"], precision=0, label="seed",
+                         info=f"0 to {C.MAX_SEED:,}; same seed, same settings: same text")
+        gen = gr.Button("Generate greedy and sampled", variant="primary")
+    with gr.Row():
+        greedy_out = gr.Textbox(label="Greedy (T = 0): always the most likely token", lines=10, max_lines=14,
+                                interactive=False, elem_id="sampling-greedy")
+        sampled_out = gr.Textbox(label="Sampled: temperature, top-k, top-p above, and the seed", lines=10,
+                                 max_lines=14, interactive=False, elem_id="sampling-sampled")
+    gen_status = gr.Markdown(elem_id="sampling-status")
+
+    widgets.prose(parts[2])
+    widgets.lesson_footer(lesson)
+
+    # --- listeners
+    gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
+          widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
+          [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",
+          show_progress="minimal")
+    gen.click(widgets.handler(generation, 3, msg_at=2), [key, prompt, temperature, top_k, top_p, max_new, seed],
+              [greedy_out, sampled_out, gen_status], api_name="sampling_generate", show_progress="minimal",
+              concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="sampling_generation")
+    seed_btn.click(widgets.handler(reveal_seeds), [key, prompt, seed_choice], seed_out,
+                   api_name="sampling_reveal_seeds", concurrency_limit=GENERATE_CONCURRENCY,
+                   concurrency_id="sampling_generation")
+    nucleus_btn.click(widgets.handler(reveal_nucleus), [key, prompt, nucleus_choice], nucleus_out,
+                      api_name="sampling_reveal_nucleus")
+
+
+# ----------------------------------------------------------------------------- handlers (no maths: compute does it)
+
+
+def distribution(cm: CourseModel, text, t, k, p):
+    """(figure, summary Markdown, message Markdown) for the prompt and the three sliders."""
+    prep = C.prepare_prompt(cm, text)
+    s = C.read_settings(t, k, p, cm.config.vocab_size)
+    d = C.next_token_view(cm, prep.ids, s)
+    notes = "\n\n".join(widgets.note(n) for n in (prep.notice, *s.notes) if n)
+    return C.distribution_figure(d), C.distribution_summary(d), notes
+
+
+def generation(cm: CourseModel, text, t, k, p, n, sd):
+    """Yields (greedy text, sampled text, status): the first token at once, then at most 10 updates a second."""
+    prep = C.prepare_prompt(cm, text)
+    s = C.read_settings(t, k, p, cm.config.vocab_size)
+    seed, seed_notice = C.read_seed(sd)
+    n, n_notice = C.read_new_tokens(n)
+    notice = " ".join(x for x in (prep.notice, n_notice, seed_notice) if x)
+    head = C.prompt_text(cm, prep)
+    for step in C.stream_side_by_side(cm, prep.ids, n, s, seed):
+        yield head + step.greedy_text, head + step.sampled_text, C.generation_status(step, s, seed, n, notice)
+
+
+def reveal_seeds(cm: CourseModel, text, choice):
+    prep = C.prepare_prompt(cm, text)
+    choice = C.read_prediction(choice, C.SEED_CHOICES)
+    for item in C.reveal_seeds(cm, prep.ids):
+        yield item if isinstance(item, str) else C.seed_reveal_markdown(item, choice)
+
+
+def reveal_nucleus(cm: CourseModel, text, choice):
+    prep = C.prepare_prompt(cm, text)
+    choice = C.read_prediction(choice, C.NUCLEUS_CHOICES)
+    return C.nucleus_reveal_markdown(C.reveal_nucleus(cm, prep.ids), choice)
