@@ -3,6 +3,7 @@ through gradio_client against the real app, p50/p95 over 50 calls each.
 
     python bench/bench_sampling.py              # everything
     python bench/bench_sampling.py --load-only  # only the many-learners run
+    python bench/bench_sampling.py --parallel-only  # only generations at once in threads (sets concurrency_limit)
 
 Targets: compute p95 < 50 ms, round trip p95 < 250 ms. "slider move" reuses the prompt's cached logits, as
 the page does; "new prompt" changes a 128-token prompt (the page's limit) on every call, so each call runs a
@@ -52,6 +53,21 @@ def first_step(cm, text):
 
 def full_stream(cm, text):
     return list(C.stream_side_by_side(cm, C.prepare_prompt(cm, text).ids, MAX_NEW, C.read_settings(1.0, 10, 0.9), 0))
+
+
+def parallel_generations(cm, ks=(1, 2, 4), per_thread: int = 3) -> None:
+    """Whole 80-token generations (greedy and sampled, batched) run by k threads at once, as Gradio would with
+    concurrency_limit=k: streams per second and the time one stream takes. With one torch thread per request, k
+    beyond the number of cores adds waiting, not throughput: this sets the page's concurrency_limit."""
+    print(f"parallel generations ({MAX_NEW} new tokens each, {per_thread} per thread, {os.cpu_count()} CPUs):")
+    for k in ks:
+        with ThreadPoolExecutor(k) as pool:
+            t = time.perf_counter()
+            lat = list(pool.map(lambda _: time_calls(lambda: full_stream(cm, PROMPT), per_thread, warmup=0),
+                                range(k)))
+            wall = time.perf_counter() - t
+        p50, p95 = percentiles([x for xs in lat for x in xs])
+        print(f"  {k} at once: {k * per_thread / wall:.2f} streams/s, one stream p50 {p50:.0f} ms, p95 {p95:.0f} ms")
 
 
 def in_worker(fn, n: int, warmup: int = 3) -> list[float]:
@@ -130,6 +146,9 @@ def main() -> None:
         with served_app() as url:
             load_run(url)
         return
+    if "--parallel-only" in sys.argv:
+        parallel_generations(load_course_model(device="cpu"))
+        return
 
     cm = load_course_model(device="cpu")
     temps = itertools.cycle([0.3, 0.7, 1.0, 1.5, 0.0])
@@ -142,6 +161,7 @@ def main() -> None:
             lambda: C.reveal_nucleus(cm, C.prepare_prompt(cm, PROMPT).ids), N),
     }
     full = in_worker(lambda: full_stream(cm, PROMPT), 10, warmup=1)
+    parallel_generations(cm)
     with served_app() as url:
         client = Client(url, verbose=False)
         rt = {
