@@ -2,12 +2,12 @@
 and continuations generated from it, greedy beside sampled.
 
 Everything goes through `llama.generate` (`filter_top_k`, `filter_top_p`, `next_token_distribution`,
-`stream_generate`), so the bars a learner sees and the tokens `generate` picks come from one code path:
+`stream_generate_rows`), so the bars a learner sees and the tokens `generate` picks come from one code path:
 
     logits z (V,) -> z / T -> top-k -> top-p -> softmax -> draw one token   (T = 0: argmax instead)
 
     >>> cm = load_course_model()
-    >>> s = read_settings(1.0, 10, 0.9)
+    >>> s = read_settings(1.0, 10, 0.9)   # Meta's defaults are 0.6, off, 0.9
     >>> d = next_token_view(cm, prepare_prompt(cm, "ROMEO:\\n").ids, s)
     >>> d.n_kept <= 10, round(sum(d.renorm), 4)   # all survivors are among the 20 bars, renormalised
     (True, 1.0)
