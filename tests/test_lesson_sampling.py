@@ -7,7 +7,7 @@ import torch
 
 from lessons.inputs import LessonError
 from lessons.sampling import compute as C
-from llama.generate import generate, next_token_distribution
+from llama.generate import generate, next_token_distribution, stream_generate_rows
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +207,19 @@ def test_reveals_are_graded_by_an_independent_measurement(cm, prompt):
     md = C.seed_reveal_markdown(items[-1], wrong)
     assert md.startswith("❌") and "seed 1" in md and "seed 2" in md
     assert C.seed_reveal_markdown(items[-1], None).startswith("No prediction was picked")
+
+
+def test_batched_rows_stop_one_by_one_and_match_single_runs(cm, ids):
+    """llama.generate.stream_generate_rows (the library addition this lesson uses): a row that yields the
+    stop token is None afterwards while the others go on, and each row's tokens are those of a run alone."""
+    first = generate(cm.model, ids, 1, eos_id=None)[0]  # greedy's first token, used as the stop token
+    rows = [{}, {"temperature": 1.0, "top_p": 0.9, "seed": 4}]
+    steps = list(stream_generate_rows(cm.model, ids, 12, rows, eos_id=first))
+    assert steps[0][0] == first and all(s[0] is None for s in steps[1:])
+    sampled = [s[1] for s in steps if s[1] is not None]
+    assert sampled == generate(cm.model, ids, 12, temperature=1.0, top_p=0.9, seed=4, eos_id=first)
+    assert len(steps) == len(sampled)  # the loop ends when the last live row stops or after 12 steps
+    with torch.inference_mode():
+        x = torch.tensor([ids])
+        torch.testing.assert_close(cm.model(x, logits_to_keep=1).logits[:, -1], cm.model(x).logits[:, -1])
+        assert cm.model(x, logits_to_keep=1).logits.shape == (1, 1, cm.config.vocab_size)
