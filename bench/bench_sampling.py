@@ -3,6 +3,7 @@ through gradio_client against the real app, p50/p95 over 50 calls each.
 
     python bench/bench_sampling.py              # everything
     python bench/bench_sampling.py --load-only  # only the many-learners run
+    INSIDE_LLAMA_GENERATE_CONCURRENCY=1 python bench/bench_sampling.py --load-only  # another limit for generation
     python bench/bench_sampling.py --parallel-only  # only generations at once in threads (sets concurrency_limit)
 
 Targets: compute p95 < 50 ms, round trip p95 < 250 ms. "slider move" reuses the prompt's cached logits, as
@@ -97,24 +98,31 @@ THINK_S = 0.5  # pause between a learner's actions (short on purpose: a busy cla
 
 
 def one_learner(url: str, i: int, out: dict) -> None:
-    """A learner who alternates a slider move and a generation; records latencies and messages per stream."""
+    """A learner who alternates a slider move and a generation; records latencies, messages per stream and
+    errors (a timed-out or failed call counts as an error, and the learner goes on)."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
     temps = itertools.cycle([0.3, 0.7, 1.0, 1.5])
     for r in range(ROUNDS):
-        t = time.perf_counter()
-        client.predict(PROMPT, next(temps), 10, 0.9, api_name="/sampling_distribution")
-        out["slider move"].append(time.perf_counter() - t)
+        try:
+            t = time.perf_counter()
+            client.predict(PROMPT, next(temps), 10, 0.9, api_name="/sampling_distribution")
+            out["slider move"].append(time.perf_counter() - t)
+        except Exception as e:  # noqa: BLE001 (a bench counts every failure)
+            out["errors"].append(f"slider move: {type(e).__name__}")
         time.sleep(THINK_S)
-        t = time.perf_counter()
-        job = client.submit(PROMPT, 1.0, 10, 0.9, MAX_NEW, 100 * i + r, api_name="/sampling_generate")
-        while not job.outputs() and not job.done():
-            time.sleep(0.002)
-        out["generate: first output"].append(time.perf_counter() - t)
-        job.result()
-        out["generate: whole stream"].append(time.perf_counter() - t)
-        out["messages per stream"].append(len(job.outputs()))
+        try:
+            t = time.perf_counter()
+            job = client.submit(PROMPT, 1.0, 10, 0.9, MAX_NEW, 100 * i + r, api_name="/sampling_generate")
+            while not job.outputs() and not job.done():
+                time.sleep(0.002)
+            out["generate: first output"].append(time.perf_counter() - t)
+            job.result()
+            out["generate: whole stream"].append(time.perf_counter() - t)
+            out["messages per stream"].append(len(job.outputs()))
+        except Exception as e:  # noqa: BLE001
+            out["errors"].append(f"generate: {type(e).__name__}")
         time.sleep(THINK_S)
 
 
@@ -123,20 +131,23 @@ def load_run(url: str) -> None:
     import threading
 
     out = {k: [] for k in ("slider move", "generate: first output", "generate: whole stream",
-                           "messages per stream")}
+                           "messages per stream", "errors")}
     threads = [threading.Thread(target=one_learner, args=(url, i, out)) for i in range(LEARNERS)]
     t0 = time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
+    limit = os.environ.get("INSIDE_LLAMA_GENERATE_CONCURRENCY", "the page's")
     print(f"load: {LEARNERS} learners x {ROUNDS} rounds (slider move, {MAX_NEW}-token generation), think "
-          f"{THINK_S} s, {time.perf_counter() - t0:.0f} s in all")
+          f"{THINK_S} s, generation concurrency_limit {limit}, {time.perf_counter() - t0:.0f} s in all, "
+          f"load average {os.getloadavg()[0]:.1f}")
     for name in ("slider move", "generate: first output", "generate: whole stream"):
         p50, p95 = percentiles(out[name])
         print(f"  {name:<28} p50 {p50:>7.0f} ms   p95 {p95:>7.0f} ms   ({len(out[name])} calls)")
     msgs = sorted(out["messages per stream"])
-    print(f"  messages per stream: median {msgs[len(msgs) // 2]}, max {msgs[-1]}")
+    print(f"  messages per stream: median {msgs[len(msgs) // 2]}, max {msgs[-1]}; errors: {len(out['errors'])} "
+          f"{sorted(set(out['errors']))}")
 
 
 def main() -> None:

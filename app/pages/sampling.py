@@ -6,11 +6,16 @@ what it returns; every input goes through it (lessons.inputs), and a LessonError
 (widgets.handler).
 
 Concurrency: generation streams two rows in one batched forward pass and updates the page at most 10 times a
-second; with one torch thread per request two generations at once use both cores of a 2-vCPU Space, and more
-only queue behind each other (bench/bench_sampling.py, "parallel generations"), so generation runs 2 at a time.
+second. Generation (and the seed reveal, which also generates) runs 2 at a time: with 8 learners at once on the
+2-core machine (bench/bench_sampling.py --load-only, one run per limit, machine load average 8-10) limit 1 gave
+first output p95 5.8 s and whole stream p95 6.9 s, limit 2 gave 3.6 s and 5.4 s, limit 4 gave 4.3 s and 7.9 s
+(more streams at once share the cores and each takes longer; the bench's "parallel generations" shows no gain
+in streams per second beyond one or two at once). The cheap events keep the app's default limit.
 """
 
 from __future__ import annotations
+
+import os
 
 import gradio as gr
 
@@ -20,7 +25,8 @@ from lessons.sampling import compute as C
 
 DEFAULTS = dict(temperature=C.META_TEMPERATURE, top_k=0, top_p=C.META_TOP_P, max_new_tokens=C.DEFAULT_NEW_TOKENS,
                 seed=0)
-GENERATE_CONCURRENCY = 2  # measured: see the module docstring
+# Generations at once (measured: see the module docstring); the environment variable lets the bench compare limits.
+GENERATE_CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_GENERATE_CONCURRENCY", "2"))
 
 
 class SeedBox(gr.Number):
