@@ -123,10 +123,15 @@ def read_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, str
     return positions, batch, DTYPE_BYTES[dtype], dtype, join(n1, n2, n3)
 
 
-def check_memory_inputs(positions, batch, dtype) -> tuple[int, int, int]:
-    """(positions, batch, bytes per value), repaired as read_memory_inputs does (without its notice; the GQA
-    lesson calls this)."""
-    return read_memory_inputs(positions, batch, dtype)[:3]
+def check_memory_inputs(positions: int, batch: int, dtype: str) -> tuple[int, int, int]:
+    """Validated (positions, batch, bytes per value); a LessonError for the page otherwise. Kept as it was for the
+    GQA lesson, which calls it; this lesson repairs its inputs with read_memory_inputs instead."""
+    if dtype not in DTYPE_BYTES:
+        raise LessonError(f"Unknown number format {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}.")
+    positions, batch = int(positions or 0), int(batch or 0)
+    if positions < 1 or batch < 1:
+        raise LessonError("Context length and batch size must both be at least 1.")
+    return positions, batch, DTYPE_BYTES[dtype]
 
 
 def cache_memory(cm: CourseModel, positions, batch, dtype) -> tuple[str, go.Figure, str]:
