@@ -145,3 +145,50 @@ def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, tempe
         if on_token is not None:
             on_token(tok)
     return out
+
+
+@torch.inference_mode()
+def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, rows: Sequence[dict],
+                         eos_id: int | None | str = "config") -> Iterator[list[int | None]]:
+    """Several continuations of one prompt in one batched forward pass per step: the loop of `stream_generate`
+    with a batch of len(rows), one KV cache row each. Each row is a dict of stream_generate's sampling
+    arguments (temperature, top_k, top_p, seed; missing keys mean greedy, no filter, no seed).
+
+    Yields one list per step: the new token of each row, or None for a row that has already stopped (it
+    yielded EOS). Stops after max_new_tokens, when every row has stopped, or when the context is full.
+    Row r gives the tokens `stream_generate` gives with the same arguments, up to float rounding (a batched
+    matrix product may round differently from a single row, which matters only at near-ties).
+
+        >>> steps = list(stream_generate_rows(model, [bos], 3, [{}, {"temperature": 1.0, "seed": 0}]))
+        >>> len(steps), len(steps[0])
+        (3, 2)
+    """
+    for r in rows:
+        _check_args(model, prompt_ids, max_new_tokens, r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"))
+    eos = model.config.eos_token_id if eos_id == "config" else eos_id
+    device = model.embed_tokens.weight.device
+    gens = [None if r.get("seed") is None else torch.Generator(device=device).manual_seed(int(r["seed"]))
+            for r in rows]
+    B, P, ctx = len(rows), len(prompt_ids), model.config.max_seq_len
+    cache = model.new_cache(B)
+    new = torch.tensor([list(prompt_ids)] * B, dtype=torch.long, device=device)  # (B, P): the prefill
+    live = [True] * B
+    for step in range(max_new_tokens):
+        T = P + step  # tokens in the context before this step's prediction
+        if T >= ctx:
+            return  # the context is full
+        input_pos = torch.arange(T - new.shape[1], T, device=device)  # the prompt at first, then the newest position
+        logits = model(new, input_pos, cache=cache, logits_to_keep=1).logits[:, -1]  # (B, V)
+        toks: list[int | None] = []
+        for b, r in enumerate(rows):
+            if not live[b]:
+                toks.append(None)
+                continue
+            tok = sample_next(logits[b], r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"), gens[b])
+            live[b] = eos is None or tok != eos
+            toks.append(tok)
+        yield toks
+        if not any(live):
+            return
+        feed = [eos if t is None else t for t in toks]  # a stopped row is fed EOS again; its output is unused
+        new = torch.tensor(feed, dtype=torch.long, device=device)[:, None]  # (B, 1): only the newest token

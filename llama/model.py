@@ -442,9 +442,11 @@ class Llama(nn.Module):
                 for i in range(cfg.n_layers)]
 
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None,
-                cache: list[KVCache] | None = None, trace: bool = False) -> LlamaOutput:
+                cache: list[KVCache] | None = None, trace: bool = False, logits_to_keep: int = 0) -> LlamaOutput:
         """idx (B, T) token ids at positions input_pos (T,) (default 0..T-1). With a cache, earlier
-        positions' keys and values come from it and this call's are added to it."""
+        positions' keys and values come from it and this call's are added to it. logits_to_keep=n > 0
+        computes the output layer for the last n positions only (logits (B, n, V); transformers' name):
+        generation needs just the last one."""
         cfg = self.config
         B, T = idx.shape
         from_start = input_pos is None
@@ -489,4 +491,6 @@ class Llama(nn.Module):
             h = x  # a post-norm block already ends in a norm
         if trace:
             tr.final_norm_in, tr.final_norm_out = x, h
+        if logits_to_keep > 0:
+            h = h[:, -logits_to_keep:]  # (B, n, C)
         return LlamaOutput(self.lm_head(h), tr)

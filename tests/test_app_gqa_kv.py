@@ -2,7 +2,12 @@
 api_name, then both pages in a real browser (a slider moved by keyboard changes the figure)."""
 
 import json
+import re
+import urllib.request
 
+import pytest
+
+from llama.generate import generate
 from lessons.gqa import compute as G
 from lessons.kv_cache import compute as K
 
@@ -54,22 +59,67 @@ def test_gqa_attention_conversion_and_reveals(client, cm):
 
 
 def test_kv_cache_events(client, cm):
-    fig, readout, proof, step, msg = client.predict(PROMPT, 8, 3, api_name="/kv_generate")
-    assert "Step 3" in title(fig) and "**Step 3**" in readout and "same tokens" in proof and msg == ""
+    fig, readout, step, msg = client.predict(PROMPT, 8, 3, api_name="/kv_generate")
+    assert "Step 3" in title(fig) and "**Step 3**" in readout and msg == ""
     fig, readout, msg = client.predict(PROMPT, 8, 5, api_name="/kv_step")
     assert "**Step 5**" in readout
     fig, readout, msg = client.predict(PROMPT, 4, 6, api_name="/kv_step")  # fewer tokens than the step slider says
-    assert "does not exist" in msg and "**Step 3**" in readout  # clamped to the last step, with a notice
-    fig, readout, proof, step, msg = client.predict("", 8, 0, api_name="/kv_generate")
+    assert "out of range" in msg and "**Step 3**" in readout  # clamped to the last step, with a notice
+    fig, readout, step, msg = client.predict("", 8, 0, api_name="/kv_generate")
     assert "empty" in msg
     fig, md, msg = client.predict(PROMPT, 16, api_name="/kv_timing")
-    assert "speed-up" in md and len(plot(fig)["data"]) == 4
+    assert "speed-up" in md and "median of" in md and len(plot(fig)["data"]) == 4
     fig, table, msg = client.predict(4096, 1, FP16, api_name="/kv_memory")
-    assert "| Llama 2 7B | 32 of 32 | 2.00 GiB | 2.00 GiB | 1x |" in table
-    md = client.predict(PROMPT, K.SAME_CHOICES[0], api_name="/kv_reveal_same")
-    assert md.startswith("✅")
-    md = client.predict(K.SPEED_CHOICES[1], api_name="/kv_reveal_speed")
-    assert "ms** without the cache" in md
+    assert "| Llama 2 7B | 32 of 32 | 2.00 GiB | 2.00 GiB | 1x |" in table and msg == ""
+
+
+def kv_raw_api(app_url: str, api_name: str, *data):
+    """An event through Gradio's HTTP API with values gradio_client refuses to send (NaN, inf, lone surrogates)."""
+    body = json.dumps({"data": list(data)}).encode()  # NaN / Infinity literals, \\ud800 escapes
+    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", data=body,
+                                 headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
+    stream = urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event}", timeout=300).read().decode()
+    assert "event: complete" in stream, stream[-500:]  # not "event: error"
+    return json.loads([line for line in stream.splitlines() if line.startswith("data:")][-1][5:])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20, 1.8e308, -5, 4.5, "abc"])
+def test_kv_cache_hostile_values_get_a_notice(app_url, bad):
+    fig, readout, step, msg = kv_raw_api(app_url, "kv_generate", PROMPT, bad, bad)
+    assert "⚠️" in msg and "**Step" in readout
+    fig, readout, msg = kv_raw_api(app_url, "kv_step", PROMPT, 8, bad)
+    assert "⚠️" in msg and "**Step" in readout
+    fig, table, msg = kv_raw_api(app_url, "kv_memory", bad, bad, FP16)
+    assert "⚠️" in msg and "| Llama 2 7B" in table
+
+
+def test_kv_cache_hostile_text_and_timing_steps(app_url):
+    fig, readout, step, msg = kv_raw_api(app_url, "kv_generate", "ab\ud800c", 4, 0)
+    assert "U+FFFD" in msg and "**Step 0**" in readout
+    fig, md, msg = kv_raw_api(app_url, "kv_timing", PROMPT, float("nan"))
+    assert "nan is not a number" in msg and "speed-up" in md
+    fig, md, msg = kv_raw_api(app_url, "kv_timing", PROMPT, -3)
+    assert "out of range" in msg and "2 steps" in md
+
+
+def test_kv_cache_reveals_grade_an_independent_measurement(client, cm):
+    ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(PROMPT)
+    n = K.MAX_NEW_TOKENS
+    a = generate(cm.model, ids, n, use_cache=True, eos_id=None)  # through llama.generate, not the lesson
+    b = generate(cm.model, ids, n, use_cache=False, eos_id=None)
+    agree = sum(x == y for x, y in zip(a, b))
+    want = K.SAME_CHOICES[0 if a == b else 1 if agree >= n // 2 else 2]
+    for pick in K.SAME_CHOICES:
+        md = client.predict(PROMPT, pick, api_name="/kv_reveal_same")
+        assert md.startswith("✅" if pick == want else "❌") and "Largest |logit difference|" in md
+    md = client.predict(PROMPT, None, api_name="/kv_reveal_same")
+    assert md.startswith("No prediction was picked") and want in md
+    for i, pick in enumerate(K.SPEED_CHOICES):  # each call measures anew; grade each from its own figure
+        md = client.predict(pick, api_name="/kv_reveal_speed")
+        ratio = float(re.search(r"\*\*([\d.]+)x\*\*", md).group(1))
+        expected = 0 if ratio < 2 else 1 if ratio <= 10 else 2
+        assert md.startswith("✅" if i == expected else "❌") and "ms** without the cache" in md
 
 
 # ----------------------------------------------------------------------------- a real browser
@@ -122,4 +172,5 @@ def test_kv_cache_page_step_slider_moves_the_grid(page, app_url):
         "() => [...document.querySelectorAll('#kv-grid .main-svg')].some(s => s.textContent.includes('Step 2:'))",
         timeout=60_000)
     page.get_by_text("one decode step").first.wait_for(timeout=30_000)
+    assert page.get_by_text("steps to time (used when you press Measure)").count() == 1
     assert no_error_toast(page) and page.errors == []

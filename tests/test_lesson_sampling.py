@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from lessons.inputs import LessonError
 from lessons.sampling import compute as C
-from llama.generate import generate, next_token_distribution
+from llama.generate import generate, next_token_distribution, stream_generate_rows
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +74,48 @@ def test_top_p_runs_on_what_top_k_kept(cm, ids):
 def test_impossible_sliders_get_a_meaning_and_a_note():
     s = C.read_settings(0, 0, 0)
     assert s.greedy and s.top_k is None and 0 < s.top_p < 1e-3
-    assert any("greedy" in n for n in s.notes) and any("top-p 0" in n for n in s.notes)
-    assert any("top-k 0" in n for n in s.notes) and len(s.notes) == 3
+    assert any("greedy" in n for n in s.notes) and any("top-p 0" in n for n in s.notes) and len(s.notes) == 2
     s = C.read_settings(-1, -5, 7)
-    assert s.temperature == 0 and s.top_k is None and s.top_p is None and len(s.notes) == 3
-    s = C.read_settings(None, None, None)
+    assert s.temperature == 0 and s.top_k is None and s.top_p is None and len(s.notes) == 4
+    assert any("negative" in n for n in s.notes)
+    s = C.read_settings(1.0, None, None)  # blank top-k / top-p boxes: off, nothing to say
     assert (s.temperature, s.top_k, s.top_p, s.notes) == (1.0, None, None, ())
     assert C.read_settings(99, 3, 0.5).temperature == C.MAX_TEMPERATURE
-    assert C.read_seed(None) == 0 and C.read_seed(-1) >= 0 and C.read_seed(4.7) == 4
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20, 1.8e308, -3, 4.5, "abc", None])
+def test_every_bad_value_is_repaired_with_a_notice(bad):
+    s = C.read_settings(bad, bad, bad, vocab_size=1000)
+    assert 0 <= s.temperature <= C.MAX_TEMPERATURE and not math.isnan(s.temperature)
+    assert s.top_k is None or (isinstance(s.top_k, int) and 1 <= s.top_k <= 1000)
+    assert s.top_p is None or 0 < s.top_p < 1
+    assert s.notes  # every one of these needs a word on the page
+    seed, note = C.read_seed(bad)
+    assert isinstance(seed, int) and 0 <= seed <= C.MAX_SEED and note
+    n, note = C.read_new_tokens(bad)
+    assert isinstance(n, int) and 1 <= n <= C.MAX_NEW_TOKENS and note
+
+
+def test_seed_minus_one_is_not_reported_as_a_huge_number():
+    assert C.read_seed(-1) == (0, "Seed -1 is out of range (0 to 4294967295): using 0.")
+    assert C.read_seed(7) == (7, "") and C.read_seed(4.5)[0] == 4
+
+
+def test_lone_surrogate_in_the_prompt_gets_a_notice(cm):
+    p = C.prepare_prompt(cm, "ab\ud800c")
+    assert "U+FFFD" in p.notice and len(p.ids) > 1
+    with pytest.raises(LessonError, match="empty"):
+        C.prepare_prompt(cm, "  ")
+    assert C.read_prediction(None, C.SEED_CHOICES) is None and C.read_prediction("", C.SEED_CHOICES) is None
+    with pytest.raises(LessonError, match="not one of"):
+        C.read_prediction("maybe", C.SEED_CHOICES)
 
 
 def test_temperature_zero_is_greedy_and_matches_generate(cm, ids):
     s = C.read_settings(0, 7, 0.3)
     d = C.next_token_view(cm, ids, s)
     assert d.n_kept == 1 and d.status[0] == C.KEPT and d.renorm[0] == 1.0
-    steps = list(C.stream_side_by_side(cm, ids, 25, s, seed=3))
+    steps = list(C.stream_side_by_side(cm, ids, 25, s, seed=3, interval=0))
     last = steps[-1]
     want = generate(cm.model, ids, 25)
     assert last.done and last.greedy_ids == want and last.sampled_ids == want
@@ -96,7 +124,7 @@ def test_temperature_zero_is_greedy_and_matches_generate(cm, ids):
 
 def test_same_seed_same_continuation_and_stream_concatenates(cm, ids):
     s = C.read_settings(1.0, 20, 0.95)
-    runs = [list(C.stream_side_by_side(cm, ids, 16, s, seed=11)) for _ in range(2)]
+    runs = [list(C.stream_side_by_side(cm, ids, 16, s, seed=11, interval=0)) for _ in range(2)]
     a, b = runs[0][-1], runs[1][-1]
     assert a.sampled_ids == b.sampled_ids and a.sampled_text == b.sampled_text
     want = generate(cm.model, ids, 16, temperature=1.0, top_k=20, top_p=0.95, seed=11)
@@ -125,16 +153,73 @@ def test_generation_stops_at_the_context(cm):
             assert "EOS" in reason
 
 
-def test_figure_and_reveals_come_from_the_model(cm, ids):
+def test_stream_updates_at_a_bounded_rate(cm, ids):
+    s = C.read_settings(1.0, 0, 0.9)
+    # no interval can pass within the run: the first token and the final texts only
+    steps = list(C.stream_side_by_side(cm, ids, 40, s, seed=1, interval=1e9))
+    assert len(steps) == 2 and len(steps[0].sampled_ids) == 1 and steps[-1].done
+    assert steps[-1].sampled_ids == list(C.stream_side_by_side(cm, ids, 40, s, seed=1, interval=0))[-1].sampled_ids
+
+
+def test_figure_comes_from_the_model(cm, ids):
     d = C.next_token_view(cm, ids, C.read_settings(1.0, 10, 0.9))
     fig = C.distribution_figure(d)
     assert len(fig.data[-1].y) == C.N_BARS and f"keeps {d.n_kept} of {cm.config.vocab_size}" in fig.layout.title.text
     assert {tr.name for tr in fig.data[:-1]} <= {C.KEPT, C.CUT_K, C.CUT_P}
+
+
+def expected_nucleus_answer(cm, ids, top_p=0.9, temperatures=(0.5, 1.5)) -> str:
+    """Counted here without the lesson's code: the model's logits, softmax at each temperature, and the number of
+    tokens whose higher-ranked tokens hold less than top_p."""
+    with torch.inference_mode():
+        z = cm.model(torch.tensor([ids])).logits[0, -1].double()
+    counts = []
+    for t in temperatures:
+        p = torch.softmax(z / t, -1).sort(descending=True).values
+        counts.append(int(((p.cumsum(0) - p) < top_p).sum()))
+    lo, hi = counts
+    return C.NUCLEUS_CHOICES[0] if hi > lo else C.NUCLEUS_CHOICES[1] if hi < lo else C.NUCLEUS_CHOICES[2]
+
+
+def expected_seed_answer(cm, ids, n=C.REVEAL_TOKENS) -> str:
+    """Two seeds at T = 0.1, each run alone through llama.generate (not the lesson's batched rows)."""
+    a, b = (generate(cm.model, ids, n, temperature=0.1, seed=s) for s in (1, 2))
+    if a == b:
+        return C.SEED_CHOICES[1]
+    return C.SEED_CHOICES[2] if a[0] != b[0] and a[1:] == b[1:] else C.SEED_CHOICES[0]
+
+
+@pytest.mark.parametrize("prompt", [C.DEFAULT_PROMPT, "The king"])
+def test_reveals_are_graded_by_an_independent_measurement(cm, prompt):
+    ids = C.prepare_prompt(cm, prompt).ids
+    want = expected_nucleus_answer(cm, ids)
+    wrong = next(c for c in C.NUCLEUS_CHOICES if c != want)
     r = C.reveal_nucleus(cm, ids)
-    assert r.kept[0] <= r.kept[1] <= r.kept[2] and r.answer == C.NUCLEUS_CHOICES[0]
-    items = list(C.reveal_seeds(cm, ids, n_tokens=12))
-    sr = items[-1]
-    assert isinstance(items[0], str) and isinstance(sr, C.SeedReveal)
-    assert (sr.first_difference is None) == (sr.texts[0] == sr.texts[1])
-    md = C.seed_reveal_markdown(sr, sr.answer)
-    assert md.startswith("**Right.**") and "seed 1" in md
+    assert C.nucleus_reveal_markdown(r, want).startswith("✅")
+    assert C.nucleus_reveal_markdown(r, wrong).startswith("❌")
+    assert C.nucleus_reveal_markdown(r, None).startswith("No prediction was picked") and want in \
+        C.nucleus_reveal_markdown(r, None)
+    want = expected_seed_answer(cm, ids)
+    wrong = next(c for c in C.SEED_CHOICES if c != want)
+    items = list(C.reveal_seeds(cm, ids))
+    assert isinstance(items[0], str) and isinstance(items[-1], C.SeedReveal)
+    assert C.seed_reveal_markdown(items[-1], want).startswith("✅")
+    md = C.seed_reveal_markdown(items[-1], wrong)
+    assert md.startswith("❌") and "seed 1" in md and "seed 2" in md
+    assert C.seed_reveal_markdown(items[-1], None).startswith("No prediction was picked")
+
+
+def test_batched_rows_stop_one_by_one_and_match_single_runs(cm, ids):
+    """llama.generate.stream_generate_rows (the library addition this lesson uses): a row that yields the
+    stop token is None afterwards while the others go on, and each row's tokens are those of a run alone."""
+    first = generate(cm.model, ids, 1, eos_id=None)[0]  # greedy's first token, used as the stop token
+    rows = [{}, {"temperature": 1.0, "top_p": 0.9, "seed": 4}]
+    steps = list(stream_generate_rows(cm.model, ids, 12, rows, eos_id=first))
+    assert steps[0][0] == first and all(s[0] is None for s in steps[1:])
+    sampled = [s[1] for s in steps if s[1] is not None]
+    assert sampled == generate(cm.model, ids, 12, temperature=1.0, top_p=0.9, seed=4, eos_id=first)
+    assert len(steps) == len(sampled)  # the loop ends when the last live row stops or after 12 steps
+    with torch.inference_mode():
+        x = torch.tensor([ids])
+        torch.testing.assert_close(cm.model(x, logits_to_keep=1).logits[:, -1], cm.model(x).logits[:, -1])
+        assert cm.model(x, logits_to_keep=1).logits.shape == (1, 1, cm.config.vocab_size)

@@ -1,10 +1,21 @@
 """Lesson 8 page: generation and sampling.
 
-Layout first (prose and figures alternate at the '<!-- figure -->' markers of lesson.md), listeners last.
-Handlers only call `lessons.sampling.compute` and place what it returns; bad input becomes a message.
+Layout first (prose and figures alternate at the '<!-- figure -->' markers of lesson.md; each question comes
+before the figure that could answer it), listeners last. Handlers only call `lessons.sampling.compute` and place
+what it returns; every input goes through it (lessons.inputs), and a LessonError becomes a notice
+(widgets.handler).
+
+Concurrency: generation streams two rows in one batched forward pass and updates the page at most 10 times a
+second. Generation (and the seed reveal, which also generates) runs 2 at a time: with 8 learners at once on the
+2-core machine (bench/bench_sampling.py --load-only, one run per limit, machine load average 8-10) limit 1 gave
+first output p95 5.8 s and whole stream p95 6.9 s, limit 2 gave 3.6 s and 5.4 s, limit 4 gave 4.3 s and 7.9 s
+(more streams at once share the cores and each takes longer; the bench's "parallel generations" shows no gain
+in streams per second beyond one or two at once). The cheap events keep the app's default limit.
 """
 
 from __future__ import annotations
+
+import os
 
 import gradio as gr
 
@@ -12,20 +23,42 @@ from app import widgets
 from lessons.course import CourseModel
 from lessons.sampling import compute as C
 
-DEFAULTS = dict(temperature=1.0, top_k=10, top_p=0.9, max_new_tokens=80, seed=0)
+DEFAULTS = dict(temperature=C.META_TEMPERATURE, top_k=0, top_p=C.META_TOP_P, max_new_tokens=C.DEFAULT_NEW_TOKENS,
+                seed=0)
+# Generations at once (measured: see the module docstring); the environment variable lets the bench compare limits.
+GENERATE_CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_GENERATE_CONCURRENCY", "2"))
+
+
+class SeedBox(gr.Number):
+    """gr.Number that passes the value on unchecked, like widgets.Slider: Gradio's own preprocess turns NaN, inf
+    or a non-number sent through the API into a red "Error" toast; compute.read_seed repairs them with a notice."""
+
+    def preprocess(self, payload):
+        return payload
+
+    def get_block_name(self) -> str:
+        return "number"  # the browser draws it as the gr.Number it is
+
+
+def first_view(cm: CourseModel):
+    """The page's opening chart and summary for this model (the default prompt and Meta's defaults)."""
+    fig, summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["top_p"])
+    return fig, summary
 
 
 def build(cm: CourseModel, lesson) -> None:
+    key = widgets.model_key()
     parts = widgets.sections(lesson)
-    parts += [""] * (4 - len(parts))  # three figures: tolerate a lesson.md with fewer markers
+    parts += [""] * (3 - len(parts))  # two figures: tolerate a lesson.md with fewer markers
     ctx, V = cm.config.max_seq_len, cm.config.vocab_size
-    first_fig, first_summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"],
-                                               DEFAULTS["top_p"])
+    first_fig, first_summary = first_view(cm)
 
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
 
-    # --- figure 1: the next-token distribution and the three filters
+    # --- predict first, then figure 1: the next-token distribution and the three filters
+    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
+        C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES, "Reveal (counts on your prompt)")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8,
@@ -33,24 +66,31 @@ def build(cm: CourseModel, lesson) -> None:
                                 info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the "
                                 f"{ctx}-token context); a longer prompt keeps its end.")
             show = gr.Button("Show next-token probabilities", variant="primary")
-            temperature = gr.Slider(0.0, 2.0, DEFAULTS["temperature"], step=0.05, label="temperature T",
-                                    info="0 = greedy (always the most likely token)")
-            top_k = gr.Slider(0, min(100, V), DEFAULTS["top_k"], step=1, label="top-k",
-                              info="keep the k most likely tokens; 0 = off")
-            top_p = gr.Slider(0.0, 1.0, DEFAULTS["top_p"], step=0.01, label="top-p",
-                              info="keep the fewest tokens holding this share; 1 = off")
+            gr.Markdown(f"Opens at Meta's defaults for Llama 2 and 3: temperature {C.META_TEMPERATURE:g}, top-p "
+                        f"{C.META_TOP_P:g}, no top-k.")
+            temperature = widgets.Slider(0.0, 2.0, DEFAULTS["temperature"], step=0.05, label="temperature T",
+                                         info="0 = greedy (always the most likely token)")
+            top_k = widgets.Slider(0, min(100, V), DEFAULTS["top_k"], step=1, label="top-k",
+                                   info="keep the k most likely tokens; 0 = off")
+            top_p = widgets.Slider(0.0, 1.0, DEFAULTS["top_p"], step=0.01, label="top-p",
+                                   info="keep the fewest tokens holding this share; 1 = off")
             dist_msg = widgets.message()
         with gr.Column(scale=2):
-            dist_plot = gr.Plot(first_fig, label="Next-token probabilities (top 20)", elem_id="sampling-dist")
+            dist_plot = gr.Plot(first_fig, label=f"Next-token probabilities (top {C.N_BARS})",
+                                elem_id="sampling-dist")
             dist_summary = gr.Markdown(first_summary)
 
     widgets.prose(parts[1])
 
-    # --- figure 2: greedy against sampled, streamed
+    # --- predict first, then figure 2: greedy against sampled, streamed
+    seed_choice, seed_btn, seed_out = widgets.predict_reveal(
+        C.SEED_QUESTION, C.SEED_CHOICES, "Reveal (runs the model on your prompt)")
     with gr.Row():
-        max_new = gr.Slider(1, ctx, DEFAULTS["max_new_tokens"], step=1, label="max new tokens",
-                            info=f"generation also stops at EOS or when the {ctx}-token context is full")
-        seed = gr.Number(DEFAULTS["seed"], precision=0, label="seed", info="same seed, same settings: same text")
+        max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, DEFAULTS["max_new_tokens"], step=1, label="max new tokens",
+                                 info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation "
+                                 f"also stops at EOS or when the {ctx}-token context is full")
+        seed = SeedBox(DEFAULTS["seed"], precision=0, label="seed",
+                         info=f"0 to {C.MAX_SEED:,}; same seed, same settings: same text")
         gen = gr.Button("Generate greedy and sampled", variant="primary")
     with gr.Row():
         greedy_out = gr.Textbox(label="Greedy (T = 0): always the most likely token", lines=10, max_lines=14,
@@ -60,38 +100,21 @@ def build(cm: CourseModel, lesson) -> None:
     gen_status = gr.Markdown(elem_id="sampling-status")
 
     widgets.prose(parts[2])
-
-    # --- figure 3: predict, then reveal
-    seed_choice, seed_btn, seed_out = widgets.predict_reveal(
-        C.SEED_QUESTION, C.SEED_CHOICES,
-        "Reveal (runs the model on your prompt)")
-    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
-        C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES,
-        "Reveal (counts on your prompt)")
-
-    widgets.prose(parts[3])
     widgets.lesson_footer(lesson)
 
     # --- listeners
-    def on_distribution(text, t, k, p):
-        return distribution(cm, text, t, k, p)
-
-    def on_generate(text, t, k, p, n, sd):
-        yield from generation(cm, text, t, k, p, n, sd)
-
-    def on_reveal_seeds(text, choice):
-        yield from reveal_seeds(cm, text, choice)
-
-    def on_reveal_nucleus(text, choice):
-        return reveal_nucleus(cm, text, choice)
-
-    gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release], on_distribution,
-          [prompt, temperature, top_k, top_p], [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution",
-          trigger_mode="always_last", show_progress="minimal")
-    gen.click(on_generate, [prompt, temperature, top_k, top_p, max_new, seed], [greedy_out, sampled_out, gen_status],
-              api_name="sampling_generate", show_progress="minimal")
-    seed_btn.click(on_reveal_seeds, [prompt, seed_choice], seed_out, api_name="sampling_reveal_seeds")
-    nucleus_btn.click(on_reveal_nucleus, [prompt, nucleus_choice], nucleus_out, api_name="sampling_reveal_nucleus")
+    gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
+          widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
+          [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",
+          show_progress="minimal")
+    gen.click(widgets.handler(generation, 3, msg_at=2), [key, prompt, temperature, top_k, top_p, max_new, seed],
+              [greedy_out, sampled_out, gen_status], api_name="sampling_generate", show_progress="minimal",
+              concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="sampling_generation")
+    seed_btn.click(widgets.handler(reveal_seeds), [key, prompt, seed_choice], seed_out,
+                   api_name="sampling_reveal_seeds", concurrency_limit=GENERATE_CONCURRENCY,
+                   concurrency_id="sampling_generation")
+    nucleus_btn.click(widgets.handler(reveal_nucleus), [key, prompt, nucleus_choice], nucleus_out,
+                      api_name="sampling_reveal_nucleus")
 
 
 # ----------------------------------------------------------------------------- handlers (no maths: compute does it)
@@ -99,43 +122,35 @@ def build(cm: CourseModel, lesson) -> None:
 
 def distribution(cm: CourseModel, text, t, k, p):
     """(figure, summary Markdown, message Markdown) for the prompt and the three sliders."""
-    try:
-        prep = C.prepare_prompt(cm, text)
-    except ValueError as e:
-        return C.message_figure("Type a prompt to see what the model expects next."), "", widgets.note(str(e))
-    s = C.read_settings(t, k, p)
+    prep = C.prepare_prompt(cm, text)
+    s = C.read_settings(t, k, p, cm.config.vocab_size)
     d = C.next_token_view(cm, prep.ids, s)
     notes = "\n\n".join(widgets.note(n) for n in (prep.notice, *s.notes) if n)
     return C.distribution_figure(d), C.distribution_summary(d), notes
 
 
 def generation(cm: CourseModel, text, t, k, p, n, sd):
-    """Yields (greedy text, sampled text, status) after every new token of each."""
-    try:
-        prep = C.prepare_prompt(cm, text)
-    except ValueError as e:
-        yield "", "", widgets.note(str(e))
-        return
-    s, seed = C.read_settings(t, k, p), C.read_seed(sd)
-    n = max(1, min(int(n or 1), cm.config.max_seq_len))
+    """Yields (greedy text, sampled text, status): the first token at once, then at most 10 updates a second."""
+    prep = C.prepare_prompt(cm, text)
+    s = C.read_settings(t, k, p, cm.config.vocab_size)
+    seed, seed_notice = C.read_seed(sd)
+    n, n_notice = C.read_new_tokens(n)
+    notice = " ".join(x for x in (prep.notice, n_notice, seed_notice) if x)
     head = C.prompt_text(cm, prep)
     for step in C.stream_side_by_side(cm, prep.ids, n, s, seed):
-        yield head + step.greedy_text, head + step.sampled_text, C.generation_status(step, s, seed, n, prep.notice)
+        yield head + step.greedy_text, head + step.sampled_text, C.generation_status(step, s, seed, n, notice)
 
 
 def reveal_seeds(cm: CourseModel, text, choice):
-    try:
-        prep = C.prepare_prompt(cm, text)
-    except ValueError as e:
-        yield widgets.note(str(e))
-        return
+    prep = C.prepare_prompt(cm, text)
+    choice = C.read_prediction(choice, C.SEED_CHOICES)
+    notice = f"\n\n{widgets.note(prep.notice)}" if prep.notice else ""
     for item in C.reveal_seeds(cm, prep.ids):
-        yield item if isinstance(item, str) else C.seed_reveal_markdown(item, choice)
+        yield item if isinstance(item, str) else C.seed_reveal_markdown(item, choice) + notice
 
 
 def reveal_nucleus(cm: CourseModel, text, choice):
-    try:
-        prep = C.prepare_prompt(cm, text)
-    except ValueError as e:
-        return widgets.note(str(e))
-    return C.nucleus_reveal_markdown(C.reveal_nucleus(cm, prep.ids), choice)
+    prep = C.prepare_prompt(cm, text)
+    choice = C.read_prediction(choice, C.NUCLEUS_CHOICES)
+    notice = f"\n\n{widgets.note(prep.notice)}" if prep.notice else ""
+    return C.nucleus_reveal_markdown(C.reveal_nucleus(cm, prep.ids), choice) + notice

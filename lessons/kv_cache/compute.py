@@ -25,6 +25,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
+from lessons.inputs import LessonError, choice, join, whole
 from llama.config import LlamaConfig
 
 Progress = Callable[[float, str], None]
@@ -34,9 +35,13 @@ DTYPE_BYTES = {"fp32": 4, "fp16 / bf16": 2, "int8": 1}
 # The real Llama configurations the lessons compare with (llama/config.py PRESETS).
 REAL_MODELS = {"Llama 2 7B": "llama2-7b", "Llama 2 70B": "llama2-70b",
                "Llama 3 8B": "llama3-8b", "Llama 3 70B": "llama3-70b"}
-COURSE = "course model"
+COURSE = "this model"  # the loaded model's row in the memory chart (whichever model is served)
 MAX_PROMPT_TOKENS = 48  # prompt tokens shown in the step-by-step grid (BOS included)
 MAX_NEW_TOKENS = 32
+MAX_CONTEXT = 131_072  # the memory chart's longest context (Llama 3.1's)
+MAX_BATCH = 128
+DEFAULT_DTYPE = "fp16 / bf16"
+TIMING_REPEATS = 3  # each timed step runs this many times, cached and uncached interleaved; the median counts
 
 
 # ----------------------------------------------------------------------------- a per-model result cache
@@ -94,20 +99,29 @@ def configs_markdown(configs: dict[str, LlamaConfig]) -> str:
     return "\n".join(rows)
 
 
+def read_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, str]:
+    """(positions, batch, bytes per value, number format, notice): any values repaired through lessons.inputs."""
+    positions, n1 = whole(positions, "Context length", 1, MAX_CONTEXT, 4096)
+    batch, n2 = whole(batch, "Batch", 1, MAX_BATCH, 1)
+    dtype, n3 = choice(dtype, "Number format", list(DTYPE_BYTES), DEFAULT_DTYPE)
+    return positions, batch, DTYPE_BYTES[dtype], dtype, join(n1, n2, n3)
+
+
 def check_memory_inputs(positions: int, batch: int, dtype: str) -> tuple[int, int, int]:
-    """Validated (positions, batch, bytes per value); a clear ValueError for the page otherwise."""
+    """Validated (positions, batch, bytes per value); a LessonError for the page otherwise. Kept as it was for the
+    GQA lesson, which calls it; this lesson repairs its inputs with read_memory_inputs instead."""
     if dtype not in DTYPE_BYTES:
-        raise ValueError(f"Unknown number format {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}.")
+        raise LessonError(f"Unknown number format {dtype!r}: choose one of {', '.join(DTYPE_BYTES)}.")
     positions, batch = int(positions or 0), int(batch or 0)
     if positions < 1 or batch < 1:
-        raise ValueError("Context length and batch size must both be at least 1.")
+        raise LessonError("Context length and batch size must both be at least 1.")
     return positions, batch, DTYPE_BYTES[dtype]
 
 
-def cache_memory(cm: CourseModel, positions: int, batch: int, dtype: str) -> tuple[str, go.Figure]:
+def cache_memory(cm: CourseModel, positions, batch, dtype) -> tuple[str, go.Figure, str]:
     """Cache memory of every reference model at this context and batch, with GQA (as shipped) and
-    without (MHA: one K/V head per query head). Returns a Markdown table and a bar figure."""
-    positions, batch, nbytes = check_memory_inputs(positions, batch, dtype)
+    without (MHA: one K/V head per query head). Returns a Markdown table, a bar figure and a notice."""
+    positions, batch, nbytes, dtype, notice = read_memory_inputs(positions, batch, dtype)
     configs = reference_configs(cm)
     rows = ["| model | KV heads (shipped) | with GQA | MHA (KV heads = query heads) | saved |", "|---|---|---|---|---|"]
     names, gqa, mha = [], [], []
@@ -130,7 +144,7 @@ def cache_memory(cm: CourseModel, positions: int, batch: int, dtype: str) -> tup
                       title=dict(text=f"KV cache at {positions:,} tokens x batch {batch}, {dtype}"),
                       yaxis=dict(title="cache memory (GiB, log scale)", type="log"),
                       legend=dict(orientation="h", y=-0.15))
-    return "\n".join(rows), fig
+    return "\n".join(rows), fig, notice
 
 
 def allocated_cache_bytes(cm: CourseModel, batch: int = 1) -> tuple[int, int]:
@@ -159,10 +173,10 @@ def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool):
     for _ in range(n_new):
         if use_cache:
             new_pos = torch.arange(pos, ids.shape[1], device=device)  # the prompt at first, then one position
-            out = model(ids[:, pos:], new_pos, cache=cache).logits  # (1, T_new, V)
+            out = model(ids[:, pos:], new_pos, cache=cache, logits_to_keep=1).logits  # (1, 1, V)
             pos = ids.shape[1]
         else:
-            out = model(ids).logits  # (1, T, V): every position again
+            out = model(ids, logits_to_keep=1).logits  # (1, 1, V): every position again, the output layer once
         last = out[0, -1].float()  # (V,) the next-token logits
         tok = int(last.argmax())
         tokens.append(tok)
@@ -195,21 +209,17 @@ class CacheRun:
         return self.new_tokens == self.uncached_tokens
 
 
-def clamp_new_tokens(cm: CourseModel, prompt_len: int, n_new: int) -> tuple[int, str]:
-    """n_new limited to 1..MAX_NEW_TOKENS and to the room left in the context, with a notice when cut."""
-    room = cm.config.max_seq_len - prompt_len
-    want = int(n_new or 0)
-    n = max(1, min(want, MAX_NEW_TOKENS, room))
-    if n != want:
-        return n, f"{want} new tokens is not possible here (1 to {min(MAX_NEW_TOKENS, room)}); using {n}."
-    return n, ""
+def clamp_new_tokens(cm: CourseModel, prompt_len: int, n_new) -> tuple[int, str]:
+    """n_new as a whole number in 1..MAX_NEW_TOKENS and within the room left in the context, with a notice."""
+    room = max(1, cm.config.max_seq_len - prompt_len)
+    return whole(n_new, "New tokens", 1, min(MAX_NEW_TOKENS, room), min(12, room))
 
 
 def run_cached_vs_uncached(cm: CourseModel, prompt: str, n_new: int) -> CacheRun:
     """Generate n_new tokens greedily from the prompt both ways, and compare tokens and logits step by step."""
     prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
     n, notice = clamp_new_tokens(cm, len(prep.ids), n_new)
-    notice = " ".join(s for s in (prep.notice, notice) if s)
+    notice = join(prep.notice, notice)
     run = memo(cm, ("cache_run", tuple(prep.ids), n), lambda: _run(cm, prep.ids, n))
     return CacheRun(**{**run.__dict__, "notice": notice})
 
@@ -257,7 +267,7 @@ def step_figure(run: CacheRun, step: int) -> tuple[go.Figure, str]:
     """The layer x position grid at one step, with the cache (top) and without (bottom), and a readout."""
     n = len(run.new_tokens)
     if not 0 <= step < n:
-        raise ValueError(f"Step {step} does not exist: this run has steps 0 to {n - 1}.")
+        raise LessonError(f"Step {step} does not exist: this run has steps 0 to {n - 1}.")
     L, P = run.n_layers, run.prompt_len
     width = P + n - 1  # every position that is ever fed to the model (the last new token never is)
     cached, uncached = step_status(P, step, width)
@@ -303,12 +313,17 @@ def token_label_of(run: CacheRun, position: int) -> str:
 
 
 def proof_markdown(run: CacheRun) -> str:
-    """The cached and uncached runs side by side: tokens and the largest logit difference."""
-    verdict = "the **same tokens**" if run.same_tokens else "**different tokens** (this would be a bug)"
+    """The cached and uncached runs side by side: tokens and the largest logit difference, measured."""
+    same = sum(a == b for a, b in zip(run.new_tokens, run.uncached_tokens))
+    verdict = ("the **same tokens**" if run.same_tokens else
+               f"**different tokens**: {same} of {len(run.new_tokens)} agree")
     return (f"Greedy, {len(run.new_tokens)} new tokens: cached and uncached generation give {verdict}. "
-            f"Largest |logit difference| over every step and every vocabulary entry: **{run.max_logit_diff:.2e}** "
-            f"(float rounding: the cache stores the very numbers a full pass recomputes).\n\n"
-            f"Generated after the prompt: `{inline(run.text)}`")
+            f"Largest |logit difference| over every step and every vocabulary entry: **{run.max_logit_diff:.2e}**. "
+            "The cached keys and values are equal to the recomputed ones in exact arithmetic, and equal up to float "
+            "rounding here: the two runs multiply matrices of different shapes (one new row against many), which "
+            "round differently. So a token can differ where the top two logits are nearly tied, more often in "
+            "16-bit formats (fp16, bf16) than in fp32.\n\n"
+            f"Generated after the prompt (with the cache): `{inline(run.text)}`")
 
 
 def inline(text: str) -> str:
@@ -324,46 +339,70 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.inference_mode()
-def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progress: Progress | None = None) -> dict:
-    """Wall-clock time of each generation step on this machine, with the cache and without.
+def _timer(device: torch.device, clock: Callable[[], float]):
+    """time(fn) -> milliseconds fn took, the device synchronised before and after."""
 
-    Runs greedy generation with the cache, timing each decode step, then re-runs every step of the same
-    token sequence without a cache (a full forward pass over all tokens so far). Returns milliseconds per
-    step against the context length, the totals and the speed-up."""
+    def time_ms(fn) -> float:
+        _sync(device)
+        t = clock()
+        fn()
+        _sync(device)
+        return (clock() - t) * 1000
+
+    return time_ms
+
+
+@torch.inference_mode()
+def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progress: Progress | None = None,
+                   repeats: int = TIMING_REPEATS, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Wall-clock time of each generation step on this machine, with the cache and without, measured fairly:
+
+    - the same work apart from the cache: both compute the output layer for the last position only
+      (`logits_to_keep=1`), so the only difference is the keys and values of earlier positions (read from the
+      cache, or recomputed by a full pass over all tokens so far);
+    - interleaved: at every step the cached and the uncached step run one after the other, `repeats` times
+      (re-writing the same cache positions leaves the cache as it was), so a busy moment of the machine hits
+      both alike;
+    - the median of the repeats counts, so one slow run (another process took the CPU) does not.
+
+    Step 0 is the prefill (the whole prompt); step s >= 1 adds the greedy token of step s-1. Returns
+    milliseconds per step against the context length, the totals, the speed-up, and the largest difference
+    between the two ways' next-token logits (they compute the same thing: equal up to rounding).
+    `clock` is the timer (seconds), replaceable in a test."""
     model, device = cm.model, cm.device
     n = min(int(n_new), cm.config.max_seq_len - len(prompt_ids))
     if n < 2:
-        raise ValueError("The prompt leaves no room in the context for new tokens: shorten it.")
+        raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
+    time_ms = _timer(device, clock)
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
     cache = model.new_cache(1)
-    cached_ms, lengths = [], []
-    pos = 0
+    cached_ms, uncached_ms, lengths, diff = [], [], [], 0.0
+    pos = 0  # first position not yet in the cache
     for s in range(n):
-        _sync(device)
-        t = time.perf_counter()
-        logits = model(ids[:, pos:], torch.arange(pos, ids.shape[1], device=device), cache=cache).logits
-        tok = int(logits[0, -1].argmax())
-        _sync(device)
-        cached_ms.append((time.perf_counter() - t) * 1000)
-        lengths.append(ids.shape[1])  # tokens in the context at this step
-        pos = ids.shape[1]
+        T = ids.shape[1]  # tokens in the context at this step
+        input_pos = torch.arange(pos, T, device=device)  # the prompt at step 0, then the newest position
+        out = {}
+
+        def cached():
+            out["cached"] = model(ids[:, pos:], input_pos, cache=cache, logits_to_keep=1).logits[0, -1]
+
+        def uncached():
+            out["uncached"] = model(ids, logits_to_keep=1).logits[0, -1]  # (V,) all T positions again
+
+        runs = [(time_ms(cached), time_ms(uncached)) for _ in range(repeats)]
+        cached_ms.append(float(np.median([c for c, _ in runs])))
+        uncached_ms.append(float(np.median([u for _, u in runs])))
+        lengths.append(T)
+        diff = max(diff, float((out["cached"].float() - out["uncached"].float()).abs().max()))
+        pos = T
+        tok = int(out["cached"].argmax())
         ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)  # (1, T + 1)
-        if progress and s % 16 == 0:
-            progress(0.3 * s / n, f"with the cache: step {s + 1} of {n}")
-    uncached_ms = []
-    for s, T in enumerate(lengths):
-        _sync(device)
-        t = time.perf_counter()
-        logits = model(ids[:, :T]).logits  # (1, T, V): everything again
-        int(logits[0, -1].argmax())
-        _sync(device)
-        uncached_ms.append((time.perf_counter() - t) * 1000)
         if progress and s % 8 == 0:
-            progress(0.3 + 0.7 * s / n, f"without a cache: step {s + 1} of {n}")
+            progress(s / n, f"step {s + 1} of {n}, with and without the cache")
     return {"lengths": lengths, "cached_ms": cached_ms, "uncached_ms": uncached_ms,
             "prefill_ms": cached_ms[0], "total_cached_ms": sum(cached_ms), "total_uncached_ms": sum(uncached_ms),
-            "speedup": sum(uncached_ms) / sum(cached_ms), "device": str(device), "new_tokens": n}
+            "speedup": sum(uncached_ms) / sum(cached_ms), "device": str(device), "new_tokens": n,
+            "repeats": repeats, "max_logit_diff": diff}
 
 
 def rolling_median(x: Sequence[float], k: int = 9) -> list[float]:
@@ -396,73 +435,68 @@ def timing_figure(t: dict) -> tuple[go.Figure, str]:
                       legend=dict(orientation="h", y=-0.2))
     md = (f"{t['new_tokens']} steps: **{t['total_cached_ms']:.0f} ms** with the cache, "
           f"**{t['total_uncached_ms']:.0f} ms** without: a **{t['speedup']:.1f}x** speed-up "
-          f"(the prefill, {t['prefill_ms']:.1f} ms, is in both totals).")
+          f"(the prefill, {t['prefill_ms']:.1f} ms, is in both totals). Each step is the median of "
+          f"{t['repeats']} runs, cached and uncached taking turns; both compute the output layer for the newest "
+          f"position only, so the cache is the only difference. Their next-token logits differ by at most "
+          f"{t['max_logit_diff']:.1e} (rounding).")
     return fig, md
 
 
 @torch.inference_mode()
-def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5) -> dict:
-    """Median time of one step at a long context, without a cache (full pass over `length` tokens) and with
-    one (one token reading length-1 cached positions). For the predict-then-reveal question."""
+def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5,
+                   clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Median time of one step at a long context, without a cache (a full pass over `length` tokens) and with
+    one (one token reading length-1 cached positions), interleaved, the output layer at the last position only
+    in both (see time_per_token). For the predict-then-reveal question."""
     model, device = cm.model, cm.device
     T = min(length or cm.config.max_seq_len - 1, cm.config.max_seq_len)
     text_ids = torch.arange(T, device=device)[None] % cm.config.vocab_size  # (1, T) any ids: cost ignores them
     cache = model.new_cache(1)
     model(text_ids[:, : T - 1], torch.arange(T - 1, device=device), cache=cache)  # prefill T-1 positions
     pos = torch.tensor([T - 1], device=device)
-
-    def timed(fn) -> float:
-        out = []
-        for _ in range(repeats):
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            out.append((time.perf_counter() - t) * 1000)
-        return float(np.median(out))
+    time_ms = _timer(device, clock)
 
     def step():  # rewind to T-1 positions and write position T-1 again: every repeat is the same step
         for c in cache:
             c.rewind(T - 1)
-        model(text_ids[:, T - 1:], pos, cache=cache)
+        model(text_ids[:, T - 1:], pos, cache=cache, logits_to_keep=1)
 
-    cached = timed(step)
-    uncached = timed(lambda: model(text_ids))
-    return {"length": T, "cached_ms": cached, "uncached_ms": uncached, "ratio": uncached / cached}
+    runs = [(time_ms(step),
+             time_ms(lambda: model(text_ids, logits_to_keep=1))) for _ in range(repeats)]
+    cached = float(np.median([c for c, _ in runs]))
+    uncached = float(np.median([u for _, u in runs]))
+    return {"length": T, "cached_ms": cached, "uncached_ms": uncached, "ratio": uncached / cached,
+            "repeats": repeats}
 
 
 # ----------------------------------------------------------------------------- what the page shows
 
 
-def step_view(cm: CourseModel, prompt: str, n_new: int, step: int) -> tuple[go.Figure, str, str, int, str]:
-    """(grid figure, step readout, proof Markdown, number of steps, notice) for one step of one run.
-    A step past the last one snaps to the last, with a notice."""
+def step_view(cm: CourseModel, prompt, n_new, step) -> tuple[go.Figure, str, int, int, str]:
+    """(grid figure, step readout, number of steps, the step shown, notice) for one step of one run. Any step
+    value is repaired (lessons.inputs.whole): a step past the last one snaps to the last, with a notice."""
     run = run_cached_vs_uncached(cm, prompt, n_new)
     n = len(run.new_tokens)
-    want = int(step or 0)
-    step = min(max(want, 0), n - 1)
-    notices = [run.notice] + ([f"Step {want} does not exist in a run of {n} new tokens; showing step {step}."]
-                              if step != want else [])
+    step, notice = whole(step, "Step", 0, n - 1, 0)
     fig, readout = step_figure(run, step)
-    return fig, readout, proof_markdown(run), n, " ".join(s for s in notices if s)
+    return fig, readout, n, step, join(run.notice, notice)
 
 
-def timing_view(cm: CourseModel, prompt: str, n_new: int, progress: Progress | None = None
-                ) -> tuple[go.Figure, str, str]:
-    """(figure, summary, notice): time_per_token for the prompt and n_new steps (cut to the context)."""
+def timing_view(cm: CourseModel, prompt, n_new, progress: Progress | None = None) -> tuple[go.Figure, str, str]:
+    """(figure, summary, notice): time_per_token for the prompt and n_new steps (2 up to the room in the
+    context; other values repaired with a notice)."""
     prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
     room = cm.config.max_seq_len - len(prep.ids)
-    want = int(n_new or 0)
-    n = min(max(want, 2), room)
-    notices = [prep.notice] + ([f"{want} steps do not fit: {len(prep.ids)} prompt tokens leave room for {room} in "
-                                f"the {cm.config.max_seq_len}-token context; timing {n}."] if n != want else [])
+    if room < 2:
+        raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
+    n, notice = whole(n_new, "Steps to time", 2, room, min(128, room))
     fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress))
-    return fig, md, " ".join(s for s in notices if s)
+    return fig, md, join(prep.notice, notice)
 
 
 SAME_QUESTION = ("Generate greedily from your prompt twice: once with the KV cache, once recomputing every position "
                  "at every step. Will the two runs give the same tokens?")
-SAME_CHOICES = ["Yes: exactly the same tokens", "Mostly, but a few tokens differ",
+SAME_CHOICES = ["Yes: the same tokens", "Mostly, but a few tokens differ",
                 "No: the cache is an approximation, the texts drift apart"]
 SPEED_CHOICES = ["About the same (less than 2x)", "2x to 10x faster", "More than 10x faster"]
 
@@ -472,26 +506,43 @@ def speed_question(cm: CourseModel) -> str:
             "cache (one new token) than one step without it (all tokens again), on the machine serving this page?")
 
 
-def grade(choice: str | None, choices: list[str], answer: int) -> str:
-    if choice not in choices:
-        return f"The measurement says: **{choices[answer]}**. (Pick a prediction first next time.)"
+def grade(choice, choices: list[str], answer: int) -> str:
+    """The first line of a reveal: right, wrong, or no prediction picked (the measurement follows in every case).
+    A value that is not one of the choices raises LessonError."""
+    if choice is None or choice == "":
+        return f"No prediction was picked. The measurement says: **{choices[answer]}**."
+    choice = choice_of(choice, choices)
     ok = choices.index(choice) == answer
     lead = "✅ Your prediction was right: " if ok else "❌ Not quite. The measurement says: "
     return lead + f"**{choices[answer]}**."
 
 
-def reveal_same(cm: CourseModel, prompt: str, choice: str | None, n_new: int = MAX_NEW_TOKENS) -> str:
-    run = run_cached_vs_uncached(cm, prompt, n_new)
+def choice_of(value, choices: list[str]) -> str:
+    return choice(value, "Your prediction", choices)[0]
+
+
+def same_answer(run: CacheRun) -> int:
+    """Which SAME_CHOICES the measured run supports: all tokens equal, at least half, or fewer."""
     same = sum(a == b for a, b in zip(run.new_tokens, run.uncached_tokens))
-    answer = 0 if run.same_tokens else (1 if same >= len(run.new_tokens) // 2 else 2)
-    return grade(choice, SAME_CHOICES, answer) + "\n\n" + proof_markdown(run)
+    return 0 if run.same_tokens else (1 if same >= len(run.new_tokens) // 2 else 2)
 
 
-def reveal_speed(cm: CourseModel, choice: str | None) -> str:
+def reveal_same(cm: CourseModel, prompt, choice, n_new: int = MAX_NEW_TOKENS) -> str:
+    run = run_cached_vs_uncached(cm, prompt, n_new)
+    head = grade(choice, SAME_CHOICES, same_answer(run))
+    return head + "\n\n" + proof_markdown(run) + (f"\n\n⚠️ {run.notice}" if run.notice else "")
+
+
+def speed_answer(ratio: float) -> int:
+    """Which SPEED_CHOICES a measured ratio falls in: below 2, 2 to 10, above 10."""
+    return 0 if ratio < 2 else (1 if ratio <= 10 else 2)
+
+
+def reveal_speed(cm: CourseModel, choice) -> str:
     r = one_step_ratio(cm)
-    answer = 0 if r["ratio"] < 2 else (1 if r["ratio"] <= 10 else 2)
-    return (grade(choice, SPEED_CHOICES, answer) + f"\n\nAt {r['length']} tokens on {cm.device}: "
+    return (grade(choice, SPEED_CHOICES, speed_answer(r["ratio"])) + f"\n\nAt {r['length']} tokens on {cm.device}: "
             f"**{r['uncached_ms']:.2f} ms** without the cache, **{r['cached_ms']:.2f} ms** with it "
-            f"(median of 5 each): **{r['ratio']:.1f}x**. The gap grows with the context: the uncached step's work "
+            f"(median of {r['repeats']} runs each, taking turns; both compute the output layer for the newest position "
+            f"only): **{r['ratio']:.1f}x**. The gap grows with the context: the uncached step's work "
             "is proportional to the number of tokens; the cached step runs the projections and feed-forward for one "
             "token, and only its attention reads all the cached keys and values.")

@@ -2,12 +2,12 @@
 and continuations generated from it, greedy beside sampled.
 
 Everything goes through `llama.generate` (`filter_top_k`, `filter_top_p`, `next_token_distribution`,
-`stream_generate`), so the bars a learner sees and the tokens `generate` picks come from one code path:
+`stream_generate_rows`), so the bars a learner sees and the tokens `generate` picks come from one code path:
 
     logits z (V,) -> z / T -> top-k -> top-p -> softmax -> draw one token   (T = 0: argmax instead)
 
     >>> cm = load_course_model()
-    >>> s = read_settings(1.0, 10, 0.9)
+    >>> s = read_settings(1.0, 10, 0.9)   # Meta's defaults are 0.6, off, 0.9
     >>> d = next_token_view(cm, prepare_prompt(cm, "ROMEO:\\n").ids, s)
     >>> d.n_kept <= 10, round(sum(d.renorm), 4)   # all survivors are among the 20 bars, renormalised
     (True, 1.0)
@@ -17,22 +17,30 @@ Nothing here imports Gradio; `app/pages/sampling.py` lays these out.
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 import torch
 
-from lessons.course import LRU, CourseModel, Prepared, token_label
 from lessons import plots
-from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate
+from lessons.course import LRU, CourseModel, Prepared, token_label
+from lessons.inputs import choice, clean_text, join, number, whole
+from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
 
 DEFAULT_PROMPT = "ROMEO:\n"
 N_BARS = 20  # tokens drawn in the chart, most likely first
 MAX_PROMPT_CHARS = 5_000  # longer prompts keep their last characters
 MAX_TEMPERATURE = 5.0
+# Meta's reference sampler for Llama 2 and 3 (llama/generation.py, Llama.text_completion): temperature 0.6,
+# top-p 0.9, no top-k. The page opens with them.
+META_TEMPERATURE, META_TOP_P = 0.6, 0.9
 TINY_TOP_P = 1e-6  # top-p 0 keeps no token; this keeps exactly the most likely one (what "0" can sensibly mean)
+MAX_NEW_TOKENS = 128  # the page's cap on one continuation: enough to see a loop or a drift, cheap to serve
+DEFAULT_NEW_TOKENS = 80
+MAX_SEED = 2**32 - 1  # seeds 0 .. 2^32 - 1, as numpy's
+STREAM_INTERVAL_S = 0.1  # a streamed continuation updates the page at most 10 times a second
 
 KEPT, CUT_K, CUT_P, NOT_ARGMAX = "kept", "cut by top-k", "cut by top-p", "not the argmax (T = 0 is greedy)"
 COLOURS = {KEPT: "#0072B2", CUT_K: "#E69F00", CUT_P: "#CC79A7", NOT_ARGMAX: "#999999"}  # colour-blind safe
@@ -54,16 +62,16 @@ def prompt_limit(cm: CourseModel) -> int:
 def prepare_prompt(cm: CourseModel, text: str | None) -> Prepared:
     """BOS + the prompt's tokens. The model was trained on windows that start with BOS, so BOS goes first.
 
-    A prompt longer than `prompt_limit` keeps its *end* (the words the continuation follows), with a notice.
-    Empty or blank text raises ValueError with a message for the page.
+    The text is cleaned by `lessons.inputs.clean_text` (lone surrogates replaced, with a notice). A prompt longer
+    than MAX_PROMPT_CHARS characters or `prompt_limit` tokens keeps its *end* (the words the continuation
+    follows), with a notice. Empty or blank text raises LessonError with a message for the page.
     """
-    if text is None or not text.strip():
-        raise ValueError("The prompt is empty: type the start of a text (for example `ROMEO:` and a new line) "
-                         "and the model will continue it.")
     notices = []
-    if len(text) > MAX_PROMPT_CHARS:
+    if isinstance(text, str) and len(text) > MAX_PROMPT_CHARS:
         text = text[-MAX_PROMPT_CHARS:]
         notices.append(f"The prompt is longer than {MAX_PROMPT_CHARS:,} characters; only its end is used.")
+    text, cleaned = clean_text(text, MAX_PROMPT_CHARS, "prompt")
+    notices.insert(0, cleaned)
     body = cm.tokenizer.encode(text)
     limit = prompt_limit(cm)
     if len(body) + 1 > limit:
@@ -72,7 +80,7 @@ def prepare_prompt(cm: CourseModel, text: str | None) -> Prepared:
                        f"continuation has room).")
         body = body[-(limit - 1):]
     ids = [cm.tokenizer.bos_id] + body
-    return Prepared(ids, [token_label(cm.tokenizer, i) for i in ids], " ".join(notices))
+    return Prepared(ids, [token_label(cm.tokenizer, i) for i in ids], join(*notices))
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,10 @@ class Settings:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def sampler(self, seed: int | None = None) -> dict:
+        """The arguments llama.generate takes for these settings."""
+        return dict(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, seed=seed)
+
     def describe(self) -> str:
         """'T = 0.80, top-k 10, top-p 0.90' (or 'T = 0 (greedy)')."""
         if self.greedy:
@@ -98,16 +110,10 @@ class Settings:
         return f"T = {self.temperature:.2f}, {k}, {p}"
 
 
-def _number(x, default: float) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return default
-    return default if math.isnan(x) else x
-
-
-def read_settings(temperature, top_k, top_p) -> Settings:
-    """Turn slider values (any numbers, even impossible ones) into settings `generate` accepts, saying why.
+def read_settings(temperature, top_k, top_p, vocab_size: int = 1 << 30) -> Settings:
+    """Turn slider or API values (any values, even impossible ones) into settings `generate` accepts, saying why.
+    Out of range is clamped, NaN or a non-number takes Meta's default (lessons.inputs), and each change is a note.
+    top-k 0 means off (as in Hugging Face); a blank top-k or top-p (None) is off too.
 
         >>> read_settings(0, 0, 0).notes[0][:40]
         'Temperature 0 means greedy: the single m'
@@ -115,36 +121,53 @@ def read_settings(temperature, top_k, top_p) -> Settings:
         Settings(temperature=1.0, top_k=None, top_p=None, notes=())
     """
     notes = []
-    t = _number(temperature, 1.0)
-    if t < 0:
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature < 0:
         notes.append("Temperature cannot be negative (dividing the logits by a negative number would make the "
                      "least likely token the most likely); using 0.")
         t = 0.0
-    if t > MAX_TEMPERATURE:
-        notes.append(f"Temperature is capped at {MAX_TEMPERATURE:g}; beyond that every token is nearly equally likely.")
-        t = MAX_TEMPERATURE
-    k = int(_number(top_k, 0))
-    if k <= 0:
-        if top_k is not None:  # a blank box is simply "off"; a 0 or a negative number gets an explanation
-            notes.append("top-k 0 would keep no token at all, so 0 (or less) means off: no top-k limit, as in "
-                         "Hugging Face.")
-        k = None
-    p = _number(top_p, 1.0)
-    if p >= 1.0:
-        p = None  # keeping 100% of the probability keeps every token
-    elif p <= 0.0:
-        notes.append("top-p 0 would keep no token, but the most likely token always survives, so top-p 0 keeps "
-                     "just that one: sampling becomes greedy.")
-        p = TINY_TOP_P
+    else:
+        t, n = number(temperature, "Temperature", 0.0, MAX_TEMPERATURE, META_TEMPERATURE)
+        notes.append(n)
+    k = None
+    if top_k is not None:
+        k, n = whole(top_k, "top-k", 0, vocab_size, 0)
+        notes.append(n)
+        k = k or None  # 0 keeps no token at all, so it means off
+    p = None
+    if top_p is not None:
+        p, n = number(top_p, "top-p", 0.0, 1.0, META_TOP_P)
+        notes.append(n)
+        if p >= 1.0:
+            p = None  # keeping 100% of the probability keeps every token
+        elif p <= 0.0:
+            notes.append("top-p 0 would keep no token, but the most likely token always survives, so top-p 0 "
+                         "keeps just that one: sampling becomes greedy.")
+            p = TINY_TOP_P
     if t == 0.0:
         notes.insert(0, "Temperature 0 means greedy: the single most likely token is always picked (argmax), so "
                         "top-k, top-p and the seed change nothing.")
-    return Settings(t, k, p, tuple(notes))
+    return Settings(t, k, p, tuple(n for n in notes if n))
 
 
-def read_seed(seed) -> int:
-    """A seed from a number box: blank means 0, fractions are dropped, anything fits torch's 64-bit seed."""
-    return int(_number(seed, 0)) % (2 ** 63)
+def read_seed(seed) -> tuple[int, str]:
+    """A seed from a number box or the API: a whole number in 0 .. MAX_SEED, with a notice when changed.
+
+        >>> read_seed(-1)
+        (0, 'Seed -1 is out of range (0 to 4294967295): using 0.')
+    """
+    return whole(seed, "Seed", 0, MAX_SEED, 0)
+
+
+def read_new_tokens(n) -> tuple[int, str]:
+    """Max new tokens, 1 .. MAX_NEW_TOKENS, with a notice when changed."""
+    return whole(n, "Max new tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS)
+
+
+def read_prediction(value, choices: list[str]) -> str | None:
+    """A learner's prediction: None when none is picked; a value that is not a choice raises LessonError."""
+    if value is None or value == "":
+        return None
+    return choice(value, "Your prediction", choices)[0]
 
 
 # ----------------------------------------------------------------------------- the next-token distribution
@@ -271,7 +294,7 @@ def stop_reason(cm: CourseModel, n_prompt: int, new_ids: list[int], max_new_toke
     if new_ids and eos is not None and new_ids[-1] == eos:
         return "stopped at the end-of-text token (EOS)"
     if len(new_ids) >= max_new_tokens:
-        return f"stopped after {max_new_tokens} new tokens (the max-new-tokens slider)"
+        return f"stopped after {max_new_tokens} new tokens (the max-new-tokens limit)"
     return (f"stopped because the context is full ({n_prompt} prompt + {len(new_ids)} new = "
             f"{cm.config.max_seq_len} tokens, the model's limit)")
 
@@ -299,27 +322,26 @@ class SideBySide:
     sampled_reason: str = ""
 
 
-def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s: Settings,
-                        seed: int) -> Iterator[SideBySide]:
-    """Greedy (T = 0) and sampled (the settings, this seed) continuations, one token of each per step.
+def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s: Settings, seed: int,
+                        interval: float = STREAM_INTERVAL_S) -> Iterator[SideBySide]:
+    """Greedy (T = 0) and sampled (the settings, this seed) continuations, generated together: one batched
+    forward pass of two rows per step (`llama.generate.stream_generate_rows`, which owns its KV cache: the
+    shared model is only read).
 
-    Each stream is `llama.generate.stream_generate`, which owns its KV cache: the shared model is only read.
-    The last item has done=True and the same ids `generate` returns for the same arguments.
+    Yields the texts so far after the first token, then at most once every `interval` seconds (0: after every
+    step), so a stream costs the server a few messages a second rather than one per token. The last item has
+    done=True and, up to float rounding at near-ties, the ids `generate` returns for the same arguments.
     """
-    max_new_tokens = max(0, int(max_new_tokens))
-    streams = [stream_generate(cm.model, ids, max_new_tokens, 0.0),
-               stream_generate(cm.model, ids, max_new_tokens, s.temperature, s.top_k, s.top_p, seed=seed)]
     out: list[list[int]] = [[], []]
-    live = [True, True]
-    while any(live):
-        for j, st in enumerate(streams):
-            if live[j]:
-                tok = next(st, None)
-                if tok is None:
-                    live[j] = False
-                else:
-                    out[j].append(tok)
-        if any(live):
+    last = None  # when the page was last updated
+    rows = [Settings(0.0).sampler(), s.sampler(seed)]
+    for toks in stream_generate_rows(cm.model, ids, max(0, int(max_new_tokens)), rows):
+        for j, tok in enumerate(toks):
+            if tok is not None:
+                out[j].append(tok)
+        now = time.perf_counter()
+        if last is None or now - last >= interval:
+            last = now
             yield SideBySide(out[0][:], out[1][:], continuation_text(cm, out[0]), continuation_text(cm, out[1]))
     reasons = [stop_reason(cm, len(ids), o, max_new_tokens) for o in out]
     yield SideBySide(out[0], out[1], continuation_text(cm, out[0]), continuation_text(cm, out[1]), True, *reasons)
@@ -343,7 +365,7 @@ def generation_status(step: SideBySide, s: Settings, seed: int, max_new_tokens: 
 
 SEED_QUESTION = "At temperature 0.1 (top-k and top-p off), will two different seeds give different continuations?"
 SEED_CHOICES = ["Yes: different seeds give different texts",
-                "No: both give the same text (the greedy one)",
+                "No: both give the same text",
                 "Only the first token differs, then they agree again"]
 NUCLEUS_QUESTION = ("With top-p 0.9 (top-k off), how does the number of tokens that survive change when the "
                     "temperature rises from 0.5 to 1.5?")
@@ -355,6 +377,7 @@ REVEAL_TOKENS = 40
 class SeedReveal:
     temperature: float
     seeds: tuple[int, int]
+    ids: tuple[list[int], list[int]]  # the two seeds' new tokens
     texts: tuple[str, str]
     greedy_text: str
     n_tokens: int
@@ -362,39 +385,44 @@ class SeedReveal:
 
     @property
     def answer(self) -> str:
+        a, b = self.ids
         if self.first_difference is None:
             return SEED_CHOICES[1]
+        if self.first_difference == 0 and a[1:] == b[1:]:
+            return SEED_CHOICES[2]
         return SEED_CHOICES[0]
 
 
 def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seeds: tuple[int, int] = (1, 2),
                  n_tokens: int = REVEAL_TOKENS) -> Iterator[SeedReveal | str]:
-    """Run both seeds and greedy on the prompt; yields progress strings, then the SeedReveal."""
-    runs = []
-    for seed in seeds:
-        yield f"Sampling {n_tokens} tokens at T = {temperature} with seed {seed}…"
-        runs.append(list(stream_generate(cm.model, ids, n_tokens, temperature, seed=seed)))
-    yield "Generating the greedy continuation…"
-    greedy = list(stream_generate(cm.model, ids, n_tokens, 0.0))
-    a, b = runs
+    """Both seeds and greedy on the prompt, as three rows of one batched generation; yields a progress string,
+    then the SeedReveal."""
+    yield f"Sampling {n_tokens} tokens at T = {temperature:g} with seeds {seeds[0]} and {seeds[1]}, and greedy…"
+    rows = [Settings(temperature).sampler(seeds[0]), Settings(temperature).sampler(seeds[1]), Settings(0.0).sampler()]
+    out: list[list[int]] = [[], [], []]
+    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows):
+        for j, tok in enumerate(toks):
+            if tok is not None:
+                out[j].append(tok)
+    a, b, greedy = out
     diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     if diff is None and len(a) != len(b):
         diff = min(len(a), len(b))
-    yield SeedReveal(temperature, seeds, (continuation_text(cm, a), continuation_text(cm, b)),
+    yield SeedReveal(temperature, seeds, (a, b), (continuation_text(cm, a), continuation_text(cm, b)),
                      continuation_text(cm, greedy), n_tokens, diff)
 
 
 def seed_reveal_markdown(r: SeedReveal, choice: str | None) -> str:
-    verdict = _verdict(choice, r.answer)
+    verdict = verdict_line(choice, r.answer)
     why = (f"Dividing the logits by T = {r.temperature:g} multiplies every gap between them by "
            f"{1 / r.temperature:g}, so the top token takes nearly all the probability")
     if r.first_difference is None:
-        same = " (and so did greedy)" if r.texts[0] == r.greedy_text else ""
-        what = f"The two seeds gave **the same {r.n_tokens} tokens**{same}. {why}, and the seed hardly matters."
+        same = " (the greedy text too)" if r.texts[0] == r.greedy_text else " (not the greedy text, though)"
+        what = f"The two seeds gave **the same tokens**{same}. {why}, and the seed hardly matters."
     else:
         what = (f"The two seeds **first differ at new token {r.first_difference + 1}**. {why}, except where the top "
-                f"two tokens are nearly tied: there the runner-up keeps a real chance, and one different draw changes "
-                f"everything after it.")
+                f"two tokens are nearly tied: there the runner-up keeps a real chance, and one different draw can "
+                f"change everything after it.")
     return (f"{verdict}\n\n{what}\n\n| | continuation |\n|---|---|\n"
             f"| seed {r.seeds[0]} | {_cell(r.texts[0])} |\n| seed {r.seeds[1]} | {_cell(r.texts[1])} |\n"
             f"| greedy | {_cell(r.greedy_text)} |")
@@ -421,17 +449,25 @@ def reveal_nucleus(cm: CourseModel, ids: list[int], top_p: float = 0.9,
 
 def nucleus_reveal_markdown(r: NucleusReveal, choice: str | None) -> str:
     rows = "\n".join(f"| {t:g} | {k} |" for t, k in zip(r.temperatures, r.kept))
-    return (f"{_verdict(choice, r.answer)}\n\n| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n{rows}\n\n"
-            "A higher temperature flattens the distribution, so the most likely tokens hold less probability each "
-            "and top-p needs more of them to reach its share. Top-p adapts to how sure the model is; top-k does not.")
+    if r.answer == NUCLEUS_CHOICES[0]:
+        why = ("A higher temperature flattens the distribution, so the most likely tokens hold less probability each "
+               "and top-p needs more of them to reach its share. Top-p adapts to how sure the model is; top-k does "
+               "not.")
+    else:
+        why = (f"On this prompt the count went from {r.kept[0]} to {r.kept[-1]}, not up: a higher temperature still "
+               "flattens the distribution, but here so few tokens share the probability that the count barely "
+               "moves. Try a prompt that stops mid-sentence.")
+    return (f"{verdict_line(choice, r.answer)}\n\n| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n"
+            f"{rows}\n\n{why}")
 
 
-def _verdict(choice: str | None, answer: str) -> str:
+def verdict_line(choice: str | None, answer: str) -> str:
+    """The first line of a reveal: right, wrong, or no prediction picked (the measurement is shown in every case)."""
     if not choice:
-        return f"The model says: **{answer}** (pick an answer first next time, to test your intuition)."
+        return f"No prediction was picked. The model says: **{answer}**."
     if choice == answer:
-        return f"**Right.** The model says: {answer}."
-    return f"**Not this time.** You said “{choice}”; the model says: **{answer}**."
+        return f"✅ **Right.** The model says: {answer}."
+    return f"❌ **Not this time.** You said “{choice}”; the model says: **{answer}**."
 
 
 def _cell(text: str) -> str:
