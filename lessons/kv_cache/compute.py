@@ -361,7 +361,7 @@ def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progr
       (`logits_to_keep=1`), so the only difference is the keys and values of earlier positions (read from the
       cache, or recomputed by a full pass over all tokens so far);
     - interleaved: at every step the cached and the uncached step run one after the other, `repeats` times
-      (re-writing the same cache positions leaves the cache as it was), so a busy moment of the machine hits
+      (the cache is rewound and the same positions re-written), so a busy moment of the machine hits
       both alike;
     - the median of the repeats counts, so one slow run (another process took the CPU) does not.
 
@@ -383,7 +383,9 @@ def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progr
         input_pos = torch.arange(pos, T, device=device)  # the prompt at step 0, then the newest position
         out = {}
 
-        def cached():
+        def cached():  # rewind first: re-writing the same positions makes every repeat the same step
+            for c in cache:
+                c.rewind(pos)
             out["cached"] = model(ids[:, pos:], input_pos, cache=cache, logits_to_keep=1).logits[0, -1]
 
         def uncached():
