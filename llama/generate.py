@@ -93,45 +93,16 @@ def _eos_ids(model: Llama, eos_id) -> tuple[int, ...]:
     return tuple(int(i) for i in eos_id) if isinstance(eos_id, (list, tuple, set)) else (int(eos_id),)
 
 
-@torch.inference_mode()
 def stream_generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
                     top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
                     seed: int | None = None, eos_id: int | Sequence[int] | None | str = "config") -> Iterator[int]:
     """Yield new token ids one at a time. Stops after max_new_tokens, after yielding an EOS id, or when
     the context is full. eos_id="config" stops at any of the model's eos ids (Llama 3 has several);
-    an int or a list gives them explicitly; None never stops early.
-
-    The KV cache is allocated for this request only: prompt + max_new_tokens positions, capped at
-    the context (a model with a million positions does not allocate a million-position cache)."""
-    _check_args(model, prompt_ids, max_new_tokens, temperature, top_k, top_p)
-    eos = _eos_ids(model, eos_id)
-    device = model.embed_tokens.weight.device
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(int(seed))
-    ctx = model.config.max_seq_len
-    n_total = min(len(prompt_ids) + max_new_tokens, ctx)  # positions this request can ever fill
-    ids = torch.zeros(1, n_total, dtype=torch.long, device=device)  # (1, n_total) prompt, then each new token
-    ids[0, :len(prompt_ids)] = torch.tensor(list(prompt_ids), dtype=torch.long)
-    positions = torch.arange(n_total, device=device)  # (n_total,) sliced per step, not rebuilt
-    cache = model.new_cache(1, n_total) if use_cache else None
-    T, pos = len(prompt_ids), 0  # tokens so far; first position not yet seen by the cache
-    for _ in range(max_new_tokens):
-        if T >= ctx:
-            return  # the context is full
-        if use_cache:
-            # the prompt on the first step (the prefill), then only the newest token
-            logits = model(ids[:, pos:T], positions[pos:T], cache=cache).logits
-            pos = T
-        else:
-            logits = model(ids[:, :T]).logits  # (1, T, V): recompute every position every step
-        tok = sample_next(logits[0, -1], temperature, top_k, top_p, generator)
-        yield tok
-        if tok in eos:
-            return
-        if T < n_total:
-            ids[0, T] = tok
-        T += 1
+    an int or a list gives them explicitly; None never stops early. The one-row case of
+    `stream_generate_rows` (the one generation loop)."""
+    row = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+    for toks in stream_generate_rows(model, prompt_ids, max_new_tokens, [row], eos_id=eos_id, use_cache=use_cache):
+        yield toks[0]
 
 
 def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
@@ -149,15 +120,20 @@ def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, tempe
 
 @torch.inference_mode()
 def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, rows: Sequence[dict],
-                         eos_id: int | None | str = "config") -> Iterator[list[int | None]]:
-    """Several continuations of one prompt in one batched forward pass per step: the loop of `stream_generate`
-    with a batch of len(rows), one KV cache row each. Each row is a dict of stream_generate's sampling
-    arguments (temperature, top_k, top_p, seed; missing keys mean greedy, no filter, no seed).
+                         eos_id: int | Sequence[int] | None | str = "config",
+                         use_cache: bool = True) -> Iterator[list[int | None]]:
+    """The generation loop: several continuations of one prompt, one batched forward pass per step (a batch of
+    len(rows), one KV cache row each). Each row is a dict of sampling arguments (temperature, top_k, top_p,
+    seed; missing keys mean greedy, no filter, no seed). `stream_generate` is the one-row case.
 
     Yields one list per step: the new token of each row, or None for a row that has already stopped (it
-    yielded EOS). Stops after max_new_tokens, when every row has stopped, or when the context is full.
-    Row r gives the tokens `stream_generate` gives with the same arguments, up to float rounding (a batched
+    yielded an EOS id). Stops after max_new_tokens, when every row has stopped, or when the context is full.
+    Row r gives the tokens a single-row run gives with the same arguments, up to float rounding (a batched
     matrix product may round differently from a single row, which matters only at near-ties).
+
+    The KV cache is allocated for this request only: prompt + max_new_tokens positions, capped at the context
+    (a model with a million positions does not allocate a million-position cache). use_cache=False recomputes
+    every position at every step (the KV-cache lesson's comparison).
 
         >>> steps = list(stream_generate_rows(model, [bos], 3, [{}, {"temperature": 1.0, "seed": 0}]))
         >>> len(steps), len(steps[0])
@@ -165,30 +141,37 @@ def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens
     """
     for r in rows:
         _check_args(model, prompt_ids, max_new_tokens, r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"))
-    eos = model.config.eos_token_id if eos_id == "config" else eos_id
+    eos = _eos_ids(model, eos_id)
     device = model.embed_tokens.weight.device
     gens = [None if r.get("seed") is None else torch.Generator(device=device).manual_seed(int(r["seed"]))
             for r in rows]
     B, P, ctx = len(rows), len(prompt_ids), model.config.max_seq_len
-    cache = model.new_cache(B)
-    new = torch.tensor([list(prompt_ids)] * B, dtype=torch.long, device=device)  # (B, P): the prefill
+    n_total = min(P + max_new_tokens, ctx)  # positions this request can ever fill
+    ids = torch.zeros(B, n_total, dtype=torch.long, device=device)  # (B, n_total) prompt, then each new token
+    ids[:, :P] = torch.tensor(list(prompt_ids), dtype=torch.long)
+    positions = torch.arange(n_total, device=device)  # (n_total,) sliced per step, not rebuilt
+    cache = model.new_cache(B, n_total) if use_cache else None
     live = [True] * B
+    pos = 0  # first position not yet in the cache
     for step in range(max_new_tokens):
         T = P + step  # tokens in the context before this step's prediction
         if T >= ctx:
             return  # the context is full
-        input_pos = torch.arange(T - new.shape[1], T, device=device)  # the prompt at first, then the newest position
-        logits = model(new, input_pos, cache=cache, logits_to_keep=1).logits[:, -1]  # (B, V)
+        if use_cache:  # the prompt on the first step (the prefill), then only the newest token
+            logits = model(ids[:, pos:T], positions[pos:T], cache=cache, logits_to_keep=1).logits[:, -1]  # (B, V)
+            pos = T
+        else:  # recompute every position every step
+            logits = model(ids[:, :T], logits_to_keep=1).logits[:, -1]  # (B, V)
         toks: list[int | None] = []
         for b, r in enumerate(rows):
             if not live[b]:
                 toks.append(None)
                 continue
             tok = sample_next(logits[b], r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"), gens[b])
-            live[b] = eos is None or tok != eos
+            live[b] = tok not in eos
             toks.append(tok)
         yield toks
         if not any(live):
             return
-        feed = [eos if t is None else t for t in toks]  # a stopped row is fed EOS again; its output is unused
-        new = torch.tensor(feed, dtype=torch.long, device=device)[:, None]  # (B, 1): only the newest token
+        if T < n_total:  # a stopped row is fed its last token again; its output is never read
+            ids[:, T] = torch.tensor([ids[b, T - 1] if t is None else t for b, t in enumerate(toks)], device=device)

@@ -542,9 +542,10 @@ def speed_answer(ratio: float) -> int:
 
 def reveal_speed(cm: CourseModel, choice) -> str:
     r = one_step_ratio(cm)
-    return (grade(choice, SPEED_CHOICES, speed_answer(r["ratio"])) + f"\n\nAt {r['length']} tokens on {cm.device}: "
+    shown = round(r["ratio"], 1)  # graded on the figure the learner reads
+    return (grade(choice, SPEED_CHOICES, speed_answer(shown)) + f"\n\nAt {r['length']} tokens on {cm.device}: "
             f"**{r['uncached_ms']:.2f} ms** without the cache, **{r['cached_ms']:.2f} ms** with it "
             f"(median of {r['repeats']} runs each, taking turns; both compute the output layer for the newest position "
-            f"only): **{r['ratio']:.1f}x**. The gap grows with the context: the uncached step's work "
+            f"only): **{shown:.1f}x**. The gap grows with the context: the uncached step's work "
             "is proportional to the number of tokens; the cached step runs the projections and feed-forward for one "
             "token, and only its attention reads all the cached keys and values.")
