@@ -1,0 +1,141 @@
+"""Shared page pieces: the lesson header with previous/next links, lesson text sections, error notes."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+
+import gradio as gr
+
+import lessons
+from lessons import LessonInfo
+from lessons.inputs import LessonError
+
+
+# In a multi-line Gradio textbox Enter starts a new line and Shift+Enter submits: say so in every label.
+RUN_HINT = "Shift+Enter or the button runs it"
+
+
+def link(href: str, text: str) -> str:
+    """A same-tab link. (Gradio's Markdown opens every link in a new tab; course navigation should not.)"""
+    return f'<a href="{html.escape(href)}" target="_self">{html.escape(text)}</a>'
+
+
+def nav_links(lesson: LessonInfo) -> str:
+    prev, nxt = lessons.neighbours(lesson.slug)
+    parts = [link("/", "Course map")]
+    if prev:
+        parts.insert(0, link(prev.path, f"← {prev.title}"))
+    if nxt:
+        parts.append(link(nxt.path, f"{nxt.title} →"))
+    return '<nav class="lesson-nav">' + " &nbsp;·&nbsp; ".join(parts) + "</nav>"
+
+
+def lesson_header(lesson: LessonInfo) -> None:
+    gr.HTML(nav_links(lesson))
+    gr.Markdown(f"# {lesson.title}")
+
+
+def lesson_footer(lesson: LessonInfo) -> None:
+    gr.HTML(nav_links(lesson))
+
+
+def sections(lesson: LessonInfo) -> list[str]:
+    """lesson.md split at '<!-- figure -->' markers, so text and live figures can alternate on the page."""
+    return [s.strip() for s in lesson.text().split("<!-- figure -->")]
+
+
+def prose(md: str) -> gr.Markdown:
+    """Lesson text with $...$ and $$...$$ rendered as LaTeX."""
+    return gr.Markdown(md, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                             {"left": "$", "right": "$", "display": False}])
+
+
+def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id: str | None = None):
+    """A predict-then-reveal question: the learner commits to an answer, then the button asks the live model.
+    Returns (radio, button, answer) for the page to wire."""
+    gr.Markdown(f"**Predict:** {question}")
+    guess = gr.Radio(choices, label="Your prediction")
+    btn = gr.Button(button)
+    out = gr.Markdown(elem_id=elem_id)
+    return guess, btn, out
+
+
+def message(text: str = "", elem_id: str | None = None) -> gr.Markdown:
+    """A slot for notices and input errors, shown on the page instead of a traceback."""
+    return gr.Markdown(text, elem_classes=["lesson-message"], elem_id=elem_id)
+
+
+def note(text: str) -> str:
+    return f"⚠️ {text}" if text else ""
+
+
+from gradio.events import Dependency
+
+class Slider(gr.Slider):
+    """gr.Slider that passes the value on unchecked: Gradio's own range check raises a red "Error" toast (and a
+    logged traceback) for a number typed into the slider's box outside its range, and lets NaN through anyway.
+    Every handler clamps and rounds its inputs itself (lessons.inputs.whole / number) and says so on the page."""
+
+    def preprocess(self, payload):
+        return payload
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+MODEL_KEY_STORAGE = "inside-llama-model"
+
+
+def model_key() -> gr.State:
+    """The learner's chosen model on this page ('' = the course model). Every handler takes it as its first input,
+    through `handler`. It is a session State (so API clients see no extra parameter), filled on page load from the
+    choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
+    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE)
+    key = gr.State("")
+    gr.context.Context.root_block.load(lambda k: k if isinstance(k, str) else "", remembered, key,
+                                       api_visibility="private", queue=False)
+    return key
+
+
+def handler(fn, n_outputs: int = 1, msg_at: int = 0):
+    """Wrap an event handler `fn(cm, *inputs)` for Gradio, wired with the page's model key first:
+
+        btn.click(widgets.handler(on_run, 3), [key, text], [msg, fig, table])
+
+    The wrapper resolves the key to the shared read-only model (app.context.resolve) and turns a LessonError
+    (bad learner input, or a model that cannot be loaded) into a notice in output `msg_at`, leaving every other
+    output as it was (gr.skip()). Nothing broader is caught: a bug stays a bug. Works for plain handlers and
+    for generators (streaming); the wrapper's signature is fn's with `cm` replaced by `model_key`, so
+    gr.Progress defaults still work.
+    """
+    from app.context import resolve  # late: context loads the model
+
+    def fail(e: LessonError):
+        if n_outputs == 1:
+            return note(str(e))
+        return tuple(note(str(e)) if i == msg_at else gr.skip() for i in range(n_outputs))
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped(key, *args, **kwargs):
+            try:
+                yield from fn(resolve(key), *args, **kwargs)
+            except LessonError as e:
+                yield fail(e)
+    else:
+        @functools.wraps(fn)
+        def wrapped(key, *args, **kwargs):
+            try:
+                return fn(resolve(key), *args, **kwargs)
+            except LessonError as e:
+                return fail(e)
+
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    wrapped.__signature__ = sig.replace(parameters=[inspect.Parameter(
+        "model_key", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + params[1:])
+    return wrapped
