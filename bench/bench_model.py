@@ -1,13 +1,24 @@
-"""Forward throughput of our Llama against transformers on the same weights, and decode speed with and
-without the KV cache. Prints ratios measured side by side in this one run (not a test).
+"""Forward throughput of our Llama against transformers on the same weights, decode speed with and
+without the KV cache, and the course model's generation speed on one thread: ours now, ours as it was at
+an earlier commit, and transformers' `generate`. Prints ratios measured side by side in this one run
+(not a test).
 
-    python bench/bench_model.py
+    python bench/bench_model.py                    # everything
+    python bench/bench_model.py --generate-only    # only the one-thread generation table
+    python bench/bench_model.py --before 1a5b250   # the commit the "before" column is taken from
 
 Targets (issue 2): our forward at least as fast as transformers (ratio >= 1.0); cached decoding at least
-5x uncached at 512 positions.
+5x uncached at 512 positions. Issue 11: the course model's cached decode on one thread at least 2x the
+"before" column (327 tokens/s when the issue was filed).
 """
 
+import argparse
+import io
+import json
+import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -59,14 +70,85 @@ def decode_table(model):
 
         def cached():
             for c in cache:
-                c.length = n  # rewrite position n each call, as the next decode step would
+                c.rewind(n)  # write position n again each call, as the next decode step would
             model(ids[:, n:], torch.tensor([n]), cache=cache)
 
         t_c, t_u = paired_times(cached, lambda: model(ids))
         print(f"{n:>6} {1 / t_c:>13,.0f} {1 / t_u:>15,.0f} {t_u / t_c:>8.1f}x")
 
 
+# One generation run in a fresh one-thread process: tokens/s over wall time and over CPU time.
+GENERATE = """
+import json, sys, time, torch
+torch.set_num_threads(1)
+which, lib, model_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+prompt = [0, 403, 407, 261, 378]
+if which == "transformers":
+    from transformers import LlamaForCausalLM
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    x = torch.tensor([prompt])
+    run = lambda: model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
+                                 pad_token_id=0)
+else:
+    sys.path.insert(0, lib)
+    from llama import generate, load_pretrained
+    model = load_pretrained(model_dir, device="cpu")
+    model.attn_backend = which.split(":")[1]
+    run = lambda: generate(model, prompt, n, eos_id=None)
+with torch.inference_mode():
+    run()
+    best = None
+    for _ in range(3):
+        w, c = time.perf_counter(), time.process_time()
+        run()
+        w, c = time.perf_counter() - w, time.process_time() - c
+        best = (w, c) if best is None or w < best[0] else best
+print(json.dumps({"wall": n / best[0], "cpu": n / best[1]}))
+"""
+
+
+def export_llama(commit: str, into: Path) -> Path:
+    """The llama/ package as it was at `commit`, unpacked into `into`."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "llama"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(into, filter="data")
+    return into
+
+
+def generate_table(before: str, n: int = 200, rounds: int = 3):
+    """The course model, greedy, cached, 200 new tokens, one thread; each variant in its own process,
+    alternating, best of 3 inside each process, median over rounds."""
+    model_dir = str(ROOT / "assets" / "model")
+    with tempfile.TemporaryDirectory() as tmp:
+        old = str(export_llama(before, Path(tmp)))
+        variants = [(f"ours {before} (manual)", "ours:manual", old), (f"ours {before} (sdpa)", "ours:sdpa", old),
+                    ("ours now (manual)", "ours:manual", str(ROOT)), ("ours now (sdpa)", "ours:sdpa", str(ROOT)),
+                    ("transformers generate", "transformers", "")]
+        results = {name: [] for name, _, _ in variants}
+        for _ in range(rounds):
+            for name, which, lib in variants:
+                out = subprocess.run([sys.executable, "-c", GENERATE, which, lib, model_dir, str(n)],
+                                     capture_output=True, text=True, cwd=ROOT)
+                if out.returncode:
+                    raise SystemExit(out.stderr[-2000:])
+                results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = statistics.median(r["wall"] for r in results[f"ours {before} (sdpa)"])
+    base_cpu = statistics.median(r["cpu"] for r in results[f"ours {before} (sdpa)"])
+    print(f"\ncourse model, greedy cached generation of {n} tokens on one thread")
+    print(f"{'':>24} {'tok/s (wall)':>13} {'tok/s (CPU)':>12} {'vs before sdpa (wall / CPU)':>28}")
+    for name, rs in results.items():
+        w, c = statistics.median(r["wall"] for r in rs), statistics.median(r["cpu"] for r in rs)
+        print(f"{name:>24} {w:>13,.0f} {c:>12,.0f} {w / base:>18.2f} / {c / base_cpu:.2f}")
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", default="1a5b250", help="git commit of the 'before' generation column")
+    ap.add_argument("--generate-only", action="store_true")
+    args = ap.parse_args()
+    generate_table(args.before)
+    if args.generate_only:
+        return
     torch.manual_seed(0)
     ours = load_pretrained(STORIES, device="cpu")
     ours.attn_backend = "sdpa"  # the speed knob is chosen here, at the entry point

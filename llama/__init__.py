@@ -7,8 +7,10 @@
 
 Folders map to the architecture: config.py (one typed config), model.py (norms,
 RoPE, KV cache, attention, feed-forward, block, model, leaf to root),
-generate.py (sampling), checkpoint.py (Hugging Face layout), tokenizer/
-(from-scratch byte-level BPE), train.py (the course model's training script).
+generate.py (sampling), checkpoint.py (Hugging Face layout: Llama 1/2/3.x configs with
+RoPE scaling, explicit head_dim, biases, EOS lists), tokenizer/ (from-scratch byte-level BPE, and
+`load_tokenizer` for real checkpoints' tokenizers behind the same interface), train.py (the course
+model's training script).
 """
 
 from .checkpoint import CheckpointError, load_pretrained, save_pretrained

@@ -208,10 +208,10 @@ class KVCache:
             raise ValueError(f"{self.name}: room for {self.capacity} positions, asked to write up to position {end - 1}")
         if B != self.k.shape[0]:
             raise ValueError(f"{self.name}: made for batch size {self.k.shape[0]}, called with {B}")
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
+        self.k.narrow(2, start, T).copy_(k)  # k[:, :, start:end] = k
+        self.v.narrow(2, start, T).copy_(v)
         self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
+        return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end)  # (B, nkv, S, hs) views, no copy
 
     def rewind(self, n: int) -> None:
         """Forget every position from n on (the next call starts at position n)."""
@@ -379,6 +379,12 @@ class Block(nn.Module):
         return out
 
 
+def _embedding(n: int, dim: int, skeleton: bool) -> nn.Embedding:
+    """nn.Embedding(n, dim); on the meta device without its random fill (torch's meta normal_ would
+    import the compiler stack, seconds of a model load)."""
+    return nn.Embedding(n, dim, _weight=torch.empty(n, dim)) if skeleton else nn.Embedding(n, dim)
+
+
 class Llama(nn.Module):
     """The whole model: embeddings -> n_layers blocks -> final norm -> lm_head.
 
@@ -390,9 +396,10 @@ class Llama(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.config = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        skeleton = torch.get_default_device().type == "meta"  # a loader's `with torch.device("meta")`
+        self.embed_tokens = _embedding(cfg.vocab_size, cfg.dim, skeleton)
         if cfg.position == "learned":
-            self.embed_positions = nn.Embedding(cfg.max_seq_len, cfg.dim)
+            self.embed_positions = _embedding(cfg.max_seq_len, cfg.dim, skeleton)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
@@ -401,9 +408,11 @@ class Llama(nn.Module):
         # "manual" is the readable softmax path (and the only one that can record attention);
         # "sdpa" is PyTorch's fused kernel. Chosen by whoever loads the model, never inside it.
         self.attn_backend = "manual"
-        self.init_tables()
-        if self.embed_tokens.weight.device.type != "meta":  # a loader builds on "meta" and assigns the file's weights
+        if not skeleton:
+            self.init_tables()
             self.init_weights()
+        # else: a loader is building the skeleton on the "meta" device (shapes, no memory); it assigns the
+        # file's weights and then calls init_tables() on the real device (`checkpoint.load_pretrained`).
 
     def init_tables(self) -> None:
         """Tables derived from the config, not learned: not saved in checkpoints (persistent=False)."""

@@ -187,3 +187,23 @@ def test_generation_allocates_the_cache_for_the_request_not_the_context(tmp_path
     (cache,) = made
     c = model.config
     assert sum(layer.nbytes for layer in cache) == 2 * c.n_layers * c.n_kv_heads * c.head_dim * (3 + 5) * 4
+
+
+def test_our_checkpoint_with_every_new_field_loads_in_transformers(tmp_path):
+    from llama import Llama, LlamaConfig, save_pretrained
+
+    torch.manual_seed(3)
+    cfg = LlamaConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=24, vocab_size=200, hidden_dim=96,
+                      max_seq_len=128, rope_theta=500000.0, rope_scaling=LLAMA3_ROPE, attention_bias=True,
+                      mlp_bias=True, tie_embeddings=True, eos_token_id=[198, 199])
+    ours = Llama(cfg).eval()
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    save_pretrained(ours, tmp_path)
+    ref = reload_hf(tmp_path)
+    assert ref.config.eos_token_id == [198, 199] and ref.config.head_dim == 24
+    assert_same_logits(ours, ref, 200)
+    again = load_pretrained(tmp_path, device="cpu")
+    assert again.config.to_dict() == cfg.to_dict()

@@ -166,6 +166,8 @@ def test_many_threads_encoding_with_one_tokenizer_get_the_serial_ids():
     assert all(got[k, i] == want[i] for k in range(8) for i in range(len(texts)))
     tok.encode("x")[:0] = [1]  # a caller changing its result cannot change the cache
     assert tok.encode(texts[0]) == want[0]
+    copy = __import__("copy").deepcopy(tok)  # a gr.State deep-copies its value: the lock must not stop it
+    assert copy.encode(texts[0]) == want[0] and copy._cache_lock is not tok._cache_lock
 
 
 # ----------------------------------------------------------------------------- shared model

@@ -169,15 +169,13 @@ class BPETokenizer:
         self._cache: dict[str, list[int]] = {}
         self._cache_lock = threading.Lock()
 
-    def __getstate__(self):
-        """Copies and pickles (a learner's gr.State holds a tokenizer) carry no lock and start with an empty cache."""
-        state = dict(self.__dict__)
-        state["_cache"], state["_cache_lock"] = {}, None
-        return state
+    def __getstate__(self) -> dict:
+        """For copy/deepcopy/pickle (a gr.State holding a tokenizer is deep-copied): no lock, an empty cache."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_cache_lock")}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._cache_lock = threading.Lock()
+        self._cache, self._cache_lock = {}, threading.Lock()
 
     # ------------------------------------------------------------------------- training
 

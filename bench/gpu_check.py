@@ -1,0 +1,176 @@
+"""The library on a CUDA GPU, in fp32 and bf16: parity with transformers and timings, in one run.
+
+    python bench/gpu_check.py            # on a machine with a GPU; elsewhere it says it skipped (exit 0)
+
+Every check is a function registered with `@check(name)`; it receives the device and dtype and returns
+a short result string, or raises AssertionError when the numbers disagree. Each runs in fp32 and in
+bf16 and is timed. To add a check (for example a lesson's main function on a real model), write one
+more `@check` function below; nothing else changes.
+
+In fp32 the tolerances are the CPU tests' (1e-4, TF32 off); in bf16 the two implementations round
+differently, so logits are compared against transformers' own bf16 run with a bf16-sized tolerance and
+greedy tokens are reported as the number of leading tokens that agree.
+Exit status: 0 when every check passed (or no GPU), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llama import generate, load_pretrained  # noqa: E402
+
+STORIES = ROOT.parent / "shared" / "models" / "stories260K"
+CHECKS: list[tuple[str, callable]] = []
+TOL = {torch.float32: 1e-4, torch.bfloat16: 5e-2}
+
+
+def check(name: str):
+    def register(fn):
+        CHECKS.append((name, fn))
+        return fn
+    return register
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def agree_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def hf_greedy(model, prompt, n, device):
+    out = model.generate(torch.tensor([prompt], device=device), max_new_tokens=n, min_new_tokens=n,
+                         do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def compare(ours, ref, vocab, device, dtype, T=200) -> str:
+    idx = torch.randint(0, vocab, (2, T), device=device)
+    with torch.inference_mode():
+        a, b = ours(idx).logits.float(), ref(idx).logits.float()
+    diff = float((a - b).abs().max())
+    scale = float(b.abs().max())
+    assert diff <= TOL[dtype] * max(1.0, scale if dtype != torch.float32 else 1.0), \
+        f"max |logit difference| {diff:.3g} (logits up to {scale:.3g})"
+    return f"max |dlogit| {diff:.2g}"
+
+
+def tiny_llama32(path: Path):
+    """A random Llama 3.2-shaped checkpoint (tied, theta 500000, llama3 RoPE scaling, GQA 4:1) written by transformers."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+                      num_key_value_heads=2, vocab_size=2000, max_position_embeddings=1024, tie_word_embeddings=True,
+                      rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 128},
+                      eos_token_id=[1998, 1999], initializer_range=0.2)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
+def load_both(path, device, dtype):
+    from transformers import LlamaForCausalLM
+
+    ours = load_pretrained(path, device=device, dtype=dtype)
+    ref = LlamaForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager").to(device).eval()
+    return ours, ref
+
+
+@check("stories260K: logits and greedy tokens vs transformers")
+def stories(device, dtype):
+    ours, ref = load_both(STORIES, device, dtype)
+    res = compare(ours, ref, ours.config.vocab_size, device, dtype)
+    prompt = [1, 403, 407, 261, 378]
+    got, want = generate(ours, prompt, 100, eos_id=None), hf_greedy(ref, prompt, 100, device)
+    n = agree_prefix(got, want)
+    if dtype == torch.float32:
+        assert n == 100, f"greedy tokens differ from step {n}"
+    return f"{res}; greedy: {n}/100 tokens agree"
+
+
+@check("Llama 3.2 shape (llama3 RoPE, tied, GQA 4:1): logits vs transformers")
+def llama32(device, dtype):
+    with tempfile.TemporaryDirectory() as d:
+        ours, ref = load_both(tiny_llama32(Path(d)), device, dtype)
+    res = compare(ours, ref, ours.config.vocab_size, device, dtype, T=400)
+    got, want = generate(ours, [1, 5, 9], 50, eos_id=None), hf_greedy(ref, [1, 5, 9], 50, device)
+    n = agree_prefix(got, want)
+    if dtype == torch.float32:
+        assert n == 50, f"greedy tokens differ from step {n}"
+    return f"{res}; greedy: {n}/50 tokens agree"
+
+
+@check("cached decoding equals uncached, manual and sdpa attention")
+def cached(device, dtype):
+    ours = load_pretrained(STORIES, device=device, dtype=dtype)
+    out = []
+    for backend in ("manual", "sdpa"):
+        ours.attn_backend = backend
+        a = generate(ours, [1, 403, 407], 60, eos_id=None)
+        b = generate(ours, [1, 403, 407], 60, eos_id=None, use_cache=False)
+        n = agree_prefix(a, b)
+        if dtype == torch.float32:
+            assert n == 60, f"{backend}: cached and uncached tokens differ from step {n}"
+        out.append(f"{backend} {n}/60")
+    return "agree: " + ", ".join(out)
+
+
+@check("decode speed (stories260K, sdpa, cached)")
+def speed(device, dtype):
+    ours = load_pretrained(STORIES, device=device, dtype=dtype)
+    ours.attn_backend = "sdpa"
+    generate(ours, [1], 20, eos_id=None)
+    sync(device)
+    t = time.perf_counter()
+    n = len(generate(ours, [1], 400, eos_id=None))
+    sync(device)
+    return f"{n / (time.perf_counter() - t):,.0f} tokens/s"
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu_check: SKIPPED - no CUDA GPU on this machine (torch.cuda.is_available() is False); nothing was run.")
+        return 0
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the 1e-4 comparisons
+    torch.backends.cudnn.allow_tf32 = False
+    print(f"gpu_check on {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    rows, failed = [], 0
+    for dtype in (torch.float32, torch.bfloat16):
+        for name, fn in CHECKS:
+            torch.manual_seed(0)
+            sync(device)
+            t = time.perf_counter()
+            try:
+                result, ok = fn(device, dtype), True
+            except AssertionError as e:
+                result, ok = f"FAILED: {e}", False
+            except Exception:  # noqa: BLE001 (a crash is a failed check; print it and go on to the next)
+                result, ok = "ERROR: " + traceback.format_exc(limit=3).strip().splitlines()[-1], False
+            sync(device)
+            ms = (time.perf_counter() - t) * 1000
+            failed += not ok
+            rows.append({"check": name, "dtype": str(dtype).removeprefix("torch."), "ok": ok, "ms": round(ms),
+                         "result": result})
+            print(f"{'ok  ' if ok else 'FAIL'} {rows[-1]['dtype']:>8} {ms:>8.0f} ms  {name}: {result}", flush=True)
+    print(f"\n{len(rows) - failed} of {len(rows)} checks passed")
+    print(json.dumps(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
