@@ -81,6 +81,14 @@ class Slider(gr.Slider):
         return payload
 
 
+class Radio(gr.Radio):
+    """gr.Radio that passes the value on unchecked: Gradio answers an unknown choice sent through the API with an
+    error event; the handler replaces it itself (lessons.inputs.choice) and says so on the page."""
+
+    def preprocess(self, payload):
+        return payload
+
+
 MODEL_KEY_STORAGE = "inside-llama-model"
 
 

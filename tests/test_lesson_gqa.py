@@ -31,6 +31,25 @@ def test_impossible_kv_heads_snap_to_a_divisor_with_a_notice():
         assert n in C.divisors(8) and notice, bad
 
 
+def test_slider_steps_go_on_to_the_next_possible_count(cm):
+    """Arrow keys move a slider by 1; a step that lands between possible counts goes on in its direction, so
+    every count is reachable from every other (snapping to the nearest would fall back, e.g. 3 -> 4 -> 3)."""
+    nh = cm.config.n_heads
+    for options, clamp in ((C.divisors(nh), lambda v, prev: C.clamp_kv_heads(nh, v, previous=prev)[0]),
+                           (C.conversion_options(cm), lambda v, prev: C.clamp_conversion(cm, v, previous=prev)[0])):
+        shown, seen = cm.config.n_kv_heads, []
+        while shown < nh:  # ArrowRight: one more each time
+            shown = clamp(shown + 1, shown)
+            seen.append(shown)
+        assert seen == [o for o in options if o > cm.config.n_kv_heads]
+        seen = []
+        while shown > 1:  # ArrowLeft all the way down
+            shown = clamp(shown - 1, shown)
+            seen.append(shown)
+        assert seen == sorted((o for o in options if o < nh), reverse=True)
+    assert C.snap([1, 2, 3, 6], 4) == 3 and C.snap([1, 2, 3, 6], 5) == 6  # no previous value: the nearest
+
+
 def test_every_view_clamps_hostile_numbers_with_a_notice(cm):
     c = cm.config
     for bad in HOSTILE:
@@ -59,7 +78,7 @@ def test_sliders_open_and_snap_to_what_their_figures_show(cm):
     nkv = cm.config.n_kv_heads
     assert list(first["results"]) == [nkv]  # the opening figure: the model as trained; the slider opens at nkv
     impossible = next(k for k in range(1, cm.config.n_heads + 1) if k not in C.conversion_options(cm))
-    fig, md, results, n = C.conversion_view(cm, impossible, first["results"])
+    fig, md, results, n = C.conversion_view(cm, impossible, first["results"], previous=nkv)
     assert n in C.conversion_options(cm) and n != impossible and "not a possible conversion" in md
     assert str(n) in list(fig.data[0].x) and f"{results[n]:.3f}" in list(fig.data[0].text)
 

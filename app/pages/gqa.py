@@ -49,6 +49,7 @@ def build(cm: CourseModel, lesson) -> None:
                                 info=f"the model has {c.n_heads} query heads; possible: "
                                      f"{', '.join(map(str, C.divisors(c.n_heads)))} (others snap to the nearest)")
             kv_msg = widgets.message()
+            kv_shown = gr.State(c.n_kv_heads)  # the count the diagram shows: a slider step goes on from it
             gr.Markdown(first["heads"])
         with gr.Column(scale=3):
             diagram = gr.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
@@ -60,7 +61,7 @@ def build(cm: CourseModel, lesson) -> None:
         positions = widgets.Slider(C.MIN_CONTEXT, C.MAX_CONTEXT, DEFAULTS["positions"], step=256,
                                    label="context length (tokens)")
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
-        dtype = gr.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
+        dtype = widgets.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
     memory_plot = gr.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
     memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
@@ -95,6 +96,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- figure 5: converting the checkpoint: mean-pool (GQA paper) and repeat (exact)
     results = gr.State(first["results"])
+    target_shown = gr.State(c.n_kv_heads)  # the count last measured: a slider step goes on from it
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
@@ -111,9 +113,9 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
-    def on_sharing(cm, kv_heads):
-        fig, notice, n = C.sharing_view(cm, kv_heads)
-        return fig, widgets.note(notice), n
+    def on_sharing(cm, kv_heads, shown):
+        fig, notice, n = C.sharing_view(cm, kv_heads, shown)
+        return fig, widgets.note(notice), n, n
 
     def on_memory(cm, kv_heads, context_tokens, batch_size, number_format):
         fig, table, notice, t, b, _ = C.memory_view(cm, kv_heads, context_tokens, batch_size, number_format)
@@ -123,8 +125,9 @@ def build(cm: CourseModel, lesson) -> None:
         fig, md, notice, l = C.maps_view(cm, text, layer_index)
         return fig, md, widgets.note(notice), l
 
-    def on_convert(cm, kv_heads_after, res, progress=gr.Progress()):
-        return C.conversion_view(cm, kv_heads_after, res, lambda f, d: progress(f, desc=d))
+    def on_convert(cm, kv_heads_after, res, shown, progress=gr.Progress()):
+        fig, md, res, n = C.conversion_view(cm, kv_heads_after, res, lambda f, d: progress(f, desc=d), shown)
+        return fig, md, res, n, n
 
     def on_repeat(cm, text):
         return C.repeat_markdown(cm, C.repeat_check(cm, text))
@@ -135,16 +138,19 @@ def build(cm: CourseModel, lesson) -> None:
     def on_reveal_repeat(cm, text, choice):
         return C.reveal_repeat(cm, text, choice)
 
-    kv.release(widgets.handler(on_sharing, 3, msg_at=1), [key, kv], [diagram, kv_msg, kv], api_name="gqa_sharing",
-               trigger_mode="always_last")
-    gr.on([kv.release, positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2),
-          [key, kv, positions, batch, dtype], [memory_plot, memory_table, memory_msg, positions, batch],
-          api_name="gqa_memory", trigger_mode="always_last", show_progress="minimal")
+    memory_inputs = [key, kv, positions, batch, dtype]
+    memory_outputs = [memory_plot, memory_table, memory_msg, positions, batch]
+    kv.release(widgets.handler(on_sharing, 4, msg_at=1), [key, kv, kv_shown], [diagram, kv_msg, kv, kv_shown],
+               api_name="gqa_sharing", trigger_mode="always_last").then(  # the memory figure, at the snapped count
+        widgets.handler(on_memory, 5, msg_at=2), memory_inputs, memory_outputs, api_visibility="private",
+        show_progress="minimal")
+    gr.on([positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2), memory_inputs,
+          memory_outputs, api_name="gqa_memory", trigger_mode="always_last", show_progress="minimal")
     gr.on([show.click, text.submit, layer.release], widgets.handler(on_maps, 4, msg_at=2), [key, text, layer],
           [maps_plot, maps_md, maps_msg, layer], api_name="gqa_attention", trigger_mode="always_last",
           show_progress="minimal")
-    gr.on([convert.click, target.release], widgets.handler(on_convert, 4, msg_at=1), [key, target, results],
-          [convert_plot, convert_md, results, target], api_name="gqa_convert", trigger_mode="always_last")
+    gr.on([convert.click, target.release], widgets.handler(on_convert, 5, msg_at=1), [key, target, results, target_shown],
+          [convert_plot, convert_md, results, target, target_shown], api_name="gqa_convert", trigger_mode="always_last")
     repeat.click(widgets.handler(on_repeat), [key, text], repeat_md, api_name="gqa_repeat")
     pool_btn.click(widgets.handler(on_reveal_pool), [key, pool_choice], pool_out, api_name="gqa_reveal_pooling")
     repeat_btn.click(widgets.handler(on_reveal_repeat), [key, text, repeat_choice], repeat_out,

@@ -78,15 +78,30 @@ def nearest_divisor(n: int, value: float) -> int:
     return min(divisors(n), key=lambda d: (abs(d - value), -d))
 
 
-def clamp_kv_heads(n_heads: int, n_kv, default: int | None = None) -> tuple[int, str]:
-    """A valid number of K/V heads for n_heads query heads (the divisor nearest the request), and a notice when
-    the request was moved. NaN, text, 1e20, -1 or 4.5 are clamped and rounded first (lessons.inputs.whole).
+def snap(options: list[int], want: int, previous: int | None = None) -> int:
+    """The option a slider at `want` stands for. Moving from `previous` it goes on to the next option in the
+    direction of the move (so arrow keys step through 1, 2, 3, 6 instead of falling back); without a
+    previous value, the nearest option (ties to the larger).
+
+        >>> snap([1, 2, 3, 6], 4), snap([1, 2, 3, 6], 4, previous=3), snap([1, 2, 3, 6], 5, previous=6)
+        (3, 6, 3)
+    """
+    if previous is not None and want != previous:
+        ahead = [o for o in options if (o >= want if want > previous else o <= want)]
+        if ahead:
+            return min(ahead, key=lambda o: abs(o - want))
+    return min(options, key=lambda o: (abs(o - want), -o))
+
+
+def clamp_kv_heads(n_heads: int, n_kv, default: int | None = None, previous: int | None = None) -> tuple[int, str]:
+    """A valid number of K/V heads for n_heads query heads (a divisor: see `snap`), and a notice when the
+    request was moved. NaN, text, 1e20, -1 or 4.5 are clamped and rounded first (lessons.inputs.whole).
 
         >>> clamp_kv_heads(6, 4)
         (3, '4 K/V heads cannot be shared evenly by 6 query heads (possible: 1, 2, 3, 6); showing 3.')
     """
     want, notice = inputs.whole(n_kv, "K/V heads", 1, n_heads, default=default or n_heads)
-    got = nearest_divisor(n_heads, want)
+    got = snap(divisors(n_heads), want, previous)
     if got != want:
         notice = inputs.join(notice, f"{want} K/V heads cannot be shared evenly by {n_heads} query heads "
                                      f"(possible: {', '.join(map(str, divisors(n_heads)))}); showing {got}.")
@@ -236,10 +251,15 @@ def memory_view(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[go.Figu
     return fig, table, notice, positions, batch, dtype
 
 
-def sharing_view(cm: CourseModel, n_kv) -> tuple[go.Figure, str, int]:
-    """(diagram, notice, K/V heads drawn): the slider is set to the count the diagram shows."""
-    n, notice = clamp_kv_heads(cm.config.n_heads, n_kv, cm.config.n_kv_heads)
+def sharing_view(cm: CourseModel, n_kv, previous: int | None = None) -> tuple[go.Figure, str, int]:
+    """(diagram, notice, K/V heads drawn): the slider is set to the count the diagram shows; `previous` is the
+    count shown before, so a step of the slider goes on to the next divisor in its direction."""
+    n, notice = clamp_kv_heads(cm.config.n_heads, n_kv, cm.config.n_kv_heads, _whole_or_none(previous))
     return sharing_figure(cm.config.n_heads, n), notice, n
+
+
+def _whole_or_none(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def heads_readout(cm: CourseModel) -> str:
@@ -477,13 +497,13 @@ def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int
     return out
 
 
-def clamp_conversion(cm: CourseModel, n_kv) -> tuple[int, str]:
-    """The nearest possible conversion target, and a notice when the request was moved (NaN, text, 1e20, -1,
-    4.5 are clamped and rounded first)."""
+def clamp_conversion(cm: CourseModel, n_kv, previous: int | None = None) -> tuple[int, str]:
+    """The possible conversion target the request stands for (see `snap`), and a notice when it was moved
+    (NaN, text, 1e20, -1, 4.5 are clamped and rounded first)."""
     options = conversion_options(cm)
     want, notice = inputs.whole(n_kv, "K/V heads after conversion", 1, cm.config.n_heads,
                                 default=cm.config.n_kv_heads)
-    got = min(options, key=lambda k: (abs(k - want), -k))
+    got = snap(options, want, _whole_or_none(previous))
     if got != want:
         notice = inputs.join(notice, f"{want} K/V heads is not a possible conversion "
                                      f"({', '.join(map(str, options))}); measured {got}.")
@@ -499,11 +519,11 @@ def conversion_markdown(cm: CourseModel, r: dict) -> str:
             f"{r['kv_params']:,} weights in all.")
 
 
-def conversion_view(cm: CourseModel, n_kv, results: dict | None, progress: Progress | None = None
-                    ) -> tuple[go.Figure, str, dict, int]:
+def conversion_view(cm: CourseModel, n_kv, results: dict | None, progress: Progress | None = None,
+                    previous: int | None = None) -> tuple[go.Figure, str, dict, int]:
     """(figure, readout, results, K/V heads measured): the request snaps to a possible count (the slider is
-    set to it); results gathers this learner's measurements."""
-    n, notice = clamp_conversion(cm, n_kv)
+    set to it; `previous` is the count measured before); results gathers this learner's measurements."""
+    n, notice = clamp_conversion(cm, n_kv, previous)
     r = converted_loss(cm, n, progress)
     results = {**(results or {}), n: r["loss"]}
     md = conversion_markdown(cm, r) + (f"\n\n⚠️ {notice}" if notice else "")
