@@ -8,10 +8,12 @@ query heads. Query head h reads K/V head h // n_rep (`llama.model.repeat_kv`).
     >>> head_groups(8, 2)
     [0, 0, 0, 0, 1, 1, 1, 1]
 
-Fewer K/V heads means a smaller KV cache and fewer k_proj/v_proj parameters. The GQA paper turns
-an MHA checkpoint into GQA by mean-pooling the K/V heads of each group; here we do the same to the
-course model (already GQA) and measure what it costs, and do the exact reverse: repeating K/V
-heads turns GQA into MHA without changing a single output.
+Fewer K/V heads means a smaller KV cache and fewer k_proj/v_proj parameters. The GQA paper
+(Ainslie et al. 2023, section 2.1) turns an MHA checkpoint into GQA by mean-pooling the K/V heads of
+each group, then uptrains for 5% of the original steps; here we do the pooling (no uptraining) to the
+loaded model and measure what it costs, and the exact reverse: repeating K/V heads turns GQA into MHA
+without changing a single output. Every input of the page's views is clamped or snapped with a notice
+(lessons.inputs), and each view returns the value its figure shows so the page can set its slider to it.
 
 Notation: nh query heads, nkv K/V heads, hs head size, C width, T tokens, L layers.
 """

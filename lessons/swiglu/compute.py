@@ -218,8 +218,8 @@ def stored_multiple_of(cm: CourseModel) -> int | None:
 def powers_that_fit(cfg: LlamaConfig, top: int = 12) -> list[int]:
     """Every power of two 1, 2, 4, ..., 2**top whose rounding gives the config's hidden size, smallest first.
 
-        >>> powers_that_fit(LlamaConfig.from_name("llama2-7b"))      # 10922 rounded up: 11008 = 43 * 256
-        [256]
+        >>> powers_that_fit(LlamaConfig.from_name("llama2-7b"))   # 10922 rounded up: 11008 = 86 * 128 = 43 * 256
+        [128, 256]
     """
     return [2 ** k for k in range(top + 1)
             if llama_hidden_dim(cfg.dim, 2 ** k, cfg.ffn_dim_multiplier) == cfg.hidden_dim]
