@@ -93,10 +93,17 @@ class Plot(gr.Plot):
         return super().postprocess(value)
 
 
-
 class Dropdown(gr.Dropdown):
     """gr.Dropdown that passes the value on unchecked (Gradio answers a value outside the choices, which an API
     client can send, with a red "Error" toast); the handler checks it (lessons.inputs.choice) and says so."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Radio(gr.Radio):
+    """gr.Radio that passes the value on unchecked: Gradio answers an unknown choice sent through the API with an
+    error event; the handler replaces it itself (lessons.inputs.choice) and says so on the page."""
 
     def preprocess(self, payload):
         return payload

@@ -47,15 +47,14 @@ def main() -> None:
     G.converted_loss(cm, 1)  # warm the loss cache (its cold cost is measured below)
     interactions = [
         # name, compute call, api_name, api args (a callable so that "new text" differs per call)
-        ("K/V slider: gqa_sharing", lambda: G.sharing_figure(c.n_heads, G.clamp_kv_heads(c.n_heads, next(kvs))[0]),
-         "/gqa_sharing", lambda: (next(kvs),)),
-        ("K/V, context, batch: gqa_memory", lambda: G.memory_comparison(cm, next(kvs), 8192, 4, FP16),
+        ("K/V slider: gqa_sharing", lambda: G.sharing_view(cm, next(kvs)), "/gqa_sharing", lambda: (next(kvs),)),
+        ("K/V, context, batch: gqa_memory", lambda: G.memory_view(cm, next(kvs), 8192, 4, FP16),
          "/gqa_memory", lambda: (next(kvs), 8192, 4, FP16)),
-        ("new text: gqa_attention", lambda: G.grouped_attention_figure(cm, fresh(TEXT), 0),
+        ("new text: gqa_attention", lambda: G.maps_view(cm, fresh(TEXT), 0),
          "/gqa_attention", lambda: (fresh(TEXT), 0)),
-        ("layer slider: gqa_attention", lambda: G.grouped_attention_figure(cm, TEXT, c.n_layers - 1),
+        ("layer slider: gqa_attention", lambda: G.maps_view(cm, TEXT, c.n_layers - 1),
          "/gqa_attention", lambda: (TEXT, c.n_layers - 1)),
-        ("convert (cached loss): gqa_convert", lambda: G.conversion_figure(cm, {1: G.converted_loss(cm, 1)["loss"]}),
+        ("convert (cached loss): gqa_convert", lambda: G.conversion_view(cm, 1, None),
          "/gqa_convert", lambda: (1,)),
         ("new text: gqa_repeat", lambda: G.repeat_check(cm, fresh(TEXT)), "/gqa_repeat", lambda: (fresh(TEXT),)),
         ("reveal: gqa_reveal_pooling", lambda: G.reveal_pooling(cm, G.POOL_CHOICES[0]),

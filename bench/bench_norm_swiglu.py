@@ -1,5 +1,5 @@
-"""Latency of the RMSNorm and SwiGLU lessons' interactions: compute alone (the page handlers, which call
-lessons.rmsnorm.compute / lessons.swiglu.compute and build the figures) and the round trip through
+"""Latency of the RMSNorm and SwiGLU lessons' interactions: compute alone (the RMSNorm page handlers, and the
+functions of lessons.swiglu.compute the SwiGLU page's handlers return as they are) and the round trip through
 gradio_client against the real app, p50/p95 over 50 calls each.
 
     INSIDE_LLAMA_MODEL=runs/dev python bench/bench_norm_swiglu.py
@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from app.pages import rmsnorm as RP  # noqa: E402  (the page handlers: compute calls, no Gradio maths)
-from app.pages import swiglu as SP  # noqa: E402
 from bench.latency import report, served_app, time_calls  # noqa: E402
 from lessons.course import load_course_model, validation_excerpt  # noqa: E402
 from lessons.rmsnorm import compute as RC  # noqa: E402
@@ -66,22 +65,22 @@ def cases(cm, texts, shifts, betas, thresholds, sites):
             lambda: RP.reveal_shift(cm, rt, "both"),
             lambda c: c.predict(rt, "both", api_name="/rmsnorm_reveal_shift")),
         "swiglu: beta slider (curves + surface)": (
-            lambda: SP.curves(next(betas)),
+            lambda: SC.curves_view(next(betas)),
             lambda c: c.predict(next(betas), api_name="/swiglu_curves")),
         "swiglu: hidden-size table": (
-            lambda: SP.hidden(cm, 4096, 256),
+            lambda: SC.hidden_overview(cm, 4096, 256),
             lambda c: c.predict(4096, 256, api_name="/swiglu_hidden")),
         "swiglu: new text (gates)": (
-            lambda: SP.gates(cm, next(texts), 0.05),
+            lambda: SC.gates_view(cm, next(texts), 0.05),
             lambda c: c.predict(next(texts), 0.05, api_name="/swiglu_gates")),
         "swiglu: threshold slider": (
-            lambda: SP.gates(cm, st, next(thresholds)),
+            lambda: SC.gates_view(cm, st, next(thresholds)),
             lambda c: c.predict(st, next(thresholds), api_name="/swiglu_gates")),
         "swiglu: reveal sparsest layer": (
-            lambda: SP.reveal_sparsest(cm, st, 0.05, "layer 0"),
+            lambda: SC.reveal_sparsest_view(cm, st, 0.05, "layer 0"),
             lambda c: c.predict(st, 0.05, "layer 0", api_name="/swiglu_reveal_sparsest")),
         "swiglu: reveal negative share": (
-            lambda: SP.reveal_negative(cm, st, "over 50%"),
+            lambda: SC.reveal_negative_view(cm, st, "over 50%"),
             lambda c: c.predict(st, "over 50%", api_name="/swiglu_reveal_negative")),
     }
 

@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from conftest import call_raw
 from llama.generate import generate
 from lessons.gqa import compute as G
 from lessons.kv_cache import compute as K
@@ -29,33 +30,78 @@ def title(out) -> str:
 
 def test_gqa_sharing_and_memory_events(client, cm):
     nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
-    fig, notice = client.predict(1, api_name="/gqa_sharing")
-    assert title(fig).startswith("MQA") and notice == ""
+    fig, notice, n = client.predict(1, api_name="/gqa_sharing")
+    assert title(fig).startswith("MQA") and notice == "" and n == 1
     bad = next(k for k in range(1, nh + 1) if nh % k)  # a count that cannot split the heads evenly
-    fig, notice = client.predict(bad, api_name="/gqa_sharing")
-    snapped = G.clamp_kv_heads(nh, bad)[0]
+    fig, notice, n = client.predict(bad, api_name="/gqa_sharing")
+    snapped = G.clamp_kv_heads(nh, bad, previous=1)[0]  # a step up from 1 goes on to the next divisor
+    assert snapped > bad and snapped in G.divisors(nh)
     assert "cannot be shared evenly" in notice and f"share {snapped} K/V head" in title(fig)
-    fig, table, notice = client.predict(nkv, 4096, 1, FP16, api_name="/gqa_memory")
-    assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == ""
-    assert f"{nkv} of {nh} K/V heads" in title(fig)
+    assert n == snapped  # the slider is set to what the diagram shows
+    fig, table, notice, t, b = client.predict(nkv, 4096, 1, FP16, api_name="/gqa_memory")
+    assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == "" and (t, b) == (4096, 1)
+    assert f"{nkv} of {nh} K/V heads" in title(fig) and "cache / weights" in table
+
+
+# Hostile values (JSON text, as a script or a slider's number box can send them): clamped with a notice.
+HOSTILE = ["NaN", "Infinity", "-Infinity", "1e20", "1.8e308", "-1", "4.5", '"abc"', "null"]
+
+
+def test_gqa_hostile_numbers_get_a_notice_not_an_error(app_url, cm):
+    nh, L = cm.config.n_heads, cm.config.n_layers
+    for bad in HOSTILE:
+        fig, notice, n, *_ = call_raw(app_url, "gqa_sharing", f"[{bad}]")
+        assert notice.startswith("⚠️") and n in G.divisors(nh) and f"share {n} K/V head" in title(fig), bad
+        fig, table, notice, t, b = call_raw(app_url, "gqa_memory", f'[{bad}, {bad}, {bad}, {json.dumps(bad)}]')
+        assert notice.startswith("⚠️") and G.MIN_CONTEXT <= t <= G.MAX_CONTEXT and 1 <= b <= G.MAX_BATCH, bad
+        assert f"{t:,} tokens x batch {b}" in table
+        fig, md, msg, layer = call_raw(app_url, "gqa_attention", f'["To be, or not", {bad}]')
+        assert msg.startswith("⚠️") and 0 <= layer < L and f"Layer {layer}" in md, bad
+        out = call_raw(app_url, "gqa_convert", f"[{bad}]")  # plot, readout, (State), slider value, (State)
+        fig, md, n = out[0], out[1], out[3]
+        assert n in G.conversion_options(cm) and "⚠️" in md and "nats/token" in md, bad
+    lone = '"ab\\ud800c"'  # a lone surrogate, as a browser can send half an emoji
+    fig, md, msg, layer = call_raw(app_url, "gqa_attention", f"[{lone}, 0]")
+    assert "U+FFFD" in md
+    md, = call_raw(app_url, "gqa_repeat", f"[{lone}]")
+    assert "U+FFFD" in md
+    md, = call_raw(app_url, "gqa_reveal_repeat", f"[{lone}, null]")
+    assert "U+FFFD" in md and "no prediction" in md
 
 
 def test_gqa_attention_conversion_and_reveals(client, cm):
-    fig, md, msg = client.predict("ROMEO: But soft, what light", 1, api_name="/gqa_attention")
-    assert "Layer 1" in md and "share a K/V head" in md and msg == ""
+    fig, md, msg, layer = client.predict("ROMEO: But soft, what light", 1, api_name="/gqa_attention")
+    assert "Layer 1" in md and "share a K/V head" in md and msg == "" and layer == 1
     assert len(plot(fig)["data"]) == cm.config.n_heads
-    fig, md, msg = client.predict("   ", 0, api_name="/gqa_attention")
-    assert "empty" in msg and md == ""  # a clear message, not a traceback
-    fig, md = client.predict(1, api_name="/gqa_convert")
-    assert "mean-pooled" in md and "nats/token" in md
-    fig, md = client.predict(cm.config.n_heads, api_name="/gqa_convert")
+    fig, md, msg, layer = client.predict("   ", 0, api_name="/gqa_attention")
+    assert "empty" in msg  # a clear message, not a traceback
+    fig, md, n = client.predict(1, api_name="/gqa_convert")
+    assert "mean-pooled" in md and "nats/token" in md and n == 1 and "val_excerpt.txt" in md
+    fig, md, n = client.predict(cm.config.n_heads, api_name="/gqa_convert")
     assert "repeated" in md and "(**+0.000**)" in md
+    # a count that is no possible conversion: the slider is set to the count measured and drawn
+    impossible = next(k for k in range(1, cm.config.n_heads + 1) if k not in G.conversion_options(cm))
+    fig, md, n = client.predict(impossible, api_name="/gqa_convert")  # a step down from n_heads
+    assert n == G.clamp_conversion(cm, impossible, previous=cm.config.n_heads)[0] and n < impossible and str(n) in plot(fig)["data"][0]["x"]
+    assert "not a possible conversion" in md
     md = client.predict("Good morrow, neighbour", api_name="/gqa_repeat")
     assert "Largest |logit difference|" in md and "GQA → MHA" in md
-    md = client.predict(G.POOL_CHOICES[0], api_name="/gqa_reveal_pooling")
-    assert ("✅" in md or "❌" in md) and "nats/token" in md
-    md = client.predict("Good morrow", G.REPEAT_CHOICES[0], api_name="/gqa_reveal_repeat")
-    assert md.startswith("✅")
+
+
+def test_gqa_reveals_grade_from_the_measurements(client, cm):
+    """The expected grade follows from the measured loss change and logit difference (recomputed in
+    test_lesson_gqa from independently built models); exactly one choice gets the tick."""
+    k = G.pool_target(cm)
+    delta = G.converted_loss(cm, k)["delta"]
+    expected = 0 if delta > 0.01 else (2 if delta < -0.01 else 1)
+    for i, choice in enumerate(G.POOL_CHOICES):
+        md = client.predict(choice, api_name="/gqa_reveal_pooling")
+        assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected), md
+    md = client.predict(None, api_name="/gqa_reveal_pooling")
+    assert "no prediction" in md and G.POOL_CHOICES[expected] in md
+    for i, choice in enumerate(G.REPEAT_CHOICES):
+        md = client.predict("Good morrow", choice, api_name="/gqa_reveal_repeat")
+        assert md.startswith("✅") == (i == 0) and md.startswith("❌") == (i != 0), md
 
 
 def test_kv_cache_events(client, cm):
@@ -156,6 +202,11 @@ def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
         "t => [...document.querySelectorAll('#gqa-diagram .main-svg')].some(s => s.textContent.includes(t))",
         arg=expected, timeout=60_000)
     assert svg_text(page, "gqa-diagram") != before
+    # the conversion slider opens at the count the conversion figure shows (the model as trained)
+    assert page.get_by_label("number input for K/V heads after conversion").input_value() == str(nkv)
+    top = {e: page.locator(f"#{e}").bounding_box()["y"] for e in ("gqa-reveal-pool", "gqa-reveal-repeat",
+                                                                    "gqa-convert", "gqa-convert-readout")}
+    assert max(top["gqa-reveal-pool"], top["gqa-reveal-repeat"]) < min(top["gqa-convert"], top["gqa-convert-readout"])
     page.wait_for_function(  # the memory figure follows the same slider
         "t => [...document.querySelectorAll('#gqa-memory .main-svg')].some(s => s.textContent.includes(t))",
         arg=f"{target} of {nh} K/V heads", timeout=60_000)

@@ -3,6 +3,8 @@ then both pages in a real browser."""
 
 import json
 
+from conftest import call_raw
+
 TEXT = "To be, or not to be, that is the question."
 
 
@@ -56,25 +58,68 @@ def test_rmsnorm_timing_event(client):
 
 
 def test_swiglu_events(client):
-    curves, surface, md = client.predict(2.0, api_name="/swiglu_curves")
-    assert "β = 2" in _texts(_fig(curves)) and "β = 2" in _texts(_fig(surface)) and "dips" in md
-    curves, _, md = client.predict(0.0, api_name="/swiglu_curves")
+    curves, surface, md, beta = client.predict(2.0, api_name="/swiglu_curves")
+    assert "β = 2" in _texts(_fig(curves)) and "β = 2" in _texts(_fig(surface)) and "dips" in md and beta == 2
+    curves, _, md, beta = client.predict(0.0, api_name="/swiglu_curves")
     assert "straight line" in md and "β = 0" in _texts(_fig(curves))
 
-    table, note, msg = client.predict(5120, 256, api_name="/swiglu_hidden")
-    assert "11,008" in table and "13,824" in table and msg == ""  # Llama 2 13B's width gives 13,824
-    table, note, msg = client.predict(0, 256, api_name="/swiglu_hidden")
-    assert "positive whole numbers" in msg and "11,008" in table
+    table, note, msg, d, m = client.predict(5120, 256, api_name="/swiglu_hidden")
+    assert "11,008" in table and "13,824" in table and msg == "" and (d, m) == (5120, 256)  # Llama 2 13B: 13,824
+    assert "stores multiple_of" in note or "not multiple_of" in note
 
-    msg, plot, md = client.predict(TEXT, 0.1, api_name="/swiglu_gates")
-    assert msg == "" and "|value| < 0.1" in _texts(_fig(plot)) and "near zero" in md
-    msg, plot, md = client.predict("", 0.1, api_name="/swiglu_gates")
-    assert "empty" in msg and md == ""
+    msg, plot, md, thr = client.predict(TEXT, 0.1, api_name="/swiglu_gates")
+    assert msg == "" and "|value| < 0.1" in _texts(_fig(plot)) and "near zero" in md and thr == 0.1
+    msg, plot, md, thr = client.predict("", 0.1, api_name="/swiglu_gates")
+    assert "empty" in msg  # the other outputs are left as they were (gr.skip)
 
-    md = client.predict(TEXT, 0.05, "layer 0", api_name="/swiglu_reveal_sparsest")
-    assert "most near-zero gates" in md
-    md = client.predict(TEXT, "over 50%", api_name="/swiglu_reveal_negative")
-    assert "are negative" in md and ("right." in md or "not this time." in md)
+
+# Hostile values a slider's number box or an API call can send (as JSON text: NaN and Infinity are what a
+# script can send, though gradio_client cannot encode them): each is clamped or rounded, with a notice.
+HOSTILE = ["NaN", "Infinity", "-Infinity", "1e20", "1.8e308", "-1", "4.5", '"abc"', "null"]
+
+
+def test_swiglu_hostile_numbers_get_a_notice_not_an_error(app_url):
+    from lessons.swiglu import compute as C
+
+    text = json.dumps(TEXT)
+    for bad in HOSTILE:
+        curves, _, md, beta = call_raw(app_url, "swiglu_curves", f"[{bad}]")
+        assert 0 <= beta <= C.MAX_BETA and f"β = {beta:g}" in _texts(_fig(curves)), bad
+        if bad != "4.5":  # 4.5 is a fine beta
+            assert md.startswith("⚠️"), bad
+        msg, plot, md, thr = call_raw(app_url, "swiglu_gates", f"[{text}, {bad}]")
+        assert C.THRESHOLD_MIN <= thr <= C.THRESHOLD_MAX and msg.startswith("⚠️"), bad
+        assert f"|value| < {thr:g}" in _texts(_fig(plot))
+        table, note, msg, d, m = call_raw(app_url, "swiglu_hidden", f"[{bad}, {bad if bad != 'null' else 1}]")
+        assert msg.startswith("⚠️") and "your choice" in table and d >= 1 and m >= 1, bad
+        assert float(d).is_integer() and float(m).is_integer()
+        md, = call_raw(app_url, "swiglu_reveal_sparsest", f'[{text}, {bad}, "layer 0"]')
+        assert md.startswith("⚠️") and "most near-zero gates" in md, bad
+    lone = '"ab\\ud800c"'  # JSON text with a lone surrogate, as a browser can send half an emoji
+    msg, *_ = call_raw(app_url, "swiglu_gates", f"[{lone}, 0.05]")
+    assert "U+FFFD" in msg
+    md, = call_raw(app_url, "swiglu_reveal_negative", f"[{lone}, null]")
+    assert "U+FFFD" in md and "picked no prediction" in md
+
+
+def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
+    """The grade comes from an independent count on the model's gates (lessons' test recomputes them from the
+    modules); here, from the traced gates: exactly one choice is right, and it is the measured bucket."""
+    from lessons.swiglu import compute as C
+
+    g = C.load_gates(cm, TEXT)
+    share = [float((abs(a) < 0.05).mean()) for a in g.text]
+    best = max(range(len(share)), key=share.__getitem__)
+    for l in range(cm.config.n_layers):
+        md = client.predict(TEXT, 0.05, f"layer {l}", api_name="/swiglu_reveal_sparsest")
+        assert ("right." in md) == (l == best), (l, md)
+    neg = sum(float((a < 0).sum()) for a in g.text) / sum(a.size for a in g.text)
+    answer = C.NEGATIVE_CHOICES[sum(neg >= e for e in (0.1, 0.3, 0.5))]
+    for choice in C.NEGATIVE_CHOICES:
+        md = client.predict(TEXT, choice, api_name="/swiglu_reveal_negative")
+        assert ("right." in md) == (choice == answer) and "are negative" in md
+    md = client.predict(TEXT, None, api_name="/swiglu_reveal_negative")
+    assert "picked no prediction" in md and "right." not in md and "not this time." not in md
 
 
 def _nudge(page, elem_id):
@@ -116,6 +161,10 @@ def test_swiglu_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "swiglu")
     page.locator("#swiglu-curves .gtitle").wait_for(timeout=60_000)
     assert "β = 1:" in page.locator("#swiglu-curves .gtitle").text_content()
+    # predict, then reveal: both questions sit above the gate figure and readout that answer them
+    top = {e: page.locator(f"#{e}").bounding_box()["y"] for e in
+           ("swiglu-reveal-sparsest", "swiglu-reveal-negative", "swiglu-gates", "swiglu-gates-readout")}
+    assert max(top["swiglu-reveal-sparsest"], top["swiglu-reveal-negative"]) < top["swiglu-gates"]
     _nudge(page, "swiglu-beta")
     _wait_for_text(page, "#swiglu-curves .gtitle", "β = 1.1")
     _wait_for_text(page, "#swiglu-curves-readout", "β = 1.1")

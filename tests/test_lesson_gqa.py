@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from lessons.gqa import compute as C
+from lessons.inputs import LessonError
 from llama.config import LlamaConfig
+
+HOSTILE = [float("nan"), float("inf"), -float("inf"), 1e20, 1.8e308, -1, 4.5, "abc", None]
 
 
 def test_divisors_and_head_to_group_map():
@@ -23,6 +26,61 @@ def test_impossible_kv_heads_snap_to_a_divisor_with_a_notice():
     n, notice = C.clamp_kv_heads(8, 3)
     assert n == 4 and "cannot be shared evenly" in notice and "1, 2, 4, 8" in notice
     assert C.clamp_kv_heads(8, 0)[0] == 1 and C.clamp_kv_heads(8, 99)[0] == 8
+    for bad in HOSTILE:
+        n, notice = C.clamp_kv_heads(8, bad, default=2)
+        assert n in C.divisors(8) and notice, bad
+
+
+def test_slider_steps_go_on_to_the_next_possible_count(cm):
+    """Arrow keys move a slider by 1; a step that lands between possible counts goes on in its direction, so
+    every count is reachable from every other (snapping to the nearest would fall back, e.g. 3 -> 4 -> 3)."""
+    nh = cm.config.n_heads
+    for options, clamp in ((C.divisors(nh), lambda v, prev: C.clamp_kv_heads(nh, v, previous=prev)[0]),
+                           (C.conversion_options(cm), lambda v, prev: C.clamp_conversion(cm, v, previous=prev)[0])):
+        shown, seen = cm.config.n_kv_heads, []
+        while shown < nh:  # ArrowRight: one more each time
+            shown = clamp(shown + 1, shown)
+            seen.append(shown)
+        assert seen == [o for o in options if o > cm.config.n_kv_heads]
+        seen = []
+        while shown > 1:  # ArrowLeft all the way down
+            shown = clamp(shown - 1, shown)
+            seen.append(shown)
+        assert seen == sorted((o for o in options if o < nh), reverse=True)
+    assert C.snap([1, 2, 3, 6], 4) == 3 and C.snap([1, 2, 3, 6], 5) == 6  # no previous value: the nearest
+
+
+def test_every_view_clamps_hostile_numbers_with_a_notice(cm):
+    c = cm.config
+    for bad in HOSTILE:
+        fig, notice, n = C.sharing_view(cm, bad)
+        assert n in C.divisors(c.n_heads) and notice and f"share {n} K/V head" in fig.layout.title.text, bad
+        fig, table, notice, t, b, d = C.memory_view(cm, bad, bad, bad, bad)
+        assert notice and C.MIN_CONTEXT <= t <= C.MAX_CONTEXT and 1 <= b <= C.MAX_BATCH and d == C.DEFAULT_DTYPE
+        assert f"{t:,} tokens x batch {b}" in table, bad
+        fig, md, notice, layer = C.maps_view(cm, "To be", bad)
+        assert notice and 0 <= layer < c.n_layers and f"Layer {layer}" in md, bad
+        n, notice = C.clamp_conversion(cm, bad)
+        assert n in C.conversion_options(cm) and notice, bad
+    fig, md, notice, layer = C.maps_view(cm, "ab\ud800c", 0)
+    assert "U+FFFD" in md
+    assert "U+FFFD" in C.repeat_markdown(cm, C.repeat_check(cm, "ab\ud800c"))
+    with pytest.raises(LessonError, match="empty"):
+        C.maps_view(cm, "  ", 0)
+
+
+def test_sliders_open_and_snap_to_what_their_figures_show(cm):
+    """Issue 11: the conversion slider opened at 1 while the figure showed the model as trained, and stayed at a
+    typed 4 while the figure showed 3. Each view returns the value its figure shows, for the slider."""
+    from app.pages import gqa as page
+
+    first = page.initial(cm)
+    nkv = cm.config.n_kv_heads
+    assert list(first["results"]) == [nkv]  # the opening figure: the model as trained; the slider opens at nkv
+    impossible = next(k for k in range(1, cm.config.n_heads + 1) if k not in C.conversion_options(cm))
+    fig, md, results, n = C.conversion_view(cm, impossible, first["results"], previous=nkv)
+    assert n in C.conversion_options(cm) and n != impossible and "not a possible conversion" in md
+    assert str(n) in list(fig.data[0].x) and f"{results[n]:.3f}" in list(fig.data[0].text)
 
 
 def test_sharing_diagram_draws_one_line_per_query_head(cm):
@@ -53,9 +111,27 @@ def test_memory_comparison_scales_real_configs_by_the_same_ratio(cm):
     assert 64 % k == 0 and all(abs(k - 64 / nh) <= abs(d - 64 / nh) for d in C.divisors(64))
     assert "2.00 GiB" in C.memory_comparison(cm, nh, 4096, 1, "fp16 / bf16")[1]  # Llama 2 7B, MHA, one sequence
     _, _, notice = C.memory_comparison(cm, nh + 5, 4096, 1, "fp32")
-    assert "cannot be shared evenly" in notice
-    with pytest.raises(ValueError, match="at least 1"):
-        C.memory_comparison(cm, 1, 0, 1, "fp32")
+    assert "out of range" in notice
+    _, table, notice = C.memory_comparison(cm, 1, 0, 1, "fp32")
+    assert "out of range" in notice and f"{C.MIN_CONTEXT:,} tokens" in table
+
+
+def test_parameter_count_matches_the_model_and_meta(cm):
+    assert C.config_parameters(cm.config) == cm.model.num_parameters()  # tied or not, as the module counts
+    assert C.config_parameters(LlamaConfig.from_name("llama2-7b")) == 6_738_415_616  # the published count
+
+
+def test_cache_against_weights_is_computed_from_the_configs(cm):
+    """Issue 10: at batch 1 and 4k tokens the weights dominate (Llama 2 7B: 2 GiB of fp16 cache against
+    about 12.55 GiB of weights); batch x context makes the cache dominate."""
+    md = C.cache_vs_weights(cm, 4096, 1, "fp16 / bf16")
+    row = next(r for r in md.splitlines() if r.startswith("| Llama 2 7B"))
+    assert "12.55 GiB" in row and "2.00 GiB" in row and "0.16x" in row
+    # 2 * 32 layers * 32 heads * 128 * 2 bytes = 512 KiB per token; 6,738,415,616 * 2 bytes / 512 KiB
+    assert f"{6_738_415_616 * 2 / (2 * 32 * 32 * 128 * 2):,.0f} tokens" in row
+    row = next(r for r in C.cache_vs_weights(cm, 8192, 8, "fp16 / bf16").splitlines()
+               if r.startswith("| Llama 2 7B"))
+    assert "32.00 GiB" in row and "2.55x" in row  # eight 8k sequences: the cache outgrows the weights
 
 
 def test_repeating_kv_heads_gives_mha_with_identical_logits(cm):
@@ -76,6 +152,8 @@ def test_pooling_to_the_same_count_changes_nothing_and_fewer_changes_the_loss(cm
         assert torch.equal(a, b)
     r = C.converted_loss(cm, nkv)
     assert r["delta"] == 0 and r["how"] == "unchanged" and r["tokens"] >= cm.config.max_seq_len
+    assert r["tokens"] == r["windows"] * cm.config.max_seq_len
+    assert f"{r['tokens']:,} tokens ({r['windows']} window" in C.conversion_markdown(cm, r)  # names the text
     pooled = C.converted_loss(cm, 1)
     assert pooled["how"] == "mean-pooled" and abs(pooled["delta"]) > 1e-3
     mq = C.convert_kv_heads(cm.model, 1)
@@ -91,6 +169,8 @@ def test_progress_is_reported_while_measuring(cm):
     assert seen and seen[-1][0] == 1.0 and all(isinstance(d, str) for _, d in seen)
     fig = C.conversion_figure(cm, {1: 5.0, cm.config.n_kv_heads: 4.0})
     assert list(fig.data[0].x) == ["1", str(cm.config.n_kv_heads)]
+    base = C.base_loss(cm)
+    assert f"{base['tokens']:,} held-out tokens" in fig.layout.title.text and "val_excerpt.txt" in fig.layout.title.text
 
 
 def test_attention_maps_grouped_by_kv_head(cm):
@@ -117,8 +197,70 @@ def test_head_differences_on_known_maps():
     assert same == 0.0 and other == 1.0
 
 
-def test_reveals_grade_against_live_numbers(cm):
-    md = C.reveal_pooling(cm, C.POOL_CHOICES[0])
-    assert "nats/token" in md and ("✅" in md or "❌" in md)
-    md = C.reveal_repeat(cm, "Good morrow", C.REPEAT_CHOICES[0])
-    assert md.startswith("✅")
+def _loss(model, cm):
+    """Mean next-token loss on the eval text, computed here: windows of max_seq_len tokens, each after BOS."""
+    import torch.nn.functional as F
+
+    T = cm.config.max_seq_len
+    ids = torch.tensor(cm.tokenizer.encode(C.eval_text(cm)))
+    n = len(ids) // T
+    chunks = ids[: n * T].view(n, T)  # (windows, T)
+    x = torch.cat([torch.full((n, 1), cm.tokenizer.bos_id), chunks[:, :-1]], dim=1)
+    with torch.no_grad():
+        return float(F.cross_entropy(model(x).logits.flatten(0, 1), chunks.flatten()))
+
+
+def _mean_pooled(cm, k):
+    """The model with its K/V heads mean-pooled into k, built here from the GQA paper's recipe."""
+    from llama.model import Llama
+
+    c = cm.config
+    new = Llama(c.replace(n_kv_heads=k)).eval()
+    state = dict(cm.model.state_dict())
+    for name, p in state.items():
+        if name.endswith(("k_proj.weight", "v_proj.weight")):
+            state[name] = p.view(k, c.n_kv_heads // k, c.head_dim, c.dim).mean(1).reshape(k * c.head_dim, c.dim)
+    new.load_state_dict(state)
+    return new
+
+
+def test_pooling_reveal_grades_one_measurement_computed_here(cm):
+    """The grade is computed here from an independently built pooled model and loss. Changing the product's
+    answer (e.g. pool_answer's `delta > SAME` to `delta > 10`) makes this fail. One pooled count is one data
+    point: the question asks about it, not about a trend."""
+    k = C.pool_target(cm)
+    assert k == min(d for d in C.divisors(cm.config.n_kv_heads) if d < cm.config.n_kv_heads)
+    delta = _loss(_mean_pooled(cm, k), cm) - _loss(cm.model, cm)
+    expected = 0 if delta > 0.01 else (2 if delta < -0.01 else 1)
+    for i, choice in enumerate(C.POOL_CHOICES):
+        md = C.reveal_pooling(cm, choice)
+        assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected)
+        assert f"**{C.POOL_CHOICES[expected]}**" in md and f"({delta:+.3f})" in md
+    assert "more with fewer" not in " ".join(C.POOL_CHOICES) and f"into {k}" in C.pool_question(cm)
+    for none in (None, "", "a guess of my own"):
+        md = C.reveal_pooling(cm, none)
+        assert "no prediction" in md and not md.startswith(("✅", "❌")) and C.POOL_CHOICES[expected] in md
+
+
+def test_repeat_reveal_grades_against_logits_computed_here(cm):
+    """MHA by copying each K/V head n_rep times, built here with repeat_interleave on the weights; the expected
+    answer follows from the logit difference measured here. Changing the product's answer (e.g. ROUNDING = 0,
+    or `answer = 1`) makes this fail."""
+    from llama.model import Llama
+
+    c = cm.config
+    mha = Llama(c.replace(n_kv_heads=c.n_heads)).eval()
+    state = {n: (p.view(c.n_kv_heads, c.head_dim, c.dim).repeat_interleave(c.n_rep, 0).reshape(-1, c.dim)
+                 if n.endswith(("k_proj.weight", "v_proj.weight")) else p) for n, p in cm.model.state_dict().items()}
+    mha.load_state_dict(state)
+    text = "Good morrow"
+    idx = torch.tensor([[cm.tokenizer.bos_id] + cm.tokenizer.encode(text)])
+    with torch.no_grad():
+        diff = float((mha(idx).logits - cm.model(idx).logits).abs().max())
+    assert diff < 1e-4
+    expected = 0  # identical up to rounding: the first choice
+    for i, choice in enumerate(C.REPEAT_CHOICES):
+        md = C.reveal_repeat(cm, text, choice)
+        assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected)
+    md = C.reveal_repeat(cm, text, None)
+    assert "no prediction" in md and C.REPEAT_CHOICES[0] in md

@@ -1,11 +1,18 @@
 """Lesson 5 computations (no UI): activation curves, the hidden-size recipe, the course model's gates."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import STORIES
+from lessons.course import CourseModel
+from lessons.inputs import LessonError
 from lessons.swiglu import compute as C
+from llama import Llama
+from llama.checkpoint import config_from_hf
 from llama.config import LlamaConfig
 
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?"
@@ -18,18 +25,60 @@ def gates(cm):
 
 def test_hidden_size_steps_llama2_7b_and_course_model(cm):
     s = C.preset_steps("llama2-7b")
-    assert (s.dim, s.four_d, s.two_thirds, s.hidden) == (4096, 16384, 10922, 11008)
+    assert (s.dim, s.four_d, s.two_thirds, s.hidden) == (4096, 16384, 10922, 11008)  # Meta's published sizes
     assert s.hidden == LlamaConfig.from_name("llama2-7b").hidden_dim == s.stored
     assert s.relu_params == 8 * 4096 ** 2 and s.swiglu_params == 3 * 4096 * 11008
     course, note = C.course_steps(cm)
     assert course.hidden == cm.config.hidden_dim and course.dim == cm.config.dim
-    assert str(course.multiple_of) in note
-    assert C.preset_steps("llama3-8b").hidden == 14336  # with ffn_dim_multiplier 1.3
-    table, _ = C.hidden_overview(cm, 512, 64)
+    assert C.preset_steps("llama3-8b").hidden == 14336  # with ffn_dim_multiplier 1.3 (published)
+    table, _, notice, d, m = C.hidden_overview(cm, 512, 64)
     assert "11,008" in table and "your choice" in table and f"**{cm.config.hidden_dim:,}**" in table
-    for bad in ((0, 256), (4096, -1), ("abc", 8), (10.5, 8)):
-        with pytest.raises(ValueError):
-            C.hidden_overview(cm, *bad)
+    assert notice == "" and (d, m) == (512, 64)
+    assert C.hidden_overview(cm)[3:] == (None, None)  # no numbers: no learner column
+
+
+def test_course_model_note_is_computed_from_its_config(cm):
+    """Issue 10 #1, #2: the config stores multiple_of, and the readout computes what rounding did."""
+    cfg = json.loads((cm.path / "config.json").read_text())
+    stored = cfg.get("inside_llama", {}).get("multiple_of")
+    d, H = cm.config.dim, cm.config.hidden_dim
+    _, note = C.course_steps(cm)
+    base = (8 * d) // 3  # floor(2/3 * 4d), by another route
+    # the powers of two that reproduce H, characterised without the recipe: H is a multiple of m, and
+    # H is the first multiple of m at or above floor(2/3 * 4d)
+    fits = [2 ** k for k in range(13) if H % 2 ** k == 0 and H - 2 ** k < base <= H]
+    assert C.powers_that_fit(cm.config) == fits
+    if stored is not None:
+        assert f"stores multiple_of = {stored}" in note and "not multiple_of" not in note
+    ratio = 3 * H / (8 * d)
+    assert f"**{ratio:.3f}**" in note
+    if H == base:
+        assert "rounding adds nothing" in note and "further from 1" not in note
+    else:
+        assert f"adds {H - base:,} hidden units" in note
+
+
+def test_hidden_size_note_for_a_checkpoint_without_multiple_of():
+    """stories260K (a Hugging Face checkpoint) stores intermediate_size 172 only; llama2.c trained it with
+    multiple_of = 4, the smallest power of two that gives 172 from d = 64."""
+    cfg = config_from_hf(json.loads((STORIES / "config.json").read_text()))
+    cm = CourseModel(Llama(cfg), None, STORIES)
+    steps, note = C.course_steps(cm)
+    assert steps.multiple_of == 4 and steps.hidden == 172
+    assert "but not multiple_of" in note and "adds 2 hidden units" in note
+
+
+@pytest.mark.parametrize("d, m, want, words", [
+    (0, 256, (1, 256), "out of range"), (4096, -1, (4096, 1), "out of range"), ("abc", 8, None, "not a number"),
+    (10.5, 8, (10, 8), "not a whole number"), (float("nan"), 64, None, "not a number"),
+    (float("inf"), 64, (C.MAX_WIDTH, 64), "out of range"), (1e20, 64, (C.MAX_WIDTH, 64), "out of range"),
+    (1.8e308, 4.5, (C.MAX_WIDTH, 4), "out of range")])
+def test_hidden_overview_clamps_bad_numbers_with_a_notice(cm, d, m, want, words):
+    table, note, notice, d_used, m_used = C.hidden_overview(cm, d, m)
+    assert words in notice and "your choice" in table
+    if want is None:  # not a number: the model's own width
+        want = (cm.config.dim, m)
+    assert (d_used, m_used) == want
 
 
 def test_activation_curves():
@@ -44,8 +93,11 @@ def test_activation_curves():
     assert np.abs(steep.swish - steep.relu).max() < 0.03  # large beta approaches ReLU
     flat = C.activation_curves(0.0)
     assert np.allclose(flat.swish, flat.x / 2) and "straight line" in C.describe_curves(flat)
-    with pytest.raises(ValueError):
+    with pytest.raises(LessonError):
         C.activation_curves(-1)
+    for bad, used in ((float("nan"), 1.0), (-1, 0.0), (1e20, C.MAX_BETA), ("abc", 1.0), (float("inf"), C.MAX_BETA)):
+        _, _, md, b = C.curves_view(bad)
+        assert b == used and md.startswith("⚠️") and f"β = {used:g}" in md
     fig = C.curves_figure(C.activation_curves(2.0))
     assert "β = 2" in fig.layout.title.text and len(fig.data) == 5
 
@@ -69,7 +121,7 @@ def test_gates_are_the_traced_silu_of_gate_proj(cm, gates):
 
 
 def test_near_zero_fractions_in_unit_interval_and_monotone(gates):
-    thresholds = [0.005, 0.02, 0.05, 0.1, 0.3, 1.0]
+    thresholds = [0.005, 0.02, 0.05, 0.1, 0.3, 0.5]
     fracs = np.array([C.near_zero_fractions(gates, t) for t in thresholds])  # (thresholds, L)
     assert ((fracs >= 0) & (fracs <= 1)).all()
     assert (np.diff(fracs, axis=0) >= 0).all()
@@ -79,17 +131,51 @@ def test_near_zero_fractions_in_unit_interval_and_monotone(gates):
     neg = C.negative_fractions(gates)
     assert ((neg > 0) & (neg < 1)).all()
     assert min(a.min() for a in gates.text) >= -0.2785  # SiLU's floor
-    with pytest.raises(ValueError):
+    with pytest.raises(LessonError):
         C.near_zero_fractions(gates, 0)
     fig = C.gates_figure(gates, 0.1)
     bars = next(t for t in fig.data if t.type == "bar")
     assert np.allclose(bars.y, C.near_zero_fractions(gates, 0.1))
 
 
-def test_reveals_compute_the_answer(gates):
-    frac = C.near_zero_fractions(gates, 0.05)
-    best = f"layer {int(frac.argmax())}"
-    assert "right." in C.reveal_sparsest(gates, 0.05, best)
-    overall = float(np.mean(np.concatenate([(a < 0).ravel() for a in gates.text])))
-    md = C.reveal_negative(gates, C.negative_bucket(overall))
-    assert "right." in md and f"{overall:.1%}" in md
+def test_gates_view_repairs_text_and_threshold(cm):
+    msg, fig, md, t = C.gates_view(cm, "ab\ud800c", 1.8e308)
+    assert "U+FFFD" in msg and "out of range" in msg and t == C.THRESHOLD_MAX and f"< {t:g}" in md
+    msg, _, _, t = C.gates_view(cm, TEXT, float("nan"))
+    assert "not a number" in msg and t == 0.05
+    with pytest.raises(LessonError, match="empty"):
+        C.gates_view(cm, "  ", 0.05)
+
+
+def _independent_gates(cm, text):
+    """silu(gate_proj(ffn_norm_out)) per layer, recomputed from the model's own modules (BOS row dropped)."""
+    ids = C.load_gates(cm, text).ids
+    with torch.no_grad():
+        tr = cm.model(torch.tensor([ids]), trace=True).trace
+        return [F.silu(cm.model.layers[l].mlp.gate_proj(lt.ffn_norm_out))[0, 1:].numpy()
+                for l, lt in enumerate(tr.layers)]
+
+
+def test_reveals_grade_against_an_independent_count(cm, gates):
+    """Each grade is computed here from the recomputed gates, not from what the reveal says: changing the
+    reveal's answer (argmax -> argmin in reveal_sparsest, or a shifted bucket edge) makes this fail."""
+    layers = _independent_gates(cm, TEXT)
+    t = 0.05
+    share = [float((np.abs(a) < t).mean()) for a in layers]
+    best = int(np.argmax(share))
+    for l in range(cm.config.n_layers):
+        md = C.reveal_sparsest(gates, t, f"layer {l}")
+        assert ("right." in md) == (l == best) and ("not this time." in md) == (l != best)
+        assert f"**layer {best}**" in md
+    neg = float(np.mean(np.concatenate([(a < 0).ravel() for a in layers])))
+    edges = [0.1, 0.3, 0.5]  # the choices' bucket edges, as the question states them
+    answer = C.NEGATIVE_CHOICES[sum(neg >= e for e in edges)]
+    for choice in C.NEGATIVE_CHOICES:
+        md = C.reveal_negative(gates, choice)
+        assert ("right." in md) == (choice == answer) and f"{neg:.1%}" in md
+    for none in (None, "", "layer 99"):  # no pick (or an unknown one): the measurement, no grade
+        md = C.reveal_sparsest(gates, t, none)
+        assert "no prediction was picked" in md or "picked no prediction" in md
+        assert "right." not in md and "not this time." not in md and f"**layer {best}**" in md
+    md = C.reveal_negative(gates, None)
+    assert "picked no prediction" in md and f"{neg:.1%}" in md

@@ -1,7 +1,8 @@
 """Lesson 6 page: MQA and GQA.
 
 Layout first (prose and figures alternate at the '<!-- figure -->' markers of lesson.md), listeners last.
-Handlers only call `lessons.gqa.compute` and place what it returns; bad input becomes a message.
+Handlers take the learner's model first (`widgets.handler`) and only call `lessons.gqa.compute`, which clamps
+every input with a notice; each slider is set back to the value its figure shows, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -12,24 +13,31 @@ from app import widgets
 from lessons.course import CourseModel
 from lessons.gqa import compute as C
 from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, reference_configs
-from lessons.plots import message_figure
 
 DEFAULT_TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?"
-DEFAULTS = dict(positions=4096, batch=1, dtype="fp16 / bf16", layer=0)
-MAX_CONTEXT = 131_072
+DEFAULTS = dict(positions=4096, batch=1, dtype=C.DEFAULT_DTYPE, layer=0)
+
+
+def initial(cm: CourseModel) -> dict:
+    """Every figure, readout and question the page opens with, for one model."""
+    c = cm.config
+    memory, table, _ = C.memory_comparison(cm, c.n_kv_heads, DEFAULTS["positions"], DEFAULTS["batch"],
+                                           DEFAULTS["dtype"])
+    maps, maps_md = C.grouped_attention_figure(cm, DEFAULT_TEXT, DEFAULTS["layer"])
+    base = C.converted_loss(cm, c.n_kv_heads)
+    results = {c.n_kv_heads: base["loss"]}
+    return dict(diagram=C.sharing_figure(c.n_heads, c.n_kv_heads), heads=C.heads_readout(cm), memory=memory,
+                table=table, maps=maps, maps_md=maps_md, results=results, convert_md=C.conversion_markdown(cm, base),
+                convert=C.conversion_figure(cm, results), pool_question=C.pool_question(cm),
+                options=C.conversion_options(cm))
 
 
 def build(cm: CourseModel, lesson) -> None:
     parts = widgets.sections(lesson)
     parts += [""] * (6 - len(parts))  # five figures
     c = cm.config
-    first_diagram = C.sharing_figure(c.n_heads, c.n_kv_heads)
-    first_memory, first_table, _ = C.memory_comparison(cm, c.n_kv_heads, DEFAULTS["positions"], DEFAULTS["batch"],
-                                                       DEFAULTS["dtype"])
-    first_maps, first_maps_md = C.grouped_attention_figure(cm, DEFAULT_TEXT, DEFAULTS["layer"])
-    base = C.converted_loss(cm, c.n_kv_heads)
-    first_results = {c.n_kv_heads: base["loss"]}
-    options = C.conversion_options(cm)
+    first = initial(cm)
+    key = widgets.model_key()
 
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
@@ -37,146 +45,113 @@ def build(cm: CourseModel, lesson) -> None:
     # --- figure 1: which query heads share which K/V head
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            kv = gr.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads",
-                           info=f"the course model has {c.n_heads} query heads; possible: "
-                                f"{', '.join(map(str, C.divisors(c.n_heads)))} (others snap to the nearest)")
+            kv = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads",
+                                info=f"the model has {c.n_heads} query heads; possible: "
+                                     f"{', '.join(map(str, C.divisors(c.n_heads)))} (others snap to the nearest)")
             kv_msg = widgets.message()
+            kv_shown = gr.State(c.n_kv_heads)  # the count the diagram shows: a slider step goes on from it
+            gr.Markdown(first["heads"])
         with gr.Column(scale=3):
-            diagram = gr.Plot(first_diagram, label="Which query heads share which K/V head", elem_id="gqa-diagram")
+            diagram = gr.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
 
     widgets.prose(parts[1])
 
-    # --- figure 2: cache memory and attention weights, course model and real Llamas
+    # --- figure 2: cache memory and attention weights, the model and real Llamas
     with gr.Row():
-        positions = gr.Slider(256, MAX_CONTEXT, DEFAULTS["positions"], step=256, label="context length (tokens)")
-        batch = gr.Slider(1, 128, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
-        dtype = gr.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
-    memory_plot = gr.Plot(first_memory, label="KV cache memory", elem_id="gqa-memory")
-    memory_table = gr.Markdown(first_table)
+        positions = widgets.Slider(C.MIN_CONTEXT, C.MAX_CONTEXT, DEFAULTS["positions"], step=256,
+                                   label="context length (tokens)")
+        batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
+        dtype = widgets.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
+    memory_msg = widgets.message()
+    memory_plot = gr.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
+    memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
     with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
         gr.Markdown(configs_markdown(reference_configs(cm)))
 
     widgets.prose(parts[2])
 
-    # --- figure 3: the course model's attention maps grouped by K/V head
+    # --- figure 3: the model's attention maps grouped by K/V head
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             text = gr.Textbox(DEFAULT_TEXT, lines=3, max_lines=6,
                               label=f"Text ({widgets.RUN_HINT})",
                               info=f"BOS is added in front; the maps show the first {C.MAX_MAP_TOKENS} tokens")
             show = gr.Button("Show attention maps", variant="primary")
-            layer = gr.Slider(0, c.n_layers - 1, DEFAULTS["layer"], step=1, label="layer (model.layers[i])")
+            layer = widgets.Slider(0, c.n_layers - 1, DEFAULTS["layer"], step=1, label="layer (model.layers[i])")
             maps_msg = widgets.message()
         with gr.Column(scale=3):
-            maps_plot = gr.Plot(first_maps, label="Attention maps by K/V head", elem_id="gqa-maps")
-            maps_md = gr.Markdown(first_maps_md)
+            maps_plot = gr.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps")
+            maps_md = gr.Markdown(first["maps_md"])
 
     widgets.prose(parts[3])
 
-    # --- figure 4: converting the checkpoint: mean-pool (GQA paper) and repeat (exact)
-    results = gr.State(first_results)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            target = gr.Slider(1, c.n_heads, min(options), step=1, label="K/V heads after conversion",
-                               info=f"now {c.n_kv_heads}; fewer = mean-pool, more = repeat; possible: "
-                                    f"{', '.join(map(str, options))}")
-            convert = gr.Button("Convert and measure the loss", variant="primary")
-            convert_md = gr.Markdown(C.conversion_markdown(cm, base))
-            repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
-            repeat_md = gr.Markdown()
-        with gr.Column(scale=2):
-            convert_plot = gr.Plot(C.conversion_figure(cm, first_results), label="Loss after conversion",
-                                   elem_id="gqa-convert")
+    # --- figure 4: predict, then reveal (before the buttons that measure the same things)
+    pool_choice, pool_btn, pool_out = widgets.predict_reveal(
+        first["pool_question"], C.POOL_CHOICES, "Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
+    repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
+        C.REPEAT_QUESTION, C.REPEAT_CHOICES, "Reveal (converts and compares on the text above)",
+        elem_id="gqa-reveal-repeat")
 
     widgets.prose(parts[4])
 
-    # --- figure 5: predict, then reveal
-    pool_choice, pool_btn, pool_out = widgets.predict_reveal(
-        C.POOL_QUESTION, C.POOL_CHOICES,
-        "Reveal (pools and measures the course model)")
-    repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
-        C.REPEAT_QUESTION, C.REPEAT_CHOICES,
-        "Reveal (converts and compares on the text above)")
+    # --- figure 5: converting the checkpoint: mean-pool (GQA paper) and repeat (exact)
+    results = gr.State(first["results"])
+    target_shown = gr.State(c.n_kv_heads)  # the count last measured: a slider step goes on from it
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
+                                    info=f"now {c.n_kv_heads}; fewer = mean-pool, more = repeat; possible: "
+                                         f"{', '.join(map(str, first['options']))}", elem_id="gqa-target")
+            convert = gr.Button("Convert and measure the loss", variant="primary")
+            convert_md = gr.Markdown(first["convert_md"], elem_id="gqa-convert-readout")
+            repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
+            repeat_md = gr.Markdown()
+        with gr.Column(scale=2):
+            convert_plot = gr.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert")
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)
 
-    # --- listeners
-    def on_sharing(kv_heads):
-        return sharing(cm, kv_heads)
+    # --- listeners: every handler gets the learner's model first; compute clamps the inputs
+    def on_sharing(cm, kv_heads, shown):
+        fig, notice, n = C.sharing_view(cm, kv_heads, shown)
+        return fig, widgets.note(notice), n, n
 
-    def on_memory(kv_heads, context_tokens, batch_size, number_format):
-        return memory(cm, kv_heads, context_tokens, batch_size, number_format)
+    def on_memory(cm, kv_heads, context_tokens, batch_size, number_format):
+        fig, table, notice, t, b, _ = C.memory_view(cm, kv_heads, context_tokens, batch_size, number_format)
+        return fig, table, widgets.note(notice), t, b  # (the radio is not written back: that would fire .change)
 
-    def on_maps(text, layer):
-        return attention(cm, text, layer)
+    def on_maps(cm, text, layer_index):
+        fig, md, notice, l = C.maps_view(cm, text, layer_index)
+        return fig, md, widgets.note(notice), l
 
-    def on_convert(kv_heads_after, res, progress=gr.Progress()):
-        return conversion(cm, kv_heads_after, res, progress)
+    def on_convert(cm, kv_heads_after, res, shown, progress=gr.Progress()):
+        fig, md, res, n = C.conversion_view(cm, kv_heads_after, res, lambda f, d: progress(f, desc=d), shown)
+        return fig, md, res, n, n
 
-    def on_repeat(text):
-        return repeated(cm, text)
+    def on_repeat(cm, text):
+        return C.repeat_markdown(cm, C.repeat_check(cm, text))
 
-    def on_reveal_pool(choice, progress=gr.Progress()):
+    def on_reveal_pool(cm, choice, progress=gr.Progress()):
         return C.reveal_pooling(cm, choice, lambda f, d: progress(f, desc=d))
 
-    def on_reveal_repeat(text, choice):
-        try:
-            return C.reveal_repeat(cm, text, choice)
-        except ValueError as e:
-            return widgets.note(str(e))
+    def on_reveal_repeat(cm, text, choice):
+        return C.reveal_repeat(cm, text, choice)
 
-    kv.release(on_sharing, kv, [diagram, kv_msg], api_name="gqa_sharing", trigger_mode="always_last")
-    gr.on([kv.release, positions.release, batch.release, dtype.change], on_memory, [kv, positions, batch, dtype],
-          [memory_plot, memory_table, kv_msg], api_name="gqa_memory", trigger_mode="always_last",
+    memory_inputs = [key, kv, positions, batch, dtype]
+    memory_outputs = [memory_plot, memory_table, memory_msg, positions, batch]
+    kv.release(widgets.handler(on_sharing, 4, msg_at=1), [key, kv, kv_shown], [diagram, kv_msg, kv, kv_shown],
+               api_name="gqa_sharing", trigger_mode="always_last").then(  # the memory figure, at the snapped count
+        widgets.handler(on_memory, 5, msg_at=2), memory_inputs, memory_outputs, api_visibility="private",
+        show_progress="minimal")
+    gr.on([positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2), memory_inputs,
+          memory_outputs, api_name="gqa_memory", trigger_mode="always_last", show_progress="minimal")
+    gr.on([show.click, text.submit, layer.release], widgets.handler(on_maps, 4, msg_at=2), [key, text, layer],
+          [maps_plot, maps_md, maps_msg, layer], api_name="gqa_attention", trigger_mode="always_last",
           show_progress="minimal")
-    gr.on([show.click, text.submit, layer.release], on_maps, [text, layer], [maps_plot, maps_md, maps_msg],
-          api_name="gqa_attention", trigger_mode="always_last", show_progress="minimal")
-    gr.on([convert.click, target.release], on_convert, [target, results], [convert_plot, convert_md, results],
-          api_name="gqa_convert", trigger_mode="always_last")
-    repeat.click(on_repeat, text, repeat_md, api_name="gqa_repeat")
-    pool_btn.click(on_reveal_pool, pool_choice, pool_out, api_name="gqa_reveal_pooling")
-    repeat_btn.click(on_reveal_repeat, [text, repeat_choice], repeat_out, api_name="gqa_reveal_repeat")
-
-
-# ----------------------------------------------------------------------------- handlers (no maths: compute does it)
-
-
-def sharing(cm: CourseModel, n):
-    """(diagram, notice) for n K/V heads, snapped to a divisor of the query heads."""
-    n, notice = C.clamp_kv_heads(cm.config.n_heads, n)
-    return C.sharing_figure(cm.config.n_heads, n), widgets.note(notice)
-
-
-def memory(cm: CourseModel, n, positions, batch, dtype):
-    """(figure, table, notice)."""
-    try:
-        fig, table, notice = C.memory_comparison(cm, n, positions, batch, dtype)
-    except ValueError as e:
-        return message_figure(str(e)), "", widgets.note(str(e))
-    return fig, table, widgets.note(notice)
-
-
-def attention(cm: CourseModel, text, layer):
-    """(figure, readout, message)."""
-    try:
-        fig, md = C.grouped_attention_figure(cm, text, int(layer))
-    except ValueError as e:
-        return message_figure(str(e)), "", widgets.note(str(e))
-    return fig, md, ""
-
-
-def conversion(cm: CourseModel, n, results, progress):
-    """(figure, readout, results): n snaps to a possible count; results gathers this learner's measurements."""
-    n, notice = C.clamp_conversion(cm, n)
-    r = C.converted_loss(cm, n, lambda f, d: progress(f, desc=d))
-    results = {**(results or {}), n: r["loss"]}
-    md = C.conversion_markdown(cm, r) + (f"\n\n{widgets.note(notice)}" if notice else "")
-    return C.conversion_figure(cm, results), md, results
-
-
-def repeated(cm: CourseModel, text):
-    try:
-        return C.repeat_markdown(cm, C.repeat_check(cm, text))
-    except ValueError as e:
-        return widgets.note(str(e))
+    gr.on([convert.click, target.release], widgets.handler(on_convert, 5, msg_at=1), [key, target, results, target_shown],
+          [convert_plot, convert_md, results, target, target_shown], api_name="gqa_convert", trigger_mode="always_last")
+    repeat.click(widgets.handler(on_repeat), [key, text], repeat_md, api_name="gqa_repeat")
+    pool_btn.click(widgets.handler(on_reveal_pool), [key, pool_choice], pool_out, api_name="gqa_reveal_pooling")
+    repeat_btn.click(widgets.handler(on_reveal_repeat), [key, text, repeat_choice], repeat_out,
+                     api_name="gqa_reveal_repeat")

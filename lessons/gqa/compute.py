@@ -8,10 +8,12 @@ query heads. Query head h reads K/V head h // n_rep (`llama.model.repeat_kv`).
     >>> head_groups(8, 2)
     [0, 0, 0, 0, 1, 1, 1, 1]
 
-Fewer K/V heads means a smaller KV cache and fewer k_proj/v_proj parameters. The GQA paper turns
-an MHA checkpoint into GQA by mean-pooling the K/V heads of each group; here we do the same to the
-course model (already GQA) and measure what it costs, and do the exact reverse: repeating K/V
-heads turns GQA into MHA without changing a single output.
+Fewer K/V heads means a smaller KV cache and fewer k_proj/v_proj parameters. The GQA paper
+(Ainslie et al. 2023, section 2.1) turns an MHA checkpoint into GQA by mean-pooling the K/V heads of
+each group, then uptrains for 5% of the original steps; here we do the pooling (no uptraining) to the
+loaded model and measure what it costs, and the exact reverse: repeating K/V heads turns GQA into MHA
+without changing a single output. Every input of the page's views is clamped or snapped with a notice
+(lessons.inputs), and each view returns the value its figure shows so the page can set its slider to it.
 
 Notation: nh query heads, nkv K/V heads, hs head size, C width, T tokens, L layers.
 """
@@ -25,8 +27,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from lessons import inputs
 from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
-from lessons.kv_cache.compute import (COURSE, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
+from lessons.inputs import LessonError
+from lessons.kv_cache.compute import (COURSE, DTYPE_BYTES, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
                                       reference_configs)
 from llama.config import LlamaConfig
 from llama.model import Llama
@@ -36,6 +40,9 @@ Progress = Callable[[float, str], None]
 
 MAX_MAP_TOKENS = 24  # tokens (BOS included) in the attention maps: every map stays readable
 EVAL_CHARS = 3_000  # the fixed slice of validation text the conversions are measured on
+MIN_CONTEXT, MAX_CONTEXT = 256, 131_072  # the context-length slider (tokens)
+MAX_BATCH = 128
+DEFAULT_DTYPE = "fp16 / bf16"
 GROUP_COLORS = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777"]
 
 
@@ -58,7 +65,7 @@ def head_groups(n_heads: int, n_kv_heads: int) -> list[int]:
         ([0, 1, 2, 3], [0, 0, 0, 0])
     """
     if n_kv_heads < 1 or n_heads % n_kv_heads:
-        raise ValueError(f"{n_kv_heads} K/V heads cannot be shared evenly by {n_heads} query heads: "
+        raise LessonError(f"{n_kv_heads} K/V heads cannot be shared evenly by {n_heads} query heads: "
                          f"choose one of {divisors(n_heads)}.")
     n_rep = n_heads // n_kv_heads
     return [h // n_rep for h in range(n_heads)]
@@ -73,14 +80,34 @@ def nearest_divisor(n: int, value: float) -> int:
     return min(divisors(n), key=lambda d: (abs(d - value), -d))
 
 
-def clamp_kv_heads(n_heads: int, n_kv: int | float | None) -> tuple[int, str]:
-    """A valid number of K/V heads for n_heads query heads, and a notice when the request was moved."""
-    want = int(n_kv or 0)
-    got = nearest_divisor(n_heads, min(max(want, 1), n_heads))
+def snap(options: list[int], want: int, previous: int | None = None) -> int:
+    """The option a slider at `want` stands for. Moving from `previous` it goes on to the next option in the
+    direction of the move (so arrow keys step through 1, 2, 3, 6 instead of falling back); without a
+    previous value, the nearest option (ties to the larger).
+
+        >>> snap([1, 2, 3, 6], 4), snap([1, 2, 3, 6], 4, previous=3), snap([1, 2, 3, 6], 5, previous=6)
+        (3, 6, 3)
+    """
+    if previous is not None and want != previous:
+        ahead = [o for o in options if (o >= want if want > previous else o <= want)]
+        if ahead:
+            return min(ahead, key=lambda o: abs(o - want))
+    return min(options, key=lambda o: (abs(o - want), -o))
+
+
+def clamp_kv_heads(n_heads: int, n_kv, default: int | None = None, previous: int | None = None) -> tuple[int, str]:
+    """A valid number of K/V heads for n_heads query heads (a divisor: see `snap`), and a notice when the
+    request was moved. NaN, text, 1e20, -1 or 4.5 are clamped and rounded first (lessons.inputs.whole).
+
+        >>> clamp_kv_heads(6, 4)
+        (3, '4 K/V heads cannot be shared evenly by 6 query heads (possible: 1, 2, 3, 6); showing 3.')
+    """
+    want, notice = inputs.whole(n_kv, "K/V heads", 1, n_heads, default=default or n_heads)
+    got = snap(divisors(n_heads), want, previous)
     if got != want:
-        return got, (f"{want} K/V heads cannot be shared evenly by {n_heads} query heads "
-                     f"(possible: {', '.join(map(str, divisors(n_heads)))}); showing {got}.")
-    return got, ""
+        notice = inputs.join(notice, f"{want} K/V heads cannot be shared evenly by {n_heads} query heads "
+                                     f"(possible: {', '.join(map(str, divisors(n_heads)))}); showing {got}.")
+    return got, notice
 
 
 def attention_kind(n_heads: int, n_kv_heads: int) -> str:
@@ -134,13 +161,52 @@ def scaled_kv_heads(cfg: LlamaConfig, fraction: float) -> int:
     return nearest_divisor(cfg.n_heads, cfg.n_heads * fraction)
 
 
-def memory_comparison(cm: CourseModel, n_kv: int, positions: int, batch: int, dtype: str
-                      ) -> tuple[go.Figure, str, str]:
-    """KV cache memory and attention parameters of the course model and the real Llamas at the learner's
-    sharing ratio n_kv / n_heads (n_kv K/V heads for the course model), against context length and at
-    (positions, batch). Returns the figure, a Markdown table and a notice (empty unless input was moved)."""
+def config_parameters(cfg: LlamaConfig) -> int:
+    """All weights of a Llama with this config: embeddings (twice unless the output layer is tied to them),
+    per layer attention, SwiGLU and two RMSNorm gains, and the final norm.
+
+        >>> config_parameters(LlamaConfig.from_name("llama2-7b"))   # Llama 2 7B, as Meta and Hugging Face count it
+        6738415616
+    """
+    per_layer = attention_parameters(cfg) // cfg.n_layers + 3 * cfg.dim * cfg.hidden_dim + 2 * cfg.dim
+    embeddings = cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
+    return embeddings + cfg.n_layers * per_layer + cfg.dim
+
+
+def clamp_memory_inputs(positions, batch, dtype) -> tuple[int, int, str, str]:
+    """(positions, batch, dtype, notice): the context length and batch clamped into the sliders' ranges and
+    rounded, an unknown number format replaced by fp16 / bf16, each change said in the notice."""
+    positions, n1 = inputs.whole(positions, "Context length", MIN_CONTEXT, MAX_CONTEXT, default=4096)
+    batch, n2 = inputs.whole(batch, "Batch", 1, MAX_BATCH, default=1)
+    dtype, n3 = inputs.choice(dtype, "Number format", list(DTYPE_BYTES), default=DEFAULT_DTYPE)
+    return positions, batch, dtype, inputs.join(n1, n2, n3)
+
+
+def cache_vs_weights(cm: CourseModel, positions: int, batch: int, dtype: str) -> str:
+    """A Markdown table: each model's weights against its KV cache (K/V heads as shipped) in one number format,
+    and the batch x context at which the cache would equal the weights. Batch 1 at a few thousand tokens keeps
+    the cache well below the weights of a real Llama; many long sequences at once make it dominate."""
+    nbytes = DTYPE_BYTES[dtype]
+    rows = [f"| model | weights ({dtype}) | cache per token | cache at {positions:,} tokens x batch {batch} | "
+            "cache / weights | cache = weights at batch x context |", "|---|---|---|---|---|---|"]
+    for name, c in reference_configs(cm).items():
+        weights = config_parameters(c) * nbytes
+        per_token = config_cache_bytes(c, 1, 1, nbytes)
+        cache = config_cache_bytes(c, positions, batch, nbytes)
+        rows.append(f"| {name} | {fmt_bytes(weights)} | {fmt_bytes(per_token)} | {fmt_bytes(cache)} | "
+                    f"**{cache / weights:.2f}x** | {weights / per_token:,.0f} tokens |")
+    return "\n".join(rows)
+
+
+def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[go.Figure, str, str]:
+    """KV cache memory and attention parameters of the loaded model and the real Llamas at the learner's
+    sharing ratio n_kv / n_heads (n_kv K/V heads for the loaded model), against context length and at
+    (positions, batch). Returns the figure, a Markdown table and a notice (empty unless an input was moved:
+    every input is clamped or snapped first, so any value works)."""
+    positions, batch, dtype, notice = clamp_memory_inputs(positions, batch, dtype)
     positions, batch, nbytes = check_memory_inputs(positions, batch, dtype)
-    n_kv, notice = clamp_kv_heads(cm.config.n_heads, n_kv)
+    n_kv, kv_notice = clamp_kv_heads(cm.config.n_heads, n_kv, cm.config.n_kv_heads)
+    notice = inputs.join(kv_notice, notice)
     fraction = n_kv / cm.config.n_heads
     configs = reference_configs(cm)
     lengths = np.unique(np.geomspace(128, max(131072, positions), 60).astype(int))
@@ -175,7 +241,36 @@ def memory_comparison(cm: CourseModel, n_kv: int, positions: int, batch: int, dt
     fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=1)
     fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=2)
     fig.update_xaxes(title_text="K/V heads", row=1, col=2)
-    return fig, "\n".join(rows), notice
+    table = "\n".join(rows) + "\n\n**Cache against weights** (K/V heads as shipped):\n\n" + \
+        cache_vs_weights(cm, positions, batch, dtype)
+    return fig, table, notice
+
+
+def memory_view(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[go.Figure, str, str, int, int, str]:
+    """memory_comparison plus the clamped context length, batch and number format, for the page's controls."""
+    fig, table, notice = memory_comparison(cm, n_kv, positions, batch, dtype)
+    positions, batch, dtype, _ = clamp_memory_inputs(positions, batch, dtype)
+    return fig, table, notice, positions, batch, dtype
+
+
+def sharing_view(cm: CourseModel, n_kv, previous: int | None = None) -> tuple[go.Figure, str, int]:
+    """(diagram, notice, K/V heads drawn): the slider is set to the count the diagram shows; `previous` is the
+    count shown before, so a step of the slider goes on to the next divisor in its direction."""
+    n, notice = clamp_kv_heads(cm.config.n_heads, n_kv, cm.config.n_kv_heads, _whole_or_none(previous))
+    return sharing_figure(cm.config.n_heads, n), notice, n
+
+
+def _whole_or_none(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def heads_readout(cm: CourseModel) -> str:
+    """What the loaded model uses, from its config."""
+    c = cm.config
+    kind = attention_kind(c.n_heads, c.n_kv_heads)
+    return (f"The model loaded here has {c.n_heads} query heads and {c.n_kv_heads} K/V head"
+            f"{'s' * (c.n_kv_heads > 1)} in each of its {c.n_layers} layers: **{kind}**, {c.n_rep} query head"
+            f"{'s' * (c.n_rep > 1)} per K/V head.")
 
 
 # ----------------------------------------------------------------------------- attention maps by K/V head
@@ -185,7 +280,7 @@ def attention_maps(cm: CourseModel, text: str, layer: int) -> tuple[np.ndarray, 
     """Attention probabilities of one layer, (nh, T, T), the token labels, and a notice."""
     L = cm.config.n_layers
     if not 0 <= int(layer) < L:
-        raise ValueError(f"Layer {layer} does not exist: the course model has layers 0 to {L - 1}.")
+        raise LessonError(f"Layer {layer} does not exist: the model has layers 0 to {L - 1}.")
     prep = prepare_text(cm, text, max_tokens=MAX_MAP_TOKENS)
     maps = memo(cm, ("gqa_attn", tuple(prep.ids)), lambda: _trace_attention(cm, prep.ids))
     return maps[int(layer)], prep.labels, prep.notice
@@ -240,6 +335,13 @@ def grouped_attention_figure(cm: CourseModel, text: str, layer: int) -> tuple[go
     return fig, md + (f"\n\n⚠️ {notice}" if notice else "")
 
 
+def maps_view(cm: CourseModel, text, layer) -> tuple[go.Figure, str, str, int]:
+    """(figure, readout, notice, layer shown) for raw page inputs; the layer is clamped into the model's."""
+    layer, notice = inputs.whole(layer, "Layer", 0, cm.config.n_layers - 1, default=0)
+    fig, md = grouped_attention_figure(cm, text, layer)
+    return fig, md, notice, layer
+
+
 # ----------------------------------------------------------------------------- converting checkpoints
 
 
@@ -275,27 +377,42 @@ def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
 
 
 def eval_text(cm: CourseModel) -> str:
-    """The fixed slice of held-out Shakespeare every conversion is measured on."""
+    """The fixed slice of held-out text every conversion is measured on: the first EVAL_CHARS characters of
+    the val_excerpt.txt shipped beside the model (the start of its held-out split)."""
     return validation_excerpt(cm)[:EVAL_CHARS]
+
+
+def measured_on(r: dict) -> str:
+    """Which text a loss was measured on, in words, from the measurement itself."""
+    return (f"{r['tokens']:,} tokens ({r['windows']} window{'s' * (r['windows'] > 1)} of {r['seq_len']}) from the "
+            f"first {EVAL_CHARS:,} characters of the model's held-out excerpt (val_excerpt.txt)")
+
+
+def _measure(model: Llama, cm: CourseModel) -> dict:
+    # NOTE: llama.train.loss_per_char -> evaluate() calls model.eval() / model.train(was_training) on the model
+    # it is given, which for base_loss is the shared model (the library helper is making evaluate() leave the
+    # model's mode alone; the shared model is in eval mode already, so the value is unchanged).
+    r = loss_per_char(model, cm.tokenizer, eval_text(cm))
+    return {**r, "seq_len": model.config.max_seq_len, "windows": r["tokens"] // model.config.max_seq_len}
 
 
 def base_loss(cm: CourseModel) -> dict:
     return memo(cm, ("gqa_loss", cm.config.n_kv_heads),
-                lambda: loss_per_char(cm.model, cm.tokenizer, eval_text(cm)))
+                lambda: _measure(cm.model, cm))
 
 
 def conversion_options(cm: CourseModel) -> list[int]:
-    """K/V head counts the course model converts to: divisors of its nkv (pooling) and multiples (repeating)."""
+    """K/V head counts the model converts to: divisors of its nkv (pooling) and multiples (repeating)."""
     c = cm.config
     return [d for d in divisors(c.n_heads) if c.n_kv_heads % d == 0 or d % c.n_kv_heads == 0]
 
 
 def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None) -> dict:
-    """Validation loss of the course model converted to n_kv K/V heads, beside the original's.
+    """Validation loss of the model converted to n_kv K/V heads, beside the original's.
 
         {'n_kv': 1, 'how': 'mean-pooled', 'loss': 4.1, 'base': 3.7, 'delta': 0.4, 'kv_params': ..., ...}"""
     if n_kv not in conversion_options(cm):
-        raise ValueError(f"The course model's {cm.config.n_kv_heads} K/V heads can become "
+        raise ValueError(f"The model's {cm.config.n_kv_heads} K/V heads can become "
                          f"{', '.join(map(str, conversion_options(cm)))} K/V heads, not {n_kv}.")
     if progress:
         progress(0.05, "measuring the original model")
@@ -305,7 +422,7 @@ def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None)
 
     def measure():
         model = convert_kv_heads(cm.model, n_kv)
-        return loss_per_char(model, cm.tokenizer, eval_text(cm))
+        return _measure(model, cm)
 
     new = memo(cm, ("gqa_loss", n_kv), measure)
     if progress:
@@ -315,12 +432,15 @@ def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None)
     c = cm.config
     return {"n_kv": n_kv, "how": how, "loss": new["per_token"], "base": base["per_token"],
             "delta": new["per_token"] - base["per_token"], "per_char": new["per_char"], "tokens": new["tokens"],
-            "chars": new["chars"], "kv_params": 2 * c.n_layers * c.dim * n_kv * c.head_dim}
+            "chars": new["chars"], "windows": new["windows"], "seq_len": new["seq_len"],
+            "kv_params": 2 * c.n_layers * c.dim * n_kv * c.head_dim}
 
 
 def conversion_figure(cm: CourseModel, results: dict[int, float]) -> go.Figure:
-    """Validation loss against the number of K/V heads, for every conversion measured so far."""
-    base = base_loss(cm)["per_token"]
+    """Validation loss against the number of K/V heads, for every conversion measured so far; the title
+    names the text measured."""
+    b = base_loss(cm)
+    base = b["per_token"]
     ks = sorted(results)
     fig = go.Figure(go.Bar(x=[str(k) for k in ks], y=[results[k] for k in ks],
                            marker_color=["#9ca3af" if k == cm.config.n_kv_heads else "#2563eb" for k in ks],
@@ -329,8 +449,11 @@ def conversion_figure(cm: CourseModel, results: dict[int, float]) -> go.Figure:
     fig.add_hline(y=base, line=dict(color="#6b7280", dash="dot"),
                   annotation_text=f"as trained ({cm.config.n_kv_heads} K/V heads): {base:.3f}")
     top = max(results.values()) if results else base
-    fig.update_layout(height=340, margin=dict(l=60, r=20, t=60, b=50),
-                      title=dict(text="Validation loss after converting K/V heads (no retraining)"),
+    windows = b["tokens"] // cm.config.max_seq_len
+    fig.update_layout(height=360, margin=dict(l=60, r=20, t=80, b=50),
+                      title=dict(text="Loss after converting K/V heads (no retraining)<br><sup>on "
+                                      f"{b['tokens']:,} held-out tokens: {windows} windows of "
+                                      f"{cm.config.max_seq_len} from val_excerpt.txt</sup>"),
                       xaxis=dict(title="K/V heads after conversion", type="category"),
                       yaxis=dict(title="loss (nats/token)", range=[0, top * 1.15]))
     return fig
@@ -359,11 +482,10 @@ def repeat_check(cm: CourseModel, text: str) -> dict:
 
 def repeat_markdown(cm: CourseModel, r: dict) -> str:
     c = cm.config
-    return (f"GQA → MHA: every one of the {c.n_kv_heads} K/V heads repeated {c.n_rep}x, so each of the {c.n_heads} "
+    return ((f"⚠️ {r['notice']}\n\n" if r["notice"] else "") + f"GQA → MHA: every one of the {c.n_kv_heads} K/V heads repeated {c.n_rep}x, so each of the {c.n_heads} "
             f"query heads has its own. k_proj grows from {r['k_rows_before']} to {r['k_rows_after']} rows per layer "
             f"({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit difference| over "
-            f"{r['tokens']} tokens x {r['vocab']:,} vocabulary entries: **{r['max_diff']:.2e}**."
-            + (f"\n\n⚠️ {r['notice']}" if r["notice"] else ""))
+            f"{r['tokens']} tokens x {r['vocab']:,} vocabulary entries: **{r['max_diff']:.2e}**.")
 
 
 def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int, dict]:
@@ -377,69 +499,17 @@ def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int
     return out
 
 
-
-# ----------------------------------------------------------------------------- predict, then reveal
-
-POOL_QUESTION = ("Mean-pool the course model's K/V heads into fewer groups, with no retraining. What happens to the "
-                 "validation loss as the number of K/V heads goes down?")
-POOL_CHOICES = ["It rises, more with fewer K/V heads",
-                "It stays about the same: heads in a group were already alike",
-                "It goes down: sharing keys acts like a regulariser"]
-REPEAT_QUESTION = ("The reverse: copy each K/V head so that every query head has its own (GQA → MHA). The model now "
-                   "has more parameters. Do its outputs change?")
-REPEAT_CHOICES = ["No: identical outputs, up to float rounding",
-                  "A little: more parameters, slightly different predictions",
-                  "A lot: the heads no longer match what the model learned"]
-SAME = 0.01  # nats/token: a loss change smaller than this counts as "about the same"
-
-
-def verdict(choice: str | None, choices: list[str], answer: int) -> str:
-    if choice not in choices:
-        return f"The model says: **{choices[answer]}**. (Pick a prediction first next time.)"
-    ok = choices.index(choice) == answer
-    return ("✅ Your prediction was right: " if ok else "❌ Not quite. The model says: ") + f"**{choices[answer]}**."
-
-
-def reveal_pooling(cm: CourseModel, choice: str | None, progress: Progress | None = None) -> str:
-    """Pool to every divisor of the model's K/V heads, measure each, and grade the prediction."""
-    sweep = pooling_sweep(cm, progress)
-    nkv = cm.config.n_kv_heads
-    pooled = {k: r for k, r in sweep.items() if k < nkv}
-    if not pooled:
-        return "The course model has a single K/V head already (MQA): there is nothing left to pool."
-    deltas = [r["delta"] for r in pooled.values()]
-    answer = 0 if min(deltas) > SAME else (2 if max(deltas) < -SAME else 1)
-    lines = [f"- **{k} K/V head{'s' * (k > 1)}**: {r['loss']:.3f} nats/token ({r['delta']:+.3f})"
-             for k, r in sorted(sweep.items())]
-    if len(pooled) > 1:  # with several pooled counts, say whether fewer heads always cost more
-        ordered = [pooled[k]["delta"] for k in sorted(pooled)]  # fewest heads first
-        monotone = all(a >= b for a, b in zip(ordered, ordered[1:]))
-        lines.append("- fewer K/V heads " + ("cost more every time." if monotone else "did not always cost more."))
-    return (verdict(choice, POOL_CHOICES, answer) + f"\n\nMeasured on {sweep[nkv]['tokens']:,} tokens of held-out "
-            f"Shakespeare (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
-            "\n\nPooling throws away what made the heads of a group different; the GQA paper recovers most of it "
-            "with a short uptraining (about 5% of the original training).")
-
-
-def reveal_repeat(cm: CourseModel, text: str, choice: str | None) -> str:
-    """Convert to MHA by repetition, compare logits and loss with the original, and grade the prediction."""
-    r = repeat_check(cm, text)
-    loss = converted_loss(cm, cm.config.n_heads)
-    answer = 0 if r["max_diff"] < 1e-4 else (1 if abs(loss["delta"]) < 0.05 else 2)
-    return (verdict(choice, REPEAT_CHOICES, answer) + "\n\n" + repeat_markdown(cm, r) +
-            f" Validation loss: {loss['loss']:.4f} against {loss['base']:.4f} as trained ({loss['delta']:+.1e}). "
-            "The copies hold the very keys and values `repeat_kv` already handed to each query head, so MHA "
-            "costs more memory for the same model.")
-
-
-def clamp_conversion(cm: CourseModel, n_kv: int | float | None) -> tuple[int, str]:
-    """The nearest possible conversion target, and a notice when the request was moved."""
+def clamp_conversion(cm: CourseModel, n_kv, previous: int | None = None) -> tuple[int, str]:
+    """The possible conversion target the request stands for (see `snap`), and a notice when it was moved
+    (NaN, text, 1e20, -1, 4.5 are clamped and rounded first)."""
     options = conversion_options(cm)
-    want = int(n_kv or 0)
-    got = min(options, key=lambda k: (abs(k - want), -k))
-    if got == want:
-        return got, ""
-    return got, f"{want} K/V heads is not a possible conversion ({', '.join(map(str, options))}); measured {got}."
+    want, notice = inputs.whole(n_kv, "K/V heads after conversion", 1, cm.config.n_heads,
+                                default=cm.config.n_kv_heads)
+    got = snap(options, want, _whole_or_none(previous))
+    if got != want:
+        notice = inputs.join(notice, f"{want} K/V heads is not a possible conversion "
+                                     f"({', '.join(map(str, options))}); measured {got}.")
+    return got, notice
 
 
 def conversion_markdown(cm: CourseModel, r: dict) -> str:
@@ -447,4 +517,98 @@ def conversion_markdown(cm: CourseModel, r: dict) -> str:
     what = {"mean-pooled": f"mean-pooled {nkv} → {n} K/V heads", "repeated": f"repeated {nkv} → {n} K/V heads",
             "unchanged": "unchanged (the model as trained)"}[r["how"]]
     return (f"**{what}**: {r['loss']:.3f} nats/token against {r['base']:.3f} as trained (**{r['delta']:+.3f}**), "
-            f"{r['per_char']:.3f} nats/character; k_proj + v_proj hold {r['kv_params']:,} weights in all.")
+            f"{r['per_char']:.3f} nats/character, measured on {measured_on(r)}; k_proj + v_proj hold "
+            f"{r['kv_params']:,} weights in all.")
+
+
+def conversion_view(cm: CourseModel, n_kv, results: dict | None, progress: Progress | None = None,
+                    previous: int | None = None) -> tuple[go.Figure, str, dict, int]:
+    """(figure, readout, results, K/V heads measured): the request snaps to a possible count (the slider is
+    set to it; `previous` is the count measured before); results gathers this learner's measurements."""
+    n, notice = clamp_conversion(cm, n_kv, previous)
+    r = converted_loss(cm, n, progress)
+    results = {**(results or {}), n: r["loss"]}
+    md = conversion_markdown(cm, r) + (f"\n\n⚠️ {notice}" if notice else "")
+    return conversion_figure(cm, results), md, results, n
+
+
+# ----------------------------------------------------------------------------- predict, then reveal
+
+SAME = 0.01  # nats/token: a loss change smaller than this counts as "about the same"
+POOL_CHOICES = [f"It rises by more than {SAME} nats/token",
+                f"It stays within {SAME} nats/token of the original",
+                f"It falls by more than {SAME} nats/token"]
+REPEAT_QUESTION = ("The reverse: copy each K/V head so that every query head has its own (GQA → MHA). The model now "
+                   "has more parameters. Do its outputs change?")
+REPEAT_CHOICES = ["No: identical outputs, up to float rounding",
+                  "A little: more parameters, slightly different predictions",
+                  "A lot: the heads no longer match what the model learned"]
+ROUNDING = 1e-4  # largest |logit difference| that counts as float rounding
+
+
+def pool_target(cm: CourseModel) -> int | None:
+    """The pooling the question asks about: the fewest K/V heads the model can pool into (1 = MQA), or None
+    when it has one K/V head already."""
+    pooled = [k for k in conversion_options(cm) if k < cm.config.n_kv_heads]
+    return min(pooled) if pooled else None
+
+
+def pool_question(cm: CourseModel) -> str:
+    """One conversion, one measurement: the question asks about a single pooling (a trend needs more points
+    than a model with few K/V heads can give)."""
+    nkv, k = cm.config.n_kv_heads, pool_target(cm)
+    if k is None:
+        return "The model has a single K/V head already (MQA): there is nothing to pool."
+    return (f"Mean-pool the model's {nkv} K/V heads into {k} (each new head the mean of {nkv // k}), with no "
+            "retraining. What happens to the loss on held-out text?")
+
+
+def verdict(choice, choices: list[str], answer: int) -> str:
+    """Right, wrong, or no prediction picked (an unknown value counts as none, and says so); the answer is
+    always shown."""
+    said = f"The measurement says: **{choices[answer]}**."
+    if choice in (None, ""):
+        return f"You picked no prediction. {said}"
+    if choice not in choices:
+        return f"⚠️ {inputs.echo(choice)!r} is not one of the choices, so no prediction was picked. {said}"
+    ok = choices.index(choice) == answer
+    return ("✅ Your prediction was right. " if ok else "❌ Not quite. ") + said
+
+
+def pool_answer(delta: float) -> int:
+    """The index of POOL_CHOICES that a loss change (nats/token) falls in."""
+    return 0 if delta > SAME else (2 if delta < -SAME else 1)
+
+
+def reveal_pooling(cm: CourseModel, choice, progress: Progress | None = None) -> str:
+    """Pool to the question's count, measure, and grade; other pooled counts (when the model has any) are listed
+    as measurements, not graded."""
+    k = pool_target(cm)
+    if k is None:
+        return pool_question(cm)
+    sweep = pooling_sweep(cm, progress)
+    nkv = cm.config.n_kv_heads
+    r = sweep[k]
+    lines = [f"- **{n} K/V head{'s' * (n > 1)}**: {x['loss']:.3f} nats/token ({x['delta']:+.3f})"
+             for n, x in sorted(sweep.items())]
+    return (verdict(choice, POOL_CHOICES, pool_answer(r["delta"])) +
+            f"\n\nMeasured on {measured_on(r)} (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
+            "\n\nPooling throws away what made the heads of a group different. The GQA paper (Ainslie et al. "
+            "2023, section 2.1) mean-pools T5 checkpoints this way and then uptrains them for 5% of the original "
+            "pre-training steps; Llama 2 34B and 70B and Llama 3 were instead trained with GQA from the start.")
+
+
+def repeat_answer(max_diff: float, delta: float) -> int:
+    """The index of REPEAT_CHOICES for a largest |logit difference| and a loss change."""
+    return 0 if max_diff < ROUNDING else (1 if abs(delta) < 0.05 else 2)
+
+
+def reveal_repeat(cm: CourseModel, text: str, choice) -> str:
+    """Convert to MHA by repetition, compare logits and loss with the original, and grade the prediction."""
+    r = repeat_check(cm, text)
+    loss = converted_loss(cm, cm.config.n_heads)
+    return (verdict(choice, REPEAT_CHOICES, repeat_answer(r["max_diff"], loss["delta"])) + "\n\n" +
+            repeat_markdown(cm, r) +
+            f" Loss on {measured_on(loss)}: {loss['loss']:.4f} against {loss['base']:.4f} as trained "
+            f"({loss['delta']:+.1e}). The copies hold the very keys and values `repeat_kv` already hands to each "
+            "query head, so MHA costs more memory for the same model.")

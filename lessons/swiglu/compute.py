@@ -20,15 +20,19 @@ Nothing here imports Gradio; `app/pages/swiglu.py` lays these out.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
+from lessons import inputs
 from lessons.course import LRU, CourseModel, prepare_text, trace
+from lessons.inputs import LessonError
 from lessons.plots import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
 
@@ -36,6 +40,8 @@ DEFAULT_TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt 
 MAX_TOKENS = 128  # BOS included
 BLUE, ORANGE, GREEN, PINK, GREY, RED, SKY = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#999999", "#D55E00", "#56B4E9"
 MAX_BETA = 10.0
+THRESHOLD_MIN, THRESHOLD_MAX = 0.005, 0.5  # what "near zero" may mean: |gate| below this
+MAX_WIDTH = 1_000_000  # the learner's own width d and multiple_of (Llama 3 405B has d = 16,384)
 PRESETS_SHOWN = [("Llama 2 7B", "llama2-7b"), ("Llama 3 8B", "llama3-8b"), ("Llama 2 70B", "llama2-70b")]
 
 
@@ -48,13 +54,16 @@ def swish(x: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def check_beta(beta) -> float:
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError("beta must be a number.") from None
-    if not (math.isfinite(beta) and 0 <= beta <= MAX_BETA):
-        raise ValueError(f"beta must be between 0 and {MAX_BETA:g}.")
+    """beta as the curves need it; LessonError outside [0, MAX_BETA] (pages clamp first with `clamp_beta`)."""
+    beta, notice = clamp_beta(beta)
+    if notice:
+        raise LessonError(notice)
     return beta
+
+
+def clamp_beta(beta) -> tuple[float, str]:
+    """(beta in [0, MAX_BETA], notice): NaN, text, 1e20 or -1 are clamped (NaN -> 1, SiLU) with a notice."""
+    return inputs.number(beta, "β", 0.0, MAX_BETA, default=1.0)
 
 
 @dataclass
@@ -180,7 +189,7 @@ def hidden_steps(name: str, dim: int, multiple_of: int, ffn_dim_multiplier: floa
         (11008, 134217728, 135266304)
     """
     if int(dim) != dim or dim <= 0 or int(multiple_of) != multiple_of or multiple_of <= 0:
-        raise ValueError("The width d and multiple_of must be positive whole numbers.")
+        raise LessonError("The width d and multiple_of must be positive whole numbers.")
     dim, multiple_of = int(dim), int(multiple_of)
     four_d = 4 * dim
     two_thirds = int(2 * four_d / 3)
@@ -195,26 +204,66 @@ def preset_steps(preset: str, name: str | None = None) -> HiddenSteps:
     return hidden_steps(name or preset, cfg.dim, cfg.multiple_of, cfg.ffn_dim_multiplier, cfg.hidden_dim)
 
 
-def infer_multiple_of(cfg: LlamaConfig) -> int | None:
-    """The rounding that reproduces cfg.hidden_dim. A checkpoint stores the hidden size but not `multiple_of`,
-    so try the config's own value, then powers of two, smallest first (384 for d = 128 needs 64)."""
-    for m in [cfg.multiple_of] + [2 ** k for k in range(1, 13)]:
-        if llama_hidden_dim(cfg.dim, m, cfg.ffn_dim_multiplier) == cfg.hidden_dim:
-            return m
-    return None
+def stored_multiple_of(cm: CourseModel) -> int | None:
+    """`multiple_of` as the model directory's config.json stores it (this project saves it under "inside_llama"),
+    or None: a Hugging Face checkpoint stores intermediate_size only, and LlamaConfig then holds its default."""
+    try:
+        d = json.loads((Path(cm.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return None
+    m = (d.get("inside_llama") or {}).get("multiple_of")
+    return m if isinstance(m, int) and not isinstance(m, bool) and m > 0 else None
+
+
+def powers_that_fit(cfg: LlamaConfig, top: int = 12) -> list[int]:
+    """Every power of two 1, 2, 4, ..., 2**top whose rounding gives the config's hidden size, smallest first.
+
+        >>> powers_that_fit(LlamaConfig.from_name("llama2-7b"))   # 10922 rounded up: 11008 = 86 * 128 = 43 * 256
+        [128, 256]
+    """
+    return [2 ** k for k in range(top + 1)
+            if llama_hidden_dim(cfg.dim, 2 ** k, cfg.ffn_dim_multiplier) == cfg.hidden_dim]
+
+
+def _powers(fits: list[int]) -> str:
+    return (f"multiple_of = {fits[0]} is the only power of two that gives" if len(fits) == 1 else
+            f"every power of two from {fits[0]} to {fits[-1]} as multiple_of gives")
+
+
+def rounding_readout(s: HiddenSteps) -> str:
+    """What the rounding step did to one column, and the SwiGLU / ReLU weight ratio it leaves (3H / 8d)."""
+    added = s.hidden - s.scaled
+    ratio = s.swiglu_params / s.relu_params
+    if added == 0:
+        what = (f"⌊2/3 · 4d⌋ = {s.two_thirds:,}" if s.ffn_dim_multiplier is None
+                else f"× {s.ffn_dim_multiplier:g} gives {s.scaled:,}, which")
+        return (f"For {s.name}, {what} is already a multiple of {s.multiple_of:,}: rounding adds nothing, and "
+                f"SwiGLU / ReLU = 3 · {s.hidden:,} / (8 · {s.dim:,}) = **{ratio:.3f}**.")
+    return (f"For {s.name}, rounding {s.scaled:,} up to a multiple of {s.multiple_of:,} adds {added:,} hidden units "
+            f"({added / s.scaled:.1%}), and SwiGLU / ReLU = 3 · {s.hidden:,} / (8 · {s.dim:,}) = **{ratio:.3f}**.")
 
 
 def course_steps(cm: CourseModel) -> tuple[HiddenSteps, str]:
-    """The course model's steps, and a note saying how multiple_of was found (or that the recipe does not fit)."""
+    """The loaded model's steps, and a note (computed, not asserted) saying where its multiple_of comes from:
+    the config when it stores one, else the smallest power of two that reproduces the stored hidden size."""
     cfg = cm.config
-    m = infer_multiple_of(cfg)
-    if m is None:
-        return (hidden_steps("course model", cfg.dim, cfg.multiple_of, cfg.ffn_dim_multiplier, cfg.hidden_dim),
-                f"The course model's hidden size {cfg.hidden_dim} does not follow the recipe for any power-of-two "
-                "multiple_of; its last column shows the recipe beside the stored value.")
-    return (hidden_steps("course model", cfg.dim, m, cfg.ffn_dim_multiplier, cfg.hidden_dim),
-            f"The checkpoint stores the course model's hidden size ({cfg.hidden_dim}) but not multiple_of; "
-            f"{m} is the smallest power of two that reproduces it.")
+    stored, fits = stored_multiple_of(cm), powers_that_fit(cfg)
+    H = cfg.hidden_dim
+    if stored is not None:
+        s = hidden_steps("this model", cfg.dim, stored, cfg.ffn_dim_multiplier, H)
+        note = (f"The model's config stores multiple_of = {stored}; the recipe with it gives {s.hidden:,}, "
+                + ("equal to the stored hidden size ✓." if s.hidden == H else f"not the stored hidden size {H:,} ✗."))
+        if fits:
+            note += f" In fact {_powers(fits)} {H:,}."
+    elif fits:
+        s = hidden_steps("this model", cfg.dim, fits[0], cfg.ffn_dim_multiplier, H)
+        note = (f"The checkpoint stores the hidden size ({H:,}) but not multiple_of; the table uses {fits[0]}, the "
+                f"smallest power of two that reproduces it ({_powers(fits)} {H:,}).")
+    else:
+        s = hidden_steps("this model", cfg.dim, cfg.multiple_of, cfg.ffn_dim_multiplier, H)
+        note = (f"The model's hidden size {H:,} does not follow the recipe for any power-of-two multiple_of from 1 "
+                f"to 4096; the table shows the recipe with multiple_of = {cfg.multiple_of} beside the stored value.")
+    return s, note + " " + rounding_readout(s)
 
 
 def hidden_table(columns: list[HiddenSteps]) -> str:
@@ -237,21 +286,21 @@ def hidden_table(columns: list[HiddenSteps]) -> str:
     return "\n".join(lines)
 
 
-def hidden_overview(cm: CourseModel, dim=None, multiple_of=None) -> tuple[str, str]:
-    """(table, note): the course model and real Llamas, plus the learner's own (d, multiple_of) when given."""
+def hidden_overview(cm: CourseModel, dim=None, multiple_of=None) -> tuple[str, str, str, int | None, int | None]:
+    """(table, note, notice, d, multiple_of): the loaded model and real Llamas, plus the learner's own column
+    when either number is given (d and multiple_of are then the values used, else None). Bad values (0, -1,
+    4.5, NaN, 1e20, text) are clamped or rounded, and the notice says so."""
     course, note = course_steps(cm)
     cols = [course] + [preset_steps(p, n) for n, p in PRESETS_SHOWN]
+    notice, d, m = "", None, None
     if dim not in (None, "") or multiple_of not in (None, ""):
-        try:
-            d, m = float(dim), float(multiple_of)
-        except (TypeError, ValueError):
-            raise ValueError("Type a width d and a multiple_of, both positive whole numbers.") from None
-        if not (math.isfinite(d) and math.isfinite(m)) or d != int(d) or m != int(m) or d <= 0 or m <= 0:
-            raise ValueError("The width d and multiple_of must be positive whole numbers.")
-        if d > 1_000_000 or m > 1_000_000:
-            raise ValueError("Keep d and multiple_of at most 1,000,000 (Llama 3 405B has d = 16,384).")
-        cols.append(hidden_steps("your choice", int(d), int(m)))
-    return hidden_table(cols), note
+        d, n1 = inputs.whole(dim, "Your width d", 1, MAX_WIDTH, default=cm.config.dim)
+        m, n2 = inputs.whole(multiple_of, "Your multiple_of", 1, MAX_WIDTH, default=1)
+        notice = inputs.join(n1, n2)
+        mine = hidden_steps("your choice", d, m)
+        cols.append(mine)
+        note += " " + rounding_readout(mine)
+    return hidden_table(cols), note, notice, d, m
 
 
 # ----------------------------------------------------------------------------- 3. the course model's gates
@@ -280,19 +329,23 @@ def trace_gates(cm: CourseModel, ids: tuple[int, ...]) -> list[np.ndarray]:
 
 
 def load_gates(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Gates:
-    """Tokenize (BOS first) and trace, cached per text and per ids. Empty text raises ValueError."""
+    """Tokenize (BOS first) and trace, cached per text and per ids. Empty text raises LessonError; lone
+    surrogates and over-long text are repaired with a notice (`Gates.notice`)."""
     p = _PREPARED.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
     ids = tuple(p.ids)
     return Gates(ids, p.labels, p.notice, _TRACED.get_or_compute((cm.model, ids), lambda: trace_gates(cm, ids)))
 
 
+def clamp_threshold(threshold) -> tuple[float, str]:
+    """(threshold in [THRESHOLD_MIN, THRESHOLD_MAX], notice); NaN or text becomes 0.05."""
+    return inputs.number(threshold, "Near zero threshold", THRESHOLD_MIN, THRESHOLD_MAX, default=0.05)
+
+
 def check_threshold(threshold) -> float:
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError("The threshold must be a number.") from None
-    if not (math.isfinite(t) and 0 < t <= 10):
-        raise ValueError("The threshold must be positive and at most 10.")
+    """The threshold as the counts need it; LessonError outside the range (pages clamp first)."""
+    t, notice = clamp_threshold(threshold)
+    if notice:
+        raise LessonError(notice)
     return t
 
 
@@ -357,6 +410,27 @@ def describe_gates(g: Gates, threshold: float) -> str:
     return "\n".join(rows)
 
 
+# ----------------------------------------------------------------------------- what the page shows
+
+
+def curves_view(beta) -> tuple[go.Figure, go.Figure, str, float]:
+    """(curves figure, surface figure, readout, beta used) for a raw beta; a clamped beta is said in the readout."""
+    beta, notice = clamp_beta(beta)
+    c = activation_curves(beta)
+    return curves_figure(c), surface_figure(beta), inputs.join(_warn(notice), describe_curves(c)), beta
+
+
+def gates_view(cm: CourseModel, text, threshold) -> tuple[str, go.Figure, str, float]:
+    """(notice, figure, readout, threshold used) for the learner's text at one raw threshold."""
+    t, notice = clamp_threshold(threshold)
+    g = load_gates(cm, text)
+    return _warn(inputs.join(g.notice, notice)).strip(), gates_figure(g, t), describe_gates(g, t), t
+
+
+def _warn(notice: str) -> str:
+    return f"⚠️ {notice}\n\n" if notice else ""
+
+
 # ----------------------------------------------------------------------------- predict, then reveal
 
 
@@ -364,12 +438,21 @@ def layer_choices(cm: CourseModel) -> list[str]:
     return [f"layer {l}" for l in range(cm.config.n_layers)]
 
 
+def judge(guess, options: list[str], answer: str) -> str:
+    """The verdict on a prediction: right, not this time, or none picked (then the measurement is shown all the
+    same). A value that is not one of the options (an API call) counts as no pick, and says so."""
+    if guess in (None, ""):
+        return "You picked no prediction; here is the measurement."
+    if guess not in options:
+        return f"⚠️ {inputs.echo(guess)!r} is not one of the choices, so no prediction was picked; here is the measurement."
+    return f"You predicted **{guess}**: " + ("right." if guess == answer else "not this time.")
+
+
 def reveal_sparsest(g: Gates, threshold: float, guess: str | None) -> str:
     """Which layer has the largest share of near-zero gates at this threshold, computed on the learner's text."""
     frac = near_zero_fractions(g, threshold)
     best = f"layer {int(frac.argmax())}"
-    verdict = (f"You predicted **{guess}**: " + ("right." if guess == best else "not this time.")
-               if guess else "You did not pick an answer; here it is.")
+    verdict = judge(guess, [f"layer {l}" for l in range(len(frac))], best)
     shares = ", ".join(f"layer {l}: {f:.1%}" for l, f in enumerate(frac))
     return (f"{verdict} With |gate| < {float(threshold):g}, **{best}** has the most near-zero gates on your text "
             f"({shares}). A near-zero gate switches its unit off for that token whatever `up_proj` says.")
@@ -387,9 +470,20 @@ def reveal_negative(g: Gates, guess: str | None) -> str:
     overall = float(np.mean(np.concatenate([(a < 0).ravel() for a in g.text])))
     answer = negative_bucket(overall)
     lowest = min(float(a.min()) for a in g.text)
-    verdict = (f"You predicted **{guess}**: " + ("right." if guess == answer else "not this time.")
-               if guess else "You did not pick an answer; here it is.")
+    verdict = judge(guess, NEGATIVE_CHOICES, answer)
     per_layer = ", ".join(f"layer {l}: {n:.1%}" for l, n in enumerate(neg))
     return (f"{verdict} **{overall:.1%}** of all gate values on your text are negative ({answer}; {per_layer}). "
             f"The lowest is {lowest:.3f}: SiLU never goes below −0.278, so a negative gate is a small negative "
             f"weight on its unit, not an off switch. ReLU would have made all of these exactly 0.")
+
+
+def reveal_sparsest_view(cm: CourseModel, text, threshold, guess) -> str:
+    """The sparsest-layer reveal for raw page inputs (text cleaned, threshold clamped, each with a notice)."""
+    t, notice = clamp_threshold(threshold)
+    g = load_gates(cm, text)
+    return _warn(inputs.join(g.notice, notice)) + reveal_sparsest(g, t, guess)
+
+
+def reveal_negative_view(cm: CourseModel, text, guess) -> str:
+    g = load_gates(cm, text)
+    return _warn(g.notice) + reveal_negative(g, guess)
