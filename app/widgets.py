@@ -81,6 +81,15 @@ class Slider(gr.Slider):
         return payload
 
 
+class Radio(gr.Radio):
+    """gr.Radio that passes the value on unchecked: Gradio refuses a value outside its choices (only an API client
+    can send one) with a red "Error" toast. Handlers check it themselves (lessons.inputs.choice, lessons.grading)
+    and say so on the page. Use with type="value" (the default)."""
+
+    def preprocess(self, payload):
+        return payload
+
+
 MODEL_KEY_STORAGE = "inside-llama-model"
 
 
