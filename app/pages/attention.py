@@ -110,8 +110,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
 
     def attention_scale(cm, text, layer, head, query, scale):
         """The scale slider released: the same query's softmax with the scaled scores multiplied by `scale`."""
-        notice, fig = C.scale_view(cm, text, layer, head, query, scale)
-        factor = C.read_sliders(C.trace_text(cm, text), layer, head, query, scale).factor
+        notice, fig, factor = C.scale_view(cm, text, layer, head, query, scale)
         return widgets.note(notice), gr.update(value=factor), fig
 
     def attention_reveal_previous(cm, text, guess):

@@ -103,6 +103,7 @@ def clear_caches() -> None:
     """Forget every cached text and trace (the benchmark uses it to time a cold forward pass)."""
     _prepared_cache.clear()
     _traced_cache.clear()
+    _RERUNS.clear()
 
 
 def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
@@ -328,17 +329,16 @@ def _masked(a: np.ndarray) -> np.ndarray:
 def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
     """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
     z = _masked(t.attn[layer, head])  # (T, T)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
+    # Plain dicts in one go.Figure call: update_layout re-validates the whole figure (tens of ms here).
+    return go.Figure(data=[dict(
+        type="heatmap", z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
         colorbar=dict(title=dict(text="weight"), thickness=12),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
-    fig.update_layout(
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>")], layout=dict(
         title=dict(text=f"Layer {layer}, head {head} (KV head {t.kv_head(head)}): attention weights"
                         "<br><sup>each row sums to 1 · grey = masked by the causal mask (weight exactly 0)</sup>"),
         xaxis=_axis("key token (attended to)", tickangle=-60, tickfont=dict(size=10), showgrid=False),
         yaxis=_axis("query token (attending)", autorange="reversed", tickfont=dict(size=10), showgrid=False),
-        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10))
-    return fig
+        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10)))
 
 
 def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
@@ -357,7 +357,7 @@ def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
         ax = "" if h == 0 else str(h + 1)  # plotly names axes x, x2, x3, ...
         x0, x1 = c / cols + gap_x / 2, (c + 1) / cols - gap_x / 2
         y1, y0 = 1 - r / rows - gap_y, 1 - (r + 1) / rows + gap_y / 3
-        data.append(go.Heatmap(z=_masked(t.attn[layer, h]), x=t.labels, y=t.labels, coloraxis="coloraxis",
+        data.append(dict(type="heatmap", z=_masked(t.attn[layer, h]), x=t.labels, y=t.labels, coloraxis="coloraxis",
                                xaxis="x" + ax, yaxis="y" + ax,
                                hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"))
         layout["xaxis" + ax] = dict(domain=[x0, x1], anchor="y" + ax, showticklabels=False, showgrid=False)
@@ -378,23 +378,23 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
     low = float(np.nanmin(fin)) if visible.any() else 0.0
     dims = [str(i) for i in range(t.head_dim)]
     data = [
-        go.Bar(x=keys, y=np.where(visible, s.dots, np.nan), marker_color=blue, showlegend=False,
+        dict(type="bar", x=keys, y=np.where(visible, s.dots, np.nan), marker_color=blue, showlegend=False,
                hovertemplate="key %{x}<br>q·k = %{y:.3f}<extra></extra>"),
-        go.Bar(x=keys, y=np.where(visible, np.nan, s.dots), marker_color=grey, showlegend=False,
+        dict(type="bar", x=keys, y=np.where(visible, np.nan, s.dots), marker_color=grey, showlegend=False,
                hovertemplate="key %{x} (future)<br>q·k = %{y:.3f}<extra></extra>"),
-        go.Bar(x=keys, y=fin, marker_color=blue, xaxis="x2", yaxis="y2", showlegend=False,
+        dict(type="bar", x=keys, y=fin, marker_color=blue, xaxis="x2", yaxis="y2", showlegend=False,
                hovertemplate="key %{x}<br>q·k/√d = %{y:.3f}<extra></extra>"),
-        go.Scatter(x=[keys[j] for j in np.flatnonzero(~visible)], y=[low] * int((~visible).sum()), mode="markers",
+        dict(type="scatter", x=[keys[j] for j in np.flatnonzero(~visible)], y=[low] * int((~visible).sum()), mode="markers",
                    marker=dict(symbol="x", color=grey, size=7), xaxis="x2", yaxis="y2", name="masked: −∞",
                    hovertemplate="key %{x}<br>masked: −∞<extra></extra>"),
-        go.Bar(x=keys, y=s.probs, marker_color=green, xaxis="x3", yaxis="y3", name="softmax (ours)",
+        dict(type="bar", x=keys, y=s.probs, marker_color=green, xaxis="x3", yaxis="y3", name="softmax (ours)",
                hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+        dict(type="scatter", x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    xaxis="x3", yaxis="y3", name="model's traced attn",
                    hovertemplate="key %{x}<br>traced %{y:.4f}<extra></extra>"),
-        go.Bar(x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
+        dict(type="bar", x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
                hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
-        go.Scatter(x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
+        dict(type="scatter", x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
                    xaxis="x4", yaxis="y4", name=f"v of the top key ({keys[s.top_key]})",
                    hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
     ]
@@ -437,13 +437,13 @@ def scale_figure(t: Traced, s: QuerySteps, factor: float) -> go.Figure:
     ent, top = scale_sweep(s, factors)
     root = math.sqrt(t.head_dim)
     data = [
-        go.Bar(x=keys, y=p, marker_color="#059669", name=f"weights at ×{factor:g}",
+        dict(type="bar", x=keys, y=p, marker_color="#059669", name=f"weights at ×{factor:g}",
                hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=keys, y=p1, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+        dict(type="scatter", x=keys, y=p1, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    name="the model's weights (×1)", hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=factors, y=ent, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#2563eb"),
+        dict(type="scatter", x=factors, y=ent, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#2563eb"),
                    name="entropy / log(keys)", hovertemplate="×%{x:.2f}<br>entropy %{y:.3f}<extra></extra>"),
-        go.Scatter(x=factors, y=top, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#dc2626"),
+        dict(type="scatter", x=factors, y=top, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#dc2626"),
                    name="max weight", hovertemplate="×%{x:.2f}<br>max weight %{y:.3f}<extra></extra>"),
     ]
     shapes, notes = [], []
@@ -481,7 +481,7 @@ def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
     for i, (name, z) in enumerate(panels):
         ax = "" if i == 0 else str(i + 1)
         x0, x1 = i / 4 + 0.012, (i + 1) / 4 - 0.012
-        data.append(go.Heatmap(z=np.round(z, 3), x=heads, y=layers, coloraxis="coloraxis", xaxis="x" + ax,
+        data.append(dict(type="heatmap", z=np.round(z, 3), x=heads, y=layers, coloraxis="coloraxis", xaxis="x" + ax,
                                yaxis="y" + ax, texttemplate="%{z:.2f}", textfont=dict(size=10),
                                hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}: %{{z:.3f}}<extra></extra>"))
         layout["xaxis" + ax] = _axis("head", domain=[x0, x1], anchor="y" + ax, tickfont=dict(size=10))
@@ -534,14 +534,14 @@ def dot_figure(t: Traced, layer: int, head: int, query: int) -> go.Figure:
     hover = [f"key {lab}<br>|k| = {kn:.2f}, cos = {c:+.2f}<br>q·k = |q|·|k|·cos = {dt:.2f}"
              for lab, kn, c, dt in zip(keys, d.k_norm, d.cos, d.dots)]
     lim = float(max(d.k_norm.max(), d.q_norm)) * 1.1
-    data = [
-        go.Scatter(x=x, y=y, mode="markers+text", text=keys, textposition="top center", textfont=dict(size=9),
-                   marker=dict(size=9, color=d.dots, colorscale="RdBu_r", cmid=0,
-                               colorbar=dict(title=dict(text="q·k"), thickness=12)),
-                   hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="keys (end points)"),
-        go.Scatter(x=[0, d.q_norm], y=[0, 0], mode="lines+markers", line=dict(color="black", width=3),
-                   marker=dict(symbol=["circle", "triangle-right"], size=[4, 12]),
-                   name=f"query q (|q| = {d.q_norm:.2f})", hoverinfo="skip"),
+    data = [  # plain dicts: validated once by go.Figure, not once more per trace
+        dict(type="scatter", x=x, y=y, mode="markers+text", text=keys, textposition="top center",
+             textfont=dict(size=9), marker=dict(size=9, color=d.dots, colorscale="RdBu_r", cmid=0,
+                                                 colorbar=dict(title=dict(text="q·k"), thickness=12)),
+             hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="keys (end points)"),
+        dict(type="scatter", x=[0, d.q_norm], y=[0, 0], mode="lines+markers", line=dict(color="black", width=3),
+             marker=dict(symbol=["circle", "triangle-right"], size=[4, 12]),
+             name=f"query q (|q| = {d.q_norm:.2f})", hoverinfo="skip"),
     ]
     layout = dict(
         title=dict(text=f"Query {query} ({t.labels[query]}) against its {query + 1} keys · layer {layer}, head {head}"
@@ -561,7 +561,8 @@ def dot_readout(t: Traced, layer: int, head: int, query: int) -> str:
     best, longest, aligned = int(d.dots.argmax()), int(d.k_norm.argmax()), int(d.cos.argmax())
     q = t.q[layer, head].astype(np.float64)  # (T, hs) every query of the text
     k = t.k[layer, t.kv_head(head)].astype(np.float64)  # (T, hs)
-    dots = (q @ k.T)[causal_mask(t.n_tokens)]  # every visible (query, key) pair
+    dots = np.einsum("id,jd->ij", q, k)[causal_mask(t.n_tokens)]  # every visible (query, key) pair (einsum: see
+    # head_scores)
     hs = t.head_dim
     lines = [
         f"**Query {query}** has length |q| = {d.q_norm:.2f}. Highest score: key **{keys[best]}**, "
@@ -600,7 +601,7 @@ def heads_mix_figure(t: Traced, layer: int, query: int) -> go.Figure:
     norms = np.linalg.norm(c, axis=-1)
     names = [f"head {h}" for h in range(t.n_heads)] + ["sum: o_proj output"]
     colors = ["#60a5fa"] * t.n_heads + ["#1d4ed8"]
-    return go.Figure(data=[go.Bar(x=names, y=list(norms) + [float(np.linalg.norm(total))], marker_color=colors,
+    return go.Figure(data=[dict(type="bar", x=names, y=list(norms) + [float(np.linalg.norm(total))], marker_color=colors,
                                   hovertemplate="%{x}: length %{y:.3f}<extra></extra>")],
                      layout=dict(title=dict(text=f"Layer {layer}, query {query} ({t.labels[query]}): what o_proj "
                                                  f"adds to the residual stream, head by head"
@@ -655,11 +656,12 @@ def analyze_view(cm: CourseModel, text, layer, head, query, factor) -> Analysis:
     return Analysis(v, t.n_tokens, summary_figure(t, head_stats(t)))
 
 
-def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure]:
-    """The scale slider alone: the same query's weights with the scaled scores multiplied by `factor`."""
+def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure, float]:
+    """The scale slider alone: the same query's weights with the scaled scores multiplied by `factor`.
+    Returns (notice, figure, the factor used)."""
     t = trace_text(cm, text)
     sl = read_sliders(t, layer, head, query, factor)
-    return sl.notice, scale_figure(t, query_steps(t, sl.layer, sl.head, sl.query), sl.factor)
+    return sl.notice, scale_figure(t, query_steps(t, sl.layer, sl.head, sl.query), sl.factor), sl.factor
 
 
 def model_facts(cm: CourseModel) -> str:
@@ -751,9 +753,17 @@ class Rerun:
     loss: dict  # {"model": float, "without": float}
 
 
+_RERUNS = LRU(16)  # (model, ids) -> Rerun
+
+
 def rerun_without_scaling(cm: CourseModel, text) -> Rerun:
-    """Run the model and its twin without 1/sqrt(d) (`without_scaling`) through every layer on the text."""
+    """Run the model and its twin without 1/sqrt(d) (`without_scaling`) through every layer on the text
+    (cached per text: a second reveal on the same text re-reads the measurement)."""
     t = trace_text(cm, text)
+    return _RERUNS.get_or_compute((cm.model, t.ids), lambda: _rerun(cm, t))
+
+
+def _rerun(cm: CourseModel, t: Traced) -> Rerun:
     ids = torch.tensor([t.ids], device=cm.device)  # (1, T)
     ent, top, loss = {}, {}, {}
     n_keys = np.log(np.arange(2, t.n_tokens + 1))  # (T-1,) log of the keys each query sees

@@ -546,7 +546,7 @@ def special_tokens_facts(cm: CourseModel) -> str:
     bos = tok.id_to_token(tok.bos_id)
     ids = tok.encode(bos)
     return (f"**Special tokens.** The model's tokenizer has {len(tok.special_tokens)}: {listed}. They are not "
-            f"learned by BPE: the tokenizer's authors reserve them before training (ours at the lowest ids), and "
+            f"learned by BPE: the tokenizer's authors reserve them before training, and "
             f"`encode` cuts them out of the text before BPE runs, so the characters {md_text(bos)} typed in a text "
             f"become {'the single id ' + str(ids[0]) if len(ids) == 1 else 'the ids ' + str(ids)}. The model meets them only where the training data put them "
             "(BOS in front of every training sequence).")
