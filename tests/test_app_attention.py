@@ -3,16 +3,42 @@
 
 import numpy as np
 import pytest
+from gradio_client import Client
 
+import raw_api
 from conftest import array, fig
 from lessons.attention import compute as C
+from lessons.grading import NO_PICK
 
 TEXT = "To be, or not to be: that is the question."
+OTHER = "Now is the winter of our discontent made glorious summer by this sun of York."
 LONG = "Now is the winter of our discontent made glorious summer. " * 60
+ANALYZE = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot",
+           "summary")
+VIEW = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot")
 
 
 def title(plot) -> str:
     return fig(plot)["layout"]["title"]["text"]
+
+
+def unwrap(out: dict) -> dict:
+    """Slider outputs come back as updates ({'value': 3, 'maximum': 15, '__type__': 'update'}): keep the value,
+    and the query slider's maximum as 'query_max'."""
+    for name in ("layer", "head", "query", "scale"):
+        if isinstance(out.get(name), dict):
+            if name == "query" and "maximum" in out[name]:
+                out["query_max"] = out[name]["maximum"]
+            out[name] = out[name]["value"]
+    return out
+
+
+def analyze(client, text=TEXT, layer=1, head=1, query=3, scale=1.0) -> dict:
+    return unwrap(dict(zip(ANALYZE, client.predict(text, layer, head, query, scale, api_name="/attention_analyze"))))
+
+
+def view(client, layer, head, query, scale=1.0) -> dict:
+    return unwrap(dict(zip(VIEW, client.predict(layer, head, query, scale, api_name="/attention_view"))))
 
 
 @pytest.fixture(scope="module")
@@ -20,68 +46,104 @@ def traced(cm):
     return C.trace_text(cm, TEXT)
 
 
-def test_analyze_draws_the_models_attention_and_resizes_the_query_slider(client, traced):
-    msg, slider, heat, grid, steps, scale, summary = client.predict(TEXT, 1, 1, 3, 1.0, api_name="/attention_analyze")
-    assert msg == ""
-    assert slider["maximum"] == traced.n_tokens - 1 and slider["value"] == 3
-    assert "Layer 1, head 1" in title(heat)
-    z = array(fig(heat)["data"][0]["z"])
+@pytest.fixture()
+def own(app_url):
+    """A fresh learner: State (the analyzed text) is per session."""
+    return Client(app_url, verbose=False)
+
+
+def test_analyze_draws_the_models_attention_and_resizes_the_query_slider(own, traced):
+    out = analyze(own)
+    assert out["msg"] == "" and (out["layer"], out["head"], out["query"]) == (1, 1, 3)
+    assert out["query_max"] == traced.n_tokens - 1
+    assert "Layer 1, head 1" in title(out["heatmap"])
+    z = array(fig(out["heatmap"])["data"][0]["z"])
     np.testing.assert_allclose(np.nan_to_num(z), traced.attn[1, 1], atol=1e-6)  # the real weights, masked cells NaN
     np.testing.assert_allclose(np.nansum(z, axis=1), 1.0, atol=1e-5)
     assert np.isnan(z[0, 1:]).all()
-    assert len(fig(grid)["data"]) == traced.n_heads
-    assert "Query 3" in title(steps) and "× 1 for query 3" in title(scale)
-    assert len(fig(summary)["data"]) == 4
+    assert len(fig(out["grid"])["data"]) == traced.n_heads
+    assert "Query 3" in title(out["steps"]) and "× 1 for query 3" in title(out["scale_plot"])
+    assert title(out["dot"]).startswith("Query 3") and "Query 3" in out["dot_md"]
+    assert len(fig(out["summary"])["data"]) == 4
 
 
-def test_analyze_cuts_long_text_and_refuses_empty_text(client):
-    msg, slider, heat, *_ = client.predict(LONG, 0, 0, 5, 1.0, api_name="/attention_analyze")
-    assert f"the limit is {C.MAX_TOKENS} tokens" in msg and slider["maximum"] == C.MAX_TOKENS - 1
-    assert len(fig(heat)["data"][0]["x"]) == C.MAX_TOKENS
-    msg, slider, heat, *_ = client.predict("  ", 0, 0, 5, 1.0, api_name="/attention_analyze")
-    assert "empty" in msg and "maximum" not in slider  # the slider is left as it was
-    assert "empty" in fig(heat)["layout"]["annotations"][0]["text"]  # a figure that says why, not a blank one
-    msg, _, heat, *_ = client.predict("🦙🦙🦙", 0, 0, 5, 1.0, api_name="/attention_analyze")
-    assert "single bytes" in msg and fig(heat)["data"][0]["type"] == "heatmap"
+def test_analyze_cuts_long_text_and_refuses_empty_text(own):
+    out = analyze(own, LONG, 0, 0, 5)
+    assert f"the limit is {C.MAX_TOKENS} tokens" in out["msg"] and out["query_max"] == C.MAX_TOKENS - 1
+    assert len(fig(out["heatmap"])["data"][0]["x"]) == C.MAX_TOKENS
+    msg, *rest = own.predict("  ", 0, 0, 5, 1.0, api_name="/attention_analyze")
+    assert "empty" in msg  # a notice; the figures stay as they were (skipped), still the long text
+    out = view(own, 0, 0, 5)
+    assert len(fig(out["heatmap"])["data"][0]["x"]) == C.MAX_TOKENS
+    out = analyze(own, "🦙🦙🦙", 0, 0, 5)
+    assert "single bytes" in out["msg"] and fig(out["heatmap"])["data"][0]["type"] == "heatmap"
 
 
-def test_head_and_layer_sliders(client, traced):
-    note, heat = client.predict(TEXT, 2, 3, api_name="/attention_map")
-    assert note == "" and "Layer 2, head 3" in title(heat)
-    np.testing.assert_allclose(np.nan_to_num(array(fig(heat)["data"][0]["z"])), traced.attn[2, 3], atol=1e-6)
-    grid = client.predict(TEXT, 3, api_name="/attention_heads")
-    assert title(grid).startswith("Layer 3: all") and len(fig(grid)["data"]) == traced.n_heads
+
+def test_lone_surrogate_text_gets_a_notice(app_url):
+    keys = ANALYZE[:1] + ("analyzed",) + ANALYZE[1:]  # the plain HTTP API also returns the State output
+    out = unwrap(dict(zip(keys, raw_api.call(app_url, "attention_analyze", "ab\ud800c", 0, 0, 1, 1.0))))
+    assert "not valid Unicode" in out["msg"] and "Layer 0, head 0" in title(out["heatmap"])
 
 
-def test_query_and_scale_sliders(client, traced):
-    head = traced.n_heads - 1
-    note, steps = client.predict(TEXT, 0, head, 4, api_name="/attention_query")
-    assert note == "" and f"uses KV head {head // traced.n_rep}" in title(steps)
-    bars = {d.get("name"): d for d in fig(steps)["data"]}
-    ours, model = array(bars["softmax (ours)"]["y"]), array(bars["model's traced attn"]["y"])
-    np.testing.assert_allclose(ours, model, atol=2e-6)
-    np.testing.assert_allclose(ours, traced.attn[0, head, 4], atol=2e-6)
-    note, scale = client.predict(TEXT, 0, head, 4, 5.7, api_name="/attention_scale")
-    assert note == "" and "Scores × 5.7 for query 4" in title(scale)
+@pytest.mark.parametrize("bad, word", [(9, "out of range"), (-5, "out of range"), (4.5, "not a whole number"),
+                                       (float("nan"), "not a number"), (float("inf"), "out of range"),
+                                       (1e20, "out of range"), (1.8e308, "out of range"), ("abc", "not a number")])
+def test_bad_slider_values_through_the_api_are_clamped_with_a_notice(app_url, cm, bad, word):
+    """Plain HTTP (NaN and inf cannot go through gradio_client); a fresh session shows the page's default text."""
+    traced = C.trace_text(cm, C.DEFAULT_TEXT)
+    for args in ((bad, 0, 2), (0, bad, 2), (0, 0, bad)):
+        out = unwrap(dict(zip(VIEW, raw_api.call(app_url, "attention_view", *args, 1.0))))
+        if not (args[2] == bad == 9):  # query 9 is a position of the default text: nothing to say
+            assert word in out["msg"] and "⚠️" in out["msg"]
+        lay, hd, q = out["layer"], out["head"], out["query"]
+        assert 0 <= lay < traced.n_layers and 0 <= hd < traced.n_heads and 0 <= q < traced.n_tokens
+        assert f"Layer {lay}, head {hd}" in title(out["heatmap"]) and f"Query {q}" in title(out["steps"])
+    msg, value, plot = raw_api.call(app_url, "attention_scale", 0, 0, 2, bad)
+    value = value["value"]
+    assert msg == "" if bad in (9, 4.5) else word in msg  # 9 and 4.5 are fine scale factors
+    assert C.SCALE_MIN <= value <= C.scale_max(traced.head_dim) and f"× {value:g} for" in title(plot)
 
 
-def test_stale_query_is_clamped_with_a_notice(app_url, traced):
-    """The slider is sized for a long text; the box then holds a short one: no crash, a notice instead."""
-    from gradio_client import Client
+def test_sliders_use_the_analyzed_text_not_the_box(own, cm):
+    """Editing the box without Analyze changes nothing: a slider shows the analyzed text in every figure."""
+    analyze(own, TEXT)
+    t_text, t_other = C.trace_text(cm, TEXT), C.trace_text(cm, OTHER)
+    out = view(own, 2, 3, 4)  # (the box is not an input of this event: it cannot disagree)
+    for name in ("heatmap", "grid"):
+        assert len(fig(out[name])["data"][0]["x"]) == t_text.n_tokens
+    np.testing.assert_allclose(np.nan_to_num(array(fig(out["heatmap"])["data"][0]["z"])), t_text.attn[2, 3], atol=1e-6)
+    analyze(own, OTHER)
+    out = view(own, 2, 3, 4)
+    np.testing.assert_allclose(np.nan_to_num(array(fig(out["heatmap"])["data"][0]["z"])), t_other.attn[2, 3],
+                               atol=1e-6)
+    assert len(fig(out["grid"])["data"][0]["x"]) == t_other.n_tokens
+    labels = fig(out["steps"])["data"][0]["x"]
+    assert list(labels) == t_other.labels
 
-    own = Client(app_url, verbose=False)  # its own session: the slider maximum is per learner
-    own.predict(LONG, 0, 0, 5, 1.0, api_name="/attention_analyze")
-    note, steps = own.predict(TEXT, 0, 0, 100, api_name="/attention_query")
-    assert f"showing query {traced.n_tokens - 1}" in note and f"Query {traced.n_tokens - 1}" in title(steps)
+
+def test_stale_query_is_clamped_with_a_notice(own, traced):
+    """The slider is sized for a long text; then a short one is analyzed with the old query: clamped, said."""
+    analyze(own, LONG, 0, 0, 5)
+    out = analyze(own, TEXT, 0, 0, 100)
+    assert f"using {traced.n_tokens - 1}" in out["msg"] and f"Query {traced.n_tokens - 1}" in title(out["steps"])
+    assert out["query"] == traced.n_tokens - 1
 
 
-def test_reveals_answer_from_the_live_model(client, traced):
-    prev = C.head_stats(traced).previous
+def test_reveals_grade_from_the_measurement(own, traced):
+    analyze(own)
+    prev = np.array([[np.mean([traced.attn[l, h, i, i - 1] for i in range(2, traced.n_tokens)])
+                      for h in range(traced.n_heads)] for l in range(traced.n_layers)])
     best_l, best_h = np.unravel_index(prev.argmax(), prev.shape)
-    answer = client.predict(TEXT, f"layer {best_l}", api_name="/attention_reveal_previous")
-    assert f"**layer {best_l}, head {best_h}**" in answer and "is right" in answer
-    answer = client.predict(TEXT, C.SCALE_CHOICES[1], api_name="/attention_reveal_scaling")
-    assert "**sharper (lower entropy)**" in answer and "You predicted: flatter" in answer
+    for l in (best_l, (best_l + 1) % traced.n_layers):
+        md = own.predict(f"layer {l}", api_name="/attention_reveal_previous")
+        assert f"**layer {best_l}, head {best_h}**" in md and md.startswith("✅") == (l == best_l)
+    md = own.predict(None, api_name="/attention_reveal_previous")
+    assert md.startswith(NO_PICK) and f"**layer {best_l}, head {best_h}**" in md
+    md = own.predict(None, api_name="/attention_reveal_scaling")
+    assert md.startswith(NO_PICK) and "re-running the model" in md
+    md = own.predict("bogus", api_name="/attention_reveal_scaling")
+    assert "not one of" in md and "⚠️" in md
 
 
 def test_page_in_a_real_browser(page, app_url):
@@ -89,7 +151,8 @@ def test_page_in_a_real_browser(page, app_url):
     heat_title = page.locator("#attention-heatmap .gtitle").first
     heat_title.wait_for(timeout=60_000)
     assert "Layer 0, head 0" in heat_title.text_content()
-    for elem in ("attention-grid", "attention-steps", "attention-scale", "attention-summary"):
+    for elem in ("attention-dot", "attention-grid", "attention-mix", "attention-steps", "attention-scale",
+                 "attention-summary"):
         assert page.locator(f"#{elem} .main-svg").count() > 0
 
     # Keyboard: focus the head slider's number box, step it up, leave it (blur = release).
@@ -97,29 +160,39 @@ def test_page_in_a_real_browser(page, app_url):
     head_box.focus()
     page.keyboard.press("ArrowUp")
     page.keyboard.press("Tab")
-    page.wait_for_function(
-        "document.querySelector('#attention-heatmap .gtitle').textContent.includes('head 1')", timeout=30_000)
-    page.wait_for_function(
-        "document.querySelector('#attention-steps .gtitle').textContent.includes('head 1')", timeout=30_000)
+    for elem in ("attention-heatmap", "attention-steps"):
+        page.wait_for_function(
+            f"document.querySelector('#{elem} .gtitle').textContent.includes('head 1')", timeout=30_000)
 
-    # A long text: visible notice, and the query slider now reaches the last of 128 tokens.
+    # A layer typed out of range: clamped with a notice on the page, no red toast.
+    layer_box = page.locator('input[aria-label^="number input for Layer"]')
+    layer_box.fill("99")
+    layer_box.press("Enter")
+    page.keyboard.press("Tab")
+    page.get_by_text("is out of range", exact=False).first.wait_for(timeout=30_000)
+
+    # Edit the text without Analyze, then move a slider: every figure still shows the analyzed text.
     box = page.locator("#attention-text textarea")
+    n_before = page.locator("#attention-heatmap .xtick").count()
     box.fill(LONG)
+    head_box.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    page.wait_for_function(
+        "document.querySelector('#attention-heatmap .gtitle').textContent.includes('head 0')", timeout=30_000)
+    assert page.locator("#attention-heatmap .xtick").count() == n_before
+
+    # Analyze the long text: visible notice, and the query slider now reaches the last of 128 tokens.
     page.get_by_role("button", name="Analyze").click()
     page.get_by_text(f"the limit is {C.MAX_TOKENS} tokens", exact=False).first.wait_for(timeout=30_000)
-    query_box = page.locator('input[aria-label^="number input for Query position"]')
     page.wait_for_function(
         f"document.querySelector('input[aria-label^=\"number input for Query position\"]').max == '{C.MAX_TOKENS - 1}'",
         timeout=30_000)
-    assert query_box.get_attribute("max") == str(C.MAX_TOKENS - 1)
 
-    # Empty text: a message on the page and in the figure, never a traceback.
+    # Empty text: a message on the page, never a traceback; the figures keep the analyzed text.
     box.fill("")
     page.get_by_role("button", name="Analyze").click()
     page.get_by_text("The text is empty", exact=False).first.wait_for(timeout=30_000)
-    page.wait_for_function(
-        "document.querySelector('#attention-heatmap .annotation-text')?.textContent.includes('empty')",
-        timeout=30_000)
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
     assert "Error" not in page.inner_text("body")
     assert page.errors == []

@@ -6,7 +6,10 @@ import json
 import re
 
 import pytest
+from gradio_client import Client
 
+import raw_api
+from lessons.grading import NO_PICK
 from lessons.tokenization import compute as C
 from llama.tokenizer import BPETokenizer
 
@@ -24,10 +27,22 @@ def plot_data(value) -> list[dict]:
     return json.loads(value["plot"])["data"]
 
 
+TRAIN = ("msg", "vocab", "slider", "chips", "merge_md", "curve", "replay_msg", "compare_html", "compare_fig", "q2",
+         "q2_out", "text")
+
+
 def train(client, text=TEXT, vocab=300, sentence=SENTENCE):
-    keys = ("msg", "slider", "chips", "merge_md", "curve", "replay_msg", "compare_html", "compare_fig", "q2", "q2_out",
-            "text")
-    return dict(zip(keys, client.predict(text, vocab, sentence, api_name="/tokenization_train")))
+    return dict(zip(TRAIN, client.predict(text, vocab, sentence, api_name="/tokenization_train")))
+
+
+def replay(client, k, sentence=SENTENCE) -> dict:
+    return dict(zip(("notice", "chips", "merge_md", "curve"), client.predict(k, sentence, api_name="/tokenization_replay")))
+
+
+@pytest.fixture()
+def own(app_url):
+    """A fresh learner: the trained tokenizer is per session (gr.State)."""
+    return Client(app_url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +50,8 @@ def reference():
     return BPETokenizer.train(TEXT, 300)
 
 
-def test_train_endpoint(client, reference):
-    out = train(client)
+def test_train_endpoint(own, reference):
+    out = train(own)
     n = len(reference.merges)
     assert out["slider"]["maximum"] == n and out["slider"]["value"] == n
     assert chip_ids(out["chips"]) == reference.encode(SENTENCE)
@@ -51,48 +66,88 @@ def test_train_endpoint(client, reference):
     assert C.pair_label(reference, reference.merges[0].pair) in choices
 
 
-def test_replay_endpoint_uses_the_learners_tokenizer(client, reference):
-    train(client)
-    chips, merge_md, curve, notice = client.predict(0, SENTENCE, api_name="/tokenization_replay")
-    assert chip_ids(chips) == [3 + b for b in SENTENCE.encode("utf-8")] and "no merges yet" in merge_md
-    chips, merge_md, curve, notice = client.predict(5, SENTENCE, api_name="/tokenization_replay")
-    assert chip_ids(chips) == reference.encode_as_of(SENTENCE, 5)
+def test_replay_endpoint_uses_the_learners_tokenizer(own, reference):
+    train(own)
+    r = replay(own, 0)
+    assert chip_ids(r["chips"]) == [3 + b for b in SENTENCE.encode("utf-8")] and "no merges yet" in r["merge_md"]
+    r = replay(own, 5)
+    assert chip_ids(r["chips"]) == reference.encode_as_of(SENTENCE, 5)
     m = reference.merges[4]
-    assert f"Merge 5 of {len(reference.merges)}" in merge_md and f"**{m.count:,}**" in merge_md
-    marker = plot_data(curve)[1]
-    assert marker["x"] == [259 + 5] and notice == ""
+    assert f"Merge 5 of {len(reference.merges)}" in r["merge_md"] and f"**{m.count:,}**" in r["merge_md"]
+    assert plot_data(r["curve"])[1]["x"] == [259 + 5] and r["notice"] == ""
 
 
-def test_train_endpoint_bad_input(client):
-    out = train(client, text="   ")
-    assert "empty" in out["msg"] and "empty" in out["compare_html"]
-    assert "Train a tokenizer first" in out["chips"]
-    chips, merge_md, curve, notice = client.predict(0, SENTENCE, api_name="/tokenization_replay")
-    assert "Train a tokenizer first" in notice  # the failed training left no tokenizer behind
-    out = train(client, text="😀🎉😀 🎉😀", vocab=1000, sentence="😀")
+def test_train_endpoint_bad_input_keeps_the_last_tokenizer(own, reference):
+    train(own)
+    out = train(own, text="   ")
+    assert "empty" in out["msg"] and "⚠️" in out["msg"]
+    assert chip_ids(replay(own, 5)["chips"]) == reference.encode_as_of(SENTENCE, 5)  # nothing lost
+    out = train(own, text="<s></s><s>")
+    assert "nothing but special tokens" in out["msg"]
+    out = train(own, text="😀🎉😀 🎉😀", vocab=1000, sentence="😀")
     assert "stopped at" in out["msg"] and len(plot_data(out["compare_fig"])[0]["y"]) == 5
-    out = train(client, text="x" * (C.MAX_TEXT_CHARS + 10), vocab=400)
+    out = train(own, text="x" * (C.MAX_TEXT_CHARS + 10), vocab=400)
     assert "100,000" in out["msg"] and out["text"] == "x" * C.MAX_TEXT_CHARS  # the box shows what was trained
+    out = train(own, sentence="")
+    assert "empty" in out["replay_msg"] and out["slider"]["maximum"] > 0  # trained anyway; the replay says why
+
+
+@pytest.mark.parametrize("vocab, used, word", [(5, C.VOCAB_MIN, "out of range"), (100, C.VOCAB_MIN, "out of range"),
+                                               (99999, C.VOCAB_MAX, "out of range"), (-3, C.VOCAB_MIN, "out of range"),
+                                               (300.5, 300, "not a whole number"), (1e20, C.VOCAB_MAX, "out of range"),
+                                               (1.8e308, C.VOCAB_MAX, "out of range"),
+                                               (float("inf"), C.VOCAB_MAX, "out of range"),
+                                               (float("nan"), None, "not a number"), ("abc", None, "not a number")])
+def test_bad_vocabulary_sizes_are_clamped_with_a_notice(app_url, cm, vocab, used, word):
+    """Plain HTTP, as a browser or any client may send it (gradio_client cannot send NaN or inf)."""
+    out = raw_api.call(app_url, "tokenization_train", "the cat sat on the mat. " * 20, vocab, SENTENCE)
+    out = dict(zip(TRAIN[:1] + ("state",) + TRAIN[1:], out))  # the plain API also returns the State output
+    default = min(max(cm.tokenizer.vocab_size, C.VOCAB_MIN), C.VOCAB_MAX)
+    assert word in out["msg"] and out["vocab"]["value"] == (default if used is None else used)
+    assert "tokens on your text" in out["compare_html"]
+
+
+@pytest.mark.parametrize("k, word", [(10**6, "out of range"), (-1, "out of range"), (4.5, "not a whole number"),
+                                     (float("nan"), "not a number"), (float("inf"), "out of range"),
+                                     (1.8e308, "out of range"), ("abc", "not a number")])
+def test_bad_merge_steps_are_clamped_with_a_notice(app_url, k, word):
+    notice, chips, merge_md, curve = raw_api.call(app_url, "tokenization_replay", k, SENTENCE)
+    assert word in notice and "⚠️" in notice and chip_ids(chips)
+
+
+def test_lone_surrogates_get_a_notice(app_url):
+    notice, chips, *_ = raw_api.call(app_url, "tokenization_replay", 3, "ab\ud800c")
+    assert "not valid Unicode" in notice and chip_ids(chips)
+    notice, heat, pca = raw_api.call(app_url, "tokenization_embed", "ab\udc00c")
+    assert "not valid Unicode" in notice
 
 
 def test_embed_endpoint(client, cm):
-    heat, pca, notice = client.predict("To be, or not to be", api_name="/tokenization_embed")
+    notice, heat, pca = client.predict("To be, or not to be", api_name="/tokenization_embed")
     z = plot_data(heat)[0]["z"]
     assert len(z) == 1 + len(cm.tokenizer.encode("To be, or not to be")) and len(z[0]) == cm.config.dim
     assert len(plot_data(pca)[0]["x"]) == cm.config.vocab_size and notice == ""
-    heat, pca, notice = client.predict("", api_name="/tokenization_embed")
+    notice, heat, pca = client.predict("", api_name="/tokenization_embed")
     assert "empty" in notice
 
 
-def test_reveal_endpoints(client, cm, reference):
-    n = len(cm.tokenizer.encode(C.QUESTION_TEXT))
-    right = C.count_question()[C._bucket(n, C.QUESTION_TEXT)]
-    md, chips = client.predict(right, api_name="/tokenization_reveal_count")
-    assert md.startswith("✅") and f"**{n} tokens**" in md and len(chip_ids(chips)) == n
-    train(client)
-    answer = C.pair_label(reference, reference.merges[0].pair)
-    md = client.predict(answer, api_name="/tokenization_reveal_merge")
-    assert md.startswith("✅") and f"**{reference.merges[0].count:,}**" in md
+def test_reveal_endpoints_grade_from_the_measurement(own, cm, reference):
+    n = len(cm.tokenizer.encode(C.QUESTION_TEXT))  # measured here
+    for choice in C.count_question():
+        nums = [int(x) for x in re.findall(r"\d+", choice.split("(")[0])]
+        lo, hi = (0, nums[0]) if "or fewer" in choice else (nums[0], nums[1])
+        md, chips = own.predict(choice, api_name="/tokenization_reveal_count")
+        assert md.startswith("✅" if lo <= n <= hi else "❌") and f"**{n} tokens**" in md and len(chip_ids(chips)) == n
+    md, chips = own.predict(None, api_name="/tokenization_reveal_count")
+    assert md.startswith(NO_PICK) and f"**{n} tokens**" in md
+    md, chips = own.predict("a hundred", api_name="/tokenization_reveal_count")
+    assert "not one of" in md and "⚠️" in md
+    out = train(own)
+    first = C.pair_label(reference, reference.merges[0].pair)  # an independent training of our BPE on TEXT
+    for choice in [c[0] for c in out["q2"]["choices"]]:
+        md = own.predict(choice, api_name="/tokenization_reveal_merge")
+        assert md.startswith("✅" if choice == first else "❌") and f"**{reference.merges[0].count:,}**" in md
+    assert own.predict(None, api_name="/tokenization_reveal_merge").startswith(NO_PICK)
 
 
 # ----------------------------------------------------------------------------- in a browser
@@ -141,5 +196,18 @@ def test_browser_train_on_pasted_text_and_empty_text(page, app_url):
     box.fill("")
     page.get_by_role("button", name="Train the tokenizers").click()
     page.wait_for_selector(".lesson-message:has-text('The text is empty')", timeout=30_000)
-    assert "The text is empty" in page.inner_text("#comparison")
+    assert "tokens on your text" in page.inner_text("#comparison")  # the last training is kept
+    assert no_error_toast(page) and page.errors == []
+
+
+def test_browser_vocabulary_typed_out_of_range(page, app_url):
+    open_page(page, app_url)
+    box = page.locator('input[aria-label^="number input for vocabulary size"]')
+    box.fill("5")
+    box.press("Enter")
+    page.keyboard.press("Tab")
+    page.wait_for_selector(".lesson-message:has-text('is out of range')", timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelector('input[aria-label^=\"number input for vocabulary size\"]').value == '{C.VOCAB_MIN}'",
+        timeout=30_000)
     assert no_error_toast(page) and page.errors == []

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from lessons.attention import compute as C
-from lessons.course import plot_label
+from lessons.course import plot_label, trace
+from lessons.grading import NO_PICK
+from lessons.inputs import LessonError
 
 TEXT = "To be, or not to be: that is the question. To be, or not to be."
 
@@ -27,13 +29,15 @@ def test_trace_shapes_follow_the_config(cm, traced):
     assert t.n_rep == cfg.n_rep and [t.kv_head(h) for h in range(cfg.n_heads)] == [h // cfg.n_rep for h in range(cfg.n_heads)]
 
 
-def test_trace_is_the_models_own_attention(cm, traced):
+def test_trace_matches_transformers_eager_attention(cm, traced):
+    """An independent implementation: Hugging Face's LlamaForCausalLM (eager attention) on the same weights and ids."""
+    from transformers import LlamaForCausalLM
+
+    ref = LlamaForCausalLM.from_pretrained(cm.path, dtype=torch.float32, attn_implementation="eager").eval()
     with torch.no_grad():
-        layers = cm.model(torch.tensor([traced.ids]), trace=True).trace.layers
-    for l, lt in enumerate(layers):
-        np.testing.assert_allclose(traced.attn[l], lt.attn[0].numpy(), atol=1e-6)
-        np.testing.assert_allclose(traced.q[l], lt.q_rot[0].numpy(), atol=1e-6)
-        assert not np.allclose(traced.q[l], lt.q[0].numpy(), atol=1e-4)  # after RoPE, not before
+        out = ref(torch.tensor([traced.ids]), output_attentions=True)
+    for l, a in enumerate(out.attentions):
+        np.testing.assert_allclose(traced.attn[l], a[0].numpy(), atol=2e-5)
 
 
 def test_rows_sum_to_one_and_the_mask_is_exact(traced):
@@ -59,7 +63,6 @@ def test_query_steps_reproduce_one_row_for_every_head(traced):
                 assert np.all(np.isneginf(s.scaled[query + 1:])) and np.all(s.probs[query + 1:] == 0)
                 np.testing.assert_allclose(s.scaled[: query + 1], s.dots[: query + 1] / math.sqrt(t.head_dim), rtol=1e-5)
                 np.testing.assert_allclose(s.out, s.probs @ t.v[layer, s.kv_head], atol=1e-5)
-                np.testing.assert_allclose(s.traced, t.attn[layer, head, query])
 
 
 def test_gqa_head_mapping_matters(traced):
@@ -81,7 +84,7 @@ def test_scale_factor_one_is_the_model_and_bigger_is_sharper(traced):
     p_root, p_small = C.scaled_softmax(s, root), C.scaled_softmax(s, 1e-6)
     assert C.entropy_bits(p_root) < C.entropy_bits(s.probs) and p_root.max() > s.probs.max()
     np.testing.assert_allclose(p_small, 1 / (s.query + 1), atol=1e-4)  # factor -> 0: uniform
-    ent, top = C.scale_sweep(s, C.SCALE_FACTORS)
+    ent, top = C.scale_sweep(s, C.scale_factors(traced))
     assert np.all(np.diff(ent) <= 1e-9) and np.all(np.diff(top) >= -1e-9)  # monotone in the factor
     assert 0 <= ent.min() and ent.max() <= 1 + 1e-9 and abs(ent[0] - 1) < 0.05
 
@@ -131,50 +134,156 @@ def test_the_forward_pass_runs_once_per_text(cm):
     assert C.trace_text(cm, TEXT + " Ay.") is not a
 
 
-def test_slider_values_are_clamped_with_a_notice(traced):
+@pytest.mark.parametrize("value, expected, word", [
+    (9, "last", "out of range"), (-3, 0, "out of range"), (4.5, 4, "not a whole number"),
+    (float("nan"), 0, "not a number"), (float("inf"), "last", "out of range"), (1e20, "last", "out of range"),
+    (1.8e308, "last", "out of range"), ("abc", 0, "not a number"), (2, 2, ""),
+])
+def test_every_slider_value_is_clamped_or_rounded_with_a_notice(traced, value, expected, word):
     t = traced
-    layer, head, query, note = C.clamp(t, 99, -3, 10_000)
-    assert (layer, head, query) == (t.n_layers - 1, 0, t.n_tokens - 1)
-    assert "layers 0 to" in note and "heads 0 to" in note and "positions 0 to" in note
-    assert C.clamp(t, 1, 1, 2) == (1, 1, 2, "")
-    assert C.clamp(t, None, float("nan"), "x")[:3] == (0, 0, t.n_tokens - 1)
+    last = {"layer": t.n_layers - 1, "head": t.n_heads - 1}
+    for name, kw in (("layer", dict(layer=value, head=0)), ("head", dict(layer=0, head=value))):
+        sl = C.read_sliders(t, **kw)
+        assert getattr(sl, name) == (last[name] if expected == "last" else expected)
+        assert word in sl.notice if word else sl.notice == ""
+    q = C.read_sliders(t, 0, 0, value)
+    in_range = isinstance(value, int) and 0 <= value < t.n_tokens
+    assert 0 <= q.query <= t.n_tokens - 1 and (q.notice == "" if in_range else word in q.notice)
+    f = C.read_sliders(t, 0, 0, 3, value).factor
+    assert C.SCALE_MIN <= f <= C.scale_max(t.head_dim) and math.isfinite(f)
 
 
-def test_views_never_raise_on_bad_input(cm):
-    for bad in ("", "   \n\t ", None):
-        a = C.analyze_view(cm, bad, 0, 0, 0, 1.0)
-        assert "empty" in a.message and a.n_tokens == 0
-        assert a.heatmap.layout.annotations[0].text == a.message  # a figure that says why, not a blank one
-        msg, fig = C.query_view(cm, bad, 0, 0, 3)
-        assert "empty" in msg and fig.layout.annotations[0].text == msg
-        assert "empty" in C.reveal_previous_token(cm, bad, "layer 0")
-        assert "empty" in C.reveal_scaling(cm, bad, None)
-    msg, _ = C.scale_view(cm, TEXT, 0, 0, 1, "lots")
-    assert "not a number" in msg
+def test_views_raise_a_lesson_error_for_text_the_model_cannot_use(cm):
+    for bad in ("", "   \n\t ", None, 42):
+        for call in (lambda: C.analyze_view(cm, bad, 0, 0, 0, 1.0), lambda: C.view(cm, bad, 0, 0, 3, 1.0),
+                     lambda: C.reveal_previous_token(cm, bad, "layer 0"), lambda: C.reveal_scaling(cm, bad, None)):
+            with pytest.raises(LessonError):
+                call()
+    a = C.analyze_view(cm, "ab\ud800c", 0, 0, None, 1.0)  # a lone surrogate: replaced, with a notice
+    assert "not valid Unicode" in a.view.notice
+    with pytest.raises(LessonError, match="not one of"):
+        C.reveal_scaling(cm, TEXT, "much sharper")  # only an API client can send an unknown choice
 
 
 def test_long_text_is_cut_to_the_limit_with_a_notice(cm):
     a = C.analyze_view(cm, "To be, or not to be. " * 400, 0, 0, None, 1.0)
-    assert a.n_tokens == C.MAX_TOKENS and a.query == C.MAX_TOKENS - 1
-    assert f"the limit is {C.MAX_TOKENS} tokens" in a.message and len(a.heatmap.data[0].x) == C.MAX_TOKENS
+    assert a.n_tokens == C.MAX_TOKENS and a.view.sliders.query == C.MAX_TOKENS - 1
+    assert f"the limit is {C.MAX_TOKENS} tokens" in a.view.notice and len(a.view.heatmap.data[0].x) == C.MAX_TOKENS
 
 
 def test_emoji_and_odd_unicode_are_shown_not_crashed(cm):
     a = C.analyze_view(cm, "😀🎉🦙", 0, 0, None, 1.0)
-    assert a.n_tokens > 1 and "single bytes" in a.message and len(a.heatmap.data) == 1
+    assert a.n_tokens > 1 and "single bytes" in a.view.notice and len(a.view.heatmap.data) == 1
     t = C.trace_text(cm, "a\u200bb\x00c\u202ed")
     assert any("U+0000" in s for s in t.labels) and not any("\x00" in s or "\u202e" in s for s in t.labels)
     assert plot_label("<s>") == "&lt;s&gt;" and plot_label("a\u200bb") == "aU+200Bb"
 
 
-def test_reveals_are_computed_on_the_text(cm, traced):
-    prev = C.head_stats(traced).previous
+def test_dot_product_picture_is_lengths_times_cosine(traced):
+    """Independent of the figure code: norms and cosines from the raw q and k, and the picture's coordinates."""
+    t, layer, head, query = traced, 1, 2, 9
+    q = t.q[layer, head, query].astype(np.float64)
+    k = t.k[layer, head // t.n_rep, : query + 1].astype(np.float64)
+    fig = C.dot_figure(t, layer, head, query)
+    x, y = np.array(fig.data[0].x), np.array(fig.data[0].y)
+    np.testing.assert_allclose(np.hypot(x, y), np.linalg.norm(k, axis=1), rtol=1e-6)  # each key at its length
+    np.testing.assert_allclose(np.linalg.norm(q) * x, k @ q, rtol=1e-6, atol=1e-9)  # score = |q| x reach along q
+    assert np.all(y >= 0) and fig.data[1].x[1] == pytest.approx(np.linalg.norm(q))
+    assert f"highest: {t.labels[int(np.argmax(k @ q))]}" in fig.layout.title.text
+    md = C.dot_readout(t, layer, head, query)
+    assert f"variance {t.q[layer, head].astype(np.float64).var():.2f}" in md and "mean 0 and variance 1" in md
+
+
+def test_o_proj_terms_sum_to_what_attention_adds_to_the_residual_stream(cm, traced):
+    """Checked against the model's own residual stream: ffn_in - attn_in is attention's output (pre-norm)."""
+    assert cm.config.norm_placement == "pre"
+    layers = trace(cm.model, traced.ids).layers
+    for layer in (0, traced.n_layers - 1):
+        added = (layers[layer].ffn_in - layers[layer].attn_in)[0].numpy()  # (T, C)
+        for query in (0, 5, traced.n_tokens - 1):
+            terms = C.head_contributions(traced, layer, query)
+            assert terms.shape == (traced.n_heads, cm.config.dim)
+            np.testing.assert_allclose(terms.sum(0), added[query], atol=1e-4)
+    fig = C.heads_mix_figure(traced, 2, 5)
+    assert len(fig.data[0].y) == traced.n_heads + 1
+
+
+def _previous_token_weights(t):
+    """Mean weight on the previous token per (layer, head), queries 2..T-1: counted here, not by head_stats."""
+    out = np.zeros((t.n_layers, t.n_heads))
+    for l in range(t.n_layers):
+        for h in range(t.n_heads):
+            out[l, h] = np.mean([t.attn[l, h, i, i - 1] for i in range(2, t.n_tokens)])
+    return out
+
+
+def test_reveal_previous_token_grades_every_choice_from_the_measurement(cm, traced):
+    prev = _previous_token_weights(traced)
     best_l, best_h = np.unravel_index(prev.argmax(), prev.shape)
-    right = C.reveal_previous_token(cm, TEXT, f"layer {best_l}")
-    assert f"**layer {best_l}, head {best_h}**" in right and "is right" in right and f"{prev.max():.2f}" in right
-    wrong = C.reveal_previous_token(cm, TEXT, f"layer {(best_l + 1) % traced.n_layers}")
-    assert "You guessed" in wrong or traced.n_layers == 1
-    assert "Make a prediction first" in C.reveal_previous_token(cm, TEXT, None)
-    sc = C.reveal_scaling(cm, TEXT, C.SCALE_CHOICES[0])
-    rows = traced.n_layers * traced.n_heads * (traced.n_tokens - 1)
-    assert "**sharper (lower entropy)**" in sc and f"of {rows} attention rows" in sc and "is right" in sc
+    for l in range(cm.config.n_layers):
+        md = C.reveal_previous_token(cm, TEXT, f"layer {l}")
+        assert f"**layer {best_l}, head {best_h}**" in md and f"**{prev.max():.2f}**" in md
+        assert md.startswith("✅") == (l == best_l) and md.startswith("❌") == (l != best_l)
+    none = C.reveal_previous_token(cm, TEXT, None)
+    assert none.startswith(NO_PICK) and f"*layer {best_l}*" in none.splitlines()[0]  # the measurement is shown
+
+
+def _manual_forward(cm, ids, divide: bool):
+    """The model's forward pass written out here from its weights, with or without the 1/sqrt(d) (pre-norm Llama,
+    RoPE on interleaved halves as llama.model.apply_rope): (logits (T, V), attention per layer (nh, T, T))."""
+    m, cfg = cm.model, cm.config
+    T, hs = len(ids), cfg.head_dim
+    x = m.embed_tokens.weight[torch.tensor(ids)].double()  # (T, C)
+    cos, sin = m.rope_cos[:T].double(), m.rope_sin[:T].double()
+
+    def rms(v, w):
+        return v / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + cfg.norm_eps) * w.double()
+
+    def rope(v):  # (n, T, hs)
+        a, b = v[..., : hs // 2], v[..., hs // 2:]
+        return torch.cat([a * cos - b * sin, a * sin + b * cos], -1)
+
+    attns = []
+    for layer in m.layers:
+        at = layer.self_attn
+        h = rms(x, layer.input_layernorm.weight)
+        q = rope((h @ at.q_proj.weight.double().T).view(T, cfg.n_heads, hs).transpose(0, 1))
+        k = rope((h @ at.k_proj.weight.double().T).view(T, cfg.n_kv_heads, hs).transpose(0, 1))
+        v = (h @ at.v_proj.weight.double().T).view(T, cfg.n_kv_heads, hs).transpose(0, 1)
+        k, v = k.repeat_interleave(cfg.n_rep, 0), v.repeat_interleave(cfg.n_rep, 0)
+        s = q @ k.transpose(1, 2) / (math.sqrt(hs) if divide else 1.0)
+        a = torch.softmax(s.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")), -1)
+        attns.append(a.numpy())
+        x = x + (a @ v).transpose(0, 1).reshape(T, -1) @ at.o_proj.weight.double().T
+        g = rms(x, layer.post_attention_layernorm.weight)
+        mlp = layer.mlp
+        x = x + (torch.nn.functional.silu(g @ mlp.gate_proj.weight.double().T) * (g @ mlp.up_proj.weight.double().T)) \
+            @ mlp.down_proj.weight.double().T
+    return rms(x, m.norm.weight) @ m.lm_head.weight.double().T, attns
+
+
+def test_reveal_scaling_reruns_every_layer_and_grades_from_an_independent_forward(cm, traced):
+    ids = list(traced.ids)
+    logits, attns = _manual_forward(cm, ids, divide=True)
+    np.testing.assert_allclose(np.stack(attns), traced.attn, atol=1e-4)  # the manual forward is the model
+    _, attns_without = _manual_forward(cm, ids, divide=False)
+
+    def mean_entropy(attns):
+        a = np.stack(attns)[:, :, 1:]  # (L, nh, T-1, T): query 0 sees only BOS
+        ent = -(a * np.log(np.maximum(a, 1e-30))).sum(-1) / np.log(np.arange(2, len(ids) + 1))
+        return ent.mean()
+
+    e_with, e_without = mean_entropy(attns), mean_entropy(attns_without)
+    expected = C.SCALE_CHOICES[0] if e_without < e_with else C.SCALE_CHOICES[1]
+    r = C.rerun_without_scaling(cm, TEXT)
+    assert r.entropy["without"].mean() == pytest.approx(e_without, abs=1e-3)
+    tgt = torch.tensor(ids[1:])
+    assert r.loss["model"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:-1], tgt)), abs=1e-3)
+    for choice in C.SCALE_CHOICES:
+        md = C.reveal_scaling(cm, TEXT, choice)
+        assert md.startswith("✅") == (choice == expected) and md.startswith("❌") == (choice != expected)
+        assert f"| {e_with:.3f} | {e_without:.3f} |" in md and "re-running the model" in md
+    none = C.reveal_scaling(cm, TEXT, None)
+    assert none.startswith(NO_PICK) and f"*{expected}*" in none.splitlines()[0]
+    assert cm.model.layers[0].self_attn.q_proj.weight.data_ptr() != \
+        C.without_scaling(cm.model).layers[0].self_attn.q_proj.weight.data_ptr()  # the shared model is untouched

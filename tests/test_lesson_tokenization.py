@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from lessons.course import prepare_text
+from lessons.grading import NO_PICK
+from lessons.inputs import LessonError
 from lessons.tokenization import compute as C
+from llama.tokenizer import pretokenize
 
 SUB_ID = re.compile(r"<sub[^>]*>(\d+)</sub>")
 CHIP = re.compile(r"<span class='chip'")
@@ -43,15 +46,15 @@ def test_default_text_is_the_course_lessons(lesson_text):
     assert 1_000 < len(lesson_text) <= C.MAX_TEXT_CHARS
 
 
-def test_clean_text_limits_and_surrogates():
-    text, notices = C.clean_text("x" * (C.MAX_TEXT_CHARS + 5))
-    assert len(text) == C.MAX_TEXT_CHARS and "100,000" in notices[0]
-    text, notices = C.clean_text("ab\ud800c")
-    assert text == "ab\ufffdc" and "not valid Unicode" in notices[0]
-    text.encode("utf-8")  # would raise for a lone surrogate
+def test_text_in_goes_through_lessons_inputs_with_the_lessons_larger_limit(cm):
+    t = C.train_lesson("to be or not " * 10_000, 400, cm.tokenizer)
+    assert "130,000 characters" in t.notice and f"{C.MAX_TEXT_CHARS:,}" in t.notice and t.cut
+    assert t.trained.n_chars == C.MAX_TEXT_CHARS > 5_000  # the lesson's own limit, not the default one
+    t = C.train_lesson("ab\ud800c the cat", 300, cm.tokenizer)
+    assert "not valid Unicode" in t.notice and "\ufffd" in t.text
     for empty in ("", "  \n\t", None):
-        with pytest.raises(ValueError, match="empty"):
-            C.clean_text(empty)
+        with pytest.raises(LessonError, match="empty"):
+            C.train_lesson(empty, 300, cm.tokenizer)
 
 
 def test_visible_and_escaped():
@@ -74,7 +77,7 @@ def test_small_training_docstring_example(small):
 
 def test_token_counts_match_encode_as_of(training, lesson_text):
     t, text = training.trained, training.text
-    assert text == lesson_text and not training.error
+    assert text == lesson_text
     n = t.n_merges
     assert n > 100 and len(t.n_tokens) == n + 1
     for k in (0, 1, 2, 17, n // 2, n):
@@ -140,17 +143,26 @@ def test_curve_figure_holds_the_curve_and_marks_k(training):
         fig.layout.yaxis.title.text
 
 
-def test_replay_bad_input(training):
+@pytest.mark.parametrize("k, word", [(10**6, "out of range"), (-5, "out of range"), (2.5, "not a whole number"),
+                                     (float("nan"), "not a number"), (float("inf"), "out of range"),
+                                     (1e20, "out of range"), (1.8e308, "out of range"), ("abc", "not a number")])
+def test_replay_clamps_and_rounds_the_merge_step_with_a_notice(training, k, word):
     t = training.trained
-    r = C.replay(t, t.n_merges + 50, "the")
-    assert "outside 0 to" in r.notice and chip_ids(r.chips) == t.tok.encode("the")
-    r = C.replay(t, 3, "   ")
-    assert "empty" in r.notice and "empty" in r.chips
+    r = C.replay(t, k, "the")
+    assert word in r.notice and 0 <= r.k <= t.n_merges
+    assert chip_ids(r.chips) == t.tok.encode_as_of("the", r.k)  # the chips show the step the notice names
+    assert f"using {r.k}" in r.notice
+
+
+def test_replay_bad_sentence_and_no_tokenizer(training):
+    t = training.trained
+    with pytest.raises(LessonError, match="empty"):
+        C.replay(t, 3, "   ")
     r = C.replay(t, 3, "y" * 1000)
     assert "300" in r.notice and len(chip_ids(C.replay(t, 0, "y" * 1000).chips)) == C.MAX_SENTENCE_CHARS
-    r = C.replay(None, 3, "the")
-    assert "Train a tokenizer first" in r.notice
-    assert r.figure.layout.annotations[0].text.startswith("Train a tokenizer first")
+    assert "not valid Unicode" in C.replay(t, 3, "a\udc00b").notice
+    with pytest.raises(LessonError, match="Train a tokenizer first"):
+        C.replay(None, 3, "the")
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -182,7 +194,7 @@ def test_one_failing_library_does_not_sink_the_comparison(cm, monkeypatch):
         raise ValueError("sentencepiece could not train on this text: too small")
     monkeypatch.setattr(C, "train_sentencepiece", broken)
     t = C.train_lesson("the cat sat on the mat", 300, cm.tokenizer)
-    assert not t.error
+    assert t.trained is not None
     errors = {r["name"]: r["error"] for r in t.rows if "error" in r}
     assert set(errors) == {C.SP_BPE, C.SP_UNIGRAM} and "too small" in errors[C.SP_BPE]
     assert "could not train" in C.comparison_html(t)
@@ -214,25 +226,29 @@ def test_sentencepiece_minimum_vocabulary_is_explained(cm):
     ("<s></s><s>", "nothing but special tokens"),
 ])
 def test_training_refuses_with_a_message(cm, text, expected):
-    t = C.train_lesson(text, 500, cm.tokenizer)
-    assert t.trained is None and expected in t.error
-    assert expected in C.comparison_html(t)
-    assert C.comparison_figure(t).layout.annotations[0].text
-    assert "Train a tokenizer first" in C.replay(None, 0, "x").notice
+    with pytest.raises(LessonError, match=expected):
+        C.train_lesson(text, 500, cm.tokenizer)
 
 
-def test_training_vocab_out_of_range(cm):
-    t = C.train_lesson("hello", C.VOCAB_MAX + 1, cm.tokenizer)
-    assert t.trained is None and "between 260 and 4,096" in t.error
+@pytest.mark.parametrize("vocab, used, word", [
+    (5, C.VOCAB_MIN, "out of range"), (100, C.VOCAB_MIN, "out of range"), (99999, C.VOCAB_MAX, "out of range"),
+    (-3, C.VOCAB_MIN, "out of range"), (300.5, 300, "not a whole number"), (1e20, C.VOCAB_MAX, "out of range"),
+    (1.8e308, C.VOCAB_MAX, "out of range"), (float("inf"), C.VOCAB_MAX, "out of range"),
+    (float("nan"), None, "not a number"), ("abc", None, "not a number"),
+])
+def test_training_vocab_is_clamped_or_rounded_with_a_notice(cm, vocab, used, word):
+    t = C.train_lesson("hello world, hello there. " * 20, vocab, cm.tokenizer)
+    default = min(max(cm.tokenizer.vocab_size, C.VOCAB_MIN), C.VOCAB_MAX)
+    assert t.trained.asked_vocab == (default if used is None else used) and word in t.notice
 
 
 def test_training_on_odd_text(cm):
     emoji = C.train_lesson("😀🎉😀🎉 😀😀", 1000, cm.tokenizer)
-    assert not emoji.error and "stopped at" in emoji.notice and emoji.trained.n_merges > 0
+    assert "stopped at" in emoji.notice and emoji.trained.n_merges > 0
     assert "&lt;0xF0&gt;" in C.replay(emoji.trained, 0, "😀").chips
     assert chip_ids(C.replay(emoji.trained, emoji.trained.n_merges, "😀").chips) == emoji.trained.tok.encode("😀")
     odd = C.train_lesson("a\u0301\u200d\u202e b\ud800 ﷽ \x00", 400, cm.tokenizer)
-    assert not odd.error and "not valid Unicode" in odd.notice
+    assert "not valid Unicode" in odd.notice
     assert len([r for r in odd.rows if "error" not in r]) == 5
     one = C.train_lesson("a", 400, cm.tokenizer)
     assert one.trained.n_merges == 0 and "no merges" in C.replay(one.trained, 0, "a").merge_md
@@ -270,8 +286,8 @@ def test_embedding_heatmap_rows_are_the_table_rows(cm):
     assert "dimension" in fig.layout.xaxis.title.text
     long_fig, long_notice = C.embedding_heatmap(cm, "to be " * 40)
     assert len(long_fig.data[0].z) == C.MAX_EMBED_TOKENS and "only the first" in long_notice
-    empty_fig, empty_notice = C.embedding_heatmap(cm, "")
-    assert "empty" in empty_notice and "empty" in empty_fig.layout.annotations[0].text
+    with pytest.raises(LessonError, match="empty"):
+        C.embedding_heatmap(cm, "")
 
 
 def test_embedding_map_marks_sentence_and_specials(cm):
@@ -284,47 +300,93 @@ def test_embedding_map_marks_sentence_and_specials(cm):
     assert list(sentence.x) == pytest.approx([float(coords[i, 0]) for i in dict.fromkeys(ids)])
     assert list(specials.text) == ["BOS &lt;s&gt;", "EOS &lt;/s&gt;"]
     assert "% of variance" in fig.layout.xaxis.title.text
-    assert len(C.embedding_map(cm, "").data) == 2  # no sentence: the table and BOS/EOS, still a figure
+    with pytest.raises(LessonError, match="empty"):
+        C.embedding_map(cm, " ")
 
 
-def test_embedding_facts_read_from_the_model(cm):
+def test_embedding_facts_read_from_the_model(cm, monkeypatch):
     V, d = cm.model.embed_tokens.weight.shape
-    assert f"{V:,} × {d}" in C.embedding_facts(cm)
+    facts = C.embedding_facts(cm)
+    assert f"{V:,} × {d}" in facts and "7B and up" in facts
+    tied = cm.model.lm_head.weight.data_ptr() == cm.model.embed_tokens.weight.data_ptr()  # the weights themselves
+    assert ("It is **tied**" in facts) == tied and ("has its own matrix" in facts) == (not tied)
+    monkeypatch.setattr(cm.config, "tie_embeddings", not cm.config.tie_embeddings)
+    with pytest.raises(RuntimeError, match="disagrees"):  # the prose can never contradict the weights
+        C.embedding_facts(cm)
+
+
+def test_special_tokens_facts_come_from_the_tokenizer(cm):
+    facts = C.special_tokens_facts(cm)
+    for s, i in cm.tokenizer.special_tokens.items():
+        assert f"{C.md_text(s)}** = {i}" in facts
+    assert f"the single id {cm.tokenizer.bos_id}" in facts
 
 
 # ----------------------------------------------------------------------------- questions
 
 
-def test_count_question_and_reveal(cm):
+def _range_of(choice: str) -> tuple[int, int]:
+    """'5 to 8' -> (5, 8); '4 or fewer (...)' -> (0, 4): read from the choice's own words."""
+    nums = [int(x) for x in re.findall(r"\d+", choice.split("(")[0])]
+    return (0, nums[0]) if "or fewer" in choice else (nums[0], nums[1])
+
+
+def test_count_reveal_grades_every_choice_from_the_tokenizers_count(cm):
     choices = C.count_question()
     assert len(choices) == 4 and choices[0].startswith("4 or fewer") and choices[-1].startswith("17 to 25")
-    n = len(cm.tokenizer.encode(C.QUESTION_TEXT))
-    right = choices[C._bucket(n, C.QUESTION_TEXT)]
-    r = C.reveal_count(cm, right)
-    assert r.correct is True and f"**{n} tokens**" in r.markdown and chip_ids(r.chips) == cm.tokenizer.encode(
-        C.QUESTION_TEXT)
-    words = C.pretokenize(C.QUESTION_TEXT, cm.tokenizer.pattern)
+    n = len(cm.tokenizer.encode(C.QUESTION_TEXT))  # measured here, not by the lesson
+    for choice in choices:
+        lo, hi = _range_of(choice)
+        r = C.reveal_count(cm, choice)
+        assert r.correct is (lo <= n <= hi), choice
+        assert r.markdown.startswith("✅" if lo <= n <= hi else "❌") and f"**{n} tokens**" in r.markdown
+    assert sum(lo <= n <= hi for lo, hi in map(_range_of, choices)) == 1  # the ranges do not overlap
+    r = C.reveal_count(cm, None)
+    assert r.correct is None and r.markdown.startswith(NO_PICK) and f"**{n} tokens**" in r.markdown
+    assert chip_ids(r.chips) == cm.tokenizer.encode(C.QUESTION_TEXT)
+    words = pretokenize(C.QUESTION_TEXT, cm.tokenizer.pattern)
     whole = sum(len(cm.tokenizer.encode(w)) == 1 for w in words)
     assert f"makes {len(words)} words of it; {whole} of them are single tokens" in r.markdown
-    wrong = next(c for c in choices if c != right)
-    assert C.reveal_count(cm, wrong).correct is False
-    assert C.reveal_count(cm, None).correct is None
+    with pytest.raises(LessonError, match="not one of"):
+        C.reveal_count(cm, "about a dozen")
 
 
-def test_first_merge_question_and_reveal(training):
+def _pair_count(text: str, tok, label: str) -> int:
+    """How often the pair named by a choice ("'␣' + 't'") occurs inside the words of the text, counted here from
+    the bytes (specials removed, the split regex applied), independently of the trainer."""
+    left, right = (p.strip()[1:-1] for p in label.split(" + "))
+    unvisible = {"␣": " ", "⏎": "\n", "⇥": "\t"}
+    a, b = ("".join(unvisible.get(ch, ch) for ch in x).encode("utf-8") for x in (left, right))
+    body = re.sub("<s>|</s>|<pad>", "\x00", text)
+    count = 0
+    for part in body.split("\x00"):
+        for w in pretokenize(part, tok.pattern):
+            wb = w.encode("utf-8")
+            count += sum(wb[i:i + len(a)] == a and wb[i + len(a):i + len(a) + len(b)] == b
+                         for i in range(len(wb) - len(a) - len(b) + 1))
+    return count
+
+
+def test_first_merge_reveal_grades_every_choice_from_an_independent_pair_count(training):
     t = training.trained
     choices = C.merge_question(t)
-    answer = C.pair_label(t.tok, t.tok.merges[0].pair)
-    assert answer in choices and choices == sorted(choices) and len(choices) == 4
-    assert t.first_pairs[0] == (answer, t.tok.merges[0].count)
-    r = C.reveal_first_merge(t, answer)
-    assert r.correct is True and f"**{t.tok.merges[0].count:,}**" in r.markdown
-    assert C.reveal_first_merge(t, next(c for c in choices if c != answer)).correct is False
-    assert "Train a tokenizer first" in C.reveal_first_merge(None, answer).markdown
+    assert choices == sorted(choices) and len(choices) == 4
+    counts = {c: _pair_count(training.text, t.tok, c) for c in choices}
+    top = max(counts.values())
+    assert list(counts.values()).count(top) == 1  # no tie among the candidates on this text
+    expected = max(counts, key=counts.get)
+    for choice in choices:
+        r = C.reveal_first_merge(t, choice)
+        assert r.correct is (choice == expected) and r.markdown.startswith("✅" if choice == expected else "❌")
+        assert f"**{top:,}**" in r.markdown
+    r = C.reveal_first_merge(t, None)
+    assert r.correct is None and r.markdown.startswith(NO_PICK)
+    with pytest.raises(LessonError, match="Train a tokenizer first"):
+        C.reveal_first_merge(None, choices[0])
 
 
 def test_figures_serialise(training, cm):
     """Every figure the page shows must survive Plotly's JSON (what gr.Plot sends)."""
     for fig in (C.replay(training.trained, 10, "the").figure, C.comparison_figure(training),
-                C.embedding_heatmap(cm, "the")[0], C.embedding_map(cm, "the"), C.message_figure("x")):
+                C.embedding_heatmap(cm, "the")[0], C.embedding_map(cm, "the")):
         assert json.loads(fig.to_json())["data"] is not None

@@ -1,6 +1,7 @@
 """The reference trainers and the comparison table (llama/tokenizer/references.py)."""
 
 import os
+import re
 
 import pytest
 from conftest import SHAKESPEARE
@@ -28,24 +29,37 @@ def shakespeare_rows(tmp_path_factory):
     return toks, compare_tokenizers(TEXT, toks)
 
 
+def _library_ids(tok, text):
+    """Each library's own encode, called directly (not through compare_tokenizers)."""
+    if isinstance(tok, BPETokenizer):
+        return tok.encode(text)
+    if hasattr(tok, "get_vocab_size"):
+        return tok.encode(text).ids
+    return tok.encode(text)
+
+
 def test_rows_hold_sane_statistics(shakespeare_rows):
     toks, rows = shakespeare_rows
     assert [r["name"] for r in rows] == list(toks)
-    n_bytes = len(TEXT.encode("utf-8"))
     for r in rows:
         assert set(r) == KEYS
         assert r["vocab_size"] == 600
+        assert r["n_tokens"] == len(_library_ids(toks[r["name"]], TEXT)) == len(r["tokens"])  # the library's count
         assert 0 < r["n_tokens"] < len(TEXT) / 1.8  # at 600 tokens every one compresses English ~2x
-        assert r["n_tokens"] == len(r["tokens"])
-        assert r["chars_per_token"] == pytest.approx(len(TEXT) / r["n_tokens"])
-        assert r["bytes_per_token"] == pytest.approx(n_bytes / r["n_tokens"])
+        assert r["bytes_per_token"] == pytest.approx(r["chars_per_token"])  # ASCII text: a byte per character
         assert r["encode_ms"] > 0
+    # fewer tokens, more characters per token: the ratio orders the tokenizers as the counts do
+    assert sorted(rows, key=lambda r: r["n_tokens"]) == sorted(rows, key=lambda r: -r["chars_per_token"])
     ours, hf, sp_bpe, sp_uni = rows
     # byte-level BPE: the display strings are the text; nothing is a partial character in ASCII English
     assert "".join(ours["tokens"]) == "".join(hf["tokens"]) == TEXT
     assert ours["byte_fallback_count"] == hf["byte_fallback_count"] == 0
-    # sentencepiece never saw a newline (it trains on lines): each one is the byte piece <0x0A>, as in Llama 2
-    assert sp_bpe["byte_fallback_count"] == sp_bpe["tokens"].count("<0x0A>") == TEXT.count("\n")
+    # sentencepiece never saw a newline (it trains on lines): each one is the byte piece <0x0A>, as in Llama 2;
+    # the other byte pieces are characters too rare for character_coverage 0.99995 (under 1 in 20,000)
+    byte_pieces = [t for t in sp_bpe["tokens"] if re.fullmatch(r"<0x[0-9A-F]{2}>", t)]
+    assert sp_bpe["byte_fallback_count"] == len(byte_pieces) and byte_pieces.count("<0x0A>") == TEXT.count("\n")
+    rare = {chr(int(t[3:5], 16)) for t in byte_pieces if t != "<0x0A>"}  # ASCII text: one byte per character
+    assert all(TEXT.count(ch) < 0.00005 * len(TEXT) for ch in rare)
     assert sp_uni["byte_fallback_count"] >= TEXT.count("\n")
     # the two BPE trainers learn the same statistics from the same words: token counts within 1%
     assert abs(ours["n_tokens"] - hf["n_tokens"]) < 0.01 * ours["n_tokens"]
@@ -79,6 +93,22 @@ def test_sentencepiece_models_round_trip_with_byte_fallback():
         assert any(sp.is_byte(i) for i in ids) and sp.unk_id() not in ids  # unseen characters went to bytes
     with pytest.raises(ValueError, match="model_type"):
         train_sentencepiece(TEXT, 500, "wordpiece")
+
+
+def test_sentencepiece_is_configured_as_llama_1_and_2():
+    """LLaMA paper section 2.1: byte fallback for unknown characters, numbers split into digits; Meta's
+    tokenizer.model: character_coverage 0.99995, so a character rarer than 1 in 20,000 gets no piece."""
+    rare = TEXT + "\ncafé\n"  # one 'é' in ~100,000 characters: below the coverage cut
+    sp = train_sentencepiece(rare, 600)
+    pieces = [sp.id_to_piece(i) for i in sp.encode("café")]
+    assert pieces[-2:] == ["<0xC3>", "<0xA9>"] and sp.decode(sp.encode("café")) == "café"
+    common = train_sentencepiece("café au lait, un café.\n" * 200 + TEXT[:5_000], 500)
+    assert "<0xC3>" not in [common.id_to_piece(i) for i in common.encode("café")]  # frequent enough for a piece
+    digits = train_sentencepiece("In 2024, 2024 and 1999 and 2024 again: 31415 31415.\n" * 100, 300)
+    vocab = [digits.id_to_piece(i) for i in range(digits.get_piece_size())]
+    learned = [p for p in vocab if not (digits.is_byte(vocab.index(p)) or digits.is_control(vocab.index(p)))]
+    assert "▁and" in learned and not [p for p in learned if sum(ch.isdigit() for ch in p) > 1]  # no 2-digit piece
+    assert [digits.id_to_piece(i) for i in digits.encode("2024")][-4:] == ["2", "0", "2", "4"]
 
 
 def test_small_pasted_text_works_for_every_tokenizer():

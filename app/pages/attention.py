@@ -1,14 +1,16 @@
 """Lesson 2 page: attention. Layout first, listeners last; every number comes from lessons.attention.compute.
 
-Events (api_name: inputs -> outputs), all stateless: each takes the text box, and the traced forward
-pass is cached per text in compute, so a slider only slices cached tensors.
-    attention_analyze         text, layer, head, query, scale -> message, query slider, all six figures
-    attention_map             text, layer, head -> message, heatmap
-    attention_heads           text, layer -> all-heads grid
-    attention_query           text, layer, head, query -> message, step-by-step figure
-    attention_scale           text, layer, head, query, scale -> message, scale figure
-    attention_reveal_previous text, guess -> Markdown answer
-    attention_reveal_scaling  text, guess -> Markdown answer
+The last analyzed text lives in a per-learner gr.State: Analyze (or Shift+Enter) sets it, and every slider and
+reveal reads it, never the text box. Editing the box without pressing Analyze therefore changes nothing until
+Analyze, and all figures always show one text.
+
+Events (api_name: inputs -> outputs); the model key and the analyzed text are hidden States:
+    attention_analyze         text, layer, head, query, scale -> message, analyzed text, the four sliders
+                                                                  (clamped values, query range), every figure
+    attention_view            layer, head, query, scale -> message, the four sliders, every slider figure
+    attention_scale           layer, head, query, scale -> message, scale slider, scale figure
+    attention_reveal_previous guess -> Markdown answer
+    attention_reveal_scaling  guess -> Markdown answer
 """
 
 from __future__ import annotations
@@ -22,102 +24,114 @@ from lessons import LessonInfo
 from lessons.attention import compute as C
 from lessons.course import CourseModel
 
-N_SECTIONS = 8  # lesson.md is cut at 7 '<!-- figure -->' markers; see the layout below
+N_SECTIONS = 10  # lesson.md is cut at 9 '<!-- figure -->' markers; see the layout below
+
+
+def _sliders(sl: C.Sliders, n_tokens: int | None = None):
+    """Slider updates that show the values the figures were drawn with (clamped, rounded)."""
+    query = gr.update(value=sl.query) if n_tokens is None else gr.update(maximum=max(1, n_tokens - 1), value=sl.query)
+    return gr.update(value=sl.layer), gr.update(value=sl.head), query, gr.update(value=sl.factor)
+
+
+def _figures(v: C.View):
+    return v.dot, v.dot_md, v.heatmap, v.grid, v.mix, v.steps, v.scale
 
 
 def build(cm: CourseModel, lesson: LessonInfo) -> None:
     cfg = cm.config
     init = C.analyze_view(cm, C.DEFAULT_TEXT, 0, 0, None, 1.0)  # the first figures, computed by the model at start-up
+    v0 = init.view
     root = math.sqrt(cfg.head_dim)
     secs = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
 
+    key = widgets.model_key()
+    analyzed = gr.State(C.DEFAULT_TEXT)  # the text every figure shows: set by Analyze only
     widgets.lesson_header(lesson)
     widgets.prose(secs[0])
+    widgets.prose(C.model_facts(cm))
     with gr.Row():
-        with gr.Column(scale=1, min_width=320):
-            text = gr.Textbox(C.DEFAULT_TEXT, lines=3, max_lines=10,
-                              label=f"Your text (at most {C.MAX_TOKENS} tokens with BOS; longer text is cut)",
-                              elem_id="attention-text")
+        with gr.Column(scale=1, min_width=300):
+            text = gr.Textbox(C.DEFAULT_TEXT, lines=3, max_lines=10, elem_id="attention-text",
+                              label=f"Your text (at most {C.MAX_TOKENS} tokens with BOS; longer text is cut; "
+                                    f"{widgets.RUN_HINT})")
             analyze = gr.Button("Analyze", variant="primary")
-            msg = widgets.message(widgets.note(init.message))
-            layer = gr.Slider(0, cfg.n_layers - 1, value=0, step=1, label=f"Layer (0 to {cfg.n_layers - 1})")
-            head = gr.Slider(0, cfg.n_heads - 1, value=0, step=1,
-                             label=f"Query head (0 to {cfg.n_heads - 1}); it reads KV head = head // {cfg.n_rep}")
-            map_msg = widgets.message()
-        with gr.Column(scale=2):
-            heatmap = gr.Plot(init.heatmap, label="Attention map of one head", elem_id="attention-heatmap")
+            msg = widgets.message(widgets.note(v0.notice), elem_id="attention-msg")
+        with gr.Column(scale=1, min_width=300):
+            layer = widgets.Slider(0, cfg.n_layers - 1, value=0, step=1, label=f"Layer (0 to {cfg.n_layers - 1})")
+            head = widgets.Slider(0, cfg.n_heads - 1, value=0, step=1,
+                                  label=f"Query head (0 to {cfg.n_heads - 1}); it reads KV head = head // {cfg.n_rep}")
+            query = widgets.Slider(0, max(1, init.n_tokens - 1), value=v0.sliders.query, step=1,
+                                   label="Query position (0 = BOS; the maximum follows the analyzed text)")
+            view_msg = widgets.message(elem_id="attention-view-msg")
     widgets.prose(secs[1])
-    grid = gr.Plot(init.grid, label="Every head of the layer", elem_id="attention-grid")
+    with gr.Row():
+        dot = gr.Plot(v0.dot, label="One query and its keys: length and direction", elem_id="attention-dot")
+        dot_md = gr.Markdown(v0.dot_md, elem_id="attention-dot-readout")
     widgets.prose(secs[2])
     with gr.Row():
-        query = gr.Slider(0, init.n_tokens - 1, value=init.query, step=1, scale=2,
-                          label="Query position (0 = BOS; the maximum follows your text)")
-        query_msg = widgets.message()
-    steps = gr.Plot(init.steps, label="One query, step by step", elem_id="attention-steps")
-    widgets.prose(secs[3])
-    with gr.Row():
-        scale = gr.Slider(0.1, max(10.0, math.ceil(root)), value=1.0, step=0.1, scale=2,
-                          label=f"Multiply the scaled scores by (1 = the model; {root:.2f} = √d, i.e. no ÷√d)")
-        scale_msg = widgets.message()
-    scale_plot = gr.Plot(init.scale, label="Softmax at another scale", elem_id="attention-scale")
-    widgets.prose(secs[4])
-    summary = gr.Plot(init.summary, label="Every head, summarised", elem_id="attention-summary")
-    widgets.prose(secs[5])
-    with gr.Row():
-        guess_prev = gr.Radio(C.layer_choices(cm), label="Your prediction: the strongest previous-token head is in")
+        guess_prev = widgets.Radio(C.layer_choices(cm), label="Your prediction: the strongest previous-token head is in")
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
-    answer_prev = gr.Markdown()
+    answer_prev = gr.Markdown(elem_id="attention-answer-previous")
+    widgets.prose(secs[3])
+    heatmap = gr.Plot(v0.heatmap, label="Attention map of one head", elem_id="attention-heatmap")
+    widgets.prose(secs[4])
+    grid = gr.Plot(v0.grid, label="Every head of the layer", elem_id="attention-grid")
+    widgets.prose(secs[5])
+    mix = gr.Plot(v0.mix, label="What o_proj adds, head by head", elem_id="attention-mix")
     widgets.prose(secs[6])
-    with gr.Row():
-        guess_scale = gr.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d, attention gets")
-        reveal_scale = gr.Button("Reveal", scale=0, min_width=120)
-    answer_scale = gr.Markdown()
+    steps = gr.Plot(v0.steps, label="One query, step by step", elem_id="attention-steps")
     widgets.prose(secs[7])
+    with gr.Row():
+        guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
+        reveal_scale = gr.Button("Reveal", scale=0, min_width=120)
+    answer_scale = gr.Markdown(elem_id="attention-answer-scaling")
+    widgets.prose(secs[8])
+    with gr.Row():
+        scale = widgets.Slider(C.SCALE_MIN, C.scale_max(cfg.head_dim), value=1.0, step=0.1, scale=2,
+                               label=f"Multiply this row's scaled scores by (1 = the model; {root:.2f} = √d, "
+                                     "i.e. no ÷√d)")
+        scale_msg = widgets.message()
+    scale_plot = gr.Plot(v0.scale, label="Softmax at another scale (one row)", elem_id="attention-scale")
+    widgets.prose(secs[9])
+    summary = gr.Plot(init.summary, label="Every head, summarised", elem_id="attention-summary")
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------ listeners
-    def attention_analyze(text, layer, head, query, scale):
-        """A new text: one traced forward pass (cached), every figure, and the query slider resized to the text."""
+    def attention_analyze(cm, text, layer, head, query, scale):
+        """A new text: one traced forward pass (cached), every figure, the sliders set to what is drawn."""
         a = C.analyze_view(cm, text, layer, head, query, scale)
-        slider = gr.Slider(maximum=a.n_tokens - 1, value=a.query) if a.n_tokens else gr.skip()  # bad text: keep it
-        return widgets.note(a.message), slider, a.heatmap, a.grid, a.steps, a.scale, a.summary
+        v = a.view
+        return (widgets.note(v.notice), text, *_sliders(v.sliders, a.n_tokens), *_figures(v), a.summary)
 
-    def attention_map(text, layer, head):
-        """The heatmap of one layer's head."""
-        note, fig = C.map_view(cm, text, layer, head)
-        return widgets.note(note), fig
+    def attention_view(cm, text, layer, head, query, scale):
+        """Any of the layer, head or query sliders released: every slider figure, from the analyzed text."""
+        v = C.view(cm, text, layer, head, query, scale)
+        return (widgets.note(v.notice), *_sliders(v.sliders), *_figures(v))
 
-    def attention_heads(text, layer):
-        """Every head of one layer, as small multiples."""
-        return C.grid_view(cm, text, layer)
+    def attention_scale(cm, text, layer, head, query, scale):
+        """The scale slider released: the same query's softmax with the scaled scores multiplied by `scale`."""
+        notice, fig, factor = C.scale_view(cm, text, layer, head, query, scale)
+        return widgets.note(notice), gr.update(value=factor), fig
 
-    def attention_query(text, layer, head, query):
-        """One query's scores, scaling, mask, softmax and weighted sum of values."""
-        note, fig = C.query_view(cm, text, layer, head, query)
-        return widgets.note(note), fig
-
-    def attention_scale(text, layer, head, query, scale):
-        """The same query's softmax with the scaled scores multiplied by `scale`."""
-        note, fig = C.scale_view(cm, text, layer, head, query, scale)
-        return widgets.note(note), fig
-
-    def attention_reveal_previous(text, guess):
-        """Which layer holds the strongest previous-token head, measured on the text."""
+    def attention_reveal_previous(cm, text, guess):
+        """Which layer holds the strongest previous-token head, measured on the analyzed text."""
         return C.reveal_previous_token(cm, text, guess)
 
-    def attention_reveal_scaling(text, guess):
-        """What dropping 1/sqrt(d) does to every attention row of the text."""
+    def attention_reveal_scaling(cm, text, guess):
+        """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
         return C.reveal_scaling(cm, text, guess)
 
+    figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]
+    sliders = [layer, head, query, scale]
     quiet = dict(show_progress="minimal")
-    gr.on([text.submit, analyze.click], attention_analyze, [text, layer, head, query, scale],
-          [msg, query, heatmap, grid, steps, scale_plot, summary], api_name="attention_analyze")
-    gr.on([layer.release, head.release], attention_map, [text, layer, head], [map_msg, heatmap],
-          api_name="attention_map", **quiet)
-    layer.release(attention_heads, [text, layer], grid, api_name="attention_heads", **quiet)
-    gr.on([layer.release, head.release, query.release], attention_query, [text, layer, head, query],
-          [query_msg, steps], api_name="attention_query", **quiet)
-    gr.on([layer.release, head.release, query.release, scale.release], attention_scale,
-          [text, layer, head, query, scale], [scale_msg, scale_plot], api_name="attention_scale", **quiet)
-    reveal_prev.click(attention_reveal_previous, [text, guess_prev], answer_prev, api_name="attention_reveal_previous")
-    reveal_scale.click(attention_reveal_scaling, [text, guess_scale], answer_scale, api_name="attention_reveal_scaling")
+    gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 14, 0),
+          [key, text, *sliders], [msg, analyzed, *sliders, *figures, summary], api_name="attention_analyze")
+    gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),
+          [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
+          trigger_mode="always_last", **quiet)
+    scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders], [scale_msg, scale, scale_plot],
+                  api_name="attention_scale", trigger_mode="always_last", **quiet)
+    reveal_prev.click(widgets.handler(attention_reveal_previous), [key, analyzed, guess_prev], answer_prev,
+                      api_name="attention_reveal_previous")
+    reveal_scale.click(widgets.handler(attention_reveal_scaling), [key, analyzed, guess_scale], answer_scale,
+                       api_name="attention_reveal_scaling")

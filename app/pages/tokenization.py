@@ -1,13 +1,14 @@
 """Lesson 1 page: BPE tokenization. Layout first, listeners last; every number comes from
 lessons/tokenization/compute.py.
 
-Events (api_name: inputs -> what changes), all prefixed "tokenization_":
-    train         text, vocab_size, sentence -> the learner's tokenizer (gr.State), merge slider, replay,
-                                                comparison of five tokenizers, the first-merge question,
-                                                and the text box when the text was cut to the limit
-    replay        k, sentence                -> chips as of merge k, merge k, compression curve
+Events (api_name: inputs -> what changes), all prefixed "tokenization_"; the model key and the learner's
+trained tokenizer are hidden States:
+    train         text, vocab_size, sentence -> the learner's tokenizer (gr.State), vocabulary slider (clamped
+                                                value), merge slider, replay, comparison of five tokenizers,
+                                                the first-merge question, and the text box when the text was cut
+    replay        k, sentence                -> notice, chips as of merge k, merge k, compression curve
     embed         sentence                   -> embedding heatmap and PCA map
-    reveal_count  choice                     -> the course tokenizer's count for the question's text
+    reveal_count  choice                     -> the model's tokenizer's count for the question's text
     reveal_merge  choice                     -> our BPE's real first merge on the learner's text
 """
 
@@ -16,22 +17,26 @@ from __future__ import annotations
 import gradio as gr
 
 from app import widgets
+from lessons.inputs import LessonError
 from lessons.tokenization import compute
 
-N_FIGURES = 4  # lesson.md holds N_FIGURES '<!-- figure -->' markers: prose, figure, prose, ..., prose
+N_FIGURES = 6  # lesson.md holds N_FIGURES '<!-- figure -->' markers: prose, figure, prose, ..., prose
 
 
 def _train_outputs(training: compute.Training, sentence: str):
     """Everything a training changes, in the order of the train event's outputs."""
     trained = training.trained
-    n = trained.n_merges if trained else 0
-    shown = compute.replay(trained, n, sentence)
-    notice = training.error or training.notice
-    return (trained, widgets.note(notice),
-            gr.Slider(maximum=max(1, n), value=n, interactive=trained is not None and n > 0),
-            shown.chips, shown.merge_md, shown.figure, widgets.note(shown.notice),
+    n = trained.n_merges
+    try:
+        shown = compute.replay(trained, n, sentence)
+        chips, merge_md, curve, replay_notice = shown.chips, shown.merge_md, shown.figure, shown.notice
+    except LessonError as e:  # an empty sample sentence: the training still counts; the replay says why
+        chips, merge_md, curve, replay_notice = gr.skip(), gr.skip(), gr.skip(), str(e)
+    return (widgets.note(training.notice), trained, gr.update(value=trained.asked_vocab),
+            gr.update(maximum=max(1, n), value=n, interactive=n > 0),
+            chips, merge_md, curve, widgets.note(replay_notice),
             compute.comparison_html(training), compute.comparison_figure(training),
-            gr.Radio(choices=compute.merge_question(trained), value=None), "",
+            gr.update(choices=compute.merge_question(trained), value=None), "",
             training.text if training.cut else gr.skip())  # show the cut, so what was trained is what is seen
 
 
@@ -39,46 +44,62 @@ def build(cm, lesson) -> None:
     parts = widgets.sections(lesson)
     parts += [""] * (N_FIGURES + 1 - len(parts))  # a missing marker must not drop a figure
     first = compute.train_lesson(compute.default_text(), cm.tokenizer.vocab_size, cm.tokenizer)
-    n0 = first.trained.n_merges if first.trained else 0
+    n0 = first.trained.n_merges
     shown = compute.replay(first.trained, n0, compute.DEFAULT_SENTENCE)
     heat, heat_notice = compute.embedding_heatmap(cm, compute.DEFAULT_SENTENCE)
 
+    key = widgets.model_key()
+    state = gr.State(first.trained)
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
 
-    # -- 1. train live, replay the merges
-    state = gr.State(first.trained)
+    # -- 0. predict first: nothing above this question shows the model's tokenizer at work
+    q1 = widgets.Radio(compute.count_question(), label=(
+        f"How many tokens will the model's tokenizer use for “{compute.QUESTION_TEXT}”?"))
+    q1_btn = gr.Button("Reveal")
+    q1_out = gr.Markdown(elem_id="reveal-count")
+    q1_chips = gr.HTML()
+    widgets.prose(parts[1])
+
+    # -- 1. train live, predict the first merge, then replay the merges
     with gr.Row():
         with gr.Column(scale=3):
             text_box = gr.Textbox(first.text, lines=8, max_lines=8, elem_id="training-text", label=(
                 f"Training text: the course's own lesson texts, or paste yours (at most "
                 f"{compute.MAX_TEXT_CHARS:,} characters; {widgets.RUN_HINT})"))
         with gr.Column(scale=1, min_width=260):
-            vocab = gr.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, value=cm.tokenizer.vocab_size, step=1,
-                              label="vocabulary size (tokens)",
-                              info="3 special + 256 bytes + merges; trains when you let go")
+            vocab = widgets.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, value=first.trained.asked_vocab, step=1,
+                                   label="vocabulary size (tokens)",
+                                   info="3 special + 256 bytes + merges; trains when you let go")
             train_btn = gr.Button("Train the tokenizers", variant="primary")
             restore_btn = gr.Button("Use the course's text", size="sm")
-            train_msg = widgets.message(widgets.note(first.error or first.notice))
+            train_msg = widgets.message(widgets.note(first.notice))
+    q2 = widgets.Radio(compute.merge_question(first.trained),
+                       label="Predict before you replay: which pair will our BPE merge first on your training text?")
+    q2_btn = gr.Button("Reveal")
+    q2_out = gr.Markdown(elem_id="reveal-merge")
+    widgets.prose(parts[2])
     with gr.Row():
-        merge_k = gr.Slider(0, max(1, n0), value=n0, step=1, label="merge step k: replay the training",
-                            info="0 = raw bytes; move with the mouse or the arrow keys", scale=3,
-                            elem_id="merge-slider")
+        merge_k = widgets.Slider(0, max(1, n0), value=n0, step=1, label="merge step k: replay the training",
+                                 info="0 = raw bytes; move with the mouse or the arrow keys", scale=3,
+                                 elem_id="merge-slider")
         with gr.Column(scale=2):
             sentence_box = gr.Textbox(compute.DEFAULT_SENTENCE, label="sample sentence (Enter to update)",
-                                  max_lines=2)
+                                      max_lines=2)
             sentence_btn = gr.Button("Show this sentence", size="sm")
     chips = gr.HTML(shown.chips, elem_id="replay-chips")
     replay_msg = widgets.message(widgets.note(shown.notice))
     with gr.Row():
         merge_md = gr.Markdown(shown.merge_md, elem_id="merge-info")
         curve = gr.Plot(shown.figure, label="compression curve", elem_id="merge-curve")
-    widgets.prose(parts[1])
+    widgets.prose(parts[3])
 
     # -- 2. five tokenizers side by side
     compare_fig = gr.Plot(compute.comparison_figure(first), label="characters per token")
     compare_html = gr.HTML(compute.comparison_html(first), elem_id="comparison")
-    widgets.prose(parts[2])
+    widgets.prose(parts[4])
+    widgets.prose(compute.special_tokens_facts(cm))
+    widgets.prose(parts[5])
 
     # -- 3. from ids to vectors
     widgets.prose(compute.embedding_facts(cm))
@@ -86,55 +107,46 @@ def build(cm, lesson) -> None:
         heatmap = gr.Plot(heat, label="embedding rows")
         pca = gr.Plot(compute.embedding_map(cm, compute.DEFAULT_SENTENCE), label="embedding map")
     embed_msg = widgets.message(widgets.note(heat_notice))
-    widgets.prose(parts[3])
-
-    # -- 4. predict, then reveal
-    with gr.Row():
-        with gr.Column():
-            q1 = gr.Radio(compute.count_question(), label=(
-                f"How many tokens will the course model's tokenizer use for “{compute.QUESTION_TEXT}”?"))
-            q1_btn = gr.Button("Reveal")
-            q1_out = gr.Markdown()
-            q1_chips = gr.HTML()
-        with gr.Column():
-            q2 = gr.Radio(compute.merge_question(first.trained),
-                          label="Which pair will our BPE merge first on your training text?")
-            q2_btn = gr.Button("Reveal")
-            q2_out = gr.Markdown()
-    widgets.prose(parts[4])
+    widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
 
     # -- listeners
-    def on_train(text, vocab_size, sentence, progress=gr.Progress()):
+    def on_train(cm, text, vocab_size, sentence, progress=gr.Progress()):
         training = compute.train_lesson(text, vocab_size, cm.tokenizer, progress=progress)
         return _train_outputs(training, sentence)
 
-    def on_replay(trained, k, sentence):
+    def on_replay(cm, trained, k, sentence):
         r = compute.replay(trained, k, sentence)
-        return r.chips, r.merge_md, r.figure, widgets.note(r.notice)
+        return widgets.note(r.notice), r.chips, r.merge_md, r.figure
 
-    def on_embed(sentence):
+    def on_embed(cm, sentence):
         fig, notice = compute.embedding_heatmap(cm, sentence)
-        return fig, compute.embedding_map(cm, sentence), widgets.note(notice)
+        return widgets.note(notice), fig, compute.embedding_map(cm, sentence)
 
-    def on_reveal_count(choice):
+    def on_reveal_count(cm, choice):
         r = compute.reveal_count(cm, choice)
         return r.markdown, r.chips
 
-    def on_reveal_merge(trained, choice):
+    def on_reveal_merge(cm, trained, choice):
         return compute.reveal_first_merge(trained, choice).markdown
 
-    gr.on([train_btn.click, text_box.submit, vocab.release], on_train, inputs=[text_box, vocab, sentence_box],
-          outputs=[state, train_msg, merge_k, chips, merge_md, curve, replay_msg, compare_html, compare_fig, q2,
-                   q2_out, text_box],
+    gr.on([train_btn.click, text_box.submit, vocab.release], widgets.handler(on_train, 13, 0),
+          inputs=[key, text_box, vocab, sentence_box],
+          outputs=[train_msg, state, vocab, merge_k, chips, merge_md, curve, replay_msg, compare_html, compare_fig,
+                   q2, q2_out, text_box],
           api_name="tokenization_train", concurrency_limit=2)
     restore_btn.click(compute.default_text, outputs=text_box, api_visibility="private")
     # The merge slider listens to .change, not .release: in Gradio 6 the arrow keys move a slider
-    # without a release event, and a replay is one short encode (no model), well under 50 ms.
-    gr.on([merge_k.change, sentence_box.submit, sentence_btn.click], on_replay, inputs=[state, merge_k, sentence_box],
-          outputs=[chips, merge_md, curve, replay_msg], api_name="tokenization_replay", trigger_mode="always_last",
-          show_progress="hidden")
-    gr.on([sentence_box.submit, sentence_btn.click], on_embed, inputs=sentence_box, outputs=[heatmap, pca, embed_msg],
-          api_name="tokenization_embed")
-    q1_btn.click(on_reveal_count, inputs=q1, outputs=[q1_out, q1_chips], api_name="tokenization_reveal_count")
-    q2_btn.click(on_reveal_merge, inputs=[state, q2], outputs=q2_out, api_name="tokenization_reveal_merge")
+    # without a release event, and a replay is one short encode (no model), well under 50 ms. It does not
+    # write the slider back (that would fire .change again and wipe the notice): a typed value out of range
+    # stays in the box, and the notice says which step is shown.
+    gr.on([merge_k.change, sentence_box.submit, sentence_btn.click], widgets.handler(on_replay, 4, 0),
+          inputs=[key, state, merge_k, sentence_box], outputs=[replay_msg, chips, merge_md, curve],
+          api_name="tokenization_replay", trigger_mode="always_last", show_progress="hidden")
+    gr.on([sentence_box.submit, sentence_btn.click], widgets.handler(on_embed, 3, 0), inputs=[key, sentence_box],
+          outputs=[embed_msg, heatmap, pca], api_name="tokenization_embed")
+    q1_btn.click(widgets.handler(on_reveal_count, 2, 0), inputs=[key, q1], outputs=[q1_out, q1_chips],
+                 api_name="tokenization_reveal_count")
+    q2_btn.click(widgets.handler(on_reveal_merge), inputs=[key, state, q2], outputs=q2_out,
+                 api_name="tokenization_reveal_merge")
+

@@ -16,8 +16,10 @@ Notation (shape comments):
     L    layers             nh   query heads        nkv  key/value heads (GQA: nh = nkv * n_rep)
     T    tokens (BOS first) hs   head size, the "d" of 1/sqrt(d)
 
-Functions named `*_view` are what the page calls: they never raise on bad input, they return
-a message for the page and a figure that says what went wrong instead of a blank one.
+Functions named `*_view` are what the page calls. Every slider value goes through `read_sliders`
+(lessons.inputs: clamped, rounded, NaN and non-numbers replaced, each with a notice); text the model
+cannot use raises `LessonError`, which the page shows as a notice while the figures keep the last
+analyzed text.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import plotly.graph_objects as go
 import torch
 
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
-from lessons.plots import message_figure
+from lessons.grading import grade
+from lessons.inputs import LessonError, join, number, whole
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -54,6 +57,7 @@ class Traced:
     q: np.ndarray  # (L, nh, T, hs) queries after RoPE (q_rot)
     k: np.ndarray  # (L, nkv, T, hs) keys after RoPE (k_rot)
     v: np.ndarray  # (L, nkv, T, hs) values (RoPE does not touch them)
+    o_proj: np.ndarray  # (L, C, nh*hs) each layer's output projection W_O, which mixes the heads
 
     @property
     def n_layers(self) -> int:
@@ -99,6 +103,7 @@ def clear_caches() -> None:
     """Forget every cached text and trace (the benchmark uses it to time a cold forward pass)."""
     _prepared_cache.clear()
     _traced_cache.clear()
+    _RERUNS.clear()
 
 
 def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
@@ -112,19 +117,19 @@ def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
         return a
 
     labels = [plot_label(s) for s in unique_labels([token_label(cm.tokenizer, i) for i in ids])]
-    return Traced(ids, labels, notice, stack("attn"), stack("q_rot"), stack("k_rot"), stack("v"))
+    o_proj = np.stack([layer.self_attn.o_proj.weight.detach().float().cpu().numpy() for layer in cm.model.layers])
+    o_proj.flags.writeable = False
+    return Traced(ids, labels, notice, stack("attn"), stack("q_rot"), stack("k_rot"), stack("v"), o_proj)
 
 
 def trace_text(cm: CourseModel, text: str) -> Traced:
     """Tokenize (BOS + at most MAX_TOKENS - 1 tokens) and run the traced forward pass, both cached.
-    Raises ValueError with a message for the page when there is nothing to show.
+    Raises LessonError with a message for the page when there is nothing to show (empty text).
 
         >>> t = trace_text(cm, "To be, or not to be")
-        >>> t.attn.shape                    # (L, nh, T, T)
-        (4, 4, 8, 8)
+        >>> t.attn.shape                    # (L, nh, T, T) for the course model
+        (6, 6, 8, 8)
     """
-    if text is not None and not isinstance(text, str):
-        text = str(text)
     p = _prepared_cache.get_or_compute((cm.model, text), lambda: prepare_text(cm, text, MAX_TOKENS))
     notices = [p.notice] if p.notice else []
     n_bytes = _byte_pieces(cm, p.ids)
@@ -138,35 +143,38 @@ def trace_text(cm: CourseModel, text: str) -> Traced:
 
 # ----------------------------------------------------------------------------- slider values
 
-
-def _as_int(x, default: int) -> int:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return default
-    return default if math.isnan(x) else int(round(x))
+SCALE_MIN = 0.1  # the scale slider's lower end
 
 
-def clamp(t: Traced, layer, head, query=None) -> tuple[int, int, int, str]:
-    """Bring slider values into range for this text and model, saying what changed.
+def scale_max(head_dim: int) -> float:
+    """The scale slider's upper end: at least 10, and always past sqrt(hs) (no division at all)."""
+    return float(max(10, math.ceil(math.sqrt(head_dim))))
 
-        >>> clamp(t, 9, 1, 50)[:3], t.n_tokens    # 4 layers, 8 tokens
-        ((3, 1, 7), 8)
+
+@dataclass(frozen=True)
+class Sliders:
+    layer: int
+    head: int
+    query: int
+    factor: float
+    notice: str  # what was clamped or rounded, '' when nothing was
+
+
+def read_sliders(t: Traced, layer, head, query=None, factor=1.0) -> Sliders:
+    """The page's slider values (or an API client's) made valid for this text and model, with a notice.
+    NaN, inf, 1e20, -3, 4.5 and 'abc' all arrive here: lessons.inputs clamps and rounds them.
+
+        >>> read_sliders(t, 9, 1, 50).layer, t.n_layers        # course model: 6 layers
+        (5, 6)
     """
-    notes = []
-    layer_in, head_in = _as_int(layer, 0), _as_int(head, 0)
-    query_in = _as_int(query, t.n_tokens - 1)
-    layer_out = min(max(layer_in, 0), t.n_layers - 1)
-    head_out = min(max(head_in, 0), t.n_heads - 1)
-    query_out = min(max(query_in, 0), t.n_tokens - 1)
-    if layer_out != layer_in:
-        notes.append(f"The model has layers 0 to {t.n_layers - 1}; showing layer {layer_out}.")
-    if head_out != head_in:
-        notes.append(f"Each layer has heads 0 to {t.n_heads - 1}; showing head {head_out}.")
-    if query is not None and query_out != query_in:
-        notes.append(f"This text has positions 0 to {t.n_tokens - 1}; showing query {query_out}. "
-                     "(Press Analyze after editing the text to update the sliders.)")
-    return layer_out, head_out, query_out, " ".join(notes)
+    lay, n1 = whole(layer, "Layer", 0, t.n_layers - 1, default=0)
+    hd, n2 = whole(head, "Query head", 0, t.n_heads - 1, default=0)
+    if query is None:
+        qu, n3 = t.n_tokens - 1, ""
+    else:
+        qu, n3 = whole(query, "Query position", 0, t.n_tokens - 1, default=t.n_tokens - 1)
+    f, n4 = number(factor, "Scale factor", SCALE_MIN, scale_max(t.head_dim), default=1.0)
+    return Sliders(lay, hd, qu, f, join(n1, n2, n3, n4))
 
 
 # ----------------------------------------------------------------------------- the maths, one head at a time
@@ -321,17 +329,16 @@ def _masked(a: np.ndarray) -> np.ndarray:
 def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
     """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
     z = _masked(t.attn[layer, head])  # (T, T)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
+    # Plain dicts in one go.Figure call: update_layout re-validates the whole figure (tens of ms here).
+    return go.Figure(data=[dict(
+        type="heatmap", z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
         colorbar=dict(title=dict(text="weight"), thickness=12),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
-    fig.update_layout(
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>")], layout=dict(
         title=dict(text=f"Layer {layer}, head {head} (KV head {t.kv_head(head)}): attention weights"
                         "<br><sup>each row sums to 1 · grey = masked by the causal mask (weight exactly 0)</sup>"),
         xaxis=_axis("key token (attended to)", tickangle=-60, tickfont=dict(size=10), showgrid=False),
         yaxis=_axis("query token (attending)", autorange="reversed", tickfont=dict(size=10), showgrid=False),
-        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10))
-    return fig
+        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10)))
 
 
 def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
@@ -350,7 +357,7 @@ def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
         ax = "" if h == 0 else str(h + 1)  # plotly names axes x, x2, x3, ...
         x0, x1 = c / cols + gap_x / 2, (c + 1) / cols - gap_x / 2
         y1, y0 = 1 - r / rows - gap_y, 1 - (r + 1) / rows + gap_y / 3
-        data.append(go.Heatmap(z=_masked(t.attn[layer, h]), x=t.labels, y=t.labels, coloraxis="coloraxis",
+        data.append(dict(type="heatmap", z=_masked(t.attn[layer, h]), x=t.labels, y=t.labels, coloraxis="coloraxis",
                                xaxis="x" + ax, yaxis="y" + ax,
                                hovertemplate=f"head {h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"))
         layout["xaxis" + ax] = dict(domain=[x0, x1], anchor="y" + ax, showticklabels=False, showgrid=False)
@@ -371,23 +378,23 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
     low = float(np.nanmin(fin)) if visible.any() else 0.0
     dims = [str(i) for i in range(t.head_dim)]
     data = [
-        go.Bar(x=keys, y=np.where(visible, s.dots, np.nan), marker_color=blue, showlegend=False,
+        dict(type="bar", x=keys, y=np.where(visible, s.dots, np.nan), marker_color=blue, showlegend=False,
                hovertemplate="key %{x}<br>q·k = %{y:.3f}<extra></extra>"),
-        go.Bar(x=keys, y=np.where(visible, np.nan, s.dots), marker_color=grey, showlegend=False,
+        dict(type="bar", x=keys, y=np.where(visible, np.nan, s.dots), marker_color=grey, showlegend=False,
                hovertemplate="key %{x} (future)<br>q·k = %{y:.3f}<extra></extra>"),
-        go.Bar(x=keys, y=fin, marker_color=blue, xaxis="x2", yaxis="y2", showlegend=False,
+        dict(type="bar", x=keys, y=fin, marker_color=blue, xaxis="x2", yaxis="y2", showlegend=False,
                hovertemplate="key %{x}<br>q·k/√d = %{y:.3f}<extra></extra>"),
-        go.Scatter(x=[keys[j] for j in np.flatnonzero(~visible)], y=[low] * int((~visible).sum()), mode="markers",
+        dict(type="scatter", x=[keys[j] for j in np.flatnonzero(~visible)], y=[low] * int((~visible).sum()), mode="markers",
                    marker=dict(symbol="x", color=grey, size=7), xaxis="x2", yaxis="y2", name="masked: −∞",
                    hovertemplate="key %{x}<br>masked: −∞<extra></extra>"),
-        go.Bar(x=keys, y=s.probs, marker_color=green, xaxis="x3", yaxis="y3", name="softmax (ours)",
+        dict(type="bar", x=keys, y=s.probs, marker_color=green, xaxis="x3", yaxis="y3", name="softmax (ours)",
                hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+        dict(type="scatter", x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    xaxis="x3", yaxis="y3", name="model's traced attn",
                    hovertemplate="key %{x}<br>traced %{y:.4f}<extra></extra>"),
-        go.Bar(x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
+        dict(type="bar", x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
                hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
-        go.Scatter(x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
+        dict(type="scatter", x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
                    xaxis="x4", yaxis="y4", name=f"v of the top key ({keys[s.top_key]})",
                    hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
     ]
@@ -413,26 +420,30 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-SCALE_FACTORS = np.geomspace(0.1, 10, 41)  # the x axis of the sweep panel (log scale)
+def scale_factors(t: Traced) -> np.ndarray:
+    """The x axis of the sweep panel (log scale), from SCALE_MIN to the slider's upper end."""
+    return np.geomspace(SCALE_MIN, scale_max(t.head_dim), 41)
 
 
 def scale_figure(t: Traced, s: QuerySteps, factor: float) -> go.Figure:
     """Left: the weights at this factor against the model's (factor 1). Right: entropy and max weight
-    as the factor sweeps from 0.1 to 10, with the model (1) and 'no 1/sqrt(d)' (sqrt(hs)) marked."""
+    as the factor sweeps, with the model (1) and 'no 1/sqrt(d)' (sqrt(hs)) marked. Only this one row's recorded
+    scores are multiplied: no layer is re-run (the reveal below re-runs the whole model)."""
+    factors = scale_factors(t)
     n = s.query + 1
     keys = t.labels[:n]
     p, p1 = scaled_softmax(s, factor), scaled_softmax(s, 1.0)
     h = entropy_bits(p)
-    ent, top = scale_sweep(s, SCALE_FACTORS)
+    ent, top = scale_sweep(s, factors)
     root = math.sqrt(t.head_dim)
     data = [
-        go.Bar(x=keys, y=p, marker_color="#059669", name=f"weights at ×{factor:g}",
+        dict(type="bar", x=keys, y=p, marker_color="#059669", name=f"weights at ×{factor:g}",
                hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=keys, y=p1, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
+        dict(type="scatter", x=keys, y=p1, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    name="the model's weights (×1)", hovertemplate="key %{x}<br>weight %{y:.4f}<extra></extra>"),
-        go.Scatter(x=SCALE_FACTORS, y=ent, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#2563eb"),
+        dict(type="scatter", x=factors, y=ent, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#2563eb"),
                    name="entropy / log(keys)", hovertemplate="×%{x:.2f}<br>entropy %{y:.3f}<extra></extra>"),
-        go.Scatter(x=SCALE_FACTORS, y=top, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#dc2626"),
+        dict(type="scatter", x=factors, y=top, mode="lines", xaxis="x2", yaxis="y2", line=dict(color="#dc2626"),
                    name="max weight", hovertemplate="×%{x:.2f}<br>max weight %{y:.3f}<extra></extra>"),
     ]
     shapes, notes = [], []
@@ -447,7 +458,8 @@ def scale_figure(t: Traced, s: QuerySteps, factor: float) -> go.Figure:
         height=430, margin=dict(l=10, r=10, t=80, b=10), legend=dict(orientation="h", y=-0.3, x=0),
         title=dict(text=f"Scores × {factor:g} for query {s.query} ({t.labels[s.query]}), layer {s.layer} head {s.head}: "
                         f"entropy {h:.2f} bits (uniform would be {max_bits:.2f}), max weight {p.max():.2f}"
-                        + ("<br><sup>query 0 sees only BOS: its weight is 1 at every scale</sup>" if n == 1 else "")),
+                        "<br><sup>this row's recorded scores multiplied; no layer re-run"
+                        + (" · query 0 sees only BOS: its weight is 1 at every scale" if n == 1 else "") + "</sup>"),
         xaxis=_axis("key token", domain=[0, 0.55], tickangle=-60, tickfont=dict(size=9)),
         yaxis=_axis("weight", range=[0, 1.05]),
         xaxis2=_axis("factor on the scaled scores (log scale)", domain=[0.65, 1], anchor="y2", type="log"),
@@ -469,7 +481,7 @@ def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
     for i, (name, z) in enumerate(panels):
         ax = "" if i == 0 else str(i + 1)
         x0, x1 = i / 4 + 0.012, (i + 1) / 4 - 0.012
-        data.append(go.Heatmap(z=np.round(z, 3), x=heads, y=layers, coloraxis="coloraxis", xaxis="x" + ax,
+        data.append(dict(type="heatmap", z=np.round(z, 3), x=heads, y=layers, coloraxis="coloraxis", xaxis="x" + ax,
                                yaxis="y" + ax, texttemplate="%{z:.2f}", textfont=dict(size=10),
                                hovertemplate=f"{name}<br>layer %{{y}} head %{{x}}: %{{z:.3f}}<extra></extra>"))
         layout["xaxis" + ax] = _axis("head", domain=[x0, x1], anchor="y" + ax, tickfont=dict(size=10))
@@ -481,90 +493,185 @@ def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
+# ----------------------------------------------------------------------------- the dot product, pictured
+
+
+@dataclass
+class DotProducts:
+    """One query against the keys it may see (j <= query), in one head: the dot product taken apart.
+
+    q . k_j = |q| |k_j| cos(angle_j): length times length times direction. Arrays are (query + 1,)."""
+
+    q_norm: float
+    k_norm: np.ndarray  # |k_j|
+    cos: np.ndarray  # cos of the angle between q and k_j
+    dots: np.ndarray  # q . k_j (before the division by sqrt(hs))
+
+
+def dot_products(t: Traced, layer: int, head: int, query: int) -> DotProducts:
+    """|q|, |k_j|, cos and q . k_j for one query of one head, from the traced q_rot and k_rot.
+
+        >>> d = dot_products(t, 0, 0, 5); np.allclose(d.q_norm * d.k_norm * d.cos, d.dots)
+        True
+    """
+    q = t.q[layer, head, query].astype(np.float64)  # (hs,)
+    k = t.k[layer, t.kv_head(head), : query + 1].astype(np.float64)  # (query + 1, hs)
+    qn, kn = float(np.linalg.norm(q)), np.linalg.norm(k, axis=-1)
+    dots = np.einsum("jd,d->j", k, q)
+    cos = dots / np.maximum(qn * kn, 1e-30)
+    return DotProducts(qn, kn, cos, dots)
+
+
+def dot_figure(t: Traced, layer: int, head: int, query: int) -> go.Figure:
+    """Each visible key drawn at its true length |k_j| and its true angle to the query q (q along the x axis).
+
+    A key's x coordinate is |k_j| cos(angle), its reach along q, so its score is q . k_j = |q| x: keys on one
+    vertical line score the same, whether they are long and slanted or short and aligned."""
+    d = dot_products(t, layer, head, query)
+    x, y = d.k_norm * d.cos, d.k_norm * np.sqrt(np.clip(1 - d.cos ** 2, 0, None))  # (query + 1,) each
+    keys = t.labels[: query + 1]
+    best = int(d.dots.argmax())
+    hover = [f"key {lab}<br>|k| = {kn:.2f}, cos = {c:+.2f}<br>q·k = |q|·|k|·cos = {dt:.2f}"
+             for lab, kn, c, dt in zip(keys, d.k_norm, d.cos, d.dots)]
+    lim = float(max(d.k_norm.max(), d.q_norm)) * 1.1
+    data = [  # plain dicts: validated once by go.Figure, not once more per trace
+        dict(type="scatter", x=x, y=y, mode="markers+text", text=keys, textposition="top center",
+             textfont=dict(size=9), marker=dict(size=9, color=d.dots, colorscale="RdBu_r", cmid=0,
+                                                 colorbar=dict(title=dict(text="q·k"), thickness=12)),
+             hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="keys (end points)"),
+        dict(type="scatter", x=[0, d.q_norm], y=[0, 0], mode="lines+markers", line=dict(color="black", width=3),
+             marker=dict(symbol=["circle", "triangle-right"], size=[4, 12]),
+             name=f"query q (|q| = {d.q_norm:.2f})", hoverinfo="skip"),
+    ]
+    layout = dict(
+        title=dict(text=f"Query {query} ({t.labels[query]}) against its {query + 1} keys · layer {layer}, head {head}"
+                        f"<br><sup>each key at its length |k| and its angle to q · score q·k = |q| × (reach along q)"
+                        f" · highest: {keys[best]}</sup>"),
+        height=460, margin=dict(l=10, r=10, t=80, b=10), legend=dict(orientation="h", y=-0.18, x=0),
+        xaxis=dict(title=dict(text="along q: |k|·cos(angle)"), range=[-lim, lim], zeroline=True, automargin=True),
+        yaxis=dict(title=dict(text="across q: |k|·sin(angle)"), range=[0, lim], scaleanchor="x", automargin=True),
+        shapes=[dict(type="line", x0=x[best], x1=x[best], y0=0, y1=lim, line=dict(color="#dc2626", dash="dot"))])
+    return go.Figure(data=data, layout=layout)
+
+
+def dot_readout(t: Traced, layer: int, head: int, query: int) -> str:
+    """The same numbers in words, and footnote 4's assumption checked on this head's real q and k."""
+    d = dot_products(t, layer, head, query)
+    keys = t.labels[: query + 1]
+    best, longest, aligned = int(d.dots.argmax()), int(d.k_norm.argmax()), int(d.cos.argmax())
+    q = t.q[layer, head].astype(np.float64)  # (T, hs) every query of the text
+    k = t.k[layer, t.kv_head(head)].astype(np.float64)  # (T, hs)
+    dots = np.einsum("id,jd->ij", q, k)[causal_mask(t.n_tokens)]  # every visible (query, key) pair (einsum: see
+    # head_scores)
+    hs = t.head_dim
+    lines = [
+        f"**Query {query}** has length |q| = {d.q_norm:.2f}. Highest score: key **{keys[best]}**, "
+        f"q·k = {d.q_norm:.2f} × {d.k_norm[best]:.2f} × {d.cos[best]:+.2f} = {d.dots[best]:.2f}. "
+        f"Longest key: {keys[longest]} (|k| = {d.k_norm[longest]:.2f}); best aligned: {keys[aligned]} "
+        f"(cos = {d.cos[aligned]:+.2f}).",
+        f"**Footnote 4, checked.** The variance argument assumes the {hs} components of q and k have mean 0 and "
+        f"variance 1. In this head, on your text, q's components have mean {q.mean():+.2f} and variance "
+        f"{q.var():.2f}, k's mean {k.mean():+.2f} and variance {k.var():.2f}; the {dots.size:,} visible scores q·k "
+        f"have variance {dots.var():.1f}, where d × var(q) × var(k) = {hs * q.var() * k.var():.1f} and d = {hs}.",
+    ]
+    return "\n\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- several heads, and o_proj
+
+
+def head_contributions(t: Traced, layer: int, query: int) -> np.ndarray:
+    """What each head writes into the residual stream at one query: (nh, C).
+
+    o_proj sees the heads' outputs side by side, [o_1; ...; o_nh] (nh*hs,), and multiplies by W_O (C, nh*hs);
+    cutting W_O into nh column blocks W_O^h (C, hs) gives o_proj(concat) = sum_h W_O^h o_h, one term per head.
+    """
+    hs = t.head_dim
+    out = []
+    for h in range(t.n_heads):
+        o_h = t.attn[layer, h, query] @ t.v[layer, t.kv_head(h)]  # (hs,) this head's weighted sum of values
+        out.append(t.o_proj[layer][:, h * hs:(h + 1) * hs] @ o_h)  # (C,)
+    return np.stack(out)
+
+
+def heads_mix_figure(t: Traced, layer: int, query: int) -> go.Figure:
+    """Length of each head's term W_O^h o_h and of their sum, the attention block's output at this query."""
+    c = head_contributions(t, layer, query).astype(np.float64)  # (nh, C)
+    total = c.sum(0)
+    norms = np.linalg.norm(c, axis=-1)
+    names = [f"head {h}" for h in range(t.n_heads)] + ["sum: o_proj output"]
+    colors = ["#60a5fa"] * t.n_heads + ["#1d4ed8"]
+    return go.Figure(data=[dict(type="bar", x=names, y=list(norms) + [float(np.linalg.norm(total))], marker_color=colors,
+                                  hovertemplate="%{x}: length %{y:.3f}<extra></extra>")],
+                     layout=dict(title=dict(text=f"Layer {layer}, query {query} ({t.labels[query]}): what o_proj "
+                                                 f"adds to the residual stream, head by head"
+                                                 "<br><sup>o_proj([o_1; …; o_nh]) = Σ_h W_O^h o_h · bar = length "
+                                                 "of each term and of the sum</sup>"),
+                                 height=360, margin=dict(l=10, r=10, t=80, b=10),
+                                 xaxis=_axis("", tickangle=-30), yaxis=_axis("length (L2 norm)", rangemode="tozero")))
+
+
 # ----------------------------------------------------------------------------- what the page calls
 
 
 @dataclass
-class Analysis:
-    """Everything the page shows after a new text: slider ranges follow the text."""
+class View:
+    """Every figure that depends on the sliders, for one text: all drawn from one Traced, so they agree."""
 
-    message: str  # "" when all is well; else the reason the text was cut, replaced or refused
-    n_tokens: int  # 0 when the text could not be used
-    query: int  # the (clamped) query position
+    notice: str
+    sliders: Sliders
+    dot: go.Figure
+    dot_md: str
     heatmap: go.Figure
     grid: go.Figure
+    mix: go.Figure
     steps: go.Figure
     scale: go.Figure
+
+
+def view(cm: CourseModel, text, layer, head, query, factor) -> View:
+    """Every slider-dependent figure for the analyzed text. Raises LessonError for text the model cannot use."""
+    t = trace_text(cm, text)
+    sl = read_sliders(t, layer, head, query, factor)
+    s = query_steps(t, sl.layer, sl.head, sl.query)
+    return View(join(t.notice, sl.notice), sl, dot_figure(t, sl.layer, sl.head, sl.query),
+                dot_readout(t, sl.layer, sl.head, sl.query), heatmap_figure(t, sl.layer, sl.head),
+                heads_grid_figure(t, sl.layer), heads_mix_figure(t, sl.layer, sl.query), query_figure(t, s),
+                scale_figure(t, s, sl.factor))
+
+
+@dataclass
+class Analysis:
+    """A new text: every figure, the summary, and the query slider's new range."""
+
+    view: View
+    n_tokens: int
     summary: go.Figure
 
 
 def analyze_view(cm: CourseModel, text, layer, head, query, factor) -> Analysis:
     """Run (or reuse) the traced forward pass and draw every figure for the current sliders."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        fig = message_figure(str(e))
-        return Analysis(str(e), 0, 0, fig, fig, fig, fig, fig)
-    layer, head, query, note = clamp(t, layer, head, query)
-    s = query_steps(t, layer, head, query)
-    msg = " ".join(x for x in (t.notice, note) if x)
-    return Analysis(msg, t.n_tokens, query, heatmap_figure(t, layer, head), heads_grid_figure(t, layer),
-                    query_figure(t, s), scale_figure(t, s, _factor(factor)), summary_figure(t, head_stats(t)))
+    v = view(cm, text, layer, head, query, factor)
+    t = trace_text(cm, text)
+    return Analysis(v, t.n_tokens, summary_figure(t, head_stats(t)))
 
 
-def _factor(x) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return 1.0
-    return min(max(x, 0.01), 100.0) if math.isfinite(x) else 1.0
+def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure, float]:
+    """The scale slider alone: the same query's weights with the scaled scores multiplied by `factor`.
+    Returns (notice, figure, the factor used)."""
+    t = trace_text(cm, text)
+    sl = read_sliders(t, layer, head, query, factor)
+    return sl.notice, scale_figure(t, query_steps(t, sl.layer, sl.head, sl.query), sl.factor), sl.factor
 
 
-def map_view(cm: CourseModel, text, layer, head) -> tuple[str, go.Figure]:
-    """The heatmap of one head (layer or head slider released)."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return str(e), message_figure(str(e))
-    layer, head, _, note = clamp(t, layer, head)
-    return note, heatmap_figure(t, layer, head)
-
-
-def grid_view(cm: CourseModel, text, layer) -> go.Figure:
-    """Every head of one layer (layer slider released)."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return message_figure(str(e))
-    return heads_grid_figure(t, clamp(t, layer, 0)[0])
-
-
-def query_view(cm: CourseModel, text, layer, head, query) -> tuple[str, go.Figure]:
-    """One query's scores, mask, softmax and weighted sum (layer, head or query slider released)."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return str(e), message_figure(str(e))
-    layer, head, query, note = clamp(t, layer, head, query)
-    return note, query_figure(t, query_steps(t, layer, head, query))
-
-
-def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure]:
-    """The same query's weights with the scaled scores multiplied by `factor`."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return str(e), message_figure(str(e))
-    layer, head, query, note = clamp(t, layer, head, query)
-    f = _factor(factor)
-    try:
-        given = float(factor)
-    except (TypeError, ValueError):
-        note = (note + " The factor was not a number; using 1.").strip()
-    else:
-        if given != f:
-            note = (note + f" The factor is kept between 0.01 and 100; using {f:g}.").strip()
-    return note, scale_figure(t, query_steps(t, layer, head, query), f)
+def model_facts(cm: CourseModel) -> str:
+    """The attention sizes of the loaded model, read from its config."""
+    c = cm.config
+    kind = "multi-head (MHA)" if c.n_kv_heads == c.n_heads else \
+        "multi-query (MQA)" if c.n_kv_heads == 1 else "grouped-query (GQA)"
+    return (f"**The model here:** {c.n_layers} layers, each with {c.n_heads} query heads of size d = {c.head_dim} "
+            f"and {c.n_kv_heads} key/value heads ({kind}; query head h reads key/value head h // {c.n_rep}); "
+            f"width {c.dim} = {c.n_heads} × {c.head_dim}, so o_proj is a {c.dim} × {c.n_heads * c.head_dim} matrix.")
 
 
 # ----------------------------------------------------------------------------- predict, then reveal
@@ -578,68 +685,128 @@ SCALE_CHOICES = ["sharper (lower entropy)", "flatter (higher entropy)", "no chan
 
 
 def reveal_previous_token(cm: CourseModel, text, guess) -> str:
-    """Which layer holds the head that puts the most weight on the previous token, measured on the learner's text.
+    """Which layer holds the head that puts the most weight on the previous token, measured on the text.
 
         >>> reveal_previous_token(cm, "To be, or not to be", "layer 1").splitlines()[0]
-        'On your text (8 tokens), **layer 1, head 1** puts the most weight on the previous token: ...'
+        '✅ Right: ...' or '❌ Not this time: ...'
     """
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return str(e)
-    prev = head_stats(t).previous  # (L, nh)
+    t = trace_text(cm, text)
+    if t.n_tokens < 3:
+        raise LessonError("Type at least two tokens: with fewer there is no previous token apart from BOS.")
+    st = head_stats(t)
+    prev = st.previous  # (L, nh)
     best_l, best_h = (int(x) for x in np.unravel_index(prev.argmax(), prev.shape))
-    lines = [f"On your text ({t.n_tokens} tokens), **layer {best_l}, head {best_h}** puts the most weight on the "
+    g = grade(guess, f"layer {best_l}", layer_choices(cm), "Your prediction")
+    lines = [g.verdict(), "",
+             f"On your text ({t.n_tokens} tokens), **layer {best_l}, head {best_h}** puts the most weight on the "
              f"previous token: on average **{prev[best_l, best_h]:.2f}** of each query's attention "
-             f"(queries {head_stats(t).first_query} to {t.n_tokens - 1}).", "",
+             f"(queries {st.first_query} to {t.n_tokens - 1}).", "",
              "| weight on previous token | " + " | ".join(f"head {h}" for h in range(t.n_heads)) + " |",
              "|---|" + "---|" * t.n_heads]
     lines += [f"| layer {l} | " + " | ".join(f"**{x:.2f}**" if (l, h) == (best_l, best_h) else f"{x:.2f}"
                                             for h, x in enumerate(prev[l])) + " |" for l in range(t.n_layers)]
     lines.append("")
-    g = _as_int(str(guess).replace("layer", "").strip(), -1) if guess else -1
-    if g < 0 or g >= t.n_layers:
-        lines.append("Make a prediction first: pick a layer above, then reveal again.")
-    elif g == best_l:
-        lines.append(f"Your guess, layer {g}, is right.")
-    else:
-        lines.append(f"You guessed layer {g}; its best head puts {prev[g].max():.2f} on the previous token.")
+    if g.correct is False:
+        gl = int(g.picked.split()[-1])
+        lines.append(f"Your layer {gl}'s best head puts {prev[gl].max():.2f} on the previous token.")
     if prev[best_l, best_h] >= 0.4:
-        lines.append(f"Set layer {best_l} and head {best_h} at the top: its map has a bright line just below the diagonal.")
+        lines.append(f"Set layer {best_l} and head {best_h} above: its map has a bright line just below the diagonal.")
     else:
-        lines.append(f"Set layer {best_l} and head {best_h} at the top: the line just below the diagonal is there but "
+        lines.append(f"Set layer {best_l} and head {best_h} above: the line just below the diagonal is there but "
                      "faint. On this text no head is a clean previous-token head; the weight is shared with other keys.")
     return "\n".join(lines)
 
 
-def reveal_scaling(cm: CourseModel, text, guess) -> str:
-    """What removing 1/sqrt(d) does to every attention row of the learner's text (all layers, heads, queries)."""
-    try:
-        t = trace_text(cm, text)
-    except ValueError as e:
-        return str(e)
-    if t.n_tokens < 2:
-        return "Type at least one token after BOS."
-    root = math.sqrt(t.head_dim)
-    scores = np.stack([np.stack([head_scores(t, l, h) for h in range(t.n_heads)])
-                       for l in range(t.n_layers)])[:, :, 1:].astype(np.float64)  # (L, nh, T-1, T); query 0 sees only BOS
+_TWINS = LRU(2)  # model -> the same model with every q_proj multiplied by sqrt(hs)
+
+
+def without_scaling(model):
+    """The same model with the 1/sqrt(hs) removed from every layer: a twin whose q_proj weights are multiplied
+    by sqrt(hs) (so its scores are q.k, not q.k / sqrt(hs); RoPE is linear, so the rotation does not care), all
+    other tensors shared with the original, which is never changed. Cached per model."""
+
+    def build():
+        cfg = model.config
+        root = math.sqrt(cfg.head_dim)
+        with torch.device("meta"):
+            twin = type(model)(cfg)  # no memory: every tensor is assigned below
+        sd = dict(model.state_dict())
+        for i in range(cfg.n_layers):
+            name = f"layers.{i}.self_attn.q_proj.weight"
+            sd[name] = sd[name] * root
+        twin.load_state_dict(sd, assign=True)
+        for name, buf in model.named_buffers():  # the RoPE tables (not in the state dict)
+            twin.register_buffer(name, buf, persistent=False)
+        twin.attn_backend = "manual"
+        return twin.eval().requires_grad_(False)
+
+    return _TWINS.get_or_compute(model, build)
+
+
+@dataclass
+class Rerun:
+    """The model and its no-1/sqrt(d) twin on one text: per row (L, nh, T-1) normalised entropy and max weight
+    (queries 1.. T-1; query 0 sees only BOS), and the next-token loss in nats per token."""
+
+    entropy: dict  # {"model": (L, nh, T-1), "without": ...}
+    max_weight: dict
+    loss: dict  # {"model": float, "without": float}
+
+
+_RERUNS = LRU(16)  # (model, ids) -> Rerun
+
+
+def rerun_without_scaling(cm: CourseModel, text) -> Rerun:
+    """Run the model and its twin without 1/sqrt(d) (`without_scaling`) through every layer on the text
+    (cached per text: a second reveal on the same text re-reads the measurement)."""
+    t = trace_text(cm, text)
+    return _RERUNS.get_or_compute((cm.model, t.ids), lambda: _rerun(cm, t))
+
+
+def _rerun(cm: CourseModel, t: Traced) -> Rerun:
+    ids = torch.tensor([t.ids], device=cm.device)  # (1, T)
+    ent, top, loss = {}, {}, {}
     n_keys = np.log(np.arange(2, t.n_tokens + 1))  # (T-1,) log of the keys each query sees
-    stats = {}
-    for name, f in (("model", 1.0), ("no 1/sqrt(d)", root)):
-        p = softmax(scores * f)  # (L, nh, T-1, T)
-        stats[name] = (row_entropy(p) / n_keys, p.max(-1))  # (L, nh, T-1) each
-    (e1, m1), (er, mr) = stats["model"], stats["no 1/sqrt(d)"]
+    for name, model in (("model", cm.model), ("without", without_scaling(cm.model))):
+        with torch.inference_mode():
+            out = model(ids, trace=True)
+        attn = np.stack([lt.attn[0].float().cpu().numpy() for lt in out.trace.layers])[:, :, 1:]  # (L, nh, T-1, T)
+        ent[name] = row_entropy(attn.astype(np.float64)) / n_keys
+        top[name] = attn.max(-1)
+        logits = out.logits[0, :-1].float()  # (T-1, V) predictions for tokens 1..T-1
+        loss[name] = float(torch.nn.functional.cross_entropy(logits, ids[0, 1:]))
+    return Rerun(ent, top, loss)
+
+
+def reveal_scaling(cm: CourseModel, text, guess) -> str:
+    """What removing 1/sqrt(d) from every layer does to the attention on the learner's text: the model is re-run
+    (`rerun_without_scaling`), so each layer's change reaches the layers after it."""
+    t = trace_text(cm, text)
+    if t.n_tokens < 2:
+        raise LessonError("Type at least one token after BOS.")
+    r = rerun_without_scaling(cm, text)
+    e1, er = r.entropy["model"], r.entropy["without"]
+    m1, mr = r.max_weight["model"], r.max_weight["without"]
+    diff = er.mean() - e1.mean()
+    answer = SCALE_CHOICES[2] if abs(diff) < 1e-6 else SCALE_CHOICES[0] if diff < 0 else SCALE_CHOICES[1]
+    g = grade(guess, answer, SCALE_CHOICES, "Your prediction")
+    root = math.sqrt(t.head_dim)
     sharper, rows = int((er < e1 - 1e-9).sum()), e1.size
-    answer = SCALE_CHOICES[0] if er.mean() < e1.mean() else SCALE_CHOICES[1]
-    lines = [f"Measured on your text: **{answer}**. Multiplying the scores by √d = {root:.2f} (that is, dropping "
-             f"the 1/√d) makes {sharper} of {rows} attention rows sharper (all layers, heads and queries after BOS).",
-             "", "| | with 1/√d (the model) | without |", "|---|---|---|",
+    lines = [g.verdict(), "",
+             f"Measured by re-running the model on your text with the division removed in every layer (each "
+             f"`q_proj` multiplied by √d = {root:.2f}, so the scores are q·k): attention gets **{answer}**; "
+             f"{sharper} of {rows} attention rows are sharper (all layers, heads and queries after BOS).", "",
+             "| | with 1/√d (the model) | without, re-run |", "|---|---|---|",
              f"| mean entropy (0 = one key, 1 = uniform) | {e1.mean():.3f} | {er.mean():.3f} |",
-             f"| mean max weight | {m1.mean():.3f} | {mr.mean():.3f} |", ""]
-    if not guess:
-        lines.append("Make a prediction first, then reveal again.")
-    else:
-        lines.append("Your prediction is right." if guess == answer else f"You predicted: {guess}.")
-    lines.append("Larger logits always make a softmax peakier. The dot product of two d-dimensional vectors "
-                 "grows like √d, so without the division the softmax saturates on one key and its gradients vanish.")
+             f"| mean max weight | {m1.mean():.3f} | {mr.mean():.3f} |",
+             f"| next-token loss on your text (nats per token) | {r.loss['model']:.3f} | {r.loss['without']:.3f} |",
+             "", "| layer | " + " | ".join(f"{l}" for l in range(t.n_layers)) + " |",
+             "|---|" + "---|" * t.n_layers,
+             "| entropy with 1/√d | " + " | ".join(f"{x:.2f}" for x in e1.mean(axis=(1, 2))) + " |",
+             "| entropy without | " + " | ".join(f"{x:.2f}" for x in er.mean(axis=(1, 2))) + " |", "",
+             "Larger logits always make a softmax peakier. This is the trained model with its division taken "
+             "away, not a model trained without it; the loss shows how much this model relies on the division. "
+             "Why train with it? Attention Is All You Need (section 3.2.1) *suspects* that for large d the dot "
+             "products grow large, pushing the softmax into regions with extremely small gradients "
+             "(∂a_j/∂s_j = a_j(1 − a_j) is near 0 when a_j is near 0 or 1); it does not measure it."]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 The page (app/pages/tokenization.py) only wires these to widgets. Five groups, leaf to root:
 
-    text in        clean_text, default_text        limits, odd Unicode, the course's own text
+    text in        default_text, lessons.inputs     limits, odd Unicode, the course's own text
     training       train_lesson -> Training        our BPE + the three library tokenizers + the course
                                                    model's tokenizer, all on the learner's text; the
                                                    per-learner `Trained` it returns is all a replay needs
@@ -36,11 +36,12 @@ import torch
 
 import lessons
 from lessons.course import CourseModel, prepare_text, token_label, unique_labels
-from lessons.plots import message_figure
+from lessons.grading import grade
+from lessons.inputs import LessonError, clean_text, join, whole
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
                              train_hf_bpe, train_sentencepiece)
 from llama.tokenizer.base import bytes_to_unicode
-from llama.tokenizer.references import VocabTooSmall
+from llama.tokenizer.references import CHARACTER_COVERAGE, VocabTooSmall
 
 # ----------------------------------------------------------------------------- limits and defaults
 
@@ -55,7 +56,7 @@ DEFAULT_SENTENCE = "To be, or not to be: that is the question."
 QUESTION_TEXT = "Wherefore art thou Romeo?"
 
 OURS, HF_BPE, SP_BPE, SP_UNIGRAM, COURSE = ("ours (byte-level BPE)", "Hugging Face BPE", "sentencepiece BPE",
-                                            "sentencepiece Unigram", "course model's tokenizer")
+                                            "sentencepiece Unigram", "the model's tokenizer")
 
 # Pastel backgrounds with dark text read in light and dark themes; neighbours always differ.
 CHIP_COLOURS = ("#fde68a", "#bbf7d0", "#bfdbfe", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb")
@@ -68,33 +69,6 @@ def default_text() -> str:
     """
     parts = [lesson.text() for lesson in lessons.LESSONS if lesson.ready]
     return "\n\n".join(p.replace("<!-- figure -->", "").strip() for p in parts)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str | None, limit: int = MAX_TEXT_CHARS, what: str = "text") -> tuple[str, list[str]]:
-    """Text a tokenizer can take, and notices about what was changed.
-
-    Raises ValueError with a message for the page when nothing usable is left.
-
-        clean_text("ab\\ud800")      -> ('ab\\ufffd', ['1 character that is not valid Unicode ...'])
-        clean_text("x" * 200_000)   -> ('xxx...' (100,000 chars), ['The text has 200,000 characters; ...'])
-    """
-    text = text or ""
-    notices = []
-    # A browser can send a lone UTF-16 surrogate (half an emoji); it has no UTF-8 bytes at all.
-    text, n_bad = _SURROGATE.subn("\ufffd", text)
-    if n_bad:
-        notices.append(f"{n_bad} character{'s' if n_bad > 1 else ''} that {'are' if n_bad > 1 else 'is'} not "
-                       "valid Unicode (half of a surrogate pair) became U+FFFD '�'.")
-    if not text.strip():
-        raise ValueError(f"The {what} is empty: type or paste some text (for example a few lines of Shakespeare).")
-    if len(text) > limit:
-        notices.append(f"The {what} has {len(text):,} characters; the limit is {limit:,}, so only the first "
-                       f"{limit:,} are used.")
-        text = text[:limit]
-    return text, notices
 
 
 # ----------------------------------------------------------------------------- showing tokens
@@ -137,10 +111,6 @@ def chips_html(pieces: list[str], ids: list[int] | None = None, caption: str = "
     return f"{head}<div class='token-chips'>{''.join(spans)}</div>"
 
 
-def message_html(text: str) -> str:
-    return f"<div class='lesson-message'><p>⚠️ {html.escape(text)}</p></div>"
-
-
 def plot_text(s: str) -> str:
     """Plotly reads a few HTML tags in text ('<s>' is strikethrough, '<b>' bold): escape token text.
 
@@ -150,17 +120,6 @@ def plot_text(s: str) -> str:
 
 
 _MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
-
-
-def judge(choice: str | None, answer: str, wrong: str) -> tuple[str, bool | None]:
-    """The opening of a reveal: right, wrong (the `wrong` sentence) or no pick, and whether the pick was right.
-
-        >>> judge("b", "b", "No."), judge(None, "b", "No.")[1]
-        (('✅ Right. ', True), None)
-    """
-    if not choice:
-        return "You did not pick a choice; here is the answer. ", None
-    return ("✅ Right. ", True) if choice == answer else (wrong, False)
 
 
 def md_text(s: str) -> str:
@@ -205,12 +164,11 @@ class Trained:
 class Training:
     """One press of Train: the learner's state, the comparison of five tokenizers, and notices."""
 
-    trained: Trained | None
+    trained: Trained
     text: str  # the text actually used (cleaned, maybe cut)
     notices: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)  # compare_tokenizers rows (+ 'error' rows), one per tokenizer
     preview: str = ""
-    error: str = ""  # non-empty: nothing was trained, show this instead
     cut: bool = False  # the learner's text was longer than MAX_TEXT_CHARS: `text` is its start
 
     @property
@@ -310,8 +268,8 @@ def train_references(text: str, vocab_size: int, progress=None) -> tuple[dict, d
             except VocabTooSmall as e:
                 toks[name] = train_sentencepiece(text, e.minimum, model_type)
                 notices.append(f"{name} needs at least {e.minimum:,} tokens for this text (4 special and 256 byte "
-                               f"pieces, and one per distinct character, its space mark ▁ included), so it was "
-                               f"trained at {e.minimum:,}.")
+                               f"pieces, and one per character it keeps: those covering {100 * CHARACTER_COVERAGE:g}% "
+                               f"of the text, its space mark ▁ included), so it was trained at {e.minimum:,}.")
         except Exception as e:  # as above: report it in the table, keep the other tokenizers
             errors[name] = f"could not train on this text: {e}"
     return toks, errors, notices
@@ -329,21 +287,18 @@ def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, pr
     """Train our BPE and the three library tokenizers on the learner's text; compare all five.
 
     `progress(fraction, desc=...)`, when given, hears about each stage (the page passes gr.Progress).
-    Bad input never raises: the returned Training has `error` set instead.
+    The vocabulary size is clamped into VOCAB_MIN..VOCAB_MAX and rounded (with a notice); text that nothing
+    can be trained on (empty, or nothing but special tokens) raises LessonError.
     """
-    cut = len(text or "") > MAX_TEXT_CHARS
-    try:
-        text, notices = clean_text(text)
-    except ValueError as e:
-        return Training(None, "", error=str(e))
-    vocab_size = int(vocab_size)
-    if not VOCAB_MIN <= vocab_size <= VOCAB_MAX:
-        return Training(None, text, error=f"The vocabulary size must be between {VOCAB_MIN} and {VOCAB_MAX:,} "
-                                          f"(3 special tokens + 256 bytes + merges); got {vocab_size:,}.")
-    try:
-        tok = train_ours(text, vocab_size, _stage(progress, 0.0, 0.45))
-    except ValueError as e:  # e.g. a text of nothing but special tokens
-        return Training(None, text, error=f"Our BPE cannot train on this text: {e}.")
+    cut = isinstance(text, str) and len(text) > MAX_TEXT_CHARS
+    text, cleaned = clean_text(text, MAX_TEXT_CHARS, "text")
+    vocab_size, vocab_notice = whole(vocab_size, "Vocabulary size", VOCAB_MIN, VOCAB_MAX,
+                                     default=min(max(course_tok.vocab_size, VOCAB_MIN), VOCAB_MAX))
+    notices = [n for n in (cleaned, vocab_notice) if n]
+    if not "".join(p for p, special in _split_specials(text, DEFAULT_SPECIAL_TOKENS) if not special).strip():
+        raise LessonError("This text is nothing but special tokens (<s>, </s>, <pad>), which never take part in "
+                          "merges: there is nothing to train on. Add some ordinary text.")
+    tok = train_ours(text, vocab_size, _stage(progress, 0.0, 0.45))
     _stage(progress, 0.45, 0.5)(0, "counting tokens after every merge")
     n_tokens, top = token_counts_by_merge(tok, text)
     if tok.vocab_size < vocab_size:
@@ -380,8 +335,6 @@ def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, pr
 
 def comparison_html(training: Training) -> str:
     """A table of the five tokenizers on the learner's text, then each one's tokens for the text's start."""
-    if training.error:
-        return message_html(training.error)
     head = ("<table style='border-collapse:collapse;font-size:.92em'><thead><tr>"
             + "".join(f"<th style='text-align:{a};padding:2px 10px'>{h}</th>" for h, a in
                       (("tokenizer", "left"), ("vocabulary", "right"), ("tokens on your text", "right"),
@@ -394,7 +347,7 @@ def comparison_html(training: Training) -> str:
             body.append(f"<tr><td style='padding:2px 10px'>{name}</td><td colspan='5' style='padding:2px 10px'>"
                         f"⚠️ {html.escape(row['error'])}</td></tr>")
             continue
-        source = "Shakespeare (fixed)" if row["name"] == COURSE else "your text"
+        source = "the model's training text (fixed)" if row["name"] == COURSE else "your text"
         cells = (f"{row['vocab_size']:,}", f"{row['n_tokens']:,}", f"{row['chars_per_token']:.2f}",
                  f"{row['byte_fallback_count']:,}")
         body.append(f"<tr><td style='padding:2px 10px'>{name}</td>"
@@ -410,8 +363,6 @@ def comparison_html(training: Training) -> str:
 
 def comparison_figure(training: Training) -> go.Figure:
     """Characters per token for each tokenizer on the learner's text (higher = fewer, longer tokens)."""
-    if training.error:
-        return message_figure(training.error, height=260)
     rows = [r for r in training.rows if "error" not in r]
     names = [r["name"] for r in rows]
     bars = go.Bar(
@@ -438,6 +389,7 @@ class Replay:
     merge_md: str  # Markdown: merge k and its neighbours
     figure: go.Figure
     notice: str = ""
+    k: int = 0  # the merge step shown (clamped)
 
 
 def merge_markdown(trained: Trained, k: int) -> str:
@@ -492,9 +444,9 @@ def merge_curve_figure(trained: Trained, k: int) -> go.Figure:
     ]
     if trained.course_point:
         vx, vy = trained.course_point
-        data.append(go.Scatter(x=[vx], y=[vy], mode="markers", name="course model's tokenizer (Shakespeare)",
+        data.append(go.Scatter(x=[vx], y=[vy], mode="markers", name="the model's tokenizer (its own training text)",
                                marker=dict(size=11, symbol="star", color="#6b7280"),
-                               hovertemplate="course model's tokenizer, vocabulary %{x:,}: %{y:.2f} chars/token"
+                               hovertemplate="the model's tokenizer, vocabulary %{x:,}: %{y:.2f} chars/token"
                                              "<extra></extra>"))
     layout = dict(
         title=dict(text="Compression as merges accumulate"), height=340, margin=dict(l=10, r=10, t=50, b=10),
@@ -509,30 +461,20 @@ def merge_curve_figure(trained: Trained, k: int) -> go.Figure:
 def replay(trained: Trained | None, k: int | float, sentence: str | None) -> Replay:
     """The sample sentence as the tokenizer cut it after k merges, merge k, and the curve with k marked.
 
-    k is clamped into 0 .. len(merges). At k = 0 every chip is one byte; at k = len(merges) the chips
-    are exactly tok.encode(sentence).
+    k is clamped into 0 .. len(merges) and rounded (lessons.inputs.whole, with a notice). At k = 0 every chip
+    is one byte; at k = len(merges) the chips are exactly tok.encode(sentence). Raises LessonError when there
+    is no tokenizer yet or the sentence is empty.
     """
     if trained is None:
-        msg = "Train a tokenizer first (the Train button above)."
-        return Replay(message_html(msg), msg, message_figure(msg), msg)
-    notices = []
-    k = int(round(k or 0))
-    if not 0 <= k <= trained.n_merges:
-        notices.append(f"Merge step {k:,} is outside 0 to {trained.n_merges:,} (the merges this training made); "
-                       f"showing step {min(max(k, 0), trained.n_merges):,}.")
-        k = min(max(k, 0), trained.n_merges)
-    try:
-        sentence, more = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
-        notices += more
-        ids = trained.tok.encode_as_of(sentence, k)
-        pieces = trained.tok.pieces(ids)
-        n_bytes = len(sentence.encode("utf-8"))
-        chips = chips_html(pieces, ids, caption=f"after {k:,} merge{'' if k == 1 else 's'}: {len(ids)} tokens "
-                                                f"for {len(sentence)} characters ({n_bytes} bytes)")
-    except ValueError as e:
-        notices.append(str(e))
-        chips = message_html(str(e))
-    return Replay(chips, merge_markdown(trained, k), merge_curve_figure(trained, k), " ".join(notices))
+        raise LessonError("Train a tokenizer first (the Train button above).")
+    k, k_notice = whole(k, "Merge step", 0, trained.n_merges, default=trained.n_merges)
+    sentence, cleaned = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
+    ids = trained.tok.encode_as_of(sentence, k)
+    pieces = trained.tok.pieces(ids)
+    n_bytes = len(sentence.encode("utf-8"))
+    chips = chips_html(pieces, ids, caption=f"after {k:,} merge{'' if k == 1 else 's'}: {len(ids)} tokens "
+                                            f"for {len(sentence)} characters ({n_bytes} bytes)")
+    return Replay(chips, merge_markdown(trained, k), merge_curve_figure(trained, k), join(k_notice, cleaned), k)
 
 
 # ----------------------------------------------------------------------------- from ids to vectors
@@ -579,26 +521,43 @@ def embedding_pca(cm: CourseModel) -> EmbeddingPCA:
 
 
 def embedding_facts(cm: CourseModel) -> str:
-    """The embedding table in numbers, read from the model: size, share of parameters, tying."""
+    """The embedding table in numbers, read from the model: size, share of parameters, tying (from the config,
+    checked against the weights)."""
     V, d = cm.model.embed_tokens.weight.shape
     total = cm.model.num_parameters()
-    tied = cm.model.lm_head.weight is cm.model.embed_tokens.weight
-    return (f"The course model's embedding table $E$ is {V:,} × {d} = {V * d:,} numbers, "
+    tied = bool(cm.config.tie_embeddings)
+    if tied != (cm.model.lm_head.weight is cm.model.embed_tokens.weight):
+        raise RuntimeError("config.tie_embeddings disagrees with the loaded weights")
+    big = ("Llama 1, 2 and 3 at 7B and up (Llama 3.1 8B included) do **not** tie: their `lm_head` is a second "
+           "V × d matrix of its own; of Meta's Llamas only the small Llama 3.2 (1B, 3B) tie theirs.")
+    return (f"The model's embedding table $E$ is {V:,} × {d} = {V * d:,} numbers, "
             f"{100 * V * d / total:.0f}% of its {total:,} parameters. "
-            + ("It is **tied**: the output layer `lm_head` reuses the same matrix to score the next token."
-               if tied else "The output layer `lm_head` has its own matrix (not tied)."))
+            + ("It is **tied** (`tie_word_embeddings` is true in its config): the output layer `lm_head` reuses "
+               "the same matrix to score the next token, so each row below is also the direction that makes its "
+               "token likely as the *next* one. " if tied else
+               "Its output layer `lm_head` has its own matrix (`tie_word_embeddings` is false in its config), so "
+               "the rows below only *read* tokens; choosing the next token uses other vectors. ") + big)
+
+
+def special_tokens_facts(cm: CourseModel) -> str:
+    """Where the model's special tokens come from, with their ids read from its tokenizer."""
+    tok = cm.tokenizer
+    listed = ", ".join(f"**{md_text(s)}** = {i}" for s, i in sorted(tok.special_tokens.items(), key=lambda x: x[1]))
+    bos = tok.id_to_token(tok.bos_id)
+    ids = tok.encode(bos)
+    return (f"**Special tokens.** The model's tokenizer has {len(tok.special_tokens)}: {listed}. They are not "
+            f"learned by BPE: the tokenizer's authors reserve them before training, and "
+            f"`encode` cuts them out of the text before BPE runs, so the characters {md_text(bos)} typed in a text "
+            f"become {'the single id ' + str(ids[0]) if len(ids) == 1 else 'the ids ' + str(ids)}. The model meets them only where the training data put them "
+            "(BOS in front of every training sequence).")
 
 
 def embedding_heatmap(cm: CourseModel, sentence: str | None) -> tuple[go.Figure, str]:
-    """The embedding rows E[id] of the sentence's tokens (course model's tokenizer, BOS first):
-    a tokens x dimensions heatmap. Returns (figure, notice)."""
-    try:
-        sentence, notices = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
-        prepared = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS)
-    except ValueError as e:
-        return message_figure(str(e)), str(e)
-    if prepared.notice:
-        notices.append(prepared.notice)
+    """The embedding rows E[id] of the sentence's tokens (the model's tokenizer, BOS first):
+    a tokens x dimensions heatmap. Returns (figure, notice). Raises LessonError for an empty sentence."""
+    sentence, cleaned = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
+    prepared = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS)
+    notices = [n for n in (cleaned, prepared.notice) if n]
     ids = torch.tensor(prepared.ids, device=cm.device)
     rows = cm.model.embed_tokens.weight[ids].float().cpu()  # (T, d): a lookup is just row selection
     T, d = rows.shape
@@ -626,18 +585,16 @@ def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
     # A plain dict, not go.Scatter: go.Figure validates it once instead of twice (V points, every call).
     data = [dict(type="scatter", x=x, y=y, mode="markers", name="all tokens", marker=dict(size=4, color="#cbd5e1"),
                  text=pca.names, hovertemplate="%{text}<extra></extra>")]
-    try:
-        sentence, _ = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")
-        ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
-    except ValueError:
-        ids = []
+    sentence, _ = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")  # LessonError when empty
+    ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
     if ids:
         seen = list(dict.fromkeys(ids))  # a repeated token sits at one point; label it once
         data.append(go.Scatter(x=[x[i] for i in seen], y=[y[i] for i in seen], mode="markers+text",
                                name="your sentence's tokens", marker=dict(size=9, color="#dc2626"),
                                text=[plot_text(token_label(tok, i)) for i in seen], textposition="top center",
                                hovertemplate="%{text}<extra></extra>"))
-    specials = [(i, s) for i, s in ((tok.bos_id, "BOS <s>"), (tok.eos_id, "EOS </s>")) if i is not None and i < V]
+    specials = [(i, f"{role} {tok.id_to_token(i)}") for i, role in ((tok.bos_id, "BOS"), (tok.eos_id, "EOS"))
+                if i is not None and i < V]
     data.append(go.Scatter(x=[x[i] for i, _ in specials], y=[y[i] for i, _ in specials], mode="markers+text",
                            name="BOS / EOS", text=[plot_text(s) for _, s in specials], textposition="bottom center",
                            marker=dict(size=12, symbol="diamond", color="#7c3aed"),
@@ -682,24 +639,23 @@ class Reveal:
 
 
 def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT) -> Reveal:
-    """Run the course model's tokenizer on the question's text and say which choice was right."""
+    """Run the model's tokenizer on the question's text and grade the learner's range (lessons.grading)."""
     tok = cm.tokenizer
     ids = tok.encode(text)
     choices = count_question(text)
     right = choices[_bucket(len(ids), text)]
+    g = grade(choice, right, choices)
     pieces = tok.pieces(ids)
-    md = (f"The course model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
-          f"(the model also puts BOS in front): the right range is *{right}*. ")
-    verdict, correct = judge(choice, right, f"❌ Not quite (you chose *{choice}*). ")
-    md = verdict + md
+    md = (f"{g.verdict(md_text)}\n\nThe model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
+          f"(the model also puts BOS in front). ")
     words = pretokenize(text, tok.pattern)  # ['Wherefore', ' art', ' thou', ' Romeo', '?']
     whole = [w for w in words if len(tok.encode(w)) == 1]
     listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
     md += (f"That is {len(text) / len(ids):.1f} characters per token. The split regex makes {len(words)} words "
            f"of it; {len(whole)} of them are single tokens{listed} and the rest are cut into pieces. A word "
-           "frequent in the Shakespeare training text earns merges all the way to one token, its leading space "
+           "frequent in the tokenizer's training text earns merges all the way to one token, its leading space "
            "included.")
-    return Reveal(md, chips_html(pieces, ids, caption=f"{len(ids)} tokens"), correct)
+    return Reveal(md, chips_html(pieces, ids, caption=f"{len(ids)} tokens"), g.correct)
 
 
 def merge_question(trained: Trained | None) -> list[str]:
@@ -711,19 +667,18 @@ def merge_question(trained: Trained | None) -> list[str]:
 
 
 def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
-    """The first merge our BPE really made on the learner's text, against the learner's guess."""
+    """The first merge our BPE really made on the learner's text, graded against the learner's pick."""
     if trained is None:
-        return Reveal("Train a tokenizer first.", "", None)
+        raise LessonError("Train a tokenizer first (the Train button above).")
     if trained.n_merges == 0:
-        return Reveal("This text supports no merges at all: every word is a single byte.", "", None)
+        raise LessonError("This text supports no merges at all: every word is a single byte.")
     tok = trained.tok
     first = tok.merges[0]
     answer = pair_label(tok, first.pair)
+    g = grade(choice, answer, merge_question(trained))
     new = md_text(token_label(tok, first.new_id))
-    md = (f"Our BPE's first merge on your text was **{md_text(answer)} → '{new}'**, a pair seen "
-          f"**{first.count:,}** times. ")
-    verdict, correct = judge(choice, answer, f"❌ Not this time (you chose {md_text(choice or '')}). ")
-    md = verdict + md
+    md = (f"{g.verdict(md_text)}\n\nOur BPE's first merge on your text was **{md_text(answer)} → '{new}'**, a pair "
+          f"seen **{first.count:,}** times. ")
     others = ", ".join(f"{md_text(label)}: {count:,}" for label, count in trained.first_pairs)
     md += f"Counts of the candidates before any merge: {others}. "
     if b" " in tok.token_bytes(first.pair[0]) + tok.token_bytes(first.pair[1]):
@@ -731,4 +686,4 @@ def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
                "letter form the most frequent pair, ahead of pairs inside words.")
     else:
         md += "No pair with a space won here: the most frequent pair lies inside words."
-    return Reveal(md, "", correct)
+    return Reveal(md, "", g.correct)

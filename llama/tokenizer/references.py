@@ -24,8 +24,9 @@ and no file is left behind. The libraries are imported inside the functions, so
 Small texts (what a learner pastes) are the normal case here, so vocabulary
 sizes bend rather than break: every trainer stops early when the text supports
 no more tokens (so `vocab_size` in the rows may be smaller than asked), and
-sentencepiece, which needs one piece per distinct character besides its 256
-byte pieces, raises a ValueError naming the minimum, which `train_all` then uses.
+sentencepiece, which needs one piece per character it keeps (those covering
+99.995% of the text's characters) besides its 256 byte pieces, raises a
+ValueError naming the minimum, which `train_all` then uses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ import time
 
 from .base import SPLIT_PATTERN, token_string_to_bytes
 from .bpe import DEFAULT_SPECIAL_TOKENS, MAX_TRAIN_CHARS, BPETokenizer
+
+
+CHARACTER_COVERAGE = 0.99995  # Llama 1/2's: the rarest characters (0.005% of the text) get no piece, only bytes
 
 
 class VocabTooSmall(ValueError):
@@ -83,9 +87,13 @@ def train_hf_bpe(text: str, vocab_size: int, special_tokens=DEFAULT_SPECIAL_TOKE
 def train_sentencepiece(text: str, vocab_size: int, model_type: str = "bpe"):
     """sentencepiece BPE or Unigram with byte fallback: a `SentencePieceProcessor`.
 
-    The options are Llama 1 and 2's: no normalization (the text is kept as is),
-    a space becomes '▁' and one is added in front, digits are split, and a
-    character missing from the vocabulary falls back to byte pieces <0x..>.
+    The options are Llama 1 and 2's (LLaMA paper, Touvron et al. 2023, section 2.1:
+    "we split all numbers into individual digits, and fallback to bytes to decompose
+    unknown UTF-8 characters"; Meta's tokenizer.model records character_coverage
+    0.99995): no normalization (the text is kept as is), a space becomes '▁' and
+    one is added in front, digits are split, only the characters that together
+    cover 99.995% of the training text get a piece of their own, and a character
+    without one (rare, or never seen) falls back to byte pieces <0x..>.
     sentencepiece trains on lines, so it never sees a newline: encoding one
     gives the byte piece <0x0A>, exactly as Llama 2's tokenizer does.
 
@@ -103,7 +111,7 @@ def train_sentencepiece(text: str, vocab_size: int, model_type: str = "bpe"):
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-            byte_fallback=True, character_coverage=1.0, split_digits=True, normalization_rule_name="identity",
+            byte_fallback=True, character_coverage=CHARACTER_COVERAGE, split_digits=True, normalization_rule_name="identity",
             remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
             hard_vocab_limit=False, bos_id=0, eos_id=1, pad_id=2, unk_id=3, pad_piece="<pad>",
             # sentencepiece silently drops lines longer than this (4192 bytes by default)
@@ -114,7 +122,7 @@ def train_sentencepiece(text: str, vocab_size: int, model_type: str = "bpe"):
         if m:
             need = int(m.group(2))
             raise VocabTooSmall(f"sentencepiece needs vocab_size >= {need} for this text (4 special pieces, "
-                                f"256 byte pieces and one per distinct character); got {vocab_size}", need) from None
+                                f"256 byte pieces and one per character it keeps); got {vocab_size}", need) from None
         raise ValueError(f"sentencepiece could not train on this text: {e}") from None
     return spm.SentencePieceProcessor(model_proto=model.getvalue())
 
