@@ -142,6 +142,10 @@ def test_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "rope")
     plane_title = page.locator("#rope-plane .gtitle").first
     plane_title.wait_for(timeout=90_000)
+    # predict first: both questions sit above the loss button and the comparison that give their answers
+    y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731
+    assert y("#rope-reveal-2") < y("#rope-loss")
+    assert page.get_by_role("button", name="Measure the loss").bounding_box()["y"] > y("#rope-reveal-2")
     readout = page.locator("#rope-angle-readout")
     before_readout, before_title = readout.inner_text(), plane_title.text_content()
     m0 = int(re.search(r"= (\d+) ×", before_title).group(1))
