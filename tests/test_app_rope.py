@@ -26,9 +26,9 @@ def test_tokens_and_shuffle(client, cm):
     assert msg == "" and len(q_tok["choices"]) == T and q_tok["value"] == T - 1 == m["value"]
     assert k_tok["value"] == n["value"] < T - 1
 
-    msg, plot, readout = client.predict(TEXT, 1, 2, api_name="/rope_shuffle")
+    msg, plot, readout, seed = client.predict(TEXT, 1, 2, api_name="/rope_shuffle")
     ref = C.shuffle_scores(cm, TEXT, 1, 2)
-    assert msg == "" and "head 1" in title(plot)
+    assert msg == "" and "head 1" in title(plot) and seed == 2
     heat = fig(plot)["data"]
     assert len(heat) == 4
     np.testing.assert_allclose(array(heat[0]["z"]), ref.none.numpy(), atol=1e-5)
@@ -38,7 +38,7 @@ def test_tokens_and_shuffle(client, cm):
 
 
 def test_schemes_rotate_and_relative(client, cm):
-    msg, plot, table = client.predict(TEXT, 32, 4, api_name="/rope_schemes")
+    msg, plot, table, n_pos, clip = client.predict(TEXT, 32, 4, api_name="/rope_schemes")
     assert msg == "" and len(fig(plot)["data"]) == 4 and "Shaw" in table and "±4" in table
     rope = array(fig(plot)["data"][3]["z"])
     assert rope.shape == (32, 32) and np.allclose(rope[1:, 1:], rope[:-1, :-1], atol=1e-4)
@@ -99,8 +99,8 @@ def test_hostile_numbers_through_the_api(client, cm, app_url):
     assert seed == 0 and "out of range" in msg and len(fig(plot)["data"]) == 4
     seed, msg, *_ = client.predict(TEXT, 0, 41, api_name="/rope_new_shuffle")
     assert seed == 42 and msg == ""
-    msg, plot, readout = client.predict(TEXT, 1, "nan", api_name="/rope_shuffle")  # JSON has no NaN: sent as text
-    assert "not a number" in msg and "head 1" in title(plot)
+    msg, plot, readout, seed = client.predict(TEXT, 1, "nan", api_name="/rope_shuffle")  # JSON has no NaN: text
+    assert "not a number" in msg and "head 1" in title(plot) and seed == 0
     msg, plot, readout, slider = client.predict("NaN", api_name="/rope_spectrum")
     assert "nan is not a number" in msg and slider["value"] == pytest.approx(math.log10(cm.config.rope_theta), 1e-3)
     msg, plot, readout, slider = client.predict(1e20, api_name="/rope_spectrum")
@@ -108,8 +108,9 @@ def test_hostile_numbers_through_the_api(client, cm, app_url):
     msg, plane, angles, readout, m, n, pair = client.predict(TEXT, 0, 0, 1, 0, "1.8e308", -5, 4.5,
                                                              api_name="/rope_rotate")
     assert m["value"] == L - 1 and n["value"] == 0 and pair["value"] == 4 and "not a whole number" in msg
-    msg, *_ = client.predict(TEXT, "abc", 1e20, api_name="/rope_schemes")
+    msg, plot, table, n_pos, clip = client.predict(TEXT, "abc", 1e20, api_name="/rope_schemes")
     assert "not a number" in msg and "out of range" in msg
+    assert n_pos["value"] == 2 and clip["value"] == C.shaw_clip_max(cm)  # the sliders show the values used
     msg, plot, readout, shift = client.predict(TEXT, 0, 0, 1, 0, 10, 5, "inf", api_name="/rope_relative")
     assert shift["value"] == L - 1 - 10 and "out of range" in msg
     # a lone surrogate, as a browser can send it (JSON "\\ud800"; gradio_client cannot encode one)

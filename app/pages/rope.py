@@ -7,9 +7,9 @@ and only lays out what it returns. A LessonError (empty text) becomes a message 
 
 Main events (api_name: inputs), all prefixed "rope_" because api names are shared by the whole app:
     rope_tokens             text -> the query/key pickers and default positions for the text
-    rope_shuffle            text, head, seed
+    rope_shuffle            text, head, seed (-> message, figure, readout, the shuffle number used)
     rope_new_shuffle        text, head, seed -> the next shuffle number and its figure ("Shuffle again")
-    rope_schemes            text, n_positions, clip
+    rope_schemes            text, n_positions, clip (-> message, figure, table, both sliders)
     rope_rotate             text, layer, head, q_token, k_token, m, n, pair
     rope_relative           text, layer, head, q_token, k_token, m, n, shift
     rope_spectrum           log10(rope_theta)
@@ -63,7 +63,7 @@ def on_tokens(cm, text):
 
 def on_shuffle(cm, text, head, seed):
     r = C.shuffle_scores(cm, text, head, seed)
-    return widgets.note(r.notice), r.figure, r.readout
+    return widgets.note(r.notice), r.figure, r.readout, r.seed  # the box shows the shuffle number used
 
 
 def on_new_shuffle(cm, text, head, seed):
@@ -75,7 +75,8 @@ def on_new_shuffle(cm, text, head, seed):
 
 def on_schemes(cm, text, n_positions, clip):
     r = C.schemes(cm, text, n_positions, clip)
-    return widgets.note(r.notice), r.figure, r.table
+    moved = (lambda v: gr.update(value=v)) if r.notice else (lambda v: gr.skip())  # sliders show the values used
+    return widgets.note(r.notice), r.figure, r.table, moved(r.n_positions), moved(r.clip)
 
 
 def on_rotate(cm, text, layer, head, q_token, k_token, m, n, pair):
@@ -146,16 +147,16 @@ def build(cm: CourseModel, lesson) -> None:
         seed = gr.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
                                                          "shuffle", scale=1, elem_id="rope-seed")
         reshuffle = gr.Button("Shuffle again", scale=1)
-    shuf_msg, shuf_fig, shuf_readout = _outputs(on_shuffle(cm, text0, 0, 0), elem_id="rope-shuffle")
+    shuf_msg, shuf_fig, shuf_readout = _outputs(on_shuffle(cm, text0, 0, 0)[:3], elem_id="rope-shuffle")
     widgets.prose(s[1])
 
     # 2. four schemes
     with gr.Row():
         n_pos = widgets.Slider(8, c.max_seq_len, value=min(64, c.max_seq_len), step=1, label="Positions shown",
                                info="applies when you let go of the slider")
-        clip = widgets.Slider(1, min(32, c.max_seq_len - 1), value=min(8, c.max_seq_len - 1), step=1,
+        clip = widgets.Slider(1, C.shaw_clip_max(cm), value=min(8, C.shaw_clip_max(cm)), step=1,
                               label="Shaw's clipping distance k")
-    sch_msg, sch_fig, sch_table = _outputs(on_schemes(cm, text0, n_pos.value, clip.value), latex_table=True)
+    sch_msg, sch_fig, sch_table = _outputs(on_schemes(cm, text0, n_pos.value, clip.value)[:3], latex_table=True)
     widgets.prose(s[2])
 
     # 3. RoPE in 2-D
@@ -238,12 +239,12 @@ def build(cm: CourseModel, lesson) -> None:
     (gr.on(text_events, H(on_tokens, 5), [key, text], [text_msg, q_tok, k_tok, m, n], api_name="rope_tokens")
      .then(H(on_rotate, 7), rot_in, rot_out, api_visibility="private")
      .then(H(on_relative, 4), rel_in, rel_out, api_visibility="private"))
-    gr.on([*text_events, shuf_head.input, seed.submit], H(on_shuffle, 3), [key, text, shuf_head, seed],
-          [shuf_msg, shuf_fig, shuf_readout], api_name="rope_shuffle")
+    gr.on([*text_events, shuf_head.input, seed.submit], H(on_shuffle, 4), [key, text, shuf_head, seed],
+          [shuf_msg, shuf_fig, shuf_readout, seed], api_name="rope_shuffle")
     reshuffle.click(H(on_new_shuffle, 4, msg_at=1), [key, text, shuf_head, seed],
                     [seed, shuf_msg, shuf_fig, shuf_readout], api_name="rope_new_shuffle")
-    gr.on([*text_events, n_pos.release, clip.release], H(on_schemes, 3), [key, text, n_pos, clip],
-          [sch_msg, sch_fig, sch_table], api_name="rope_schemes", **QUIET)
+    gr.on([*text_events, n_pos.release, clip.release], H(on_schemes, 5), [key, text, n_pos, clip],
+          [sch_msg, sch_fig, sch_table, n_pos, clip], api_name="rope_schemes", **QUIET)
     gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, pair.release],
           H(on_rotate, 7), rot_in, rot_out, api_name="rope_rotate", **QUIET)
     gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, shift.release],

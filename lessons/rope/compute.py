@@ -322,6 +322,8 @@ class SchemesResult:
     shaw: torch.Tensor  # (N, N) the clipped relative distance that picks Shaw's vector
     rope: torch.Tensor  # (N, N) the course model's q . k at positions m, n
     notice: str = ""
+    n_positions: int = 0  # the values used, after clamping
+    clip: int = 0
 
 
 def schemes_table(cm: CourseModel, clip: int) -> str:
@@ -346,6 +348,11 @@ def schemes_table(cm: CourseModel, clip: int) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {d} | {e} |" for a, b, d, e in rows])
 
 
+def shaw_clip_max(cm: CourseModel) -> int:
+    """The largest clipping distance the page offers: 32 keeps the picture legible."""
+    return min(32, cm.config.max_seq_len - 1)
+
+
 def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, clip: int = 8) -> SchemesResult:
     """Four position-by-position pictures: how much positions m and n "see" each other in each scheme.
 
@@ -356,7 +363,7 @@ def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, cl
     notices = []
     c = cm.config
     n_positions = _clamp_int(n_positions, 2, c.max_seq_len, "Positions shown", notices)
-    clip = _clamp_int(clip, 1, c.max_seq_len - 1, "Shaw's clipping distance", notices)
+    clip = _clamp_int(clip, 1, shaw_clip_max(cm), "Shaw's clipping distance", notices)
     p = prepared(cm, text, ROTATE_TOKENS)
     if p.notice:
         notices.append(p.notice)
@@ -388,7 +395,8 @@ def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, cl
         ya.update(title=dict(text="query position m" if xr == "x" else "", font_size=11), autorange="reversed")
     layout.update(height=440, margin=dict(l=10, r=10, t=50, b=110))
     fig = go.Figure(data=data, layout=layout)
-    return SchemesResult(fig, schemes_table(cm, clip), sin_gram, learned, shaw, rope, " ".join(notices))
+    return SchemesResult(fig, schemes_table(cm, clip), sin_gram, learned, shaw, rope, " ".join(notices), n_positions,
+                         clip)
 
 
 # ----------------------------------------------------------------------------- 3. RoPE in 2-D
@@ -830,7 +838,11 @@ class LossResult:
 
 
 def validation_slice(cm: CourseModel, n_chars: int = LOSS_CHARS) -> str:
-    """The first n_chars of val_excerpt.txt, the start of the held-out validation text shipped beside the model."""
+    """The first n_chars of val_excerpt.txt, the start of the held-out validation text shipped beside the model.
+    LessonError when the model directory has none (a model without held-out text cannot be scored here)."""
+    if not (cm.path / "val_excerpt.txt").exists():
+        raise LessonError(f"The model directory {cm.path.name}/ has no val_excerpt.txt (held-out text), so its loss "
+                          "cannot be measured on this page.")
     return validation_excerpt(cm)[:n_chars]
 
 
