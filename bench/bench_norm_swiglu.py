@@ -41,7 +41,7 @@ def new_texts(cm):
         yield f"{i} " + text[i % 200:]
 
 
-def cases(cm, texts, shifts, betas, thresholds, sites):
+def cases(cm, texts, shifts, betas, thresholds, sites, gains):
     """name -> (compute call, round-trip call builder taking a client)."""
     rt, st = RC.DEFAULT_TEXT, SC.DEFAULT_TEXT
     n_sites = 2 * cm.config.n_layers + 1
@@ -56,8 +56,11 @@ def cases(cm, texts, shifts, betas, thresholds, sites):
             lambda: RP.site(cm, rt, next(sites) % n_sites),
             lambda c: c.predict(rt, next(sites) % n_sites, api_name="/rmsnorm_site")),
         "rmsnorm: pre/post-norm gradients (8 layers)": (
-            lambda: RP.placement(cm, 8, 2.0),
-            lambda c: c.predict(8, 2.0, api_name="/rmsnorm_placement")),
+            lambda: RP.placement(cm, 8, 1.0),
+            lambda c: c.predict(8, 1.0, api_name="/rmsnorm_placement")),
+        "rmsnorm: pre/post-norm, new gain (+ depth sweep)": (
+            lambda: RP.placement(cm, 8, next(gains)),
+            lambda c: c.predict(8, next(gains), api_name="/rmsnorm_placement")),
         "rmsnorm: reveal largest RMS": (
             lambda: RP.reveal_rms(cm, rt, "entering layer 0"),
             lambda c: c.predict(rt, "entering layer 0", api_name="/rmsnorm_reveal_rms")),
@@ -93,7 +96,8 @@ def main() -> None:
     betas = itertools.cycle([0.5, 1.0, 1.7, 3.0])
     thresholds = itertools.cycle([0.01, 0.05, 0.1, 0.2])
     sites = itertools.count()
-    table = cases(cm, new_texts(cm), shifts, betas, thresholds, sites)
+    gains = itertools.cycle([round(0.1 * g, 1) for g in range(5, 30)])  # 25 gains > the 16 cached sweeps: all cold
+    table = cases(cm, new_texts(cm), shifts, betas, thresholds, sites, gains)
     compute = {name: in_worker(fn) for name, (fn, _) in table.items()}
     with served_app() as url:
         client = Client(url, verbose=False)

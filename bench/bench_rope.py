@@ -52,8 +52,8 @@ def interactions(cm):
         return lambda: next(it)
 
     rows = [
-        ("shuffle again (new shuffle)", cyc(seeds), lambda s: C.shuffle_scores(cm, TEXT, 0, s),
-         lambda s: ("/rope_shuffle", (TEXT, 0, s))),
+        ("shuffle again (new shuffle)", cyc(seeds), lambda s: C.shuffle_scores(cm, TEXT, 0, C.next_seed(s)[0]),
+         lambda s: ("/rope_new_shuffle", (TEXT, 0, s))),
         ("four schemes (positions slider)", cyc(positions), lambda n: C.schemes(cm, TEXT, n, 8),
          lambda n: ("/rope_schemes", (TEXT, n, 8))),
         ("rotate (position m slider)", cyc(ms), lambda m: C.rotate(cm, TEXT, 0, 0, q, k, m % L, k, m % P),

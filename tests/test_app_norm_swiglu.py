@@ -20,7 +20,7 @@ def _texts(fig):
     return " ".join(out + [title.get("text", "") if isinstance(title, dict) else str(title)])
 
 
-def test_rmsnorm_events(client):
+def test_rmsnorm_events(client, cm):
     msg, token, inv, inv_md, overview, site, site_md = client.predict(TEXT, 3, 1.0, 2.0, 2, api_name="/rmsnorm_text")
     assert msg == "" and token["value"] == 3 and token["maximum"] >= 10  # the slider now spans the text's tokens
     assert "a = 2, b = 1" in _texts(_fig(inv)) and "RMSNorm" in inv_md
@@ -29,25 +29,55 @@ def test_rmsnorm_events(client):
     msg, *_ = client.predict("", 3, 1.0, 2.0, 2, api_name="/rmsnorm_text")
     assert "empty" in msg
 
-    inv, md = client.predict(TEXT, 3, 0.0, 4.0, api_name="/rmsnorm_invariance")
+    inv, md, *_ = client.predict(TEXT, 3, 0.0, 4.0, api_name="/rmsnorm_invariance")
     assert "a = 4, b = 0" in _texts(_fig(inv)) and "LayerNorm" in md
     # a new, shorter text typed but not submitted: the slider may point past its end
-    inv, md = client.predict("To be", 10, 0.0, 1.0, api_name="/rmsnorm_invariance")
-    assert "does not exist" in md and "a = 1, b = 0" in _texts(_fig(inv))
-    inv, md = client.predict("", 3, 0.0, 1.0, api_name="/rmsnorm_invariance")
-    assert "empty" in md and "Nothing to normalise" in inv["plot"]
+    inv, md, token, _, _ = client.predict("To be", 10, 0.0, 1.0, api_name="/rmsnorm_invariance")
+    assert "out of range" in md and "a = 1, b = 0" in _texts(_fig(inv)) and token["value"] == 2
+    inv, md, *_ = client.predict("", 3, 0.0, 1.0, api_name="/rmsnorm_invariance")
+    assert "empty" in md and inv.get("__type__") == "update" and "value" not in inv  # the figure stays
 
     site, md = client.predict(TEXT, 0, api_name="/rmsnorm_site")
     assert "layers.0.input_layernorm" in md and "layers.0.input_layernorm" in _texts(_fig(site))
 
-    plot, table, msg = client.predict(4, 2.0, api_name="/rmsnorm_placement")
-    assert "largest / smallest" in table and "4 layers, init gain 2" in _texts(_fig(plot)) and msg == ""
+    plot, table, msg, depth, gain = client.predict(4, 1.0, api_name="/rmsnorm_placement")
+    assert "post / pre" in table and "Xavier init, gain 1" in _texts(_fig(plot)) and "(4 layers)" in _texts(_fig(plot))
+    assert msg == ""
 
-    md = client.predict(TEXT, "entering layer 0", api_name="/rmsnorm_reveal_rms")
-    assert "mean per-token RMS" in md and ("right." in md or "not this time." in md)
-    md = client.predict(TEXT, "only RMSNorm's", api_name="/rmsnorm_reveal_shift")
-    assert "right." in md
+
+def test_rmsnorm_reveals_grade_against_independent_measurements(client, cm):
+    from lessons.rmsnorm import compute as C
+    from test_lesson_rmsnorm import expected_largest_rms, expected_shift_answer
+
+    res = C.load_text(cm, TEXT)
+    best = expected_largest_rms(cm, list(res.ids))
+    wrong = next(c for c in C.rms_question_choices(cm.config) if c != best)
+    assert client.predict(TEXT, best, api_name="/rmsnorm_reveal_rms").startswith("✅")
+    assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_rms").startswith("❌")
+    md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_rms")
+    assert md.startswith("No prediction was picked") and "mean per-token RMS" in md
+    answer = expected_shift_answer(cm, res)
+    wrong = next(c for c in C.SHIFT_CHOICES if c != answer)
+    assert client.predict(TEXT, answer, api_name="/rmsnorm_reveal_shift").startswith("✅")
+    assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_shift").startswith("❌")
+    assert client.predict(TEXT, None, api_name="/rmsnorm_reveal_shift").startswith("No prediction was picked")
     assert "empty" in client.predict(" ", None, api_name="/rmsnorm_reveal_shift")
+
+
+def test_rmsnorm_hostile_numbers_through_the_api(client, cm):
+    """NaN, inf, 1e20, 1.8e308, negative, 4.5 and text in every slider (JSON has no NaN or inf: sent as text)."""
+    from lessons.rmsnorm import compute as C
+
+    inv, md, token, shift, scale = client.predict(TEXT, "nan", "1e20", "-5", api_name="/rmsnorm_invariance")
+    assert "not a number" in md and "out of range" in md and "must be positive" in md
+    assert shift["value"] == C.SHIFT_LIMIT and scale["value"] == C.SCALE_MIN and token["value"] == 3
+    inv, md, token, shift, scale = client.predict(TEXT, 4.5, "abc", "1.8e308", api_name="/rmsnorm_invariance")
+    assert token["value"] == 4 and shift["value"] == 0 and scale["value"] == C.SCALE_LIMIT
+    # (the norm-site picker is a Dropdown: Gradio itself refuses a value outside its choices; compute clamps too)
+    plot, table, msg, depth, gain = client.predict(-5, "nan", api_name="/rmsnorm_placement")
+    assert depth["value"] == 1 and gain["value"] == 1.0 and "out of range" in msg and "not a number" in msg
+    plot, table, msg, depth, gain = client.predict(4.5, 1e20, api_name="/rmsnorm_placement")
+    assert depth["value"] == 4 and gain["value"] == C.MAX_GAIN and "(4 layers)" in _texts(_fig(plot))
 
 
 def test_rmsnorm_timing_event(client):
@@ -145,15 +175,24 @@ def _no_errors(page):
 def test_rmsnorm_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "rmsnorm")
     page.locator("#rmsnorm-invariance .annotation-text").first.wait_for(timeout=60_000)
-    assert "a = 2, b = 1" in page.locator("#rmsnorm-invariance").text_content()
-    assert "b = 1.1" not in page.locator("#rmsnorm-invariance-readout").text_content()
+    # predict first: each question sits above the figure that answers it, and figure 1 opens without a shift
+    y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731
+    assert y("#rmsnorm-reveal-shift") < y("#rmsnorm-invariance") and y("#rmsnorm-reveal-rms") < y("#rmsnorm-overview")
+    assert "a = 2, b = 0" in page.locator("#rmsnorm-invariance").text_content()
+    assert "b = 0.1" not in page.locator("#rmsnorm-invariance-readout").text_content()
     _nudge(page, "rmsnorm-shift")
-    readout = _wait_for_text(page, "#rmsnorm-invariance-readout", "b = 1.1")
+    readout = _wait_for_text(page, "#rmsnorm-invariance-readout", "b = 0.1")
     assert "LayerNorm" in readout and "RMSNorm" in readout
-    _wait_for_text(page, "#rmsnorm-invariance", "a = 2, b = 1.1")  # the figure's SVG title
-    assert "8 layers" in page.locator("#rmsnorm-placement .gtitle").text_content()
+    _wait_for_text(page, "#rmsnorm-invariance", "a = 2, b = 0.1")  # the figure's SVG title
+    assert "(8 layers)" in page.locator("#rmsnorm-placement").text_content()
     _nudge(page, "rmsnorm-depth")
-    _wait_for_text(page, "#rmsnorm-placement .gtitle", "9 layers")
+    _wait_for_text(page, "#rmsnorm-placement", "(9 layers)")
+    # a number typed into a slider's box outside its range: clamped, with a notice on the page, no red toast
+    box = page.locator("#rmsnorm-gain input[type=number]")
+    box.fill("1e20")
+    box.press("Enter")
+    box.blur()
+    _wait_for_text(page, "body", "Init gain 1e+20 is out of range")
     _no_errors(page)
 
 

@@ -1,13 +1,17 @@
 """Lesson 3 (positional encoding and RoPE) through the real app: each event by api_name with gradio_client,
 then the page in a real browser."""
 
+import json
+import math
 import re
+import urllib.request
 
 import numpy as np
 import pytest
 
 from conftest import array, fig
 from lessons.rope import compute as C
+from test_lesson_rope import expected_grade, reference_losses
 
 TEXT = "To be, or not to be: that is the question."
 
@@ -22,9 +26,9 @@ def test_tokens_and_shuffle(client, cm):
     assert msg == "" and len(q_tok["choices"]) == T and q_tok["value"] == T - 1 == m["value"]
     assert k_tok["value"] == n["value"] < T - 1
 
-    msg, plot, readout = client.predict(TEXT, 1, 2, api_name="/rope_shuffle")
+    msg, plot, readout, seed = client.predict(TEXT, 1, 2, api_name="/rope_shuffle")
     ref = C.shuffle_scores(cm, TEXT, 1, 2)
-    assert msg == "" and "head 1" in title(plot)
+    assert msg == "" and "head 1" in title(plot) and seed == 2
     heat = fig(plot)["data"]
     assert len(heat) == 4
     np.testing.assert_allclose(array(heat[0]["z"]), ref.none.numpy(), atol=1e-5)
@@ -34,7 +38,7 @@ def test_tokens_and_shuffle(client, cm):
 
 
 def test_schemes_rotate_and_relative(client, cm):
-    msg, plot, table = client.predict(TEXT, 32, 4, api_name="/rope_schemes")
+    msg, plot, table, n_pos, clip = client.predict(TEXT, 32, 4, api_name="/rope_schemes")
     assert msg == "" and len(fig(plot)["data"]) == 4 and "Shaw" in table and "±4" in table
     rope = array(fig(plot)["data"][3]["z"])
     assert rope.shape == (32, 32) and np.allclose(rope[1:, 1:], rope[:-1, :-1], atol=1e-4)
@@ -56,8 +60,10 @@ def test_schemes_rotate_and_relative(client, cm):
 
 
 def test_spectrum_compare_and_loss(client, cm):
-    msg, plot, readout = client.predict(5.7, api_name="/rope_spectrum")
+    msg, plot, readout, slider = client.predict(5.7, api_name="/rope_spectrum")
     assert msg == "" and "500,000" in readout and len(fig(plot)["data"]) == 4  # two thetas x two panels
+    names = [t["name"] for t in fig(plot)["data"]]
+    assert any(f"{cm.config.rope_theta:,.0f} (this model" in n for n in names)
 
     msg, plot, readout, hint = client.predict(TEXT, 1, 1, "500000", api_name="/rope_compare_attention")
     f = fig(plot)
@@ -68,14 +74,61 @@ def test_spectrum_compare_and_loss(client, cm):
     assert "Measure the loss" in hint
 
     out = client.predict("none", api_name="/rope_loss_change")
-    ref = C.loss_change(cm, "none")
-    assert f"**{ref.trained:.3f}**" in out and f"**{ref.variant:.3f}**" in out and f"{ref.delta:+.3f}" in out
+    ref, ref_off = reference_losses(cm, position="none")  # llama.train on a variant built in the test
+    delta = ref_off["per_token"] - ref["per_token"]
+    assert f"**{ref['per_token']:.3f}**" in out and f"**{ref_off['per_token']:.3f}**" in out
+    assert f"{delta:+.3f}" in out and "val_excerpt.txt" in out
 
-    answer = client.predict("lot", api_name="/rope_reveal_rope_off")
-    assert ("✅" in answer) == (C.change_size(ref.delta) == "lot") and f"{ref.delta:+.3f}" in answer
-    answer = client.predict("barely", api_name="/rope_reveal_theta")
-    assert "rope_theta = 500,000" in answer and ("✅" in answer or "❌" in answer)
-    assert "Pick a prediction" in client.predict(None, api_name="/rope_reveal_theta")
+
+@pytest.mark.parametrize("api,changes", [("/rope_reveal_rope_off", dict(position="none")),
+                                         ("/rope_reveal_theta", dict(rope_theta=500_000.0))])
+def test_reveals_grade_against_an_independent_measurement(client, cm, api, changes):
+    ref, ref_var = reference_losses(cm, **changes)
+    right = expected_grade(ref_var["per_token"] - ref["per_token"])
+    wrong = next(p for p in C.PREDICTIONS if p != right)
+    assert client.predict(right, api_name=api).startswith("✅")
+    assert client.predict(wrong, api_name=api).startswith("❌")
+    none = client.predict(None, api_name=api)
+    assert none.startswith("No prediction was picked") and "nats/token" in none
+
+
+def test_hostile_numbers_through_the_api(client, cm, app_url):
+    L = cm.config.max_seq_len
+    # "Shuffle again" from a shuffle number past 64 bits: a JSON-safe next number and a notice, no broken stream
+    seed, msg, plot, readout = client.predict(TEXT, 0, 2**70, api_name="/rope_new_shuffle")
+    assert seed == 0 and "out of range" in msg and len(fig(plot)["data"]) == 4
+    seed, msg, *_ = client.predict(TEXT, 0, 41, api_name="/rope_new_shuffle")
+    assert seed == 42 and msg == ""
+    msg, plot, readout, seed = client.predict(TEXT, 1, "nan", api_name="/rope_shuffle")  # JSON has no NaN: text
+    assert "not a number" in msg and "head 1" in title(plot) and seed == 0
+    msg, plot, readout, slider = client.predict("NaN", api_name="/rope_spectrum")
+    assert "nan is not a number" in msg and slider["value"] == pytest.approx(math.log10(cm.config.rope_theta), 1e-3)
+    msg, plot, readout, slider = client.predict(1e20, api_name="/rope_spectrum")
+    assert "out of range" in msg and slider["value"] == 7
+    msg, plane, angles, readout, m, n, pair = client.predict(TEXT, 0, 0, 1, 0, "1.8e308", -5, 4.5,
+                                                             api_name="/rope_rotate")
+    assert m["value"] == L - 1 and n["value"] == 0 and pair["value"] == 4 and "not a whole number" in msg
+    msg, plot, table, n_pos, clip = client.predict(TEXT, "abc", 1e20, api_name="/rope_schemes")
+    assert "not a number" in msg and "out of range" in msg
+    assert n_pos["value"] == 2 and clip["value"] == C.shaw_clip_max(cm)  # the sliders show the values used
+    msg, plot, readout, shift = client.predict(TEXT, 0, 0, 1, 0, 10, 5, "inf", api_name="/rope_relative")
+    assert shift["value"] == L - 1 - 10 and "out of range" in msg
+    # a lone surrogate, as a browser can send it (JSON "\\ud800"; gradio_client cannot encode one)
+    msg = raw_call(app_url, "rope_shuffle", ["ab\ud800c to be", 0, 1])[0]
+    assert "U+FFFD" in msg
+
+
+def raw_call(app_url: str, api_name: str, data: list) -> list:
+    """One event through Gradio's REST API with a hand-made JSON body (ensure_ascii escapes what httpx refuses)."""
+    body = json.dumps({"data": data}, ensure_ascii=True).encode()
+    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        event = json.load(r)["event_id"]
+    with urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event}", timeout=120) as r:
+        lines = r.read().decode().splitlines()
+    done = [lines[i + 1] for i, line in enumerate(lines) if line == "event: complete"]
+    assert done, lines[-4:]
+    return json.loads(done[0].removeprefix("data: "))
 
 
 @pytest.mark.parametrize("api,args", [("/rope_shuffle", (1, 0)), ("/rope_compare_attention", (0, 0, "none")),
@@ -90,6 +143,10 @@ def test_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "rope")
     plane_title = page.locator("#rope-plane .gtitle").first
     plane_title.wait_for(timeout=90_000)
+    # predict first: both questions sit above the loss button and the comparison that give their answers
+    y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731
+    assert y("#rope-reveal-2") < y("#rope-loss")
+    assert page.get_by_role("button", name="Measure the loss").bounding_box()["y"] > y("#rope-reveal-2")
     readout = page.locator("#rope-angle-readout")
     before_readout, before_title = readout.inner_text(), plane_title.text_content()
     m0 = int(re.search(r"= (\d+) ×", before_title).group(1))
@@ -103,6 +160,16 @@ def test_page_in_a_real_browser(page, app_url):
     page.wait_for_function(f"document.querySelector('#rope-angle-readout').innerText.includes('{m0 + 1} ×')",
                            timeout=60_000)
     assert readout.inner_text() != before_readout
+
+    # A number typed into a slider's box outside its range: clamped with a notice on the page, no red toast.
+    box = page.locator("#rope-log-theta input[type=number]")
+    box.fill("99")
+    box.press("Enter")
+    box.blur()  # the slider's release event fires when the box loses focus
+    page.wait_for_function("document.body.innerText.includes('log10(rope_theta) 99 is out of range (1 to 7)')",
+                           timeout=60_000)
+    assert box.input_value() == "7"  # the slider shows the value used
+    assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
 
     # Empty text: a message on the page, never a traceback.
     page.locator("textarea").first.fill("")

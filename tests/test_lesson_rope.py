@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from lessons.inputs import LessonError
 from lessons.rope import compute as C
-from llama import rope_frequencies
+from llama import Llama, rope_frequencies
 from llama.train import loss_per_char
 
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
@@ -80,9 +81,14 @@ def test_shuffle_without_positions_only_permutes_the_scores(cm):
 
 def test_shuffle_and_other_functions_refuse_bad_text(cm):
     for fn in (lambda t: C.shuffle_scores(cm, t), lambda t: C.rotate(cm, t), lambda t: C.compare_attention(cm, t)):
-        with pytest.raises(ValueError, match="empty"):
+        with pytest.raises(LessonError, match="empty"):
             fn("   ")
-    with pytest.raises(ValueError, match="at least two tokens"):
+        with pytest.raises(LessonError, match="empty"):
+            fn(None)
+    # half of a surrogate pair: replaced, said, and the figure is still drawn
+    r = C.shuffle_scores(cm, "ab\ud800c to be or not", seed=1)
+    assert "U+FFFD" in r.notice and r.diff_none < 1e-5
+    with pytest.raises(LessonError, match="at least two tokens"):
         C.shuffle_scores(cm, "a")
     r = C.shuffle_scores(cm, "🦙🦙", seed=1)  # emoji only: byte tokens, still a valid picture
     assert r.diff_none < 1e-5
@@ -101,6 +107,38 @@ def test_impossible_slider_values_are_clamped_with_a_notice(cm):
     assert rel.shift == -5
     r = C.rotate(cm, TEXT, layer=99, head=-1, q_token=500, k_token=0, m=10**6, n=0, pair=0)
     assert (r.m, r.n) == (L - 1, 0) and "Layer 99" in r.notice and "Query token 500" in r.notice
+
+
+HOSTILE = [float("nan"), float("inf"), -float("inf"), 1e20, 1.8e308, -5, 4.5, "abc", None, 2**70]
+
+
+@pytest.mark.parametrize("bad", HOSTILE, ids=repr)
+def test_hostile_numbers_are_clamped_with_a_notice(cm, bad):
+    """Every numeric input of every function: a value in range comes out, and the notice says what was replaced."""
+    c = cm.config
+    L, P = c.max_seq_len, c.head_dim // 2
+    r = C.rotate(cm, TEXT, bad, bad, bad, bad, bad, bad, bad)
+    assert 0 <= r.m < L and 0 <= r.n <= r.m and 0 <= r.pair < P and r.notice
+    assert math.isfinite(r.angle) and f"{r.angle:.4f}" in r.readout
+    rel = C.relative_shift(cm, TEXT, 0, 0, 3, 1, 10, 5, bad)
+    assert -5 <= rel.shift <= L - 1 - 10 and (rel.notice or bad == -5)  # -5 is a valid shift here
+    sch = C.schemes(cm, TEXT, bad, bad)
+    assert 2 <= sch.rope.shape[0] <= L and sch.notice
+    sh = C.shuffle_scores(cm, TEXT, bad, bad)
+    assert 0 <= sh.seed <= C.SEED_MAX and sh.diff_none < 1e-5 and (sh.notice or bad is None)
+    sp = C.spectrum(cm, bad)
+    assert 10.0 <= sp.theta <= 1e7 and (sp.notice or bad in (None, 4.5))  # 4.5 is a valid log10
+    seed, notice = C.next_seed(bad)
+    assert 0 <= seed <= C.SEED_MAX and (notice or bad is None)
+    cmp = C.compare_attention(cm, TEXT, bad, bad, bad)
+    assert cmp.notice and cmp.variant_name == "RoPE switched off"  # an unknown comparison: RoPE off, said so
+
+
+def test_shuffle_numbers_stay_json_safe():
+    assert C.next_seed(C.SEED_MAX) == (0, "")  # wraps instead of growing past 64 bits
+    s, notice = C.next_seed(2**64 + 5)
+    assert s == 0 and "out of range" in notice
+    assert C.next_seed(41) == (42, "")
 
 
 def test_schemes_are_functions_of_distance_where_they_should_be(cm):
@@ -123,12 +161,39 @@ def test_decay_bound_matches_the_formula(cm):
     s1, s2 = 1.0, abs(cmath.exp(5j * th[0].item()) + cmath.exp(5j * th[1].item()))  # |S_1| = |e^{i r theta_0}| = 1
     assert b[2].item() == pytest.approx((s1 + s2) / 2)
     sp = C.spectrum(cm, 4.0)
-    P, L = cm.config.head_dim // 2, cm.config.max_seq_len
+    hs, L = cm.config.head_dim, cm.config.max_seq_len
+    P = hs // 2
     assert sp.theta == 10000.0 and sp.bound[0].item() == pytest.approx((P + 1) / 2)
     assert sp.bound[L // 2:L].mean() < 0.7 * sp.bound[0]  # it decays with distance
+
+    # the readout's values at the context length, against the bound summed here with complex numbers
+    def direct(theta, r):
+        freqs = [theta ** (-2 * i / hs) for i in range(P)]
+        return sum(abs(sum(cmath.exp(1j * r * f) for f in freqs[:j])) for j in range(1, P + 1)) / P
     slow = C.spectrum(cm, math.log10(500_000))
-    assert slow.theta == 500_000.0 and slow.bound[L // 2:L].mean() > sp.bound[L // 2:L].mean()
-    assert "outside 1 to 7" in C.spectrum(cm, 9).notice
+    for th, res in ((10_000.0, sp), (500_000.0, slow)):
+        assert res.bound[L].item() == pytest.approx(direct(th, L), rel=1e-5)  # float32 frequencies
+        assert f"| {th:,.0f} (" in res.readout and f"{direct(th, L):.2f}" in res.readout
+    assert slow.theta == 500_000.0
+    # the page no longer says a larger rope_theta keeps more at long range: with this head size it need not
+    if hs == 32 and L == 256:
+        assert direct(500_000.0, L) < direct(10_000.0, L)  # 36% against 38% of the distance-0 value
+    assert "out of range (1 to 7)" in C.spectrum(cm, 9).notice
+    # the curve names come from the config: the model's own rope_theta is "this model"
+    names = [t["name"] for t in sp.figure.to_dict()["data"] if t.get("showlegend") is not False]
+    assert any(f"{cm.config.rope_theta:,.0f}" in n and "this model" in n for n in names)
+    assert f"positions 0 to {L - 1}" in sp.readout
+
+
+def test_spectrum_labels_follow_another_config(cm):
+    """The same code for a model trained at rope_theta 500,000: the labels follow its config, not Llama 2's."""
+    other = Llama(cm.config.replace(rope_theta=500_000.0)).eval()
+    fake = C.CourseModel(other, cm.tokenizer, cm.path)
+    sp = C.spectrum(fake)  # opens at the model's own value
+    names = [t["name"] for t in sp.figure.to_dict()["data"] if t.get("showlegend") is not False]
+    assert sp.theta == 500_000.0 and any("500,000 (this model, Llama 3" in n for n in names)
+    assert not any("10,000" in n and "this model" in n for n in names)
+    assert C.theta_question_variant(fake) != "500000"
 
 
 def test_variants_leave_the_course_model_alone(cm):
@@ -152,7 +217,27 @@ def test_variants_leave_the_course_model_alone(cm):
         C.variant_of(cm, "banana")
 
 
-def test_compare_attention_and_the_loss_change_are_real_and_finite(cm):
+def independent_variant(cm, **changes) -> Llama:
+    """The same weights in a model with one config switch changed, built here without the lesson's code."""
+    model = Llama(cm.config.replace(**changes))
+    model.load_state_dict(cm.model.state_dict())
+    return model.eval()
+
+
+def reference_losses(cm, **changes) -> tuple[dict, dict]:
+    """llama.train's loss (its own windowing, not the lesson's) of the trained model and of the variant, on the
+    slice the page names: the first LOSS_CHARS characters of val_excerpt.txt beside the model."""
+    text = (cm.path / "val_excerpt.txt").read_text(encoding="utf-8")[:C.LOSS_CHARS]
+    return (loss_per_char(cm.model, cm.tokenizer, text),
+            loss_per_char(independent_variant(cm, **changes), cm.tokenizer, text))
+
+
+def expected_grade(delta: float) -> str:
+    """The page's bins, written out here: below 0.05 nats/token 'barely', below 0.5 'little', else 'lot'."""
+    return "barely" if delta < 0.05 else "little" if delta < 0.5 else "lot"
+
+
+def test_compare_attention_is_real(cm):
     r = C.compare_attention(cm, TEXT, 1, 1, "none")
     assert torch.allclose(r.trained.sum(-1), torch.ones(r.trained.shape[0]), atol=1e-5)
     assert torch.triu(r.variant, 1).abs().max() == 0  # causal in both
@@ -160,19 +245,41 @@ def test_compare_attention_and_the_loss_change_are_real_and_finite(cm):
     layer, head, tv = C.most_changed_head(cm, TEXT, "none")
     assert 0 <= layer < cm.config.n_layers and 0 <= head < cm.config.n_heads and 0 < tv <= 1
 
+
+def test_loss_change_matches_an_independent_measurement_and_leaves_the_model_alone(cm, monkeypatch):
+    C.clear_caches()  # cold: the progress callback must run, whatever ran before
+    # the shared model must never be switched between train() and eval() by a handler (nn.Module.eval calls train)
+    monkeypatch.setattr(cm.model, "train", lambda *a: pytest.fail("the shared model's train()/eval() was called"))
     calls = []
     loss = C.loss_change(cm, "none", on_window=lambda done, total: calls.append((done, total)))
-    assert all(math.isfinite(x) for x in (loss.trained, loss.variant, loss.delta, loss.trained_per_char))
-    assert loss.delta == pytest.approx(loss.variant - loss.trained)
-    assert loss.tokens % cm.config.max_seq_len == 0 and loss.tokens > 0
-    if calls:  # not cached by an earlier test: progress went 1..2N of 2N
-        assert calls[-1][0] == calls[-1][1]
-    # the trained model's number is what llama.train measures on the same text
-    ref = loss_per_char(cm.model, cm.tokenizer, C.validation_slice(cm))
-    assert loss.trained == pytest.approx(ref["per_token"], abs=1e-4)
-    assert loss.trained_per_char == pytest.approx(ref["per_char"], abs=1e-4)
+    monkeypatch.undo()
+    n_win = loss.tokens // cm.config.max_seq_len
+    assert n_win >= 1 and calls == [(i, 2 * n_win) for i in range(1, 2 * n_win + 1)]
 
-    answer = C.reveal(cm, "none", "lot")
-    assert ("✅" in answer) == (C.change_size(loss.delta) == "lot") and f"{loss.delta:+.3f}" in answer
-    with pytest.raises(ValueError, match="prediction"):
-        C.reveal(cm, "none", None)
+    ref, ref_off = reference_losses(cm, position="none")
+    assert loss.trained == pytest.approx(ref["per_token"], abs=1e-4)
+    assert loss.variant == pytest.approx(ref_off["per_token"], abs=1e-4)  # RoPE off, built and scored elsewhere
+    assert loss.delta == pytest.approx(ref_off["per_token"] - ref["per_token"], abs=2e-4)
+    assert loss.trained_per_char == pytest.approx(ref["per_char"], abs=1e-4)
+    assert loss.tokens == ref["tokens"] and loss.chars == ref["chars"]
+    # the readout names the text and its size
+    assert "val_excerpt.txt" in loss.readout and f"{loss.tokens:,} tokens" in loss.readout
+    assert f"{C.LOSS_CHARS:,} characters" in loss.readout
+
+
+@pytest.mark.parametrize("variant,changes", [("none", dict(position="none")),
+                                             ("500000", dict(rope_theta=500_000.0))])
+def test_reveal_grades_against_an_independent_measurement(cm, variant, changes):
+    ref, ref_var = reference_losses(cm, **changes)
+    delta = ref_var["per_token"] - ref["per_token"]
+    right = expected_grade(delta)
+    if min(abs(delta - 0.05), abs(delta - 0.5)) < 1e-3:
+        pytest.fail(f"delta {delta:.4f} sits on a bin edge: the test cannot tell the grades apart")
+    answer = C.reveal(cm, variant, right)
+    assert answer.startswith("✅") and f"{delta:+.3f}" in answer
+    for wrong in set(C.PREDICTIONS) - {right}:
+        assert C.reveal(cm, variant, wrong).startswith("❌")
+    # no pick: the measurement, and a plain statement that nothing was picked
+    none = C.reveal(cm, variant, None)
+    assert none.startswith("No prediction was picked") and f"{delta:+.3f}" in none and "✅" not in none
+    assert "no prediction was picked" in C.reveal(cm, variant, "banana")

@@ -9,7 +9,8 @@ Four views, each computed live:
 2. The course model's residual stream entering and leaving each of its RMSNorms (from `trace=True`),
    with the learned gains.
 3. Cost: both norms of `llama/model.py` timed on the device the app runs on, and their operation counts.
-4. Pre-norm against post-norm: per-layer gradient norms at initialisation of two small fresh models.
+4. Pre-norm against post-norm: gradient norms at initialisation of small fresh models, initialised as Xiong et al.
+   (2020) do (Xavier), per layer and against depth.
 
     >>> cm = load_course_model()
     >>> res = load_text(cm, "To be, or not to be")
@@ -36,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lessons.course import LRU, CourseModel, prepare_text, trace
+from lessons.inputs import echo, join, number, whole
 from lessons.plots import figure, panel_axes, panels
 from llama.config import LlamaConfig
 from llama.model import LayerNorm, Llama, RMSNorm
@@ -43,7 +45,7 @@ from llama.model import LayerNorm, Llama, RMSNorm
 DEFAULT_TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 MAX_TOKENS = 128  # BOS included
 BLUE, ORANGE, GREEN, PINK, GREY, RED = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#999999", "#D55E00"  # Okabe-Ito
-SHIFT_LIMIT, SCALE_LIMIT = 100.0, 100.0  # what the invariance demo accepts (the sliders stay well inside)
+SHIFT_LIMIT, SCALE_MIN, SCALE_LIMIT = 100.0, 0.01, 100.0  # what the invariance demo accepts (sliders stay inside)
 
 
 # ----------------------------------------------------------------------------- the traced residual stream
@@ -101,8 +103,9 @@ def trace_sites(cm: CourseModel, ids: tuple[int, ...]) -> list[NormSite]:
 def load_text(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Residuals:
     """Tokenize (BOS first, at most max_tokens) and trace, cached per text and per ids.
 
-    Empty text raises ValueError with a message for the page (from `prepare_text`).
+    Empty text raises LessonError with a message for the page (from `prepare_text`).
     """
+    text = "" if text is None else text
     p = _PREPARED.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
     ids = tuple(p.ids)
     sites = _TRACED.get_or_compute((cm.model, ids), lambda: trace_sites(cm, ids))
@@ -164,6 +167,7 @@ class Invariance:
     rms: np.ndarray
     eps: float = 1e-5
     notice: str = ""
+    token: int = 0  # the token position used (after clamping)
 
     @property
     def mean_square(self) -> float:
@@ -178,20 +182,14 @@ class Invariance:
         return float(np.abs(self.rms - self.rms_ref).max())
 
 
-def check_shift_scale(shift: float, scale: float) -> tuple[float, float]:
-    """Finite numbers, a positive scale (a = 0 erases x; a < 0 flips its sign, which no norm undoes)."""
-    try:
-        shift, scale = float(shift), float(scale)
-    except (TypeError, ValueError):
-        raise ValueError("The shift and the scale must be numbers.") from None
-    if not (math.isfinite(shift) and math.isfinite(scale)):
-        raise ValueError("The shift and the scale must be finite numbers.")
-    if not 0 < scale <= SCALE_LIMIT:
-        raise ValueError(f"The scale a must be positive and at most {SCALE_LIMIT:g} (a = 0 would erase the vector, "
-                         "and a negative a flips its sign, which neither norm undoes).")
-    if abs(shift) > SHIFT_LIMIT:
-        raise ValueError(f"The shift b must be between -{SHIFT_LIMIT:g} and {SHIFT_LIMIT:g}.")
-    return shift, scale
+def check_shift_scale(shift, scale) -> tuple[float, float, str]:
+    """(shift, scale, notice): numbers clamped into range (lessons.inputs.number). The scale stays positive:
+    a = 0 erases x, and a < 0 flips its sign, which neither norm undoes."""
+    shift, b_note = number(shift, "Shift b", -SHIFT_LIMIT, SHIFT_LIMIT, default=0.0)
+    scale, a_note = number(scale, "Scale a", SCALE_MIN, SCALE_LIMIT, default=1.0)
+    if a_note and scale == SCALE_MIN:
+        a_note += " (a must be positive: a = 0 erases the vector, a negative a flips its sign.)"
+    return shift, scale, join(b_note, a_note)
 
 
 def invariance(cm: CourseModel, res: Residuals, token: int, shift: float, scale: float) -> Invariance:
@@ -201,13 +199,12 @@ def invariance(cm: CourseModel, res: Residuals, token: int, shift: float, scale:
         >>> inv.ln_change < 1e-3 and inv.rms_change < 1e-3     # both ignore a scale
         True
     """
-    shift, scale = check_shift_scale(shift, scale)
+    shift, scale, notice = check_shift_scale(shift, scale)
     T = len(res.ids)
-    notice = ""
-    t = int(token)
-    if not 0 <= t < T:
-        t = min(max(t, 0), T - 1)
-        notice = f"The text has {T} tokens (BOS included), so token {int(token)} does not exist; showing token {t}."
+    t, t_note = whole(token, "Token position", 0, T - 1, default=min(3, T - 1))
+    if t_note:
+        t_note += f" (the text has {T} tokens with BOS, so token positions run from 0 to {T - 1})"
+    notice = join(t_note, notice)
     site = res.sites[invariance_site(cm)]
     x = site.x_in[t]  # (C,)
     x_mod = scale * x + shift
@@ -217,7 +214,7 @@ def invariance(cm: CourseModel, res: Residuals, token: int, shift: float, scale:
         ln_out, rms_out = ln(both), rn(both)
     label = f"token {t} '{res.labels[t]}', residual stream entering {site.name}"
     return Invariance(label, shift, scale, x.numpy(), x_mod.numpy(), ln_out[0].numpy(), ln_out[1].numpy(),
-                      rms_out[0].numpy(), rms_out[1].numpy(), cm.config.norm_eps, notice)
+                      rms_out[0].numpy(), rms_out[1].numpy(), cm.config.norm_eps, notice, t)
 
 
 def invariance_figure(inv: Invariance) -> go.Figure:
@@ -306,21 +303,16 @@ class SiteStats:
 
 
 def site_stats(cm: CourseModel, res: Residuals, site_index: int) -> SiteStats:
-    s = res.sites[check_site(res, site_index)]
+    s = res.sites[check_site(res, site_index)[0]]
     text = slice(1, None) if len(res.ids) > 1 else slice(None)
     g = s.gain
     return SiteStats(s.name, s.module, float(rms(s.x_in[text]).median()), float(rms(s.x_out[text]).median()),
                      float(g.mean()), float(g.min()), float(g.max()), int(g.abs().argmax()), reproduce_error(cm, s))
 
 
-def check_site(res: Residuals, site_index) -> int:
-    try:
-        i = int(site_index)
-    except (TypeError, ValueError):
-        raise ValueError("The norm site must be a whole number.") from None
-    if not 0 <= i < len(res.sites):
-        raise ValueError(f"The model has {len(res.sites)} norms: choose a site from 0 to {len(res.sites) - 1}.")
-    return i
+def check_site(res: Residuals, site_index) -> tuple[int, str]:
+    """(site, notice): a whole number from 0 to the number of norm sites - 1 (lessons.inputs.whole)."""
+    return whole(site_index, "Norm site", 0, len(res.sites) - 1, default=0)
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -331,7 +323,7 @@ def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def site_figure(cm: CourseModel, res: Residuals, site_index: int) -> go.Figure:
     """Left: histogram of values entering and leaving one norm (text tokens). Right: its learned gain per channel."""
-    s = res.sites[check_site(res, site_index)]
+    s = res.sites[check_site(res, site_index)[0]]
     text = slice(1, None) if len(res.ids) > 1 else slice(None)
     vin, vout = s.x_in[text].numpy().ravel(), s.x_out[text].numpy().ravel()
     lo, hi = np.quantile(np.concatenate([vin, vout]), [0.002, 0.998])  # robust: a few huge values squash the rest
@@ -485,23 +477,25 @@ def timing_table(timings: list[NormTiming]) -> str:
 
 # ----------------------------------------------------------------------------- 4. pre-norm against post-norm
 
-MAX_DEPTH, MAX_GAIN = 24, 4.0
-# The two models are small (width 64) so that a click costs a fraction of a second on a shared CPU:
-# the effect shown depends on depth and weight scale, not on width.
-PLACEMENT_SIZES = dict(dim=64, n_heads=4, n_kv_heads=2, vocab_size=256)
+MAX_DEPTH, MIN_GAIN, MAX_GAIN = 24, 0.05, 4.0
+SWEEP_DEPTHS = (1, 2, 4, 8, 16)  # Xiong et al.'s Theorem 1 is about how the last layer's gradient scales with depth
+# The models are small (width 64) so that a click costs a fraction of a second on a shared CPU. They are Llama
+# blocks (RMSNorm, RoPE, SwiGLU, untied output layer); only where the norms sit differs between the two.
+PLACEMENT_SIZES = dict(dim=64, n_heads=4, n_kv_heads=4, vocab_size=256)
+_SWEEPS = LRU(16)  # gain -> (pre, post) last-layer gradients per depth
 
 
 @dataclass
 class GradProfile:
     placement: str  # "pre" or "post"
-    layer_grad: list[float]  # ||grad|| over all parameters of each block
-    resid_grad: list[float]  # ||d loss / d x|| of the residual stream entering each block
+    layer_grad: list[float]  # ||d loss / d W2|| of each block's down_proj (W2 of the FFN, as Xiong et al. plot)
+    block_grad: list[float]  # ||grad|| over all parameters of each block
     loss: float
 
     @property
-    def spread(self) -> float:
-        """Largest over smallest per-layer gradient norm: 1 means every layer gets the same push."""
-        return max(self.layer_grad) / min(self.layer_grad)
+    def top_over_bottom(self) -> float:
+        """Last block's W2 gradient over the first's: above 1 when the gradients are largest near the output."""
+        return self.layer_grad[-1] / self.layer_grad[0]
 
 
 def placement_config(placement: str, n_layers: int, seq_len: int = 32) -> LlamaConfig:
@@ -511,99 +505,160 @@ def placement_config(placement: str, n_layers: int, seq_len: int = 32) -> LlamaC
 
 
 def course_init_gain(dim: int = PLACEMENT_SIZES["dim"]) -> float:
-    """The course model starts from std 0.02; as gain / sqrt(fan_in) that is gain 0.02 * sqrt(d) (0.16 for d = 64)."""
+    """The course model starts from std 0.02. A square Xavier matrix has std gain / sqrt(dim), so that is gain
+    0.02 * sqrt(dim) (0.16 for dim 64)."""
     return 0.02 * math.sqrt(dim)
 
 
-def check_depth_gain(n_layers, gain) -> tuple[int, float]:
-    try:
-        n, g = int(n_layers), float(gain)
-    except (TypeError, ValueError):
-        raise ValueError("The number of layers and the init gain must be numbers.") from None
-    if not 1 <= n <= MAX_DEPTH:
-        raise ValueError(f"Choose between 1 and {MAX_DEPTH} layers.")
-    if not (math.isfinite(g) and 0 < g <= MAX_GAIN):
-        raise ValueError(f"The init gain must be positive and at most {MAX_GAIN:g}.")
-    return n, g
+def check_depth_gain(n_layers, gain) -> tuple[int, float, str]:
+    """(layers, gain, notice): whole layers in 1..MAX_DEPTH, gain in MIN_GAIN..MAX_GAIN (lessons.inputs)."""
+    n, n_note = whole(n_layers, "Layers", 1, MAX_DEPTH, default=8)
+    g, g_note = number(gain, "Init gain", MIN_GAIN, MAX_GAIN, default=1.0)
+    return n, g, join(n_note, g_note)
+
+
+def xavier_init_(model: Llama, gain: float, gen: torch.Generator) -> None:
+    """Xiong et al.'s initialisation: every weight matrix Xavier-uniform, U(-a, a) with a = gain * sqrt(6 / (fan_in +
+    fan_out)) (Glorot and Bengio, 2010; gain 1 is the paper's); token embeddings N(0, 1), the scale fairseq's
+    Transformer gives them (N(0, 1/d) times sqrt(d)). Norm gains stay at 1."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed" in name:
+                p.normal_(0.0, 1.0, generator=gen)
+            elif p.dim() == 2:  # (out, in) Linear weights
+                a = gain * math.sqrt(6.0 / (p.shape[0] + p.shape[1]))
+                p.uniform_(-a, a, generator=gen)
 
 
 def grad_profile(placement: str, n_layers: int, gain: float = 1.0, seed: int = 0, batch: int = 4,
                  seq_len: int = 32) -> GradProfile:
-    """A fresh small Llama (`placement_config`), every matrix drawn N(0, gain^2 / fan_in) and the embeddings
-    N(0, 1); one backward pass of next-token loss on random tokens; the gradient norm each block receives.
+    """A fresh small Llama (`placement_config`), initialised as Xiong et al. (`xavier_init_`); one backward pass of
+    next-token loss on random tokens; the gradient norm of each block's W2 (down_proj) and of the whole block.
 
     Same seed, same weights and batch for "pre" and "post": only where the norms sit differs.
     The shared course model is not touched; this model lives only inside the call.
     """
-    n_layers, gain = check_depth_gain(n_layers, gain)
     cfg = placement_config(placement, n_layers, seq_len)
     gen = torch.Generator().manual_seed(seed)  # a private generator: the global RNG state is left alone
     with torch.enable_grad():  # the app turns gradients off by default
         model = Llama(cfg)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "embed" in name:
-                    p.normal_(0.0, 1.0, generator=gen)
-                elif p.dim() == 2:  # (out, in) Linear weights; norm gains stay at 1
-                    p.normal_(0.0, gain / math.sqrt(p.shape[1]), generator=gen)
+        xavier_init_(model, gain, gen)
         idx = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), generator=gen)  # (B, T+1)
-        out = model(idx[:, :-1], trace=True)
-        tr = out.trace
-        entering = [tr.embeddings] + [lt.out for lt in tr.layers[:-1]]  # block inputs, each (B, T, C)
-        for x in entering:
-            x.retain_grad()
-        loss = F.cross_entropy(out.logits.reshape(-1, cfg.vocab_size), idx[:, 1:].reshape(-1))  # (B*T, V)
+        logits = model(idx[:, :-1]).logits  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), idx[:, 1:].reshape(-1))
         loss.backward()
-    layer_grad = [math.sqrt(sum(float(p.grad.pow(2).sum()) for p in block.parameters())) for block in model.layers]
-    return GradProfile(placement, layer_grad, [float(x.grad.norm()) for x in entering], float(loss.detach()))
+    w2 = [float(block.mlp.down_proj.weight.grad.norm()) for block in model.layers]
+    blocks = [math.sqrt(sum(float(p.grad.pow(2).sum()) for p in block.parameters())) for block in model.layers]
+    return GradProfile(placement, w2, blocks, float(loss.detach()))
 
 
-def compare_placements(n_layers: int, gain: float, on_step=None) -> tuple[GradProfile, GradProfile]:
-    """Pre-norm and post-norm models with identical weights and batch.
+@dataclass
+class DepthSweep:
+    """The last block's W2 gradient norm for models of each depth (Xiong et al., Theorem 1)."""
 
-        >>> pre, post = compare_placements(8, 2.0)
-        >>> post.spread > pre.spread      # post-norm's gradients compound across layers
+    depths: list[int]
+    pre: list[float]
+    post: list[float]
+
+
+def depth_sweep(gain: float, on_step=None) -> DepthSweep:
+    """Pre- and post-norm models of every depth in SWEEP_DEPTHS at one gain; cached per gain."""
+
+    def run():
+        pre, post = [], []
+        for i, L in enumerate(SWEEP_DEPTHS):
+            if on_step:
+                on_step(0.5 + 0.5 * i / len(SWEEP_DEPTHS), f"depth sweep: {L} layers")
+            pre.append(grad_profile("pre", L, gain).layer_grad[-1])
+            post.append(grad_profile("post", L, gain).layer_grad[-1])
+        return DepthSweep(list(SWEEP_DEPTHS), pre, post)
+
+    return _SWEEPS.get_or_compute(float(gain), run)
+
+
+@dataclass
+class Placement:
+    pre: GradProfile
+    post: GradProfile
+    sweep: DepthSweep
+    n_layers: int
+    gain: float
+    notice: str = ""
+
+
+def compare_placements(n_layers, gain, on_step=None) -> Placement:
+    """Pre-norm and post-norm models with identical weights and batch, and the depth sweep; inputs clamped.
+
+        >>> r = compare_placements(8, 1.0)
+        >>> r.post.layer_grad[-1] > r.pre.layer_grad[-1]   # near the output, post-norm's gradient is larger
         True
     """
+    n_layers, gain, notice = check_depth_gain(n_layers, gain)
     if on_step:
         on_step(0.0, "pre-norm model: forward and backward")
     pre = grad_profile("pre", n_layers, gain)
     if on_step:
-        on_step(0.5, "post-norm model: forward and backward")
+        on_step(0.25, "post-norm model: forward and backward")
     post = grad_profile("post", n_layers, gain)
-    return pre, post
+    return Placement(pre, post, depth_sweep(gain, on_step), n_layers, gain, notice)
 
 
-def placement_figure(pre: GradProfile, post: GradProfile, gain: float) -> go.Figure:
-    layers = list(range(len(pre.layer_grad)))
-    layout = panels(["gradient norm of each block's weights",
-                     "gradient norm of the residual stream entering it"], stacked=False, gap=0.12)
+def placement_figure(r: Placement) -> go.Figure:
+    """Left: W2 gradient per layer at the chosen depth. Right: the last layer's W2 gradient against depth."""
+    layers = list(range(r.n_layers))
+    layout = panels([f"‖∂loss/∂W2‖ of each layer ({r.n_layers} layers)",
+                     "‖∂loss/∂W2‖ of the last layer, against depth"], stacked=False, gap=0.12)
     data = []
-    for prof, colour, name in ((pre, GREEN, "pre-norm (Llama)"), (post, PINK, "post-norm (2017 Transformer)")):
+    for prof, sweep, colour, name in ((r.pre, r.sweep.pre, GREEN, "pre-norm (Llama)"),
+                                      (r.post, r.sweep.post, PINK, "post-norm (2017 Transformer)")):
         data.append(go.Scatter(x=layers, y=prof.layer_grad, name=name, mode="lines+markers", line=dict(color=colour),
                                legendgroup=name, **panel_axes(1)))
-        data.append(go.Scatter(x=layers, y=prof.resid_grad, name=name, mode="lines+markers", showlegend=False,
-                               line=dict(color=colour, dash="dash"), legendgroup=name, **panel_axes(2)))
-    for i in ("", "2"):
-        layout[f"yaxis{i}"].update(type="log", title=dict(text="‖gradient‖ (log scale)"))
-        layout[f"xaxis{i}"].update(title=dict(text="layer (0 = next to the embeddings)"),
-                                   dtick=1 if len(layers) <= 12 else 2)
-    return figure(data, layout, height=380, margin=dict(l=60, r=20, t=80, b=50),
+        data.append(go.Scatter(x=r.sweep.depths, y=sweep, name=name, mode="lines+markers", showlegend=False,
+                               line=dict(color=colour), legendgroup=name, **panel_axes(2)))
+    ref = [r.sweep.pre[0] / math.sqrt(L) for L in r.sweep.depths]
+    data.append(go.Scatter(x=r.sweep.depths, y=ref, name="1/√L from the 1-layer value", mode="lines",
+                           line=dict(color=GREY, dash="dot"), **panel_axes(2)))
+    layout["yaxis"].update(type="log", title=dict(text="‖gradient‖ (log scale)"))
+    layout["xaxis"].update(title=dict(text="layer (0 = next to the embeddings)"), dtick=1 if len(layers) <= 12 else 2)
+    layout["yaxis2"].update(type="log")
+    layout["xaxis2"].update(type="log", title=dict(text="number of layers L (log scale)"),
+                            tickvals=r.sweep.depths, ticktext=[str(d) for d in r.sweep.depths])
+    return figure(data, layout, height=400, margin=dict(l=60, r=20, t=80, b=50),
                   legend=dict(orientation="h", y=-0.25),
-                  title=dict(text=f"{len(layers)} layers, init gain {gain:g}: largest / smallest block gradient "
-                                  f"= {pre.spread:.3g}× pre-norm, {post.spread:.3g}× post-norm", font=dict(size=13)))
+                  title=dict(text=f"Xavier init, gain {r.gain:g}: last / first layer ‖∂loss/∂W2‖ = "
+                                  f"{r.pre.top_over_bottom:.2f} pre-norm, {r.post.top_over_bottom:.2f} post-norm",
+                             font=dict(size=13)))
 
 
-def describe_placements(pre: GradProfile, post: GradProfile) -> str:
-    rows = ["| | pre-norm | post-norm |", "|---|---|---|",
-            f"| loss at init (nats/token) | {pre.loss:.3f} | {post.loss:.3f} |",
-            f"| gradient, first block | {pre.layer_grad[0]:.3g} | {post.layer_grad[0]:.3g} |",
-            f"| gradient, last block | {pre.layer_grad[-1]:.3g} | {post.layer_grad[-1]:.3g} |",
-            f"| largest / smallest | {pre.spread:.3g}× | {post.spread:.3g}× |"]
+def describe_placements(r: Placement) -> str:
+    pre, post, sw = r.pre, r.post, r.sweep
+    rows = ["| | pre-norm | post-norm | post / pre |", "|---|---|---|---|",
+            f"| loss at init (nats/token) | {pre.loss:.3f} | {post.loss:.3f} | |",
+            f"| ‖∂loss/∂W2‖, first layer | {pre.layer_grad[0]:.3g} | {post.layer_grad[0]:.3g} | "
+            f"{post.layer_grad[0] / pre.layer_grad[0]:.2f} |",
+            f"| ‖∂loss/∂W2‖, last layer | {pre.layer_grad[-1]:.3g} | {post.layer_grad[-1]:.3g} | "
+            f"{post.layer_grad[-1] / pre.layer_grad[-1]:.2f} |",
+            f"| last layer, {sw.depths[0]} → {sw.depths[-1]} layers deep | ×{sw.pre[-1] / sw.pre[0]:.2f} | "
+            f"×{sw.post[-1] / sw.post[0]:.2f} | |"]
     return "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- predict, then reveal
+
+
+def verdict(guess, answer: str, choices: list[str]) -> str:
+    """The one grading line of this lesson: the learner's pick against the measured answer.
+
+        >>> verdict("both", "both", SHIFT_CHOICES), verdict(None, "both", SHIFT_CHOICES)[:24]
+        ('✅ You predicted **both**: right.', 'No prediction was picked')
+    """
+    if guess in (None, ""):
+        return "No prediction was picked; here is the measurement."
+    if guess not in choices:
+        return f"⚠️ {echo(guess)!r} is not one of the choices, so no prediction was picked; here is the measurement."
+    if guess == answer:
+        return f"✅ You predicted **{guess}**: right."
+    return f"❌ You predicted **{guess}**: not this time."
 
 
 def rms_question_choices(cfg: LlamaConfig) -> list[str]:
@@ -622,16 +677,15 @@ def stream_rms_by_depth(res: Residuals) -> list[tuple[str, float]]:
     return out
 
 
-def reveal_largest_rms(res: Residuals, guess: str | None) -> str:
+def reveal_largest_rms(cm: CourseModel, res: Residuals, guess: str | None) -> str:
     ranked = stream_rms_by_depth(res)
     best = max(ranked, key=lambda r: r[1])[0]
-    verdict = ("You predicted **" + guess + "**: " + ("right." if guess == best else "not this time.")
-               if guess else "You did not pick an answer; here it is.")
     rows = ["| residual stream | mean per-token RMS |", "|---|---|"]
     rows += [f"| {'**' + n + '**' if n == best else n} | {v:.3g} |" for n, v in ranked]
-    return (f"{verdict} On your text the largest RMS is **{best}**: every layer adds its attention and "
-            f"feed-forward outputs to the stream and nothing ever divides the stream itself (only the copies the "
-            f"norms hand to each sub-layer), so it tends to grow with depth.\n\n" + "\n".join(rows))
+    return (f"{verdict(guess, best, rms_question_choices(cm.config))} On your text the largest RMS is **{best}**. "
+            "Every layer adds its attention and feed-forward outputs to the stream, and nothing divides the stream "
+            "itself (only the copies the norms hand to each sub-layer), so it can grow with depth; the table and "
+            "the overview figure below show where it actually does.\n\n" + "\n".join(rows))
 
 
 SHIFT_CHOICES = ["only LayerNorm's", "only RMSNorm's", "both", "neither"]
@@ -643,9 +697,7 @@ def reveal_shift(cm: CourseModel, res: Residuals, guess: str | None, shift: floa
     ln_moved, rms_moved = inv.ln_change > 1e-3, inv.rms_change > 1e-3
     answer = {(True, False): SHIFT_CHOICES[0], (False, True): SHIFT_CHOICES[1], (True, True): SHIFT_CHOICES[2],
               (False, False): SHIFT_CHOICES[3]}[(ln_moved, rms_moved)]
-    verdict = ("You predicted **" + guess + "**: " + ("right." if guess == answer else "not this time.")
-               if guess else "You did not pick an answer; here it is.")
-    return (f"{verdict} Adding {shift:g} to every element of {inv.label} changes **{answer}** output: "
-            f"LayerNorm's by at most {inv.ln_change:.2g}, RMSNorm's by at most {inv.rms_change:.2g}. "
-            "LayerNorm subtracts the mean, which removes any constant; RMSNorm divides by the root mean square, "
-            "which a constant changes.")
+    return (f"{verdict(guess, answer, SHIFT_CHOICES)} Adding {shift:g} to every element of {inv.label} changes "
+            f"**{answer}** output: LayerNorm's by at most {inv.ln_change:.2g}, RMSNorm's by at most "
+            f"{inv.rms_change:.2g}. LayerNorm subtracts the mean, which removes any constant; RMSNorm divides by the "
+            "root mean square, which a constant changes.")

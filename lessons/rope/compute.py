@@ -20,8 +20,9 @@ Notation (shape comments):
     nh   query heads             nkv  key/value heads (query head h reads kv head h // n_rep)
     P    pairs, hs / 2
 
-Functions raise ValueError with a message for the page when the input cannot be shown; results
-that clamp a slider say so in `notice`.
+Every learner input goes through `lessons.inputs` (whole, number, choice; text through prepare_text):
+out-of-range, NaN, infinite or non-numeric values are clamped or replaced and the result's `notice`
+says so. Input that cannot be shown at all (empty text, one token) raises `LessonError`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
+import torch.nn.functional as F
+
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, trace, unique_labels, validation_excerpt
+from lessons.inputs import LessonError, choice, echo, number, whole
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
-from llama.train import evaluate
 
 DEFAULT_TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
 SHUFFLE_TOKENS = 32  # BOS included; a 32 x 32 heatmap still has readable labels
@@ -45,6 +48,7 @@ ROTATE_TOKENS = 64  # tokens offered in the query/key pickers
 LOSS_CHARS = 3_000  # the fixed validation slice: about a second of CPU for two models
 LLAMA2_THETA, LLAMA3_THETA = 10_000.0, 500_000.0
 VARIANTS = ("none", "100", "1000", "100000", "500000", "1000000")  # what the page can compare the trained model with
+SEED_MAX = 2**31 - 1  # shuffle numbers: a JSON-safe whole number (a 2**64 one broke the event stream)
 CHANGE_BINS = ((0.05, "barely"), (0.5, "little"), (math.inf, "lot"))  # nats per token: < 0.05, < 0.5, more
 DIVERGING = "RdBu_r"
 CYCLIC = "Twilight"  # an angle scale that wraps: 0 and 2*pi have the same colour
@@ -95,8 +99,8 @@ def _grid(rows: int, cols: int, titles: list[str], hgap: float = 0.08, vgap: flo
 
 
 def prepared(cm: CourseModel, text, max_tokens: int):
-    """prepare_text, cached; a clear ValueError for empty text (and for anything that is not text)."""
-    text = "" if text is None else str(text)
+    """prepare_text, cached; LessonError for empty text or anything that is not text (lessons.inputs.clean_text)."""
+    text = "" if text is None else text
     return _prepared.get_or_compute((cm.model, text, max_tokens), lambda: prepare_text(cm, text, max_tokens))
 
 
@@ -144,6 +148,11 @@ def variant_model(base: Llama, position: str = "rope", rope_theta: float | None 
     return model.to(device=w.device, dtype=w.dtype).requires_grad_(False).eval()
 
 
+def check_variant(variant) -> tuple[str, str]:
+    """One of VARIANTS, or 'none' with a notice: (variant, notice)."""
+    return choice(variant, "Comparison", VARIANTS, default="none")
+
+
 def variant_of(cm: CourseModel, variant: str) -> tuple[Llama, str]:
     """'none' -> RoPE switched off; a number -> that rope_theta. Returns the model and a readable name.
 
@@ -156,9 +165,10 @@ def variant_of(cm: CourseModel, variant: str) -> tuple[Llama, str]:
     try:
         theta = float(variant)
     except ValueError:
-        raise ValueError(f"Unknown comparison {variant!r}: choose RoPE off or one of the rope_theta values.") from None
-    if not 1.0 < theta <= 1e9:
-        raise ValueError(f"rope_theta must be between 1 and 1,000,000,000 (got {theta:g}).")
+        raise LessonError(f"Unknown comparison {variant[:40]!r}: choose RoPE off or one of the rope_theta values.") \
+            from None
+    if not 1.0 < theta <= 1e9:  # also refuses nan
+        raise LessonError(f"rope_theta must be between 1 and 1,000,000,000 (got {theta:g}).")
     return variant_model(cm.model, "rope", theta), f"rope_theta = {theta:,.0f}"
 
 
@@ -179,10 +189,7 @@ def _permutation(n: int, seed: int) -> list[int]:
         >>> _permutation(5, 0)[0]
         0
     """
-    try:
-        rng = random.Random(int(float(seed)))
-    except (TypeError, ValueError):  # an empty or odd number box: the first shuffle
-        rng = random.Random(0)
+    rng = random.Random(seed)
     rest = list(range(1, n))
     for _ in range(20):
         rng.shuffle(rest)
@@ -192,16 +199,28 @@ def _permutation(n: int, seed: int) -> list[int]:
 
 
 def _clamp_int(x, lo: int, hi: int, name: str, notices: list[str]) -> int:
-    """Round a slider value into [lo, hi], noting on the page when it had to move."""
-    try:
-        v = int(round(float(x)))
-    except (TypeError, ValueError):
-        v = lo
-    if v < lo or v > hi:
-        c = min(max(v, lo), hi)
-        notices.append(f"{name} {v} is out of range ({lo} to {hi}) for this model and text; using {c}.")
-        return c
+    """A whole number in [lo, hi] (lessons.inputs.whole: NaN, inf, 1e20, 4.5, 'abc' handled); notices get why."""
+    v, notice = whole(x, name, lo, hi, default=lo)
+    if notice:
+        notices.append(notice)
     return v
+
+
+def check_seed(seed) -> tuple[int, str]:
+    """The shuffle number: a whole number from 0 to SEED_MAX (an empty box is the first shuffle)."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        return 0, ""
+    return whole(seed, "Shuffle number", 0, SEED_MAX, default=0)
+
+
+def next_seed(seed) -> tuple[int, str]:
+    """'Shuffle again': the next shuffle number, back to 0 after SEED_MAX.
+
+        >>> next_seed(4), next_seed(SEED_MAX)[0], next_seed(2**70)[0]
+        ((5, ''), 0, 0)
+    """
+    s, notice = check_seed(seed)
+    return (s + 1 if s < SEED_MAX else 0), notice
 
 
 @dataclass
@@ -216,6 +235,7 @@ class ShuffleResult:
     diff_rope: float  # ... with RoPE: large
     readout: str
     notice: str = ""
+    seed: int = 0  # the shuffle number used (after clamping)
 
 
 def shuffle_scores(cm: CourseModel, text: str, head: int = 0, seed: int = 0) -> ShuffleResult:
@@ -235,8 +255,11 @@ def shuffle_scores(cm: CourseModel, text: str, head: int = 0, seed: int = 0) -> 
         notices.append(p.notice)
     T = len(p.ids)
     if T < 3:
-        raise ValueError("Shuffling needs at least two tokens after &lt;s&gt;: type a few words.")
+        raise LessonError("Shuffling needs at least two tokens after &lt;s&gt;: type a few words.")
     head = _clamp_int(head, 0, cm.config.n_heads - 1, "Head", notices)
+    seed, seed_notice = check_seed(seed)
+    if seed_notice:
+        notices.append(seed_notice)
     perm = _permutation(T, seed)
     ids, ids_shuf = tuple(p.ids), tuple(p.ids[i] for i in perm)
     off = variant_model(cm.model, "none")  # position="none": the same weights, no positional signal at all
@@ -266,7 +289,7 @@ def shuffle_scores(cm: CourseModel, text: str, head: int = 0, seed: int = 0) -> 
                f"over all {T}×{T} cells = **{diff_none:.2e}** (float rounding).  \n"
                f"**RoPE:** the same comparison gives a largest difference of **{diff_rope:.3f}**: the scores moved "
                f"because the tokens moved.")
-    return ShuffleResult(fig, perm, none, none_s, rope, rope_s, diff_none, diff_rope, readout, " ".join(notices))
+    return ShuffleResult(fig, perm, none, none_s, rope, rope_s, diff_none, diff_rope, readout, " ".join(notices), seed)
 
 
 # ----------------------------------------------------------------------------- 2. four schemes side by side
@@ -299,6 +322,8 @@ class SchemesResult:
     shaw: torch.Tensor  # (N, N) the clipped relative distance that picks Shaw's vector
     rope: torch.Tensor  # (N, N) the course model's q . k at positions m, n
     notice: str = ""
+    n_positions: int = 0  # the values used, after clamping
+    clip: int = 0
 
 
 def schemes_table(cm: CourseModel, clip: int) -> str:
@@ -323,6 +348,11 @@ def schemes_table(cm: CourseModel, clip: int) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {d} | {e} |" for a, b, d, e in rows])
 
 
+def shaw_clip_max(cm: CourseModel) -> int:
+    """The largest clipping distance the page offers: 32 keeps the picture legible."""
+    return min(32, cm.config.max_seq_len - 1)
+
+
 def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, clip: int = 8) -> SchemesResult:
     """Four position-by-position pictures: how much positions m and n "see" each other in each scheme.
 
@@ -333,7 +363,7 @@ def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, cl
     notices = []
     c = cm.config
     n_positions = _clamp_int(n_positions, 2, c.max_seq_len, "Positions shown", notices)
-    clip = _clamp_int(clip, 1, c.max_seq_len - 1, "Shaw's clipping distance", notices)
+    clip = _clamp_int(clip, 1, shaw_clip_max(cm), "Shaw's clipping distance", notices)
     p = prepared(cm, text, ROTATE_TOKENS)
     if p.notice:
         notices.append(p.notice)
@@ -365,7 +395,8 @@ def schemes(cm: CourseModel, text: str = DEFAULT_TEXT, n_positions: int = 64, cl
         ya.update(title=dict(text="query position m" if xr == "x" else "", font_size=11), autorange="reversed")
     layout.update(height=440, margin=dict(l=10, r=10, t=50, b=110))
     fig = go.Figure(data=data, layout=layout)
-    return SchemesResult(fig, schemes_table(cm, clip), sin_gram, learned, shaw, rope, " ".join(notices))
+    return SchemesResult(fig, schemes_table(cm, clip), sin_gram, learned, shaw, rope, " ".join(notices), n_positions,
+                         clip)
 
 
 # ----------------------------------------------------------------------------- 3. RoPE in 2-D
@@ -573,7 +604,7 @@ def relative_shift(cm: CourseModel, text: str = DEFAULT_TEXT, layer=0, head=0, q
     notices = v.notices
     m, n = _positions(cm, m, n, notices)
     lo, hi = -n, L - 1 - m  # n <= m, so these keep both m+s and n+s in 0..L-1
-    requested = _clamp_int(shift, -10 * L, 10 * L, "Shift s", [])
+    requested = _clamp_int(shift, -10 * L, 10 * L, "Shift s", notices)
     shift = min(max(requested, lo), hi)
     if shift != requested:
         notices.append(f"Shift s = {requested} would move {'the query' if requested > hi else 'the key'} outside the "
@@ -652,28 +683,31 @@ class SpectrumResult:
     notice: str = ""
 
 
-def spectrum(cm: CourseModel, log_theta=4.0, max_distance: int | None = None) -> SpectrumResult:
-    """theta_i per pair and the decay curve for the chosen rope_theta, next to Llama 2's and Llama 3's."""
-    notices = []
-    try:
-        lt = float(log_theta)
-    except (TypeError, ValueError):
-        lt = 4.0
-    if not 1.0 <= lt <= 7.0:
-        notices.append(f"log10(rope_theta) = {lt:g} is outside 1 to 7; using {min(max(lt, 1.0), 7.0):g}.")
-        lt = min(max(lt, 1.0), 7.0)
+def spectrum(cm: CourseModel, log_theta=None, max_distance: int | None = None) -> SpectrumResult:
+    """theta_i per pair and RoFormer's decay bound for the chosen rope_theta, next to the model's own, Llama 2's and
+    Llama 3's. `log_theta` (the slider) is clamped to 1..7 with a notice; None = the model's own rope_theta."""
+    c = cm.config
+    own = float(c.rope_theta)
+    lt, notice = number(math.log10(own) if log_theta is None else log_theta, "log10(rope_theta)", 1.0, 7.0,
+                        default=math.log10(own))
     theta = theta_from_log(lt)
-    hs, L = cm.config.head_dim, cm.config.max_seq_len
+    if abs(theta / own - 1) < 0.01:
+        theta = own
+    hs, L = c.head_dim, c.max_seq_len
     max_distance = max_distance or 8 * L
     distances = torch.arange(0, max_distance + 1, dtype=torch.float64)
-    curves = {LLAMA2_THETA: "#9ca3af", LLAMA3_THETA: "#a16207", theta: "#2563eb"}
+    # every curve's name comes from the config or from the slider; equal thetas share one curve
+    names: dict[float, list[str]] = {}
+    for th, who in ((own, "this model"), (LLAMA2_THETA, "Llama 2"), (LLAMA3_THETA, "Llama 3"), (theta, "slider")):
+        names.setdefault(th, []).append(who)
+    colours = {own: "#111827", LLAMA2_THETA: "#9ca3af", LLAMA3_THETA: "#a16207", theta: "#2563eb"}
     layout, ((xr1, yr1, xa1, ya1), (xr2, yr2, xa2, ya2)) = _grid(
         1, 2, [f"frequency θ_i per pair (head size {hs})", "RoFormer's upper bound on |q·k| against distance"], 0.1)
     data, bounds = [], {}
-    for th, colour in curves.items():
-        name = f"rope_theta = {th:,.0f}" + (" (Llama 2, this model)" if th == LLAMA2_THETA else
-                                            " (Llama 3)" if th == LLAMA3_THETA else " (slider)")
+    for th, who in names.items():
+        name = f"rope_theta = {th:,.0f} ({', '.join(who)})"
         width = 3 if th == theta else 1.5
+        colour = "#2563eb" if th == theta else colours[th]
         f = rope_frequencies(hs, th)
         bounds[th] = decay_bound(hs, th, distances)
         data.append(dict(type="scatter", x=list(range(hs // 2)), y=f.numpy(), xaxis=xr1, yaxis=yr1,
@@ -693,18 +727,23 @@ def spectrum(cm: CourseModel, log_theta=4.0, max_distance: int | None = None) ->
                              line=dict(color="#dc2626", dash="dash", width=1))]
     layout["annotations"].append(dict(x=L, y=1, xref=xr2, yref=f"{yr2} domain", text=f"context {L}", showarrow=False,
                                       xanchor="left", yanchor="top", font=dict(size=10, color="#dc2626")))
-    layout.update(height=420, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.22))
+    layout.update(height=440, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.22))
     fig = go.Figure(data=data, layout=layout)
 
     freqs, bound = rope_frequencies(hs, theta), bounds[theta]
     slow = int((2 * math.pi / freqs > L).sum())
-    at_L = float(bound[L])
+    d = L if L <= max_distance else max_distance
+    rows = ["| rope_theta | bound at distance 0 | bound at distance " + f"{d} (the context) |", "|---|---|---|"]
+    for th, who in names.items():
+        b = bounds[th]
+        rows.append(f"| {th:,.0f} ({', '.join(who)}) | {float(b[0]):.2f} | {float(b[d]):.2f} "
+                    f"({float(b[d]) / float(b[0]):.0%}) |")
     readout = (f"rope_theta = **{theta:,.0f}**: θ_i runs from {float(freqs[0]):.3g} to {float(freqs[-1]):.3g} "
-               f"rad per token. "
-               f"**{slow} of {hs // 2}** pairs turn less than once across the {L}-token context.  \n"
-               f"Bound at distance 0: {float(bound[0]):.2f}; at distance {L}: **{at_L:.2f}** "
-               f"({at_L / float(bound[0]):.0%} of it).")
-    return SpectrumResult(fig, theta, freqs, distances, bound, readout, " ".join(notices))
+               f"rad per token. **{slow} of {hs // 2}** pairs turn less than once across the {L}-token context.  \n"
+               f"The model's RoPE tables hold positions 0 to {cm.model.rope_cos.shape[0] - 1} "
+               f"(`rope_cos` is {tuple(cm.model.rope_cos.shape)[0]} × {tuple(cm.model.rope_cos.shape)[1]}); "
+               f"the model refuses a position past them.\n\n" + "\n".join(rows))
+    return SpectrumResult(fig, theta, freqs, distances, bound, readout, notice)
 
 
 # ----------------------------------------------------------------------------- 6. the model with other positions
@@ -739,6 +778,9 @@ def compare_attention(cm: CourseModel, text: str = DEFAULT_TEXT, layer=0, head=0
     p = prepared(cm, text, ATTN_TOKENS)
     if p.notice:
         notices.append(p.notice)
+    variant, vnote = check_variant(variant)
+    if vnote:
+        notices.append(vnote)
     other, name = variant_of(cm, variant)
     ids = tuple(p.ids)
     a = traced(cm.model, ids)[layer].attn[head]  # (T, T)
@@ -772,7 +814,7 @@ def most_changed_head(cm: CourseModel, text: str = DEFAULT_TEXT, variant: str = 
     the share of attention that went elsewhere. The page opens on this head.
     """
     p = prepared(cm, text, ATTN_TOKENS)
-    other, _ = variant_of(cm, variant)
+    other, _ = variant_of(cm, check_variant(variant)[0])
     ids = tuple(p.ids)
     a = torch.stack([lt.attn for lt in traced(cm.model, ids)])  # (n_layers, nh, T, T)
     b = torch.stack([lt.attn for lt in traced(other, ids)])
@@ -792,18 +834,42 @@ class LossResult:
     chars: int
     variant_name: str
     readout: str
+    notice: str = ""
 
 
 def validation_slice(cm: CourseModel, n_chars: int = LOSS_CHARS) -> str:
-    """The first n_chars of the held-out text shipped beside the model (never seen in training)."""
+    """The first n_chars of val_excerpt.txt, the start of the held-out validation text shipped beside the model.
+    LessonError when the model directory has none (a model without held-out text cannot be scored here)."""
+    if not (cm.path / "val_excerpt.txt").exists():
+        raise LessonError(f"The model directory {cm.path.name}/ has no val_excerpt.txt (held-out text), so its loss "
+                          "cannot be measured on this page.")
     return validation_excerpt(cm)[:n_chars]
+
+
+def slice_name(cm: CourseModel, n_chars: int, tokens: int, windows: int) -> str:
+    """What a loss on this page was measured on, in words the page shows next to the number."""
+    return (f"the first {n_chars:,} characters of `{cm.path.name}/val_excerpt.txt` (the start of the held-out "
+            f"validation text shipped beside the model: {tokens:,} tokens in {windows} windows of "
+            f"{cm.config.max_seq_len}). It is a slice, not the whole validation split, so it differs from the "
+            "model card's validation loss")
+
+
+@torch.inference_mode()
+def window_loss(model: Llama, window: torch.Tensor, bos: int) -> float:
+    """Summed next-token loss (nats) of one window (L,) predicted after BOS: the inputs are BOS + window[:-1].
+
+    Reads the model only: unlike llama.train.evaluate it never switches the shared model between train() and eval()
+    (the course model is loaded in eval mode and has no dropout)."""
+    x = torch.cat([torch.tensor([bos]), window[:-1]])[None].to(model.embed_tokens.weight.device)  # (1, L)
+    logits = model(x).logits.float()[0]  # (L, V)
+    return float(F.cross_entropy(logits, window.to(logits.device), reduction="sum"))
 
 
 def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_window=None) -> dict:
     """Mean next-token loss of `model` on the validation slice, one context window at a time (for progress).
 
-    Each window is scored by `llama.train.evaluate` exactly as in training's validation; every window
-    has the same length, so the mean of the windows is the mean over tokens. Cached per model.
+    Every token of the whole windows is predicted once, each window starting after BOS, as in training's
+    validation. Cached per model and slice.
     """
 
     def run():
@@ -812,35 +878,38 @@ def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_wind
         L = model.config.max_seq_len
         n_win = len(ids) // L
         if n_win == 0:
-            raise ValueError(f"The validation slice has only {len(ids)} tokens, fewer than one window of {L}.")
-        losses = []
+            raise LessonError(f"The validation slice has only {len(ids)} tokens, fewer than one window of {L}.")
+        total = 0.0
         for w in range(n_win):
-            losses.append(evaluate(model, ids[w * L:(w + 1) * L], L, tok.bos_id))
+            total += window_loss(model, ids[w * L:(w + 1) * L], tok.bos_id)
             if on_window:
                 on_window(w + 1, n_win)
         tokens = n_win * L
         chars = len(tok.decode(ids[:tokens].tolist()))
-        per_token = sum(losses) / n_win
-        return {"per_token": per_token, "per_char": per_token * tokens / chars, "tokens": tokens, "chars": chars}
+        per_token = total / tokens
+        return {"per_token": per_token, "per_char": total / chars, "tokens": tokens, "chars": chars,
+                "windows": n_win}
 
     return _losses.get_or_compute((model, n_chars), run)
 
 
 def loss_change(cm: CourseModel, variant: str = "none", n_chars: int = LOSS_CHARS, on_window=None) -> LossResult:
     """Validation loss of the trained model and of a variant on the same fixed slice; on_window(done, total)."""
+    variant, notice = check_variant(variant)
     other, name = variant_of(cm, variant)
 
     # one progress bar over both models' windows: the trained model's first, then the variant's
     a = slice_loss(cm, cm.model, n_chars, on_window and (lambda d, t: on_window(d, 2 * t)))
     b = slice_loss(cm, other, n_chars, on_window and (lambda d, t: on_window(t + d, 2 * t)))
     delta = b["per_token"] - a["per_token"]
-    readout = (f"On the first {n_chars:,} characters of held-out Shakespeare ({a['tokens']:,} tokens in "
-               f"{a['tokens'] // cm.config.max_seq_len} windows of {cm.config.max_seq_len}):  \n"
+    readout = (f"Measured on {slice_name(cm, n_chars, a['tokens'], a['windows'])}.  \n"
                f"as trained: **{a['per_token']:.3f}** nats/token ({a['per_char']:.3f} per character)  \n"
                f"{name}: **{b['per_token']:.3f}** nats/token ({b['per_char']:.3f} per character)  \n"
                f"change: **{delta:+.3f}** nats/token, perplexity ×{math.exp(delta):.2f}")
+    if notice:
+        readout = f"⚠️ {notice}\n\n{readout}"
     return LossResult(a["per_token"], b["per_token"], delta, a["per_char"], b["per_char"], a["tokens"], a["chars"],
-                      name, readout)
+                      name, readout, notice)
 
 
 # ----------------------------------------------------------------------------- 7. predict, then reveal
@@ -863,11 +932,28 @@ PREDICTIONS = {"barely": "barely changes (less than 0.05 nats per token)",
                "lot": "rises a lot (more than 0.5 nats per token)"}
 
 
+def judge(prediction, actual: str, options: dict) -> str:
+    """The one grading line of this lesson: the learner's pick against the measured answer.
+
+        >>> judge("lot", "lot", PREDICTIONS)[:8], judge(None, "lot", PREDICTIONS)[:24]
+        ('✅ Right:', 'No prediction was picked')
+    """
+    if prediction in (None, ""):
+        return f"No prediction was picked; the measurement says the loss {options[actual]}."
+    if prediction not in options:
+        return (f"⚠️ {echo(prediction)!r} is not one of the choices, so no prediction was picked; the measurement "
+                f"says the loss {options[actual]}.")
+    verdict = "✅ Right:" if prediction == actual else f"❌ Not this time (you predicted it {options[prediction]}):"
+    return f"{verdict} the loss {options[actual]}."
+
+
+def theta_question_variant(cm: CourseModel) -> str:
+    """Question 2 runs the model at Llama 3's rope_theta, or at 1,000,000 if the model was trained at 500,000."""
+    return "500000" if float(cm.config.rope_theta) != LLAMA3_THETA else "1000000"
+
+
 def reveal(cm: CourseModel, variant: str, prediction: str | None, on_window=None) -> str:
-    """Run the variant on the validation slice and grade the learner's prediction against the live result."""
-    if prediction not in PREDICTIONS:
-        raise ValueError("Pick a prediction first, then press Reveal.")
+    """Run the variant on the validation slice and grade the learner's prediction against the live result
+    (no prediction: the measurement alone, saying so)."""
     r = loss_change(cm, variant, on_window=on_window)
-    actual = change_size(r.delta)
-    verdict = "✅ Right:" if actual == prediction else "❌ Not this time:"
-    return f"{verdict} the loss {PREDICTIONS[actual]}.\n\n{r.readout}"
+    return f"{judge(prediction, change_size(r.delta), PREDICTIONS)}\n\n{r.readout}"
