@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import secrets
 
 import gradio as gr
 
@@ -110,6 +111,10 @@ class Radio(gr.Radio):
 
 
 MODEL_KEY_STORAGE = "inside-llama-model"
+# gr.BrowserState encrypts what it stores with its `secret`, a random one per instance unless given: the course
+# map's picker and every page's model_key() must share one, or a page cannot read the learner's choice. One per
+# server process: after a restart an old stored value cannot be read, and the page uses the course model.
+MODEL_KEY_SECRET = secrets.token_hex(16)
 
 
 def model_key() -> gr.State:
@@ -118,7 +123,7 @@ def model_key() -> gr.State:
     choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
     from app.context import registry  # late: context loads the model
 
-    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE)
+    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE, secret=MODEL_KEY_SECRET)
     key = gr.State("")
 
     def chosen(k):  # a key the host no longer offers (an old browser value) means the course model
