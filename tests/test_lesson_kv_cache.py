@@ -3,6 +3,7 @@ fair live timing, and reveals graded from the measurement."""
 
 import itertools
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,9 +33,9 @@ def test_memory_against_published_figures():
 
 
 def test_formula_equals_the_bytes_really_allocated(cm):
-    real, formula = C.allocated_cache_bytes(cm)
-    assert real == formula > 0
-    real4, formula4 = C.allocated_cache_bytes(cm, batch=4)
+    real, formula, T = C.allocated_cache_bytes(cm)
+    assert real == formula > 0 and T == cm.config.max_seq_len
+    real4, formula4, _ = C.allocated_cache_bytes(cm, batch=4)
     assert real4 == formula4 == 4 * real
 
 
@@ -173,3 +174,43 @@ def test_reveal_speed_live(cm):
     ratio = float(re.search(r"\*\*([\d.]+)x\*\*", md).group(1))
     want = 0 if ratio < 2 else 1 if ratio <= 10 else 2
     assert md.startswith("✅" if want == 1 else "❌") and "median of 5" in md
+
+
+# ----------------------------------------------------------------------------- stories260K (the picker's real Llama)
+
+
+def test_step_grid_and_proof_on_stories260K(stories_cm):
+    c = stories_cm.config  # 5 layers, 4 KV heads of 8, context 512, fp32
+    fig, readout, n, step, notice = C.step_view(stories_cm, "Once upon a time", 6, 2)
+    assert (n, step, notice) == (6, 2, "") and "x 5 layers" in readout
+    assert list(fig.data[0].y) == [f"layer {i}" for i in range(5)]
+    run = C.run_cached_vs_uncached(stories_cm, "Once upon a time", 6)
+    assert run.k_norms.shape == (5, run.prompt_len + 5) and run.max_logit_diff < 1e-3
+    # the cache is sized for this run (prompt + new tokens), not for the model's whole context
+    assert run.cache_bytes == C.config_cache_bytes(c, run.prompt_len + 6, 1, 4) < C.config_cache_bytes(c, 512, 1, 4)
+    md = C.reveal_same(stories_cm, "Once upon a time", C.SAME_CHOICES[0])
+    assert md.startswith("✅" if C.run_cached_vs_uncached(stories_cm, "Once upon a time", 32).same_tokens else "❌")
+
+
+def test_memory_and_allocation_on_stories260K(stories_cm):
+    real, formula, T = C.allocated_cache_bytes(stories_cm)
+    assert real == formula == 2 * 5 * 4 * 8 * 512 * 4 and T == 512  # K and V, layers, KV heads, head size, fp32
+    table, fig, notice = C.cache_memory(stories_cm, 4096, 1, "fp16 / bf16")
+    assert f"| {C.COURSE} *(past its context)* | 4 of 8 | 2.50 MiB | 5.00 MiB | 2x |" in table and notice == ""
+    assert "| this model | 5 | 8 | 4 | 8 | 64 | 512 |" in C.configs_markdown(C.reference_configs(stories_cm))
+
+
+def test_timing_limits_scale_with_the_model(stories_cm):
+    assert C.timing_limit(stories_cm) == 510 and C.speed_length(stories_cm) == 511  # the whole 512-token context
+    assert "With 511 tokens" in C.speed_question(stories_cm)
+    # a 1B-parameter model with Llama 3.2's 131,072-token context: a few dozen tokens, not the whole context
+    big = SimpleNamespace(config=SimpleNamespace(max_seq_len=131_072),
+                          model=SimpleNamespace(num_parameters=lambda: 10**9))
+    assert C.timing_limit(big) == 14 and C.speed_length(big) == C.MIN_SPEED_LENGTH
+
+
+def test_timing_and_speed_reveal_on_stories260K(stories_cm):
+    fig, md, notice = C.timing_view(stories_cm, "Once upon a time", 6)
+    assert notice == "" and len(fig.data[0].x) == 5 and "6 steps" in md  # 5 decode steps after the prefill
+    md = C.reveal_speed(stories_cm, C.SPEED_CHOICES[2])
+    assert "At 511 tokens on cpu" in md and md[0] in "✅❌"

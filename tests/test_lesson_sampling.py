@@ -1,6 +1,8 @@
 """Lesson 8 compute: the filters the chart shows are the ones `generate` uses, and streaming matches it."""
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -223,3 +225,41 @@ def test_batched_rows_stop_one_by_one_and_match_single_runs(cm, ids):
         x = torch.tensor([ids])
         torch.testing.assert_close(cm.model(x, logits_to_keep=1).logits[:, -1], cm.model(x).logits[:, -1])
         assert cm.model(x, logits_to_keep=1).logits.shape == (1, 1, cm.config.vocab_size)
+
+
+# ----------------------------------------------------------------------------- stories260K (the picker's real Llama)
+
+
+def test_distribution_on_stories260K(stories_cm):
+    prep = C.prepare_prompt(stories_cm, "Once upon a time")
+    assert prep.ids[0] == stories_cm.tokenizer.bos_id == 1 and prep.labels[1] == "␣Once" and prep.notice == ""
+    assert C.prompt_limit(stories_cm) == 256  # half the 512-token context
+    s = C.read_settings(1.0, 10, 0.9, stories_cm.config.vocab_size)
+    d = C.next_token_view(stories_cm, prep.ids, s)
+    assert d.vocab_size == 512 and 1 <= d.n_kept <= 10 and math.isclose(sum(d.renorm) + d.rest_kept_mass, 1.0)
+    want = next_token_distribution(stories_cm.model(torch.tensor([prep.ids])).logits[0, -1], 1.0, 10, 0.9)
+    assert math.isclose(d.renorm[0], float(want[d.ids[0]]), rel_tol=1e-5)
+    assert "of 512 tokens" in C.distribution_figure(d).layout.title.text
+    assert C.read_settings(0, 1000, 1, 512).top_k == 512  # top-k clamps to this model's vocabulary
+
+
+def test_generation_and_reveals_on_stories260K(stories_cm):
+    ids = C.prepare_prompt(stories_cm, "Once upon a time").ids
+    s = C.read_settings(0.8, 0, 0.9, 512)
+    last = list(C.stream_side_by_side(stories_cm, ids, 24, s, seed=3))[-1]
+    assert last.done and last.greedy_ids == generate(stories_cm.model, ids, 24)
+    assert last.sampled_ids == generate(stories_cm.model, ids, 24, temperature=0.8, top_p=0.9, seed=3)
+    assert last.greedy_text == stories_cm.tokenizer.decode(last.greedy_ids, skip_special_tokens=True)
+    assert C.nucleus_reveal_markdown(C.reveal_nucleus(stories_cm, ids), expected_nucleus_answer(stories_cm, ids)) \
+        .startswith("✅")
+    r = list(C.reveal_seeds(stories_cm, ids))[-1]
+    assert C.seed_reveal_markdown(r, expected_seed_answer(stories_cm, ids)).startswith("✅")
+
+
+def test_stop_reason_knows_every_eos_id(stories_cm):
+    """Llama 3 lists several end-of-text ids (config eos_token_id [a, b]); stopping at any of them is EOS."""
+    cm = SimpleNamespace(config=dataclasses.replace(stories_cm.config, eos_token_id=[2, 7]),
+                         tokenizer=stories_cm.tokenizer)
+    assert "EOS" in C.stop_reason(cm, 5, [40, 7], 80) and "EOS" in C.stop_reason(cm, 5, [40, 2], 80)
+    assert "EOS" in C.stop_reason(stories_cm, 5, [40, 2], 80) and "`</s>`" in C.stop_reason(stories_cm, 5, [2], 80)
+    assert "max-new-tokens" in C.stop_reason(cm, 5, [40, 8], 2)

@@ -22,22 +22,57 @@ DEFAULT_PROMPT = "JULIET:\nO Romeo, Romeo!"
 DEFAULTS = dict(new_tokens=12, step=0, timed=128, positions=4096, batch=1, dtype=C.DEFAULT_DTYPE)
 
 
-def first_view(cm: CourseModel):
-    """The page's opening figures for this model: the step grid (and its step count), the memory chart."""
+def first_view(cm: CourseModel) -> dict:
+    """Everything on the page that depends on the model, by name: the opening figures and readouts, the
+    sliders' ranges (dicts of gr.Slider arguments), the speed question and the facts quoted in the text.
+    `build` lays the page out with the course model's values; `refresh` sends another model's."""
+    c = cm.config
     grid, readout, n_steps, _, _ = C.step_view(cm, DEFAULT_PROMPT, DEFAULTS["new_tokens"], DEFAULTS["step"])
     table, memory_fig, _ = C.cache_memory(cm, DEFAULTS["positions"], DEFAULTS["batch"], DEFAULTS["dtype"])
-    return grid, readout, n_steps, table, memory_fig
+    limit = C.timing_limit(cm)
+    why = (f"up to the {c.max_seq_len}-token context" if limit >= c.max_seq_len - 2 else
+           f"at most {limit} for a model of {cm.model.num_parameters():,} parameters, so the uncached run stays "
+           f"quick (its context is {c.max_seq_len:,} tokens)")
+    real, formula, T = C.allocated_cache_bytes(cm)
+    allocated = (f"Checked on the real thing: `model.new_cache(1, {T})` for this model allocates **{real:,} bytes**; "
+                 f"the formula with $L={c.n_layers}$, $n_{{kv}}={c.n_kv_heads}$, $d_h={c.head_dim}$, $T={T}$, $B=1$ "
+                 f"and {cm.model.embed_tokens.weight.element_size()} bytes per number gives **{formula:,}**.")
+    return dict(grid=grid, readout=readout, step=dict(maximum=max(n_steps - 1, 1), value=DEFAULTS["step"]),
+                timed=dict(maximum=limit, value=min(DEFAULTS["timed"], limit),
+                           info=f"from the prompt above, {why}"),
+                speed_question=f"**Predict:** {C.speed_question(cm)}",
+                positions=dict(maximum=C.max_context(cm), value=DEFAULTS["positions"]),
+                memory_fig=memory_fig, memory_table=table, allocated=allocated,
+                configs=C.configs_markdown(C.reference_configs(cm)))
+
+
+# The outputs `refresh` fills, in order (after the page's message slot).
+REFRESHED = ("grid", "readout", "step", "timed", "speed_question", "positions", "memory_fig", "memory_table",
+             "allocated", "configs")
+SLIDERS = ("step", "timed", "positions")
+
+
+def refresh(cm: CourseModel):
+    """The page for another model than the one it was built with (widgets.on_model): a message, then REFRESHED."""
+    v = first_view(cm)
+    return ("", *(gr.update(**v[k]) if k in SLIDERS else v[k] for k in REFRESHED))
+
+
+def question_markdown(guess: gr.Radio) -> gr.Markdown:
+    """The question Markdown that widgets.predict_reveal placed just before its radio (so the page can refresh a
+    question that quotes the model)."""
+    siblings = guess.parent.children
+    return siblings[siblings.index(guess) - 1]
 
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
     parts = widgets.sections(lesson)
     parts += [""] * (4 - len(parts))  # three figures
-    c, ctx = cm.config, cm.config.max_seq_len
-    first_grid, first_readout, n_steps, first_memory_table, first_memory = first_view(cm)
-    real, formula = C.allocated_cache_bytes(cm)
+    v = first_view(cm)
 
     widgets.lesson_header(lesson)
+    page_msg = widgets.message()  # says when the chosen model cannot be loaded
     widgets.prose(parts[0])
 
     # --- predict first, then figure 1: generation step by step, the cache filling up
@@ -50,24 +85,24 @@ def build(cm: CourseModel, lesson) -> None:
             new_tokens = widgets.Slider(1, C.MAX_NEW_TOKENS, DEFAULTS["new_tokens"], step=1,
                                         label="new tokens (greedy)")
             run = gr.Button("Generate step by step", variant="primary")
-            step = widgets.Slider(0, max(n_steps - 1, 1), DEFAULTS["step"], step=1, label="step",
-                                  info="step 0 is the prefill (the whole prompt at once)")
+            step = widgets.Slider(minimum=0, step=1, label="step", info="step 0 is the prefill (the whole prompt "
+                                  "at once)", **v["step"])
             step_msg = widgets.message()
         with gr.Column(scale=3):
-            grid = gr.Plot(first_grid, label="Keys and values per layer and position", elem_id="kv-grid")
-            readout = gr.Markdown(first_readout)
+            grid = gr.Plot(v["grid"], label="Keys and values per layer and position", elem_id="kv-grid")
+            readout = gr.Markdown(v["readout"])
 
     widgets.prose(parts[1])
 
     # --- predict first, then figure 2: time per token, measured live
     speed_choice, speed_btn, speed_out = widgets.predict_reveal(
         C.speed_question(cm), C.SPEED_CHOICES, "Reveal (times both on this machine)")
+    speed_question = question_markdown(speed_choice)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             with gr.Group():  # the slider belongs to the button: nothing runs until it is pressed
-                timed = widgets.Slider(2, ctx - 2, min(DEFAULTS["timed"], ctx - 2), step=1,
-                                       label="steps to time (used when you press Measure)",
-                                       info=f"from the prompt above, up to the {ctx}-token context")
+                timed = widgets.Slider(minimum=2, step=1, label="steps to time (used when you press Measure)",
+                                       **v["timed"])
                 measure = gr.Button("Measure on this machine", variant="primary")
             timing_msg = widgets.message()
             timing_md = gr.Markdown()
@@ -80,24 +115,23 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- figure 3: cache memory, this model and real Llamas, with and without GQA
     with gr.Row():
-        positions = widgets.Slider(256, C.MAX_CONTEXT, DEFAULTS["positions"], step=256,
-                                   label="context length (tokens)")
+        positions = widgets.Slider(minimum=256, step=256, label="context length (tokens)", **v["positions"])
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = gr.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = gr.Plot(first_memory, label="KV cache memory", elem_id="kv-memory")
-    memory_table = gr.Markdown(first_memory_table)
-    gr.Markdown(f"Checked on the real thing: `model.new_cache(1)` for this model allocates **{real:,} bytes**; "
-                f"the formula with $L={c.n_layers}$, $n_{{kv}}={c.n_kv_heads}$, $d_h={c.head_dim}$, "
-                f"$T={c.max_seq_len}$, $B=1$ and {cm.model.embed_tokens.weight.element_size()} bytes per number "
-                f"gives **{formula:,}**.", latex_delimiters=[{"left": "$", "right": "$", "display": False}])
+    memory_plot = gr.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory")
+    memory_table = gr.Markdown(v["memory_table"])
+    allocated = gr.Markdown(v["allocated"], latex_delimiters=[{"left": "$", "right": "$", "display": False}],
+                            elem_id="kv-allocated")
     with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
-        gr.Markdown(C.configs_markdown(C.reference_configs(cm)))
+        configs = gr.Markdown(v["configs"])
 
     widgets.prose(parts[3])
     widgets.lesson_footer(lesson)
 
     # --- listeners
+    widgets.on_model(key, refresh, [page_msg, grid, readout, step, timed, speed_question, positions, memory_plot,
+                                    memory_table, allocated, configs])
     gr.on([run.click, prompt.submit, new_tokens.release], widgets.handler(generation, 4, msg_at=3),
           [key, prompt, new_tokens, step], [grid, readout, step, step_msg], api_name="kv_generate",
           trigger_mode="always_last", show_progress="minimal")

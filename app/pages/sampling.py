@@ -40,20 +40,40 @@ class SeedBox(gr.Number):
         return "number"  # the browser draws it as the gr.Number it is
 
 
-def first_view(cm: CourseModel):
-    """The page's opening chart and summary for this model (the default prompt and Meta's defaults)."""
+def first_view(cm: CourseModel) -> dict:
+    """Everything on the page that depends on the model, by name: the opening chart and summary (the default
+    prompt at Meta's defaults), and the controls whose range or text quotes the model (dicts of component
+    arguments). `build` lays the page out with the course model's values; `refresh` sends another model's."""
+    ctx, V = cm.config.max_seq_len, cm.config.vocab_size
     fig, summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["top_p"])
-    return fig, summary
+    return dict(
+        prompt=dict(info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the {ctx}-token "
+                         "context); a longer prompt keeps its end."),
+        top_k=dict(maximum=min(100, V), value=DEFAULTS["top_k"]),
+        fig=fig, summary=summary,
+        max_new=dict(value=DEFAULTS["max_new_tokens"],
+                     info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation also stops at "
+                          f"EOS or when the {ctx}-token context is full"))
+
+
+# The outputs `refresh` fills, in order (after the page's message slot); the dicts become gr.update()s.
+REFRESHED = ("prompt", "top_k", "fig", "summary", "max_new")
+
+
+def refresh(cm: CourseModel):
+    """The page for another model than the one it was built with (widgets.on_model): a message, then REFRESHED."""
+    v = first_view(cm)
+    return ("", *(gr.update(**v[k]) if isinstance(v[k], dict) else v[k] for k in REFRESHED))
 
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
     parts = widgets.sections(lesson)
     parts += [""] * (3 - len(parts))  # two figures: tolerate a lesson.md with fewer markers
-    ctx, V = cm.config.max_seq_len, cm.config.vocab_size
-    first_fig, first_summary = first_view(cm)
+    v = first_view(cm)
 
     widgets.lesson_header(lesson)
+    page_msg = widgets.message()  # says when the chosen model cannot be loaded
     widgets.prose(parts[0])
 
     # --- predict first, then figure 1: the next-token distribution and the three filters
@@ -61,24 +81,22 @@ def build(cm: CourseModel, lesson) -> None:
         C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES, "Reveal (counts on your prompt)")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8,
-                                label=f"Prompt ({widgets.RUN_HINT})",
-                                info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the "
-                                f"{ctx}-token context); a longer prompt keeps its end.")
+            prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8, label=f"Prompt ({widgets.RUN_HINT})",
+                                **v["prompt"])
             show = gr.Button("Show next-token probabilities", variant="primary")
             gr.Markdown(f"Opens at Meta's defaults for Llama 2 and 3: temperature {C.META_TEMPERATURE:g}, top-p "
                         f"{C.META_TOP_P:g}, no top-k.")
             temperature = widgets.Slider(0.0, 2.0, DEFAULTS["temperature"], step=0.05, label="temperature T",
                                          info="0 = greedy (always the most likely token)")
-            top_k = widgets.Slider(0, min(100, V), DEFAULTS["top_k"], step=1, label="top-k",
-                                   info="keep the k most likely tokens; 0 = off")
+            top_k = widgets.Slider(minimum=0, step=1, label="top-k", info="keep the k most likely tokens; 0 = off",
+                                   **v["top_k"])
             top_p = widgets.Slider(0.0, 1.0, DEFAULTS["top_p"], step=0.01, label="top-p",
                                    info="keep the fewest tokens holding this share; 1 = off")
             dist_msg = widgets.message()
         with gr.Column(scale=2):
-            dist_plot = gr.Plot(first_fig, label=f"Next-token probabilities (top {C.N_BARS})",
+            dist_plot = gr.Plot(v["fig"], label=f"Next-token probabilities (top {C.N_BARS})",
                                 elem_id="sampling-dist")
-            dist_summary = gr.Markdown(first_summary)
+            dist_summary = gr.Markdown(v["summary"])
 
     widgets.prose(parts[1])
 
@@ -86,9 +104,7 @@ def build(cm: CourseModel, lesson) -> None:
     seed_choice, seed_btn, seed_out = widgets.predict_reveal(
         C.SEED_QUESTION, C.SEED_CHOICES, "Reveal (runs the model on your prompt)")
     with gr.Row():
-        max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, DEFAULTS["max_new_tokens"], step=1, label="max new tokens",
-                                 info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation "
-                                 f"also stops at EOS or when the {ctx}-token context is full")
+        max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, step=1, label="max new tokens", **v["max_new"])
         seed = SeedBox(DEFAULTS["seed"], precision=0, label="seed",
                          info=f"0 to {C.MAX_SEED:,}; same seed, same settings: same text")
         gen = gr.Button("Generate greedy and sampled", variant="primary")
@@ -103,6 +119,7 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners
+    widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new])
     gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
           widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
           [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",

@@ -38,10 +38,18 @@ REAL_MODELS = {"Llama 2 7B": "llama2-7b", "Llama 2 70B": "llama2-70b",
 COURSE = "this model"  # the loaded model's row in the memory chart (whichever model is served)
 MAX_PROMPT_TOKENS = 48  # prompt tokens shown in the step-by-step grid (BOS included)
 MAX_NEW_TOKENS = 32
-MAX_CONTEXT = 131_072  # the memory chart's longest context (Llama 3.1's)
+MAX_CONTEXT = 131_072  # the memory chart's longest context (Llama 3.1's), or the model's own when longer
 MAX_BATCH = 128
 DEFAULT_DTYPE = "fp16 / bf16"
 TIMING_REPEATS = 3  # each timed step runs this many times, cached and uncached interleaved; the median counts
+# Work limits for the live timings, in parameter-tokens (parameters x tokens pushed through the model, about half
+# the floating-point operations): n uncached steps push about n^2 / 2 tokens, one uncached step at length T pushes
+# T. The course model and stories260K fit their whole context; a 1B-parameter Llama gets a few dozen tokens, so
+# a press of the button stays a matter of seconds on a CPU rather than hours.
+TIMING_WORK = 1e11
+SPEED_WORK = 1e10
+MIN_SPEED_LENGTH = 32
+ALLOC_CHECK_POSITIONS = 4096  # allocated_cache_bytes allocates at most this many positions
 
 
 # ----------------------------------------------------------------------------- a per-model result cache
@@ -99,9 +107,16 @@ def configs_markdown(configs: dict[str, LlamaConfig]) -> str:
     return "\n".join(rows)
 
 
-def read_memory_inputs(positions, batch, dtype) -> tuple[int, int, int, str, str]:
-    """(positions, batch, bytes per value, number format, notice): any values repaired through lessons.inputs."""
-    positions, n1 = whole(positions, "Context length", 1, MAX_CONTEXT, 4096)
+def max_context(cm: CourseModel) -> int:
+    """The memory chart's longest context: Llama 3.1's 131,072 tokens, or the model's own when it is longer
+    (rounded up to the slider's step of 256)."""
+    return max(MAX_CONTEXT, -(-cm.config.max_seq_len // 256) * 256)
+
+
+def read_memory_inputs(positions, batch, dtype, longest: int = MAX_CONTEXT) -> tuple[int, int, int, str, str]:
+    """(positions, batch, bytes per value, number format, notice): any values repaired through lessons.inputs.
+    `longest` is the largest context accepted (max_context of the model)."""
+    positions, n1 = whole(positions, "Context length", 1, longest, 4096)
     batch, n2 = whole(batch, "Batch", 1, MAX_BATCH, 1)
     dtype, n3 = choice(dtype, "Number format", list(DTYPE_BYTES), DEFAULT_DTYPE)
     return positions, batch, DTYPE_BYTES[dtype], dtype, join(n1, n2, n3)
@@ -121,7 +136,7 @@ def check_memory_inputs(positions: int, batch: int, dtype: str) -> tuple[int, in
 def cache_memory(cm: CourseModel, positions, batch, dtype) -> tuple[str, go.Figure, str]:
     """Cache memory of every reference model at this context and batch, with GQA (as shipped) and
     without (MHA: one K/V head per query head). Returns a Markdown table, a bar figure and a notice."""
-    positions, batch, nbytes, dtype, notice = read_memory_inputs(positions, batch, dtype)
+    positions, batch, nbytes, dtype, notice = read_memory_inputs(positions, batch, dtype, max_context(cm))
     configs = reference_configs(cm)
     rows = ["| model | KV heads (shipped) | with GQA | MHA (KV heads = query heads) | saved |", "|---|---|---|---|---|"]
     names, gqa, mha = [], [], []
@@ -147,13 +162,15 @@ def cache_memory(cm: CourseModel, positions, batch, dtype) -> tuple[str, go.Figu
     return "\n".join(rows), fig, notice
 
 
-def allocated_cache_bytes(cm: CourseModel, batch: int = 1) -> tuple[int, int]:
-    """(bytes really allocated by model.new_cache(batch), the formula's bytes for the same shape):
-    the formula is not an estimate, it is exactly what the cache tensors occupy."""
+def allocated_cache_bytes(cm: CourseModel, batch: int = 1) -> tuple[int, int, int]:
+    """(bytes really allocated by model.new_cache(batch, T), the formula's bytes for the same shape, T):
+    the formula is not an estimate, it is exactly what the cache tensors occupy. T is the model's context, at
+    most ALLOC_CHECK_POSITIONS (a Llama 3 context of 131,072 positions would take gigabytes just to check)."""
     c = cm.config
-    real = sum(layer.nbytes for layer in cm.model.new_cache(batch))
-    formula = config_cache_bytes(c, c.max_seq_len, batch, cm.model.embed_tokens.weight.element_size())
-    return real, formula
+    T = min(c.max_seq_len, ALLOC_CHECK_POSITIONS)
+    real = sum(layer.nbytes for layer in cm.model.new_cache(batch, T))
+    formula = config_cache_bytes(c, T, batch, cm.model.embed_tokens.weight.element_size())
+    return real, formula, T
 
 
 # ----------------------------------------------------------------------------- generation, cached and not
@@ -168,7 +185,7 @@ def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool):
     without one every call feeds the whole sequence again."""
     device = model.embed_tokens.weight.device
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
-    cache = model.new_cache(1) if use_cache else None
+    cache = model.new_cache(1, len(prompt_ids) + n_new) if use_cache else None  # as long as this run needs
     pos, tokens, logits = 0, [], []
     for _ in range(n_new):
         if use_cache:
@@ -196,7 +213,7 @@ class CacheRun:
     uncached_tokens: tuple[int, ...]
     max_logit_diff: float  # over all steps and the whole vocabulary
     k_norms: np.ndarray  # (L, S) |k| of each cached key (mean over KV heads), S = positions that entered the cache
-    cache_bytes: int  # bytes of the preallocated cache (all max_seq_len positions)
+    cache_bytes: int  # bytes of the preallocated cache (room for the prompt and the new tokens)
     text: str = ""  # the new tokens, decoded
     notice: str = ""
 
@@ -292,7 +309,8 @@ def step_figure(run: CacheRun, step: int) -> tuple[go.Figure, str]:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=STATUS_NAMES[code],
                                  marker=dict(size=12, symbol="square", color=STATUS_COLORS[code])))
     out = token_label_of(run, P + step)
-    fig.update_layout(height=160 + 2 * (30 * L + 40), margin=dict(l=70, r=20, t=110, b=40),
+    row = max(10, min(30, 480 // L))  # pixels per layer: a 32-layer model gets thinner rows
+    fig.update_layout(height=160 + 2 * (row * L + 40), margin=dict(l=70, r=20, t=110, b=40),
                       title=dict(text=f"Step {step}: predicts token {P + step} '{out}'"),
                       legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0), plot_bgcolor="white")
     fig.update_xaxes(title_text="position (token fed to the model)", row=2, col=1, tickangle=-60)
@@ -352,6 +370,24 @@ def _timer(device: torch.device, clock: Callable[[], float]):
     return time_ms
 
 
+def timing_limit(cm: CourseModel) -> int:
+    """Most generation steps the live timing runs: the context less room for BOS and one prompt token, and at
+    most TIMING_WORK parameter-tokens of uncached work (n steps push about n^2 / 2 tokens through the model).
+
+        >>> timing_limit(cm)   # context 256, 2.6M parameters: the whole context
+        254
+    """
+    by_work = int((2 * TIMING_WORK / cm.model.num_parameters()) ** 0.5)
+    return max(2, min(cm.config.max_seq_len - 2, by_work))
+
+
+def speed_length(cm: CourseModel) -> int:
+    """Context length of the speed reveal: the whole context but one position, at most SPEED_WORK
+    parameter-tokens for the uncached step (at least MIN_SPEED_LENGTH tokens, where the context has them)."""
+    ctx = cm.config.max_seq_len
+    return max(min(ctx - 1, MIN_SPEED_LENGTH), min(ctx - 1, int(SPEED_WORK / cm.model.num_parameters())))
+
+
 @torch.inference_mode()
 def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progress: Progress | None = None,
                    repeats: int = TIMING_REPEATS, clock: Callable[[], float] = time.perf_counter) -> dict:
@@ -375,7 +411,7 @@ def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progr
         raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
     time_ms = _timer(device, clock)
     ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)  # (1, P)
-    cache = model.new_cache(1)
+    cache = model.new_cache(1, len(prompt_ids) + n)
     cached_ms, uncached_ms, lengths, diff = [], [], [], 0.0
     pos = 0  # first position not yet in the cache
     for s in range(n):
@@ -451,9 +487,9 @@ def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5,
     one (one token reading length-1 cached positions), interleaved, the output layer at the last position only
     in both (see time_per_token). For the predict-then-reveal question."""
     model, device = cm.model, cm.device
-    T = min(length or cm.config.max_seq_len - 1, cm.config.max_seq_len)
+    T = min(length or speed_length(cm), cm.config.max_seq_len)
     text_ids = torch.arange(T, device=device)[None] % cm.config.vocab_size  # (1, T) any ids: cost ignores them
-    cache = model.new_cache(1)
+    cache = model.new_cache(1, T)
     model(text_ids[:, : T - 1], torch.arange(T - 1, device=device), cache=cache)  # prefill T-1 positions
     pos = torch.tensor([T - 1], device=device)
     time_ms = _timer(device, clock)
@@ -488,7 +524,7 @@ def timing_view(cm: CourseModel, prompt, n_new, progress: Progress | None = None
     """(figure, summary, notice): time_per_token for the prompt and n_new steps (2 up to the room in the
     context; other values repaired with a notice)."""
     prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
-    room = cm.config.max_seq_len - len(prep.ids)
+    room = min(cm.config.max_seq_len - len(prep.ids), timing_limit(cm))
     if room < 2:
         raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
     n, notice = whole(n_new, "Steps to time", 2, room, min(128, room))
@@ -504,7 +540,7 @@ SPEED_CHOICES = ["About the same (less than 2x)", "2x to 10x faster", "More than
 
 
 def speed_question(cm: CourseModel) -> str:
-    return (f"With {cm.config.max_seq_len - 1} tokens already in the context, how much faster is one step with the "
+    return (f"With {speed_length(cm)} tokens already in the context, how much faster is one step with the "
             "cache (one new token) than one step without it (all tokens again), on the machine serving this page?")
 
 

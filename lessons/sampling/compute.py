@@ -289,10 +289,10 @@ def distribution_summary(d: NextToken) -> str:
 
 
 def stop_reason(cm: CourseModel, n_prompt: int, new_ids: list[int], max_new_tokens: int) -> str:
-    """Why a continuation ended: EOS, the max-new-tokens limit, or a full context."""
-    eos = cm.config.eos_token_id
-    if new_ids and eos is not None and new_ids[-1] == eos:
-        return "stopped at the end-of-text token (EOS)"
+    """Why a continuation ended: an EOS token (any of the model's: Llama 3 lists several), the max-new-tokens
+    limit, or a full context."""
+    if new_ids and new_ids[-1] in cm.config.eos_ids:
+        return f"stopped at the end-of-text token (EOS, `{cm.tokenizer.id_to_token(new_ids[-1])}`)"
     if len(new_ids) >= max_new_tokens:
         return f"stopped after {max_new_tokens} new tokens (the max-new-tokens limit)"
     return (f"stopped because the context is full ({n_prompt} prompt + {len(new_ids)} new = "
