@@ -11,6 +11,13 @@ from llama.config import LlamaConfig
 HOSTILE = [float("nan"), float("inf"), -float("inf"), 1e20, 1.8e308, -1, 4.5, "abc", None]
 
 
+@pytest.fixture(scope="module", params=["course model", "stories260K"])
+def cm(request, cm, stories_cm):
+    """Every test of this module runs on the course model and on stories260K (a real Llama 2-architecture
+    checkpoint: 8 query heads / 4 K/V heads, HF tokenizer, no held-out text of its own), as the picker loads it."""
+    return cm if request.param == "course model" else stories_cm
+
+
 def test_divisors_and_head_to_group_map():
     assert C.divisors(8) == [1, 2, 4, 8] and C.divisors(6) == [1, 2, 3, 6] and C.divisors(1) == [1]
     assert C.head_groups(8, 8) == list(range(8))  # MHA: every query head its own K/V head
@@ -170,7 +177,40 @@ def test_progress_is_reported_while_measuring(cm):
     fig = C.conversion_figure(cm, {1: 5.0, cm.config.n_kv_heads: 4.0})
     assert list(fig.data[0].x) == ["1", str(cm.config.n_kv_heads)]
     base = C.base_loss(cm)
-    assert f"{base['tokens']:,} held-out tokens" in fig.layout.title.text and "val_excerpt.txt" in fig.layout.title.text
+    assert f"{base['tokens']:,} held-out tokens" in fig.layout.title.text
+    # the title names the text: the model's own held-out excerpt, or the course's Shakespeare for a model without
+    own = (cm.path / "val_excerpt.txt").exists()
+    assert ("val_excerpt.txt" in fig.layout.title.text) == own
+    assert ("Shakespeare excerpt (not this model's own text)" in fig.layout.title.text) == (not own)
+
+
+def test_a_model_without_held_out_text_is_measured_on_shakespeare_and_says_so(stories_cm):
+    """stories260K ships no val_excerpt.txt: the loss is measured on the course's held-out TinyShakespeare (a
+    different domain from its training text), and every readout of a loss says so."""
+    from conftest import ROOT
+
+    assert not (stories_cm.path / "val_excerpt.txt").exists()
+    assert C.eval_text(stories_cm) == (ROOT / "assets" / "model" / "val_excerpt.txt").read_text()[:C.EVAL_CHARS]
+    r = C.converted_loss(stories_cm, 2)
+    md = C.conversion_markdown(stories_cm, r)
+    assert "course's held-out TinyShakespeare excerpt" in md and "ships no held-out text" in md
+    assert "val_excerpt.txt" not in md
+    assert "Shakespeare" in C.pool_question(stories_cm)
+    assert "course's held-out TinyShakespeare excerpt" in C.reveal_pooling(stories_cm, None)
+    assert r["seq_len"] == C.eval_window(stories_cm) == 512 and r["tokens"] == r["windows"] * 512
+
+
+def test_loss_window_fits_a_model_with_a_long_context(stories_cm):
+    """A Llama with a context far longer than the eval text (Llama 3.2: 131,072) is measured in windows of at
+    most MAX_EVAL_WINDOW tokens; the text would hold no full window of its context."""
+    from lessons.course import CourseModel
+    from llama.model import Llama
+
+    long = Llama(stories_cm.config.replace(max_seq_len=131_072)).eval()
+    long.load_state_dict(stories_cm.model.state_dict())
+    lm = CourseModel(long, stories_cm.tokenizer, stories_cm.path)
+    r = C.converted_loss(lm, 2)
+    assert r["seq_len"] == C.MAX_EVAL_WINDOW and r["windows"] >= 1 and np.isfinite(r["loss"])
 
 
 def test_attention_maps_grouped_by_kv_head(cm):

@@ -18,6 +18,13 @@ from llama.config import LlamaConfig
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?"
 
 
+@pytest.fixture(scope="module", params=["course model", "stories260K"])
+def cm(request, cm, stories_cm):
+    """Every test of this module runs on the course model and on stories260K (a real Llama 2-architecture
+    checkpoint: 8 query heads / 4 K/V heads, HF tokenizer, no held-out text of its own), as the picker loads it."""
+    return cm if request.param == "course model" else stories_cm
+
+
 @pytest.fixture(scope="module")
 def gates(cm):
     return C.load_gates(cm, TEXT)
