@@ -304,3 +304,86 @@ def test_repeat_reveal_grades_against_logits_computed_here(cm):
         assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected)
     md = C.reveal_repeat(cm, text, None)
     assert "no prediction" in md and C.REPEAT_CHOICES[0] in md
+
+
+@pytest.fixture(scope="module")
+def mha_cm(stories_cm):
+    """An MHA model: stories260K with its 4 K/V heads repeated to 8, one per query head (same outputs)."""
+    from lessons.course import CourseModel
+
+    return CourseModel(C.convert_kv_heads(stories_cm.model, stories_cm.config.n_heads), stories_cm.tokenizer,
+                       stories_cm.path)
+
+
+def test_an_mha_model_shows_mha_and_offers_the_conversion(mha_cm):
+    """Issue 12: a model without GQA shows MHA and offers the conversion (mean-pooling to any divisor); the
+    repeat question and check start from the pooled model, since an MHA model has nothing to repeat."""
+    from app.pages import gqa as page
+
+    c = mha_cm.config
+    assert c.n_kv_heads == c.n_heads == 8
+    first = page.initial(mha_cm)
+    assert "**MHA**" in first["heads"] and "mean-pooling" in first["heads"]
+    assert "MHA" in first["diagram"].layout.title.text and list(first["results"]) == [8]
+    assert first["options"] == [1, 2, 4, 8] and "fewer = mean-pool" in first["convert_info"]
+    assert "repeat" not in first["convert_info"]
+    assert "into 1" in first["pool_question"] and "MHA already" in first["repeat_question"]
+    assert "this model is MHA" in first["maps_md"]
+    fig, md, results, n = C.conversion_view(mha_cm, 2, first["results"])
+    assert n == 2 and "mean-pooled 8 → 2" in md and set(results) == {2, 8}
+
+
+def test_an_mha_model_repeats_from_its_pooled_version(mha_cm):
+    """The repeat check on an MHA model: pool to pool_target K/V heads, repeat back to MHA, and compare with the
+    pooled model. The expected logits are built here from the GQA paper's mean-pool and repeat_interleave."""
+    from llama.model import Llama
+
+    c, k = mha_cm.config, C.pool_target(mha_cm)
+    assert k == 1 and C.repeat_start(mha_cm) == 1
+    pooled = _mean_pooled(mha_cm, k)
+    mha = Llama(c).eval()
+    mha.load_state_dict({n: (p.view(k, c.head_dim, c.dim).repeat_interleave(c.n_heads // k, 0).reshape(-1, c.dim)
+                             if n.endswith(("k_proj.weight", "v_proj.weight")) else p)
+                         for n, p in pooled.state_dict().items()})
+    idx = torch.tensor([[mha_cm.tokenizer.bos_id] + mha_cm.tokenizer.encode("Once upon a time")])
+    with torch.no_grad():
+        diff = float((mha(idx).logits - pooled(idx).logits).abs().max())
+        moved = float((pooled(idx).logits - mha_cm.model(idx).logits).abs().max())
+    assert diff < 1e-4 < moved  # exact against the pooled model, not against the MHA model as trained
+    r = C.repeat_check(mha_cm, "Once upon a time")
+    assert r["start"] == 1 and r["max_diff"] < 1e-4 and (r["k_rows_before"], r["k_rows_after"]) == (8, 64)
+    md = C.reveal_repeat(mha_cm, "Once upon a time", C.REPEAT_CHOICES[0])
+    assert md.startswith("✅") and "MHA already" in md and "pooled" in md
+    loss = C.repeat_loss(mha_cm)
+    assert abs(loss["delta"]) < 1e-4 and loss["base"] == C.converted_loss(mha_cm, 1)["loss"]
+
+
+def test_a_one_head_model_says_there_is_nothing_to_pool_or_repeat(stories_cm):
+    from lessons.course import CourseModel
+    from llama.model import Llama
+
+    one = CourseModel(Llama(stories_cm.config.replace(n_heads=1, n_kv_heads=1, head_dim=64)).eval(),
+                      stories_cm.tokenizer, stories_cm.path)
+    assert "nothing to pool" in C.pool_question(one) and "single attention head" in C.repeat_question(one)
+    with pytest.raises(LessonError, match="single attention head"):
+        C.repeat_check(one, "Once")
+
+
+def test_the_page_refills_every_model_dependent_output(cm):
+    """app.pages.gqa.refresh (what the page shows when opened with a picked model): slider ranges and values
+    from the config, the per-learner states reset to the model as trained, every figure of this model."""
+    from app.pages import gqa as page
+
+    c = cm.config
+    (msg, kv, kv_shown, heads, diagram, memory, table, configs, layer, maps, maps_md, pool_q, repeat_q, results,
+     target_shown, target, convert_md, convert) = page.refresh(cm)
+    assert msg == "" and (kv["maximum"], kv["value"]) == (c.n_heads, c.n_kv_heads) and kv_shown == c.n_kv_heads
+    assert f"{c.n_heads} query heads" in kv["info"] and f"{c.n_heads} query heads and {c.n_kv_heads} K/V" in heads
+    assert f"share {c.n_kv_heads} K/V head" in diagram.layout.title.text
+    assert f"{c.n_kv_heads} of {c.n_heads} K/V heads" in memory.layout.title.text
+    assert f"| this model | {c.n_layers} | {c.n_heads} | {c.n_kv_heads} |" in configs
+    assert (layer["maximum"], layer["value"]) == (c.n_layers - 1, 0) and len(maps.data) == c.n_heads
+    assert list(results) == [c.n_kv_heads] and target_shown == c.n_kv_heads
+    assert (target["maximum"], target["value"]) == (c.n_heads, c.n_kv_heads)
+    assert f"{results[c.n_kv_heads]:.3f}" in list(convert.data[0].text) and "unchanged" in convert_md
+    assert f"K/V heads into {C.pool_target(cm)}" in pool_q and "GQA → MHA" in repeat_q

@@ -186,3 +186,17 @@ def test_reveals_grade_against_an_independent_count(cm, gates):
         assert "right." not in md and "not this time." not in md and f"**layer {best}**" in md
     md = C.reveal_negative(gates, None)
     assert "picked no prediction" in md and f"{neg:.1%}" in md
+
+
+def test_the_page_refills_every_model_dependent_output(cm):
+    """app.pages.swiglu.refresh (what the page shows when opened with a picked model): the hidden-size table
+    and gates of this model, one prediction choice per layer, the token limit in the text box's help."""
+    from app.pages import swiglu as page
+
+    msg, table, note, text, guess, gates_msg, gates_fig, gates_md = page.refresh(cm)
+    L, H = cm.config.n_layers, cm.config.hidden_dim
+    assert msg == "" and f"**{H:,}**" in table and f"{H:,}" in note
+    assert guess["choices"] == [f"layer {l}" for l in range(L)] and guess["value"] is None
+    assert f"at most {min(C.MAX_TOKENS, cm.config.max_seq_len)} tokens" in text["info"]
+    bars = next(t for t in gates_fig.data if t.type == "bar")
+    assert len(bars.y) == L and f"(of {H})" in gates_md and gates_md.count("\n| ") == L
