@@ -11,6 +11,13 @@ from llama.config import LlamaConfig
 HOSTILE = [float("nan"), float("inf"), -float("inf"), 1e20, 1.8e308, -1, 4.5, "abc", None]
 
 
+@pytest.fixture(scope="module", params=["course model", "stories260K"])
+def cm(request, cm, stories_cm):
+    """Every test of this module runs on the course model and on stories260K (a real Llama 2-architecture
+    checkpoint: 8 query heads / 4 K/V heads, HF tokenizer, no held-out text of its own), as the picker loads it."""
+    return cm if request.param == "course model" else stories_cm
+
+
 def test_divisors_and_head_to_group_map():
     assert C.divisors(8) == [1, 2, 4, 8] and C.divisors(6) == [1, 2, 3, 6] and C.divisors(1) == [1]
     assert C.head_groups(8, 8) == list(range(8))  # MHA: every query head its own K/V head
@@ -170,7 +177,40 @@ def test_progress_is_reported_while_measuring(cm):
     fig = C.conversion_figure(cm, {1: 5.0, cm.config.n_kv_heads: 4.0})
     assert list(fig.data[0].x) == ["1", str(cm.config.n_kv_heads)]
     base = C.base_loss(cm)
-    assert f"{base['tokens']:,} held-out tokens" in fig.layout.title.text and "val_excerpt.txt" in fig.layout.title.text
+    assert f"{base['tokens']:,} held-out tokens" in fig.layout.title.text
+    # the title names the text: the model's own held-out excerpt, or the course's Shakespeare for a model without
+    own = (cm.path / "val_excerpt.txt").exists()
+    assert ("val_excerpt.txt" in fig.layout.title.text) == own
+    assert ("Shakespeare excerpt (not this model's own text)" in fig.layout.title.text) == (not own)
+
+
+def test_a_model_without_held_out_text_is_measured_on_shakespeare_and_says_so(stories_cm):
+    """stories260K ships no val_excerpt.txt: the loss is measured on the course's held-out TinyShakespeare (a
+    different domain from its training text), and every readout of a loss says so."""
+    from conftest import ROOT
+
+    assert not (stories_cm.path / "val_excerpt.txt").exists()
+    assert C.eval_text(stories_cm) == (ROOT / "assets" / "model" / "val_excerpt.txt").read_text()[:C.EVAL_CHARS]
+    r = C.converted_loss(stories_cm, 2)
+    md = C.conversion_markdown(stories_cm, r)
+    assert "course's held-out TinyShakespeare excerpt" in md and "ships no held-out text" in md
+    assert "val_excerpt.txt" not in md
+    assert "Shakespeare" in C.pool_question(stories_cm)
+    assert "course's held-out TinyShakespeare excerpt" in C.reveal_pooling(stories_cm, None)
+    assert r["seq_len"] == C.eval_window(stories_cm) == 512 and r["tokens"] == r["windows"] * 512
+
+
+def test_loss_window_fits_a_model_with_a_long_context(stories_cm):
+    """A Llama with a context far longer than the eval text (Llama 3.2: 131,072) is measured in windows of at
+    most MAX_EVAL_WINDOW tokens; the text would hold no full window of its context."""
+    from lessons.course import CourseModel
+    from llama.model import Llama
+
+    long = Llama(stories_cm.config.replace(max_seq_len=131_072)).eval()
+    long.load_state_dict(stories_cm.model.state_dict())
+    lm = CourseModel(long, stories_cm.tokenizer, stories_cm.path)
+    r = C.converted_loss(lm, 2)
+    assert r["seq_len"] == C.MAX_EVAL_WINDOW and r["windows"] >= 1 and np.isfinite(r["loss"])
 
 
 def test_attention_maps_grouped_by_kv_head(cm):
@@ -264,3 +304,86 @@ def test_repeat_reveal_grades_against_logits_computed_here(cm):
         assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected)
     md = C.reveal_repeat(cm, text, None)
     assert "no prediction" in md and C.REPEAT_CHOICES[0] in md
+
+
+@pytest.fixture(scope="module")
+def mha_cm(stories_cm):
+    """An MHA model: stories260K with its 4 K/V heads repeated to 8, one per query head (same outputs)."""
+    from lessons.course import CourseModel
+
+    return CourseModel(C.convert_kv_heads(stories_cm.model, stories_cm.config.n_heads), stories_cm.tokenizer,
+                       stories_cm.path)
+
+
+def test_an_mha_model_shows_mha_and_offers_the_conversion(mha_cm):
+    """Issue 12: a model without GQA shows MHA and offers the conversion (mean-pooling to any divisor); the
+    repeat question and check start from the pooled model, since an MHA model has nothing to repeat."""
+    from app.pages import gqa as page
+
+    c = mha_cm.config
+    assert c.n_kv_heads == c.n_heads == 8
+    first = page.initial(mha_cm)
+    assert "**MHA**" in first["heads"] and "mean-pooling" in first["heads"]
+    assert "MHA" in first["diagram"].layout.title.text and list(first["results"]) == [8]
+    assert first["options"] == [1, 2, 4, 8] and "fewer = mean-pool" in first["convert_info"]
+    assert "repeat" not in first["convert_info"]
+    assert "into 1" in first["pool_question"] and "MHA already" in first["repeat_question"]
+    assert "this model is MHA" in first["maps_md"]
+    fig, md, results, n = C.conversion_view(mha_cm, 2, first["results"])
+    assert n == 2 and "mean-pooled 8 → 2" in md and set(results) == {2, 8}
+
+
+def test_an_mha_model_repeats_from_its_pooled_version(mha_cm):
+    """The repeat check on an MHA model: pool to pool_target K/V heads, repeat back to MHA, and compare with the
+    pooled model. The expected logits are built here from the GQA paper's mean-pool and repeat_interleave."""
+    from llama.model import Llama
+
+    c, k = mha_cm.config, C.pool_target(mha_cm)
+    assert k == 1 and C.repeat_start(mha_cm) == 1
+    pooled = _mean_pooled(mha_cm, k)
+    mha = Llama(c).eval()
+    mha.load_state_dict({n: (p.view(k, c.head_dim, c.dim).repeat_interleave(c.n_heads // k, 0).reshape(-1, c.dim)
+                             if n.endswith(("k_proj.weight", "v_proj.weight")) else p)
+                         for n, p in pooled.state_dict().items()})
+    idx = torch.tensor([[mha_cm.tokenizer.bos_id] + mha_cm.tokenizer.encode("Once upon a time")])
+    with torch.no_grad():
+        diff = float((mha(idx).logits - pooled(idx).logits).abs().max())
+        moved = float((pooled(idx).logits - mha_cm.model(idx).logits).abs().max())
+    assert diff < 1e-4 < moved  # exact against the pooled model, not against the MHA model as trained
+    r = C.repeat_check(mha_cm, "Once upon a time")
+    assert r["start"] == 1 and r["max_diff"] < 1e-4 and (r["k_rows_before"], r["k_rows_after"]) == (8, 64)
+    md = C.reveal_repeat(mha_cm, "Once upon a time", C.REPEAT_CHOICES[0])
+    assert md.startswith("✅") and "MHA already" in md and "pooled" in md
+    loss = C.repeat_loss(mha_cm)
+    assert abs(loss["delta"]) < 1e-4 and loss["base"] == C.converted_loss(mha_cm, 1)["loss"]
+
+
+def test_a_one_head_model_says_there_is_nothing_to_pool_or_repeat(stories_cm):
+    from lessons.course import CourseModel
+    from llama.model import Llama
+
+    one = CourseModel(Llama(stories_cm.config.replace(n_heads=1, n_kv_heads=1, head_dim=64)).eval(),
+                      stories_cm.tokenizer, stories_cm.path)
+    assert "nothing to pool" in C.pool_question(one) and "single attention head" in C.repeat_question(one)
+    with pytest.raises(LessonError, match="single attention head"):
+        C.repeat_check(one, "Once")
+
+
+def test_the_page_refills_every_model_dependent_output(cm):
+    """app.pages.gqa.refresh (what the page shows when opened with a picked model): slider ranges and values
+    from the config, the per-learner states reset to the model as trained, every figure of this model."""
+    from app.pages import gqa as page
+
+    c = cm.config
+    (msg, kv, kv_shown, heads, diagram, memory, table, configs, layer, maps, maps_md, pool_q, repeat_q, results,
+     target_shown, target, convert_md, convert) = page.refresh(cm)
+    assert msg == "" and (kv["maximum"], kv["value"]) == (c.n_heads, c.n_kv_heads) and kv_shown == c.n_kv_heads
+    assert f"{c.n_heads} query heads" in kv["info"] and f"{c.n_heads} query heads and {c.n_kv_heads} K/V" in heads
+    assert f"share {c.n_kv_heads} K/V head" in diagram.layout.title.text
+    assert f"{c.n_kv_heads} of {c.n_heads} K/V heads" in memory.layout.title.text
+    assert f"| this model | {c.n_layers} | {c.n_heads} | {c.n_kv_heads} |" in configs
+    assert (layer["maximum"], layer["value"]) == (c.n_layers - 1, 0) and len(maps.data) == c.n_heads
+    assert list(results) == [c.n_kv_heads] and target_shown == c.n_kv_heads
+    assert (target["maximum"], target["value"]) == (c.n_heads, c.n_kv_heads)
+    assert f"{results[c.n_kv_heads]:.3f}" in list(convert.data[0].text) and "unchanged" in convert_md
+    assert f"K/V heads into {C.pool_target(cm)}" in pool_q and "GQA → MHA" in repeat_q

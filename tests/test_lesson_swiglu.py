@@ -18,6 +18,13 @@ from llama.config import LlamaConfig
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?"
 
 
+@pytest.fixture(scope="module", params=["course model", "stories260K"])
+def cm(request, cm, stories_cm):
+    """Every test of this module runs on the course model and on stories260K (a real Llama 2-architecture
+    checkpoint: 8 query heads / 4 K/V heads, HF tokenizer, no held-out text of its own), as the picker loads it."""
+    return cm if request.param == "course model" else stories_cm
+
+
 @pytest.fixture(scope="module")
 def gates(cm):
     return C.load_gates(cm, TEXT)
@@ -179,3 +186,17 @@ def test_reveals_grade_against_an_independent_count(cm, gates):
         assert "right." not in md and "not this time." not in md and f"**layer {best}**" in md
     md = C.reveal_negative(gates, None)
     assert "picked no prediction" in md and f"{neg:.1%}" in md
+
+
+def test_the_page_refills_every_model_dependent_output(cm):
+    """app.pages.swiglu.refresh (what the page shows when opened with a picked model): the hidden-size table
+    and gates of this model, one prediction choice per layer, the token limit in the text box's help."""
+    from app.pages import swiglu as page
+
+    msg, table, note, text, guess, gates_msg, gates_fig, gates_md = page.refresh(cm)
+    L, H = cm.config.n_layers, cm.config.hidden_dim
+    assert msg == "" and f"**{H:,}**" in table and f"{H:,}" in note
+    assert guess["choices"] == [f"layer {l}" for l in range(L)] and guess["value"] is None
+    assert f"at most {min(C.MAX_TOKENS, cm.config.max_seq_len)} tokens" in text["info"]
+    bars = next(t for t in gates_fig.data if t.type == "bar")
+    assert len(bars.y) == L and f"(of {H})" in gates_md and gates_md.count("\n| ") == L

@@ -19,7 +19,8 @@ DEFAULTS = dict(positions=4096, batch=1, dtype=C.DEFAULT_DTYPE, layer=0)
 
 
 def initial(cm: CourseModel) -> dict:
-    """Every figure, readout and question the page opens with, for one model."""
+    """Every figure, readout, question, slider setting and per-learner value the page opens with, for one model
+    (the page is built with it, and `refresh` reuses it when a learner opens the page with another model)."""
     c = cm.config
     memory, table, _ = C.memory_comparison(cm, c.n_kv_heads, DEFAULTS["positions"], DEFAULTS["batch"],
                                            DEFAULTS["dtype"])
@@ -27,9 +28,22 @@ def initial(cm: CourseModel) -> dict:
     base = C.converted_loss(cm, c.n_kv_heads)
     results = {c.n_kv_heads: base["loss"]}
     return dict(diagram=C.sharing_figure(c.n_heads, c.n_kv_heads), heads=C.heads_readout(cm), memory=memory,
-                table=table, maps=maps, maps_md=maps_md, results=results, convert_md=C.conversion_markdown(cm, base),
-                convert=C.conversion_figure(cm, results), pool_question=C.pool_question(cm),
-                options=C.conversion_options(cm))
+                table=table, configs=configs_markdown(reference_configs(cm)), maps=maps, maps_md=maps_md,
+                results=results, convert_md=C.conversion_markdown(cm, base), convert=C.conversion_figure(cm, results),
+                pool_question=C.pool_question(cm), repeat_question=C.repeat_question(cm),
+                options=C.conversion_options(cm), kv_info=C.kv_info(cm), convert_info=C.conversion_info(cm))
+
+
+def refresh(cm: CourseModel) -> tuple:
+    """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
+    c, first = cm.config, initial(cm)
+    return ("",  # the page's message slot: nothing went wrong
+            gr.update(maximum=c.n_heads, value=c.n_kv_heads, info=first["kv_info"]), c.n_kv_heads, first["heads"],
+            first["diagram"], first["memory"], first["table"], first["configs"],
+            gr.update(maximum=c.n_layers - 1, value=DEFAULTS["layer"]), first["maps"], first["maps_md"],
+            first["pool_question"], first["repeat_question"], first["results"], c.n_kv_heads,
+            gr.update(maximum=c.n_heads, value=c.n_kv_heads, info=first["convert_info"]), first["convert_md"],
+            first["convert"])
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -40,17 +54,17 @@ def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
 
     widgets.lesson_header(lesson)
+    model_msg = widgets.message(elem_id="gqa-model-msg")  # a model that cannot be loaded says so here
     widgets.prose(parts[0])
 
     # --- figure 1: which query heads share which K/V head
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            kv = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads",
-                                info=f"the model has {c.n_heads} query heads; possible: "
-                                     f"{', '.join(map(str, C.divisors(c.n_heads)))} (others snap to the nearest)")
+            kv = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads", info=first["kv_info"],
+                                elem_id="gqa-kv")
             kv_msg = widgets.message()
             kv_shown = gr.State(c.n_kv_heads)  # the count the diagram shows: a slider step goes on from it
-            gr.Markdown(first["heads"])
+            heads_md = gr.Markdown(first["heads"], elem_id="gqa-heads")
         with gr.Column(scale=3):
             diagram = gr.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
 
@@ -66,7 +80,7 @@ def build(cm: CourseModel, lesson) -> None:
     memory_plot = gr.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
     memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
     with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
-        gr.Markdown(configs_markdown(reference_configs(cm)))
+        configs_md = gr.Markdown(first["configs"])
 
     widgets.prose(parts[2])
 
@@ -77,17 +91,21 @@ def build(cm: CourseModel, lesson) -> None:
                               label=f"Text ({widgets.RUN_HINT})",
                               info=f"BOS is added in front; the maps show the first {C.MAX_MAP_TOKENS} tokens")
             show = gr.Button("Show attention maps", variant="primary")
-            layer = widgets.Slider(0, c.n_layers - 1, DEFAULTS["layer"], step=1, label="layer (model.layers[i])")
+            layer = widgets.Slider(0, c.n_layers - 1, DEFAULTS["layer"], step=1, label="layer (model.layers[i])",
+                                   elem_id="gqa-layer")
             maps_msg = widgets.message()
         with gr.Column(scale=3):
             maps_plot = gr.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps")
-            maps_md = gr.Markdown(first["maps_md"])
+            maps_md = gr.Markdown(first["maps_md"], elem_id="gqa-maps-readout")
 
     widgets.prose(parts[3])
 
     # --- figure 4: predict, then reveal (before the buttons that measure the same things)
+    # each question's model-dependent setup stands above it (the page refills it for another model)
+    pool_q = gr.Markdown(first["pool_question"], elem_id="gqa-pool-question")
     pool_choice, pool_btn, pool_out = widgets.predict_reveal(
-        first["pool_question"], C.POOL_CHOICES, "Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
+        C.POOL_QUESTION, C.POOL_CHOICES, "Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
+    repeat_q = gr.Markdown(first["repeat_question"], elem_id="gqa-repeat-question")
     repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
         C.REPEAT_QUESTION, C.REPEAT_CHOICES, "Reveal (converts and compares on the text above)",
         elem_id="gqa-reveal-repeat")
@@ -100,12 +118,11 @@ def build(cm: CourseModel, lesson) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
-                                    info=f"now {c.n_kv_heads}; fewer = mean-pool, more = repeat; possible: "
-                                         f"{', '.join(map(str, first['options']))}", elem_id="gqa-target")
+                                    info=first["convert_info"], elem_id="gqa-target")
             convert = gr.Button("Convert and measure the loss", variant="primary")
             convert_md = gr.Markdown(first["convert_md"], elem_id="gqa-convert-readout")
             repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
-            repeat_md = gr.Markdown()
+            repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
         with gr.Column(scale=2):
             convert_plot = gr.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert")
 
@@ -113,6 +130,10 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
+    widgets.on_model(key, refresh, [model_msg, kv, kv_shown, heads_md, diagram, memory_plot, memory_table, configs_md,
+                                    layer, maps_plot, maps_md, pool_q, repeat_q, results, target_shown, target,
+                                    convert_md, convert_plot])
+
     def on_sharing(cm, kv_heads, shown):
         fig, notice, n = C.sharing_view(cm, kv_heads, shown)
         return fig, widgets.note(notice), n, n

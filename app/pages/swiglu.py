@@ -17,12 +17,22 @@ DEFAULTS = dict(beta=1.0, dim=4096, multiple_of=256, threshold=0.05)
 
 
 def initial(cm: CourseModel) -> dict:
-    """Every figure and readout the page opens with, for one model."""
+    """Every figure, readout and model-dependent label the page opens with, for one model (the page is built
+    with it, and `refresh` reuses it when a learner opens the page with another model)."""
     curves_fig, surface_fig, curves_md, _ = C.curves_view(DEFAULTS["beta"])
     table, note, *_ = C.hidden_overview(cm)
-    _, gates_fig, gates_md, _ = C.gates_view(cm, C.DEFAULT_TEXT, DEFAULTS["threshold"])
+    gates_msg, gates_fig, gates_md, _ = C.gates_view(cm, C.DEFAULT_TEXT, DEFAULTS["threshold"])
     return dict(curves=curves_fig, surface=surface_fig, curves_md=curves_md, table=table, note=note,
-                gates=gates_fig, gates_md=gates_md, layers=C.layer_choices(cm))
+                gates=gates_fig, gates_md=gates_md, gates_msg=gates_msg, layers=C.layer_choices(cm),
+                text_info=f"BOS is added in front; at most {C.max_tokens(cm)} tokens with BOS are used.")
+
+
+def refresh(cm: CourseModel) -> tuple:
+    """The page's model-dependent outputs for another model, in the order `build` wires them to on_model
+    (the activation curves do not depend on the model)."""
+    first = initial(cm)
+    return ("", first["table"], first["note"], gr.update(info=first["text_info"]),
+            gr.update(choices=first["layers"], value=None), first["gates_msg"], first["gates"], first["gates_md"])
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -32,6 +42,7 @@ def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
 
     widgets.lesson_header(lesson)
+    model_msg = widgets.message(elem_id="swiglu-model-msg")  # a model that cannot be loaded says so here
     widgets.prose(parts[0])
 
     # --- figure 1: activation curves and the gate surface
@@ -61,11 +72,11 @@ def build(cm: CourseModel, lesson) -> None:
     # --- figure 3: the learner's text, the questions, then the gates that answer them
     with gr.Row():
         text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label=f"Your text ({widgets.RUN_HINT})",
-                          info=f"BOS is added in front; at most {C.MAX_TOKENS} tokens with BOS are used.")
+                          info=first["text_info"])
         run = gr.Button("Run the model on this text", variant="primary", scale=1)
     threshold = widgets.Slider(C.THRESHOLD_MIN, C.THRESHOLD_MAX, DEFAULTS["threshold"], step=0.005,
                                label="near zero means |gate| below", elem_id="swiglu-threshold")
-    gates_msg = widgets.message(elem_id="swiglu-gates-msg")
+    gates_msg = widgets.message(first["gates_msg"], elem_id="swiglu-gates-msg")
     sparse_guess, sparse_btn, sparse_out = widgets.predict_reveal(
         "at this threshold, which layer switches off the most gate values on your text?", first["layers"],
         "Reveal (runs the model on your text)", elem_id="swiglu-reveal-sparsest")
@@ -80,6 +91,9 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first and clamps its inputs (compute does)
+    widgets.on_model(key, refresh, [model_msg, hidden_table, hidden_note, text, sparse_guess, gates_msg, gates_plot,
+                                    gates_readout])
+
     def on_curves(cm, beta_value):
         return C.curves_view(beta_value)
 

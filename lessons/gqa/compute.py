@@ -21,6 +21,7 @@ Notation: nh query heads, nkv K/V heads, hs head size, C width, T tokens, L laye
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -40,6 +41,7 @@ Progress = Callable[[float, str], None]
 
 MAX_MAP_TOKENS = 24  # tokens (BOS included) in the attention maps: every map stays readable
 EVAL_CHARS = 3_000  # the fixed slice of validation text the conversions are measured on
+MAX_EVAL_WINDOW = 512  # tokens per window of that text (the course model's 256-token context is one window)
 MIN_CONTEXT, MAX_CONTEXT = 256, 131_072  # the context-length slider (tokens)
 MAX_BATCH = 128
 DEFAULT_DTYPE = "fp16 / bf16"
@@ -268,9 +270,28 @@ def heads_readout(cm: CourseModel) -> str:
     """What the loaded model uses, from its config."""
     c = cm.config
     kind = attention_kind(c.n_heads, c.n_kv_heads)
-    return (f"The model loaded here has {c.n_heads} query heads and {c.n_kv_heads} K/V head"
-            f"{'s' * (c.n_kv_heads > 1)} in each of its {c.n_layers} layers: **{kind}**, {c.n_rep} query head"
-            f"{'s' * (c.n_rep > 1)} per K/V head.")
+    md = (f"The model loaded here has {c.n_heads} query heads and {c.n_kv_heads} K/V head"
+          f"{'s' * (c.n_kv_heads > 1)} in each of its {c.n_layers} layers: **{kind}**, {c.n_rep} query head"
+          f"{'s' * (c.n_rep > 1)} per K/V head.")
+    if kind == "MHA" and c.n_heads > 1:
+        md += (" No query heads share keys and values here: the slider shows what sharing would look like, and "
+               "the conversion below turns the model into GQA or MQA by mean-pooling its K/V heads.")
+    return md
+
+
+def conversion_info(cm: CourseModel) -> str:
+    """The conversion slider's help line: the model's count and the counts it converts to."""
+    c = cm.config
+    how = ("fewer = mean-pool, more = repeat" if 1 < c.n_kv_heads < c.n_heads else
+           "fewer = mean-pool" if c.n_kv_heads == c.n_heads else "more = repeat")
+    return f"now {c.n_kv_heads}; {how}; possible: {', '.join(map(str, conversion_options(cm)))}"
+
+
+def kv_info(cm: CourseModel) -> str:
+    """The sharing slider's help line."""
+    c = cm.config
+    return (f"the model has {c.n_heads} query heads; possible: {', '.join(map(str, divisors(c.n_heads)))} "
+            "(others snap to the nearest)")
 
 
 # ----------------------------------------------------------------------------- attention maps by K/V head
@@ -378,22 +399,48 @@ def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
 
 def eval_text(cm: CourseModel) -> str:
     """The fixed slice of held-out text every conversion is measured on: the first EVAL_CHARS characters of
-    the val_excerpt.txt shipped beside the model (the start of its held-out split)."""
+    the val_excerpt.txt shipped beside the model (the start of its held-out split), or, for a model directory
+    without one (any real checkpoint), of the course model's (held-out TinyShakespeare: lessons.course)."""
     return validation_excerpt(cm)[:EVAL_CHARS]
+
+
+def own_eval_text(cm: CourseModel) -> bool:
+    """Whether the model ships its own held-out excerpt (else eval_text is the course model's Shakespeare)."""
+    return (Path(cm.path) / "val_excerpt.txt").exists()
+
+
+def eval_window(cm: CourseModel) -> int:
+    """The window the loss is measured in: the model's context, at most MAX_EVAL_WINDOW tokens (a Llama with
+    131,072 positions would need far more text than EVAL_CHARS), and at most the eval text's own length."""
+    n = len(cm.tokenizer.encode(eval_text(cm)))
+    if n < 2:
+        raise LessonError("The held-out text gives fewer than two tokens with this model's tokenizer: "
+                          "no loss can be measured.")
+    return min(cm.config.max_seq_len, MAX_EVAL_WINDOW, n)
+
+
+def eval_source(r: dict) -> str:
+    """The text a measurement used, in words (from the measurement's own record)."""
+    if r["own_text"]:
+        return f"the first {EVAL_CHARS:,} characters of the model's held-out excerpt (val_excerpt.txt)"
+    return (f"the first {EVAL_CHARS:,} characters of the course's held-out TinyShakespeare excerpt: this model "
+            "ships no held-out text of its own, and Shakespeare may be far from what it was trained on, so its "
+            "losses are high; compare them with each other, not with another model's")
 
 
 def measured_on(r: dict) -> str:
     """Which text a loss was measured on, in words, from the measurement itself."""
-    return (f"{r['tokens']:,} tokens ({r['windows']} window{'s' * (r['windows'] > 1)} of {r['seq_len']}) from the "
-            f"first {EVAL_CHARS:,} characters of the model's held-out excerpt (val_excerpt.txt)")
+    return (f"{r['tokens']:,} tokens ({r['windows']} window{'s' * (r['windows'] > 1)} of {r['seq_len']}) from "
+            + eval_source(r))
 
 
 def _measure(model: Llama, cm: CourseModel) -> dict:
     # NOTE: llama.train.loss_per_char -> evaluate() calls model.eval() / model.train(was_training) on the model
     # it is given, which for base_loss is the shared model (the library helper is making evaluate() leave the
     # model's mode alone; the shared model is in eval mode already, so the value is unchanged).
-    r = loss_per_char(model, cm.tokenizer, eval_text(cm))
-    return {**r, "seq_len": model.config.max_seq_len, "windows": r["tokens"] // model.config.max_seq_len}
+    T = eval_window(cm)
+    r = loss_per_char(model, cm.tokenizer, eval_text(cm), seq_len=T)
+    return {**r, "seq_len": T, "windows": r["tokens"] // T, "own_text": own_eval_text(cm)}
 
 
 def base_loss(cm: CourseModel) -> dict:
@@ -432,7 +479,7 @@ def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None)
     c = cm.config
     return {"n_kv": n_kv, "how": how, "loss": new["per_token"], "base": base["per_token"],
             "delta": new["per_token"] - base["per_token"], "per_char": new["per_char"], "tokens": new["tokens"],
-            "chars": new["chars"], "windows": new["windows"], "seq_len": new["seq_len"],
+            "chars": new["chars"], "windows": new["windows"], "seq_len": new["seq_len"], "own_text": new["own_text"],
             "kv_params": 2 * c.n_layers * c.dim * n_kv * c.head_dim}
 
 
@@ -449,43 +496,78 @@ def conversion_figure(cm: CourseModel, results: dict[int, float]) -> go.Figure:
     fig.add_hline(y=base, line=dict(color="#6b7280", dash="dot"),
                   annotation_text=f"as trained ({cm.config.n_kv_heads} K/V heads): {base:.3f}")
     top = max(results.values()) if results else base
-    windows = b["tokens"] // cm.config.max_seq_len
+    where = "val_excerpt.txt" if b["own_text"] else "the course's Shakespeare excerpt (not this model's own text)"
     fig.update_layout(height=360, margin=dict(l=60, r=20, t=80, b=50),
                       title=dict(text="Loss after converting K/V heads (no retraining)<br><sup>on "
-                                      f"{b['tokens']:,} held-out tokens: {windows} windows of "
-                                      f"{cm.config.max_seq_len} from val_excerpt.txt</sup>"),
+                                      f"{b['tokens']:,} held-out tokens: {b['windows']} window"
+                                      f"{'s' * (b['windows'] > 1)} of {b['seq_len']} from {where}</sup>"),
                       xaxis=dict(title="K/V heads after conversion", type="category"),
                       yaxis=dict(title="loss (nats/token)", range=[0, top * 1.15]))
     return fig
 
 
+def repeat_start(cm: CourseModel) -> int:
+    """The K/V heads the GQA → MHA repeat starts from: the model's own when its query heads share them; for an
+    MHA model (nothing to repeat) the pooled count of the question (pool_target), so that the repeat undoes a
+    pooling. LessonError for a one-head model, which can neither pool nor repeat."""
+    c = cm.config
+    if c.n_kv_heads < c.n_heads:
+        return c.n_kv_heads
+    k = pool_target(cm)
+    if k is None:
+        raise LessonError("The model has a single attention head: there is nothing to share, pool or repeat.")
+    return k
+
+
 @torch.inference_mode()
 def repeat_check(cm: CourseModel, text: str) -> dict:
-    """Repeat K/V heads until every query head has its own (MHA) and compare logits with the original.
+    """Repeat K/V heads until every query head has its own (MHA) and compare logits with the model repeated
+    from: the loaded model, or for an MHA model its mean-pooled version (`repeat_start`).
 
     Both models see the same tokens; the largest |logit difference| is float rounding (or exactly 0)."""
     prep = prepare_text(cm, text, max_tokens=cm.config.max_seq_len)
+    start = repeat_start(cm)
 
     def compute():
-        mha = convert_kv_heads(cm.model, cm.config.n_heads)
+        base = cm.model if start == cm.config.n_kv_heads else convert_kv_heads(cm.model, start)
+        mha = convert_kv_heads(base, cm.config.n_heads)
         idx = torch.tensor([prep.ids], device=cm.device)  # (1, T)
-        a, b = cm.model(idx).logits, mha(idx).logits  # (1, T, V) each
+        a, b = base(idx).logits, mha(idx).logits  # (1, T, V) each
         return {"max_diff": float((a - b).abs().max()), "tokens": len(prep.ids), "vocab": a.shape[-1],
-                "k_rows_before": cm.model.layers[0].self_attn.k_proj.weight.shape[0],
+                "start": start, "k_rows_before": base.layers[0].self_attn.k_proj.weight.shape[0],
                 "k_rows_after": mha.layers[0].self_attn.k_proj.weight.shape[0],
-                "params_before": cm.model.num_parameters(), "params_after": mha.num_parameters()}
+                "params_before": base.num_parameters(), "params_after": mha.num_parameters()}
 
-    out = dict(memo(cm, ("gqa_repeat", tuple(prep.ids)), compute))
+    out = dict(memo(cm, ("gqa_repeat", start, tuple(prep.ids)), compute))
     out["notice"] = prep.notice
     return out
 
 
 def repeat_markdown(cm: CourseModel, r: dict) -> str:
-    c = cm.config
-    return ((f"⚠️ {r['notice']}\n\n" if r["notice"] else "") + f"GQA → MHA: every one of the {c.n_kv_heads} K/V heads repeated {c.n_rep}x, so each of the {c.n_heads} "
-            f"query heads has its own. k_proj grows from {r['k_rows_before']} to {r['k_rows_after']} rows per layer "
-            f"({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit difference| over "
-            f"{r['tokens']} tokens x {r['vocab']:,} vocabulary entries: **{r['max_diff']:.2e}**.")
+    c, k = cm.config, r["start"]
+    warn = f"⚠️ {r['notice']}\n\n" if r["notice"] else ""
+    pooled = k != c.n_kv_heads
+    what = (f"This model is MHA already (each of its {c.n_heads} query heads has its own K/V head), so it is first "
+            f"mean-pooled to {k} K/V head{'s' * (k > 1)} (as in the conversion below), then repeated back. "
+            if pooled else "")
+    than = "the pooled model" if pooled else "the model as trained"
+    return (warn + what + f"GQA → MHA: every one of the {k} K/V heads repeated {c.n_heads // k}x, so each of the "
+            f"{c.n_heads} query heads has its own. k_proj grows from {r['k_rows_before']} to {r['k_rows_after']} "
+            f"rows per layer ({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit "
+            f"difference| from {than} over {r['tokens']} tokens x {r['vocab']:,} vocabulary entries: "
+            f"**{r['max_diff']:.2e}**.")
+
+
+def repeat_loss(cm: CourseModel) -> dict:
+    """The loss of the repeated (MHA) model against the model it was repeated from (`repeat_start`):
+    {'loss', 'base', 'delta', 'tokens', 'windows', 'seq_len', 'own_text'}."""
+    start, c = repeat_start(cm), cm.config
+    if start == c.n_kv_heads:
+        return converted_loss(cm, c.n_heads)
+    pooled = converted_loss(cm, start)
+    new = memo(cm, ("gqa_loss_repeated", start),
+               lambda: _measure(convert_kv_heads(convert_kv_heads(cm.model, start), c.n_heads), cm))
+    return {**new, "loss": new["per_token"], "base": pooled["loss"], "delta": new["per_token"] - pooled["loss"]}
 
 
 def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int, dict]:
@@ -538,8 +620,8 @@ SAME = 0.01  # nats/token: a loss change smaller than this counts as "about the 
 POOL_CHOICES = [f"It rises by more than {SAME} nats/token",
                 f"It stays within {SAME} nats/token of the original",
                 f"It falls by more than {SAME} nats/token"]
-REPEAT_QUESTION = ("The reverse: copy each K/V head so that every query head has its own (GQA → MHA). The model now "
-                   "has more parameters. Do its outputs change?")
+POOL_QUESTION = "what happens to the loss on the held-out text?"
+REPEAT_QUESTION = "do its outputs change?"
 REPEAT_CHOICES = ["No: identical outputs, up to float rounding",
                   "A little: more parameters, slightly different predictions",
                   "A lot: the heads no longer match what the model learned"]
@@ -554,13 +636,33 @@ def pool_target(cm: CourseModel) -> int | None:
 
 
 def pool_question(cm: CourseModel) -> str:
-    """One conversion, one measurement: the question asks about a single pooling (a trend needs more points
-    than a model with few K/V heads can give)."""
+    """The setup of the pooling question, for the loaded model (the page asks POOL_QUESTION after it). One
+    conversion, one measurement: a single pooling (a trend needs more points than a model with few K/V heads
+    can give)."""
     nkv, k = cm.config.n_kv_heads, pool_target(cm)
     if k is None:
         return "The model has a single K/V head already (MQA): there is nothing to pool."
+    text = ("the model's held-out text" if own_eval_text(cm) else
+            "held-out Shakespeare (the course's excerpt: this model ships no held-out text of its own)")
     return (f"Mean-pool the model's {nkv} K/V heads into {k} (each new head the mean of {nkv // k}), with no "
-            "retraining. What happens to the loss on held-out text?")
+            f"retraining, and measure the loss on {text}.")
+
+
+def repeat_question(cm: CourseModel) -> str:
+    """The setup of the repeat question (the page asks REPEAT_QUESTION after it): from the model's own K/V
+    heads, or for an MHA model from its pooled version."""
+    c = cm.config
+    try:
+        k = repeat_start(cm)
+    except LessonError as e:
+        return str(e)
+    heads = f"{k} K/V head{'s' * (k > 1)}"
+    if k == c.n_kv_heads:
+        return (f"The reverse: copy each of the model's {heads} so that every one of its {c.n_heads} query heads "
+                "has its own (GQA → MHA). The model now has more parameters.")
+    return (f"The reverse: this model is MHA already, so take it mean-pooled to {heads} (as above), then copy "
+            f"each K/V head so that every one of its {c.n_heads} query heads has its own again (GQA → MHA). The "
+            "copy has more parameters than the pooled model.")
 
 
 def verdict(choice, choices: list[str], answer: int) -> str:
@@ -606,9 +708,10 @@ def repeat_answer(max_diff: float, delta: float) -> int:
 def reveal_repeat(cm: CourseModel, text: str, choice) -> str:
     """Convert to MHA by repetition, compare logits and loss with the original, and grade the prediction."""
     r = repeat_check(cm, text)
-    loss = converted_loss(cm, cm.config.n_heads)
+    loss = repeat_loss(cm)
+    than = "as trained" if r["start"] == cm.config.n_kv_heads else "pooled"
     return (verdict(choice, REPEAT_CHOICES, repeat_answer(r["max_diff"], loss["delta"])) + "\n\n" +
             repeat_markdown(cm, r) +
-            f" Loss on {measured_on(loss)}: {loss['loss']:.4f} against {loss['base']:.4f} as trained "
+            f" Loss on {measured_on(loss)}: {loss['loss']:.4f} against {loss['base']:.4f} {than} "
             f"({loss['delta']:+.1e}). The copies hold the very keys and values `repeat_kv` already hands to each "
             "query head, so MHA costs more memory for the same model.")

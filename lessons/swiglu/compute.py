@@ -328,6 +328,11 @@ def trace_gates(cm: CourseModel, ids: tuple[int, ...]) -> list[np.ndarray]:
     return [lt.gate[0].float().cpu().numpy() for lt in trace(cm.model, ids).layers]  # (1, T, H) -> (T, H) per layer
 
 
+def max_tokens(cm: CourseModel) -> int:
+    """Tokens (BOS included) the gates are computed on: MAX_TOKENS, or the model's context if shorter."""
+    return min(MAX_TOKENS, cm.config.max_seq_len)
+
+
 def load_gates(cm: CourseModel, text: str, max_tokens: int = MAX_TOKENS) -> Gates:
     """Tokenize (BOS first) and trace, cached per text and per ids. Empty text raises LessonError; lone
     surrogates and over-long text are repaired with a notice (`Gates.notice`)."""
