@@ -87,10 +87,12 @@ class Plot(gr.Plot):
     sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code."""
 
     def postprocess(self, value):
+        import plotly.graph_objects as go
+
         from lessons.plots import responsive
 
         if value is not None and hasattr(value, "update_layout"):
-            value = responsive(value)
+            value = responsive(go.Figure(value))  # a copy: cached figures are shared by every learner
         return super().postprocess(value)
 
 

@@ -66,7 +66,7 @@ def build(cm: CourseModel, lesson) -> None:
             kv_shown = gr.State(c.n_kv_heads)  # the count the diagram shows: a slider step goes on from it
             heads_md = gr.Markdown(first["heads"], elem_id="gqa-heads")
         with gr.Column(scale=3):
-            diagram = gr.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
+            diagram = widgets.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
 
     widgets.prose(parts[1])
 
@@ -77,7 +77,7 @@ def build(cm: CourseModel, lesson) -> None:
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = widgets.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = gr.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
+    memory_plot = widgets.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
     memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
     with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
         configs_md = gr.Markdown(first["configs"])
@@ -95,7 +95,7 @@ def build(cm: CourseModel, lesson) -> None:
                                    elem_id="gqa-layer")
             maps_msg = widgets.message()
         with gr.Column(scale=3):
-            maps_plot = gr.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps")
+            maps_plot = widgets.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps")
             maps_md = gr.Markdown(first["maps_md"], elem_id="gqa-maps-readout")
 
     widgets.prose(parts[3])
@@ -124,7 +124,7 @@ def build(cm: CourseModel, lesson) -> None:
             repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
             repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
         with gr.Column(scale=2):
-            convert_plot = gr.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert")
+            convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert")
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)

@@ -89,7 +89,7 @@ def build(cm: CourseModel, lesson) -> None:
                                   "at once)", **v["step"])
             step_msg = widgets.message()
         with gr.Column(scale=3):
-            grid = gr.Plot(v["grid"], label="Keys and values per layer and position", elem_id="kv-grid")
+            grid = widgets.Plot(v["grid"], label="Keys and values per layer and position", elem_id="kv-grid")
             readout = gr.Markdown(v["readout"])
 
     widgets.prose(parts[1])
@@ -107,7 +107,7 @@ def build(cm: CourseModel, lesson) -> None:
             timing_msg = widgets.message()
             timing_md = gr.Markdown()
         with gr.Column(scale=3):
-            timing_plot = gr.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
+            timing_plot = widgets.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
                                                  "with and without the cache and times every step."),
                                   label="Time per new token", elem_id="kv-timing")
 
@@ -119,7 +119,7 @@ def build(cm: CourseModel, lesson) -> None:
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = gr.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = gr.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory")
+    memory_plot = widgets.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory")
     memory_table = gr.Markdown(v["memory_table"])
     allocated = gr.Markdown(v["allocated"], latex_delimiters=[{"left": "$", "right": "$", "display": False}],
                             elem_id="kv-allocated")

@@ -50,8 +50,8 @@ def build(cm: CourseModel, lesson) -> None:
                           info="1 = SiLU, the one Llama uses; large β approaches ReLU; 0 is the line x/2",
                           elem_id="swiglu-beta")
     with gr.Row():
-        curves_plot = gr.Plot(first["curves"], label="Activation functions", elem_id="swiglu-curves")
-        surface_plot = gr.Plot(first["surface"], label="The gate surface of one hidden unit",
+        curves_plot = widgets.Plot(first["curves"], label="Activation functions", elem_id="swiglu-curves")
+        surface_plot = widgets.Plot(first["surface"], label="The gate surface of one hidden unit",
                                elem_id="swiglu-surface")
     curves_readout = gr.Markdown(first["curves_md"], elem_id="swiglu-curves-readout")
 
@@ -84,7 +84,7 @@ def build(cm: CourseModel, lesson) -> None:
         "what share of all gate values silu(gate_proj x) on your text is negative?", C.NEGATIVE_CHOICES,
         "Reveal (counts on your text)", elem_id="swiglu-reveal-negative")
     gr.Markdown("### The measurement")
-    gates_plot = gr.Plot(first["gates"], label="Gate activations per layer", elem_id="swiglu-gates")
+    gates_plot = widgets.Plot(first["gates"], label="Gate activations per layer", elem_id="swiglu-gates")
     gates_readout = gr.Markdown(first["gates_md"], elem_id="swiglu-gates-readout")
 
     widgets.prose(parts[3])
