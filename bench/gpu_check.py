@@ -141,6 +141,36 @@ def speed(device, dtype):
     return f"{n / (time.perf_counter() - t):,.0f} tokens/s"
 
 
+def lesson_check(slug: str):
+    """Every lesson's main functions on the GPU: the page's refresh(cm), which computes every model-dependent
+    figure and readout of the page (what a learner sees on opening it), for the course model and stories260K."""
+
+    def run(device, dtype):
+        import importlib
+
+        from lessons.course import DEFAULT_MODEL_DIR, CourseModel
+        from llama.tokenizer.interface import load_tokenizer
+
+        page = importlib.import_module(f"app.pages.{slug}")
+        if not hasattr(page, "refresh"):
+            raise AssertionError(f"app/pages/{slug}.py has no refresh(cm)")
+        out = []
+        for path in (DEFAULT_MODEL_DIR, STORIES):
+            cm = CourseModel(load_pretrained(path, device=device, dtype=dtype).requires_grad_(False),
+                             load_tokenizer(path), Path(path))
+            t = time.perf_counter()
+            values = page.refresh(cm)
+            sync(device)
+            out.append(f"{Path(path).name} {len(values)} outputs in {(time.perf_counter() - t) * 1000:.0f} ms")
+        return "; ".join(out)
+
+    return run
+
+
+for _slug in ("tokenization", "attention", "rope", "rmsnorm", "swiglu", "gqa", "kv_cache", "sampling"):
+    check(f"lesson {_slug}: the page's figures on CUDA")(lesson_check(_slug))
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check: SKIPPED - no CUDA GPU on this machine (torch.cuda.is_available() is False); nothing was run.")
