@@ -64,3 +64,15 @@ def test_other_architectures_are_refused_with_a_message():
     cfg = dataclasses.replace(LlamaConfig.from_name("test"), norm="layernorm")
     with pytest.raises(ValueError, match="norm=layernorm"):
         DecodeStep(Llama(cfg))
+
+
+def test_the_loader_knob_gives_the_sampling_page_the_same_continuations(cm):
+    from lessons.course import load_course_model
+    from lessons.sampling.compute import Settings, stream_side_by_side
+
+    fast = load_course_model(device="cpu", fast_decode=True)
+    assert isinstance(fast.decode_step, DecodeStep) and cm.decode_step is None  # the default stays plain
+    ids = cm.tokenizer.encode("ROMEO:\n")
+    want = list(stream_side_by_side(cm, ids, 30, Settings(0.9, 40, 0.95), seed=1, interval=0))
+    got = list(stream_side_by_side(fast, ids, 30, Settings(0.9, 40, 0.95), seed=1, interval=0))
+    assert got == want and len(want[-1].greedy_ids) == 30
