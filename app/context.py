@@ -21,7 +21,9 @@ def course() -> CourseModel:
     # on each other, and leaves the second core to a second learner (a free Space has 2 vCPUs).
     torch.set_num_threads(1)
     try:
-        cm = load_course_model(device="cuda" if torch.cuda.is_available() else "cpu")
+        # fast_decode: generation (the sampling page) through llama.fast.DecodeStep, the same tokens with fused
+        # weights; not compiled (torch.compile would take minutes at start-up on a 2-vCPU machine).
+        cm = load_course_model(device="cuda" if torch.cuda.is_available() else "cpu", fast_decode=True)
     except (CheckpointError, OSError, ValueError) as e:  # a missing or malformed model directory
         raise SystemExit(f"[inside-llama] cannot load the course model: {e}\n"
                          "Point INSIDE_LLAMA_MODEL at a directory with config.json, model.safetensors and "

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from llama import Llama, Trace, load_pretrained
+from llama.fast import DecodeStep
 from llama.checkpoint import default_device, resolve_path
 from llama.tokenizer.interface import Tokenizer, load_tokenizer
 from lessons.inputs import MAX_TEXT_CHARS, LessonError, clean_text  # noqa: F401 (re-exported)
@@ -40,6 +41,9 @@ class CourseModel:
     path: Path
     train_log: list = field(default_factory=list)
     card: str = ""
+    # The speed knob for generation, chosen by the loader: a llama.fast.DecodeStep (same tokens, fewer
+    # operations per step), or None for the model's own forward pass.
+    decode_step: DecodeStep | None = None
 
     @property
     def config(self):
@@ -57,13 +61,16 @@ def validation_excerpt(cm: "CourseModel") -> str:
     return (own if own.exists() else DEFAULT_MODEL_DIR / "val_excerpt.txt").read_text(encoding="utf-8")
 
 
-def load_course_model(path: str | Path | None = None, device: str | torch.device | None = None) -> CourseModel:
+def load_course_model(path: str | Path | None = None, device: str | torch.device | None = None,
+                      fast_decode: bool = False) -> CourseModel:
     """Load a model directory (config.json, model.safetensors, a tokenizer) in eval mode, read-only.
 
     `path` is a local directory or a Hub id (default: $INSIDE_LLAMA_MODEL, else the shipped assets/model). The
     tokenizer is whatever the directory holds (llama.tokenizer.load_tokenizer: our BPE for the course model,
     Hugging Face `tokenizers` or `sentencepiece` for real checkpoints). On CUDA a checkpoint stored in bf16 runs in
-    bf16; everything else runs in fp32. Raises CheckpointError or OSError for a missing or malformed directory."""
+    bf16; everything else runs in fp32. fast_decode=True prepares a `llama.fast.DecodeStep` (fused weights, no
+    compile) for generation when the architecture has one. Raises CheckpointError or OSError for a missing or
+    malformed directory."""
     path = resolve_path(path or os.environ.get("INSIDE_LLAMA_MODEL") or DEFAULT_MODEL_DIR)
     device = torch.device(device) if device is not None else default_device()
     dtype = torch.float32
@@ -75,7 +82,13 @@ def load_course_model(path: str | Path | None = None, device: str | torch.device
     log_path, card_path = path / "train_log.json", path / "MODEL_CARD.md"
     log = json.loads(log_path.read_text()) if log_path.exists() else []
     card = card_path.read_text(encoding="utf-8") if card_path.exists() else ""
-    return CourseModel(model, tok, path, log, card)
+    step = None
+    if fast_decode:
+        try:
+            step = DecodeStep(model)
+        except ValueError:  # an architecture the fast step does not cover: the plain forward pass
+            step = None
+    return CourseModel(model, tok, path, log, card, step)
 
 
 def stored_dtype(path: Path) -> torch.dtype | None:

@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .model import Llama
+from .model import KVCache, Llama
+
+# A decode step: (ids (B, T), input_pos (T,), cache) -> next-token logits (B, V), growing the cache.
+DecodeFn = Callable[[torch.Tensor, torch.Tensor, list[KVCache]], torch.Tensor]
 
 
 def filter_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -95,23 +98,27 @@ def _eos_ids(model: Llama, eos_id) -> tuple[int, ...]:
 
 def stream_generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
                     top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-                    seed: int | None = None, eos_id: int | Sequence[int] | None | str = "config") -> Iterator[int]:
+                    seed: int | None = None, eos_id: int | Sequence[int] | None | str = "config",
+                    decode_step: DecodeFn | None = None) -> Iterator[int]:
     """Yield new token ids one at a time. Stops after max_new_tokens, after yielding an EOS id, or when
     the context is full. eos_id="config" stops at any of the model's eos ids (Llama 3 has several);
     an int or a list gives them explicitly; None never stops early. The one-row case of
     `stream_generate_rows` (the one generation loop)."""
     row = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
-    for toks in stream_generate_rows(model, prompt_ids, max_new_tokens, [row], eos_id=eos_id, use_cache=use_cache):
+    for toks in stream_generate_rows(model, prompt_ids, max_new_tokens, [row], eos_id=eos_id, use_cache=use_cache,
+                                     decode_step=decode_step):
         yield toks[0]
 
 
 def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True, seed: int | None = None,
-             eos_id: int | Sequence[int] | None | str = "config", on_token: Callable[[int], None] | None = None) -> list[int]:
+             eos_id: int | Sequence[int] | None | str = "config", on_token: Callable[[int], None] | None = None,
+             decode_step: DecodeFn | None = None) -> list[int]:
     """The new token ids after the prompt (greedy at temperature 0). `on_token` is called with each id as
     it is produced; `stream_generate` is the same loop as a generator."""
     out = []
-    for tok in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, use_cache, seed, eos_id):
+    for tok in stream_generate(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, use_cache, seed, eos_id,
+                               decode_step):
         out.append(tok)
         if on_token is not None:
             on_token(tok)
@@ -121,7 +128,7 @@ def generate(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, tempe
 @torch.inference_mode()
 def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, rows: Sequence[dict],
                          eos_id: int | Sequence[int] | None | str = "config",
-                         use_cache: bool = True) -> Iterator[list[int | None]]:
+                         use_cache: bool = True, decode_step: DecodeFn | None = None) -> Iterator[list[int | None]]:
     """The generation loop: several continuations of one prompt, one batched forward pass per step (a batch of
     len(rows), one KV cache row each). Each row is a dict of sampling arguments (temperature, top_k, top_p,
     seed; missing keys mean greedy, no filter, no seed). `stream_generate` is the one-row case.
@@ -134,6 +141,9 @@ def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens
     The KV cache is allocated for this request only: prompt + max_new_tokens positions, capped at the context
     (a model with a million positions does not allocate a million-position cache). use_cache=False recomputes
     every position at every step (the KV-cache lesson's comparison).
+
+    decode_step is a speed knob for the caller: a `llama.fast.DecodeStep(model)` computes the cached steps
+    with fused weights (and torch.compile if asked); None runs the model's own forward pass. Same tokens.
 
         >>> steps = list(stream_generate_rows(model, [bos], 3, [{}, {"temperature": 1.0, "seed": 0}]))
         >>> len(steps), len(steps[0])
@@ -151,6 +161,7 @@ def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens
     ids[:, :P] = torch.tensor(list(prompt_ids), dtype=torch.long)
     positions = torch.arange(n_total, device=device)  # (n_total,) sliced per step, not rebuilt
     cache = model.new_cache(B, n_total) if use_cache else None
+    step_fn = decode_step or (lambda x, p, c: model(x, p, cache=c, logits_to_keep=1).logits[:, -1])
     live = [True] * B
     pos = 0  # first position not yet in the cache
     for step in range(max_new_tokens):
@@ -158,7 +169,7 @@ def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens
         if T >= ctx:
             return  # the context is full
         if use_cache:  # the prompt on the first step (the prefill), then only the newest token
-            logits = model(ids[:, pos:T], positions[pos:T], cache=cache, logits_to_keep=1).logits[:, -1]  # (B, V)
+            logits = step_fn(ids[:, pos:T], positions[pos:T], cache)  # (B, V)
             pos = T
         else:  # recompute every position every step
             logits = model(ids[:, :T], logits_to_keep=1).logits[:, -1]  # (B, V)

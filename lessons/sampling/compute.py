@@ -335,7 +335,8 @@ def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s:
     out: list[list[int]] = [[], []]
     last = None  # when the page was last updated
     rows = [Settings(0.0).sampler(), s.sampler(seed)]
-    for toks in stream_generate_rows(cm.model, ids, max(0, int(max_new_tokens)), rows):
+    for toks in stream_generate_rows(cm.model, ids, max(0, int(max_new_tokens)), rows,
+                                     decode_step=cm.decode_step):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)
@@ -400,7 +401,7 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
     yield f"Sampling {n_tokens} tokens at T = {temperature:g} with seeds {seeds[0]} and {seeds[1]}, and greedy…"
     rows = [Settings(temperature).sampler(seeds[0]), Settings(temperature).sampler(seeds[1]), Settings(0.0).sampler()]
     out: list[list[int]] = [[], [], []]
-    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows):
+    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows, decode_step=cm.decode_step):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)
