@@ -19,6 +19,7 @@ silently running a different network.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -30,6 +31,22 @@ from safetensors.torch import save_file
 
 from .config import LlamaConfig
 from .model import Llama
+
+
+@contextlib.contextmanager
+def _no_random_init():
+    """Module constructors fill their weights at random (nn.Embedding draws N(0, 1)). On "meta" there is nothing to
+    fill, and a random draw on a meta tensor makes PyTorch import its compiler (torch._dynamo and sympy, about
+    70 MB resident in a serving app) for nothing: the draws are skipped while the loader builds the model."""
+    names = ("normal_", "uniform_", "kaiming_uniform_", "trunc_normal_")
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
 
 HF_ARCH = "LlamaForCausalLM"
 OWN_ARCH = "InsideLlamaForCausalLM"  # a Llama with a teaching switch changed
@@ -254,7 +271,7 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None,
             cfg = cfg.replace(tie_embeddings=False)
         else:
             shapes.pop("lm_head.weight")
-    with torch.device("meta"):
+    with torch.device("meta"), _no_random_init():
         model = Llama(cfg)  # shapes only: no memory, no random init; real storage comes from the file
     expected = {_hf_name(k): tuple(v.shape) for k, v in model.state_dict().items()}
     if cfg.tie_embeddings:
@@ -280,7 +297,7 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None,
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
     with torch.device(device):
-        model.init_tables()  # the RoPE tables, computed on the device (they were "meta" until now)
+        model.init_tables()  # the RoPE tables, computed on the device (a model built on "meta" has none yet)
     return model.eval()
 
 

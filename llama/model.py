@@ -401,8 +401,8 @@ class Llama(nn.Module):
         # "manual" is the readable softmax path (and the only one that can record attention);
         # "sdpa" is PyTorch's fused kernel. Chosen by whoever loads the model, never inside it.
         self.attn_backend = "manual"
-        self.init_tables()
-        if self.embed_tokens.weight.device.type != "meta":  # a loader builds on "meta" and assigns the file's weights
+        if self.embed_tokens.weight.device.type != "meta":  # a loader builds on "meta", assigns the file's weights,
+            self.init_tables()                                # then computes the tables on the real device
             self.init_weights()
 
     def init_tables(self) -> None:
