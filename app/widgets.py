@@ -56,7 +56,7 @@ def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id
     """A predict-then-reveal question: the learner commits to an answer, then the button asks the live model.
     Returns (radio, button, answer) for the page to wire."""
     gr.Markdown(f"**Predict:** {question}")
-    guess = gr.Radio(choices, label="Your prediction")
+    guess = Radio(choices, label="Your prediction")
     btn = gr.Button(button)
     out = gr.Markdown(elem_id=elem_id)
     return guess, btn, out
@@ -97,6 +97,24 @@ class Plot(gr.Plot):
 class Dropdown(gr.Dropdown):
     """gr.Dropdown that passes the value on unchecked (Gradio answers a value outside the choices, which an API
     client can send, with a red "Error" toast); the handler checks it (lessons.inputs.choice) and says so."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Radio(gr.Radio):
+    """gr.Radio that passes the value on unchecked, like Dropdown: Gradio's own check answers a value outside the
+    choices with a red "Error" toast, a logged traceback and the whole value quoted back (a 100,000-character
+    value comes back whole). The handler checks it (lessons.inputs.choice) and says so on the page."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Number(gr.Number):
+    """gr.Number that passes the value on unchecked, like Slider: Gradio's own preprocess turns NaN, inf or text
+    into a red "Error" toast and a logged traceback. The handler clamps and rounds it (lessons.inputs.whole /
+    number) and says so on the page."""
 
     def preprocess(self, payload):
         return payload

@@ -83,7 +83,7 @@ def build(cm: CourseModel, lesson) -> None:
         positions = widgets.Slider(256, C.MAX_CONTEXT, DEFAULTS["positions"], step=256,
                                    label="context length (tokens)")
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
-        dtype = gr.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
+        dtype = widgets.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
     memory_plot = gr.Plot(first_memory, label="KV cache memory", elem_id="kv-memory")
     memory_table = gr.Markdown(first_memory_table)
