@@ -29,6 +29,7 @@ def _few_malloc_arenas(n: int = 2) -> None:
 
 _few_malloc_arenas()
 
+import copy  # noqa: E402
 import html  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
@@ -142,9 +143,14 @@ def _lean_sessions() -> None:
     from gradio import state_holder
 
     class LeanSessionState(state_holder.SessionState):
-        def __init__(self, blocks):
-            super().__init__(blocks)
+        def __init__(self, blocks):  # SessionState.__init__ of Gradio 6, less the config of every component:
+            # building it took about 0.3 s of CPU per new session (1.1-2.6 s on a busy 2-core host) only to drop it
+            self.blocks_config = copy.copy(blocks.default_config)
             self.config_values = {}  # filled per component by _update_value_in_config / __setitem__ when used
+            self.state_data = {}
+            self._state_ttl = {}
+            self.is_closed = False
+            self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
 
     state_holder.SessionState = LeanSessionState
 
@@ -154,11 +160,14 @@ _lean_sessions()
 # Sessions (their gr.State values: a learner's trained tokenizer, measured results) are evicted least recently
 # used first once this many newer ones exist; a learner who is using a page keeps it.
 SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "2000"))
+# Events of one kind that run at once (each page's heavy events set their own, lower limits). Chosen by
+# bench/bench_load.py on a 2-vCPU host; the variable is there to re-measure on another one.
+CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 
 
 def main() -> None:
     demo = build()
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=CONCURRENCY)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,

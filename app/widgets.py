@@ -105,8 +105,18 @@ class Dropdown(gr.Dropdown):
 
 
 class Radio(gr.Radio):
-    """gr.Radio that passes the value on unchecked: Gradio answers an unknown choice sent through the API with an
-    error event; the handler replaces it itself (lessons.inputs.choice) and says so on the page."""
+    """gr.Radio that passes the value on unchecked, like Dropdown: Gradio's own check answers a value outside the
+    choices with a red "Error" toast, a logged traceback and the whole value quoted back (a 100,000-character
+    value comes back whole). The handler checks it (lessons.inputs.choice) and says so on the page."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Number(gr.Number):
+    """gr.Number that passes the value on unchecked, like Slider: Gradio's own preprocess turns NaN, inf or text
+    into a red "Error" toast and a logged traceback. The handler clamps and rounds it (lessons.inputs.whole /
+    number) and says so on the page."""
 
     def preprocess(self, payload):
         return payload

@@ -1,7 +1,7 @@
 """Many learners at once: start the app, run N simulated learners for a bounded time over every page's main actions
 (bench/learners.py, through gradio_client as the browser calls them), print per-action p50/p95 and errors.
 
-    python bench/bench_load.py [--learners 32] [--seconds 90] [--think 3 10] [--fast-seconds 45]
+    python bench/bench_load.py [--learners 32] [--seconds 90] [--think 3 10] [--fast-seconds 45] [--concurrency 4]
 
 Each learner opens a page, does a few of its actions with a think time drawn between --think seconds, then moves
 to another page. A second, shorter run uses one-second think times (--fast-seconds 0 skips it).
@@ -59,7 +59,8 @@ def run(url: str, learners: int, seconds: float, think: tuple[float, float]) -> 
         time.sleep(0.05)
     for t in threads:
         t.join(seconds + 120)
-    print(f"{learners} learners, think {think[0]:g}-{think[1]:g} s, {time.time() - t0:.0f} s")
+    print(f"{learners} learners, think {think[0]:g}-{think[1]:g} s, {time.time() - t0:.0f} s; "
+          f"load average now {os.getloadavg()[0]:.2f}")
     print(f"{'kind':<9} {'action':<26} {'calls':>5} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}")
     worst = {}
     for key in sorted(set(times) | set(errors)):
@@ -83,8 +84,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=90)
     ap.add_argument("--think", type=float, nargs=2, default=(3.0, 10.0))
     ap.add_argument("--fast-seconds", type=float, default=45)
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="the app's default_concurrency_limit (INSIDE_LLAMA_CONCURRENCY; default: the app's own)")
     args = ap.parse_args()
-    with serving() as (url, _proc):
+    env = {"INSIDE_LLAMA_CONCURRENCY": str(args.concurrency)} if args.concurrency else {}
+    # Latencies depend on what else the machine runs: say how busy it was.
+    print(f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"(1, 5, 15 min); default_concurrency_limit {args.concurrency or 'as the app sets it'}", flush=True)
+    with serving(env) as (url, _proc):
         run(url, args.learners, args.seconds, tuple(args.think))
         if args.fast_seconds > 0:
             print()

@@ -52,7 +52,7 @@ ACTIONS: dict[str, list[tuple[str, str, dict]]] = {
             ("gqa_sharing", "slider", {"kv_heads": _pick([1, 3])}),
             ("gqa_attention", "analyze", {"text": _pick(TEXTS)})],
     "kv_cache": [("kv_step", "slider", {"step": _int(0, 10)}),
-                 ("kv_memory", "slider", {"context_tokens": _int(256, 8192), "batch_size": _int(1, 16)}),
+                 ("kv_memory", "slider", {"positions": _int(256, 8192), "batch": _int(1, 16)}),
                  ("kv_generate", "analyze", {"prompt": _pick(TEXTS)})],
     "sampling": [("sampling_distribution", "slider", {"t": _float(0.2, 2.0), "p": _float(0.5, 1.0)}),
                  ("sampling_generate", "generate", {"text": _pick(TEXTS), "sd": _int(0, 1000)})],

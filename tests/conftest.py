@@ -65,9 +65,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class AppURL(str):
+    """The app's URL ("http://127.0.0.1:PORT/"); `.log` is the path of the server's stdout and stderr."""
+
+    log: Path
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
-    """The real app (python -m app.main) served on a free local port for the whole test session."""
+    """The real app (python -m app.main) served on a free local port for the whole test session (an AppURL: the
+    URL string, with the server's log file at `app_url.log`)."""
     port = _free_port()
     # The picker offers stories260K besides the course model (and one broken directory, to show its message).
     broken = tmp_path_factory.mktemp("broken-model")
@@ -78,7 +85,8 @@ def app_url(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("app") / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "app.main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url = AppURL(f"http://127.0.0.1:{port}/")
+    url.log = log_path
     deadline = time.time() + 180
     while True:
         try:

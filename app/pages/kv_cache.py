@@ -117,7 +117,7 @@ def build(cm: CourseModel, lesson) -> None:
     with gr.Row():
         positions = widgets.Slider(minimum=256, step=256, label="context length (tokens)", **v["positions"])
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
-        dtype = gr.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
+        dtype = widgets.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
     memory_plot = widgets.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory")
     memory_table = gr.Markdown(v["memory_table"])
