@@ -5,6 +5,10 @@ last. Every handler is `on_x(cm, *inputs)`, wired through `widgets.handler` with
 calls one function of `lessons.rope.compute`, which clamps every input (lessons.inputs) and says so in a notice,
 and only lays out what it returns. A LessonError (empty text) becomes a message next to the figure it concerns.
 
+Everything that depends on the model (slider ranges, choices, labels, first figures) comes from one function,
+`first_view(cm)`: the page is built from it with the course model, and `widgets.on_model` refills the same components
+from it when the learner picked another model on the course map.
+
 Main events (api_name: inputs), all prefixed "rope_" because api names are shared by the whole app:
     rope_tokens             text -> the query/key pickers and default positions for the text
     rope_shuffle            text, head, seed (-> message, figure, readout, the shuffle number used)
@@ -299,7 +303,7 @@ def build(cm: CourseModel, lesson) -> None:
     reveal1.click(H(on_reveal_off), [key, pred1], [ans1], api_name="rope_reveal_rope_off")
     reveal2.click(H(on_reveal_theta), [key, pred2], [ans2], api_name="rope_reveal_theta")
     # another model: every component of first_view again, in its order (the message slot first)
-    parts = dict(text_msg=text_msg, shuf_head=shuf_head, shuf_msg=shuf_msg, shuf_fig=shuf_fig,
+    comps = dict(text_msg=text_msg, shuf_head=shuf_head, shuf_msg=shuf_msg, shuf_fig=shuf_fig,
                  shuf_readout=shuf_readout, n_pos=n_pos, clip=clip, sch_msg=sch_msg, sch_fig=sch_fig,
                  sch_readout=sch_table, layer=layer, head=head, q_tok=q_tok, k_tok=k_tok, m=m, n=n, pair=pair,
                  rot_msg=rot_msg, plane=plane, angles=angles, rot_readout=rot_readout, shift=shift, rel_msg=rel_msg,
@@ -307,8 +311,8 @@ def build(cm: CourseModel, lesson) -> None:
                  spec_readout=spec_readout, question2=question2, ans1=ans1, ans2=ans2, cmp_layer=cmp_layer,
                  cmp_head=cmp_head, variant=variant, cmp_msg=cmp_msg, cmp_fig=cmp_fig, cmp_readout=cmp_readout,
                  loss_out=loss_out)
-    assert list(parts) == list(V), "first_view and the page list different components"
-    widgets.on_model(key, refresh, list(parts.values()))
+    assert list(comps) == list(V), "first_view and the page list different components"
+    widgets.on_model(key, refresh, list(comps.values()))
 
 
 def _outputs(V: dict, prefix: str, latex_table: bool = False, elem_id: str | None = None):
