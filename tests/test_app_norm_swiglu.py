@@ -55,12 +55,12 @@ def test_rmsnorm_reveals_grade_against_independent_measurements(client, cm):
     assert client.predict(TEXT, best, api_name="/rmsnorm_reveal_rms").startswith("✅")
     assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_rms").startswith("❌")
     md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_rms")
-    assert md.startswith("No prediction was picked") and "mean per-token RMS" in md
+    assert md.startswith("You did not pick a prediction.") and "mean per-token RMS" in md
     answer = expected_shift_answer(cm, res)
     wrong = next(c for c in C.SHIFT_CHOICES if c != answer)
     assert client.predict(TEXT, answer, api_name="/rmsnorm_reveal_shift").startswith("✅")
     assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_shift").startswith("❌")
-    assert client.predict(TEXT, None, api_name="/rmsnorm_reveal_shift").startswith("No prediction was picked")
+    assert client.predict(TEXT, None, api_name="/rmsnorm_reveal_shift").startswith("You did not pick a prediction.")
     assert "empty" in client.predict(" ", None, api_name="/rmsnorm_reveal_shift")
 
 

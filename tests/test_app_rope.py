@@ -89,7 +89,9 @@ def test_reveals_grade_against_an_independent_measurement(client, cm, api, chang
     assert client.predict(right, api_name=api).startswith("✅")
     assert client.predict(wrong, api_name=api).startswith("❌")
     none = client.predict(None, api_name=api)
-    assert none.startswith("No prediction was picked") and "nats/token" in none
+    assert none.startswith("You did not pick a prediction.") and "nats/token" in none
+    bad = client.predict("banana", api_name=api)  # only an API call can send it: a notice, not an error event
+    assert bad.startswith("⚠️") and "not one of" in bad
 
 
 def test_hostile_numbers_through_the_api(client, cm, app_url):

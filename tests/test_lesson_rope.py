@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from lessons.inputs import LessonError
 from lessons.rope import compute as C
 from llama import Llama, rope_frequencies
@@ -226,8 +227,10 @@ def independent_variant(cm, **changes) -> Llama:
 
 def reference_losses(cm, **changes) -> tuple[dict, dict]:
     """llama.train's loss (its own windowing, not the lesson's) of the trained model and of the variant, on the
-    slice the page names: the first LOSS_CHARS characters of val_excerpt.txt beside the model."""
-    text = (cm.path / "val_excerpt.txt").read_text(encoding="utf-8")[:C.LOSS_CHARS]
+    slice the page names: the first LOSS_CHARS characters of val_excerpt.txt beside the model, or, for a model
+    directory without one, of the course model's shipped excerpt (assets/model/val_excerpt.txt)."""
+    own = cm.path / "val_excerpt.txt"
+    text = (own if own.exists() else ROOT / "assets" / "model" / "val_excerpt.txt").read_text("utf-8")[:C.LOSS_CHARS]
     return (loss_per_char(cm.model, cm.tokenizer, text),
             loss_per_char(independent_variant(cm, **changes), cm.tokenizer, text))
 
@@ -281,5 +284,45 @@ def test_reveal_grades_against_an_independent_measurement(cm, variant, changes):
         assert C.reveal(cm, variant, wrong).startswith("❌")
     # no pick: the measurement, and a plain statement that nothing was picked
     none = C.reveal(cm, variant, None)
-    assert none.startswith("No prediction was picked") and f"{delta:+.3f}" in none and "✅" not in none
-    assert "no prediction was picked" in C.reveal(cm, variant, "banana")
+    assert none.startswith("You did not pick a prediction.") and f"{delta:+.3f}" in none and "✅" not in none
+    with pytest.raises(LessonError, match="not one of"):  # only an API call can send it; the page shows the notice
+        C.reveal(cm, variant, "banana")
+
+
+def test_every_figure_and_the_loss_on_stories260k(stories_cm):
+    """A real pretrained Llama with another shape (head size 8, context 512, GQA 8:4, its own tokenizer, no
+    held-out text of its own): every main function of the page runs on it, and its limits come from its config."""
+    cm, c = stories_cm, stories_cm.config
+    assert (c.head_dim, c.max_seq_len, c.n_heads, c.n_kv_heads) == (8, 512, 8, 4)
+    r = C.shuffle_scores(cm, TEXT, head=7, seed=3)
+    assert r.diff_none < 1e-5 < r.diff_rope  # no positions: the shuffled scores are the same numbers, moved
+
+    sch = C.schemes(cm, TEXT, 600, 40)  # past the context and past the clip limit: clamped with a notice
+    assert sch.n_positions == 512 and sch.clip == C.shaw_clip_max(cm) == 32 and "out of range" in sch.notice
+
+    rot = C.rotate(cm, TEXT, layer=4, head=7, q_token=5, k_token=3, m=511, n=500, pair=9)
+    assert (rot.m, rot.n, rot.pair) == (511, 500, 3)  # head size 8: pairs 0..3
+    assert rot.angles.shape == (512, 4)
+    theta = rope_frequencies(8, c.rope_theta)
+    assert rot.angle == pytest.approx(511 * float(theta[3]), rel=1e-6)
+    rel = C.relative_shift(cm, TEXT, 4, 7, 5, 3, 20, 10, 1000)
+    assert rel.shift == 511 - 20 and "outside the context (positions 0 to 511)" in rel.notice
+
+    sp = C.spectrum(cm, None)
+    assert sp.theta == c.rope_theta and len(sp.freqs) == 4 and "512-token context" in sp.readout
+
+    cmp_ = C.compare_attention(cm, TEXT, 4, 7, "none")
+    assert torch.allclose(cmp_.trained.sum(-1), torch.ones(cmp_.trained.shape[0]), atol=1e-5)
+    layer, head, tv = C.most_changed_head(cm, TEXT, "none")
+    assert 0 <= layer < 5 and 0 <= head < 8 and 0 < tv <= 1
+
+    # no val_excerpt.txt of its own: the course's shipped excerpt, and the readout says so
+    loss = C.loss_change(cm, "none")
+    ref, ref_off = reference_losses(cm, position="none")
+    assert loss.trained == pytest.approx(ref["per_token"], abs=1e-4)
+    assert loss.variant == pytest.approx(ref_off["per_token"], abs=1e-4)
+    assert loss.tokens == ref["tokens"] and loss.tokens // 512 >= 1
+    assert "shipped excerpt `assets/model/val_excerpt.txt`" in loss.readout and "TinyShakespeare" in loss.readout
+    assert "stories260K/` ships no held-out text" in loss.readout and "another domain" in loss.readout
+    right = expected_grade(ref_off["per_token"] - ref["per_token"])
+    assert C.reveal(cm, "none", right).startswith("✅")

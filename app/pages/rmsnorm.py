@@ -5,6 +5,10 @@ Every handler is `on_x(cm, *inputs)`, wired through `widgets.handler` with the p
 calls `lessons.rmsnorm.compute` (which clamps every input through lessons.inputs, with a notice) and places what
 it returns. A LessonError (empty text) becomes a message in the handler's message slot.
 
+Everything that depends on the model (slider ranges, choices, labels, first figures) comes from one function,
+`first_view(cm)`: the page is built from it with the course model, and `widgets.on_model` refills the same components
+from it when the learner picked another model on the course map.
+
 The two predict-then-reveal questions come right after the text box, before the figures that answer them.
 """
 
@@ -77,15 +81,35 @@ def reveal_shift(cm: CourseModel, text, guess):
 # ----------------------------------------------------------------------------- page
 
 
+def first_view(cm: CourseModel) -> dict[str, dict]:
+    """Everything on the page that depends on the model, as constructor/update arguments per component: the page is
+    built from it (course model) and `widgets.on_model` refills the same components from it for another model.
+    The first entry is the page's message slot. (The placement figure uses fresh small models, not this one.)"""
+    res = C.load_text(cm, C.DEFAULT_TEXT)
+    inv = C.invariance(cm, res, DEFAULTS["token"], DEFAULTS["shift"], DEFAULTS["scale"])
+    site0 = C.invariance_site(cm)
+    site_fig, site_md = site(cm, C.DEFAULT_TEXT, site0)
+    return {"text_msg": dict(value=widgets.note(res.notice)),
+            "rms_guess": dict(choices=C.rms_question_choices(cm.config), value=None),
+            "rms_out": dict(value=""), "shift_out": dict(value=""),  # reveals measured on another model are gone
+            "token": dict(maximum=len(res.ids) - 1, value=inv.token),
+            "inv_plot": dict(value=C.invariance_figure(inv)), "inv_readout": dict(value=C.describe_invariance(inv)),
+            "overview_plot": dict(value=C.residual_overview_figure(res)),
+            "site_pick": dict(choices=[(s.name, i) for i, s in enumerate(res.sites)], value=site0),
+            "site_plot": dict(value=site_fig), "site_readout": dict(value=site_md),
+            "time_btn": dict(value=f"Time both norms on this machine ({C.device_name(cm.device)})")}
+
+
+def refresh(cm: CourseModel) -> tuple:
+    """`first_view` as updates, in its order (for widgets.on_model)."""
+    return tuple(gr.update(**kw) for kw in first_view(cm).values())
+
+
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
     parts = widgets.sections(lesson)
     parts += [""] * (6 - len(parts))  # five figure blocks: tolerate a lesson.md with fewer markers
-    res = C.load_text(cm, C.DEFAULT_TEXT)
-    site_choices = [(s.name, i) for i, s in enumerate(res.sites)]
-    site0 = C.invariance_site(cm)
-    inv_fig, inv_md, *_ = invariance(cm, C.DEFAULT_TEXT, DEFAULTS["token"], DEFAULTS["shift"], DEFAULTS["scale"])
-    site_fig, site_md = site(cm, C.DEFAULT_TEXT, site0)
+    V = first_view(cm)
     place_fig, place_md, *_ = placement(cm, DEFAULTS["depth"], DEFAULTS["gain"])
 
     widgets.lesson_header(lesson)
@@ -96,11 +120,11 @@ def build(cm: CourseModel, lesson) -> None:
         text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=6, scale=4, label=f"Your text ({widgets.RUN_HINT})",
                           info=f"BOS is added in front; at most {C.MAX_TOKENS} tokens with BOS are used.")
         run = gr.Button("Run the model on this text", variant="primary", scale=1)
-    text_msg = widgets.message()
+    text_msg = widgets.message(V["text_msg"]["value"])
 
     # --- predict first: both questions come before the figures that answer them
     rms_guess, rms_btn, rms_out = widgets.predict_reveal(
-        "on your text, where is the residual stream largest (mean RMS per token)?", C.rms_question_choices(cm.config),
+        "on your text, where is the residual stream largest (mean RMS per token)?", V["rms_guess"]["choices"],
         "Reveal (runs the model on your text)", elem_id="rmsnorm-reveal-rms")
     shift_guess, shift_btn, shift_out = widgets.predict_reveal(
         "add 1 to every element of your text's last token vector. Which output changes?", C.SHIFT_CHOICES,
@@ -110,27 +134,27 @@ def build(cm: CourseModel, lesson) -> None:
     # --- figure 1: invariance of both norms
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            token = widgets.Slider(0, len(res.ids) - 1, DEFAULTS["token"], step=1, label="token position",
+            token = widgets.Slider(0, **V["token"], step=1, label="token position",
                                    info="whose residual-stream vector x to use (0 = BOS)", elem_id="rmsnorm-token")
             shift = widgets.Slider(-3.0, 3.0, DEFAULTS["shift"], step=0.1, label="shift b (added to every element)",
                                    elem_id="rmsnorm-shift")
             scale = widgets.Slider(0.1, 5.0, DEFAULTS["scale"], step=0.1, label="scale a (multiplies every element)",
                                    elem_id="rmsnorm-scale")
-            inv_readout = gr.Markdown(inv_md, elem_id="rmsnorm-invariance-readout")
+            inv_readout = gr.Markdown(**V["inv_readout"], elem_id="rmsnorm-invariance-readout")
         with gr.Column(scale=2):
-            inv_plot = gr.Plot(inv_fig, label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance")
+            inv_plot = gr.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance")
 
     widgets.prose(parts[2])
 
     # --- figure 2: the course model's residual stream around every norm
-    overview_plot = gr.Plot(C.residual_overview_figure(res), label="Per-token RMS before and after each RMSNorm",
+    overview_plot = gr.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
                             elem_id="rmsnorm-overview")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            site_pick = gr.Dropdown(site_choices, value=site0, label="norm to inspect", elem_id="rmsnorm-site")
-            site_readout = gr.Markdown(site_md, elem_id="rmsnorm-site-readout")
+            site_pick = gr.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
+            site_readout = gr.Markdown(**V["site_readout"], elem_id="rmsnorm-site-readout")
         with gr.Column(scale=3):
-            site_plot = gr.Plot(site_fig, label="Values through one norm, and its learned gain",
+            site_plot = gr.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",
                                 elem_id="rmsnorm-site-plot")
 
     widgets.prose(parts[3])
@@ -140,7 +164,7 @@ def build(cm: CourseModel, lesson) -> None:
         with gr.Column(scale=1, min_width=420):
             gr.Markdown(C.operation_table())
         with gr.Column(scale=1, min_width=420):
-            time_btn = gr.Button(f"Time both norms on this machine ({C.device_name(cm.device)})", variant="primary")
+            time_btn = gr.Button(**V["time_btn"], variant="primary")
             time_plot = gr.Plot(message_figure("Press the button to time both norms here, now."),
                                 label="Time per call", elem_id="rmsnorm-timing")
             time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
@@ -181,3 +205,9 @@ def build(cm: CourseModel, lesson) -> None:
           trigger_mode="always_last")
     rms_btn.click(H(reveal_rms), [key, text, rms_guess], rms_out, api_name="rmsnorm_reveal_rms")
     shift_btn.click(H(reveal_shift), [key, text, shift_guess], shift_out, api_name="rmsnorm_reveal_shift")
+    # another model: every component of first_view again, in its order (the message slot first)
+    comps = dict(text_msg=text_msg, rms_guess=rms_guess, rms_out=rms_out, shift_out=shift_out, token=token,
+                 inv_plot=inv_plot, inv_readout=inv_readout, overview_plot=overview_plot, site_pick=site_pick,
+                 site_plot=site_plot, site_readout=site_readout, time_btn=time_btn)
+    assert list(comps) == list(V), "first_view and the page list different components"
+    widgets.on_model(key, refresh, list(comps.values()))

@@ -5,6 +5,10 @@ last. Every handler is `on_x(cm, *inputs)`, wired through `widgets.handler` with
 calls one function of `lessons.rope.compute`, which clamps every input (lessons.inputs) and says so in a notice,
 and only lays out what it returns. A LessonError (empty text) becomes a message next to the figure it concerns.
 
+Everything that depends on the model (slider ranges, choices, labels, first figures) comes from one function,
+`first_view(cm)`: the page is built from it with the course model, and `widgets.on_model` refills the same components
+from it when the learner picked another model on the course map.
+
 Main events (api_name: inputs), all prefixed "rope_" because api names are shared by the whole app:
     rope_tokens             text -> the query/key pickers and default positions for the text
     rope_shuffle            text, head, seed (-> message, figure, readout, the shuffle number used)
@@ -122,108 +126,149 @@ def on_reveal_theta(cm, prediction, progress=gr.Progress()):
 # ----------------------------------------------------------------------------- page
 
 
-def build(cm: CourseModel, lesson) -> None:
-    key = widgets.model_key()
+def first_view(cm: CourseModel) -> dict[str, dict]:
+    """Everything on the page that depends on the model, as constructor/update arguments per component: the page is
+    built from it (course model) and `widgets.on_model` refills the same components from it for another model.
+    The first entry is the page's message slot."""
     c = cm.config
     text0 = C.DEFAULT_TEXT
     choices, q0, k0 = _defaults(cm, text0)
     layers = [(f"layer {i}", i) for i in range(c.n_layers)]
     heads = [(f"head {i}", i) for i in range(c.n_heads)]
-    s = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
+    L, clip_max = c.max_seq_len, C.shaw_clip_max(cm)
+    n_pos0, clip0 = min(64, L), min(8, clip_max)
     log0 = math.log10(c.rope_theta)
-    q_variant = C.theta_question_variant(cm)
+    shift0 = min(100, L - 1 - q0)
+    l0, h0, _ = C.most_changed_head(cm, text0, "none")  # open on the head that RoPE matters most to
+    v = {"text_msg": dict(value="")}
+
+    def three(prefix, values):
+        for name, val in zip(("msg", "fig", "readout"), values):
+            v[f"{prefix}_{name}"] = dict(value=val)
+
+    v["shuf_head"] = dict(choices=heads, value=0)
+    three("shuf", on_shuffle(cm, text0, 0, 0)[:3])
+    v["n_pos"] = dict(maximum=L, value=n_pos0)
+    v["clip"] = dict(maximum=clip_max, value=clip0)
+    three("sch", on_schemes(cm, text0, n_pos0, clip0)[:3])
+    v["layer"] = dict(choices=layers, value=0)
+    v["head"] = dict(choices=heads, value=0)
+    v["q_tok"] = dict(choices=choices, value=q0)
+    v["k_tok"] = dict(choices=choices, value=k0)
+    v["m"] = dict(maximum=L - 1, value=q0)
+    v["n"] = dict(maximum=L - 1, value=k0)
+    v["pair"] = dict(maximum=c.head_dim // 2 - 1, value=0)
+    rot = on_rotate(cm, text0, 0, 0, q0, k0, q0, k0, 0)
+    for name, val in zip(("rot_msg", "plane", "angles", "rot_readout"), rot[:4]):
+        v[name] = dict(value=val)
+    v["shift"] = dict(minimum=-(L - 1), maximum=L - 1, value=shift0)
+    three("rel", on_relative(cm, text0, 0, 0, q0, k0, q0, k0, shift0)[:3])
+    v["log_theta"] = dict(value=round(log0, 4), label=f"log₁₀ rope_theta (this model: {log0:.2f} = "
+                                                      f"{c.rope_theta:,.0f}; 4 = 10,000 as in Llama 2; 5.7 = 500,000 "
+                                                      "as in Llama 3)")
+    three("spec", on_spectrum(cm, log0)[:3])
+    v["question2"] = dict(value=f"**2. Llama 3 uses rope_theta = 500,000. If we run this model (trained at "
+                                f"rope_theta = {c.rope_theta:,.0f}) with {float(C.theta_question_variant(cm)):,.0f}, "
+                                "the validation loss ...**")
+    v["ans1"] = dict(value="")  # a reveal measured on another model is gone with it
+    v["ans2"] = dict(value="")
+    v["cmp_layer"] = dict(choices=layers, value=l0)
+    v["cmp_head"] = dict(choices=heads, value=h0)
+    v["variant"] = dict(choices=variant_choices(cm), value="none")
+    cmp0 = on_compare(cm, text0, l0, h0, "none")
+    for name, val in zip(("cmp_msg", "cmp_fig", "cmp_readout", "loss_out"), cmp0):
+        v[name] = dict(value=val)
+    return v
+
+
+def refresh(cm: CourseModel) -> tuple:
+    """`first_view` as updates, in its order (for widgets.on_model)."""
+    return tuple(gr.update(**kw) for kw in first_view(cm).values())
+
+
+def build(cm: CourseModel, lesson) -> None:
+    key = widgets.model_key()
+    V = first_view(cm)
+    s = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
 
     widgets.lesson_header(lesson)
     widgets.prose(s[0])
 
     # 1. shuffling without positions; the text box serves the whole page
     with gr.Row():
-        text = gr.Textbox(text0, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
+        text = gr.Textbox(C.DEFAULT_TEXT, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
                           max_lines=4, scale=5)
         apply = gr.Button("Use this text", variant="primary", scale=1)
-    text_msg = widgets.message()
+    text_msg = widgets.message(V["text_msg"]["value"])
     with gr.Row():
-        shuf_head = gr.Dropdown(heads, value=0, label="Layer-0 head", scale=1)
+        shuf_head = gr.Dropdown(**V["shuf_head"], label="Layer-0 head", scale=1, elem_id="rope-shuffle-head")
         seed = gr.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
                                                          "shuffle", scale=1, elem_id="rope-seed")
         reshuffle = gr.Button("Shuffle again", scale=1)
-    shuf_msg, shuf_fig, shuf_readout = _outputs(on_shuffle(cm, text0, 0, 0)[:3], elem_id="rope-shuffle")
+    shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", elem_id="rope-shuffle")
     widgets.prose(s[1])
 
     # 2. four schemes
     with gr.Row():
-        n_pos = widgets.Slider(8, c.max_seq_len, value=min(64, c.max_seq_len), step=1, label="Positions shown",
-                               info="applies when you let go of the slider")
-        clip = widgets.Slider(1, C.shaw_clip_max(cm), value=min(8, C.shaw_clip_max(cm)), step=1,
-                              label="Shaw's clipping distance k")
-    sch_msg, sch_fig, sch_table = _outputs(on_schemes(cm, text0, n_pos.value, clip.value)[:3], latex_table=True)
+        n_pos = widgets.Slider(8, **V["n_pos"], step=1, label="Positions shown",
+                               info="applies when you let go of the slider", elem_id="rope-n-pos")
+        clip = widgets.Slider(1, **V["clip"], step=1, label="Shaw's clipping distance k")
+    sch_msg, sch_fig, sch_table = _outputs(V, "sch", latex_table=True)
     widgets.prose(s[2])
 
     # 3. RoPE in 2-D
     with gr.Row():
-        layer = gr.Dropdown(layers, value=0, label="Layer")
-        head = gr.Dropdown(heads, value=0, label="Query head")
-        q_tok = gr.Dropdown(choices, value=q0, label="Query token (its q before RoPE)")
-        k_tok = gr.Dropdown(choices, value=k0, label="Key token (its k before RoPE)")
+        layer = gr.Dropdown(**V["layer"], label="Layer", elem_id="rope-layer")
+        head = gr.Dropdown(**V["head"], label="Query head")
+        q_tok = gr.Dropdown(**V["q_tok"], label="Query token (its q before RoPE)")
+        k_tok = gr.Dropdown(**V["k_tok"], label="Key token (its k before RoPE)")
     with gr.Row():
-        m = widgets.Slider(0, c.max_seq_len - 1, value=q0, step=1, label="Query position m", elem_id="rope-m")
-        n = widgets.Slider(0, c.max_seq_len - 1, value=k0, step=1, label="Key position n (at most m)",
-                           elem_id="rope-n")
-        pair = widgets.Slider(0, c.head_dim // 2 - 1, value=0, step=1, label="Pair index i", elem_id="rope-pair")
-    r0 = on_rotate(cm, text0, 0, 0, q0, k0, q0, k0, 0)
-    rot_msg = widgets.message(r0[0])
+        m = widgets.Slider(0, **V["m"], step=1, label="Query position m", elem_id="rope-m")
+        n = widgets.Slider(0, **V["n"], step=1, label="Key position n (at most m)", elem_id="rope-n")
+        pair = widgets.Slider(0, **V["pair"], step=1, label="Pair index i", elem_id="rope-pair")
+    rot_msg = widgets.message(V["rot_msg"]["value"])
     with gr.Row():
-        plane = gr.Plot(r0[1], label="one pair of q and k, before and after rotation", elem_id="rope-plane")
-        angles = gr.Plot(r0[2], label="rotation angle of every position and pair", elem_id="rope-angles")
-    rot_readout = gr.Markdown(r0[3], elem_id="rope-angle-readout")
+        plane = gr.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane")
+        angles = gr.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles")
+    rot_readout = gr.Markdown(**V["rot_readout"], elem_id="rope-angle-readout")
     widgets.prose(s[3])
 
     # 4. relative property
-    shift0 = min(100, c.max_seq_len - 1 - q0)
-    shift = widgets.Slider(-(c.max_seq_len - 1), c.max_seq_len - 1, value=shift0, step=1,
-                           label="Shift s for both tokens",
-                           info="clamped so that m+s and n+s stay inside the context")
-    rel0 = on_relative(cm, text0, 0, 0, q0, k0, q0, k0, shift0)
-    rel_msg = widgets.message(rel0[0])
-    rel_fig = gr.Plot(rel0[1], label="score as both tokens shift")
-    rel_readout = gr.Markdown(rel0[2], elem_id="rope-relative-readout")
+    shift = widgets.Slider(**V["shift"], step=1, label="Shift s for both tokens",
+                           info="clamped so that m+s and n+s stay inside the context", elem_id="rope-shift")
+    rel_msg = widgets.message(V["rel_msg"]["value"])
+    rel_fig = gr.Plot(**V["rel_fig"], label="score as both tokens shift")
+    rel_readout = gr.Markdown(**V["rel_readout"], elem_id="rope-relative-readout")
     widgets.prose(s[4])
 
     # 5. spectrum and decay
-    log_theta = widgets.Slider(1, 7, value=round(log0, 4), step=0.05,
-                               label=f"log₁₀ rope_theta (this model: {log0:.2f} = {c.rope_theta:,.0f}; "
-                                     "4 = 10,000 as in Llama 2; 5.7 = 500,000 as in Llama 3)",
-                               elem_id="rope-log-theta")
-    sp0 = on_spectrum(cm, log0)
-    spec_msg, spec_fig, spec_readout = _outputs(sp0[:3], elem_id="rope-spectrum")
+    log_theta = widgets.Slider(1, 7, **V["log_theta"], step=0.05, elem_id="rope-log-theta")
+    spec_msg, spec_fig, spec_readout = _outputs(V, "spec", elem_id="rope-spectrum")
     widgets.prose(s[5])
 
     # 6. predict, then reveal: before anything on the page measures the loss of a variant
     gr.Markdown("**1. If we switch RoPE off (same weights), the validation loss ...**")
     with gr.Row():
-        pred1 = gr.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
+        pred1 = widgets.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
         reveal1 = gr.Button("Reveal", scale=1)
-    ans1 = gr.Markdown(elem_id="rope-reveal-1")
-    gr.Markdown(f"**2. Llama 3 uses rope_theta = 500,000. If we run this model (trained at rope_theta = "
-                f"{c.rope_theta:,.0f}) with {float(q_variant):,.0f}, the validation loss ...**")
+    ans1 = gr.Markdown(**V["ans1"], elem_id="rope-reveal-1")
+    question2 = gr.Markdown(**V["question2"], elem_id="rope-question-2")
     with gr.Row():
-        pred2 = gr.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
+        pred2 = widgets.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
         reveal2 = gr.Button("Reveal", scale=1)
-    ans2 = gr.Markdown(elem_id="rope-reveal-2")
+    ans2 = gr.Markdown(**V["ans2"], elem_id="rope-reveal-2")
     widgets.prose(s[6])
 
-    # 7. the course model with other positions
-    l0, h0, _ = C.most_changed_head(cm, text0, "none")  # open on the head that RoPE matters most to
+    # 7. the model with other positions
     with gr.Row():
-        cmp_layer = gr.Dropdown(layers, value=l0, label="Layer")
-        cmp_head = gr.Dropdown(heads, value=h0, label="Head")
-        variant = gr.Radio(variant_choices(cm), value="none", label="Compare the trained model with", scale=3)
-    cmp0 = on_compare(cm, text0, l0, h0, "none")
-    cmp_msg = widgets.message(cmp0[0])
-    cmp_fig = gr.Plot(cmp0[1], label="attention maps")
-    cmp_readout = gr.Markdown(cmp0[2])
-    loss_btn = gr.Button("Measure the loss (about a second)", variant="primary")
-    loss_out = gr.Markdown(cmp0[3], elem_id="rope-loss")
+        cmp_layer = gr.Dropdown(**V["cmp_layer"], label="Layer")
+        cmp_head = gr.Dropdown(**V["cmp_head"], label="Head")
+        variant = gr.Radio(**V["variant"], label="Compare the trained model with", scale=3)
+    cmp_msg = widgets.message(V["cmp_msg"]["value"])
+    cmp_fig = gr.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare")
+    cmp_readout = gr.Markdown(**V["cmp_readout"])
+    loss_btn = gr.Button("Measure the loss (about a second)", variant="primary", elem_id="rope-loss-button")
+    loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
     widgets.prose(s[7])
     widgets.lesson_footer(lesson)
 
@@ -257,12 +302,23 @@ def build(cm: CourseModel, lesson) -> None:
     loss_btn.click(H(on_loss), [key, variant], [loss_out], api_name="rope_loss_change")
     reveal1.click(H(on_reveal_off), [key, pred1], [ans1], api_name="rope_reveal_rope_off")
     reveal2.click(H(on_reveal_theta), [key, pred2], [ans2], api_name="rope_reveal_theta")
+    # another model: every component of first_view again, in its order (the message slot first)
+    comps = dict(text_msg=text_msg, shuf_head=shuf_head, shuf_msg=shuf_msg, shuf_fig=shuf_fig,
+                 shuf_readout=shuf_readout, n_pos=n_pos, clip=clip, sch_msg=sch_msg, sch_fig=sch_fig,
+                 sch_readout=sch_table, layer=layer, head=head, q_tok=q_tok, k_tok=k_tok, m=m, n=n, pair=pair,
+                 rot_msg=rot_msg, plane=plane, angles=angles, rot_readout=rot_readout, shift=shift, rel_msg=rel_msg,
+                 rel_fig=rel_fig, rel_readout=rel_readout, log_theta=log_theta, spec_msg=spec_msg, spec_fig=spec_fig,
+                 spec_readout=spec_readout, question2=question2, ans1=ans1, ans2=ans2, cmp_layer=cmp_layer,
+                 cmp_head=cmp_head, variant=variant, cmp_msg=cmp_msg, cmp_fig=cmp_fig, cmp_readout=cmp_readout,
+                 loss_out=loss_out)
+    assert list(comps) == list(V), "first_view and the page list different components"
+    widgets.on_model(key, refresh, list(comps.values()))
 
 
-def _outputs(values, latex_table: bool = False, elem_id: str | None = None):
-    """A message slot, a figure and a Markdown readout, filled with a handler's first result."""
-    msg, fig, md = values
-    slot = widgets.message(msg)
-    plot = gr.Plot(fig, elem_id=elem_id)
+def _outputs(V: dict, prefix: str, latex_table: bool = False, elem_id: str | None = None):
+    """A message slot, a figure and a Markdown readout, filled with first_view's `<prefix>_msg/_fig/_readout`."""
+    slot = widgets.message(V[f"{prefix}_msg"]["value"])
+    plot = gr.Plot(**V[f"{prefix}_fig"], elem_id=elem_id)
+    md = V[f"{prefix}_readout"]["value"]
     out = widgets.prose(md) if latex_table else gr.Markdown(md, elem_id=f"{elem_id}-readout" if elem_id else None)
     return slot, plot, out

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from lessons.course import LRU, CourseModel, prepare_text, trace
-from lessons.inputs import echo, join, number, whole
+from lessons.grading import grade
+from lessons.inputs import join, number, whole
 from lessons.plots import figure, panel_axes, panels
 from llama.config import LlamaConfig
 from llama.model import LayerNorm, Llama, RMSNorm
@@ -646,21 +647,6 @@ def describe_placements(r: Placement) -> str:
 # ----------------------------------------------------------------------------- predict, then reveal
 
 
-def verdict(guess, answer: str, choices: list[str]) -> str:
-    """The one grading line of this lesson: the learner's pick against the measured answer.
-
-        >>> verdict("both", "both", SHIFT_CHOICES), verdict(None, "both", SHIFT_CHOICES)[:24]
-        ('✅ You predicted **both**: right.', 'No prediction was picked')
-    """
-    if guess in (None, ""):
-        return "No prediction was picked; here is the measurement."
-    if guess not in choices:
-        return f"⚠️ {echo(guess)!r} is not one of the choices, so no prediction was picked; here is the measurement."
-    if guess == answer:
-        return f"✅ You predicted **{guess}**: right."
-    return f"❌ You predicted **{guess}**: not this time."
-
-
 def rms_question_choices(cfg: LlamaConfig) -> list[str]:
     """'entering layer l' for each layer, then the stream after the last layer (the final norm's input)."""
     return [f"entering layer {l}" for l in range(cfg.n_layers)] + ["after the last layer"]
@@ -682,7 +668,8 @@ def reveal_largest_rms(cm: CourseModel, res: Residuals, guess: str | None) -> st
     best = max(ranked, key=lambda r: r[1])[0]
     rows = ["| residual stream | mean per-token RMS |", "|---|---|"]
     rows += [f"| {'**' + n + '**' if n == best else n} | {v:.3g} |" for n, v in ranked]
-    return (f"{verdict(guess, best, rms_question_choices(cm.config))} On your text the largest RMS is **{best}**. "
+    g = grade(guess, best, rms_question_choices(cm.config))
+    return (f"{g.verdict()} On your text the largest RMS is **{best}**. "
             "Every layer adds its attention and feed-forward outputs to the stream, and nothing divides the stream "
             "itself (only the copies the norms hand to each sub-layer), so it can grow with depth; the table and "
             "the overview figure below show where it actually does.\n\n" + "\n".join(rows))
@@ -697,7 +684,8 @@ def reveal_shift(cm: CourseModel, res: Residuals, guess: str | None, shift: floa
     ln_moved, rms_moved = inv.ln_change > 1e-3, inv.rms_change > 1e-3
     answer = {(True, False): SHIFT_CHOICES[0], (False, True): SHIFT_CHOICES[1], (True, True): SHIFT_CHOICES[2],
               (False, False): SHIFT_CHOICES[3]}[(ln_moved, rms_moved)]
-    return (f"{verdict(guess, answer, SHIFT_CHOICES)} Adding {shift:g} to every element of {inv.label} changes "
+    g = grade(guess, answer, SHIFT_CHOICES)
+    return (f"{g.verdict()} Adding {shift:g} to every element of {inv.label} changes "
             f"**{answer}** output: LayerNorm's by at most {inv.ln_change:.2g}, RMSNorm's by at most "
             f"{inv.rms_change:.2g}. LayerNorm subtracts the mean, which removes any constant; RMSNorm divides by the "
             "root mean square, which a constant changes.")

@@ -37,8 +37,10 @@ import torch
 
 import torch.nn.functional as F
 
-from lessons.course import LRU, CourseModel, plot_label, prepare_text, trace, unique_labels, validation_excerpt
-from lessons.inputs import LessonError, choice, echo, number, whole
+from lessons.course import (DEFAULT_MODEL_DIR, LRU, ROOT, CourseModel, plot_label, prepare_text, trace, unique_labels,
+                            validation_excerpt)
+from lessons.grading import grade
+from lessons.inputs import LessonError, choice, number, whole
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
 
 DEFAULT_TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
@@ -343,7 +345,7 @@ def schemes_table(cm: CourseModel, clip: int) -> str:
          "$q_m \\to R(m\\theta) q_m$, $k_n \\to R(n\\theta) k_n$: a rotation; $q \\cdot k$ sees only $m-n$",
          "0 (a fixed rotation)"),
     ]
-    lines = ["| scheme | where it enters | what happens to q and k | new parameters (course model's sizes) |",
+    lines = ["| scheme | where it enters | what happens to q and k | new parameters (this model's sizes) |",
              "|---|---|---|---|"]
     return "\n".join(lines + [f"| {a} | {b} | {d} | {e} |" for a, b, d, e in rows])
 
@@ -838,20 +840,28 @@ class LossResult:
 
 
 def validation_slice(cm: CourseModel, n_chars: int = LOSS_CHARS) -> str:
-    """The first n_chars of val_excerpt.txt, the start of the held-out validation text shipped beside the model.
-    LessonError when the model directory has none (a model without held-out text cannot be scored here)."""
-    if not (cm.path / "val_excerpt.txt").exists():
-        raise LessonError(f"The model directory {cm.path.name}/ has no val_excerpt.txt (held-out text), so its loss "
-                          "cannot be measured on this page.")
+    """The first n_chars of the held-out text the page scores: val_excerpt.txt beside the model, or, for a model
+    directory without one (a real checkpoint), the course model's shipped excerpt (lessons.course.validation_excerpt)."""
     return validation_excerpt(cm)[:n_chars]
+
+
+def own_excerpt(cm: CourseModel) -> bool:
+    """Whether the model directory ships its own held-out text (val_excerpt.txt)."""
+    return (cm.path / "val_excerpt.txt").exists()
 
 
 def slice_name(cm: CourseModel, n_chars: int, tokens: int, windows: int) -> str:
     """What a loss on this page was measured on, in words the page shows next to the number."""
-    return (f"the first {n_chars:,} characters of `{cm.path.name}/val_excerpt.txt` (the start of the held-out "
-            f"validation text shipped beside the model: {tokens:,} tokens in {windows} windows of "
-            f"{cm.config.max_seq_len}). It is a slice, not the whole validation split, so it differs from the "
-            "model card's validation loss")
+    size = f"{tokens:,} tokens in {windows} window{'s' * (windows != 1)} of {cm.config.max_seq_len}"
+    if own_excerpt(cm):
+        return (f"the first {n_chars:,} characters of `{cm.path.name}/val_excerpt.txt` (the start of the held-out "
+                f"validation text shipped beside the model: {size}). It is a slice, not the whole validation split, "
+                "so it differs from the model card's validation loss")
+    shipped = (DEFAULT_MODEL_DIR / "val_excerpt.txt").relative_to(ROOT).as_posix()
+    return (f"the first {n_chars:,} characters of the course's shipped excerpt `{shipped}` (held-out "
+            f"TinyShakespeare: {size}). `{cm.path.name}/` ships no held-out text, so this text may come from another "
+            "domain than the model's training data: the two losses say little on their own; the change between "
+            "them is the measurement")
 
 
 @torch.inference_mode()
@@ -932,21 +942,6 @@ PREDICTIONS = {"barely": "barely changes (less than 0.05 nats per token)",
                "lot": "rises a lot (more than 0.5 nats per token)"}
 
 
-def judge(prediction, actual: str, options: dict) -> str:
-    """The one grading line of this lesson: the learner's pick against the measured answer.
-
-        >>> judge("lot", "lot", PREDICTIONS)[:8], judge(None, "lot", PREDICTIONS)[:24]
-        ('✅ Right:', 'No prediction was picked')
-    """
-    if prediction in (None, ""):
-        return f"No prediction was picked; the measurement says the loss {options[actual]}."
-    if prediction not in options:
-        return (f"⚠️ {echo(prediction)!r} is not one of the choices, so no prediction was picked; the measurement "
-                f"says the loss {options[actual]}.")
-    verdict = "✅ Right:" if prediction == actual else f"❌ Not this time (you predicted it {options[prediction]}):"
-    return f"{verdict} the loss {options[actual]}."
-
-
 def theta_question_variant(cm: CourseModel) -> str:
     """Question 2 runs the model at Llama 3's rope_theta, or at 1,000,000 if the model was trained at 500,000."""
     return "500000" if float(cm.config.rope_theta) != LLAMA3_THETA else "1000000"
@@ -954,6 +949,8 @@ def theta_question_variant(cm: CourseModel) -> str:
 
 def reveal(cm: CourseModel, variant: str, prediction: str | None, on_window=None) -> str:
     """Run the variant on the validation slice and grade the learner's prediction against the live result
-    (no prediction: the measurement alone, saying so)."""
+    (no prediction: the measurement alone, saying so). A prediction that is not one of PREDICTIONS' keys (an API
+    call) raises LessonError naming the choices (lessons.grading.grade)."""
     r = loss_change(cm, variant, on_window=on_window)
-    return f"{judge(prediction, change_size(r.delta), PREDICTIONS)}\n\n{r.readout}"
+    g = grade(prediction, change_size(r.delta), PREDICTIONS)
+    return f"{g.verdict(lambda k: f'the loss {PREDICTIONS[k]}')}\n\n{r.readout}"
