@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import secrets
 
 import gradio as gr
 
@@ -86,10 +87,12 @@ class Plot(gr.Plot):
     sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code."""
 
     def postprocess(self, value):
+        import plotly.graph_objects as go
+
         from lessons.plots import responsive
 
         if value is not None and hasattr(value, "update_layout"):
-            value = responsive(value)
+            value = responsive(go.Figure(value))  # a copy: cached figures are shared by every learner
         return super().postprocess(value)
 
 
@@ -110,6 +113,10 @@ class Radio(gr.Radio):
 
 
 MODEL_KEY_STORAGE = "inside-llama-model"
+# gr.BrowserState encrypts what it stores with its `secret`, a random one per instance unless given: the course
+# map's picker and every page's model_key() must share one, or a page cannot read the learner's choice. One per
+# server process: after a restart an old stored value cannot be read, and the page uses the course model.
+MODEL_KEY_SECRET = secrets.token_hex(16)
 
 
 def model_key() -> gr.State:
@@ -118,7 +125,7 @@ def model_key() -> gr.State:
     choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
     from app.context import registry  # late: context loads the model
 
-    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE)
+    remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE, secret=MODEL_KEY_SECRET)
     key = gr.State("")
 
     def chosen(k):  # a key the host no longer offers (an old browser value) means the course model

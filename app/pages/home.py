@@ -89,7 +89,7 @@ def build(cm: CourseModel) -> None:
     summary = gr.Markdown(model_summary(cm), elem_id="model-summary")
     with gr.Accordion("Full model card", open=False):
         card = gr.Markdown(cm.card or NO_CARD)
-    remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE)
+    remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE, secret=widgets.MODEL_KEY_SECRET)
 
     # ------------------------------------------------------------------ listeners
     def describe(key, progress):
