@@ -14,7 +14,7 @@ TEXT = "To be, or not to be: that is the question."
 OTHER = "Now is the winter of our discontent made glorious summer by this sun of York."
 LONG = "Now is the winter of our discontent made glorious summer. " * 60
 ANALYZE = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot",
-           "summary")
+           "answer_prev", "answer_scale", "summary")
 VIEW = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot")
 
 
@@ -64,7 +64,9 @@ def test_analyze_draws_the_models_attention_and_resizes_the_query_slider(own, tr
     assert len(fig(out["grid"])["data"]) == traced.n_heads
     assert "Query 3" in title(out["steps"]) and "× 1 for query 3" in title(out["scale_plot"])
     assert title(out["dot"]).startswith("Query 3") and "Query 3" in out["dot_md"]
-    assert len(fig(out["summary"])["data"]) == 4
+    # The summary answers the previous-token question: Analyze leaves it (and both answers) to the reveals.
+    assert fig(out["summary"])["layout"]["annotations"][0]["text"] == C.SUMMARY_WAITING
+    assert out["answer_prev"] == out["answer_scale"] == ""
 
 
 def test_analyze_cuts_long_text_and_refuses_empty_text(own):
@@ -136,9 +138,11 @@ def test_reveals_grade_from_the_measurement(own, traced):
                       for h in range(traced.n_heads)] for l in range(traced.n_layers)])
     best_l, best_h = np.unravel_index(prev.argmax(), prev.shape)
     for l in (best_l, (best_l + 1) % traced.n_layers):
-        md = own.predict(f"layer {l}", api_name="/attention_reveal_previous")
+        md, summary = own.predict(f"layer {l}", api_name="/attention_reveal_previous")
         assert f"**layer {best_l}, head {best_h}**" in md and md.startswith("✅") == (l == best_l)
-    md = own.predict(None, api_name="/attention_reveal_previous")
+        z = array(fig(summary)["data"][1]["z"])  # the summary's previous-token panel, drawn by this reveal
+        assert z.shape == prev.shape and np.unravel_index(z.argmax(), z.shape) == (best_l, best_h)
+    md, _ = own.predict(None, api_name="/attention_reveal_previous")
     assert md.startswith(NO_PICK) and f"**layer {best_l}, head {best_h}**" in md
     md = own.predict(None, api_name="/attention_reveal_scaling")
     assert md.startswith(NO_PICK) and "re-running the model" in md

@@ -201,10 +201,10 @@ def test_o_proj_terms_sum_to_what_attention_adds_to_the_residual_stream(cm, trac
     for layer in (0, traced.n_layers - 1):
         added = (layers[layer].ffn_in - layers[layer].attn_in)[0].numpy()  # (T, C)
         for query in (0, 5, traced.n_tokens - 1):
-            terms = C.head_contributions(traced, layer, query)
+            terms = C.head_contributions(cm, traced, layer, query)
             assert terms.shape == (traced.n_heads, cm.config.dim)
             np.testing.assert_allclose(terms.sum(0), added[query], atol=1e-4)
-    fig = C.heads_mix_figure(traced, 2, 5)
+    fig = C.heads_mix_figure(cm, traced, 2, 5)
     assert len(fig.data[0].y) == traced.n_heads + 1
 
 
@@ -287,3 +287,48 @@ def test_reveal_scaling_reruns_every_layer_and_grades_from_an_independent_forwar
     assert none.startswith(NO_PICK) and f"*{expected}*" in none.splitlines()[0]
     assert cm.model.layers[0].self_attn.q_proj.weight.data_ptr() != \
         C.without_scaling(cm.model).layers[0].self_attn.q_proj.weight.data_ptr()  # the shared model is untouched
+
+
+def test_figures_are_valid_plotly(cm, traced):
+    """The page's figures skip Plotly's validation for speed (_figure): rebuilt here with it on, a misspelt
+    property or a bad value would raise."""
+    import plotly.graph_objects as go
+
+    v = C.view(cm, TEXT, 1, 2, 5, 2.0)
+    for fig in (v.dot, v.heatmap, v.grid, v.mix, v.steps, v.scale, C.summary_view(cm, TEXT)):
+        go.Figure(fig.to_dict())  # raises ValueError on anything Plotly does not know
+
+
+def test_analyze_leaves_the_summary_to_its_reveal(cm):
+    """The summary of every head answers the previous-token question: Analyze does not draw it."""
+    a = C.analyze_view(cm, TEXT, 0, 0, None, 1.0)
+    assert not hasattr(a, "summary")
+    fig = C.summary_view(cm, TEXT)
+    np.testing.assert_allclose(np.asarray(fig.data[1].z, dtype=float), np.round(_previous_token_weights(
+        C.trace_text(cm, TEXT)), 3), atol=1e-3)
+
+
+def test_every_view_and_reveal_on_stories260K(stories_cm):
+    """A real pretrained Llama with another shape (5 layers, 8 heads, 4 KV heads, head_dim 8) and a Hugging Face
+    sentencepiece tokenizer: every function the page calls, at the edges of its ranges."""
+    cm, cfg = stories_cm, stories_cm.config
+    a = C.analyze_view(cm, TEXT, 99, 99, None, 99)
+    t = C.trace_text(cm, TEXT)
+    assert t.attn.shape == (cfg.n_layers, cfg.n_heads, t.n_tokens, t.n_tokens) == (5, 8, t.n_tokens, t.n_tokens)
+    assert t.q.shape[-1] == 8 and t.k.shape[1] == 4 and a.n_tokens == t.n_tokens
+    sl = a.view.sliders
+    assert (sl.layer, sl.head, sl.factor) == (4, 7, C.scale_max(8)) and "out of range" in a.view.notice
+    assert "Layer 4, head 7 (KV head 3)" in a.view.heatmap.layout.title.text and len(a.view.grid.data) == 8
+    np.testing.assert_allclose(C.reconstruct_attention(t), t.attn, atol=1e-5)
+    layers = trace(cm.model, t.ids).layers
+    added = (layers[4].ffn_in - layers[4].attn_in)[0].numpy()
+    np.testing.assert_allclose(C.head_contributions(cm, t, 4, 3).sum(0), added[3], atol=1e-4)
+    assert len(a.view.mix.data[0].y) == 9 and "√d = 2.83" in a.view.steps.layout.title.text
+    assert C.summary_view(cm, TEXT).data[0].z.shape == (5, 8)
+    assert C.layer_choices(cm) == [f"layer {l}" for l in range(5)]
+    md = C.reveal_previous_token(cm, TEXT, "layer 4")
+    assert md.count("| layer ") == 5 and "head 7" in md
+    md = C.reveal_scaling(cm, TEXT, C.SCALE_CHOICES[0])
+    assert "√d = 2.83" in md and "| layer | 0 | 1 | 2 | 3 | 4 |" in md
+    assert "5 layers, each with 8 query heads of size d = 8 and 4 key/value heads" in C.model_facts(cm)
+    assert "single bytes" in C.analyze_view(cm, "🦙🦙", 0, 0, None, 1.0).view.notice

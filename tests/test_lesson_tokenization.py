@@ -390,3 +390,51 @@ def test_figures_serialise(training, cm):
     for fig in (C.replay(training.trained, 10, "the").figure, C.comparison_figure(training),
                 C.embedding_heatmap(cm, "the")[0], C.embedding_map(cm, "the")):
         assert json.loads(fig.to_json())["data"] is not None
+
+
+# ----------------------------------------------------------------------------- another model's tokenizer
+
+
+def test_every_function_on_stories260K(stories_cm):
+    """stories260K reads with a Hugging Face tokenizer.json converted from sentencepiece (byte fallback, 512
+    tokens): not our BPETokenizer. Every function the page calls works through the Tokenizer interface alone."""
+    cm, tok = stories_cm, stories_cm.tokenizer
+    text = "Once upon a time, a little girl saw a llama 🦙 in the park.\n" * 20
+    t = C.train_lesson(text, 300, tok)
+    row = t.rows[-1]
+    assert row["name"] == C.COURSE and row["vocab_size"] == 512 and row["n_tokens"] == len(tok.encode(text))
+    # byte tokens counted here from the vocabulary's own spelling: '<0xF0>'..'<0xFF>' and '<0x80>'.. are bytes of
+    # multi-byte characters (the llama is 4 of them per line)
+    assert row["byte_fallback_count"] == sum(int(tok.id_to_token(i)[3:5], 16) >= 0x80 for i in tok.encode(text)
+                                             if re.fullmatch(r"<0x[0-9A-F]{2}>", tok.id_to_token(i))) == 80
+    assert t.trained.course_point == (512, pytest.approx(len(text) / row["n_tokens"]))
+    assert html.escape(C.COURSE) in C.comparison_html(t) and len(C.comparison_figure(t).data[0].y) == 5
+    first = C.first_training(cm)
+    assert first is C.first_training(cm) and first.trained.asked_vocab == 512 and first.rows[-1]["vocab_size"] == 512
+    facts = C.model_tokenizer_facts(cm)
+    assert "not our BPE" in facts and "no merge list or split regex" in facts and "4 of them bytes" in facts
+    assert "**\\<s\\>** = 1" in C.special_tokens_facts(cm)
+    assert "512 × 64" in C.embedding_facts(cm) and "**tied**" in C.embedding_facts(cm)
+    heat, _ = C.embedding_heatmap(cm, "Once upon a time")
+    ids = [tok.bos_id] + tok.encode("Once upon a time")
+    assert torch.equal(torch.tensor(heat.data[0].z), cm.model.embed_tokens.weight[ids])
+    pca = C.embedding_map(cm, "Once upon a time")
+    assert len(pca.data[0].x) == 512 and len(pca.data[1].x) == len(set(ids[1:]))
+    n = len(tok.encode(C.QUESTION_TEXT))
+    for choice in C.count_question():
+        lo, hi = _range_of(choice)
+        r = C.reveal_count(cm, choice)
+        assert r.correct is (lo <= n <= hi) and f"**{n} tokens**" in r.markdown
+    assert "no split regex" in r.markdown and "4 words of it; 0 of them are single tokens" in r.markdown
+    assert chip_ids(r.chips) == tok.encode(C.QUESTION_TEXT)
+
+
+def test_single_token_words_line_tokens_up_with_the_text(cm, stories_cm):
+    text = "Once upon a time there was a girl"
+    words = re.findall(r"\s*\S+", text)
+    # ours: 'O' + 'nce' is two tokens; stories260K: ' Once' is one (its dummy prefix space goes with the word)
+    assert C.single_token_words(cm.tokenizer, text, cm.tokenizer.encode(text), words)[0] == " upon"
+    assert C.single_token_words(stories_cm.tokenizer, text, stories_cm.tokenizer.encode(text), words)[0] == "Once"
+    t = stories_cm.tokenizer
+    assert " or" not in C.single_token_words(t, "to be, or not", t.encode("to be, or not"),
+                                             ["to", " be,", " or", " not"])  # ' ' + 'or': two tokens

@@ -6,15 +6,20 @@ Analyze, and all figures always show one text.
 
 Events (api_name: inputs -> outputs); the model key and the analyzed text are hidden States:
     attention_analyze         text, layer, head, query, scale -> message, analyzed text, the four sliders
-                                                                  (clamped values, query range), every figure
+                                                                  (clamped values, query range), every slider
+                                                                  figure; both answers and the summary cleared
     attention_view            layer, head, query, scale -> message, the four sliders, every slider figure
     attention_scale           layer, head, query, scale -> message, scale slider, scale figure
-    attention_reveal_previous guess -> Markdown answer
+    attention_reveal_previous guess -> Markdown answer, summary of every head (drawn only here: it answers it)
     attention_reveal_scaling  guess -> Markdown answer
+
+A model picked on the course map (widgets.on_model) refills every model-dependent component from
+`_model_values`, the same function the page is built from.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import gradio as gr
@@ -23,6 +28,18 @@ from app import widgets
 from lessons import LessonInfo
 from lessons.attention import compute as C
 from lessons.course import CourseModel
+from lessons.plots import message_figure
+
+
+@functools.cache
+def _waiting():
+    """The summary's place before its reveal: one figure, built once (Gradio only serialises it)."""
+    return message_figure(C.SUMMARY_WAITING)
+
+
+def _cleared():
+    """The two answers and the summary of every head, before their reveals are pressed for this text."""
+    return "", "", _waiting()
 
 N_SECTIONS = 10  # lesson.md is cut at 9 '<!-- figure -->' markers; see the layout below
 
@@ -37,49 +54,68 @@ def _figures(v: C.View):
     return v.dot, v.dot_md, v.heatmap, v.grid, v.mix, v.steps, v.scale
 
 
-def build(cm: CourseModel, lesson: LessonInfo) -> None:
+def _model_values(cm: CourseModel) -> dict:
+    """Everything on the page that depends on the model, as component arguments: the page is built from it
+    for the course model, and `widgets.on_model` refills the same components from it for a picked model."""
     cfg = cm.config
-    init = C.analyze_view(cm, C.DEFAULT_TEXT, 0, 0, None, 1.0)  # the first figures, computed by the model at start-up
-    v0 = init.view
+    init = C.analyze_view(cm, C.DEFAULT_TEXT, 0, 0, None, 1.0)  # the first figures, computed by the model
+    v = init.view
     root = math.sqrt(cfg.head_dim)
+    return dict(
+        msg=dict(value=widgets.note(v.notice)),
+        facts=dict(value=C.model_facts(cm)),
+        layer=dict(minimum=0, maximum=max(1, cfg.n_layers - 1), value=0, interactive=cfg.n_layers > 1,
+                   label=f"Layer (0 to {cfg.n_layers - 1})"),
+        head=dict(minimum=0, maximum=max(1, cfg.n_heads - 1), value=0, interactive=cfg.n_heads > 1,
+                  label=f"Query head (0 to {cfg.n_heads - 1}); it reads KV head = head // {cfg.n_rep}"),
+        query=dict(minimum=0, maximum=max(1, init.n_tokens - 1), value=v.sliders.query,
+                   label="Query position (0 = BOS; the maximum follows the analyzed text)"),
+        scale=dict(minimum=C.SCALE_MIN, maximum=C.scale_max(cfg.head_dim), value=1.0,
+                   label=f"Multiply this row's scaled scores by (1 = the model; {root:.2f} = √d, i.e. no ÷√d)"),
+        guess_prev=dict(choices=C.layer_choices(cm), value=None),
+        figures=_figures(v),
+    )
+
+
+def build(cm: CourseModel, lesson: LessonInfo) -> None:
+    m = _model_values(cm)
+    dot0, dot_md0, heat0, grid0, mix0, steps0, scale0 = m["figures"]
     secs = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
 
     key = widgets.model_key()
     analyzed = gr.State(C.DEFAULT_TEXT)  # the text every figure shows: set by Analyze only
     widgets.lesson_header(lesson)
     widgets.prose(secs[0])
-    widgets.prose(C.model_facts(cm))
+    facts = widgets.prose(m["facts"]["value"])
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             text = gr.Textbox(C.DEFAULT_TEXT, lines=3, max_lines=10, elem_id="attention-text",
                               label=f"Your text (at most {C.MAX_TOKENS} tokens with BOS; longer text is cut; "
                                     f"{widgets.RUN_HINT})")
             analyze = gr.Button("Analyze", variant="primary")
-            msg = widgets.message(widgets.note(v0.notice), elem_id="attention-msg")
+            msg = widgets.message(m["msg"]["value"], elem_id="attention-msg")
         with gr.Column(scale=1, min_width=300):
-            layer = widgets.Slider(0, cfg.n_layers - 1, value=0, step=1, label=f"Layer (0 to {cfg.n_layers - 1})")
-            head = widgets.Slider(0, cfg.n_heads - 1, value=0, step=1,
-                                  label=f"Query head (0 to {cfg.n_heads - 1}); it reads KV head = head // {cfg.n_rep}")
-            query = widgets.Slider(0, max(1, init.n_tokens - 1), value=v0.sliders.query, step=1,
-                                   label="Query position (0 = BOS; the maximum follows the analyzed text)")
+            layer = widgets.Slider(step=1, **m["layer"])
+            head = widgets.Slider(step=1, **m["head"])
+            query = widgets.Slider(step=1, **m["query"])
             view_msg = widgets.message(elem_id="attention-view-msg")
     widgets.prose(secs[1])
     with gr.Row():
-        dot = gr.Plot(v0.dot, label="One query and its keys: length and direction", elem_id="attention-dot")
-        dot_md = gr.Markdown(v0.dot_md, elem_id="attention-dot-readout")
+        dot = gr.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot")
+        dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
     widgets.prose(secs[2])
     with gr.Row():
-        guess_prev = widgets.Radio(C.layer_choices(cm), label="Your prediction: the strongest previous-token head is in")
+        guess_prev = widgets.Radio(label="Your prediction: the strongest previous-token head is in", **m["guess_prev"])
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
     answer_prev = gr.Markdown(elem_id="attention-answer-previous")
     widgets.prose(secs[3])
-    heatmap = gr.Plot(v0.heatmap, label="Attention map of one head", elem_id="attention-heatmap")
+    heatmap = gr.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap")
     widgets.prose(secs[4])
-    grid = gr.Plot(v0.grid, label="Every head of the layer", elem_id="attention-grid")
+    grid = gr.Plot(grid0, label="Every head of the layer", elem_id="attention-grid")
     widgets.prose(secs[5])
-    mix = gr.Plot(v0.mix, label="What o_proj adds, head by head", elem_id="attention-mix")
+    mix = gr.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix")
     widgets.prose(secs[6])
-    steps = gr.Plot(v0.steps, label="One query, step by step", elem_id="attention-steps")
+    steps = gr.Plot(steps0, label="One query, step by step", elem_id="attention-steps")
     widgets.prose(secs[7])
     with gr.Row():
         guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
@@ -87,13 +123,11 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     answer_scale = gr.Markdown(elem_id="attention-answer-scaling")
     widgets.prose(secs[8])
     with gr.Row():
-        scale = widgets.Slider(C.SCALE_MIN, C.scale_max(cfg.head_dim), value=1.0, step=0.1, scale=2,
-                               label=f"Multiply this row's scaled scores by (1 = the model; {root:.2f} = √d, "
-                                     "i.e. no ÷√d)")
+        scale = widgets.Slider(step=0.1, scale=2, **m["scale"])
         scale_msg = widgets.message()
-    scale_plot = gr.Plot(v0.scale, label="Softmax at another scale (one row)", elem_id="attention-scale")
+    scale_plot = gr.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale")
     widgets.prose(secs[9])
-    summary = gr.Plot(init.summary, label="Every head, summarised", elem_id="attention-summary")
+    summary = gr.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary")
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------ listeners
@@ -101,7 +135,8 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         """A new text: one traced forward pass (cached), every figure, the sliders set to what is drawn."""
         a = C.analyze_view(cm, text, layer, head, query, scale)
         v = a.view
-        return (widgets.note(v.notice), text, *_sliders(v.sliders, a.n_tokens), *_figures(v), a.summary)
+        # The answers and the summary were measured on the previous text: cleared until asked again.
+        return (widgets.note(v.notice), text, *_sliders(v.sliders, a.n_tokens), *_figures(v), *_cleared())
 
     def attention_view(cm, text, layer, head, query, scale):
         """Any of the layer, head or query sliders released: every slider figure, from the analyzed text."""
@@ -114,8 +149,16 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         return widgets.note(notice), gr.update(value=factor), fig
 
     def attention_reveal_previous(cm, text, guess):
-        """Which layer holds the strongest previous-token head, measured on the analyzed text."""
-        return C.reveal_previous_token(cm, text, guess)
+        """Which layer holds the strongest previous-token head, measured on the analyzed text, and the summary
+        of every head (drawn only now: it answers this question)."""
+        return C.reveal_previous_token(cm, text, guess), C.summary_view(cm, text)
+
+    def on_model(cm):
+        """Another model picked on the course map: every model-dependent component, and the State reset."""
+        m = _model_values(cm)
+        return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
+                *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale", "guess_prev")),
+                *m["figures"], *_cleared())
 
     def attention_reveal_scaling(cm, text, guess):
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
@@ -123,15 +166,17 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
 
     figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]
     sliders = [layer, head, query, scale]
+    answers = [answer_prev, answer_scale, summary]
     quiet = dict(show_progress="minimal")
-    gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 14, 0),
-          [key, text, *sliders], [msg, analyzed, *sliders, *figures, summary], api_name="attention_analyze")
+    widgets.on_model(key, on_model, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers])
+    gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
+          [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze")
     gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),
           [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
           trigger_mode="always_last", **quiet)
     scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders], [scale_msg, scale, scale_plot],
                   api_name="attention_scale", trigger_mode="always_last", **quiet)
-    reveal_prev.click(widgets.handler(attention_reveal_previous), [key, analyzed, guess_prev], answer_prev,
-                      api_name="attention_reveal_previous")
+    reveal_prev.click(widgets.handler(attention_reveal_previous, 2, 0), [key, analyzed, guess_prev],
+                      [answer_prev, summary], api_name="attention_reveal_previous")
     reveal_scale.click(widgets.handler(attention_reveal_scaling), [key, analyzed, guess_scale], answer_scale,
                        api_name="attention_reveal_scaling")

@@ -57,7 +57,6 @@ class Traced:
     q: np.ndarray  # (L, nh, T, hs) queries after RoPE (q_rot)
     k: np.ndarray  # (L, nkv, T, hs) keys after RoPE (k_rot)
     v: np.ndarray  # (L, nkv, T, hs) values (RoPE does not touch them)
-    o_proj: np.ndarray  # (L, C, nh*hs) each layer's output projection W_O, which mixes the heads
 
     @property
     def n_layers(self) -> int:
@@ -117,9 +116,7 @@ def _run_model(cm: CourseModel, ids: tuple[int, ...], notice: str) -> Traced:
         return a
 
     labels = [plot_label(s) for s in unique_labels([token_label(cm.tokenizer, i) for i in ids])]
-    o_proj = np.stack([layer.self_attn.o_proj.weight.detach().float().cpu().numpy() for layer in cm.model.layers])
-    o_proj.flags.writeable = False
-    return Traced(ids, labels, notice, stack("attn"), stack("q_rot"), stack("k_rot"), stack("v"), o_proj)
+    return Traced(ids, labels, notice, stack("attn"), stack("q_rot"), stack("k_rot"), stack("v"))
 
 
 def trace_text(cm: CourseModel, text: str) -> Traced:
@@ -315,6 +312,13 @@ def head_stats(t: Traced) -> HeadStats:
 # ----------------------------------------------------------------------------- figures
 
 
+def _figure(data: list, layout: dict) -> go.Figure:
+    """go.Figure without Plotly's validation of every property on every call, which is most of a new text's
+    cost (pure Python, so it holds the GIL that every learner's request shares). The figures are fixed code,
+    checked once by the tests (test_figures_are_valid_plotly rebuilds each one with validation on)."""
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
 def _axis(title: str = "", **kw) -> dict:
     return dict(title=dict(text=title), automargin=True, **kw)
 
@@ -330,7 +334,7 @@ def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
     """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
     z = _masked(t.attn[layer, head])  # (T, T)
     # Plain dicts in one go.Figure call: update_layout re-validates the whole figure (tens of ms here).
-    return go.Figure(data=[dict(
+    return _figure([dict(
         type="heatmap", z=z, x=t.labels, y=t.labels, zmin=0, zmax=1, colorscale=COLORSCALE,
         colorbar=dict(title=dict(text="weight"), thickness=12),
         hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>")], layout=dict(
@@ -366,7 +370,7 @@ def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
         layout["annotations"].append(dict(text=f"head {h} · KV {t.kv_head(h)}", x=(x0 + x1) / 2, y=y1,
                                           xref="paper", yref="paper", showarrow=False, yanchor="bottom"))
     layout["title"] = dict(text=f"Layer {layer}: all {nh} heads (query down, key across; grey = masked)")
-    return go.Figure(data=data, layout=layout)
+    return _figure(data, layout)
 
 
 def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
@@ -417,7 +421,7 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
                                        ("3. softmax: weights sum to 1", 0, 0.41),
                                        ("4. weighted sum of value vectors", 0.54, 0.41))],
     )
-    return go.Figure(data=data, layout=layout)
+    return _figure(data, layout)
 
 
 def scale_factors(t: Traced) -> np.ndarray:
@@ -466,7 +470,7 @@ def scale_figure(t: Traced, s: QuerySteps, factor: float) -> go.Figure:
         yaxis2=_axis("entropy (normalised) / max weight", anchor="x2", range=[0, 1.1]),
         shapes=shapes, annotations=notes,
     )
-    return go.Figure(data=data, layout=layout)
+    return _figure(data, layout)
 
 
 def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
@@ -490,7 +494,7 @@ def summary_figure(t: Traced, st: HeadStats) -> go.Figure:
         layout["annotations"].append(dict(text=name, x=(x0 + x1) / 2, y=1.0, xref="paper", yref="paper",
                                           showarrow=False, yanchor="bottom", font=dict(size=12)))
     layout["title"] = dict(text=f"Every head on your text, averaged over queries {st.first_query}..{t.n_tokens - 1}")
-    return go.Figure(data=data, layout=layout)
+    return _figure(data, layout)
 
 
 # ----------------------------------------------------------------------------- the dot product, pictured
@@ -551,7 +555,7 @@ def dot_figure(t: Traced, layer: int, head: int, query: int) -> go.Figure:
         xaxis=dict(title=dict(text="along q: |k|·cos(angle)"), range=[-lim, lim], zeroline=True, automargin=True),
         yaxis=dict(title=dict(text="across q: |k|·sin(angle)"), range=[0, lim], scaleanchor="x", automargin=True),
         shapes=[dict(type="line", x0=x[best], x1=x[best], y0=0, y1=lim, line=dict(color="#dc2626", dash="dot"))])
-    return go.Figure(data=data, layout=layout)
+    return _figure(data, layout)
 
 
 def dot_readout(t: Traced, layer: int, head: int, query: int) -> str:
@@ -580,35 +584,36 @@ def dot_readout(t: Traced, layer: int, head: int, query: int) -> str:
 # ----------------------------------------------------------------------------- several heads, and o_proj
 
 
-def head_contributions(t: Traced, layer: int, query: int) -> np.ndarray:
+def head_contributions(cm: CourseModel, t: Traced, layer: int, query: int) -> np.ndarray:
     """What each head writes into the residual stream at one query: (nh, C).
 
     o_proj sees the heads' outputs side by side, [o_1; ...; o_nh] (nh*hs,), and multiplies by W_O (C, nh*hs);
     cutting W_O into nh column blocks W_O^h (C, hs) gives o_proj(concat) = sum_h W_O^h o_h, one term per head.
+    W_O is read from the model when asked (not copied into every cached text: for a 1B Llama all layers' W_O
+    are 268 MB).
     """
-    hs = t.head_dim
-    out = []
-    for h in range(t.n_heads):
-        o_h = t.attn[layer, h, query] @ t.v[layer, t.kv_head(h)]  # (hs,) this head's weighted sum of values
-        out.append(t.o_proj[layer][:, h * hs:(h + 1) * hs] @ o_h)  # (C,)
-    return np.stack(out)
+    kv = [t.kv_head(h) for h in range(t.n_heads)]
+    o = np.einsum("hj,hjd->hd", t.attn[layer, :, query], t.v[layer, kv])  # (nh, hs) each head's weighted sum of v
+    W = cm.model.layers[layer].self_attn.o_proj.weight  # (C, nh*hs) on the model's device and dtype
+    W = W.detach().float().cpu().numpy().reshape(W.shape[0], t.n_heads, t.head_dim)  # (C, nh, hs)
+    return np.einsum("chd,hd->hc", W, o)  # (nh, C); einsum, not @: see head_scores
 
 
-def heads_mix_figure(t: Traced, layer: int, query: int) -> go.Figure:
+def heads_mix_figure(cm: CourseModel, t: Traced, layer: int, query: int) -> go.Figure:
     """Length of each head's term W_O^h o_h and of their sum, the attention block's output at this query."""
-    c = head_contributions(t, layer, query).astype(np.float64)  # (nh, C)
+    c = head_contributions(cm, t, layer, query).astype(np.float64)  # (nh, C)
     total = c.sum(0)
     norms = np.linalg.norm(c, axis=-1)
     names = [f"head {h}" for h in range(t.n_heads)] + ["sum: o_proj output"]
     colors = ["#60a5fa"] * t.n_heads + ["#1d4ed8"]
-    return go.Figure(data=[dict(type="bar", x=names, y=list(norms) + [float(np.linalg.norm(total))], marker_color=colors,
-                                  hovertemplate="%{x}: length %{y:.3f}<extra></extra>")],
-                     layout=dict(title=dict(text=f"Layer {layer}, query {query} ({t.labels[query]}): what o_proj "
-                                                 f"adds to the residual stream, head by head"
-                                                 "<br><sup>o_proj([o_1; …; o_nh]) = Σ_h W_O^h o_h · bar = length "
-                                                 "of each term and of the sum</sup>"),
-                                 height=360, margin=dict(l=10, r=10, t=80, b=10),
-                                 xaxis=_axis("", tickangle=-30), yaxis=_axis("length (L2 norm)", rangemode="tozero")))
+    return _figure([dict(type="bar", x=names, y=list(norms) + [float(np.linalg.norm(total))], marker_color=colors,
+                         hovertemplate="%{x}: length %{y:.3f}<extra></extra>")],
+                   dict(title=dict(text=f"Layer {layer}, query {query} ({t.labels[query]}): what o_proj "
+                                        f"adds to the residual stream, head by head"
+                                        "<br><sup>o_proj([o_1; …; o_nh]) = Σ_h W_O^h o_h · bar = length "
+                                        "of each term and of the sum</sup>"),
+                        height=360, margin=dict(l=10, r=10, t=80, b=10),
+                        xaxis=_axis("", tickangle=-30), yaxis=_axis("length (L2 norm)", rangemode="tozero")))
 
 
 # ----------------------------------------------------------------------------- what the page calls
@@ -636,24 +641,33 @@ def view(cm: CourseModel, text, layer, head, query, factor) -> View:
     s = query_steps(t, sl.layer, sl.head, sl.query)
     return View(join(t.notice, sl.notice), sl, dot_figure(t, sl.layer, sl.head, sl.query),
                 dot_readout(t, sl.layer, sl.head, sl.query), heatmap_figure(t, sl.layer, sl.head),
-                heads_grid_figure(t, sl.layer), heads_mix_figure(t, sl.layer, sl.query), query_figure(t, s),
+                heads_grid_figure(t, sl.layer), heads_mix_figure(cm, t, sl.layer, sl.query), query_figure(t, s),
                 scale_figure(t, s, sl.factor))
 
 
 @dataclass
 class Analysis:
-    """A new text: every figure, the summary, and the query slider's new range."""
+    """A new text: every slider figure and the query slider's new range. The summary of every head is not
+    drawn here: it answers the previous-token question, so its reveal draws it (`summary_view`)."""
 
     view: View
     n_tokens: int
-    summary: go.Figure
 
 
 def analyze_view(cm: CourseModel, text, layer, head, query, factor) -> Analysis:
-    """Run (or reuse) the traced forward pass and draw every figure for the current sliders."""
+    """Run (or reuse) the traced forward pass and draw every slider figure for the current sliders."""
     v = view(cm, text, layer, head, query, factor)
+    return Analysis(v, trace_text(cm, text).n_tokens)
+
+
+def summary_view(cm: CourseModel, text) -> go.Figure:
+    """Every head of every layer on the analyzed text, four statistics each (head_stats)."""
     t = trace_text(cm, text)
-    return Analysis(v, t.n_tokens, summary_figure(t, head_stats(t)))
+    return summary_figure(t, head_stats(t))
+
+
+SUMMARY_WAITING = ("This summary answers the previous-token question above: press its Reveal (with or without "
+                   "a prediction) to draw it for the analyzed text.")
 
 
 def scale_view(cm: CourseModel, text, layer, head, query, factor) -> tuple[str, go.Figure, float]:

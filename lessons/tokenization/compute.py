@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import unicodedata
 import weakref
 from collections import Counter
@@ -35,12 +36,13 @@ import plotly.graph_objects as go
 import torch
 
 import lessons
-from lessons.course import CourseModel, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
 from lessons.grading import grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
                              train_hf_bpe, train_sentencepiece)
 from llama.tokenizer.base import bytes_to_unicode
+from llama.tokenizer.interface import Tokenizer
 from llama.tokenizer.references import CHARACTER_COVERAGE, VocabTooSmall
 
 # ----------------------------------------------------------------------------- limits and defaults
@@ -283,7 +285,30 @@ def preview_of(text: str, n: int = PREVIEW_CHARS) -> str:
     return text[:cut if cut > n // 2 else n]
 
 
-def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, progress=None) -> Training:
+def _partial(b: bytes) -> bool:
+    """A token that is only part of a character: b'\\xf0' is, b' the' is not."""
+    try:
+        b.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def model_row(tok: Tokenizer, text: str) -> dict:
+    """The model's tokenizer on the text, as one comparison row (the keys of compare_tokenizers' rows), through
+    the course's Tokenizer interface only: any model's tokenizer (our BPE, Hugging Face `tokenizers`,
+    sentencepiece) is measured the same way. "byte tokens" are tokens that are not whole characters."""
+    t0 = time.perf_counter()
+    ids = tok.encode(text)
+    encode_ms = (time.perf_counter() - t0) * 1000
+    n, n_bytes = len(ids), len(text.encode("utf-8"))
+    return {"name": COURSE, "vocab_size": tok.vocab_size, "n_tokens": n, "chars_per_token": len(text) / n if n else 0.0,
+            "bytes_per_token": n_bytes / n if n else 0.0,
+            "byte_fallback_count": sum(_partial(tok.token_bytes(i)) for i in ids), "encode_ms": encode_ms,
+            "tokens": tok.pieces(ids)}
+
+
+def train_lesson(text: str | None, vocab_size: int, course_tok: Tokenizer, progress=None) -> Training:
     """Train our BPE and the three library tokenizers on the learner's text; compare all five.
 
     `progress(fraction, desc=...)`, when given, hears about each stage (the page passes gr.Progress).
@@ -308,10 +333,10 @@ def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, pr
     notices += ref_notices
 
     _stage(progress, 0.9, 1.0)(0, "encoding your text with all five tokenizers")
-    toks = {OURS: tok, **refs, COURSE: course_tok}
-    stats = {r["name"]: r for r in compare_tokenizers(text, toks)}
+    toks = {OURS: tok, **refs}
+    stats = {r["name"]: r for r in compare_tokenizers(text, toks) + [model_row(course_tok, text)]}
     preview = preview_of(text)
-    shown = {r["name"]: r["tokens"] for r in compare_tokenizers(preview, toks)}
+    shown = {r["name"]: r["tokens"] for r in compare_tokenizers(preview, toks) + [model_row(course_tok, preview)]}
     rows = []
     for name in (OURS, HF_BPE, SP_BPE, SP_UNIGRAM, COURSE):
         if name in errors:
@@ -328,6 +353,17 @@ def train_lesson(text: str | None, vocab_size: int, course_tok: BPETokenizer, pr
     trained = Trained(tok, len(text), n_tokens, vocab_size, [(pair_label(tok, p), c) for p, c in top],
                       (course_tok.vocab_size, course_row["chars_per_token"]))
     return Training(trained, text, notices, rows, preview, cut=cut)
+
+
+_FIRST = LRU(4)  # model -> the page's first Training (seconds of work: once per model, shared read-only)
+
+
+def first_training(cm: CourseModel) -> Training:
+    """What the page shows before the learner trains anything: the course's text at the model's vocabulary size
+    (clamped into the slider's range), computed once per model. Nothing mutates a Training (replays only read it),
+    so every learner's State may start from the same one."""
+    vocab = min(max(cm.tokenizer.vocab_size, VOCAB_MIN), VOCAB_MAX)
+    return _FIRST.get_or_compute((cm.model,), lambda: train_lesson(default_text(), vocab, cm.tokenizer))
 
 
 # ----------------------------------------------------------------------------- the comparison, drawn
@@ -539,6 +575,34 @@ def embedding_facts(cm: CourseModel) -> str:
                "the rows below only *read* tokens; choosing the next token uses other vectors. ") + big)
 
 
+_RUN_BY = {"HFTokenizer": "a Hugging Face tokenizer.json run by the `tokenizers` library",
+           "SentencePieceTokenizer": "a sentencepiece model run by the `sentencepiece` library"}
+PROBE = "🦙"  # a character few small vocabularies have a piece for: how the tokenizer writes the unknown
+
+
+def model_tokenizer_facts(cm: CourseModel) -> str:
+    """What the model's tokenizer is, and what this page can show of it. Our BPE shows its merges and regex;
+    any other tokenizer is used only through the Tokenizer interface (encode, decode, pieces, bytes), so the page
+    says what it cannot show. The fallback sentence is measured by encoding PROBE."""
+    tok = cm.tokenizer
+    ids = tok.encode(PROBE)
+    pieces = ", ".join(f"`{md_text(visible(p))}`" for p in tok.pieces(ids))
+    n_part = sum(_partial(tok.token_bytes(i)) for i in ids)
+    fallback = (f"A character it has no piece for falls back to bytes: {PROBE} becomes {len(ids)} tokens "
+                f"({pieces}), {n_part} of them bytes." if n_part else
+                f"It writes {PROBE} as {len(ids)} token{'s' if len(ids) != 1 else ''} ({pieces}).")
+    if isinstance(tok, BPETokenizer):
+        return (f"**The model's tokenizer** is our own byte-level BPE, the code you just trained: "
+                f"{len(tok.merges):,} merges on top of 256 bytes and {len(tok.special_tokens)} special tokens, "
+                f"{tok.vocab_size:,} tokens in all, with the split regex described above. {fallback}")
+    kind = _RUN_BY.get(type(tok).__name__, f"a `{type(tok).__name__}`")
+    return (f"**The model's tokenizer** is not our BPE: it is {kind}, {tok.vocab_size:,} tokens. This page uses it "
+            f"only through the course's small tokenizer interface (encode, decode, readable pieces, the bytes of "
+            f"each token), so it has no merge list or split regex to show here: the replay and the first-merge "
+            f"question use our BPE trained on your text, and its pieces above show a space as part of the next "
+            f"token, as it writes them. {fallback}")
+
+
 def special_tokens_facts(cm: CourseModel) -> str:
     """Where the model's special tokens come from, with their ids read from its tokenizer."""
     tok = cm.tokenizer
@@ -638,6 +702,32 @@ class Reveal:
     correct: bool | None  # None when no choice was made
 
 
+def single_token_words(tok: Tokenizer, text: str, ids: list[int], words: list[str]) -> list[str]:
+    """The words of `text` (consecutive pieces of it) that its encoding `ids` holds as one token each, found by
+    lining the tokens' bytes up with the text's, so it works for any tokenizer. The word's leading spaces belong
+    to it, and a space the tokenizer adds in front of the text (sentencepiece's dummy prefix) may go with the
+    first word.
+
+        our BPE: "Wherefore art thou Romeo?" -> [' art', ' thou', '?']
+    """
+    got, want = b"".join(tok.token_bytes(i) for i in ids), text.encode("utf-8")
+    off = len(got) - len(want)
+    if off < 0 or got[off:] != want or got[:off].strip(b" "):
+        return []  # the tokens do not spell the text (a normalising tokenizer): no word is claimed
+    ends, pos = {}, -off
+    for i in ids:  # byte span of each token in the text -> start by end
+        n = len(tok.token_bytes(i))
+        ends[pos + n] = pos
+        pos += n
+    out, pos = [], 0
+    for w in words:
+        end = pos + len(w.encode("utf-8"))
+        if end in ends and ends[end] in (pos, -off):  # one token from the word's start (or the prefix) to its end
+            out.append(w)
+        pos = end
+    return out
+
+
 def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT) -> Reveal:
     """Run the model's tokenizer on the question's text and grade the learner's range (lessons.grading)."""
     tok = cm.tokenizer
@@ -648,13 +738,15 @@ def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT)
     pieces = tok.pieces(ids)
     md = (f"{g.verdict(md_text)}\n\nThe model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
           f"(the model also puts BOS in front). ")
-    words = pretokenize(text, tok.pattern)  # ['Wherefore', ' art', ' thou', ' Romeo', '?']
-    whole = [w for w in words if len(tok.encode(w)) == 1]
+    pattern = getattr(tok, "pattern", None)  # our BPE's split regex; other tokenizers do not expose one
+    words = pretokenize(text, pattern) if pattern else re.findall(r"\s*\S+", text)  # ['Wherefore', ' art', ...]
+    whole = single_token_words(tok, text, ids, words)
     listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
-    md += (f"That is {len(text) / len(ids):.1f} characters per token. The split regex makes {len(words)} words "
+    how = ("The split regex makes" if pattern else
+           "The model's tokenizer has no split regex this page can read; cut at spaces, the text has")
+    md += (f"That is {len(text) / len(ids):.1f} characters per token. {how} {len(words)} words "
            f"of it; {len(whole)} of them are single tokens{listed} and the rest are cut into pieces. A word "
-           "frequent in the tokenizer's training text earns merges all the way to one token, its leading space "
-           "included.")
+           "frequent in the tokenizer's training text earns a token of its own, its leading space included.")
     return Reveal(md, chips_html(pieces, ids, caption=f"{len(ids)} tokens"), g.correct)
 
 
