@@ -142,19 +142,19 @@ def build(cm: CourseModel, lesson) -> None:
                                    elem_id="rmsnorm-scale")
             inv_readout = gr.Markdown(**V["inv_readout"], elem_id="rmsnorm-invariance-readout")
         with gr.Column(scale=2):
-            inv_plot = gr.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance")
+            inv_plot = widgets.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance")
 
     widgets.prose(parts[2])
 
     # --- figure 2: the course model's residual stream around every norm
-    overview_plot = gr.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
+    overview_plot = widgets.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
                             elem_id="rmsnorm-overview")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             site_pick = gr.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
             site_readout = gr.Markdown(**V["site_readout"], elem_id="rmsnorm-site-readout")
         with gr.Column(scale=3):
-            site_plot = gr.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",
+            site_plot = widgets.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",
                                 elem_id="rmsnorm-site-plot")
 
     widgets.prose(parts[3])
@@ -165,7 +165,7 @@ def build(cm: CourseModel, lesson) -> None:
             gr.Markdown(C.operation_table())
         with gr.Column(scale=1, min_width=420):
             time_btn = gr.Button(**V["time_btn"], variant="primary")
-            time_plot = gr.Plot(message_figure("Press the button to time both norms here, now."),
+            time_plot = widgets.Plot(message_figure("Press the button to time both norms here, now."),
                                 label="Time per call", elem_id="rmsnorm-timing")
             time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
 
@@ -183,7 +183,7 @@ def build(cm: CourseModel, lesson) -> None:
             place_msg = widgets.message()
             place_table = gr.Markdown(place_md, elem_id="rmsnorm-placement-table")
         with gr.Column(scale=2):
-            place_plot = gr.Plot(place_fig, label="Gradient norms at initialisation", elem_id="rmsnorm-placement")
+            place_plot = widgets.Plot(place_fig, label="Gradient norms at initialisation", elem_id="rmsnorm-placement")
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)

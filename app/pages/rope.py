@@ -228,8 +228,8 @@ def build(cm: CourseModel, lesson) -> None:
         pair = widgets.Slider(0, **V["pair"], step=1, label="Pair index i", elem_id="rope-pair")
     rot_msg = widgets.message(V["rot_msg"]["value"])
     with gr.Row():
-        plane = gr.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane")
-        angles = gr.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles")
+        plane = widgets.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane")
+        angles = widgets.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles")
     rot_readout = gr.Markdown(**V["rot_readout"], elem_id="rope-angle-readout")
     widgets.prose(s[3])
 
@@ -237,7 +237,7 @@ def build(cm: CourseModel, lesson) -> None:
     shift = widgets.Slider(**V["shift"], step=1, label="Shift s for both tokens",
                            info="clamped so that m+s and n+s stay inside the context", elem_id="rope-shift")
     rel_msg = widgets.message(V["rel_msg"]["value"])
-    rel_fig = gr.Plot(**V["rel_fig"], label="score as both tokens shift")
+    rel_fig = widgets.Plot(**V["rel_fig"], label="score as both tokens shift")
     rel_readout = gr.Markdown(**V["rel_readout"], elem_id="rope-relative-readout")
     widgets.prose(s[4])
 
@@ -265,7 +265,7 @@ def build(cm: CourseModel, lesson) -> None:
         cmp_head = gr.Dropdown(**V["cmp_head"], label="Head")
         variant = gr.Radio(**V["variant"], label="Compare the trained model with", scale=3)
     cmp_msg = widgets.message(V["cmp_msg"]["value"])
-    cmp_fig = gr.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare")
+    cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare")
     cmp_readout = gr.Markdown(**V["cmp_readout"])
     loss_btn = gr.Button("Measure the loss (about a second)", variant="primary", elem_id="rope-loss-button")
     loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
@@ -318,7 +318,7 @@ def build(cm: CourseModel, lesson) -> None:
 def _outputs(V: dict, prefix: str, latex_table: bool = False, elem_id: str | None = None):
     """A message slot, a figure and a Markdown readout, filled with first_view's `<prefix>_msg/_fig/_readout`."""
     slot = widgets.message(V[f"{prefix}_msg"]["value"])
-    plot = gr.Plot(**V[f"{prefix}_fig"], elem_id=elem_id)
+    plot = widgets.Plot(**V[f"{prefix}_fig"], elem_id=elem_id)
     md = V[f"{prefix}_readout"]["value"]
     out = widgets.prose(md) if latex_table else gr.Markdown(md, elem_id=f"{elem_id}-readout" if elem_id else None)
     return slot, plot, out
