@@ -77,6 +77,15 @@ def _model_values(cm: CourseModel) -> dict:
     )
 
 
+def refresh(cm: CourseModel) -> tuple:
+    """Another model picked on the course map (widgets.on_model): every model-dependent component, in the order
+    `build` wires them, and the analyzed text (State) reset to the default."""
+    m = _model_values(cm)
+    return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
+            *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale", "guess_prev")),
+            *m["figures"], *_cleared())
+
+
 def build(cm: CourseModel, lesson: LessonInfo) -> None:
     m = _model_values(cm)
     dot0, dot_md0, heat0, grid0, mix0, steps0, scale0 = m["figures"]
@@ -153,13 +162,6 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         of every head (drawn only now: it answers this question)."""
         return C.reveal_previous_token(cm, text, guess), C.summary_view(cm, text)
 
-    def on_model(cm):
-        """Another model picked on the course map: every model-dependent component, and the State reset."""
-        m = _model_values(cm)
-        return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
-                *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale", "guess_prev")),
-                *m["figures"], *_cleared())
-
     def attention_reveal_scaling(cm, text, guess):
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
         return C.reveal_scaling(cm, text, guess)
@@ -168,7 +170,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     sliders = [layer, head, query, scale]
     answers = [answer_prev, answer_scale, summary]
     quiet = dict(show_progress="minimal")
-    widgets.on_model(key, on_model, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers])
+    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers])
     gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
           [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze")
     gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),

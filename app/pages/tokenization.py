@@ -10,6 +10,9 @@ trained tokenizer are hidden States:
     embed         sentence                   -> embedding heatmap and PCA map
     reveal_count  choice                     -> the model's tokenizer's count for the question's text
     reveal_merge  choice                     -> our BPE's real first merge on the learner's text
+
+A model picked on the course map (widgets.on_model) refills what depends on it from the same functions the page
+is built from: the first training with its tokenizer (_train_values of compute.first_training) and _model_values.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from lessons.tokenization import compute
 N_FIGURES = 6  # lesson.md holds N_FIGURES '<!-- figure -->' markers: prose, figure, prose, ..., prose
 
 
-def _train_outputs(training: compute.Training, sentence: str):
-    """Everything a training changes, in the order of the train event's outputs."""
+def _train_values(training: compute.Training, sentence: str) -> dict:
+    """Everything a training changes, as component values (a dict of arguments for a component whose range or
+    choices change too). The page is built from it, the train event and a picked model (`on_model`) send it."""
     trained = training.trained
     n = trained.n_merges
     try:
@@ -32,24 +36,45 @@ def _train_outputs(training: compute.Training, sentence: str):
         chips, merge_md, curve, replay_notice = shown.chips, shown.merge_md, shown.figure, shown.notice
     except LessonError as e:  # an empty sample sentence: the training still counts; the replay says why
         chips, merge_md, curve, replay_notice = gr.skip(), gr.skip(), gr.skip(), str(e)
-    return (widgets.note(training.notice), trained, gr.update(value=trained.asked_vocab),
-            gr.update(maximum=max(1, n), value=n, interactive=n > 0),
-            chips, merge_md, curve, widgets.note(replay_notice),
-            compute.comparison_html(training), compute.comparison_figure(training),
-            gr.update(choices=compute.merge_question(trained), value=None), "",
-            training.text if training.cut else gr.skip())  # show the cut, so what was trained is what is seen
+    return dict(msg=widgets.note(training.notice), trained=trained, vocab=dict(value=trained.asked_vocab),
+                merge_k=dict(maximum=max(1, n), value=n, interactive=n > 0),
+                chips=chips, merge_md=merge_md, curve=curve, replay_msg=widgets.note(replay_notice),
+                compare_html=compute.comparison_html(training), compare_fig=compute.comparison_figure(training),
+                q2=dict(choices=compute.merge_question(trained), value=None), q2_out="",
+                text=training.text if training.cut else gr.skip())  # show the cut: what was trained is what is seen
+
+
+def _updates(values: dict) -> tuple:
+    """A values dict (see _train_values, _model_values) as event outputs, in its order."""
+    return tuple(gr.update(**v) if isinstance(v, dict) else v for v in values.values())
+
+
+def _model_values(cm) -> dict:
+    """What depends on the model but not on the learner's training: the facts about its tokenizer and embedding
+    table, and the first embedding figures (the course model at build time, a picked model through on_model)."""
+    heat, heat_notice = compute.embedding_heatmap(cm, compute.DEFAULT_SENTENCE)
+    return dict(tok_facts=compute.model_tokenizer_facts(cm), special=compute.special_tokens_facts(cm),
+                embed_facts=compute.embedding_facts(cm), heatmap=heat,
+                pca=compute.embedding_map(cm, compute.DEFAULT_SENTENCE), embed_msg=widgets.note(heat_notice),
+                q1_out="", q1_chips="")
+
+
+def refresh(cm) -> tuple:
+    """Another model picked on the course map (widgets.on_model): its tokenizer's first training (cached per
+    model) in _train_values' order, then _model_values; the learner's State starts from that training."""
+    return (*_updates(_train_values(compute.first_training(cm), compute.DEFAULT_SENTENCE)),
+            *_updates(_model_values(cm)))
 
 
 def build(cm, lesson) -> None:
     parts = widgets.sections(lesson)
     parts += [""] * (N_FIGURES + 1 - len(parts))  # a missing marker must not drop a figure
-    first = compute.train_lesson(compute.default_text(), cm.tokenizer.vocab_size, cm.tokenizer)
-    n0 = first.trained.n_merges
-    shown = compute.replay(first.trained, n0, compute.DEFAULT_SENTENCE)
-    heat, heat_notice = compute.embedding_heatmap(cm, compute.DEFAULT_SENTENCE)
+    first = compute.first_training(cm)
+    t0 = _train_values(first, compute.DEFAULT_SENTENCE)
+    m0 = _model_values(cm)
 
     key = widgets.model_key()
-    state = gr.State(first.trained)
+    state = gr.State(t0["trained"])
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
 
@@ -68,52 +93,52 @@ def build(cm, lesson) -> None:
                 f"Training text: the course's own lesson texts, or paste yours (at most "
                 f"{compute.MAX_TEXT_CHARS:,} characters; {widgets.RUN_HINT})"))
         with gr.Column(scale=1, min_width=260):
-            vocab = widgets.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, value=first.trained.asked_vocab, step=1,
-                                   label="vocabulary size (tokens)",
-                                   info="3 special + 256 bytes + merges; trains when you let go")
+            vocab = widgets.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, step=1, label="vocabulary size (tokens)",
+                                   info="3 special + 256 bytes + merges; trains when you let go", **t0["vocab"])
             train_btn = gr.Button("Train the tokenizers", variant="primary")
             restore_btn = gr.Button("Use the course's text", size="sm")
-            train_msg = widgets.message(widgets.note(first.notice))
-    q2 = widgets.Radio(compute.merge_question(first.trained),
-                       label="Predict before you replay: which pair will our BPE merge first on your training text?")
+            train_msg = widgets.message(t0["msg"])
+    q2 = widgets.Radio(label="Predict before you replay: which pair will our BPE merge first on your training text?",
+                       **t0["q2"])
     q2_btn = gr.Button("Reveal")
     q2_out = gr.Markdown(elem_id="reveal-merge")
     widgets.prose(parts[2])
     with gr.Row():
-        merge_k = widgets.Slider(0, max(1, n0), value=n0, step=1, label="merge step k: replay the training",
+        merge_k = widgets.Slider(0, step=1, label="merge step k: replay the training",
                                  info="0 = raw bytes; move with the mouse or the arrow keys", scale=3,
-                                 elem_id="merge-slider")
+                                 elem_id="merge-slider", **t0["merge_k"])
         with gr.Column(scale=2):
             sentence_box = gr.Textbox(compute.DEFAULT_SENTENCE, label="sample sentence (Enter to update)",
                                       max_lines=2)
             sentence_btn = gr.Button("Show this sentence", size="sm")
-    chips = gr.HTML(shown.chips, elem_id="replay-chips")
-    replay_msg = widgets.message(widgets.note(shown.notice))
+    chips = gr.HTML(t0["chips"], elem_id="replay-chips")
+    replay_msg = widgets.message(t0["replay_msg"])
     with gr.Row():
-        merge_md = gr.Markdown(shown.merge_md, elem_id="merge-info")
-        curve = gr.Plot(shown.figure, label="compression curve", elem_id="merge-curve")
+        merge_md = gr.Markdown(t0["merge_md"], elem_id="merge-info")
+        curve = gr.Plot(t0["curve"], label="compression curve", elem_id="merge-curve")
     widgets.prose(parts[3])
 
     # -- 2. five tokenizers side by side
-    compare_fig = gr.Plot(compute.comparison_figure(first), label="characters per token")
-    compare_html = gr.HTML(compute.comparison_html(first), elem_id="comparison")
+    compare_fig = gr.Plot(t0["compare_fig"], label="characters per token")
+    compare_html = gr.HTML(t0["compare_html"], elem_id="comparison")
     widgets.prose(parts[4])
-    widgets.prose(compute.special_tokens_facts(cm))
+    tok_facts = gr.Markdown(m0["tok_facts"], elem_id="model-tokenizer-facts")
+    special = widgets.prose(m0["special"])
     widgets.prose(parts[5])
 
     # -- 3. from ids to vectors
-    widgets.prose(compute.embedding_facts(cm))
+    embed_facts = widgets.prose(m0["embed_facts"])
     with gr.Row():
-        heatmap = gr.Plot(heat, label="embedding rows")
-        pca = gr.Plot(compute.embedding_map(cm, compute.DEFAULT_SENTENCE), label="embedding map")
-    embed_msg = widgets.message(widgets.note(heat_notice))
+        heatmap = gr.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap")
+        pca = gr.Plot(m0["pca"], label="embedding map", elem_id="embedding-map")
+    embed_msg = widgets.message(m0["embed_msg"])
     widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
 
     # -- listeners
     def on_train(cm, text, vocab_size, sentence, progress=gr.Progress()):
         training = compute.train_lesson(text, vocab_size, cm.tokenizer, progress=progress)
-        return _train_outputs(training, sentence)
+        return _updates(_train_values(training, sentence))
 
     def on_replay(cm, trained, k, sentence):
         r = compute.replay(trained, k, sentence)
@@ -130,10 +155,12 @@ def build(cm, lesson) -> None:
     def on_reveal_merge(cm, trained, choice):
         return compute.reveal_first_merge(trained, choice).markdown
 
+    trained_outputs = [train_msg, state, vocab, merge_k, chips, merge_md, curve, replay_msg, compare_html,
+                       compare_fig, q2, q2_out, text_box]  # in _train_values' order
+    widgets.on_model(key, refresh, trained_outputs + [tok_facts, special, embed_facts, heatmap, pca, embed_msg,
+                                                       q1_out, q1_chips])  # and _model_values'
     gr.on([train_btn.click, text_box.submit, vocab.release], widgets.handler(on_train, 13, 0),
-          inputs=[key, text_box, vocab, sentence_box],
-          outputs=[train_msg, state, vocab, merge_k, chips, merge_md, curve, replay_msg, compare_html, compare_fig,
-                   q2, q2_out, text_box],
+          inputs=[key, text_box, vocab, sentence_box], outputs=trained_outputs,
           api_name="tokenization_train", concurrency_limit=2)
     restore_btn.click(compute.default_text, outputs=text_box, api_visibility="private")
     # The merge slider listens to .change, not .release: in Gradio 6 the arrow keys move a slider
