@@ -110,7 +110,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
             view_msg = widgets.message(elem_id="attention-view-msg")
     widgets.prose(secs[1])
     with gr.Row():
-        dot = gr.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot")
+        dot = widgets.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot")
         dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
     widgets.prose(secs[2])
     with gr.Row():
@@ -118,13 +118,13 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
     answer_prev = gr.Markdown(elem_id="attention-answer-previous")
     widgets.prose(secs[3])
-    heatmap = gr.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap")
+    heatmap = widgets.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap")
     widgets.prose(secs[4])
-    grid = gr.Plot(grid0, label="Every head of the layer", elem_id="attention-grid")
+    grid = widgets.Plot(grid0, label="Every head of the layer", elem_id="attention-grid")
     widgets.prose(secs[5])
-    mix = gr.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix")
+    mix = widgets.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix")
     widgets.prose(secs[6])
-    steps = gr.Plot(steps0, label="One query, step by step", elem_id="attention-steps")
+    steps = widgets.Plot(steps0, label="One query, step by step", elem_id="attention-steps")
     widgets.prose(secs[7])
     with gr.Row():
         guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
@@ -134,9 +134,9 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     with gr.Row():
         scale = widgets.Slider(step=0.1, scale=2, **m["scale"])
         scale_msg = widgets.message()
-    scale_plot = gr.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale")
+    scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale")
     widgets.prose(secs[9])
-    summary = gr.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary")
+    summary = widgets.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary")
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------ listeners

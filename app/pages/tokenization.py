@@ -115,11 +115,11 @@ def build(cm, lesson) -> None:
     replay_msg = widgets.message(t0["replay_msg"])
     with gr.Row():
         merge_md = gr.Markdown(t0["merge_md"], elem_id="merge-info")
-        curve = gr.Plot(t0["curve"], label="compression curve", elem_id="merge-curve")
+        curve = widgets.Plot(t0["curve"], label="compression curve", elem_id="merge-curve")
     widgets.prose(parts[3])
 
     # -- 2. five tokenizers side by side
-    compare_fig = gr.Plot(t0["compare_fig"], label="characters per token")
+    compare_fig = widgets.Plot(t0["compare_fig"], label="characters per token")
     compare_html = gr.HTML(t0["compare_html"], elem_id="comparison")
     widgets.prose(parts[4])
     tok_facts = gr.Markdown(m0["tok_facts"], elem_id="model-tokenizer-facts")
@@ -129,8 +129,8 @@ def build(cm, lesson) -> None:
     # -- 3. from ids to vectors
     embed_facts = widgets.prose(m0["embed_facts"])
     with gr.Row():
-        heatmap = gr.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap")
-        pca = gr.Plot(m0["pca"], label="embedding map", elem_id="embedding-map")
+        heatmap = widgets.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap")
+        pca = widgets.Plot(m0["pca"], label="embedding map", elem_id="embedding-map")
     embed_msg = widgets.message(m0["embed_msg"])
     widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
