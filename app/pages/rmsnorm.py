@@ -151,7 +151,7 @@ def build(cm: CourseModel, lesson) -> None:
                             elem_id="rmsnorm-overview")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            site_pick = gr.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
+            site_pick = widgets.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
             site_readout = gr.Markdown(**V["site_readout"], elem_id="rmsnorm-site-readout")
         with gr.Column(scale=3):
             site_plot = widgets.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",

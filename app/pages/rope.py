@@ -201,8 +201,8 @@ def build(cm: CourseModel, lesson) -> None:
         apply = gr.Button("Use this text", variant="primary", scale=1)
     text_msg = widgets.message(V["text_msg"]["value"])
     with gr.Row():
-        shuf_head = gr.Dropdown(**V["shuf_head"], label="Layer-0 head", scale=1, elem_id="rope-shuffle-head")
-        seed = gr.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
+        shuf_head = widgets.Dropdown(**V["shuf_head"], label="Layer-0 head", scale=1, elem_id="rope-shuffle-head")
+        seed = widgets.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
                                                          "shuffle", scale=1, elem_id="rope-seed")
         reshuffle = gr.Button("Shuffle again", scale=1)
     shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", elem_id="rope-shuffle")
@@ -218,10 +218,10 @@ def build(cm: CourseModel, lesson) -> None:
 
     # 3. RoPE in 2-D
     with gr.Row():
-        layer = gr.Dropdown(**V["layer"], label="Layer", elem_id="rope-layer")
-        head = gr.Dropdown(**V["head"], label="Query head")
-        q_tok = gr.Dropdown(**V["q_tok"], label="Query token (its q before RoPE)")
-        k_tok = gr.Dropdown(**V["k_tok"], label="Key token (its k before RoPE)")
+        layer = widgets.Dropdown(**V["layer"], label="Layer", elem_id="rope-layer")
+        head = widgets.Dropdown(**V["head"], label="Query head")
+        q_tok = widgets.Dropdown(**V["q_tok"], label="Query token (its q before RoPE)")
+        k_tok = widgets.Dropdown(**V["k_tok"], label="Key token (its k before RoPE)")
     with gr.Row():
         m = widgets.Slider(0, **V["m"], step=1, label="Query position m", elem_id="rope-m")
         n = widgets.Slider(0, **V["n"], step=1, label="Key position n (at most m)", elem_id="rope-n")
@@ -261,9 +261,9 @@ def build(cm: CourseModel, lesson) -> None:
 
     # 7. the model with other positions
     with gr.Row():
-        cmp_layer = gr.Dropdown(**V["cmp_layer"], label="Layer")
-        cmp_head = gr.Dropdown(**V["cmp_head"], label="Head")
-        variant = gr.Radio(**V["variant"], label="Compare the trained model with", scale=3)
+        cmp_layer = widgets.Dropdown(**V["cmp_layer"], label="Layer")
+        cmp_head = widgets.Dropdown(**V["cmp_head"], label="Head")
+        variant = widgets.Radio(**V["variant"], label="Compare the trained model with", scale=3)
     cmp_msg = widgets.message(V["cmp_msg"]["value"])
     cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare")
     cmp_readout = gr.Markdown(**V["cmp_readout"])

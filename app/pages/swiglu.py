@@ -60,8 +60,8 @@ def build(cm: CourseModel, lesson) -> None:
     # --- figure 2: the hidden size, step by step
     with gr.Row():
         # precision=None: Gradio's own rounding (precision=0) fails on NaN and text; compute rounds with a notice
-        dim = gr.Number(DEFAULTS["dim"], precision=None, label="your width d")
-        multiple_of = gr.Number(DEFAULTS["multiple_of"], precision=None, label="your multiple_of")
+        dim = widgets.Number(DEFAULTS["dim"], precision=None, label="your width d")
+        multiple_of = widgets.Number(DEFAULTS["multiple_of"], precision=None, label="your multiple_of")
         hidden_btn = gr.Button("Add my column", variant="primary")
     hidden_msg = widgets.message()
     hidden_table = gr.Markdown(first["table"], elem_id="swiglu-hidden-table")
