@@ -21,7 +21,9 @@ NUMBER_KINDS = {"Slider", "Number", "Seedbox"}
 TEXT_KINDS = {"Textbox", "Radio", "Dropdown"}
 # Markers in the middle, where no cut text can reach (a page keeps the first or the last MAX_TEXT_CHARS): seeing
 # one anywhere means the long value was sent back or logged whole.
-MARKS = ["MARKERTHIRTYK", "MARKERSEVENTYK"]
+# Markers the byte-level BPE cannot learn as one token (the split pattern cuts them at '#' and the digits), so a
+# merge the tokenization lesson learns from the long text is never mistaken for an echo of it.
+MARKS = ["QX#30000#QX", "QX#70000#QX"]
 LONG = ("To be, or not to be. " * 1500)[:30_000] + MARKS[0] + ("Sir, " * 8000)[:40_000] + MARKS[1] + \
     ("O Romeo! " * 3400)[:29_973]
 # A multi-second measurement (its queue allows one at a time) gets one hostile value of each kind, not all of them.
