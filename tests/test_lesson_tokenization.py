@@ -438,3 +438,8 @@ def test_single_token_words_line_tokens_up_with_the_text(cm, stories_cm):
     t = stories_cm.tokenizer
     assert " or" not in C.single_token_words(t, "to be, or not", t.encode("to be, or not"),
                                              ["to", " be,", " or", " not"])  # ' ' + 'or': two tokens
+
+
+def test_single_token_words_claims_nothing_when_tokens_do_not_spell_the_text(cm):
+    ids = cm.tokenizer.encode("the cat")
+    assert C.single_token_words(cm.tokenizer, "the dog", ids, ["the", " dog"]) is None

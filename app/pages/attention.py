@@ -114,7 +114,8 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
     widgets.prose(secs[2])
     with gr.Row():
-        guess_prev = widgets.Radio(label="Your prediction: the strongest previous-token head is in", **m["guess_prev"])
+        guess_prev = widgets.Radio(label="Your prediction: the strongest previous-token head is in",
+                                   **m["guess_prev"])
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
     answer_prev = gr.Markdown(elem_id="attention-answer-previous")
     widgets.prose(secs[3])

@@ -702,7 +702,7 @@ class Reveal:
     correct: bool | None  # None when no choice was made
 
 
-def single_token_words(tok: Tokenizer, text: str, ids: list[int], words: list[str]) -> list[str]:
+def single_token_words(tok: Tokenizer, text: str, ids: list[int], words: list[str]) -> list[str] | None:
     """The words of `text` (consecutive pieces of it) that its encoding `ids` holds as one token each, found by
     lining the tokens' bytes up with the text's, so it works for any tokenizer. The word's leading spaces belong
     to it, and a space the tokenizer adds in front of the text (sentencepiece's dummy prefix) may go with the
@@ -713,7 +713,7 @@ def single_token_words(tok: Tokenizer, text: str, ids: list[int], words: list[st
     got, want = b"".join(tok.token_bytes(i) for i in ids), text.encode("utf-8")
     off = len(got) - len(want)
     if off < 0 or got[off:] != want or got[:off].strip(b" "):
-        return []  # the tokens do not spell the text (a normalising tokenizer): no word is claimed
+        return None  # the tokens do not spell the text (a normalising tokenizer): no word is claimed
     ends, pos = {}, -off
     for i in ids:  # byte span of each token in the text -> start by end
         n = len(tok.token_bytes(i))
@@ -741,12 +741,15 @@ def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT)
     pattern = getattr(tok, "pattern", None)  # our BPE's split regex; other tokenizers do not expose one
     words = pretokenize(text, pattern) if pattern else re.findall(r"\s*\S+", text)  # ['Wherefore', ' art', ...]
     whole = single_token_words(tok, text, ids, words)
-    listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
     how = ("The split regex makes" if pattern else
            "The model's tokenizer has no split regex this page can read; cut at spaces, the text has")
-    md += (f"That is {len(text) / len(ids):.1f} characters per token. {how} {len(words)} words "
-           f"of it; {len(whole)} of them are single tokens{listed} and the rest are cut into pieces. A word "
-           "frequent in the tokenizer's training text earns a token of its own, its leading space included.")
+    md += f"That is {len(text) / len(ids):.1f} characters per token. {how} {len(words)} words of it; "
+    if whole is None:
+        md += "its tokens do not spell the text byte for byte (it normalises text), so no word is matched to them."
+    else:
+        listed = f" ({', '.join(md_text(repr(w)) for w in whole)})" if whole else ""
+        md += (f"{len(whole)} of them are single tokens{listed} and the rest are cut into pieces. A word frequent "
+               "in the tokenizer's training text earns a token of its own, its leading space included.")
     return Reveal(md, chips_html(pieces, ids, caption=f"{len(ids)} tokens"), g.correct)
 
 
