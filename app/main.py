@@ -57,8 +57,16 @@ CSS = """
   .gradio-container .row > * { min-width: 0 !important; width: 100% !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
-  nav.nav-holder, .nav-holder { flex-wrap: nowrap !important; overflow-x: auto; white-space: nowrap;
-    font-size: 0.85em; }
+}
+"""
+# Gradio's page bar (a wrapping flex <nav> in .nav-holder) sits outside the part of the page that launch(css=...)
+# reaches inside media queries (Gradio scopes those rules to ".gradio-container .contain"), so its phone rule goes
+# into the page head: on a phone it is one line that scrolls sideways, not one line per lesson.
+HEAD_STYLE = """
+@media (max-width: 700px) {
+  .nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important;
+    padding: 0 6px !important; font-size: 0.85em; }
+  .nav-holder nav a { white-space: nowrap; flex: none; }
 }
 """
 THEME = gr.themes.Soft()
@@ -94,7 +102,8 @@ def tab_titles() -> dict[str, str]:
 
 
 def head() -> str:
-    return "<script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles()) + "</script>"
+    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles())
+            + "</script>")
 
 
 def not_found_page() -> str:

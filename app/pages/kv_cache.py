@@ -54,7 +54,7 @@ def build(cm: CourseModel, lesson) -> None:
                                   info="step 0 is the prefill (the whole prompt at once)")
             step_msg = widgets.message()
         with gr.Column(scale=3):
-            grid = gr.Plot(first_grid, label="Keys and values per layer and position", elem_id="kv-grid")
+            grid = widgets.Plot(first_grid, label="Keys and values per layer and position", elem_id="kv-grid")
             readout = gr.Markdown(first_readout)
 
     widgets.prose(parts[1])
@@ -72,7 +72,7 @@ def build(cm: CourseModel, lesson) -> None:
             timing_msg = widgets.message()
             timing_md = gr.Markdown()
         with gr.Column(scale=3):
-            timing_plot = gr.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
+            timing_plot = widgets.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
                                                  "with and without the cache and times every step."),
                                   label="Time per new token", elem_id="kv-timing")
 
@@ -85,7 +85,7 @@ def build(cm: CourseModel, lesson) -> None:
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = widgets.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = gr.Plot(first_memory, label="KV cache memory", elem_id="kv-memory")
+    memory_plot = widgets.Plot(first_memory, label="KV cache memory", elem_id="kv-memory")
     memory_table = gr.Markdown(first_memory_table)
     gr.Markdown(f"Checked on the real thing: `model.new_cache(1)` for this model allocates **{real:,} bytes**; "
                 f"the formula with $L={c.n_layers}$, $n_{{kv}}={c.n_kv_heads}$, $d_h={c.head_dim}$, "

@@ -76,7 +76,7 @@ def build(cm: CourseModel, lesson) -> None:
                                    info="keep the fewest tokens holding this share; 1 = off")
             dist_msg = widgets.message()
         with gr.Column(scale=2):
-            dist_plot = gr.Plot(first_fig, label=f"Next-token probabilities (top {C.N_BARS})",
+            dist_plot = widgets.Plot(first_fig, label=f"Next-token probabilities (top {C.N_BARS})",
                                 elem_id="sampling-dist")
             dist_summary = gr.Markdown(first_summary)
 
