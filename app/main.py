@@ -57,8 +57,16 @@ CSS = """
   .gradio-container .row > * { min-width: 0 !important; width: 100% !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
-  nav.nav-holder, .nav-holder { flex-wrap: nowrap !important; overflow-x: auto; white-space: nowrap;
-    font-size: 0.85em; }
+}
+"""
+# Gradio's page bar (a wrapping flex <nav> in .nav-holder) sits outside the part of the page that launch(css=...)
+# reaches inside media queries (Gradio scopes those rules to ".gradio-container .contain"), so its phone rule goes
+# into the page head: on a phone it is one line that scrolls sideways, not one line per lesson.
+HEAD_STYLE = """
+@media (max-width: 700px) {
+  .nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important;
+    padding: 0 6px !important; font-size: 0.85em; }
+  .nav-holder nav a { white-space: nowrap; flex: none; }
 }
 """
 THEME = gr.themes.Soft()
@@ -94,7 +102,8 @@ def tab_titles() -> dict[str, str]:
 
 
 def head() -> str:
-    return "<script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles()) + "</script>"
+    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles())
+            + "</script>")
 
 
 def not_found_page() -> str:
@@ -136,21 +145,36 @@ def build() -> gr.Blocks:
 
 
 def _lean_sessions() -> None:
-    """Gradio copies the config of every component of the app (about 0.7 MB for this app's 400-odd components)
-    into each new browser session, only to build "deep links" (a URL that restores a session), which this app
-    does not offer. Over a few thousand visits that grows the server by gigabytes (bench/bench_memory.py). Each
-    session here keeps only the entries it changes (gradio.state_holder.SessionState fills them on demand)."""
+    """Gradio keeps, in each browser session, a copy of the app's block table and a config (with the last value
+    shown: every plot's JSON) of every component the session touched, only to build "deep links" (a URL that
+    restores a session), which this app does not offer; building the full config also took about 0.3 s of CPU
+    per new session. Over a few thousand visits that grew the server by hundreds of MB (bench/bench_memory.py).
+    Here a session shares the app's block table until it writes to it (only a gr.render would) and keeps no
+    config; its gr.State values (gradio.state_holder.SessionState.state_data) are kept as before."""
     from gradio import state_holder
+    from gradio.components import State
 
     class LeanSessionState(state_holder.SessionState):
-        def __init__(self, blocks):  # SessionState.__init__ of Gradio 6, less the config of every component:
-            # building it took about 0.3 s of CPU per new session (1.1-2.6 s on a busy 2-core host) only to drop it
-            self.blocks_config = copy.copy(blocks.default_config)
-            self.config_values = {}  # filled per component by _update_value_in_config / __setitem__ when used
+        def __init__(self, blocks):  # SessionState.__init__ of Gradio 6, less the copies
+            self.blocks_config = blocks.default_config  # shared read-only; copied on the first write below
+            self._own_blocks = False
+            self.config_values = {}  # stays empty: no deep links
             self.state_data = {}
             self._state_ttl = {}
             self.is_closed = False
             self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
+
+        def __setitem__(self, key, value):
+            if not self._own_blocks and not isinstance(self.blocks_config.blocks.get(key), State):
+                self.blocks_config, self._own_blocks = copy.copy(self.blocks_config), True
+            super().__setitem__(key, value)
+            self.config_values.pop(key, None)
+
+        def _update_config(self, key):
+            pass
+
+        def _update_value_in_config(self, key, value):
+            pass
 
     state_holder.SessionState = LeanSessionState
 

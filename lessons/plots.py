@@ -45,9 +45,11 @@ def panels(titles: list[str], stacked: bool = True, gap: float = 0.1, sizes: lis
 def message_figure(text: str, height: int = 320) -> go.Figure:
     """A figure that says why there is nothing to draw (bad input, nothing measured yet), so a page never
     shows a blank plot. The text is escaped: Plotly reads '<s>' as a strikethrough tag."""
+    # Wrapped at 40 characters (a phone's width at this size); Plotly breaks lines only at <br>, not at "\n".
+    text = wrap(html.escape(text, quote=False).replace("\n", " "), 40)
     return figure([], None, height=height, xaxis=dict(visible=False), yaxis=dict(visible=False),
                   margin=dict(l=20, r=20, t=20, b=20),
-                  annotations=[dict(text=html.escape(text, quote=False), x=0.5, y=0.5, xref="paper", yref="paper",
+                  annotations=[dict(text=text, x=0.5, y=0.5, xref="paper", yref="paper",
                                     showarrow=False, font=dict(size=15, color="#b45309"))])
 
 

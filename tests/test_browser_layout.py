@@ -49,6 +49,8 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
         page.wait_for_timeout(1500)  # plots finish drawing
         m = page.evaluate(MEASURE)
         page.screenshot(path=str(shots / f"{slug or 'home'}-{width}.png"), full_page=True)
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed() if slug else None
+        page.screenshot(path=str(shots / f"{slug or 'home'}-{width}-first-plot.png"))  # one screen, readable size
         if m["scroll"] > m["inner"]:
             problems.append(f"/{slug}: page {m['scroll']} px wide in a {m['inner']} px window")
         for text, left, right in m["titles"]:
