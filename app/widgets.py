@@ -92,7 +92,7 @@ class Plot(gr.Plot):
         from lessons.plots import responsive
 
         if value is not None and hasattr(value, "update_layout"):
-            value = responsive(go.Figure(value))  # a copy: cached figures are shared by every learner
+            value = responsive(go.Figure(value, _validate=False))  # a copy (cached figures are shared); built unchecked
         return super().postprocess(value)
 
 
