@@ -43,7 +43,7 @@ from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_token
                              train_hf_bpe, train_sentencepiece)
 from llama.tokenizer.base import bytes_to_unicode
 from llama.tokenizer.interface import Tokenizer
-from llama.tokenizer.references import CHARACTER_COVERAGE, VocabTooSmall
+from llama.tokenizer.references import CHARACTER_COVERAGE, VocabTooSmall, is_partial
 
 # ----------------------------------------------------------------------------- limits and defaults
 
@@ -285,15 +285,6 @@ def preview_of(text: str, n: int = PREVIEW_CHARS) -> str:
     return text[:cut if cut > n // 2 else n]
 
 
-def _partial(b: bytes) -> bool:
-    """A token that is only part of a character: b'\\xf0' is, b' the' is not."""
-    try:
-        b.decode("utf-8")
-        return False
-    except UnicodeDecodeError:
-        return True
-
-
 def model_row(tok: Tokenizer, text: str) -> dict:
     """The model's tokenizer on the text, as one comparison row (the keys of compare_tokenizers' rows), through
     the course's Tokenizer interface only: any model's tokenizer (our BPE, Hugging Face `tokenizers`,
@@ -304,7 +295,7 @@ def model_row(tok: Tokenizer, text: str) -> dict:
     n, n_bytes = len(ids), len(text.encode("utf-8"))
     return {"name": COURSE, "vocab_size": tok.vocab_size, "n_tokens": n, "chars_per_token": len(text) / n if n else 0.0,
             "bytes_per_token": n_bytes / n if n else 0.0,
-            "byte_fallback_count": sum(_partial(tok.token_bytes(i)) for i in ids), "encode_ms": encode_ms,
+            "byte_fallback_count": sum(is_partial(tok.token_bytes(i)) for i in ids), "encode_ms": encode_ms,
             "tokens": tok.pieces(ids)}
 
 
@@ -587,7 +578,7 @@ def model_tokenizer_facts(cm: CourseModel) -> str:
     tok = cm.tokenizer
     ids = tok.encode(PROBE)
     pieces = ", ".join(f"`{md_text(visible(p))}`" for p in tok.pieces(ids))
-    n_part = sum(_partial(tok.token_bytes(i)) for i in ids)
+    n_part = sum(is_partial(tok.token_bytes(i)) for i in ids)
     fallback = (f"A character it has no piece for falls back to bytes: {PROBE} becomes {len(ids)} tokens "
                 f"({pieces}), {n_part} of them bytes." if n_part else
                 f"It writes {PROBE} as {len(ids)} token{'s' if len(ids) != 1 else ''} ({pieces}).")

@@ -92,7 +92,17 @@ def _roles(directory: Path, specials: dict[str, int]) -> dict[str, int | None]:
     return out
 
 
-class HFTokenizer:
+class _Roles:
+    """The BOS/EOS id a caller asked for, or a clear error when the tokenizer has none (both wrappers)."""
+
+    def _need(self, role: str) -> int:
+        i = getattr(self, f"{role}_id")
+        if i is None:
+            raise ValueError(f"this tokenizer has no {role.upper()} token")
+        return i
+
+
+class HFTokenizer(_Roles):
     """A Hugging Face tokenizer.json run by the `tokenizers` library, behind the course's interface.
 
     Byte-level vocabularies (Llama 3: 'Ġthe') and sentencepiece-style ones with byte fallback
@@ -121,12 +131,6 @@ class HFTokenizer:
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         ids = self._tok.encode(text, add_special_tokens=False).ids  # BOS/EOS only on request, as in our BPE
         return ([self._need("bos")] if add_bos else []) + ids + ([self._need("eos")] if add_eos else [])
-
-    def _need(self, role: str) -> int:
-        i = getattr(self, f"{role}_id")
-        if i is None:
-            raise ValueError(f"this tokenizer has no {role.upper()} token")
-        return i
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -163,7 +167,7 @@ class HFTokenizer:
         return f"HFTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_Roles):
     """A sentencepiece model (tokenizer.model of Llama 1/2) run by the `sentencepiece` library.
 
     Text is encoded as sentencepiece does (a '▁' before the first word, unknown characters as
@@ -195,12 +199,6 @@ class SentencePieceTokenizer:
         if add_eos:
             ids = ids + [self._need("eos")]
         return ids
-
-    def _need(self, role: str) -> int:
-        i = getattr(self, f"{role}_id")
-        if i is None:
-            raise ValueError(f"this tokenizer has no {role.upper()} token")
-        return i
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         """Ids -> text. sentencepiece drops control tokens; unless skip_special_tokens they are written

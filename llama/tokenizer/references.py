@@ -151,7 +151,7 @@ def _readable(b: bytes) -> str:
     return b.decode("utf-8", errors="inside_llama_hex")  # the handler is registered in bpe.py
 
 
-def _partial(b: bytes) -> bool:
+def is_partial(b: bytes) -> bool:
     """A token that is not whole characters (a piece of one): b'\\xe4\\xbd' is, b'\\xe4\\xbd\\xa0' ('你') is not."""
     try:
         b.decode("utf-8")
@@ -164,7 +164,7 @@ def _encode(tok, text: str):
     """(ids, display strings, byte-fallback count, vocab size) for one tokenizer of any supported kind."""
     if isinstance(tok, BPETokenizer):
         ids = tok.encode(text)
-        return ids, lambda: tok.pieces(ids), lambda: sum(_partial(tok.token_bytes(i)) for i in ids), tok.vocab_size
+        return ids, lambda: tok.pieces(ids), lambda: sum(is_partial(tok.token_bytes(i)) for i in ids), tok.vocab_size
     kind = type(tok).__module__ + "." + type(tok).__name__
     if kind.startswith("sentencepiece"):
         ids = tok.encode(text)
@@ -183,7 +183,7 @@ def _encode(tok, text: str):
             return list(enc.tokens)
 
         def fallbacks():
-            return sum(_partial(token_string_to_bytes(t)) for t in enc.tokens) if byte_level else 0
+            return sum(is_partial(token_string_to_bytes(t)) for t in enc.tokens) if byte_level else 0
 
         return enc.ids, pieces, fallbacks, tok.get_vocab_size()
     raise TypeError(f"cannot compare a {kind}: expected BPETokenizer, tokenizers.Tokenizer or SentencePieceProcessor")
