@@ -57,7 +57,7 @@ def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id
     """A predict-then-reveal question: the learner commits to an answer, then the button asks the live model.
     Returns (radio, button, answer) for the page to wire."""
     gr.Markdown(f"**Predict:** {question}")
-    guess = Radio(choices, label="Your prediction")  # an unknown value (API) reaches the reveal as "no prediction"
+    guess = Radio(choices, label="Your prediction")  # an unknown value (API) becomes a notice (lessons.grading)
     btn = gr.Button(button)
     out = gr.Markdown(elem_id=elem_id)
     return guess, btn, out

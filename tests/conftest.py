@@ -137,25 +137,3 @@ def page(browser):
     pg.errors = errors
     yield pg
     ctx.close()
-
-
-def call_raw(app_url: str, api_name: str, data_json: str, timeout: float = 120) -> list:
-    """Call an event through Gradio's HTTP API with a hand-written JSON body, so that values gradio_client
-    cannot encode (NaN, Infinity) reach the server as a browser or a script could send them:
-
-        call_raw(url, "swiglu_curves", "[NaN]")  ->  the event's outputs, as a list
-
-    Raises AssertionError when the server answers with an error event instead of outputs."""
-    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", data=f'{{"data": {data_json}}}'.encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        event_id = json.loads(r.read())["event_id"]
-    with urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event_id}", timeout=timeout) as r:
-        event = None
-        for line in r.read().decode().splitlines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
-                assert event == "complete", f"{api_name}({data_json}) answered an error: {line[5:].strip()}"
-                return json.loads(line[5:])
-    raise AssertionError(f"{api_name}({data_json}) sent no result")

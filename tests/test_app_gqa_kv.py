@@ -3,12 +3,12 @@ api_name, then both pages in a real browser (a slider moved by keyboard changes 
 
 import json
 import re
-import urllib.request
 
 import pytest
 
-from conftest import call_raw
+from raw_api import call, call_json
 from llama.generate import generate
+from lessons.grading import NO_PICK
 from lessons.gqa import compute as G
 from lessons.kv_cache import compute as K
 
@@ -50,23 +50,23 @@ HOSTILE = ["NaN", "Infinity", "-Infinity", "1e20", "1.8e308", "-1", "4.5", '"abc
 def test_gqa_hostile_numbers_get_a_notice_not_an_error(app_url, cm):
     nh, L = cm.config.n_heads, cm.config.n_layers
     for bad in HOSTILE:
-        fig, notice, n, *_ = call_raw(app_url, "gqa_sharing", f"[{bad}]")
+        fig, notice, n, *_ = call_json(app_url, "gqa_sharing", f"[{bad}]")
         assert notice.startswith("⚠️") and n in G.divisors(nh) and f"share {n} K/V head" in title(fig), bad
-        fig, table, notice, t, b = call_raw(app_url, "gqa_memory", f'[{bad}, {bad}, {bad}, {json.dumps(bad)}]')
+        fig, table, notice, t, b = call_json(app_url, "gqa_memory", f'[{bad}, {bad}, {bad}, {json.dumps(bad)}]')
         assert notice.startswith("⚠️") and G.MIN_CONTEXT <= t <= G.MAX_CONTEXT and 1 <= b <= G.MAX_BATCH, bad
         assert f"{t:,} tokens x batch {b}" in table
-        fig, md, msg, layer = call_raw(app_url, "gqa_attention", f'["To be, or not", {bad}]')
+        fig, md, msg, layer = call_json(app_url, "gqa_attention", f'["To be, or not", {bad}]')
         assert msg.startswith("⚠️") and 0 <= layer < L and f"Layer {layer}" in md, bad
-        out = call_raw(app_url, "gqa_convert", f"[{bad}]")  # plot, readout, (State), slider value, (State)
+        out = call_json(app_url, "gqa_convert", f"[{bad}]")  # plot, readout, (State), slider value, (State)
         fig, md, n = out[0], out[1], out[3]
         assert n in G.conversion_options(cm) and "⚠️" in md and "nats/token" in md, bad
     lone = '"ab\\ud800c"'  # a lone surrogate, as a browser can send half an emoji
-    fig, md, msg, layer = call_raw(app_url, "gqa_attention", f"[{lone}, 0]")
+    fig, md, msg, layer = call_json(app_url, "gqa_attention", f"[{lone}, 0]")
     assert "U+FFFD" in md
-    md, = call_raw(app_url, "gqa_repeat", f"[{lone}]")
+    md, = call_json(app_url, "gqa_repeat", f"[{lone}]")
     assert "U+FFFD" in md
-    md, = call_raw(app_url, "gqa_reveal_repeat", f"[{lone}, null]")
-    assert "U+FFFD" in md and "no prediction" in md
+    md, = call_json(app_url, "gqa_reveal_repeat", f"[{lone}, null]")
+    assert "U+FFFD" in md and NO_PICK in md
 
 
 def test_gqa_attention_conversion_and_reveals(client, cm):
@@ -98,7 +98,7 @@ def test_gqa_reveals_grade_from_the_measurements(client, cm):
         md = client.predict(choice, api_name="/gqa_reveal_pooling")
         assert md.startswith("✅") == (i == expected) and md.startswith("❌") == (i != expected), md
     md = client.predict(None, api_name="/gqa_reveal_pooling")
-    assert "no prediction" in md and G.POOL_CHOICES[expected] in md
+    assert md.startswith(NO_PICK) and G.POOL_CHOICES[expected] in md
     for i, choice in enumerate(G.REPEAT_CHOICES):
         md = client.predict("Good morrow", choice, api_name="/gqa_reveal_repeat")
         assert md.startswith("✅") == (i == 0) and md.startswith("❌") == (i != 0), md
@@ -119,33 +119,22 @@ def test_kv_cache_events(client, cm):
     assert "| Llama 2 7B | 32 of 32 | 2.00 GiB | 2.00 GiB | 1x |" in table and msg == ""
 
 
-def kv_raw_api(app_url: str, api_name: str, *data):
-    """An event through Gradio's HTTP API with values gradio_client refuses to send (NaN, inf, lone surrogates)."""
-    body = json.dumps({"data": list(data)}).encode()  # NaN / Infinity literals, \\ud800 escapes
-    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", data=body,
-                                 headers={"Content-Type": "application/json"})
-    event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
-    stream = urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event}", timeout=300).read().decode()
-    assert "event: complete" in stream, stream[-500:]  # not "event: error"
-    return json.loads([line for line in stream.splitlines() if line.startswith("data:")][-1][5:])
-
-
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20, 1.8e308, -5, 4.5, "abc"])
 def test_kv_cache_hostile_values_get_a_notice(app_url, bad):
-    fig, readout, step, msg = kv_raw_api(app_url, "kv_generate", PROMPT, bad, bad)
+    fig, readout, step, msg = call(app_url, "kv_generate", PROMPT, bad, bad)
     assert "⚠️" in msg and "**Step" in readout
-    fig, readout, msg = kv_raw_api(app_url, "kv_step", PROMPT, 8, bad)
+    fig, readout, msg = call(app_url, "kv_step", PROMPT, 8, bad)
     assert "⚠️" in msg and "**Step" in readout
-    fig, table, msg = kv_raw_api(app_url, "kv_memory", bad, bad, FP16)
+    fig, table, msg = call(app_url, "kv_memory", bad, bad, FP16)
     assert "⚠️" in msg and "| Llama 2 7B" in table
 
 
 def test_kv_cache_hostile_text_and_timing_steps(app_url):
-    fig, readout, step, msg = kv_raw_api(app_url, "kv_generate", "ab\ud800c", 4, 0)
+    fig, readout, step, msg = call(app_url, "kv_generate", "ab\ud800c", 4, 0)
     assert "U+FFFD" in msg and "**Step 0**" in readout
-    fig, md, msg = kv_raw_api(app_url, "kv_timing", PROMPT, float("nan"))
+    fig, md, msg = call(app_url, "kv_timing", PROMPT, float("nan"))
     assert "nan is not a number" in msg and "speed-up" in md
-    fig, md, msg = kv_raw_api(app_url, "kv_timing", PROMPT, -3)
+    fig, md, msg = call(app_url, "kv_timing", PROMPT, -3)
     assert "out of range" in msg and "2 steps" in md
 
 
@@ -160,7 +149,7 @@ def test_kv_cache_reveals_grade_an_independent_measurement(client, cm):
         md = client.predict(PROMPT, pick, api_name="/kv_reveal_same")
         assert md.startswith("✅" if pick == want else "❌") and "Largest |logit difference|" in md
     md = client.predict(PROMPT, None, api_name="/kv_reveal_same")
-    assert md.startswith("No prediction was picked") and want in md
+    assert md.startswith(NO_PICK) and want in md
     for i, pick in enumerate(K.SPEED_CHOICES):  # each call measures anew; grade each from its own figure
         md = client.predict(pick, api_name="/kv_reveal_speed")
         ratio = float(re.search(r"\*\*([\d.]+)x\*\*", md).group(1))

@@ -3,7 +3,8 @@ then both pages in a real browser."""
 
 import json
 
-from conftest import call_raw
+from lessons.grading import NO_PICK
+from raw_api import call_json
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -113,23 +114,23 @@ def test_swiglu_hostile_numbers_get_a_notice_not_an_error(app_url):
 
     text = json.dumps(TEXT)
     for bad in HOSTILE:
-        curves, _, md, beta = call_raw(app_url, "swiglu_curves", f"[{bad}]")
+        curves, _, md, beta = call_json(app_url, "swiglu_curves", f"[{bad}]")
         assert 0 <= beta <= C.MAX_BETA and f"β = {beta:g}" in _texts(_fig(curves)), bad
         if bad != "4.5":  # 4.5 is a fine beta
             assert md.startswith("⚠️"), bad
-        msg, plot, md, thr = call_raw(app_url, "swiglu_gates", f"[{text}, {bad}]")
+        msg, plot, md, thr = call_json(app_url, "swiglu_gates", f"[{text}, {bad}]")
         assert C.THRESHOLD_MIN <= thr <= C.THRESHOLD_MAX and msg.startswith("⚠️"), bad
         assert f"|value| < {thr:g}" in _texts(_fig(plot))
-        table, note, msg, d, m = call_raw(app_url, "swiglu_hidden", f"[{bad}, {bad if bad != 'null' else 1}]")
+        table, note, msg, d, m = call_json(app_url, "swiglu_hidden", f"[{bad}, {bad if bad != 'null' else 1}]")
         assert msg.startswith("⚠️") and "your choice" in table and d >= 1 and m >= 1, bad
         assert float(d).is_integer() and float(m).is_integer()
-        md, = call_raw(app_url, "swiglu_reveal_sparsest", f'[{text}, {bad}, "layer 0"]')
+        md, = call_json(app_url, "swiglu_reveal_sparsest", f'[{text}, {bad}, "layer 0"]')
         assert md.startswith("⚠️") and "most near-zero gates" in md, bad
     lone = '"ab\\ud800c"'  # JSON text with a lone surrogate, as a browser can send half an emoji
-    msg, *_ = call_raw(app_url, "swiglu_gates", f"[{lone}, 0.05]")
+    msg, *_ = call_json(app_url, "swiglu_gates", f"[{lone}, 0.05]")
     assert "U+FFFD" in msg
-    md, = call_raw(app_url, "swiglu_reveal_negative", f"[{lone}, null]")
-    assert "U+FFFD" in md and "picked no prediction" in md
+    md, = call_json(app_url, "swiglu_reveal_negative", f"[{lone}, null]")
+    assert "U+FFFD" in md and NO_PICK in md
 
 
 def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
@@ -142,14 +143,14 @@ def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
     best = max(range(len(share)), key=share.__getitem__)
     for l in range(cm.config.n_layers):
         md = client.predict(TEXT, 0.05, f"layer {l}", api_name="/swiglu_reveal_sparsest")
-        assert ("right." in md) == (l == best), (l, md)
+        assert md.startswith("✅ Right") == (l == best), (l, md)
     neg = sum(float((a < 0).sum()) for a in g.text) / sum(a.size for a in g.text)
     answer = C.NEGATIVE_CHOICES[sum(neg >= e for e in (0.1, 0.3, 0.5))]
     for choice in C.NEGATIVE_CHOICES:
         md = client.predict(TEXT, choice, api_name="/swiglu_reveal_negative")
-        assert ("right." in md) == (choice == answer) and "are negative" in md
+        assert md.startswith("✅ Right") == (choice == answer) and "are negative" in md
     md = client.predict(TEXT, None, api_name="/swiglu_reveal_negative")
-    assert "picked no prediction" in md and "right." not in md and "not this time." not in md
+    assert md.startswith(NO_PICK) and "✅" not in md and "❌" not in md
 
 
 def _nudge(page, elem_id):

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import raw_api
+
 
 BAD_NUMBERS = [float("nan"), float("inf"), -float("inf"), 1e20, 1.7e308, -5, 4.5, "abc"]
 NUMBER_KINDS = {"Slider", "Number", "Seedbox"}
@@ -38,12 +40,7 @@ def endpoints(app_url: str) -> dict:
 
 def call(app_url: str, api: str, data: list) -> str:
     """POST one event through Gradio's HTTP API and return the whole event stream as text."""
-    body = json.dumps({"data": data}).encode()  # NaN/Infinity literals and \\ud800 escapes, as a hostile client sends
-    req = urllib.request.Request(f"{app_url}gradio_api/call{api}", data=body,
-                                 headers={"Content-Type": "application/json"})
-    event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
-    with urllib.request.urlopen(f"{app_url}gradio_api/call{api}/{event}", timeout=300) as r:
-        return r.read().decode("utf-8", "replace")
+    return raw_api.stream(app_url, api.lstrip("/"), json.dumps(data))  # NaN/Infinity literals, \\ud800 escapes
 
 
 def battery(info: dict) -> list[tuple[str, str, list]]:

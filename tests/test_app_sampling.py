@@ -7,6 +7,7 @@ import urllib.request
 import pytest
 import torch
 
+from lessons.grading import NO_PICK
 from lessons.sampling import compute as C
 from llama.generate import generate
 
@@ -57,7 +58,7 @@ def test_lone_surrogates_get_a_notice(app_url):
     greedy, sampled, status = raw_api(app_url, "sampling_generate", "ab\ud800c", 1.0, 0, 0.9, 8, 1)
     assert "U+FFFD" in status and "stopped" in status
     md = raw_api(app_url, "sampling_reveal_nucleus", "\udfff", None)[0]
-    assert md.startswith("No prediction was picked") and "U+FFFD" in md
+    assert md.startswith(NO_PICK) and "U+FFFD" in md
 
 
 def test_seed_minus_one_is_reported_as_clamped(client):
@@ -113,7 +114,7 @@ def test_reveal_events_grade_an_independent_measurement(client, cm):
         md = client.predict(PROMPT, pick, api_name="/sampling_reveal_nucleus")
         assert md.startswith("✅" if pick == want else "❌") and "tokens kept by top-p 0.9" in md
     md = client.predict(PROMPT, None, api_name="/sampling_reveal_nucleus")
-    assert md.startswith("No prediction was picked") and want in md
+    assert md.startswith(NO_PICK) and want in md
     want = seed_expected(cm, PROMPT)
     for pick in C.SEED_CHOICES:
         md = client.predict(PROMPT, pick, api_name="/sampling_reveal_seeds")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lessons.grading import NO_PICK
 from lessons.course import load_course_model
 from lessons.inputs import LessonError
 from lessons.kv_cache import compute as C
@@ -154,7 +155,7 @@ def test_reveal_same_tokens_is_graded_by_the_run(cm, prompt):
     assert md.startswith("✅") and "Largest |logit difference|" in md
     assert C.reveal_same(cm, prompt, wrong, n_new=8).startswith("❌")
     md = C.reveal_same(cm, prompt, None, n_new=8)
-    assert md.startswith("No prediction was picked") and want in md and "Largest |logit difference|" in md
+    assert md.startswith(NO_PICK) and want in md and "Largest |logit difference|" in md
     with pytest.raises(LessonError, match="not one of"):
         C.reveal_same(cm, prompt, "perhaps", n_new=8)
 
@@ -166,7 +167,7 @@ def test_reveal_speed_grades_the_measured_ratio(cm, monkeypatch, ratio, want):
     for i, choice in enumerate(C.SPEED_CHOICES):
         md = C.reveal_speed(cm, choice)
         assert md.startswith("✅" if i == want else "❌") and f"**{ratio:.1f}x**" in md
-    assert C.reveal_speed(cm, None).startswith("No prediction was picked")
+    assert C.reveal_speed(cm, None).startswith(NO_PICK)
 
 
 def test_reveal_speed_live(cm):

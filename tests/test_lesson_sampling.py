@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lessons.grading import NO_PICK
 from lessons.inputs import LessonError
 from lessons.sampling import compute as C
 from llama.generate import generate, next_token_distribution, stream_generate_rows
@@ -199,7 +200,7 @@ def test_reveals_are_graded_by_an_independent_measurement(cm, prompt):
     r = C.reveal_nucleus(cm, ids)
     assert C.nucleus_reveal_markdown(r, want).startswith("✅")
     assert C.nucleus_reveal_markdown(r, wrong).startswith("❌")
-    assert C.nucleus_reveal_markdown(r, None).startswith("No prediction was picked") and want in \
+    assert C.nucleus_reveal_markdown(r, None).startswith(NO_PICK) and want in \
         C.nucleus_reveal_markdown(r, None)
     want = expected_seed_answer(cm, ids)
     wrong = next(c for c in C.SEED_CHOICES if c != want)
@@ -208,7 +209,7 @@ def test_reveals_are_graded_by_an_independent_measurement(cm, prompt):
     assert C.seed_reveal_markdown(items[-1], want).startswith("✅")
     md = C.seed_reveal_markdown(items[-1], wrong)
     assert md.startswith("❌") and "seed 1" in md and "seed 2" in md
-    assert C.seed_reveal_markdown(items[-1], None).startswith("No prediction was picked")
+    assert C.seed_reveal_markdown(items[-1], None).startswith(NO_PICK)
 
 
 def test_batched_rows_stop_one_by_one_and_match_single_runs(cm, ids):

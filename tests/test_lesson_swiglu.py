@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import STORIES
+from lessons.grading import NO_PICK
 from lessons.course import CourseModel
 from lessons.inputs import LessonError
 from lessons.swiglu import compute as C
@@ -172,20 +173,21 @@ def test_reveals_grade_against_an_independent_count(cm, gates):
     best = int(np.argmax(share))
     for l in range(cm.config.n_layers):
         md = C.reveal_sparsest(gates, t, f"layer {l}")
-        assert ("right." in md) == (l == best) and ("not this time." in md) == (l != best)
+        assert md.startswith("✅ Right") == (l == best) and md.startswith("❌ Not this time") == (l != best)
         assert f"**layer {best}**" in md
     neg = float(np.mean(np.concatenate([(a < 0).ravel() for a in layers])))
     edges = [0.1, 0.3, 0.5]  # the choices' bucket edges, as the question states them
     answer = C.NEGATIVE_CHOICES[sum(neg >= e for e in edges)]
     for choice in C.NEGATIVE_CHOICES:
         md = C.reveal_negative(gates, choice)
-        assert ("right." in md) == (choice == answer) and f"{neg:.1%}" in md
-    for none in (None, "", "layer 99"):  # no pick (or an unknown one): the measurement, no grade
+        assert md.startswith("✅ Right") == (choice == answer) and f"{neg:.1%}" in md
+    for none in (None, ""):  # no pick: the measurement, no grade
         md = C.reveal_sparsest(gates, t, none)
-        assert "no prediction was picked" in md or "picked no prediction" in md
-        assert "right." not in md and "not this time." not in md and f"**layer {best}**" in md
+        assert md.startswith(NO_PICK) and "✅" not in md and "❌" not in md and f"**layer {best}**" in md
+    with pytest.raises(LessonError, match="not one of"):  # only an API call can send it; the page shows the notice
+        C.reveal_sparsest(gates, t, "layer 99")
     md = C.reveal_negative(gates, None)
-    assert "picked no prediction" in md and f"{neg:.1%}" in md
+    assert md.startswith(NO_PICK) and f"{neg:.1%}" in md
 
 
 def test_the_page_refills_every_model_dependent_output(cm):

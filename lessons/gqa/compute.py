@@ -30,6 +30,7 @@ from plotly.subplots import make_subplots
 
 from lessons import inputs
 from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
+from lessons.grading import grade
 from lessons.inputs import LessonError
 from lessons.kv_cache.compute import (COURSE, DTYPE_BYTES, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
                                       reference_configs)
@@ -665,18 +666,6 @@ def repeat_question(cm: CourseModel) -> str:
             "copy has more parameters than the pooled model.")
 
 
-def verdict(choice, choices: list[str], answer: int) -> str:
-    """Right, wrong, or no prediction picked (an unknown value counts as none, and says so); the answer is
-    always shown."""
-    said = f"The measurement says: **{choices[answer]}**."
-    if choice in (None, ""):
-        return f"You picked no prediction. {said}"
-    if choice not in choices:
-        return f"⚠️ {inputs.echo(choice)!r} is not one of the choices, so no prediction was picked. {said}"
-    ok = choices.index(choice) == answer
-    return ("✅ Your prediction was right. " if ok else "❌ Not quite. ") + said
-
-
 def pool_answer(delta: float) -> int:
     """The index of POOL_CHOICES that a loss change (nats/token) falls in."""
     return 0 if delta > SAME else (2 if delta < -SAME else 1)
@@ -693,7 +682,7 @@ def reveal_pooling(cm: CourseModel, choice, progress: Progress | None = None) ->
     r = sweep[k]
     lines = [f"- **{n} K/V head{'s' * (n > 1)}**: {x['loss']:.3f} nats/token ({x['delta']:+.3f})"
              for n, x in sorted(sweep.items())]
-    return (verdict(choice, POOL_CHOICES, pool_answer(r["delta"])) +
+    return (grade(choice, POOL_CHOICES[pool_answer(r["delta"])], POOL_CHOICES).verdict() +
             f"\n\nMeasured on {measured_on(r)} (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
             "\n\nPooling throws away what made the heads of a group different. The GQA paper (Ainslie et al. "
             "2023, section 2.1) mean-pools T5 checkpoints this way and then uptrains them for 5% of the original "
@@ -710,7 +699,7 @@ def reveal_repeat(cm: CourseModel, text: str, choice) -> str:
     r = repeat_check(cm, text)
     loss = repeat_loss(cm)
     than = "as trained" if r["start"] == cm.config.n_kv_heads else "pooled"
-    return (verdict(choice, REPEAT_CHOICES, repeat_answer(r["max_diff"], loss["delta"])) + "\n\n" +
+    return (grade(choice, REPEAT_CHOICES[repeat_answer(r["max_diff"], loss["delta"])], REPEAT_CHOICES).verdict() + "\n\n" +
             repeat_markdown(cm, r) +
             f" Loss on {measured_on(loss)}: {loss['loss']:.4f} against {loss['base']:.4f} {than} "
             f"({loss['delta']:+.1e}). The copies hold the very keys and values `repeat_kv` already hands to each "

@@ -25,6 +25,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
+from lessons.grading import grade
 from lessons.inputs import LessonError, choice, join, whole
 from llama.config import LlamaConfig
 
@@ -544,21 +545,6 @@ def speed_question(cm: CourseModel) -> str:
             "cache (one new token) than one step without it (all tokens again), on the machine serving this page?")
 
 
-def grade(choice, choices: list[str], answer: int) -> str:
-    """The first line of a reveal: right, wrong, or no prediction picked (the measurement follows in every case).
-    A value that is not one of the choices raises LessonError."""
-    if choice is None or choice == "":
-        return f"No prediction was picked. The measurement says: **{choices[answer]}**."
-    choice = choice_of(choice, choices)
-    ok = choices.index(choice) == answer
-    lead = "✅ Your prediction was right: " if ok else "❌ Not quite. The measurement says: "
-    return lead + f"**{choices[answer]}**."
-
-
-def choice_of(value, choices: list[str]) -> str:
-    return choice(value, "Your prediction", choices)[0]
-
-
 def same_answer(run: CacheRun) -> int:
     """Which SAME_CHOICES the measured run supports: all tokens equal, at least half, or fewer."""
     same = sum(a == b for a, b in zip(run.new_tokens, run.uncached_tokens))
@@ -567,7 +553,7 @@ def same_answer(run: CacheRun) -> int:
 
 def reveal_same(cm: CourseModel, prompt, choice, n_new: int = MAX_NEW_TOKENS) -> str:
     run = run_cached_vs_uncached(cm, prompt, n_new)
-    head = grade(choice, SAME_CHOICES, same_answer(run))
+    head = grade(choice, SAME_CHOICES[same_answer(run)], SAME_CHOICES).verdict()
     return head + "\n\n" + proof_markdown(run) + (f"\n\n⚠️ {run.notice}" if run.notice else "")
 
 
@@ -579,7 +565,7 @@ def speed_answer(ratio: float) -> int:
 def reveal_speed(cm: CourseModel, choice) -> str:
     r = one_step_ratio(cm)
     shown = round(r["ratio"], 1)  # graded on the figure the learner reads
-    return (grade(choice, SPEED_CHOICES, speed_answer(shown)) + f"\n\nAt {r['length']} tokens on {cm.device}: "
+    return (grade(choice, SPEED_CHOICES[speed_answer(shown)], SPEED_CHOICES).verdict() + f"\n\nAt {r['length']} tokens on {cm.device}: "
             f"**{r['uncached_ms']:.2f} ms** without the cache, **{r['cached_ms']:.2f} ms** with it "
             f"(median of {r['repeats']} runs each, taking turns; both compute the output layer for the newest position "
             f"only): **{shown:.1f}x**. The gap grows with the context: the uncached step's work "

@@ -26,6 +26,7 @@ import torch
 
 from lessons import plots
 from lessons.course import LRU, CourseModel, Prepared, token_label
+from lessons.grading import grade
 from lessons.inputs import choice, clean_text, join, number, whole
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
 
@@ -414,7 +415,7 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
 
 
 def seed_reveal_markdown(r: SeedReveal, choice: str | None) -> str:
-    verdict = verdict_line(choice, r.answer)
+    verdict = grade(choice, r.answer, SEED_CHOICES).verdict()
     why = (f"Dividing the logits by T = {r.temperature:g} multiplies every gap between them by "
            f"{1 / r.temperature:g}, so the top token takes nearly all the probability")
     if r.first_difference is None:
@@ -458,17 +459,8 @@ def nucleus_reveal_markdown(r: NucleusReveal, choice: str | None) -> str:
         why = (f"On this prompt the count went from {r.kept[0]} to {r.kept[-1]}, not up: a higher temperature still "
                "flattens the distribution, but here so few tokens share the probability that the count barely "
                "moves. Try a prompt that stops mid-sentence.")
-    return (f"{verdict_line(choice, r.answer)}\n\n| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n"
+    return (f"{grade(choice, r.answer, NUCLEUS_CHOICES).verdict()}\n\n| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n"
             f"{rows}\n\n{why}")
-
-
-def verdict_line(choice: str | None, answer: str) -> str:
-    """The first line of a reveal: right, wrong, or no prediction picked (the measurement is shown in every case)."""
-    if not choice:
-        return f"No prediction was picked. The model says: **{answer}**."
-    if choice == answer:
-        return f"✅ **Right.** The model says: {answer}."
-    return f"❌ **Not this time.** You said “{choice}”; the model says: **{answer}**."
 
 
 def _cell(text: str) -> str:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from lessons import inputs
 from lessons.course import LRU, CourseModel, prepare_text, trace
+from lessons.grading import grade
 from lessons.inputs import LessonError
 from lessons.plots import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
@@ -443,21 +444,11 @@ def layer_choices(cm: CourseModel) -> list[str]:
     return [f"layer {l}" for l in range(cm.config.n_layers)]
 
 
-def judge(guess, options: list[str], answer: str) -> str:
-    """The verdict on a prediction: right, not this time, or none picked (then the measurement is shown all the
-    same). A value that is not one of the options (an API call) counts as no pick, and says so."""
-    if guess in (None, ""):
-        return "You picked no prediction; here is the measurement."
-    if guess not in options:
-        return f"⚠️ {inputs.echo(guess)!r} is not one of the choices, so no prediction was picked; here is the measurement."
-    return f"You predicted **{guess}**: " + ("right." if guess == answer else "not this time.")
-
-
 def reveal_sparsest(g: Gates, threshold: float, guess: str | None) -> str:
     """Which layer has the largest share of near-zero gates at this threshold, computed on the learner's text."""
     frac = near_zero_fractions(g, threshold)
     best = f"layer {int(frac.argmax())}"
-    verdict = judge(guess, [f"layer {l}" for l in range(len(frac))], best)
+    verdict = grade(guess, best, [f"layer {l}" for l in range(len(frac))]).verdict()
     shares = ", ".join(f"layer {l}: {f:.1%}" for l, f in enumerate(frac))
     return (f"{verdict} With |gate| < {float(threshold):g}, **{best}** has the most near-zero gates on your text "
             f"({shares}). A near-zero gate switches its unit off for that token whatever `up_proj` says.")
@@ -475,7 +466,7 @@ def reveal_negative(g: Gates, guess: str | None) -> str:
     overall = float(np.mean(np.concatenate([(a < 0).ravel() for a in g.text])))
     answer = negative_bucket(overall)
     lowest = min(float(a.min()) for a in g.text)
-    verdict = judge(guess, NEGATIVE_CHOICES, answer)
+    verdict = grade(guess, answer, NEGATIVE_CHOICES).verdict()
     per_layer = ", ".join(f"layer {l}: {n:.1%}" for l, n in enumerate(neg))
     return (f"{verdict} **{overall:.1%}** of all gate values on your text are negative ({answer}; {per_layer}). "
             f"The lowest is {lowest:.3f}: SiLU never goes below −0.278, so a negative gate is a small negative "
