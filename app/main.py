@@ -51,19 +51,16 @@ CSS = """
 .prose td, .prose th, .md td, .md th { min-width: 5em; overflow-wrap: normal; word-break: normal; }
 .katex-display { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 .js-plotly-plot, .plot-container { max-width: 100%; }
-/* A phone: rows stack (each child full width), the page navigation is one compact scrolling line. */
-@media (max-width: 700px) {
-  .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
-  .gradio-container .row > * { min-width: 0 !important; width: 100% !important; }
-  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
-}
 """
-# Gradio's page bar (a wrapping flex <nav> in .nav-holder) sits outside the part of the page that launch(css=...)
-# reaches inside media queries (Gradio scopes those rules to ".gradio-container .contain"), so its phone rule goes
-# into the page head: on a phone it is one line that scrolls sideways, not one line per lesson.
+# Phone rules go into the page head: Gradio scopes the media queries of launch(css=...) to ".gradio-container
+# .contain", which neither its page bar (a wrapping flex <nav> in .nav-holder) nor its rows' own rules obey. On a
+# phone, rows stack (each child full width) and the page bar is one line that scrolls sideways, not one per lesson.
 HEAD_STYLE = """
 @media (max-width: 700px) {
+  .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
+  .gradio-container .row > * { min-width: 0 !important; width: 100% !important; max-width: 100% !important; }
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
   .nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important;
     padding: 0 6px !important; font-size: 0.85em; }
   .nav-holder nav a { white-space: nowrap; flex: none; }

@@ -65,7 +65,8 @@ def panel_axes(i: int) -> dict:
     return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
 
 
-TITLE_CHARS = 48  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
+TITLE_CHARS = 40  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
+PANEL_CHARS = 42  # the same for a panel title at 12 px across the whole width; divided among panels side by side
 
 
 def wrap(text: str, width: int = TITLE_CHARS) -> str:
@@ -101,9 +102,11 @@ def responsive(fig: go.Figure) -> go.Figure:
         fig.update_layout(title=dict(text=wrap(title), font=dict(size=14), x=0.02, xanchor="left",
                                      automargin=True, yref="container", y=0.98, yanchor="top"))
     notes = []
+    titles = [a for a in layout.annotations or () if a.yanchor == "bottom" and a.text and not a.showarrow]
     for a in layout.annotations or ():
-        if a.yanchor == "bottom" and a.text and not a.showarrow:  # a panel title (make_subplots, panels)
-            notes.append(dict(text=wrap(a.text, 40), font=dict(size=12)))
+        if a in titles:  # a panel title (make_subplots, panels): panels side by side share its height
+            beside = sum(1 for b in titles if b.y == a.y)
+            notes.append(dict(text=wrap(a.text, max(PANEL_CHARS // beside, 12)), font=dict(size=12)))
         else:
             notes.append({})
     if notes:

@@ -11,6 +11,7 @@ from llama.generate import generate
 from lessons.grading import NO_PICK
 from lessons.gqa import compute as G
 from lessons.kv_cache import compute as K
+from ui import no_error_toast, press, svg_text
 
 PROMPT = "JULIET:\nO Romeo, Romeo!"
 FP16 = "fp16 / bf16"
@@ -160,22 +161,6 @@ def test_kv_cache_reveals_grade_an_independent_measurement(client, cm):
 # ----------------------------------------------------------------------------- a real browser
 
 
-def svg_text(page, elem_id: str) -> str:
-    return " ".join(page.locator(f"#{elem_id} .main-svg").all_text_contents())
-
-
-def move_slider(page, label: str, presses: int, key: str = "ArrowRight") -> None:
-    """Arrow keys on the range input; releasing a key counts as letting go (app/main.py's HEAD script)."""
-    rng = page.get_by_label(f"range slider for {label}", exact=True)
-    rng.focus()
-    for _ in range(presses):
-        rng.press(key)
-
-
-def no_error_toast(page) -> bool:
-    return page.locator(".toast-body").filter(has_text="Error").count() == 0
-
-
 def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
     nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
     page.goto(app_url + "gqa")
@@ -185,7 +170,7 @@ def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
     assert f"share {nkv} K/V head" in before
     up = next((d for d in G.divisors(nh) if d > nkv), None)
     target, key, presses = (up, "ArrowRight", up - nkv) if up else (nkv // 2, "ArrowLeft", nkv - nkv // 2)
-    move_slider(page, "K/V heads", presses, key)
+    press(page, "K/V heads", key, presses)
     expected = f"share {target} K/V head"
     page.wait_for_function(
         "t => [...document.querySelectorAll('#gqa-diagram .main-svg')].some(s => s.textContent.includes(t))",
@@ -207,7 +192,7 @@ def test_kv_cache_page_step_slider_moves_the_grid(page, app_url):
     page.get_by_text("The KV cache").first.wait_for(timeout=60_000)
     page.wait_for_function("document.querySelector('#kv-grid .main-svg') !== null", timeout=60_000)
     assert "Step 0:" in svg_text(page, "kv-grid")
-    move_slider(page, "step", 2)
+    press(page, "step", times=2)
     page.wait_for_function(
         "() => [...document.querySelectorAll('#kv-grid .main-svg')].some(s => s.textContent.includes('Step 2:'))",
         timeout=60_000)

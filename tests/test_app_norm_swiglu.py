@@ -5,6 +5,7 @@ import json
 
 from lessons.grading import NO_PICK
 from raw_api import call_json
+from ui import no_errors, nudge, wait_text
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -153,26 +154,6 @@ def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
     assert md.startswith(NO_PICK) and "✅" not in md and "❌" not in md
 
 
-def _nudge(page, elem_id):
-    """Move a Gradio slider one step with the keyboard alone (the key release runs the slider's event)."""
-    slider = page.locator(f"#{elem_id} input[type=range]")
-    slider.focus()
-    slider.press("ArrowRight")
-
-
-def _wait_for_text(page, selector, text):
-    """Wait until the element's text contains `text` (a pending event first shows a timer there)."""
-    page.wait_for_function("([s, t]) => { const e = document.querySelector(s);"
-                           " return e && e.textContent.includes(t); }", arg=[selector, text], timeout=30_000)
-    return page.locator(selector).text_content()
-
-
-def _no_errors(page):
-    assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
-    assert "Error" not in " ".join(page.locator(".toast-wrap").all_inner_texts())
-    assert page.errors == []
-
-
 def test_rmsnorm_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "rmsnorm")
     page.locator("#rmsnorm-invariance .annotation-text").first.wait_for(timeout=60_000)
@@ -181,20 +162,20 @@ def test_rmsnorm_page_in_a_real_browser(page, app_url):
     assert y("#rmsnorm-reveal-shift") < y("#rmsnorm-invariance") and y("#rmsnorm-reveal-rms") < y("#rmsnorm-overview")
     assert "a = 2, b = 0" in page.locator("#rmsnorm-invariance").text_content()
     assert "b = 0.1" not in page.locator("#rmsnorm-invariance-readout").text_content()
-    _nudge(page, "rmsnorm-shift")
-    readout = _wait_for_text(page, "#rmsnorm-invariance-readout", "b = 0.1")
+    nudge(page, "rmsnorm-shift")
+    readout = wait_text(page, "#rmsnorm-invariance-readout", "b = 0.1")
     assert "LayerNorm" in readout and "RMSNorm" in readout
-    _wait_for_text(page, "#rmsnorm-invariance", "a = 2, b = 0.1")  # the figure's SVG title
+    wait_text(page, "#rmsnorm-invariance", "a = 2, b = 0.1")  # the figure's SVG title
     assert "(8 layers)" in page.locator("#rmsnorm-placement").text_content()
-    _nudge(page, "rmsnorm-depth")
-    _wait_for_text(page, "#rmsnorm-placement", "(9 layers)")
+    nudge(page, "rmsnorm-depth")
+    wait_text(page, "#rmsnorm-placement", "(9 layers)")
     # a number typed into a slider's box outside its range: clamped, with a notice on the page, no red toast
     box = page.locator("#rmsnorm-gain input[type=number]")
     box.fill("1e20")
     box.press("Enter")
     box.blur()
-    _wait_for_text(page, "body", "Init gain 1e+20 is out of range")
-    _no_errors(page)
+    wait_text(page, "body", "Init gain 1e+20 is out of range")
+    no_errors(page)
 
 
 def test_swiglu_page_in_a_real_browser(page, app_url):
@@ -205,11 +186,11 @@ def test_swiglu_page_in_a_real_browser(page, app_url):
     top = {e: page.locator(f"#{e}").bounding_box()["y"] for e in
            ("swiglu-reveal-sparsest", "swiglu-reveal-negative", "swiglu-gates", "swiglu-gates-readout")}
     assert max(top["swiglu-reveal-sparsest"], top["swiglu-reveal-negative"]) < top["swiglu-gates"]
-    _nudge(page, "swiglu-beta")
-    _wait_for_text(page, "#swiglu-curves .gtitle", "β = 1.1")
-    _wait_for_text(page, "#swiglu-curves-readout", "β = 1.1")
+    nudge(page, "swiglu-beta")
+    wait_text(page, "#swiglu-curves .gtitle", "β = 1.1")
+    wait_text(page, "#swiglu-curves-readout", "β = 1.1")
     assert "0.055" not in page.locator("#swiglu-gates-readout").text_content()
-    _nudge(page, "swiglu-threshold")
-    _wait_for_text(page, "#swiglu-gates-readout", "0.055")
-    _wait_for_text(page, "#swiglu-gates", "|value| < 0.055")
-    _no_errors(page)
+    nudge(page, "swiglu-threshold")
+    wait_text(page, "#swiglu-gates-readout", "0.055")
+    wait_text(page, "#swiglu-gates", "|value| < 0.055")
+    no_errors(page)

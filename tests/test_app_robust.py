@@ -13,7 +13,6 @@ import json
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 
 import raw_api
 

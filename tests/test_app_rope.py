@@ -1,10 +1,8 @@
 """Lesson 3 (positional encoding and RoPE) through the real app: each event by api_name with gradio_client,
 then the page in a real browser."""
 
-import json
 import math
 import re
-import urllib.request
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from conftest import array, fig
 from lessons.rope import compute as C
 from test_lesson_rope import expected_grade, reference_losses
+import raw_api
 
 TEXT = "To be, or not to be: that is the question."
 
@@ -116,21 +115,8 @@ def test_hostile_numbers_through_the_api(client, cm, app_url):
     msg, plot, readout, shift = client.predict(TEXT, 0, 0, 1, 0, 10, 5, "inf", api_name="/rope_relative")
     assert shift["value"] == L - 1 - 10 and "out of range" in msg
     # a lone surrogate, as a browser can send it (JSON "\\ud800"; gradio_client cannot encode one)
-    msg = raw_call(app_url, "rope_shuffle", ["ab\ud800c to be", 0, 1])[0]
+    msg = raw_api.call(app_url, "rope_shuffle", "ab\ud800c to be", 0, 1)[0]
     assert "U+FFFD" in msg
-
-
-def raw_call(app_url: str, api_name: str, data: list) -> list:
-    """One event through Gradio's REST API with a hand-made JSON body (ensure_ascii escapes what httpx refuses)."""
-    body = json.dumps({"data": data}, ensure_ascii=True).encode()
-    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        event = json.load(r)["event_id"]
-    with urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event}", timeout=120) as r:
-        lines = r.read().decode().splitlines()
-    done = [lines[i + 1] for i, line in enumerate(lines) if line == "event: complete"]
-    assert done, lines[-4:]
-    return json.loads(done[0].removeprefix("data: "))
 
 
 @pytest.mark.parametrize("api,args", [("/rope_shuffle", (1, 0)), ("/rope_compare_attention", (0, 0, "none")),

@@ -2,7 +2,6 @@
 browser."""
 
 import json
-import urllib.request
 
 import pytest
 import torch
@@ -10,24 +9,13 @@ import torch
 from lessons.grading import NO_PICK
 from lessons.sampling import compute as C
 from llama.generate import generate
+import raw_api
 
 PROMPT = "ROMEO:\n"
 
 
 def _plot_json(out):
     return json.loads(out["plot"])
-
-
-def raw_api(app_url: str, api_name: str, *data):
-    """Call an event through Gradio's HTTP API with values gradio_client refuses to send (NaN, inf, lone
-    surrogates: JSON allows NaN/Infinity literals and \\ud800 escapes). Returns the final outputs."""
-    body = json.dumps({"data": list(data)}).encode()  # allow_nan and ensure_ascii: NaN literals, \\ud800 escapes
-    req = urllib.request.Request(f"{app_url}gradio_api/call/{api_name}", data=body,
-                                 headers={"Content-Type": "application/json"})
-    event = json.loads(urllib.request.urlopen(req, timeout=60).read())["event_id"]
-    stream = urllib.request.urlopen(f"{app_url}gradio_api/call/{api_name}/{event}", timeout=120).read().decode()
-    assert "event: complete" in stream, stream[-500:]  # not "event: error"
-    return json.loads([line for line in stream.splitlines() if line.startswith("data:")][-1][5:])
 
 
 def test_distribution_event(client):
@@ -46,18 +34,18 @@ def test_distribution_event(client):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e20, 1.8e308, -5, 4.5, "abc"])
 def test_hostile_values_are_repaired_with_a_notice(app_url, bad):
-    fig, summary, msg = raw_api(app_url, "sampling_distribution", PROMPT, bad, bad, bad)
+    fig, summary, msg = raw_api.call(app_url, "sampling_distribution", PROMPT, bad, bad, bad)
     assert "⚠️" in msg and ("tokens survive" in summary or "Greedy" in summary)
-    greedy, sampled, status = raw_api(app_url, "sampling_generate", PROMPT, 1.0, 0, 0.9, bad, bad)
+    greedy, sampled, status = raw_api.call(app_url, "sampling_generate", PROMPT, 1.0, 0, 0.9, bad, bad)
     assert greedy.startswith(PROMPT) and "stopped" in status and "Seed" in status and "Max new tokens" in status
 
 
 def test_lone_surrogates_get_a_notice(app_url):
-    fig, summary, msg = raw_api(app_url, "sampling_distribution", "ab\ud800c", 1.0, 10, 0.9)
+    fig, summary, msg = raw_api.call(app_url, "sampling_distribution", "ab\ud800c", 1.0, 10, 0.9)
     assert "U+FFFD" in msg and "tokens survive" in summary
-    greedy, sampled, status = raw_api(app_url, "sampling_generate", "ab\ud800c", 1.0, 0, 0.9, 8, 1)
+    greedy, sampled, status = raw_api.call(app_url, "sampling_generate", "ab\ud800c", 1.0, 0, 0.9, 8, 1)
     assert "U+FFFD" in status and "stopped" in status
-    md = raw_api(app_url, "sampling_reveal_nucleus", "\udfff", None)[0]
+    md = raw_api.call(app_url, "sampling_reveal_nucleus", "\udfff", None)[0]
     assert md.startswith(NO_PICK) and "U+FFFD" in md
 
 

@@ -12,6 +12,7 @@ import raw_api
 from lessons.grading import NO_PICK
 from lessons.tokenization import compute as C
 from llama.tokenizer import BPETokenizer
+from ui import no_error_toast
 
 SUB_ID = re.compile(r"<sub[^>]*>(\d+)</sub>")
 TEXT = "the cat sat on the mat. the hat is on the cat, and that is that.\n" * 30
@@ -151,10 +152,6 @@ def test_reveal_endpoints_grade_from_the_measurement(own, cm, reference):
 
 
 # ----------------------------------------------------------------------------- in a browser
-
-
-def no_error_toast(page) -> bool:
-    return page.locator(".toast-body").filter(has_text="Error").count() == 0
 
 
 def open_page(page, app_url):

@@ -1,5 +1,5 @@
 """Every page read on a 390 px phone and a 1366 px laptop: no sideways scrolling of the page, plot titles inside
-their plots, a short navigation bar. Screenshots go to $LAYOUT_SHOTS (default: the test's tmp dir) for a look."""
+their plots, a short navigation bar, and each lesson's own tab title. Screenshots go to $LAYOUT_SHOTS (default: the test's tmp dir) for a look."""
 
 import os
 from pathlib import Path
@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 
 import lessons
+from ui import idle
 
-PAGES = [""] + [lesson.slug for lesson in lessons.LESSONS if lesson.ready]
+READY = [lesson for lesson in lessons.LESSONS if lesson.ready]
+PAGES = [""] + [lesson.slug for lesson in READY]
+TITLES = {"": "course map", **{lesson.slug: lesson.title for lesson in READY}}
 
 MEASURE = """() => {
   const out = {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, titles: [], nav: 0};
@@ -28,13 +31,7 @@ MEASURE = """() => {
 }"""
 
 
-# At 390 px Gradio's page bar still wraps to ~289 px and several Plotly titles sit outside their plots: known and
-# open (issue 11, "A phone and a lost URL"). strict: the day it passes, this marker must go.
-PHONE_OPEN = pytest.mark.xfail(strict=True, reason="phone layout at 390 px not fixed yet (issue 11): page bar wraps, "
-                                                   "some plot titles overflow")
-
-
-@pytest.mark.parametrize("width", [pytest.param(390, marks=PHONE_OPEN), 1366])
+@pytest.mark.parametrize("width", [390, 1366])
 def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
     shots = Path(os.environ.get("LAYOUT_SHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -46,8 +43,13 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
         page.locator("h1").first.wait_for(timeout=60_000)
         if slug:
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        page.wait_for_timeout(1500)  # plots finish drawing
+        idle(page)
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => "
+                               "p.querySelector('.main-svg'))", timeout=60_000)
+        page.wait_for_timeout(300)  # plots finish drawing; Gradio sets its own tab title while it renders
         m = page.evaluate(MEASURE)
+        if TITLES[slug] not in page.title():
+            problems.append(f"/{slug}: tab title {page.title()!r} does not name {TITLES[slug]!r}")
         page.screenshot(path=str(shots / f"{slug or 'home'}-{width}.png"), full_page=True)
         page.locator(".js-plotly-plot").first.scroll_into_view_if_needed() if slug else None
         page.screenshot(path=str(shots / f"{slug or 'home'}-{width}-first-plot.png"))  # one screen, readable size

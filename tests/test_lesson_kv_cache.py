@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from lessons.grading import NO_PICK
 from lessons.course import load_course_model

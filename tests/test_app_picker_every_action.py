@@ -1,0 +1,183 @@
+"""Every lesson page with stories260K picked on the course map, in a real browser: the page shows that model (its 5
+layers, 8 query heads of size 8 with 4 K/V heads, 512-token context and vocabulary, Hugging Face tokenizer, no
+held-out text of its own), then every slider is moved one step from the keyboard and every button pressed. Each
+action must finish without a red toast, a JavaScript error or a traceback in the server's log, and the main
+results must be stories260K's."""
+
+import pytest
+
+import lessons
+from conftest import STORIES
+from llama.tokenizer.interface import load_tokenizer
+from ui import idle, no_errors, pick, press, svg_text, wait_svg, wait_text
+
+PAGES = [lesson.slug for lesson in lessons.LESSONS if lesson.ready]
+
+# Visible range inputs and buttons of the page, in page order (the nav bar's links are not buttons).
+CONTROLS = """() => {
+  const shown = e => e.offsetParent !== null && e.getBoundingClientRect().width > 0;
+  const sliders = [...document.querySelectorAll('input[type=range]')].filter(shown)
+    .map(e => e.getAttribute('aria-label'));
+  const labels = new Set(window.gradio_config.components.filter(c => c.type === 'button').map(c => c.props.value));
+  const buttons = [...document.querySelectorAll('button')].filter(b => shown(b) && labels.has(b.textContent.trim()))
+    .map(b => b.textContent.trim());
+  return {sliders, buttons};
+}"""
+
+
+def number_max(page, label: str) -> str:
+    return page.locator(f'input[aria-label^="number input for {label}"]').get_attribute("max")
+
+
+# ----------------------------------------------------------------------------- what each page shows before
+
+def shows_tokenization(page):
+    facts = wait_text(page, "#model-tokenizer-facts", "not our BPE")
+    assert "512 tokens" in facts and "no merge list or split regex" in facts
+    assert "512 × 64" in page.locator("body").text_content()  # the embedding table's facts
+    wait_svg(page, "embedding-map", "All 512 token embeddings")
+    assert page.locator('input[aria-label^="number input for vocabulary size"]').input_value() == "512"
+
+
+def shows_attention(page):
+    wait_text(page, "#attention-grid", "head 7 · KV 3")  # 8 query heads, 4 KV heads: refilled for the model
+    assert number_max(page, "Layer") == "4" and page.get_by_text("Layer (0 to 4)").count() == 1
+    assert page.get_by_text("5 layers, each with 8 query heads of size d = 8", exact=False).count() == 1
+    assert "√d = 2.83" in page.locator("#attention-steps .gtitle").text_content()
+    assert page.get_by_label("layer 4").count() == 1 and page.get_by_label("layer 5").count() == 0  # the question
+    # stories260K's tokenizer cuts the text: BOS + n tokens, so the last query position is n
+    text = page.locator("#attention-text textarea").input_value()
+    assert number_max(page, "Query position") == str(len(load_tokenizer(STORIES).encode(text)))
+
+
+def shows_rope(page):
+    spectrum = wait_text(page, "#rope-spectrum-readout", "512-token context")
+    assert "of 4 pairs" in spectrum  # head size 8
+    assert page.locator("#rope-m input[type=range]").get_attribute("max") == "511"
+    assert page.locator("#rope-pair input[type=range]").get_attribute("max") == "3"
+
+
+def shows_rmsnorm(page):
+    wait_text(page, "#rmsnorm-site-readout", "layer 2 · attention norm")  # the middle of 5 layers
+    overview = wait_text(page, "#rmsnorm-overview", "the model's 11 RMSNorms")  # 2 per layer + the final one
+    assert "L4 ffn" in overview and "L5" not in overview
+    shown = page.locator("body").inner_text()  # the first question's choices, as the learner sees them
+    assert "entering layer 4" in shown and "entering layer 5" not in shown
+
+
+def shows_swiglu(page):
+    wait_text(page, "#swiglu-gates-readout", "(of 172)")  # 172 hidden units
+    assert page.get_by_role("radio", name="layer 4").count() == 1 and page.get_by_role("radio", name="layer 5").count() == 0
+    assert "172" in page.locator("#swiglu-hidden-table").text_content()
+    assert "but not multiple_of" in page.locator("#swiglu-hidden-note").text_content()
+
+
+def shows_gqa(page):
+    wait_text(page, "#gqa-heads", "8 query heads and 4 K/V heads")
+    wait_svg(page, "gqa-diagram", "share 4 K/V head")
+    assert number_max(page, "layer (model.layers[i])") == "4"
+    assert page.get_by_label("number input for K/V heads after conversion").input_value() == "4"
+    wait_text(page, "#gqa-pool-question", "4 K/V heads into 1")
+
+
+def shows_kv_cache(page):
+    wait_text(page, "#kv-allocated", "655,360 bytes")  # 2 x 5 layers x 4 K/V heads x 8 x 512 positions x 4 bytes
+    grid = svg_text(page, "kv-grid")
+    assert "layer 4" in grid and "layer 5" not in grid
+    assert page.get_by_label("range slider for steps to time (used when you press Measure)").get_attribute("max") \
+        == "510"
+    assert page.get_by_text("With 511 tokens already in the context").count() == 1
+
+
+def shows_sampling(page):
+    wait_svg(page, "sampling-dist", "of 512 tokens")  # stories260K's vocabulary (the course model's is 1,024)
+    assert page.get_by_text("At most 256 tokens with BOS (half the 512-token context)").count() == 1
+
+
+# ----------------------------------------------------------------------------- what the actions gave
+
+def gave_tokenization(page):
+    wait_text(page, "#reveal-count", "no split regex")  # counted by stories260K's tokenizer
+
+
+def gave_attention(page):
+    wait_text(page, "#attention-answer-previous", "puts the most weight on the previous token")
+    assert "L4" in page.locator("#attention-summary").text_content()
+    assert "L5" not in page.locator("#attention-summary").text_content()
+
+
+def gave_rope(page):
+    loss = wait_text(page, "#rope-loss", "nats/token")
+    assert "stories260K/ ships no held-out text" in loss and "TinyShakespeare" in loss
+
+
+def gave_rmsnorm(page):
+    wait_text(page, "#rmsnorm-invariance-readout", "b = 0.1")  # the shift slider, one step
+
+
+def gave_swiglu(page):
+    wait_text(page, "#swiglu-gates-readout", "0.055")  # the threshold slider, one step
+    assert "(of 172)" in page.locator("#swiglu-gates-readout").text_content()
+
+
+def gave_gqa(page):
+    wait_text(page, "#gqa-convert-readout", "TinyShakespeare")  # the held-out text is not this model's own
+    assert "layer 5" not in svg_text(page, "gqa-maps")
+
+
+def gave_kv_cache(page):
+    assert "layer 5" not in svg_text(page, "kv-grid")
+    page.get_by_text("x 5 layers").first.wait_for(timeout=30_000)
+
+
+def gave_sampling(page):
+    wait_text(page, "#sampling-status", "stopped")
+    assert len(page.locator("#sampling-sampled textarea").input_value()) > 0
+
+
+@pytest.mark.parametrize("slug", PAGES)
+def test_every_control_works_on_the_picked_model(page, app_url, slug):
+    pick(page, app_url)
+    page.goto(app_url + slug)
+    page.locator("h1").first.wait_for(timeout=60_000)
+    idle(page)  # the page refreshes itself for the picked model
+    globals()[f"shows_{slug}"](page)
+    log_start = app_url.log.stat().st_size
+    controls = page.evaluate(CONTROLS)
+    assert controls["sliders"] and controls["buttons"], controls
+    for label in controls["sliders"]:
+        press(page, page.get_by_label(label, exact=True))
+        idle(page)
+    seen = {}
+    for label in controls["buttons"]:  # a label can repeat ("Reveal"): press each one in turn
+        nth = seen.get(label, 0)
+        seen[label] = nth + 1
+        page.get_by_role("button", name=label, exact=True).nth(nth).click()
+        idle(page)
+    globals()[f"gave_{slug}"](page)
+    no_errors(page)
+    with open(app_url.log, encoding="utf-8", errors="replace") as log:
+        log.seek(log_start)
+        new = log.read()
+    assert "Traceback" not in new and "Error" not in new, new[-3000:]
+
+
+def test_refresh_gives_every_model_dependent_output_for_stories260k(stories_cm):
+    """The pages' refresh(cm), which widgets.on_model sends on page load (and bench/gpu_check runs on CUDA)."""
+    from app.pages import attention, tokenization
+    from lessons.attention import compute as A
+
+    out = attention.refresh(stories_cm)
+    assert len(out) == 19  # msg, analyzed, text, facts, 4 sliders, question, 7 figures, 2 answers, summary
+    layer, head, query, scale = out[4:8]
+    assert (layer["maximum"], head["maximum"], layer["value"]) == (4, 7, 0) and "head // 2" in head["label"]
+    assert query["maximum"] == A.trace_text(stories_cm, A.DEFAULT_TEXT).n_tokens - 1
+    assert scale["maximum"] == A.scale_max(8) and "2.83 = √d" in scale["label"]
+    assert out[8]["choices"] == [(f"layer {l}", f"layer {l}") for l in range(5)] or \
+        out[8]["choices"] == [f"layer {l}" for l in range(5)]
+    assert "Layer 0: all 8 heads" in out[12].layout.title.text
+
+    out = tokenization.refresh(stories_cm)
+    assert len(out) == 21  # _train_values (13) and _model_values (8)
+    assert out[2]["value"] == 512 and "not our BPE" in out[13] and "All 512 token embeddings" in \
+        out[17].layout.title.text

@@ -1,0 +1,64 @@
+"""Browser helpers shared by the tests that drive the app in Chromium (Playwright): one way to pick a model, wait
+for a text, move a slider from the keyboard, wait for the app to finish, and check for errors."""
+
+from conftest import STORIES
+
+IDLE = "() => document.querySelectorAll('.pending').length === 0"  # Gradio marks outputs of a running event
+
+
+def pick(page, app_url: str, name: str = STORIES.name, summary: str = "5 layers") -> None:
+    """On the course map choose `name` in the model picker and wait until the map describes it (the browser
+    remembers the choice for every page; stories260K by default)."""
+    page.goto(app_url)
+    page.locator("#model-picker input").click()
+    page.get_by_role("option", name=name).click()
+    wait_text(page, "#model-summary", summary, timeout=120_000)
+
+
+def wait_text(page, selector: str, text: str, timeout: float = 60_000) -> str:
+    """Wait until an element matching `selector` contains `text` (a pending event first shows a timer there);
+    returns the first match's text."""
+    page.wait_for_function("([s, t]) => [...document.querySelectorAll(s)].some(e => e.textContent.includes(t))",
+                           arg=[selector, text], timeout=timeout)
+    return page.locator(selector).first.text_content()
+
+
+def svg_text(page, elem_id: str) -> str:
+    """All text a Plotly figure draws (Plotly text is SVG)."""
+    return " ".join(page.locator(f"#{elem_id} .main-svg").all_text_contents())
+
+
+def wait_svg(page, elem_id: str, text: str, timeout: float = 60_000) -> None:
+    wait_text(page, f"#{elem_id} .main-svg", text, timeout)
+
+
+def press(page, slider, key: str = "ArrowRight", times: int = 1) -> None:
+    """Arrow keys on a Gradio slider's range input (a locator, or the slider's label); letting go of the key
+    counts as a release (app/main.py), so the slider's event runs."""
+    if isinstance(slider, str):
+        slider = page.get_by_label(f"range slider for {slider}", exact=True)
+    slider.focus()
+    for _ in range(times):
+        slider.press(key)
+
+
+def nudge(page, elem_id: str, key: str = "ArrowRight") -> None:
+    """One keyboard step of the slider whose elem_id is `elem_id`."""
+    press(page, page.locator(f"#{elem_id} input[type=range]"), key)
+
+
+def idle(page, timeout: float = 120_000) -> None:
+    """Wait until no event of the page is running (give a just-clicked event 200 ms to start first)."""
+    page.wait_for_timeout(200)
+    page.wait_for_function(IDLE, timeout=timeout)
+
+
+def no_error_toast(page) -> bool:
+    return page.locator(".toast-body").filter(has_text="Error").count() == 0
+
+
+def no_errors(page) -> None:
+    """No red toast and no JavaScript error (the `page` fixture records them)."""
+    assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
+    assert "Error" not in " ".join(page.locator(".toast-wrap").all_inner_texts())
+    assert page.errors == []
