@@ -9,6 +9,7 @@ import raw_api
 from conftest import array, fig
 from lessons.attention import compute as C
 from lessons.grading import NO_PICK
+from ui import text_of
 
 TEXT = "To be, or not to be: that is the question."
 OTHER = "Now is the winter of our discontent made glorious summer by this sun of York."
@@ -155,7 +156,7 @@ def test_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "attention")
     heat_title = page.locator("#attention-heatmap .gtitle").first
     heat_title.wait_for(timeout=60_000)
-    assert "Layer 0, head 0" in heat_title.text_content()
+    assert "Layer 0, head 0" in text_of(heat_title)
     for elem in ("attention-dot", "attention-grid", "attention-mix", "attention-steps", "attention-scale",
                  "attention-summary"):
         assert page.locator(f"#{elem} .main-svg").count() > 0

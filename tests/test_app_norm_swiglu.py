@@ -5,7 +5,7 @@ import json
 
 from lessons.grading import NO_PICK
 from raw_api import call_json
-from ui import no_errors, nudge, wait_text
+from ui import no_errors, nudge, text_of, wait_text
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -19,7 +19,7 @@ def _texts(fig):
     lay = fig["layout"]
     out = [a.get("text", "") for a in lay.get("annotations", [])]
     title = lay.get("title", {})
-    return " ".join(out + [title.get("text", "") if isinstance(title, dict) else str(title)])
+    return " ".join(out + [title.get("text", "") if isinstance(title, dict) else str(title)]).replace("<br>", " ")
 
 
 def test_rmsnorm_events(client, cm):
@@ -160,13 +160,13 @@ def test_rmsnorm_page_in_a_real_browser(page, app_url):
     # predict first: each question sits above the figure that answers it, and figure 1 opens without a shift
     y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731
     assert y("#rmsnorm-reveal-shift") < y("#rmsnorm-invariance") and y("#rmsnorm-reveal-rms") < y("#rmsnorm-overview")
-    assert "a = 2, b = 0" in page.locator("#rmsnorm-invariance").text_content()
+    assert "a = 2, b = 0" in text_of(page.locator("#rmsnorm-invariance"))
     assert "b = 0.1" not in page.locator("#rmsnorm-invariance-readout").text_content()
     nudge(page, "rmsnorm-shift")
     readout = wait_text(page, "#rmsnorm-invariance-readout", "b = 0.1")
     assert "LayerNorm" in readout and "RMSNorm" in readout
     wait_text(page, "#rmsnorm-invariance", "a = 2, b = 0.1")  # the figure's SVG title
-    assert "(8 layers)" in page.locator("#rmsnorm-placement").text_content()
+    assert "(8 layers)" in text_of(page.locator("#rmsnorm-placement"))
     nudge(page, "rmsnorm-depth")
     wait_text(page, "#rmsnorm-placement", "(9 layers)")
     # a number typed into a slider's box outside its range: clamped, with a notice on the page, no red toast
@@ -181,7 +181,7 @@ def test_rmsnorm_page_in_a_real_browser(page, app_url):
 def test_swiglu_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "swiglu")
     page.locator("#swiglu-curves .gtitle").wait_for(timeout=60_000)
-    assert "β = 1:" in page.locator("#swiglu-curves .gtitle").text_content()
+    assert "β = 1:" in text_of(page.locator("#swiglu-curves .gtitle"))
     # predict, then reveal: both questions sit above the gate figure and readout that answer them
     top = {e: page.locator(f"#{e}").bounding_box()["y"] for e in
            ("swiglu-reveal-sparsest", "swiglu-reveal-negative", "swiglu-gates", "swiglu-gates-readout")}

@@ -9,7 +9,7 @@ import pytest
 import lessons
 from conftest import STORIES
 from llama.tokenizer.interface import load_tokenizer
-from ui import idle, no_errors, pick, press, svg_text, wait_svg, wait_text
+from ui import idle, no_errors, pick, press, svg_text, text_of, wait_svg, wait_text
 
 PAGES = [lesson.slug for lesson in lessons.LESSONS if lesson.ready]
 
@@ -43,7 +43,7 @@ def shows_attention(page):
     wait_text(page, "#attention-grid", "head 7 · KV 3")  # 8 query heads, 4 KV heads: refilled for the model
     assert number_max(page, "Layer") == "4" and page.get_by_text("Layer (0 to 4)").count() == 1
     assert page.get_by_text("5 layers, each with 8 query heads of size d = 8", exact=False).count() == 1
-    assert "√d = 2.83" in page.locator("#attention-steps .gtitle").text_content()
+    assert "√d = 2.83" in text_of(page.locator("#attention-steps .gtitle"))
     assert page.get_by_label("layer 4").count() == 1 and page.get_by_label("layer 5").count() == 0  # the question
     # stories260K's tokenizer cuts the text: BOS + n tokens, so the last query position is n
     text = page.locator("#attention-text textarea").input_value()

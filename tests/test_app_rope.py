@@ -11,6 +11,7 @@ from conftest import array, fig
 from lessons.rope import compute as C
 from test_lesson_rope import expected_grade, reference_losses
 import raw_api
+from ui import text_of
 
 TEXT = "To be, or not to be: that is the question."
 
@@ -136,7 +137,7 @@ def test_page_in_a_real_browser(page, app_url):
     assert y("#rope-reveal-2") < y("#rope-loss")
     assert page.get_by_role("button", name="Measure the loss").bounding_box()["y"] > y("#rope-reveal-2")
     readout = page.locator("#rope-angle-readout")
-    before_readout, before_title = readout.inner_text(), plane_title.text_content()
+    before_readout, before_title = readout.inner_text(), text_of(plane_title)
     m0 = int(re.search(r"= (\d+) ×", before_title).group(1))
 
     # Keyboard alone: focus the position slider, one step right (the key release runs the event).

@@ -10,6 +10,7 @@ from lessons.grading import NO_PICK
 from lessons.sampling import compute as C
 from llama.generate import generate
 import raw_api
+from ui import text_of
 
 PROMPT = "ROMEO:\n"
 
@@ -114,7 +115,7 @@ def test_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "sampling")
     title = page.locator("#sampling-dist .gtitle")
     title.wait_for(timeout=60_000)
-    before = title.text_content()
+    before = text_of(title)
     assert f"T = {C.META_TEMPERATURE:.2f}" in before and f"top-p {C.META_TOP_P:.2f}" in before
     # move the temperature slider with the keyboard: each key release runs the chart (app/main.py's HEAD
     # script), so wait for the last value rather than the first change
@@ -125,7 +126,7 @@ def test_page_in_a_real_browser(page, app_url):
     want = f"T = {C.META_TEMPERATURE + 0.2:.2f}"
     page.wait_for_function("t => { const e = document.querySelector('#sampling-dist .gtitle');"
                            " return e && e.textContent.includes(t); }", arg=want, timeout=30_000)
-    assert want in title.text_content() and title.text_content() != before
+    assert want in text_of(title) and text_of(title) != before
     # generate: text streams into both boxes
     page.get_by_role("button", name="Generate greedy and sampled").click()
     page.wait_for_function("() => { const t = document.querySelector('#sampling-sampled textarea');"

@@ -4,6 +4,14 @@ for a text, move a slider from the keyboard, wait for the app to finish, and che
 from conftest import STORIES
 
 IDLE = "() => document.querySelectorAll('.pending').length === 0"  # Gradio marks outputs of a running event
+# An element's text as a reader sees it. Plotly draws each line of a wrapped title as its own <tspan>, so the
+# textContent of "top-p<br>0.90" is "top-p0.90": inside SVG, text pieces are joined with a space.
+TEXT_OF = """e => {
+  if (!(e.closest('svg') || e.querySelector('svg'))) return e.textContent;
+  const parts = [], walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) parts.push(walk.currentNode.textContent);
+  return parts.join(' ').replace(/\\s+/g, ' ');
+}"""
 
 
 def pick(page, app_url: str, name: str = STORIES.name, summary: str = "5 layers") -> None:
@@ -18,14 +26,19 @@ def pick(page, app_url: str, name: str = STORIES.name, summary: str = "5 layers"
 def wait_text(page, selector: str, text: str, timeout: float = 60_000) -> str:
     """Wait until an element matching `selector` contains `text` (a pending event first shows a timer there);
     returns the first match's text."""
-    page.wait_for_function("([s, t]) => [...document.querySelectorAll(s)].some(e => e.textContent.includes(t))",
+    page.wait_for_function(f"([s, t]) => [...document.querySelectorAll(s)].some(e => ({TEXT_OF})(e).includes(t))",
                            arg=[selector, text], timeout=timeout)
-    return page.locator(selector).first.text_content()
+    return text_of(page.locator(selector).first)
+
+
+def text_of(locator) -> str:
+    """The text of one element as a reader sees it (TEXT_OF: a wrapped Plotly title's lines joined by spaces)."""
+    return locator.evaluate(TEXT_OF)
 
 
 def svg_text(page, elem_id: str) -> str:
     """All text a Plotly figure draws (Plotly text is SVG)."""
-    return " ".join(page.locator(f"#{elem_id} .main-svg").all_text_contents())
+    return " ".join(text_of(svg) for svg in page.locator(f"#{elem_id} .main-svg").all())
 
 
 def wait_svg(page, elem_id: str, text: str, timeout: float = 60_000) -> None:

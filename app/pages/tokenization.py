@@ -61,9 +61,15 @@ def _model_values(cm) -> dict:
 
 def refresh(cm) -> tuple:
     """Another model picked on the course map (widgets.on_model): its tokenizer's first training (cached per
-    model) in _train_values' order, then _model_values; the learner's State starts from that training."""
-    return (*_updates(_train_values(compute.first_training(cm), compute.DEFAULT_SENTENCE)),
+    model) in _train_values' order, then _model_values; the learner's State goes back to None (that training)."""
+    return (*_updates({**_train_values(compute.first_training(cm), compute.DEFAULT_SENTENCE), "trained": None}),
             *_updates(_model_values(cm)))
+
+
+def learners_tokenizer(cm, trained: compute.Trained | None) -> compute.Trained:
+    """The learner's trained tokenizer, or None for the model's first training: shared and read-only, so a
+    session holds a tokenizer of its own (about 0.4 MB) only once the learner trains one."""
+    return trained if trained is not None else compute.first_training(cm).trained
 
 
 def build(cm, lesson) -> None:
@@ -74,7 +80,7 @@ def build(cm, lesson) -> None:
     m0 = _model_values(cm)
 
     key = widgets.model_key()
-    state = gr.State(t0["trained"])
+    state = gr.State(None)  # the learner's own Trained once they train; None: the shared first training
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
 
@@ -141,7 +147,7 @@ def build(cm, lesson) -> None:
         return _updates(_train_values(training, sentence))
 
     def on_replay(cm, trained, k, sentence):
-        r = compute.replay(trained, k, sentence)
+        r = compute.replay(learners_tokenizer(cm, trained), k, sentence)
         return widgets.note(r.notice), r.chips, r.merge_md, r.figure
 
     def on_embed(cm, sentence):
@@ -153,7 +159,7 @@ def build(cm, lesson) -> None:
         return r.markdown, r.chips
 
     def on_reveal_merge(cm, trained, choice):
-        return compute.reveal_first_merge(trained, choice).markdown
+        return compute.reveal_first_merge(learners_tokenizer(cm, trained), choice).markdown
 
     trained_outputs = [train_msg, state, vocab, merge_k, chips, merge_md, curve, replay_msg, compare_html,
                        compare_fig, q2, q2_out, text_box]  # in _train_values' order
