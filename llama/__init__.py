@@ -6,7 +6,8 @@
     new_ids = generate(model, [1, 403, 407], max_new_tokens=20)  # greedy
 
 Folders map to the architecture: config.py (one typed config), model.py (norms,
-RoPE, KV cache, attention, feed-forward, block, model, leaf to root),
+RoPE, KV cache, attention, feed-forward, block, model, leaf to root), count.py (parameters, FLOPs
+and weight bytes from a config alone),
 generate.py (sampling), checkpoint.py (Hugging Face layout: Llama 1/2/3.x configs with
 RoPE scaling, explicit head_dim, biases, EOS lists), tokenizer/ (from-scratch byte-level BPE, and
 `load_tokenizer` for real checkpoints' tokenizers behind the same interface), train.py (the course

@@ -23,6 +23,11 @@ where hidden / heads is not the head size), biases on the projections
 (`attention_bias`, `mlp_bias`), several end-of-sequence ids (Llama 3 lists
 `<|end_of_text|>` and `<|eot_id|>`), and `rope_scaling` (Llama 3.1/3.2 stretch
 the slow RoPE frequencies to reach a longer context; see `model.rope_frequencies`).
+
+`PRESETS` holds the published sizes of Llama 1, 2, 3, 3.1 and 3.2 by name
+("llama2-7b", "llama3.2-1b", ...) and `PRESET_FACTS` what their papers add
+(tokenizer, training tokens, source); `count.py` turns them into parameters,
+FLOPs and bytes.
 """
 
 from __future__ import annotations
@@ -168,15 +173,77 @@ def _check_rope_scaling(d: dict) -> dict:
 
 # Named presets. The real Llama sizes are used for memory and parameter arithmetic
 # in the lessons (nobody instantiates a 70B model here); the small ones are trained.
+# Published sizes are Meta's params.json / Hugging Face config.json values; each
+# family's shared settings come first. `llama_hidden_dim` turns multiple_of and
+# ffn_dim_multiplier into the published intermediate_size (tests/test_count.py checks them).
+_LLAMA1 = dict(vocab_size=32000, max_seq_len=2048, norm_eps=1e-6, multiple_of=256)
+_LLAMA2 = dict(vocab_size=32000, max_seq_len=4096, norm_eps=1e-5, multiple_of=256)
+_LLAMA3 = dict(vocab_size=128256, max_seq_len=8192, norm_eps=1e-5, rope_theta=500000.0,
+               bos_token_id=128000, eos_token_id=128001, n_kv_heads=8)
+# Llama 3.1 and 3.2 reach 128K positions by slowing RoPE's slow pairs (see model.rope_frequencies).
+_LLAMA31 = dict(_LLAMA3, max_seq_len=131072, rope_scaling=dict(
+    rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192))
+_LLAMA32 = dict(_LLAMA31, tie_embeddings=True, rope_scaling=dict(_LLAMA31["rope_scaling"], factor=32.0))
+
 PRESETS: dict[str, dict] = {
     "test": dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, max_seq_len=64, multiple_of=16),
     "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=1024, max_seq_len=128, multiple_of=32),
     "baby": dict(dim=192, n_layers=6, n_heads=6, n_kv_heads=3, vocab_size=1024, max_seq_len=256, multiple_of=64),
-    "llama2-7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, vocab_size=32000, max_seq_len=4096, multiple_of=256),
-    "llama2-70b": dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=32000, max_seq_len=4096,
-                       multiple_of=4096, ffn_dim_multiplier=1.3),
-    "llama3-8b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, vocab_size=128256, max_seq_len=8192,
-                      multiple_of=1024, ffn_dim_multiplier=1.3, rope_theta=500000.0),
-    "llama3-70b": dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, vocab_size=128256, max_seq_len=8192,
-                       multiple_of=4096, ffn_dim_multiplier=1.3, rope_theta=500000.0),
+    # the comment after each published size is its hidden_dim (intermediate_size)
+    "llama1-7b": dict(_LLAMA1, dim=4096, n_layers=32, n_heads=32),  # 11008
+    "llama1-13b": dict(_LLAMA1, dim=5120, n_layers=40, n_heads=40),  # 13824
+    "llama1-33b": dict(_LLAMA1, dim=6656, n_layers=60, n_heads=52),  # 17920
+    "llama1-65b": dict(_LLAMA1, dim=8192, n_layers=80, n_heads=64),  # 22016
+    "llama2-7b": dict(_LLAMA2, dim=4096, n_layers=32, n_heads=32),  # 11008
+    "llama2-13b": dict(_LLAMA2, dim=5120, n_layers=40, n_heads=40),  # 13824
+    "llama2-70b": dict(_LLAMA2, dim=8192, n_layers=80, n_heads=64, n_kv_heads=8,
+                       multiple_of=4096, ffn_dim_multiplier=1.3),  # 28672
+    "llama3-8b": dict(_LLAMA3, dim=4096, n_layers=32, n_heads=32, multiple_of=1024, ffn_dim_multiplier=1.3),  # 14336
+    "llama3-70b": dict(_LLAMA3, dim=8192, n_layers=80, n_heads=64, multiple_of=4096, ffn_dim_multiplier=1.3),  # 28672
+    "llama3.1-8b": dict(_LLAMA31, dim=4096, n_layers=32, n_heads=32, multiple_of=1024, ffn_dim_multiplier=1.3),  # 14336
+    "llama3.1-70b": dict(_LLAMA31, dim=8192, n_layers=80, n_heads=64, multiple_of=4096, ffn_dim_multiplier=1.3),  # 28672
+    "llama3.1-405b": dict(_LLAMA31, dim=16384, n_layers=126, n_heads=128, multiple_of=4096,
+                          ffn_dim_multiplier=1.2),  # 53248
+    "llama3.2-1b": dict(_LLAMA32, dim=2048, n_layers=16, n_heads=32, multiple_of=256, ffn_dim_multiplier=1.5),  # 8192
+    "llama3.2-3b": dict(_LLAMA32, dim=3072, n_layers=28, n_heads=24, multiple_of=256, ffn_dim_multiplier=1.0),  # 8192
+}
+
+
+@dataclass(frozen=True)
+class PresetFacts:
+    """What a paper or model card says about a published Llama beyond its config.
+
+        >>> PRESET_FACTS["llama2-7b"].train_tokens
+        '2.0T'
+    """
+
+    name: str  # as the papers write it, e.g. "Llama 2 7B"
+    tokenizer: str
+    train_tokens: str | None  # pretraining tokens in the source's own words ("15T+": over 15 trillion, "~15T": about 15)
+    source: str  # where the sizes and token counts are published
+
+
+_SENTENCEPIECE = "SentencePiece BPE, 32K vocabulary"
+_TIKTOKEN = "tiktoken-based BPE, 128K vocabulary"
+_LLAMA1_SRC = "LLaMA (Touvron et al. 2023a), Table 2"
+_LLAMA2_SRC = "Llama 2 (Touvron et al. 2023b), Table 1"
+_LLAMA3_SRC = "Llama 3 model card (Meta 2024); sizes also in The Llama 3 Herd of Models, Table 3"
+_HERD_SRC = "The Llama 3 Herd of Models (Llama Team 2024), Table 3; tokens: Section 1"
+_LLAMA32_SRC = "Llama 3.2 model card (Meta 2024)"
+
+PRESET_FACTS: dict[str, PresetFacts] = {
+    "llama1-7b": PresetFacts("LLaMA 7B", _SENTENCEPIECE, "1.0T", _LLAMA1_SRC),
+    "llama1-13b": PresetFacts("LLaMA 13B", _SENTENCEPIECE, "1.0T", _LLAMA1_SRC),
+    "llama1-33b": PresetFacts("LLaMA 33B", _SENTENCEPIECE, "1.4T", _LLAMA1_SRC),
+    "llama1-65b": PresetFacts("LLaMA 65B", _SENTENCEPIECE, "1.4T", _LLAMA1_SRC),
+    "llama2-7b": PresetFacts("Llama 2 7B", _SENTENCEPIECE, "2.0T", _LLAMA2_SRC),
+    "llama2-13b": PresetFacts("Llama 2 13B", _SENTENCEPIECE, "2.0T", _LLAMA2_SRC),
+    "llama2-70b": PresetFacts("Llama 2 70B", _SENTENCEPIECE, "2.0T", _LLAMA2_SRC),
+    "llama3-8b": PresetFacts("Llama 3 8B", _TIKTOKEN, "15T+", _LLAMA3_SRC),
+    "llama3-70b": PresetFacts("Llama 3 70B", _TIKTOKEN, "15T+", _LLAMA3_SRC),
+    "llama3.1-8b": PresetFacts("Llama 3.1 8B", _TIKTOKEN, "~15T", _HERD_SRC),
+    "llama3.1-70b": PresetFacts("Llama 3.1 70B", _TIKTOKEN, "~15T", _HERD_SRC),
+    "llama3.1-405b": PresetFacts("Llama 3.1 405B", _TIKTOKEN, "~15T", _HERD_SRC),
+    "llama3.2-1b": PresetFacts("Llama 3.2 1B", _TIKTOKEN, "up to 9T", _LLAMA32_SRC),
+    "llama3.2-3b": PresetFacts("Llama 3.2 3B", _TIKTOKEN, "up to 9T", _LLAMA32_SRC),
 }
