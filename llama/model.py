@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .blockwise import blockwise_attention
 from .config import LlamaConfig
 
 # ----------------------------------------------------------------------------- norms
@@ -230,6 +231,14 @@ class KVCache:
 
 # ----------------------------------------------------------------------------- attention
 
+# How Attention computes softmax(q k^T / sqrt(hs)) v; all give the same numbers (within 1e-5 in fp32).
+#   "manual"     the readable path: the whole (T, S) matrix of scores, masked, then a softmax per row;
+#                the only one that records attention probabilities, so a traced call always takes it.
+#   "sdpa"       PyTorch's fused kernel (F.scaled_dot_product_attention).
+#   "blockwise"  blockwise.py: tiles of at most attn_block_size x attn_block_size scores with an online
+#                softmax, skipping the tiles that causality masks (FlashAttention's idea, in plain PyTorch).
+ATTN_BACKENDS = ("manual", "sdpa", "blockwise")
+
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Share each K/V head with n_rep query heads (GQA/MQA). Same as torch.repeat_interleave(x, n_rep, dim=1).
@@ -254,7 +263,8 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=bias)
         self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=bias)
 
-    def forward(self, x, rope, input_pos, mask, cache: KVCache | None = None, backend: str = "manual", tr=None):
+    def forward(self, x, rope, input_pos, mask, cache: KVCache | None = None, backend: str = "manual", tr=None,
+                block_size: int = 64):
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
@@ -274,6 +284,9 @@ class Attention(nn.Module):
             causal = k.shape[2] == T  # no cache or a prefill from position 0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else mask,
                                                is_causal=causal and T > 1, enable_gqa=self.n_rep > 1)
+        elif backend == "blockwise" and tr is None:
+            # The same softmax, tile by tile: no (T, S) matrix, and no mask (it masks by positions).
+            y = blockwise_attention(q, k, v, input_pos, block_size)  # (B, nh, T, hs)
         else:
             k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)  # (B, nh, S, hs)
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
@@ -360,17 +373,18 @@ class Block(nn.Module):
         self.post_attention_layernorm = make_norm(cfg)  # HF's name; in a pre-norm block it is the FFN's input norm
         self.mlp = FeedForward(cfg)
 
-    def forward(self, x, rope, input_pos, mask, cache=None, backend="manual", tr: LayerTrace | None = None):
+    def forward(self, x, rope, input_pos, mask, cache=None, backend="manual", tr: LayerTrace | None = None,
+                block_size: int = 64):
         if self.pre_norm:
             attn_in = x
             h = self.input_layernorm(x)
-            x = x + self.self_attn(h, rope, input_pos, mask, cache, backend, tr)
+            x = x + self.self_attn(h, rope, input_pos, mask, cache, backend, tr, block_size)
             ffn_in = x
             g = self.post_attention_layernorm(x)
             out = x + self.mlp(g, tr)
         else:
             # Post-norm: the norms act on the sums, so those are what we record as their inputs.
-            attn_in = x + self.self_attn(x, rope, input_pos, mask, cache, backend, tr)
+            attn_in = x + self.self_attn(x, rope, input_pos, mask, cache, backend, tr, block_size)
             h = self.input_layernorm(attn_in)
             ffn_in = h + self.mlp(h, tr)
             g = out = self.post_attention_layernorm(ffn_in)
@@ -405,9 +419,10 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        # "manual" is the readable softmax path (and the only one that can record attention);
-        # "sdpa" is PyTorch's fused kernel. Chosen by whoever loads the model, never inside it.
+        # One of ATTN_BACKENDS ("manual", the readable path and the only one that records attention;
+        # "sdpa"; "blockwise"). Chosen by whoever loads the model, never inside it.
         self.attn_backend = "manual"
+        self.attn_block_size = 64  # positions per tile of the "blockwise" backend
         if not skeleton:
             self.init_tables()
             self.init_weights()
@@ -458,6 +473,9 @@ class Llama(nn.Module):
         generation needs just the last one."""
         cfg = self.config
         B, T = idx.shape
+        backend = self.attn_backend
+        if backend not in ATTN_BACKENDS:
+            raise ValueError(f"attn_backend must be one of {', '.join(ATTN_BACKENDS)}, not {backend!r}")
         from_start = input_pos is None
         if from_start:
             input_pos = torch.arange(T, device=idx.device)
@@ -469,10 +487,11 @@ class Llama(nn.Module):
         S = last + 1 if cache is not None else T
         # The causal mask: query at position p may attend to keys at positions 0..p. With a
         # cache the keys are all positions written so far, so the mask is (T, S), not (T, T).
-        # (The fused kernel masks by itself when queries and keys cover the same positions, and
-        # one new token at the end may attend to every key: no mask to build in either case.)
+        # (The fused kernel masks by itself when queries and keys cover the same positions, the
+        # blockwise path masks each tile by positions, and one new token at the end may attend to
+        # every key: no mask to build in these cases.)
         mask = None
-        if trace or (T > 1 and (self.attn_backend != "sdpa" or S != T)):
+        if trace or (T > 1 and (backend == "manual" or (backend == "sdpa" and S != T))):
             mask = torch.arange(S, device=idx.device)[None, :] <= input_pos[:, None]  # (T, S) True = may attend
 
         x = self.embed_tokens(idx)  # (B, T, C)
@@ -491,7 +510,8 @@ class Llama(nn.Module):
         tr = Trace(embeddings=x) if trace else None
         for i, layer in enumerate(self.layers):
             lt = LayerTrace() if trace else None
-            x = layer(x, rope, input_pos, mask, cache[i] if cache is not None else None, self.attn_backend, lt)
+            x = layer(x, rope, input_pos, mask, cache[i] if cache is not None else None, backend, lt,
+                      self.attn_block_size)
             if trace:
                 tr.layers.append(lt)
         if self.config.norm_placement == "pre":
