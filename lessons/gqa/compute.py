@@ -394,7 +394,7 @@ def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
             p = heads.reshape(n_kv * hs, C)  # (n_kv * hs, C)
         state[name] = p
     new.load_state_dict(state)
-    new.attn_backend = model.attn_backend
+    new.attn_backend, new.attn_block_size = model.attn_backend, model.attn_block_size
     return new.eval().requires_grad_(False)
 
 
