@@ -20,6 +20,7 @@ Notation: nh query heads, nkv K/V heads, hs head size, C width, T tokens, L laye
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from lessons.inputs import LessonError
 from lessons.kv_cache.compute import (COURSE, DTYPE_BYTES, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
                                       reference_configs)
 from llama.config import LlamaConfig
+from llama.count import parameter_counts
 from llama.model import Llama
 from llama.train import loss_per_char
 
@@ -150,30 +152,19 @@ def sharing_figure(n_heads: int, n_kv_heads: int) -> go.Figure:
 
 
 def attention_parameters(cfg: LlamaConfig, n_kv_heads: int | None = None) -> int:
-    """Weights of q_proj, k_proj, v_proj and o_proj over all layers: L * C * hs * (2 nh + 2 nkv).
+    """Weights of q_proj, k_proj, v_proj and o_proj over all layers (llama.count), with n_kv_heads K/V heads:
+    L * C * hs * (2 nh + 2 nkv) without biases.
 
         >>> attention_parameters(LlamaConfig.from_name("llama2-7b")) / 1e9   # a third of its 6.7B
         2.147483648
     """
-    nkv = n_kv_heads or cfg.n_kv_heads
-    return cfg.n_layers * cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * nkv)
+    c = dataclasses.replace(cfg, n_kv_heads=n_kv_heads) if n_kv_heads else cfg
+    return c.n_layers * parameter_counts(c).attention
 
 
 def scaled_kv_heads(cfg: LlamaConfig, fraction: float) -> int:
     """The K/V heads of a bigger model at the same sharing ratio n_kv / n_heads (a divisor of its n_heads)."""
     return nearest_divisor(cfg.n_heads, cfg.n_heads * fraction)
-
-
-def config_parameters(cfg: LlamaConfig) -> int:
-    """All weights of a Llama with this config: embeddings (twice unless the output layer is tied to them),
-    per layer attention, SwiGLU and two RMSNorm gains, and the final norm.
-
-        >>> config_parameters(LlamaConfig.from_name("llama2-7b"))   # Llama 2 7B, as Meta and Hugging Face count it
-        6738415616
-    """
-    per_layer = attention_parameters(cfg) // cfg.n_layers + 3 * cfg.dim * cfg.hidden_dim + 2 * cfg.dim
-    embeddings = cfg.vocab_size * cfg.dim * (1 if cfg.tie_embeddings else 2)
-    return embeddings + cfg.n_layers * per_layer + cfg.dim
 
 
 def clamp_memory_inputs(positions, batch, dtype) -> tuple[int, int, str, str]:
@@ -193,7 +184,7 @@ def cache_vs_weights(cm: CourseModel, positions: int, batch: int, dtype: str) ->
     rows = [f"| model | weights ({dtype}) | cache per token | cache at {positions:,} tokens x batch {batch} | "
             "cache / weights | cache = weights at batch x context |", "|---|---|---|---|---|---|"]
     for name, c in reference_configs(cm).items():
-        weights = config_parameters(c) * nbytes
+        weights = parameter_counts(c).total * nbytes
         per_token = config_cache_bytes(c, 1, 1, nbytes)
         cache = config_cache_bytes(c, positions, batch, nbytes)
         rows.append(f"| {name} | {fmt_bytes(weights)} | {fmt_bytes(per_token)} | {fmt_bytes(cache)} | "
