@@ -1,5 +1,6 @@
 """Every page read on a 390 px phone and a 1366 px laptop: no sideways scrolling of the page, plot titles inside
-their plots, a short navigation bar, and each lesson's own tab title. Screenshots go to $LAYOUT_SHOTS (default: the test's tmp dir) for a look."""
+their plots, a short navigation bar, and each lesson's own tab title. A screenshot of each page's first plot goes
+to $LAYOUT_SHOTS (default: the test's tmp dir); with LAYOUT_SHOTS set, whole pages too, for a look."""
 
 import os
 from pathlib import Path
@@ -50,7 +51,8 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
         m = page.evaluate(MEASURE)
         if TITLES[slug] not in page.title():
             problems.append(f"/{slug}: tab title {page.title()!r} does not name {TITLES[slug]!r}")
-        page.screenshot(path=str(shots / f"{slug or 'home'}-{width}.png"), full_page=True)
+        if "LAYOUT_SHOTS" in os.environ:  # the whole page too, for a look (a long page takes seconds to shoot)
+            page.screenshot(path=str(shots / f"{slug or 'home'}-{width}.png"), full_page=True)
         page.locator(".js-plotly-plot").first.scroll_into_view_if_needed() if slug else None
         page.screenshot(path=str(shots / f"{slug or 'home'}-{width}-first-plot.png"))  # one screen, readable size
         if m["scroll"] > m["inner"]:
