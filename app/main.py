@@ -14,17 +14,39 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # so `python app/main.py` finds llama/ and lessons/
 
 
-def _few_malloc_arenas(n: int = 2) -> None:
-    """glibc gives each new thread its own malloc arena, and memory freed in one is rarely returned: with Gradio's
-    worker threads the server's resident memory grows by hundreds of MB of half-empty arenas. Two arenas (before
-    any thread starts) keep it flat (bench/bench_memory.py). Same as MALLOC_ARENA_MAX=2; a no-op off glibc."""
+def _libc():
+    """glibc through ctypes, or None off glibc (then the two memory settings below do nothing)."""
     import ctypes
     import ctypes.util
 
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def _few_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each new thread its own malloc arena, and memory freed in one is rarely returned: with Gradio's
+    worker threads the server's resident memory grows by hundreds of MB of half-empty arenas. Two arenas (before
+    any thread starts) keep it flat (bench/bench_memory.py). Same as MALLOC_ARENA_MAX=2."""
+    if (libc := _libc()) is not None:
+        libc.mallopt(-8, n)  # M_ARENA_MAX
+
+
+def _trim_heap_every(seconds: float = 30.0) -> None:
+    """glibc keeps freed memory in the process (for reuse) rather than handing it back; malloc_trim(0) hands back
+    the free pages. Building the pages and serving requests free a lot of short-lived memory (traces, figures,
+    tokenizer training), so a daemon thread trims every `seconds` (a few milliseconds each time)."""
+    if (libc := _libc()) is None:
+        return
+
+    def loop():
+        while True:
+            time.sleep(seconds)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=loop, name="malloc-trim", daemon=True).start()
 
 
 _few_malloc_arenas()
@@ -33,6 +55,7 @@ import copy  # noqa: E402
 import html  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -188,6 +211,7 @@ CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 
 def main() -> None:
     demo = build()
+    _trim_heap_every()
     demo.queue(default_concurrency_limit=CONCURRENCY)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")

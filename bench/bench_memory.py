@@ -79,7 +79,13 @@ def main() -> None:
               f"errors {len(errors)}")
         for e in errors[:5]:
             print("  error:", e)
-        ok = after - before < 100 and after < 600 and not errors
+        mb = 1.048576  # MB per MiB: the targets are in MB
+        status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+        split = ", ".join(line.split(":")[0] + " " + f"{int(line.split()[1]) / 1e3:.0f} MB" for line in status
+                          if line.startswith(("RssAnon", "RssFile")))
+        print(f"in MB: RSS {after * mb:.0f} MB ({split}; RssFile is shared library code), "
+              f"growth {(after - before) * mb:+.0f} MB")
+        ok = (after - before) * mb < 100 and after * mb < 600 and not errors
         print(f"targets: growth < 100 MB, RSS < 600 MB, no errors: {'met' if ok else 'NOT met'}")
 
 
