@@ -264,3 +264,12 @@ def test_stop_reason_knows_every_eos_id(stories_cm):
     assert "EOS" in C.stop_reason(cm, 5, [40, 7], 80) and "EOS" in C.stop_reason(cm, 5, [40, 2], 80)
     assert "EOS" in C.stop_reason(stories_cm, 5, [40, 2], 80) and "`</s>`" in C.stop_reason(stories_cm, 5, [2], 80)
     assert "max-new-tokens" in C.stop_reason(cm, 5, [40, 8], 2)
+
+
+@pytest.mark.parametrize("kept, index", [((3, 7, 12), 0), ((12, 7, 3), 1), ((5, 5, 5), 2)])
+def test_nucleus_answer_follows_the_counts(kept, index):
+    """Every branch of the nucleus answer, from counts made up here (a real prompt shows only one of them)."""
+    r = C.NucleusReveal(0.9, (0.5, 1.0, 1.5), kept)
+    assert r.answer == C.NUCLEUS_CHOICES[index]
+    md = C.nucleus_reveal_markdown(r, C.NUCLEUS_CHOICES[index])
+    assert md.startswith("✅") and all(f"| {t:g} | {k} |" in md for t, k in zip(r.temperatures, kept))
