@@ -21,9 +21,9 @@ def initial(cm: CourseModel) -> dict:
     """Every model-dependent value the page opens with, for one model (built with the course model; `refresh`
     sends another model's)."""
     c = cm.config
-    diagram, values, readout, _, _, _ = C.pass_view(cm, DEFAULT_TEXT, DEFAULTS["box"], DEFAULTS["layer"],
+    diagram, values, readout, notice, _, _ = C.pass_view(cm, DEFAULT_TEXT, DEFAULTS["box"], DEFAULTS["layer"],
                                                     DEFAULTS["head"])
-    return dict(diagram=diagram, values=values, readout=readout, facts=C.architecture_facts(cm),
+    return dict(diagram=diagram, values=values, readout=readout, notice=widgets.note(notice), facts=C.architecture_facts(cm),
                 choices=C.box_choices(c), params=C.parameter_table(cm), shares=C.shares_figure(cm),
                 layer_info=f"0 to {c.n_layers - 1}: the {c.n_layers} blocks are alike, their weights are not",
                 head_info=f"0 to {c.n_heads - 1}; query head h reads K/V head h // {c.n_rep}")
@@ -33,7 +33,7 @@ def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     c, first = cm.config, initial(cm)
     return ("",  # the page's message slot: nothing went wrong
-            first["diagram"], first["values"], first["readout"], first["facts"],
+            first["diagram"], first["values"], first["readout"], first["notice"], first["facts"],
             gr.update(choices=first["choices"], value=DEFAULTS["box"]),
             gr.update(maximum=c.n_layers - 1, value=DEFAULTS["layer"], info=first["layer_info"]),
             gr.update(maximum=c.n_heads - 1, value=DEFAULTS["head"], info=first["head_info"]),
@@ -64,7 +64,7 @@ def build(cm: CourseModel, lesson) -> None:
                                    info=first["layer_info"], elem_id="assembled-layer")
             head = widgets.Slider(0, c.n_heads - 1, DEFAULTS["head"], step=1, label="query head",
                                   info=first["head_info"], elem_id="assembled-head")
-            pass_msg = widgets.message()
+            pass_msg = widgets.message(first["notice"])
             readout = gr.Markdown(first["readout"], elem_id="assembled-readout")
         with gr.Column(scale=3, min_width=300):
             diagram = widgets.Plot(first["diagram"], label="The forward pass", elem_id="assembled-diagram")
@@ -94,7 +94,7 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
-    widgets.on_model(key, refresh, [model_msg, diagram, values, readout, facts, box, layer, head, params, shares])
+    widgets.on_model(key, refresh, [model_msg, diagram, values, readout, pass_msg, facts, box, layer, head, params, shares])
 
     def on_pass(cm, text, box_key, layer_index, head_index):
         fig, vals, md, notice, l, h = C.pass_view(cm, text, box_key, layer_index, head_index)

@@ -31,7 +31,7 @@ from llama.config import PRESET_FACTS, PRESETS, LlamaConfig
 from llama.count import BYTES_PER_PARAMETER, flops_per_token, parameter_counts, weight_bytes
 from llama.model import Trace, repeat_kv
 
-MAX_TOKENS = 32  # tokens of the learner's text in the pass (BOS included): an attention map stays readable
+MAX_TOKENS = 48  # tokens of the learner's text in the pass (BOS included): an attention map stays readable
 MAX_CHANNELS = 96  # channels drawn in a heatmap of a wide tensor (the title says how many of how many)
 TOP = 10  # next-token candidates shown
 COURSE = "this model"  # the loaded model's row in the tables
@@ -195,7 +195,7 @@ def diagram_figure(cfg: LlamaConfig, T: int, selected: str | None = None) -> go.
     """The forward pass as boxes and arrows, top to bottom, each box with its label and its output's shape for T
     tokens; the boxes of one block stand in a frame marked "x L". The selected box is drawn in orange."""
     bs = boxes(cfg)
-    step, h = 1.0, 0.72  # vertical distance between boxes, box height (data units)
+    step, h = 1.0, 0.74  # vertical distance between boxes, box height (data units)
     ys = [-i * step for i in range(len(bs))]
     shapes, notes = [], []
     in_layer = [i for i, b in enumerate(bs) if b.in_layer]
@@ -228,7 +228,7 @@ def diagram_figure(cfg: LlamaConfig, T: int, selected: str | None = None) -> go.
                        customdata=[[b.module, b.lesson] for b in bs],
                        hovertemplate="%{customdata[0]}<br>explained in %{customdata[1]}<extra></extra>")
     return figure([hover], title=dict(text=f"The forward pass on your text: T = {T} tokens, B = 1"),
-                  height=int(60 + 40 * len(bs)), showlegend=False, shapes=shapes, annotations=notes,
+                  height=int(60 + 46 * len(bs)), showlegend=False, shapes=shapes, annotations=notes,
                   margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white",
                   xaxis=dict(visible=False, range=[-1.7, 1.75], fixedrange=True),
                   yaxis=dict(visible=False, range=[ys[-1] - 0.6, 0.6], fixedrange=True))
@@ -236,7 +236,10 @@ def diagram_figure(cfg: LlamaConfig, T: int, selected: str | None = None) -> go.
 
 def box_choices(cfg: LlamaConfig) -> list[tuple[str, str]]:
     """(label, key) for the page's box picker, numbered in pass order; block boxes say they repeat."""
-    return [(f"{i}. {b.label}" + (" (in each block)" if b.in_layer else ""), b.key)
+    def name(b: Box) -> str:  # the norms share a label: say which module each is
+        return f"{b.label} ({b.module.rsplit('.', 1)[-1]})" if b.key.endswith("norm") else b.label
+
+    return [(f"{i}. {name(b)}" + (" (in each block)" if b.in_layer else ""), b.key)
             for i, b in enumerate(boxes(cfg), start=1)]
 
 
@@ -253,7 +256,7 @@ def _heatmap(z: np.ndarray, labels: list[str], title: str, xtitle: str, ylabels:
     hm = go.Heatmap(z=z, y=[plot_label(s) for s in unique_labels(labels)], x=ylabels or list(range(z.shape[1])),
                     colorscale="RdBu", zmin=-lim, zmax=lim, colorbar=dict(thickness=10),
                     hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>")
-    return figure([hm], title=dict(text=title), height=max(260, 60 + 16 * len(labels)),
+    return figure([hm], title=dict(text=title), height=max(260, 60 + 14 * len(labels)),
                   margin=dict(l=60, r=10, t=60, b=40), xaxis=dict(title=dict(text=xtitle)),
                   yaxis=dict(autorange="reversed", tickfont=dict(size=10)))
 
@@ -322,7 +325,7 @@ def box_figure(cm: CourseModel, ids: tuple[int, ...], labels: list[str], key: st
         hm = go.Heatmap(z=z, x=y, y=y, colorscale="Blues", zmin=0, zmax=1, colorbar=dict(thickness=10),
                         hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>")
         return figure([hm], title=dict(text=f"attention map of head {head}, {where}: rows sum to 1, zero above "
-                                            "the diagonal"), height=max(300, 80 + 16 * len(labels)),
+                                            "the diagonal"), height=max(300, 80 + 14 * len(labels)),
                       margin=dict(l=60, r=10, t=60, b=60), xaxis=dict(title=dict(text="key"), tickangle=-60,
                                                                      tickfont=dict(size=9)),
                       yaxis=dict(autorange="reversed", title=dict(text="query"), tickfont=dict(size=9)))
@@ -546,8 +549,19 @@ PART_CHOICES = ["attention (q, k, v, o_proj)", "feed-forward (gate, up, down_pro
                 "embeddings and lm_head", "the norms"]
 PART_OF = {"attention": 0, "feed-forward": 1, "embeddings": 2, "lm_head": 2, "norms": 3}
 PART_QUESTION = "Of the model loaded here, which part holds the most parameters?"
-GROWTH_QUESTION = ("Llama 3 8B has about 1.3 billion more parameters than Llama 2 7B (same width 4,096, same 32 "
-                   "layers). Which change adds the most?")
+
+
+def growth_question(a: str = "llama2-7b", b: str = "llama3-8b") -> str:
+    """The growth question, its numbers counted from the two presets."""
+    ca, cb = LlamaConfig.from_name(a), LlamaConfig.from_name(b)
+    more = parameter_counts(cb).total - parameter_counts(ca).total
+    same = [f"{what} {getattr(ca, f):,}" for what, f in (("width", "dim"), ("layers", "n_layers"))
+            if getattr(ca, f) == getattr(cb, f)]
+    return (f"{PRESET_FACTS[b].name} has {more / 1e9:.2f} billion more parameters than {PRESET_FACTS[a].name}"
+            + (f" (same {' and '.join(same)})" if same else "") + ". Which change adds the most?")
+
+
+GROWTH_QUESTION = growth_question()
 GROWTH_CHOICES = ["the larger vocabulary (embeddings and lm_head)", "the wider feed-forward",
                   "more attention parameters"]
 
