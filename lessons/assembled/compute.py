@@ -23,9 +23,9 @@ import plotly.graph_objects as go
 import torch
 
 from lessons import inputs
-from lessons.course import CourseModel, plot_label, prepare_text, trace, unique_labels
+from lessons.course import CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
 from lessons.grading import grade
-from lessons.kv_cache.compute import fmt_bytes, memo
+from lessons.kv_cache.compute import fmt_bytes, inline, memo
 from lessons.plots import figure
 from llama.config import PRESET_FACTS, PRESETS, LlamaConfig
 from llama.count import BYTES_PER_PARAMETER, flops_per_token, parameter_counts, weight_bytes
@@ -284,8 +284,6 @@ def _rms(x: torch.Tensor) -> np.ndarray:
 
 
 def _top(cm: CourseModel, row: torch.Tensor, k: int = TOP) -> tuple[list[str], list[float], list[int]]:
-    from lessons.course import token_label
-
     vals, idx = row.float().topk(min(k, row.shape[-1]))
     ids = idx.tolist()
     return [token_label(cm.tokenizer, i) for i in ids], vals.tolist(), ids
@@ -370,9 +368,7 @@ def box_markdown(cm: CourseModel, ids: tuple[int, ...], key: str, layer: int, he
     if key == "next":
         nxt = int(box_tensors(cm, ids, "next", layer)[0][0])
         p = float(box_tensors(cm, ids, "probs", layer)[0][0, -1, nxt])
-        from lessons.course import token_label
-
-        rows.append(f"\nThe most likely next token is **{nxt}** `{token_label(cm.tokenizer, nxt)}` "
+        rows.append(f"\nThe most likely next token is **{nxt}** `{inline(token_label(cm.tokenizer, nxt))}` "
                     f"(probability {p:.3f}).")
     if key in ("qkv", "rope", "gqa", "softmax"):
         rows.append(f"\nQuery head {head} reads K/V head {head // c.n_rep} (n_rep = {c.n_rep}).")
