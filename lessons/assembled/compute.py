@@ -202,8 +202,8 @@ def diagram_figure(cfg: LlamaConfig, T: int, selected: str | None = None) -> go.
     top, bottom = ys[in_layer[0]] + 0.5, ys[in_layer[-1]] - 0.5
     shapes.append(dict(type="rect", x0=-1.6, x1=1.6, y0=bottom, y1=top, line=dict(color="#94a3b8", dash="dot"),
                        fillcolor=COLORS["layer"], layer="below"))
-    notes.append(dict(x=1.55, y=top - 0.1, text=f"× {cfg.n_layers} layers", showarrow=False, xanchor="right",
-                      yanchor="top", font=dict(size=11, color="#475569")))
+    notes.append(dict(x=-1.45, y=(top + bottom) / 2, text=f"× {cfg.n_layers} layers", showarrow=False,
+                      textangle=-90, font=dict(size=11, color="#475569")))
     for b, y in zip(bs, ys):
         sel = b.key == selected
         shapes.append(dict(type="rect", x0=-1.3, x1=1.3, y0=y - h / 2, y1=y + h / 2,
