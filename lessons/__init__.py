@@ -49,6 +49,9 @@ LESSONS: list[LessonInfo] = [
                "Generation step by step with and without a cache, timed live."),
     LessonInfo("sampling", "8. Generation and sampling",
                "Temperature, top-k and top-p on the course model's next-token probabilities, streamed."),
+    LessonInfo("assembled", "9. The Llama, assembled",
+               "The whole forward pass on your text, box by box with live tensors; parameters, FLOPs and memory "
+               "counted; GPT-2 against Llama; Llama 1, 2, 3, 3.1 and 3.2 side by side."),
 ]
 
 

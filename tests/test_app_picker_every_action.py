@@ -94,6 +94,19 @@ def shows_sampling(page):
     assert page.get_by_text("At most 256 tokens with BOS (half the 512-token context)").count() == 1
 
 
+def shows_assembled(page):
+    facts = wait_text(page, "#assembled-facts", "5 blocks, width C = 64")
+    assert "8 query heads share 4 K/V heads" in facts and "lm_head's weight is embed_tokens.weight" in facts
+    T = 1 + len(load_tokenizer(STORIES).encode(page.locator("#assembled-text textarea").input_value()))
+    wait_svg(page, "assembled-diagram", "× 5 layers")
+    diagram = svg_text(page, "assembled-diagram")
+    assert f"(1, {T}, 64)" in diagram and f"(1, {T}, 512)" in diagram  # the stream and the logits
+    assert number_max(page, "block (model.layers[i])") == "4" and number_max(page, "query head") == "7"
+    assert "V = 512" in text_of(page.locator("#assembled-readout"))
+    params = text_of(page.locator("#assembled-params"))
+    assert "260,032" in params and "they agree" in params
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -133,6 +146,13 @@ def gave_kv_cache(page):
 def gave_sampling(page):
     wait_text(page, "#sampling-status", "stopped")
     assert len(page.locator("#sampling-sampled textarea").input_value()) > 0
+
+
+def gave_assembled(page):
+    wait_text(page, "#assembled-readout", "block 1 of 5")  # the block slider, one step
+    assert "H = 172" in text_of(page.locator("#assembled-readout"))
+    wait_text(page, "#assembled-reveal-parts", "165,120")  # stories260K's feed-forward: 5 x 3 x 64 x 172
+    wait_text(page, "#assembled-reveal-growth", "+1,308,622,848")
 
 
 @pytest.mark.parametrize("slug", PAGES)
