@@ -49,6 +49,9 @@ LESSONS: list[LessonInfo] = [
                "Generation step by step with and without a cache, timed live."),
     LessonInfo("sampling", "8. Generation and sampling",
                "Temperature, top-k and top-p on the course model's next-token probabilities, streamed."),
+    LessonInfo("next_token", "10. Next-token prediction",
+               "What the model is trained to do: each token's loss on your text, perplexity and bits per character, "
+               "unigram and bigram baselines, and a logit lens through the layers."),
 ]
 
 
