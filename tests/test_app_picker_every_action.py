@@ -94,6 +94,15 @@ def shows_sampling(page):
     assert page.get_by_text("At most 256 tokens with BOS (half the 512-token context)").count() == 1
 
 
+def shows_next_token(page):
+    wait_text(page, "#next-token-chips", "uniform guess over 512 tokens")  # stories260K's vocabulary
+    table = wait_text(page, "#next-token-compare-table", "stories260K/ ships no held-out text")
+    assert "262,144 possible" in table  # 512 x 512 token pairs
+    lens = svg_text(page, "next-token-lens")
+    assert "layer 4" in lens and "layer 5" not in lens
+    assert "of 512" in svg_text(page, "next-token-top")
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -133,6 +142,13 @@ def gave_kv_cache(page):
 def gave_sampling(page):
     wait_text(page, "#sampling-status", "stopped")
     assert len(page.locator("#sampling-sampled textarea").input_value()) > 0
+
+
+def gave_next_token(page):
+    answer = wait_text(page, "#next-token-reveal", "Mean loss on your text")
+    assert "ln 512" in answer  # graded on stories260K's measurement
+    assert "of 512" in svg_text(page, "next-token-top")
+    assert "layer 5" not in svg_text(page, "next-token-lens-position")
 
 
 @pytest.mark.parametrize("slug", PAGES)

@@ -337,18 +337,22 @@ def top_figure(cm: CourseModel, s: Scored, j: int) -> go.Figure:
     return fig
 
 
+SHORT = {MODEL: "model", BIGRAM_WB: "bigram<br>Witten-Bell", BIGRAM_ADD1: "bigram<br>add-one",
+         UNIGRAM: "unigram<br>add-one", UNIFORM: "uniform<br>guess"}  # axis labels that fit a phone
+
+
 def comparison_figure(cm: CourseModel, comp: Comparison, s: Scored) -> go.Figure:
     """Mean loss (nats per token) of the model and each baseline on the same targets, bits per character as text."""
     names = [MODEL, BIGRAM_WB, BIGRAM_ADD1, UNIGRAM, UNIFORM]
     rows = [comp.rows[k] for k in names]
-    return plots.figure([go.Bar(x=names, y=[r["loss"] for r in rows], marker_color=[COLOURS[k] for k in names],
+    return plots.figure([go.Bar(x=[SHORT[k] for k in names], customdata=names, y=[r["loss"] for r in rows], marker_color=[COLOURS[k] for k in names],
                                 text=[f"{r['loss']:.2f} nats<br>{r['bpc']:.2f} bits/char" for r in rows],
                                 textposition="outside", cliponaxis=False,
-                                hovertemplate="%{x}: %{y:.3f} nats per token<extra></extra>")],
+                                hovertemplate="%{customdata}: %{y:.3f} nats per token<extra></extra>")],
                         height=400, margin=dict(l=60, r=20, t=80, b=80),
                         title=dict(text=f"Your text's {s.n} tokens: the model against counting "
                                         f"(counts from {counts(cm).tokens:,} tokens of held-out text)"),
-                        xaxis=dict(type="category", tickangle=0),
+                        xaxis=dict(type="category", tickangle=0),  # two-line labels: never rotated
                         yaxis=dict(title="mean loss (nats per token)",
                                    range=[0, max(r["loss"] for r in rows) * 1.25]))
 
