@@ -158,5 +158,6 @@ def test_views_clamp_and_refuse_bad_input(model):
     assert j == v.n and "out of range" in notice
     assert C.position_view(model, TEXT, float("nan"))[4] == 1
     assert f"Token {v.n}" in fig.layout.title.text and f"Token {v.n}" in md
-    long = C.score(model, "to be or not " * 500)
-    assert long.n == C.MAX_TOKENS - 1 and "only the first" in long.notice
+    long = C.text_view(model, "to be or not " * 1000)
+    assert long.n == C.MAX_TOKENS - 1 and "only the first" in long.notice and "limit is 5,000" in long.notice
+    assert long.text == ("to be or not " * 1000)[:5000]  # what the page keeps for the slider: the cleaned text

@@ -84,7 +84,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     def on_score(cm, text_value):
         v = C.text_view(cm, text_value)
-        return (widgets.note(v.notice), text_value, v.chips, v.summary, slider_update(v), v.top, v.comparison,
+        return (widgets.note(v.notice), v.text, v.chips, v.summary, slider_update(v), v.top, v.comparison,
                 v.comparison_md, v.lens, v.lens_position, v.lens_md)
 
     def on_position(cm, text_value, position_value):

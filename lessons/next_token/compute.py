@@ -37,7 +37,7 @@ from lessons import plots
 from lessons.course import (LRU, DEFAULT_MODEL_DIR, CourseModel, plot_label, prepare_text, token_label, trace,
                             unique_labels, validation_excerpt)
 from lessons.grading import grade
-from lessons.inputs import LessonError, join, whole
+from lessons.inputs import LessonError, clean_text, join, whole
 from llama import Llama
 
 # Hamlet's soliloquy: TinyShakespeare (the course model's training and held-out text) does not contain it, so
@@ -367,7 +367,7 @@ def comparison_markdown(cm: CourseModel, comp: Comparison, s: Scored) -> str:
            f"e^{wb - m:.2f} = {math.exp(wb - m):.1f}× more probable on average (geometric mean) under the model: "
            "what the model predicts beyond counting pairs of tokens." if m < wb else
            f"Here the Witten-Bell bigram beats the model by {m - wb:.2f} nats per token.")
-    return join(comp.notice, s.notice) + "\n\n" + "\n".join(lines) + (
+    return (comp.notice + "\n\n" if comp.notice else "") + "\n".join(lines) + (
         f"\n\nCounted on {counted_on(cm)}: {c.tokens:,} tokens with the model's tokenizer, "
         f"{len(c.bigram):,} different pairs of the {c.vocab ** 2:,} possible. {gap}")
 
@@ -466,6 +466,7 @@ class View:
     position: int
     n: int  # the slider's maximum
     notice: str
+    text: str  # the text scored, after cleaning (at most MAX_TEXT_CHARS): what the page keeps for the slider
 
 
 def default_position(s: Scored) -> int:
@@ -481,7 +482,7 @@ def text_view(cm: CourseModel, text, position=None) -> View:
     comp = compare(cm, text)
     return View(chips_html(cm, s), summary_markdown(s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
                 comparison_markdown(cm, comp, s), lens_figure(cm, s, j), lens_position_figure(cm, s, j),
-                lens_markdown(cm, s, j), j, s.n, join(s.notice, why))
+                lens_markdown(cm, s, j), j, s.n, join(s.notice, why), clean_text(text)[0])
 
 
 def position_view(cm: CourseModel, text, position) -> tuple:
