@@ -161,3 +161,18 @@ def test_views_clamp_and_refuse_bad_input(model):
     long = C.text_view(model, "to be or not " * 1000)
     assert long.n == C.MAX_TOKENS - 1 and "only the first" in long.notice and "limit is 5,000" in long.notice
     assert long.text == ("to be or not " * 1000)[:5000]  # what the page keeps for the slider: the cleaned text
+
+
+def test_lens_question_is_graded_from_the_lens(model):
+    s = C.score(model, TEXT)
+    choices = C.lens_choices(model)
+    assert len(choices) == model.config.n_layers + 2 and choices[-1] == C.NEVER
+    for j in range(1, s.n + 1):
+        ranks = [row[j - 1] for row in s.lens_ranks]
+        # independently: the first readout after which every rank is 1, or never
+        first = next((r for r in range(len(ranks)) if all(x == 1 for x in ranks[r:])), None)
+        answer = choices[first] if first is not None else C.NEVER
+        assert C.reveal_lens(model, TEXT, j, answer).startswith("✅")
+        other = next(c for c in choices if c != answer)
+        assert C.reveal_lens(model, TEXT, j, other).startswith("❌")
+    assert "out of range" in C.reveal_lens(model, TEXT, -3, None)

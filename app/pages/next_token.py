@@ -28,7 +28,7 @@ def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     v = first_view(cm)
     return ("", C.DEFAULT_TEXT, v.chips, v.summary, slider_update(v), v.top, v.comparison, v.comparison_md,
-            v.lens, v.lens_position, v.lens_md, "")
+            gr.update(choices=C.lens_choices(cm), value=None), "", v.lens, v.lens_position, v.lens_md, "")
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -69,7 +69,9 @@ def build(cm: CourseModel, lesson) -> None:
 
     widgets.prose(parts[3])
 
-    # --- the logit lens
+    # --- the logit lens: the question first, then the heatmap and the chosen token's bars that answer it
+    lens_choice, lens_btn, lens_answer = widgets.predict_reveal(
+        C.LENS_QUESTION, C.lens_choices(cm), "Reveal (reads every layer)", elem_id="next-token-reveal-lens")
     lens = widgets.Plot(v.lens, label="Logit lens", elem_id="next-token-lens")
     lens_position = widgets.Plot(v.lens_position, label="The chosen token through the lens",
                                  elem_id="next-token-lens-position")
@@ -80,7 +82,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners: every handler gets the learner's model first; compute cleans and clamps the inputs
     widgets.on_model(key, refresh, [model_msg, text, chips, summary, position, top, comparison, comparison_md,
-                                    lens, lens_position, lens_md, answer])
+                                    lens_choice, lens_answer, lens, lens_position, lens_md, answer])
 
     def on_score(cm, text_value):
         v = C.text_view(cm, text_value)
@@ -94,6 +96,9 @@ def build(cm: CourseModel, lesson) -> None:
     def on_reveal(cm, text_value, picked):
         return C.reveal(cm, text_value, picked)
 
+    def on_reveal_lens(cm, text_value, position_value, picked):
+        return C.reveal_lens(cm, text_value, position_value, picked)
+
     gr.on([run.click, text.submit], widgets.handler(on_score, 11, msg_at=0), [key, text],
           [text_msg, scored, chips, summary, position, top, comparison, comparison_md, lens, lens_position, lens_md],
           api_name="next_token_score", trigger_mode="always_last")
@@ -101,3 +106,5 @@ def build(cm: CourseModel, lesson) -> None:
                      [top, lens, lens_position, lens_md, position, position_msg], api_name="next_token_position",
                      trigger_mode="always_last", show_progress="minimal")
     reveal_btn.click(widgets.handler(on_reveal), [key, text, choice], answer, api_name="next_token_reveal")
+    lens_btn.click(widgets.handler(on_reveal_lens), [key, scored, position, lens_choice], lens_answer,
+                   api_name="next_token_reveal_lens")

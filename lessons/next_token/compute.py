@@ -505,3 +505,24 @@ def reveal(cm: CourseModel, text, picked) -> str:
     listed = "; ".join(f"{k} {comp.rows[k]['loss']:.3f}" for k in ranked)
     return (f"{g.verdict()}\n\nMean loss on your text's {score(cm, text).n} tokens, lowest first: {listed} nats per "
             f"token (a uniform guess: ln {cm.config.vocab_size:,} = {math.log(cm.config.vocab_size):.3f}).")
+
+
+NEVER = "never: it is not the final top prediction"
+LENS_QUESTION = ("For the token chosen with the slider above: from which readout on is it the top prediction, and "
+                 "stays so up to the last layer?")
+
+
+def lens_choices(cm: CourseModel) -> list[str]:
+    """The lens question's choices for this model: every readout, then 'never'."""
+    return [readout_name(r) for r in range(cm.config.n_layers + 1)] + [NEVER]
+
+
+def reveal_lens(cm: CourseModel, text, position, picked) -> str:
+    """Grade the lens prediction for target `position` of the scored text, from the lens's own ranks."""
+    s = score(cm, text)
+    j, why = read_position(s, position)
+    r = first_top_layer(s, j)
+    g = grade(picked, NEVER if r is None else readout_name(r), lens_choices(cm))
+    steps = "; ".join(f"{readout_name(k)}: rank {s.lens_ranks[k][j - 1]}, p = {s.lens_probs[k][j - 1]:.3f}"
+                      for k in range(len(s.lens_ranks)))
+    return join(why, f"{g.verdict()}\n\nToken {j} {md_token(s.labels[j])} read out after each layer: {steps}.")
