@@ -176,3 +176,13 @@ def test_lens_question_is_graded_from_the_lens(model):
         other = next(c for c in choices if c != answer)
         assert C.reveal_lens(model, TEXT, j, other).startswith("❌")
     assert "out of range" in C.reveal_lens(model, TEXT, -3, None)
+
+
+def test_first_top_layer_on_hand_made_ranks():
+    def scored(ranks):  # one target, readouts embedding, layer 0, layer 1
+        return C.Scored([1, 2], ["<s>", "a"], "", [0.1], 1, [[2]], [[0.9]], [ranks[-1]], [[0.5]] * 3,
+                        [[r] for r in ranks], [[2]] * 3)
+    assert C.first_top_layer(scored([1, 1, 1]), 1) == 0
+    assert C.first_top_layer(scored([1, 2, 1]), 1) == 2
+    assert C.first_top_layer(scored([3, 1, 1]), 1) == 1
+    assert C.first_top_layer(scored([1, 1, 2]), 1) is None
