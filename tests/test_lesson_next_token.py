@@ -186,3 +186,14 @@ def test_first_top_layer_on_hand_made_ranks():
     assert C.first_top_layer(scored([1, 2, 1]), 1) == 2
     assert C.first_top_layer(scored([3, 1, 1]), 1) == 1
     assert C.first_top_layer(scored([1, 1, 2]), 1) is None
+
+
+def test_summary_quotes_the_held_out_loss_only_when_the_model_ships_one(model):
+    from lessons.course import training_summary
+
+    md = C.text_view(model, TEXT).summary
+    summ = training_summary(model)
+    assert ("whole held-out split" in md) == bool(summ)
+    if summ:
+        assert f"{summ['val_loss_per_token']:.3f} nats per token" in md
+        assert f"{summ['val_loss_per_char'] / math.log(2):.3f} bits per character" in md

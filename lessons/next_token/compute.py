@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from lessons import plots
 from lessons.course import (LRU, DEFAULT_MODEL_DIR, CourseModel, plot_label, prepare_text, token_label, trace,
-                            unique_labels, validation_excerpt)
+                            training_summary, unique_labels, validation_excerpt)
 from lessons.grading import grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama import Llama
@@ -283,8 +283,9 @@ def chips_html(cm: CourseModel, s: Scored) -> str:
     return f"{legend}<div class='token-chips'>{''.join(spans)}</div>"
 
 
-def summary_markdown(s: Scored) -> str:
-    """The text's mean loss, perplexity and bits per character, with the arithmetic."""
+def summary_markdown(cm: CourseModel, s: Scored) -> str:
+    """The text's mean loss, perplexity and bits per character, with the arithmetic, and the loss the training
+    script measured on the model's whole held-out split (summary.json beside the model) when there is one."""
     best = max(range(s.n), key=lambda j: s.losses[j])
     easy = min(range(s.n), key=lambda j: s.losses[j])
     first = sum(r == 1 for r in s.ranks)
@@ -297,7 +298,17 @@ def summary_markdown(s: Scored) -> str:
             f"| top prediction right | {first} of {s.n} tokens |\n\n"
             f"Most surprising: token {best + 1} {md_token(s.labels[best + 1])} ({s.losses[best]:.2f} nats, "
             f"p = {math.exp(-s.losses[best]):.2g}). Least: token {easy + 1} {md_token(s.labels[easy + 1])} "
-            f"({s.losses[easy]:.3f} nats, p = {math.exp(-s.losses[easy]):.3f}).")
+            f"({s.losses[easy]:.3f} nats, p = {math.exp(-s.losses[easy]):.3f}).{held_out_line(cm)}")
+
+
+def held_out_line(cm: CourseModel) -> str:
+    summ = training_summary(cm)
+    if "val_loss_per_token" not in summ:
+        return ""
+    return (f"\n\nFor comparison, the training script measured {summ['val_loss_per_token']:.3f} nats per token "
+            f"(perplexity {math.exp(summ['val_loss_per_token']):.1f}, "
+            f"{summ['val_loss_per_char'] / LN2:.3f} bits per character) on the model's whole held-out split "
+            f"({summ['val_tokens']:,} tokens, `summary.json`).")
 
 
 def read_position(s: Scored, position) -> tuple[int, str]:
@@ -480,7 +491,7 @@ def text_view(cm: CourseModel, text, position=None) -> View:
     s = score(cm, text)
     j, why = (default_position(s), "") if position is None else read_position(s, position)
     comp = compare(cm, text)
-    return View(chips_html(cm, s), summary_markdown(s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
+    return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
                 comparison_markdown(cm, comp, s), lens_figure(cm, s, j), lens_position_figure(cm, s, j),
                 lens_markdown(cm, s, j), j, s.n, join(s.notice, why), clean_text(text)[0])
 
