@@ -348,7 +348,7 @@ def top_figure(cm: CourseModel, s: Scored, j: int) -> go.Figure:
     return fig
 
 
-SHORT = {MODEL: "model", BIGRAM_WB: "bigram<br>Witten-Bell", BIGRAM_ADD1: "bigram<br>add-one",
+SHORT = {MODEL: "model", BIGRAM_WB: "bigram<br>Witten-<br>Bell", BIGRAM_ADD1: "bigram<br>add-one",
          UNIGRAM: "unigram<br>add-one", UNIFORM: "uniform<br>guess"}  # axis labels that fit a phone
 
 
@@ -404,7 +404,7 @@ def lens_figure(cm: CourseModel, s: Scored, j: int | None = None) -> go.Figure:
     return plots.figure(data, height=260 + 22 * L, margin=dict(l=70, r=20, t=80, b=80), shapes=shapes,
                         title=dict(text="Logit lens: p(true next token) read out after each layer "
                                         "(dot: the top prediction there)"),
-                        xaxis=dict(type="category", title="token to predict", tickangle=-60),
+                        xaxis=dict(type="category", title="token to predict", tickangle=-60, range=[-0.5, s.n - 0.5]),
                         yaxis=dict(type="category"))
 
 
