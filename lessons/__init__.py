@@ -52,6 +52,9 @@ LESSONS: list[LessonInfo] = [
     LessonInfo("assembled", "9. The Llama, assembled",
                "The whole forward pass on your text, box by box with live tensors; parameters, FLOPs and memory "
                "counted; GPT-2 against Llama; Llama 1, 2, 3, 3.1 and 3.2 side by side."),
+    LessonInfo("next_token", "10. Next-token prediction",
+               "What the model is trained to do: each token's loss on your text, perplexity and bits per character, "
+               "unigram and bigram baselines, and a logit lens through the layers."),
 ]
 
 

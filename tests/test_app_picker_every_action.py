@@ -107,6 +107,15 @@ def shows_assembled(page):
     assert "260,032" in params and "they agree" in params
 
 
+def shows_next_token(page):
+    wait_text(page, "#next-token-chips", "uniform guess over 512 tokens")  # stories260K's vocabulary
+    table = wait_text(page, "#next-token-compare-table", "stories260K/ ships no held-out text")
+    assert "262,144 possible" in table  # 512 x 512 token pairs
+    lens = svg_text(page, "next-token-lens")
+    assert "layer 4" in lens and "layer 5" not in lens
+    assert "of 512" in svg_text(page, "next-token-top")
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -153,6 +162,13 @@ def gave_assembled(page):
     assert "H = 172" in text_of(page.locator("#assembled-readout"))
     wait_text(page, "#assembled-reveal-parts", "165,120")  # stories260K's feed-forward: 5 x 3 x 64 x 172
     wait_text(page, "#assembled-reveal-growth", "+1,308,622,848")
+
+
+def gave_next_token(page):
+    answer = wait_text(page, "#next-token-reveal", "Mean loss on your text")
+    assert "ln 512" in answer  # graded on stories260K's measurement
+    assert "of 512" in svg_text(page, "next-token-top")
+    assert "layer 5" not in svg_text(page, "next-token-lens-position")
 
 
 @pytest.mark.parametrize("slug", PAGES)
