@@ -79,6 +79,9 @@ CSS = """
 # .contain", which neither its page bar (a wrapping flex <nav> in .nav-holder) nor its rows' own rules obey. On a
 # phone, rows stack (each child full width) and the page bar is one line that scrolls sideways, not one per lesson.
 HEAD_STYLE = """
+/* Ten lessons do not fit one line of the page bar: it stays one line and scrolls sideways. */
+.nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important; }
+.nav-holder nav a { white-space: nowrap; flex: none; }
 @media (max-width: 700px) {
   .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
   .gradio-container .row > * { min-width: 0 !important; width: 100% !important; max-width: 100% !important; }

@@ -84,7 +84,12 @@ class Slider(gr.Slider):
 
 class Plot(gr.Plot):
     """gr.Plot for lesson figures: every figure it shows goes through lessons.plots.responsive (titles wrapped and
-    sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code."""
+    sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code.
+    The label is not drawn (Gradio floats it over the top of the plot, where the figure's own title is); it stays
+    the component's name for the API and the page's accessibility tree."""
+
+    def __init__(self, value=None, *, show_label: bool = False, **kwargs):
+        super().__init__(value, show_label=show_label, **kwargs)
 
     def postprocess(self, value):
         import plotly.graph_objects as go
