@@ -31,6 +31,87 @@ from .model import manual_attention
 PATHS = ("manual", "blockwise", "sdpa")  # the three ways, as the model's attn_backend names them
 
 _PROFILER = threading.Lock()  # one profiler session at a time in a process (a second one would refuse to start)
+RANGE = "llama.memory run "  # the profiler range of each MemoryMeter.run, numbered
+
+
+class MemoryMeter:
+    """Measure the peak bytes of several calls in one go (see the module docstring for what is counted):
+
+        with MemoryMeter("cpu") as meter:
+            meter.run(lambda: torch.empty(1000))    # each call's result is dropped when it returns
+            meter.run(lambda: torch.empty(2000))
+        meter.peaks                                  # [4000, 8000]: one per run, known after the block
+
+    On a CPU the whole block is one profiler session (starting one takes a moment and logs a line), and each run
+    is a named range in it: a run's peak is the largest running sum of allocations and frees inside its range,
+    minus the sum at its start, so whatever is made between runs (their inputs) is not counted. On CUDA each
+    run reads the allocator's peak counter. Raises ValueError for another device.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"peak memory is measured on cpu or cuda, not {self.device.type}")
+        self.peaks: list[int] = []
+        self._prof = None
+        self._runs = 0
+
+    def __enter__(self) -> "MemoryMeter":
+        if self.device.type == "cpu":
+            from torch.profiler import ProfilerActivity, profile
+
+            _PROFILER.acquire()
+            try:
+                self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+                self._prof.__enter__()
+            except BaseException:
+                _PROFILER.release()
+                raise
+        return self
+
+    def run(self, fn: Callable[[], object]) -> None:
+        """Call fn() once, measured; its result is dropped."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            out = fn()
+            torch.cuda.synchronize(self.device)
+            self.peaks.append(int(torch.cuda.max_memory_allocated(self.device) - base))
+            del out
+            return
+        with torch.profiler.record_function(f"{RANGE}{self._runs}"):
+            out = fn()
+            del out  # its free is recorded too
+        self._runs += 1
+
+    def __exit__(self, *exc) -> None:
+        if self._prof is None:
+            return
+        try:
+            self._prof.__exit__(*exc)
+        finally:
+            _PROFILER.release()
+        if exc[0] is not None:
+            return
+        ranges, memory = {}, []
+        for e in self._prof.profiler.kineto_results.events():
+            if e.name() == "[memory]":
+                memory.append((e.start_ns(), e.nbytes()))  # +bytes on allocation, -bytes on free
+            elif e.name().startswith(RANGE):
+                ranges[int(e.name()[len(RANGE):])] = (e.start_ns(), e.start_ns() + e.duration_ns())
+        memory.sort()
+        self.peaks = [0] * self._runs
+        live, run, base = 0, None, 0
+        for t, n in memory:
+            if run is not None and t > ranges[run][1]:
+                run = None
+            if run is None:  # entering a run's range: its peak counts from the live bytes at its start
+                run = next((i for i, (a, b) in ranges.items() if a <= t <= b), None)
+                base = live
+            live += n
+            if run is not None:
+                self.peaks[run] = max(self.peaks[run], live - base)
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
@@ -46,30 +127,9 @@ def peak_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> 
         >>> peak_bytes(f)
         12000
     """
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        out = fn()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - base
-        del out
-        return int(peak)
-    if device.type != "cpu":
-        raise ValueError(f"peak memory is measured on cpu or cuda, not {device.type}")
-    from torch.profiler import ProfilerActivity, profile
-
-    with _PROFILER, profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-        del out  # its free is recorded too, so the live bytes return to 0
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")  # +bytes on allocation, -bytes on free
-    live = peak = 0
-    for _, n in events:
-        live += n
-        peak = max(peak, live)
-    return peak
+    with MemoryMeter(device) as meter:
+        meter.run(fn)
+    return meter.peaks[0]
 
 
 @dataclass(frozen=True)
@@ -123,15 +183,17 @@ def attention_memory(n_heads: int, n_kv_heads: int, head_dim: int, lengths, bloc
         return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
 
     lengths = tuple(int(T) for T in lengths)
-    peaks = {p: [] for p in PATHS}
     n, i = len(PATHS) * len(lengths), 0
     with torch.no_grad():
         for path in PATHS:
             call(path, lengths[0])()  # warm-up, not measured
-            for T in lengths:
-                if progress is not None:
-                    progress(i / n, f"{path}, T = {T}")
-                i += 1
-                peaks[path].append(peak_bytes(call(path, T), device))
-    return AttentionMemory(lengths, {p: tuple(v) for p, v in peaks.items()}, n_heads, n_kv_heads, head_dim,
-                           block_size, dtype, device)
+        with MemoryMeter(device) as meter:  # one profiler session for every run
+            for path in PATHS:
+                for T in lengths:
+                    if progress is not None:
+                        progress(i / n, f"{path}, T = {T}")
+                    i += 1
+                    meter.run(call(path, T))
+    it = iter(meter.peaks)
+    peaks = {p: tuple(next(it) for _ in lengths) for p in PATHS}
+    return AttentionMemory(lengths, peaks, n_heads, n_kv_heads, head_dim, block_size, dtype, device)

@@ -9,7 +9,7 @@ import torch
 
 from lessons.attention import compute as C
 from llama.blockwise import blockwise_attention
-from llama.memory import attention_memory, peak_bytes
+from llama.memory import MemoryMeter, attention_memory, peak_bytes
 
 TEXT = "To be, or not to be: that is the question. Whether 'tis nobler in the mind to suffer."
 
@@ -23,6 +23,14 @@ def test_peak_bytes_is_the_largest_sum_of_live_allocations():
 
     assert peak_bytes(f) == 12_000
     assert peak_bytes(lambda: torch.empty(0)) == 0
+    with MemoryMeter("cpu") as meter:  # several runs in one profiler session: what is made between them is not counted
+        keep = torch.empty(5000)
+        meter.run(f)
+        more = torch.empty(7000)
+        meter.run(lambda: torch.empty(1000))
+        meter.run(lambda: None)
+        meter.run(f)
+    assert meter.peaks == [12_000, 4000, 0, 12_000] and keep.numel() + more.numel() == 12_000
 
 
 def test_manual_holds_every_score_and_grows_quadratically_blockwise_does_not(cm):

@@ -211,6 +211,9 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers,
                                     mem_plot, mem_md, block, online])
     online_io = ([key, analyzed, layer, head, query, block], [online_msg, block, online])
+    # (wired before the chains below, which reuse the handler: the public event keeps the plain api_name)
+    block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
+                  trigger_mode="always_last", **quiet)
     gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
           [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze"
           ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
@@ -218,8 +221,6 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
           [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
           trigger_mode="always_last", **quiet
           ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
-    block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
-                  trigger_mode="always_last", **quiet)
     measure.click(widgets.handler(attention_memory, 3, 0), [key, reach], [mem_msg, mem_plot, mem_md],
                   api_name="attention_memory")
     scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders], [scale_msg, scale, scale_plot],

@@ -922,10 +922,10 @@ def memory_readout(m, note: str) -> str:
         growth = ", ".join(f"{p} × {m.peaks[p][-1] / max(m.peaks[p][-2], 1):.2f}" for p in m.peaks)
         lines.append(f"From T = {a} to T = {b} (× {b / a:g} the length; a quadratic term grows × {(b / a) ** 2:g}) "
                      f"the peaks grew: {growth}.")
-    least = min(m.peaks, key=lambda p: m.peaks[p][-1])
-    lines.append(f"At T = {m.lengths[-1]} the blockwise peak is {m.peaks['blockwise'][-1] / m.score_bytes(m.lengths[-1]):.2f}"
-                 f" of one score tensor, the manual path's {m.peaks['manual'][-1] / m.score_bytes(m.lengths[-1]):.2f}; "
-                 f"the smallest peak is {least}'s.")
+    T, least = m.lengths[-1], min(m.peaks, key=lambda p: m.peaks[p][-1])
+    share = {p: m.peaks[p][-1] / m.score_bytes(T) for p in m.peaks}
+    lines.append(f"At T = {T}, in score tensors: manual {share['manual']:.2f}, blockwise {share['blockwise']:.2f}, "
+                 f"fused kernel {share['sdpa']:.2f}; the smallest peak is {least}'s.")
     return "\n".join(lines)
 
 
@@ -1009,8 +1009,9 @@ def online_table(t: Traced, r: OnlineSoftmax) -> str:
         return t.labels[a] if b - a == 1 else f"{t.labels[a]} … {t.labels[b - 1]}"
 
     n = r.query + 1
+    blocks = f"{len(r.steps)} block{'s' if len(r.steps) > 1 else ''}"
     lines = [f"**Query {r.query} ({t.labels[r.query]}), layer {r.layer}, head {r.head}:** its {n} visible keys in "
-             f"{len(r.steps)} block{'s' if len(r.steps) > 1 else ''} of at most {r.block}. Start: m = −∞, l = 0, o = 0.",
+             f"{blocks} of at most {r.block}. Start: m = −∞, l = 0, o = 0.",
              "", "| block | keys | largest score in the block | running max m | rescale c = e^(m_old − m) "
              "| running sum l | distance from o / l to the final output |", "|---|---|---|---|---|---|---|"]
     for i, st in enumerate(r.steps):
