@@ -12,6 +12,11 @@ tensors that already exist. Then, for one layer and head:
 which is exactly what `llama.model.Attention` computes (its "manual" path), and a test checks
 that our reconstruction equals the traced `attn` to float precision.
 
+The last section, attention without storing the weights, measures the peak memory of one attention call for
+the manual, blockwise and fused paths (llama.memory, on the model's head shapes, when the learner asks), and
+runs the online softmax (Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022, Algorithm 1) on one real
+query row, block of keys by block of keys.
+
 Notation (shape comments):
     L    layers             nh   query heads        nkv  key/value heads (GQA: nh = nkv * n_rep)
     T    tokens (BOS first) hs   head size, the "d" of 1/sqrt(d)
