@@ -39,6 +39,7 @@ import torch
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
 from lessons.grading import grade
 from lessons.inputs import LessonError, choice, join, number, whole
+from llama.memory import attention_memory
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -879,8 +880,6 @@ def measure_memory(cm: CourseModel, reach, progress=None):
     """Peak memory of one causal attention call for each path and length (llama.memory.attention_memory), with the
     model's heads, K/V heads, head size, dtype, device and blockwise tile size; cached per (model, lengths).
     Returns (notice, AttentionMemory, the lengths sentence)."""
-    from llama.memory import attention_memory
-
     reach, notice = choice(reach, "Lengths", REACH_CHOICES, default=REACH_CHOICES[0])
     lengths, note = memory_lengths(cm, reach)
     cfg, w = cm.config, cm.model.embed_tokens.weight
