@@ -1015,7 +1015,7 @@ def online_table(t: Traced, r: OnlineSoftmax) -> str:
     n = r.query + 1
     blocks = f"{len(r.steps)} block{'s' if len(r.steps) > 1 else ''}"
     lines = [f"**Query {r.query} ({t.labels[r.query]}), layer {r.layer}, head {r.head}:** its {n} visible keys in "
-             f"{blocks} of at most {r.block}. Start: m = −∞, l = 0, o = 0.",
+             f"{blocks} of at most {r.block}, scores s = q·k / √d. Start: m = −∞, l = 0, o = 0.",
              "", "| block | keys | largest score in the block | running max m | rescale c = e^(m_old − m) "
              "| running sum l | distance from o / l to the final output |", "|---|---|---|---|---|---|---|"]
     for i, st in enumerate(r.steps):
