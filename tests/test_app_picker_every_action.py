@@ -104,8 +104,8 @@ def gave_attention(page):
     wait_text(page, "#attention-answer-previous", "puts the most weight on the previous token")
     assert "L4" in page.locator("#attention-summary").text_content()
     assert "L5" not in page.locator("#attention-summary").text_content()
-    wait_svg(page, "attention-memory", "8 query heads, 4 K/V heads, head size 8")  # measured for stories260K
-    assert "| 512 |" in text_of(page.locator("#attention-memory-readout"))  # up to its context
+    wait_svg(page, "attention-memory", "8 query heads, 4 K/V heads")  # measured for stories260K
+    assert "At T = 512, in score tensors" in text_of(page.locator("#attention-memory-readout"))  # to its context
     wait_text(page, "#attention-online", "of at most 5")  # the keys-per-block slider, one step from 4
 
 
