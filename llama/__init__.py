@@ -7,7 +7,8 @@
 
 Folders map to the architecture: config.py (one typed config), model.py (norms,
 RoPE, KV cache, attention, feed-forward, block, model, leaf to root), blockwise.py (attention tile by
-tile with an online softmax, the "blockwise" attention backend), count.py (parameters, FLOPs and
+tile with an online softmax, the "blockwise" attention backend), memory.py (peak memory of one
+attention call per backend, measured), count.py (parameters, FLOPs and
 weight bytes from a config alone),
 generate.py (sampling), checkpoint.py (Hugging Face layout: Llama 1/2/3.x configs with
 RoPE scaling, explicit head_dim, biases, EOS lists), tokenizer/ (from-scratch byte-level BPE, and
@@ -20,11 +21,12 @@ from .checkpoint import CheckpointError, load_pretrained, save_pretrained
 from .config import PRESETS, LlamaConfig, llama_hidden_dim
 from .generate import filter_top_k, filter_top_p, generate, next_token_distribution, sample_next, stream_generate
 from .model import (ATTN_BACKENDS, Attention, Block, FeedForward, KVCache, LayerNorm, LayerTrace, Llama, LlamaOutput,
-                    RMSNorm, Trace, apply_rope, precompute_rope, repeat_kv, rope_frequencies, sinusoidal_positions)
+                    RMSNorm, Trace, apply_rope, manual_attention, precompute_rope, repeat_kv, rope_frequencies,
+                    sinusoidal_positions)
 
 __all__ = [
     "LlamaConfig", "PRESETS", "llama_hidden_dim", "Llama", "LlamaOutput", "Trace", "LayerTrace", "RMSNorm", "LayerNorm",
-    "Attention", "ATTN_BACKENDS", "blockwise_attention", "FeedForward", "Block", "KVCache", "repeat_kv", "apply_rope",
-    "precompute_rope", "rope_frequencies", "sinusoidal_positions", "generate", "stream_generate", "sample_next",
-    "filter_top_k", "filter_top_p", "next_token_distribution", "load_pretrained", "save_pretrained", "CheckpointError",
+    "Attention", "ATTN_BACKENDS", "blockwise_attention", "manual_attention", "FeedForward", "Block", "KVCache",
+    "repeat_kv", "apply_rope", "precompute_rope", "rope_frequencies", "sinusoidal_positions", "generate",
+    "stream_generate", "sample_next", "filter_top_k", "filter_top_p", "next_token_distribution", "load_pretrained", "save_pretrained", "CheckpointError",
 ]

@@ -251,6 +251,24 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(B, nkv, n_rep, S, hs).reshape(B, nkv * n_rep, S, hs)
 
 
+def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The readable path ("manual"): every score of the call at once, then a softmax per row.
+
+    q is (B, nh, T, hs); k and v are (B, nkv, S, hs); mask is (T, S) with True where a query may attend (None: every
+    key is visible, one new token). Returns the output (B, nh, T, hs) and the attention probabilities
+    (B, nh, T, S), which sum to 1 over S. It holds the whole (B, nh, T, S) matrix of scores: the memory the
+    "blockwise" and "sdpa" backends avoid (llama/memory.py measures it).
+    """
+    n_rep = q.shape[1] // k.shape[1]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, S, hs)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, nh, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    att = F.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, nh, T, S), rows sum to 1
+    return att @ v, att  # (B, nh, T, hs), (B, nh, T, S)
+
+
 class Attention(nn.Module):
     """Causal self-attention with grouped K/V heads (MHA when nkv == nh, MQA when nkv == 1)."""
 
@@ -288,14 +306,9 @@ class Attention(nn.Module):
             # The same softmax, tile by tile: no (T, S) matrix, and no mask (it masks by positions).
             y = blockwise_attention(q, k, v, input_pos, block_size)  # (B, nh, T, hs)
         else:
-            k, v = repeat_kv(k, self.n_rep), repeat_kv(v, self.n_rep)  # (B, nh, S, hs)
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, nh, T, S)
-            if mask is not None:  # None: one new token, which may see every key
-                scores = scores.masked_fill(~mask, float("-inf"))
-            att = F.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, nh, T, S), rows sum to 1
+            y, att = manual_attention(q, k, v, mask)  # (B, nh, T, hs), (B, nh, T, S); mask None: one new token
             if tr is not None:
                 tr.attn = att
-            y = att @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, nh*hs)
         return self.o_proj(y)
 

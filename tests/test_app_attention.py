@@ -202,3 +202,18 @@ def test_page_in_a_real_browser(page, app_url):
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
     assert "Error" not in page.inner_text("body")
     assert page.errors == []
+
+
+def test_memory_is_measured_on_request_and_the_online_softmax_follows_the_analyzed_text(own, cm):
+    """Measure peak memory: the model's head shapes up to its context, cached; the online-softmax table: the
+    analyzed text's query row in blocks of the chosen size, ending at the full softmax."""
+    msg, plot, md = own.predict(C.REACH_CHOICES[0], api_name="/attention_memory")
+    cfg, head = cm.config, title(plot).replace("<br>", " ")  # the page wraps titles to fit a phone
+    assert msg == "" and "Peak memory of one causal attention call" in head
+    assert f"{cfg.n_heads} query heads, {cfg.n_kv_heads} K/V heads" in head
+    assert f"| {cfg.max_seq_len} |" in md and len(fig(plot)["data"]) == 4
+    analyze(own, TEXT)
+    msg, block, md = own.predict(1, 2, 5, 3, api_name="/attention_online")
+    assert msg == "" and block["value"] == 3 and "**Query 5" in md and "2 blocks of at most 3" in md
+    r = C.online_softmax(C.trace_text(cm, TEXT), 1, 2, 5, 3)
+    assert f"**{r.max_diff:.1e}**" in md and r.max_diff < 1e-6

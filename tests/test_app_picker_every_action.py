@@ -126,6 +126,9 @@ def gave_attention(page):
     wait_text(page, "#attention-answer-previous", "puts the most weight on the previous token")
     assert "L4" in page.locator("#attention-summary").text_content()
     assert "L5" not in page.locator("#attention-summary").text_content()
+    wait_svg(page, "attention-memory", "8 query heads, 4 K/V heads")  # measured for stories260K
+    assert "At T = 512, in score tensors" in text_of(page.locator("#attention-memory-readout"))  # to its context
+    wait_text(page, "#attention-online", "of at most 5")  # the keys-per-block slider, one step from 4
 
 
 def gave_rope(page):
@@ -204,7 +207,9 @@ def test_refresh_gives_every_model_dependent_output_for_stories260k(stories_cm):
     from lessons.attention import compute as A
 
     out = attention.refresh(stories_cm)
-    assert len(out) == 19  # msg, analyzed, text, facts, 4 sliders, question, 7 figures, 2 answers, summary
+    assert len(out) == 23  # msg, analyzed, text, facts, 4 sliders, question, 7 figures, 2 answers, summary,
+    # memory figure and readout, keys-per-block slider, online-softmax table
+    assert "Query " in out[22] and "head 0" in out[22] and out[20] == ""
     layer, head, query, scale = out[4:8]
     assert (layer["maximum"], head["maximum"], layer["value"]) == (4, 7, 0) and "head // 2" in head["label"]
     assert query["maximum"] == A.trace_text(stories_cm, A.DEFAULT_TEXT).n_tokens - 1

@@ -12,6 +12,9 @@ Events (api_name: inputs -> outputs); the model key and the analyzed text are hi
     attention_scale           layer, head, query, scale -> message, scale slider, scale figure
     attention_reveal_previous guess -> Markdown answer, summary of every head (drawn only here: it answers it)
     attention_reveal_scaling  guess -> Markdown answer
+    attention_memory          lengths -> message, peak-memory figure, readout (measured when pressed, cached)
+    attention_online          layer, head, query, keys per block -> message, keys per block, online-softmax table
+                              (also run after every analyze and view, so the table follows the sliders)
 
 A model picked on the course map (widgets.on_model) refills every model-dependent component from
 `_model_values`, the same function the page is built from.
@@ -37,11 +40,17 @@ def _waiting():
     return message_figure(C.SUMMARY_WAITING)
 
 
+@functools.cache
+def _memory_waiting():
+    """The memory figure's place before Measure is pressed (its numbers are measured only when asked)."""
+    return message_figure(C.MEMORY_WAITING)
+
+
 def _cleared():
     """The two answers and the summary of every head, before their reveals are pressed for this text."""
     return "", "", _waiting()
 
-N_SECTIONS = 10  # lesson.md is cut at 9 '<!-- figure -->' markers; see the layout below
+N_SECTIONS = 13  # lesson.md is cut at 12 '<!-- figure -->' markers; see the layout below
 
 
 def _sliders(sl: C.Sliders, n_tokens: int | None = None):
@@ -74,6 +83,10 @@ def _model_values(cm: CourseModel) -> dict:
                    label=f"Multiply this row's scaled scores by (1 = the model; {root:.2f} = √d, i.e. no ÷√d)"),
         guess_prev=dict(choices=C.layer_choices(cm), value=None),
         figures=_figures(v),
+        memory=(_memory_waiting(), ""),
+        block=dict(minimum=1, maximum=C.MAX_TOKENS, value=C.BLOCK_DEFAULT,
+                   label=f"Keys per block (1 to {C.MAX_TOKENS})"),
+        online=C.online_view(cm, C.DEFAULT_TEXT, 0, 0, None, C.BLOCK_DEFAULT)[2],
     )
 
 
@@ -83,7 +96,7 @@ def refresh(cm: CourseModel) -> tuple:
     m = _model_values(cm)
     return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
             *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale", "guess_prev")),
-            *m["figures"], *_cleared())
+            *m["figures"], *_cleared(), *m["memory"], gr.update(**m["block"]), m["online"])
 
 
 def build(cm: CourseModel, lesson: LessonInfo) -> None:
@@ -138,6 +151,19 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale")
     widgets.prose(secs[9])
     summary = widgets.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary")
+    widgets.prose(secs[10])
+    with gr.Row():
+        reach = widgets.Radio(C.REACH_CHOICES, value=C.REACH_CHOICES[0], label="Sequence lengths")
+        measure = gr.Button("Measure peak memory", scale=0, min_width=200)
+    mem_msg = widgets.message(elem_id="attention-memory-msg")
+    mem_plot = widgets.Plot(m["memory"][0], label="Peak memory against sequence length", elem_id="attention-memory")
+    mem_md = gr.Markdown(m["memory"][1], elem_id="attention-memory-readout")
+    widgets.prose(secs[11])
+    with gr.Row():
+        block = widgets.Slider(step=1, scale=2, **m["block"])
+        online_msg = widgets.message()
+    online = gr.Markdown(m["online"], elem_id="attention-online")
+    widgets.prose(secs[12])
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------ listeners
@@ -167,16 +193,36 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
         return C.reveal_scaling(cm, text, guess)
 
+    def attention_memory(cm, reach, progress=gr.Progress()):
+        """Peak memory of one attention call per path and length, measured now on this machine (cached)."""
+        progress(0, desc="measuring peak memory")
+        notice, fig, md = C.memory_view(cm, reach, lambda f, what: progress(f, desc=f"measuring: {what}"))
+        return widgets.note(notice), fig, md
+
+    def attention_online(cm, text, layer, head, query, block):
+        """The online softmax of the chosen query row, block by block, on the analyzed text."""
+        notice, b, md = C.online_view(cm, text, layer, head, query, block)
+        return widgets.note(notice), gr.update(value=b), md
+
     figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]
     sliders = [layer, head, query, scale]
     answers = [answer_prev, answer_scale, summary]
     quiet = dict(show_progress="minimal")
-    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers])
+    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers,
+                                    mem_plot, mem_md, block, online])
+    online_io = ([key, analyzed, layer, head, query, block], [online_msg, block, online])
+    # (wired before the chains below, which reuse the handler: the public event keeps the plain api_name)
+    block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
+                  trigger_mode="always_last", **quiet)
     gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
-          [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze")
+          [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze"
+          ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
     gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),
           [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
-          trigger_mode="always_last", **quiet)
+          trigger_mode="always_last", **quiet
+          ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
+    measure.click(widgets.handler(attention_memory, 3, 0), [key, reach], [mem_msg, mem_plot, mem_md],
+                  api_name="attention_memory")
     scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders], [scale_msg, scale, scale_plot],
                   api_name="attention_scale", trigger_mode="always_last", **quiet)
     reveal_prev.click(widgets.handler(attention_reveal_previous, 2, 0), [key, analyzed, guess_prev],
