@@ -88,8 +88,9 @@ class Plot(gr.Plot):
     The label is not drawn (Gradio floats it over the top of the plot, where the figure's own title is); it stays
     the component's name for the API and the page's accessibility tree."""
 
-    def __init__(self, value=None, *, show_label: bool = False, **kwargs):
-        super().__init__(value, show_label=show_label, **kwargs)
+    def get_config(self):
+        # Not through __init__: Gradio builds a component's config from its __init__ signature.
+        return {**super().get_config(), "show_label": False}
 
     def postprocess(self, value):
         import plotly.graph_objects as go
