@@ -11,7 +11,6 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
 # Reinstall only when a requirements file changed (the stamp is older than it).
 $(VENV)/.runtime-installed: requirements.txt | $(PY)

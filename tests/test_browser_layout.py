@@ -47,7 +47,7 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
         idle(page)
         page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => "
                                "p.querySelector('.main-svg'))", timeout=60_000)
-        page.wait_for_timeout(300)  # plots finish drawing; Gradio sets its own tab title while it renders
+        page.wait_for_timeout(150)  # plots finish drawing; Gradio sets its own tab title while it renders
         m = page.evaluate(MEASURE)
         if TITLES[slug] not in page.title():
             problems.append(f"/{slug}: tab title {page.title()!r} does not name {TITLES[slug]!r}")

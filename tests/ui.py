@@ -61,8 +61,8 @@ def nudge(page, elem_id: str, key: str = "ArrowRight") -> None:
 
 
 def idle(page, timeout: float = 120_000) -> None:
-    """Wait until no event of the page is running (give a just-clicked event 200 ms to start first)."""
-    page.wait_for_timeout(200)
+    """Wait until no event of the page is running (give a just-clicked event 120 ms to start first)."""
+    page.wait_for_timeout(120)
     page.wait_for_function(IDLE, timeout=timeout)
 
 
