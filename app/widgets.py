@@ -42,9 +42,11 @@ def lesson_footer(lesson: LessonInfo) -> None:
     gr.HTML(nav_links(lesson))
 
 
-def sections(lesson: LessonInfo) -> list[str]:
-    """lesson.md split at '<!-- figure -->' markers, so text and live figures can alternate on the page."""
-    return [s.strip() for s in lesson.text().split("<!-- figure -->")]
+def sections(lesson: LessonInfo, n_figures: int) -> list[str]:
+    """lesson.md split at '<!-- figure -->' markers, so text and live figures can alternate on the page: at least
+    n_figures + 1 parts (missing ones are empty, so a lesson.md with fewer markers never drops a figure)."""
+    parts = [s.strip() for s in lesson.text().split("<!-- figure -->")]
+    return parts + [""] * (n_figures + 1 - len(parts))
 
 
 def prose(md: str) -> gr.Markdown:

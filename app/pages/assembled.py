@@ -41,8 +41,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson)
-    parts += [""] * (5 - len(parts))  # four figures
+    parts = widgets.sections(lesson, 4)
     c = cm.config
     first = initial(cm)
     key = widgets.model_key()

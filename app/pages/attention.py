@@ -102,7 +102,7 @@ def refresh(cm: CourseModel) -> tuple:
 def build(cm: CourseModel, lesson: LessonInfo) -> None:
     m = _model_values(cm)
     dot0, dot_md0, heat0, grid0, mix0, steps0, scale0 = m["figures"]
-    secs = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
+    secs = widgets.sections(lesson, N_SECTIONS - 1)
 
     key = widgets.model_key()
     analyzed = gr.State(C.DEFAULT_TEXT)  # the text every figure shows: set by Analyze only

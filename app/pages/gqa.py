@@ -47,8 +47,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson)
-    parts += [""] * (6 - len(parts))  # five figures
+    parts = widgets.sections(lesson, 5)
     c = cm.config
     first = initial(cm)
     key = widgets.model_key()

@@ -67,8 +67,7 @@ def question_markdown(guess: gr.Radio) -> gr.Markdown:
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson)
-    parts += [""] * (4 - len(parts))  # three figures
+    parts = widgets.sections(lesson, 3)
     v = first_view(cm)
 
     widgets.lesson_header(lesson)

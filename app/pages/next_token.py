@@ -32,8 +32,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson)
-    parts += [""] * (5 - len(parts))  # four figures
+    parts = widgets.sections(lesson, 4)
     v = first_view(cm)
     key = widgets.model_key()
 

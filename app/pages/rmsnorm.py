@@ -107,8 +107,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson)
-    parts += [""] * (6 - len(parts))  # five figure blocks: tolerate a lesson.md with fewer markers
+    parts = widgets.sections(lesson, 5)
     V = first_view(cm)
     place_fig, place_md, *_ = placement(cm, DEFAULTS["depth"], DEFAULTS["gain"])
 

@@ -189,7 +189,7 @@ def refresh(cm: CourseModel) -> tuple:
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
     V = first_view(cm)
-    s = (widgets.sections(lesson) + [""] * N_SECTIONS)[:N_SECTIONS]
+    s = widgets.sections(lesson, N_SECTIONS - 1)
 
     widgets.lesson_header(lesson)
     widgets.prose(s[0])

@@ -68,8 +68,7 @@ def refresh(cm: CourseModel):
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson)
-    parts += [""] * (3 - len(parts))  # two figures: tolerate a lesson.md with fewer markers
+    parts = widgets.sections(lesson, 2)
     v = first_view(cm)
 
     widgets.lesson_header(lesson)

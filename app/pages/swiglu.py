@@ -36,8 +36,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson)
-    parts += [""] * (4 - len(parts))  # three figures: tolerate a lesson.md with fewer markers
+    parts = widgets.sections(lesson, 3)
     first = initial(cm)
     key = widgets.model_key()
 

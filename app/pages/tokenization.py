@@ -73,8 +73,7 @@ def learners_tokenizer(cm, trained: compute.Trained | None) -> compute.Trained:
 
 
 def build(cm, lesson) -> None:
-    parts = widgets.sections(lesson)
-    parts += [""] * (N_FIGURES + 1 - len(parts))  # a missing marker must not drop a figure
+    parts = widgets.sections(lesson, N_FIGURES)
     first = compute.first_training(cm)
     t0 = _train_values(first, compute.DEFAULT_SENTENCE)
     m0 = _model_values(cm)
