@@ -1,5 +1,5 @@
 """llama.fast.DecodeStep computes the same decode steps as the model's own forward pass: the same greedy
-tokens and logits within 1e-5, on the course model and on a real pretrained Llama (stories260K)."""
+tokens, and logits within 1e-5 plus 1e-5 of their size (fp32 sums in another order), on the course model and on a real pretrained Llama (stories260K)."""
 
 import dataclasses
 
@@ -29,11 +29,11 @@ def test_each_step_gives_the_forward_pass_logits_and_cache(model):
         pos = torch.tensor([t])
         want = model(ids[:, t:t + 1], pos, cache=plain_cache).logits[:, -1]  # (B, V)
         got = step(ids[:, t:t + 1], pos, fast_cache)
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         assert [c.length for c in fast_cache] == [t + 1] * model.config.n_layers
     for a, b in zip(plain_cache, fast_cache):
-        torch.testing.assert_close(b.k, a.k, rtol=0, atol=1e-5)
-        torch.testing.assert_close(b.v, a.v, rtol=0, atol=1e-5)
+        torch.testing.assert_close(b.k, a.k, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(b.v, a.v, rtol=1e-5, atol=1e-5)
 
 
 def test_generation_gives_the_same_tokens(model):
