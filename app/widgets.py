@@ -95,12 +95,13 @@ class Plot(gr.Plot):
         return {**super().get_config(), "show_label": False}
 
     def postprocess(self, value):
-        import plotly.graph_objects as go
+        from gradio.components.plot import PlotData
+        from plotly.io.json import to_json_plotly
 
         from lessons.plots import responsive
 
-        if value is not None and hasattr(value, "update_layout"):
-            value = responsive(go.Figure(value, _validate=False))  # a copy (cached figures are shared); built unchecked
+        if value is not None and hasattr(value, "to_plotly_json"):  # a copy: cached figures are shared
+            return PlotData(type="plotly", plot=to_json_plotly(responsive(value.to_plotly_json())))
         return super().postprocess(value)
 
 

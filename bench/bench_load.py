@@ -2,6 +2,7 @@
 (bench/learners.py, through gradio_client as the browser calls them), print per-action p50/p95 and errors.
 
     python bench/bench_load.py [--learners 32] [--seconds 90] [--think 3 10] [--fast-seconds 45] [--concurrency 4]
+    python bench/bench_load.py --solo 3     # each action alone, 3 times: its service time with nobody else on
 
 Each learner opens a page, does a few of its actions with a think time drawn between --think seconds, then moves
 to another page. A second, shorter run uses one-second think times (--fast-seconds 0 skips it).
@@ -78,6 +79,16 @@ def run(url: str, learners: int, seconds: float, think: tuple[float, float]) -> 
                                                  for k, v in TARGETS.items()) + f"; targets {'met' if met else 'NOT met'}")
 
 
+def solo(url: str, repeats: int) -> None:
+    """Each action alone, `repeats` times with fresh random values: the time it costs with no other learner."""
+    lr = Learner(url, seed=0)
+    print(f"{'kind':<9} {'action':<26} " + " ".join(f"{'run ' + str(i + 1) + ' ms':>9}" for i in range(repeats)))
+    for page, acts in lr.served().items():
+        for api, kind, over in acts:
+            ts = [lr.call(api, kind, over, timeout=120)[0] * 1000 for _ in range(repeats)]
+            print(f"{kind:<9} {api:<26} " + " ".join(f"{t:>9.0f}" for t in ts), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--learners", type=int, default=32)
@@ -86,12 +97,15 @@ def main() -> None:
     ap.add_argument("--fast-seconds", type=float, default=45)
     ap.add_argument("--concurrency", type=int, default=None,
                     help="the app's default_concurrency_limit (INSIDE_LLAMA_CONCURRENCY; default: the app's own)")
+    ap.add_argument("--solo", type=int, default=0, help="only time each action alone, this many times")
     args = ap.parse_args()
     env = {"INSIDE_LLAMA_CONCURRENCY": str(args.concurrency)} if args.concurrency else {}
     # Latencies depend on what else the machine runs: say how busy it was.
     print(f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"(1, 5, 15 min); default_concurrency_limit {args.concurrency or 'as the app sets it'}", flush=True)
     with serving(env) as (url, _proc):
+        if args.solo:
+            return solo(url, args.solo)
         run(url, args.learners, args.seconds, tuple(args.think))
         if args.fast_seconds > 0:
             print()

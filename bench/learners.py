@@ -37,8 +37,7 @@ ACTIONS: dict[str, list[tuple[str, str, dict]]] = {
     "tokenization": [("tokenization_replay", "slider", {"k": _int(0, 700)}),
                      ("tokenization_embed", "analyze", {"sentence": _pick(TEXTS)}),
                      ("tokenization_train", "measure", {"vocab_size": _int(300, 1024)})],
-    "attention": [("attention_map", "slider", {"layer": _int(0, 5), "head": _int(0, 5)}),
-                  ("attention_query", "slider", {"query": _int(1, 28)}),
+    "attention": [("attention_view", "slider", {"layer": _int(0, 5), "head": _int(0, 5), "query": _int(1, 28)}),
                   ("attention_analyze", "analyze", {"text": _pick(TEXTS)})],
     "rope": [("rope_rotate", "slider", {"m": _int(0, 60), "n": _int(0, 60)}),
              ("rope_spectrum", "slider", {"log_theta": _float(2, 6)}),
@@ -56,6 +55,9 @@ ACTIONS: dict[str, list[tuple[str, str, dict]]] = {
                  ("kv_generate", "analyze", {"prompt": _pick(TEXTS)})],
     "sampling": [("sampling_distribution", "slider", {"t": _float(0.2, 2.0), "p": _float(0.5, 1.0)}),
                  ("sampling_generate", "generate", {"text": _pick(TEXTS), "sd": _int(0, 1000)})],
+    "assembled": [("assembled_pass", "slider", {"layer_index": _int(0, 5), "head_index": _int(0, 5)}),
+                  ("assembled_pass", "analyze", {"text": _pick(TEXTS)})],
+    "next_token": [("next_token_score", "analyze", {"text": _pick(TEXTS)})],
 }
 
 

@@ -89,36 +89,38 @@ def wrap(text: str, width: int = TITLE_CHARS) -> str:
     return "<br>".join(lines)
 
 
-def responsive(fig: go.Figure) -> go.Figure:
-    """Make a lesson figure read well from a 390 px phone to a 1366 px laptop, in place; returns fig.
+def responsive(fig: dict) -> dict:
+    """Make a lesson figure read well from a 390 px phone to a 1366 px laptop; `fig` is the figure as plain
+    JSON (`go.Figure.to_plotly_json()`, keys "data" and "layout"), changed in place and returned.
 
     Titles and panel titles are wrapped (Plotly cuts a long title at the plot's edge) and sized 14/12 px, the
     title gets room above the plot (automargin), legends go below the plot in a row (beside it they take half
     a phone's width and sit over a long title), and margins shrink to what the axis labels need. Applied to
-    every figure a page shows by app.widgets.Plot; idempotent."""
-    layout = fig.layout
-    title = layout.title.text
-    if title:
-        fig.update_layout(title=dict(text=wrap(title), font=dict(size=14), x=0.02, xanchor="left",
-                                     automargin=True, yref="container", y=0.98, yanchor="top"))
-    notes = []
-    titles = [a for a in layout.annotations or () if a.yanchor == "bottom" and a.text and not a.showarrow]
-    for a in layout.annotations or ():
-        if a in titles:  # a panel title (make_subplots, panels): panels side by side share its height
-            beside = sum(1 for b in titles if b.y == a.y)
-            notes.append(dict(text=wrap(a.text, max(PANEL_CHARS // beside, 12)), font=dict(size=12)))
-        else:
-            notes.append({})
-    if notes:
-        fig.update_layout(annotations=[{**a.to_plotly_json(), **n} for a, n in zip(layout.annotations, notes)])
-    show_legend = layout.showlegend is not False and sum(1 for t in fig.data if t.showlegend is not False) > 1
-    if show_legend and layout.legend.orientation != "h":
-        fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"))
-    margin = layout.margin
-    fig.update_layout(margin=dict(l=min(margin.l if margin.l is not None else 50, 50),
-                                  r=min(margin.r if margin.r is not None else 20, 20),
-                                  t=max(margin.t if margin.t is not None else 40, 40 if title else 20),
-                                  b=min(margin.b if margin.b is not None else 40, 60)))
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
+    every figure a page shows by app.widgets.Plot; idempotent. It works on the plain dict because Plotly's
+    update_layout re-validates the figure on every call (about 40 ms a figure on the course's CPU)."""
+    layout, data = fig.setdefault("layout", {}), fig.get("data", [])
+    title = layout.get("title")
+    title = {"text": title} if isinstance(title, str) else dict(title or {})
+    if title.get("text"):
+        layout["title"] = {**title, "text": wrap(title["text"]), "font": {**title.get("font", {}), "size": 14},
+                           "x": 0.02, "xanchor": "left", "automargin": True, "yref": "container", "y": 0.98,
+                           "yanchor": "top"}
+    notes = layout.get("annotations") or []
+    titles = [a for a in notes if a.get("yanchor") == "bottom" and a.get("text") and not a.get("showarrow")]
+    for i, a in enumerate(notes):
+        if any(a is t for t in titles):  # a panel title (panels): panels side by side share its height
+            beside = sum(1 for b in titles if b.get("y") == a.get("y"))
+            notes[i] = {**a, "text": wrap(a["text"], max(PANEL_CHARS // beside, 12)), "font": {"size": 12}}
+    show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1
+    legend = layout.get("legend") or {}
+    if show_legend and legend.get("orientation") != "h":
+        layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
+    margin = layout.get("margin") or {}
+    layout["margin"] = {**margin, "l": min(margin.get("l", 50), 50), "r": min(margin.get("r", 20), 20),
+                        "t": max(margin.get("t", 40), 40 if title.get("text") else 20), "b": min(margin.get("b", 40), 60)}
+    for axis in ("xaxis", "yaxis"):
+        layout.setdefault(axis, {})
+        for name in layout:
+            if name.startswith(axis) and name[len(axis):].isdigit() or name == axis:
+                layout[name] = {**layout[name], "automargin": True}
     return fig
