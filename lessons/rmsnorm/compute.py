@@ -484,6 +484,7 @@ SWEEP_DEPTHS = (1, 2, 4, 8, 16)  # Xiong et al.'s Theorem 1 is about how the las
 # blocks (RMSNorm, RoPE, SwiGLU, untied output layer); only where the norms sit differs between the two.
 PLACEMENT_SIZES = dict(dim=64, n_heads=4, n_kv_heads=4, vocab_size=256)
 _SWEEPS = LRU(16)  # gain -> (pre, post) last-layer gradients per depth
+_PROFILES = LRU(64)  # (placement, layers, gain) -> GradProfile: a class moving one slider asks for the same ones
 
 
 @dataclass
@@ -597,10 +598,10 @@ def compare_placements(n_layers, gain, on_step=None) -> Placement:
     n_layers, gain, notice = check_depth_gain(n_layers, gain)
     if on_step:
         on_step(0.0, "pre-norm model: forward and backward")
-    pre = grad_profile("pre", n_layers, gain)
+    pre = _PROFILES.get_or_compute(("pre", n_layers, gain), lambda: grad_profile("pre", n_layers, gain))
     if on_step:
         on_step(0.25, "post-norm model: forward and backward")
-    post = grad_profile("post", n_layers, gain)
+    post = _PROFILES.get_or_compute(("post", n_layers, gain), lambda: grad_profile("post", n_layers, gain))
     return Placement(pre, post, depth_sweep(gain, on_step), n_layers, gain, notice)
 
 
