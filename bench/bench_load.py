@@ -79,14 +79,27 @@ def run(url: str, learners: int, seconds: float, think: tuple[float, float]) -> 
                                                  for k, v in TARGETS.items()) + f"; targets {'met' if met else 'NOT met'}")
 
 
-def solo(url: str, repeats: int) -> None:
-    """Each action alone, `repeats` times with fresh random values: the time it costs with no other learner."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def solo(url: str, pid: int, repeats: int) -> None:
+    """Each action alone, `repeats` times with fresh random values: its wall time with no other learner, and the
+    server's CPU time for it (what bounds how many learners two cores serve)."""
     lr = Learner(url, seed=0)
-    print(f"{'kind':<9} {'action':<26} " + " ".join(f"{'run ' + str(i + 1) + ' ms':>9}" for i in range(repeats)))
+    print(f"{'kind':<9} {'action':<26} {'wall ms (each run)':>30} {'server CPU ms (median)':>23}")
     for page, acts in lr.served().items():
         for api, kind, over in acts:
-            ts = [lr.call(api, kind, over, timeout=120)[0] * 1000 for _ in range(repeats)]
-            print(f"{kind:<9} {api:<26} " + " ".join(f"{t:>9.0f}" for t in ts), flush=True)
+            walls, cpus = [], []
+            for _ in range(repeats):
+                c = cpu_seconds(pid)
+                walls.append(lr.call(api, kind, over, timeout=120)[1] * 1000)
+                time.sleep(0.2)  # the server finishes its bookkeeping for the call
+                cpus.append((cpu_seconds(pid) - c) * 1000)
+            print(f"{kind:<9} {api:<26} {' '.join(f'{t:>6.0f}' for t in walls):>30} "
+                  f"{sorted(cpus)[len(cpus) // 2]:>23.0f}", flush=True)
 
 
 def main() -> None:
@@ -103,9 +116,9 @@ def main() -> None:
     # Latencies depend on what else the machine runs: say how busy it was.
     print(f"{os.cpu_count()} CPUs; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"(1, 5, 15 min); default_concurrency_limit {args.concurrency or 'as the app sets it'}", flush=True)
-    with serving(env) as (url, _proc):
+    with serving(env) as (url, proc):
         if args.solo:
-            return solo(url, args.solo)
+            return solo(url, proc.pid, args.solo)
         run(url, args.learners, args.seconds, tuple(args.think))
         if args.fast_seconds > 0:
             print()

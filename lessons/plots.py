@@ -9,6 +9,29 @@ import html
 import plotly.graph_objects as go
 
 
+def grid(titles: list[str], cols: int, gap_x: float = 0.03, gap_y: float = 0.07) -> dict:
+    """A Plotly layout of len(titles) equal panels in rows of `cols` (left to right, then top to bottom), each
+    with its title above it, as a plain dict; panel i (1-based) is drawn with `panel_axes(i)`. Tick labels are
+    off (small multiples share the axes of the first): set them on the panels that need them.
+
+        >>> grid(["a", "b", "c"], cols=2)["xaxis3"]["domain"]
+        [0.015, 0.485]
+    """
+    rows = -(-len(titles) // cols)
+    layout, notes = {}, []
+    for i, title in enumerate(titles):
+        r, c = divmod(i, cols)
+        sx = "" if i == 0 else str(i + 1)
+        x0, x1 = round(c / cols + gap_x / 2, 6), round((c + 1) / cols - gap_x / 2, 6)
+        y1, y0 = round(1 - r / rows - gap_y, 6), round(1 - (r + 1) / rows + gap_y / 3, 6)
+        layout[f"xaxis{sx}"] = dict(domain=[x0, x1], anchor=f"y{sx}", showticklabels=False, showgrid=False)
+        layout[f"yaxis{sx}"] = dict(domain=[y0, y1], anchor=f"x{sx}", showticklabels=False, showgrid=False)
+        notes.append(dict(text=title, x=(x0 + x1) / 2, y=y1, xref="paper", yref="paper", showarrow=False,
+                          yanchor="bottom", xanchor="center"))
+    layout["annotations"] = notes
+    return layout
+
+
 def panels(titles: list[str], stacked: bool = True, gap: float = 0.1, sizes: list[float] | None = None) -> dict:
     """A Plotly layout of len(titles) panels, stacked top to bottom (sharing x) or side by side, as a plain dict.
 
@@ -101,16 +124,22 @@ def responsive(fig: dict) -> dict:
     layout, data = fig.setdefault("layout", {}), fig.get("data", [])
     title = layout.get("title")
     title = {"text": title} if isinstance(title, str) else dict(title or {})
-    if title.get("text"):
-        layout["title"] = {**title, "text": wrap(title["text"]), "font": {**title.get("font", {}), "size": 14},
-                           "x": 0.02, "xanchor": "left", "automargin": True, "yref": "container", "y": 0.98,
-                           "yanchor": "top"}
     notes = layout.get("annotations") or []
     titles = [a for a in notes if a.get("yanchor") == "bottom" and a.get("text") and not a.get("showarrow")]
+    top = [0]  # lines of each panel title in the top row
+    top_y = max((a.get("y", 0) for a in titles), default=None)
     for i, a in enumerate(notes):
         if any(a is t for t in titles):  # a panel title (panels): panels side by side share its height
             beside = sum(1 for b in titles if b.get("y") == a.get("y"))
             notes[i] = {**a, "text": wrap(a["text"], max(PANEL_CHARS // beside, 12)), "font": {"size": 12}}
+            if a.get("y", 0) == top_y:
+                top.append(notes[i]["text"].count("<br>") + 1)
+    if title.get("text"):
+        # Above the plot area and above the top row's panel titles (Plotly's automargin makes the room; a title
+        # placed from the top of the container instead loses its first line when it wraps).
+        layout["title"] = {**title, "text": wrap(title["text"]), "font": {**title.get("font", {}), "size": 14},
+                           "x": 0.02, "xanchor": "left", "automargin": True, "yref": "paper", "y": 1,
+                           "yanchor": "bottom", "pad": {"b": 8 + 15 * max(top)}}
     show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1
     legend = layout.get("legend") or {}
     if show_legend and legend.get("orientation") != "h":

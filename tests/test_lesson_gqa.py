@@ -221,7 +221,7 @@ def test_attention_maps_grouped_by_kv_head(cm):
     assert len(fig.data) == c.n_heads
     titles = [a.text for a in fig.layout.annotations]
     for h in range(c.n_heads):
-        assert f"q head {h} → K/V head {h // c.n_rep}" in titles
+        assert f"q{h} → K/V {h // c.n_rep}" in titles
     attn, _, _ = C.attention_maps(cm, "ROMEO: But soft", 0)
     np.testing.assert_allclose(attn.sum(-1), 1.0, atol=1e-5)  # probabilities
     same, other = C.head_differences(attn, c.n_kv_heads)

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from lessons import inputs
 from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
 from lessons.grading import grade
 from lessons.inputs import LessonError
+from lessons.plots import figure, grid, panel_axes, panels
 from lessons.kv_cache.compute import (COURSE, DTYPE_BYTES, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
                                       reference_configs)
 from llama.config import LlamaConfig
@@ -127,20 +127,18 @@ def sharing_figure(n_heads: int, n_kv_heads: int) -> go.Figure:
     groups = head_groups(n_heads, n_kv_heads)
     n_rep = n_heads // n_kv_heads
     kv_x = [g * n_rep + (n_rep - 1) / 2 for g in range(n_kv_heads)]  # each K/V head under the middle of its group
-    fig = go.Figure()
-    for h, g in enumerate(groups):
-        fig.add_shape(type="line", x0=h, y0=1, x1=kv_x[g], y1=0, line=dict(color=GROUP_COLORS[g % 8], width=2))
-    fig.add_trace(go.Scatter(
+    shapes = [dict(type="line", x0=h, y0=1, x1=kv_x[g], y1=0, line=dict(color=GROUP_COLORS[g % 8], width=2))
+              for h, g in enumerate(groups)]
+    data = [go.Scatter(
         x=list(range(n_heads)), y=[1] * n_heads, mode="markers+text", text=[f"q{h}" for h in range(n_heads)],
         textposition="top center", marker=dict(size=22, color=[GROUP_COLORS[g % 8] for g in groups], symbol="circle"),
-        name="query heads", hovertemplate="query head %{x}<extra></extra>"))
-    fig.add_trace(go.Scatter(
+        name="query heads", hovertemplate="query head %{x}<extra></extra>"), go.Scatter(
         x=kv_x, y=[0] * n_kv_heads, mode="markers+text", text=[f"K/V {g}" for g in range(n_kv_heads)],
         textposition="bottom center", name="K/V heads",
         marker=dict(size=30, symbol="square", color=[GROUP_COLORS[g % 8] for g in range(n_kv_heads)]),
-        hovertemplate="K/V head: serves %{customdata} query heads<extra></extra>", customdata=[n_rep] * n_kv_heads))
+        hovertemplate="K/V head: serves %{customdata} query heads<extra></extra>", customdata=[n_rep] * n_kv_heads)]
     kind = attention_kind(n_heads, n_kv_heads)
-    fig.update_layout(
+    fig = figure(data, None, shapes=shapes,
         title=dict(text=f"{kind}: {n_heads} query heads share {n_kv_heads} K/V head{'s' * (n_kv_heads > 1)} "
                         f"({n_rep} query head{'s' * (n_rep > 1)} per K/V head)"),
         height=260, margin=dict(l=20, r=20, t=60, b=20), showlegend=False, plot_bgcolor="white",
@@ -204,37 +202,38 @@ def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[g
     fraction = n_kv / cm.config.n_heads
     configs = reference_configs(cm)
     lengths = np.unique(np.geomspace(128, max(131072, positions), 60).astype(int))
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
-                        subplot_titles=("cache memory against context length (your choice)",
-                                        f"at {positions:,} tokens x batch {batch}"))
+    layout = panels(["cache memory against context length (your choice)", f"at {positions:,} tokens x batch {batch}"],
+                    stacked=False, gap=0.12, sizes=[0.55, 0.45])
+    data = []
     rows = ["| model | query heads | K/V heads: shipped / yours | cache: MHA | shipped | yours | "
             "attention weights: MHA | yours |", "|---|---|---|---|---|---|---|---|"]
     for i, (name, c) in enumerate(configs.items()):
         kv = n_kv if name == COURSE else scaled_kv_heads(c, fraction)
         color = GROUP_COLORS[i % 8]
         gib = [config_cache_bytes(c, int(t), batch, nbytes, kv) / 2**30 for t in lengths]
-        fig.add_trace(go.Scatter(x=lengths, y=gib, mode="lines", name=f"{name} ({kv} K/V heads)",
-                                 line=dict(color=color), hovertemplate="%{x:,} tokens: %{y:.3g} GiB<extra>" + name +
-                                 "</extra>"), row=1, col=1)
+        data.append(go.Scatter(x=lengths, y=gib, mode="lines", name=f"{name} ({kv} K/V heads)",
+                               line=dict(color=color), hovertemplate="%{x:,} tokens: %{y:.3g} GiB<extra>" + name +
+                               "</extra>", **panel_axes(1)))
         sizes = {label: config_cache_bytes(c, positions, batch, nbytes, k)
                  for label, k in (("MHA", c.n_heads), ("shipped", c.n_kv_heads), ("yours", kv))}
-        fig.add_trace(go.Bar(x=list(sizes), y=[b / 2**30 for b in sizes.values()], name=name, marker_color=color,
-                             showlegend=False, hovertemplate="%{x}: %{y:.3g} GiB<extra>" + name + "</extra>"),
-                      row=1, col=2)
+        data.append(go.Bar(x=list(sizes), y=[b / 2**30 for b in sizes.values()], name=name, marker_color=color,
+                           showlegend=False, hovertemplate="%{x}: %{y:.3g} GiB<extra>" + name + "</extra>",
+                           **panel_axes(2)))
         past = " *(past its context)*" if positions > c.max_seq_len else ""
         rows.append(f"| {name}{past} | {c.n_heads} | {c.n_kv_heads} / **{kv}** | {fmt_bytes(sizes['MHA'])} | "
                     f"{fmt_bytes(sizes['shipped'])} | **{fmt_bytes(sizes['yours'])}** | "
                     f"{attention_parameters(c, c.n_heads) / 1e6:,.1f} M | "
                     f"**{attention_parameters(c, kv) / 1e6:,.1f} M** |")
-    fig.add_vline(x=positions, line=dict(color="#6b7280", dash="dot"), row=1, col=1)
-    fig.update_layout(height=400, margin=dict(l=60, r=20, t=60, b=40), barmode="group",
-                      title=dict(text=f"KV cache, {dtype}: {n_kv} of {cm.config.n_heads} K/V heads "
-                                      f"({fraction:.0%} of the query heads)"),
-                      legend=dict(orientation="h", y=-0.2, font=dict(size=11)))
-    fig.update_xaxes(title_text="context length (tokens, log scale)", type="log", row=1, col=1)
-    fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=1)
-    fig.update_yaxes(title_text="GiB (log scale)", type="log", row=1, col=2)
-    fig.update_xaxes(title_text="K/V heads", row=1, col=2)
+    layout["xaxis"].update(title=dict(text="context length (tokens, log scale)"), type="log")
+    layout["yaxis"].update(title=dict(text="GiB (log scale)"), type="log")
+    layout["yaxis2"].update(title=dict(text="GiB (log scale)"), type="log")
+    layout["xaxis2"].update(title=dict(text="K/V heads"))
+    fig = figure(data, layout, height=400, margin=dict(l=60, r=20, t=60, b=40), barmode="group",
+                 shapes=[dict(type="line", x0=positions, x1=positions, xref="x", y0=0, y1=1, yref="y domain",
+                              line=dict(color="#6b7280", dash="dot"))],
+                 title=dict(text=f"KV cache, {dtype}: {n_kv} of {cm.config.n_heads} K/V heads "
+                                 f"({fraction:.0%} of the query heads)"),
+                 legend=dict(orientation="h", y=-0.2, font=dict(size=11)))
     table = "\n".join(rows) + "\n\n**Cache against weights** (K/V heads as shipped):\n\n" + \
         cache_vs_weights(cm, positions, batch, dtype)
     return fig, table, notice
@@ -325,20 +324,16 @@ def grouped_attention_figure(cm: CourseModel, text: str, layer: int) -> tuple[go
     c = cm.config
     nkv, n_rep = c.n_kv_heads, c.n_rep
     labels = unique_labels(labels)
-    titles = [f"q head {g * n_rep + r} → K/V head {g}" for g in range(nkv) for r in range(n_rep)]
-    fig = make_subplots(rows=nkv, cols=n_rep, subplot_titles=titles, horizontal_spacing=0.08,
-                        vertical_spacing=0.25 / max(nkv, 1))
-    for g in range(nkv):
-        for r in range(n_rep):
-            h = g * n_rep + r
-            fig.add_trace(go.Heatmap(z=attn[h], x=labels, y=labels, coloraxis="coloraxis",
-                                     hovertemplate="query %{y}<br>key %{x}<br>p = %{z:.3f}<extra>head " + str(h) +
-                                     "</extra>"), row=g + 1, col=r + 1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_layout(height=min(1000, 120 + 230 * nkv), margin=dict(l=30, r=30, t=80, b=20),
-                      coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="p")),
-                      title=dict(text=f"Layer {layer}: attention maps grouped by K/V head (rows: query, columns: key)"))
+    titles = [f"q{g * n_rep + r} → K/V {g}" for g in range(nkv) for r in range(n_rep)]  # as in the sharing figure
+    layout = grid(titles, cols=n_rep, gap_x=0.08, gap_y=0.25 / max(nkv, 1))
+    data = [go.Heatmap(z=attn[g * n_rep + r], x=labels, y=labels, coloraxis="coloraxis",
+                       hovertemplate="query %{y}<br>key %{x}<br>p = %{z:.3f}<extra>head " + str(g * n_rep + r) +
+                       "</extra>", **panel_axes(g * n_rep + r + 1)) for g in range(nkv) for r in range(n_rep)]
+    for i in range(len(titles)):
+        layout[f"yaxis{'' if i == 0 else i + 1}"]["autorange"] = "reversed"
+    fig = figure(data, layout, height=min(1000, 120 + 230 * nkv), margin=dict(l=30, r=30, t=80, b=20),
+                 coloraxis=dict(colorscale="Blues", cmin=0, cmax=1, colorbar=dict(title="p")),
+                 title=dict(text=f"Layer {layer}: attention maps grouped by K/V head (rows: query, columns: key)"))
     same, other = head_differences(attn, nkv)
     md = (f"Layer {layer}, {len(labels)} tokens. Mean difference between two heads' attention "
           f"(total variation, 0 = identical, 1 = disjoint): **{same:.2f}** for heads that share a K/V head, "
