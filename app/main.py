@@ -51,6 +51,7 @@ def _trim_heap_every(seconds: float = 30.0) -> None:
 
 _few_malloc_arenas()
 
+import collections  # noqa: E402
 import copy  # noqa: E402
 import html  # noqa: E402
 import importlib  # noqa: E402
@@ -172,7 +173,8 @@ def _lean_sessions() -> None:
     shown: every plot's JSON) of every component the session touched, only to build "deep links" (a URL that
     restores a session), which this app does not offer; building the full config also took about 0.3 s of CPU
     per new session. Over a few thousand visits that grew the server by hundreds of MB (bench/bench_memory.py).
-    Here a session shares the app's block table until it writes to it (only a gr.render would) and keeps no
+    Here a session shares the app's block table until a handler changes a component's properties (then it keeps
+    only the changed blocks, over the shared table) and keeps no
     config; its gr.State values (gradio.state_holder.SessionState.state_data) are kept as before."""
     from gradio import state_holder
     from gradio.components import State
@@ -189,7 +191,13 @@ def _lean_sessions() -> None:
 
         def __setitem__(self, key, value):
             if not self._own_blocks and not isinstance(self.blocks_config.blocks.get(key), State):
-                self.blocks_config, self._own_blocks = copy.copy(self.blocks_config), True
+                # A handler changed a component's properties (a slider's maximum): this session gets its own
+                # table, as an overlay on the shared one (Gradio's copy.copy duplicated every block and event,
+                # about 9 KB a session).
+                own = copy.copy(self.blocks_config.__dict__)
+                self.blocks_config = object.__new__(type(self.blocks_config))
+                self.blocks_config.__dict__.update(own, blocks=collections.ChainMap({}, own["blocks"]))
+                self._own_blocks = True
             super().__setitem__(key, value)
             self.config_values.pop(key, None)
 
