@@ -336,6 +336,23 @@ def _masked(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def describe_head(t: Traced, layer: int, head: int) -> str:
+    """The attention map in one sentence, for screen readers (the heatmap's description): the mean weight, over
+    the queries after BOS, on the previous token, on BOS and on the query itself.
+
+        'Layer 2, head 1: 45% of attention on the previous token, 30% on BOS, 12% on the token itself
+         (mean over 6 queries).'
+    For the first query after BOS the previous token is BOS, so the first two shares can overlap."""
+    a = t.attn[layer, head]  # (T, T)
+    T = a.shape[0]
+    if T < 2:
+        return f"Layer {layer}, head {head}: only BOS, which attends to itself."
+    q = np.arange(1, T)
+    prev, bos, own = (float(a[q, q - 1].mean()), float(a[q, 0].mean()), float(a[q, q].mean()))
+    return (f"Layer {layer}, head {head}: {prev:.0%} of attention on the previous token, {bos:.0%} on BOS, "
+            f"{own:.0%} on the token itself (mean over {T - 1} queries).")
+
+
 def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
     """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
     z = _masked(t.attn[layer, head])  # (T, T)
@@ -348,7 +365,8 @@ def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
                         "<br><sup>each row sums to 1 · grey = masked by the causal mask (weight exactly 0)</sup>"),
         xaxis=_axis("key token (attended to)", tickangle=-60, tickfont=dict(size=10), showgrid=False),
         yaxis=_axis("query token (attending)", autorange="reversed", tickfont=dict(size=10), showgrid=False),
-        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10)))
+        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10),
+        meta=dict(description=describe_head(t, layer, head))))
 
 
 def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
