@@ -203,10 +203,11 @@ def figure_csv(fig) -> str:
 
 
 def _plain(text) -> str:
-    """A Plotly title as plain text: tags and <br> breaks out, entities decoded."""
+    """The first line of a Plotly title as plain text: tags out, entities decoded."""
     import re
 
-    return html.unescape(re.sub(r"<[^>]+>", " ", str(text or ""))).replace("\u200b", "").split("  ")[0].strip()
+    first = re.split(r"<br\s*/?>", str(text or ""))[0]  # a subtitle after <br> is left out
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", first)).replace("\u200b", "").split())
 
 
 def describe(fig) -> str:

@@ -420,7 +420,7 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
         dict(type="scatter", x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    xaxis="x3", yaxis="y3", name="model's traced attn",
                    hovertemplate="key %{x}<br>traced %{y:.4f}<extra></extra>"),
-        dict(type="bar", x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
+        dict(type="bar", x=dims, y=s.out, marker_color="#D55E00", xaxis="x4", yaxis="y4", name="output Σ weight·v",
                hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
         dict(type="scatter", x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
                    xaxis="x4", yaxis="y4", name=f"v of the top key ({keys[s.top_key]})",
