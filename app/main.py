@@ -61,6 +61,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
+from app import share  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -183,6 +184,7 @@ def build() -> gr.Blocks:
         page = importlib.import_module(f"app.pages.{lesson.slug}")
         with demo.route(lesson.title, lesson.path):
             page.build(cm, lesson)
+        share.check_linked(lesson.slug)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     return demo
 

@@ -187,6 +187,15 @@ def link_box() -> gr.Textbox:
     return box
 
 
+def check_linked(page: str) -> None:
+    """After a lesson page is built (app/main.py): its link box was wired by `link`. A page that forgot would show
+    an empty box and never keep its state in the URL."""
+    if _pending_box:
+        _pending_box.clear()
+        raise RuntimeError(f"page {page!r}: call app.share.link(key, {{name: input, ...}}, runs=[...]) at the end "
+                           "of its listeners, so that its URL keeps its state")
+
+
 def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict | None = None) -> None:
     """Wire the page's named inputs to its URL: read on load (then run `runs`, the page's own events, once with
     them), written back on every change. `controls` maps short names to input components (the text box as
