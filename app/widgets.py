@@ -110,11 +110,16 @@ class Plot(gr.Plot):
     def __init__(self, value=None, *, code=None, **kwargs):
         if kwargs.get("elem_id") is None and kwargs.get("render", True):
             kwargs["elem_id"] = _plot_id(kwargs.get("label"))
-        super().__init__(value, **kwargs)
-        if kwargs.get("render", True) and gr.context.Context.block is not None:
-            if code is None:
-                raise TypeError(f"widgets.Plot {kwargs.get('label')!r}: name the function that computes the figure "
-                                "(code=...), for its Code panel")
+        if not kwargs.get("render", True) or gr.context.Context.block is None:
+            super().__init__(value, **kwargs)
+            return
+        if code is None:
+            raise TypeError(f"widgets.Plot {kwargs.get('label')!r}: name the function that computes the figure "
+                            "(code=...), for its Code panel")
+        # One column holds the figure and its tools, so figures side by side in a row keep their widths.
+        with gr.Column(scale=kwargs.get("scale") or 1, min_width=kwargs.get("min_width") or 160,
+                       elem_classes=["figure-block"]):
+            super().__init__(value, **kwargs)
             figure_tools(self, code)
 
     def get_config(self):
