@@ -19,7 +19,9 @@ CONTROLS = """() => {
   const sliders = [...document.querySelectorAll('input[type=range]')].filter(shown)
     .map(e => e.getAttribute('aria-label'));
   const labels = new Set(window.gradio_config.components.filter(c => c.type === 'button').map(c => c.props.value));
-  const buttons = [...document.querySelectorAll('button')].filter(b => shown(b) && labels.has(b.textContent.trim()))
+  // (a figure's PNG/SVG/CSV buttons only save it: tests/test_share.py presses them)
+  const buttons = [...document.querySelectorAll('button')]
+    .filter(b => shown(b) && labels.has(b.textContent.trim()) && !b.closest('.figure-tools'))
     .map(b => b.textContent.trim());
   return {sliders, buttons};
 }"""
