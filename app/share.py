@@ -245,8 +245,10 @@ def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict 
             if again:
                 chain = chain.then(_reapply(again), linked, [controls[n] for n in again], api_visibility="private",
                                    queue=False)
+        # Outside the queue: a page opened without a link (most loads) passes each step in one short request;
+        # a linked page runs its handlers once here (their progress bars and concurrency limits are the events').
         chain = chain.then(_when_linked(b.fn, len(b.outputs)), [linked, *b.inputs], b.outputs,
-                           api_visibility="private", show_progress="minimal")
+                           api_visibility="private", show_progress="minimal", queue=False)
     if msg is not None:
         chain = chain.then(_say, [msg, said], msg, api_visibility="private", queue=False)
     defaults = [c.value if not callable(c.value) else None for c in comps] + [""]

@@ -197,7 +197,7 @@ def test_every_figure_on_every_page_has_its_code_export_and_description(config):
 # ----------------------------------------------------------------------------- a link in a fresh browser
 
 
-def test_a_link_opens_its_state_in_a_fresh_browser_and_the_url_follows_the_learner(browser, app_url):
+def test_a_link_opens_its_state_in_a_fresh_browser_and_the_url_follows_the_learner_back_and_forth(browser, app_url):
     ctx = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)  # fresh: no storage
     page = ctx.new_page()
     errors = []
@@ -229,6 +229,12 @@ def test_a_link_opens_its_state_in_a_fresh_browser_and_the_url_follows_the_learn
             page.locator("#attention-heatmap-csv").click()
         assert saved.value.suggested_filename == "attention-heatmap.csv"
         assert open(saved.value.path(), encoding="utf-8").readline().strip() == "trace,x,y,value"
+        # On to the next lesson and back: the URL brings this page's state back.
+        page.locator("nav.lesson-nav a", has_text="RoPE").first.click()
+        page.wait_for_url("**/rope")
+        page.go_back()
+        wait_svg(page, "attention-heatmap", "Layer 2, head 2", timeout=120_000)
+        assert page.locator("#attention-text textarea").input_value() == "To be or not to be"
         assert errors == []
     finally:
         ctx.close()
