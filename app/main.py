@@ -62,6 +62,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
+from app import share  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -75,6 +76,9 @@ CSS = """
 .prose td, .prose th, .md td, .md th { min-width: 5em; overflow-wrap: normal; word-break: normal; }
 .katex-display { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
 .js-plotly-plot, .plot-container { max-width: 100%; }
+/* Under each figure: its export buttons in one short line, its Code panel collapsed. */
+.figure-tools { gap: 6px !important; flex-wrap: wrap !important; }
+.figure-code { margin-top: 0 !important; }
 """
 # Phone rules go into the page head: Gradio scopes the media queries of launch(css=...) to ".gradio-container
 # .contain", which neither its page bar (a wrapping flex <nav> in .nav-holder) nor its rows' own rules obey. On a
@@ -91,6 +95,9 @@ HEAD_STYLE = """
   .nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important;
     padding: 0 6px !important; font-size: 0.85em; }
   .nav-holder nav a { white-space: nowrap; flex: none; }
+  /* a figure's export buttons stay one line */
+  .gradio-container .row.figure-tools { flex-direction: row !important; flex-wrap: wrap !important; }
+  .gradio-container .row.figure-tools > * { width: auto !important; flex: none !important; }
 }
 """
 THEME = gr.themes.Soft()
@@ -104,6 +111,19 @@ document.addEventListener("keyup", (e) => {
     t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
   }
 });
+"""
+# Screen readers: every figure is an image whose label is its description (lessons.plots.describe, computed from
+# the figure's data on the server and carried in layout.meta.description), set again whenever a figure is redrawn.
+HEAD_FIGURES = """
+(() => {
+  const label = () => document.querySelectorAll('.js-plotly-plot').forEach((gd) => {
+    const d = gd.layout && gd.layout.meta && gd.layout.meta.description;
+    if (d && gd.getAttribute('aria-label') !== d) { gd.setAttribute('role', 'img'); gd.setAttribute('aria-label', d); }
+  });
+  let pending = null;
+  new MutationObserver(() => { clearTimeout(pending); pending = setTimeout(label, 150); })
+    .observe(document.documentElement, {subtree: true, childList: true});
+})();
 """
 # Every page has its own browser-tab title (Gradio gives every route the app's one title, and sets it again
 # as the page renders): the title for this path, kept whenever something else writes it.
@@ -126,7 +146,8 @@ def tab_titles() -> dict[str, str]:
 
 
 def head() -> str:
-    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_TITLE % json.dumps(tab_titles())
+    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES
+            + HEAD_TITLE % json.dumps(tab_titles())
             + "</script>")
 
 
@@ -164,6 +185,7 @@ def build() -> gr.Blocks:
         page = importlib.import_module(f"app.pages.{lesson.slug}")
         with demo.route(lesson.title, lesson.path):
             page.build(cm, lesson)
+        share.check_linked(lesson.slug)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     return demo
 

@@ -6,6 +6,7 @@ import functools
 import html
 import inspect
 import secrets
+from pathlib import Path
 
 import gradio as gr
 
@@ -34,8 +35,12 @@ def nav_links(lesson: LessonInfo) -> str:
 
 
 def lesson_header(lesson: LessonInfo) -> None:
+    """Navigation, the title, and the page's link box (app.share fills it: the link that keeps this state)."""
+    from app.share import link_box
+
     gr.HTML(nav_links(lesson))
     gr.Markdown(f"# {lesson.title}")
+    link_box()
 
 
 def lesson_footer(lesson: LessonInfo) -> None:
@@ -85,24 +90,148 @@ class Slider(gr.Slider):
 
 
 class Plot(gr.Plot):
-    """gr.Plot for lesson figures: every figure it shows goes through lessons.plots.responsive (titles wrapped and
-    sized for a phone, legend below the plot, margins the labels need), so pages need no per-figure layout code.
-    The label is not drawn (Gradio floats it over the top of the plot, where the figure's own title is); it stays
-    the component's name for the API and the page's accessibility tree."""
+    """gr.Plot for lesson figures, with what a teacher takes away from each figure placed right under it:
+
+        widgets.Plot(fig, label="Attention map of one head", elem_id="attention-heatmap", code=C.heatmap_figure)
+
+    - a collapsed "Code" panel with the source of `code`, the function of llama/ or lessons/ that computes the figure,
+      read at run time (inspect), with its file and first line (and a link to it on the project's repository when
+      the app knows the repository: `repository_url`), so it can never disagree with the code;
+    - PNG and SVG buttons (the figure at slide size, 1920 x 1080, drawn by Plotly in the browser) and a CSV button
+      (the figure's data, from its traces on the server: lessons.plots.figure_csv).
+
+    Every figure it shows goes through lessons.plots.responsive (titles wrapped and sized for a phone, legend below
+    the plot, margins the labels need) and gets a text description for screen readers (lessons.plots.describe, or
+    the one the compute function gave it in layout.meta.description), so pages need no per-figure code. The label
+    is not drawn (Gradio floats it over the top of the plot, where the figure's own title is); it stays the
+    component's name for the API and the page's accessibility tree."""
+
+    def __init__(self, value=None, *, code=None, **kwargs):
+        if kwargs.get("elem_id") is None and kwargs.get("render", True):
+            kwargs["elem_id"] = _plot_id(kwargs.get("label"))
+        if not kwargs.get("render", True) or gr.context.Context.block is None:
+            super().__init__(value, **kwargs)
+            return
+        if code is None:
+            raise TypeError(f"widgets.Plot {kwargs.get('label')!r}: name the function that computes the figure "
+                            "(code=...), for its Code panel")
+        # One column holds the figure and its tools, so figures side by side in a row keep their widths.
+        with gr.Column(scale=kwargs.get("scale") or 1, min_width=kwargs.get("min_width") or 160,
+                       elem_classes=["figure-block"]):
+            super().__init__(value, **kwargs)
+            figure_tools(self, code)
 
     def get_config(self):
-        # Not through __init__: Gradio builds a component's config from its __init__ signature.
-        return {**super().get_config(), "show_label": False}
+        # gr.Plot's own signature (this __init__ adds `code`): Gradio builds a component's config from it.
+        config = gr.components.Component.get_config(self, gr.Plot)
+        return {**config, "bokeh_version": None, "show_label": False}
 
     def postprocess(self, value):
         from gradio.components.plot import PlotData
         from plotly.io.json import to_json_plotly
 
-        from lessons.plots import responsive
+        from lessons.plots import described, responsive
 
         if value is not None and hasattr(value, "to_plotly_json"):  # a copy: cached figures are shared
-            return PlotData(type="plotly", plot=to_json_plotly(responsive(value.to_plotly_json())))
+            fig = described(responsive(value.to_plotly_json()))
+            if self.elem_id:  # the modebar's camera: slide size too
+                fig["config"] = {"toImageButtonOptions": dict(format="png", width=SLIDE[0], height=SLIDE[1],
+                                                              filename=self.elem_id)}
+            return PlotData(type="plotly", plot=to_json_plotly(fig))
         return super().postprocess(value)
+
+
+SLIDE = (1920, 1080)  # pixels of an exported figure: a 16:9 slide
+_plot_ids: dict[str, int] = {}
+
+
+def _plot_id(label) -> str:
+    """An elem_id for a figure the page did not name (the export buttons find the figure by it)."""
+    base = "fig-" + ("".join(ch if ch.isalnum() else "-" for ch in (label or "figure").lower()).strip("-")[:40])
+    _plot_ids[base] = _plot_ids.get(base, 0) + 1
+    return base if _plot_ids[base] == 1 else f"{base}-{_plot_ids[base]}"
+
+
+def source_of(fn) -> tuple[str, str, int]:
+    """(source, file relative to the project, first line) of the function that computes a figure, read now.
+
+        >>> source_of(lessons.plots.wrap)[1:]
+        ('lessons/plots.py', 78)
+    """
+    fn = inspect.unwrap(fn)
+    lines, first = inspect.getsourcelines(fn)
+    path = Path(inspect.getsourcefile(fn)).resolve()
+    try:
+        rel = path.relative_to(ROOT).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    return "".join(lines), rel, first
+
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO_ENV = "INSIDE_LLAMA_REPO"  # the project's source repository, e.g. https://github.com/owner/inside-llama
+
+
+def repository_url(path: str | None = None, line: int | None = None) -> str | None:
+    """The project's source on its repository, when the app knows where that is: $INSIDE_LLAMA_REPO (a GitHub or
+    other web URL; files under /blob/main/), or on a Hugging Face Space its own repository ($SPACE_ID, set by
+    Spaces). None when neither is set (then no link is shown). With `path` (and `line`): that file (and line)."""
+    import os
+
+    base = os.environ.get(REPO_ENV, "").strip().rstrip("/")
+    if not base and os.environ.get("SPACE_ID", "").strip():
+        base = "https://huggingface.co/spaces/" + os.environ["SPACE_ID"].strip()
+    if not base.startswith(("https://", "http://")):
+        return None
+    if path is None:
+        return base
+    return f"{base}/blob/main/{path}" + (f"#L{line}" if line else "")
+
+
+# Browser side of the export buttons: Plotly (loaded by Gradio's plot component as window.Plotly) draws the figure
+# again at slide size and saves it; the CSV comes from the server as text and is saved as a file here.
+_SAVE_IMAGE = """() => {
+  const gd = document.querySelector('#%s .js-plotly-plot');
+  if (gd && window.Plotly) window.Plotly.downloadImage(gd, {format: '%s', width: %d, height: %d, filename: '%s'});
+}"""
+_SAVE_CSV = """(text) => {
+  if (!text) return;
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], {type: 'text/csv'}));
+  a.download = '%s.csv';
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}"""
+
+
+def _figure_csv(plot) -> str:
+    from lessons.plots import figure_csv
+
+    if plot is None:
+        return ""
+    return figure_csv(plot.plot if hasattr(plot, "plot") else plot.get("plot", "{}"))
+
+
+def figure_tools(plot: gr.Plot, code) -> None:
+    """The export buttons and the Code panel under a figure (widgets.Plot places them)."""
+    pid = plot.elem_id
+    source, path, first = source_of(code)
+    with gr.Row(elem_classes=["figure-tools"], elem_id=f"{pid}-tools"):
+        png = gr.Button("PNG", size="sm", scale=0, min_width=60, elem_id=f"{pid}-png")
+        svg = gr.Button("SVG", size="sm", scale=0, min_width=60, elem_id=f"{pid}-svg")
+        csv = gr.Button("CSV (data)", size="sm", scale=0, min_width=100, elem_id=f"{pid}-csv")
+        csv_text = gr.Textbox(visible="hidden")
+    with gr.Accordion(f"Code: {getattr(code, '__name__', 'figure')} ({path}, line {first})", open=False,
+                      elem_id=f"{pid}-code", elem_classes=["figure-code"]):
+        url = repository_url(path, first)
+        if url:
+            gr.HTML(f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(path)}, line {first}, '
+                    "on the project's repository</a>")
+        gr.Code(source, language="python", interactive=False, label=f"{path}, from line {first}")
+    png.click(None, js=_SAVE_IMAGE % (pid, "png", *SLIDE, pid))
+    svg.click(None, js=_SAVE_IMAGE % (pid, "svg", *SLIDE, pid))
+    csv.click(_figure_csv, plot, csv_text, api_visibility="private", queue=False).then(
+        None, csv_text, None, js=_SAVE_CSV % pid)
 
 
 class Dropdown(gr.Dropdown):
@@ -144,13 +273,21 @@ def model_key() -> gr.State:
     choice the learner made on the course map, which the browser remembers (a BrowserState) while they browse."""
     from app.context import registry  # late: context loads the model
 
+    from app.share import MODEL_PARAM, model_from_link
+
     remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE, secret=MODEL_KEY_SECRET)
     key = gr.State("")
 
-    def chosen(k):  # a key the host no longer offers (an old browser value) means the course model
-        return k if isinstance(k, str) and registry().is_offered(k) else ""
+    def chosen(k, request: gr.Request):
+        """A link's `model=` wins (and is remembered for the next pages); else the browser's choice. A key the
+        host no longer offers (an old browser value) means the course model."""
+        linked, _ = model_from_link(request.query_params.get(MODEL_PARAM) if request is not None else None)
+        if linked is not None:
+            return linked, linked
+        return (k if isinstance(k, str) and registry().is_offered(k) else ""), gr.skip()
 
-    key.loaded = gr.context.Context.root_block.load(chosen, remembered, key, api_visibility="private", queue=False)
+    key.loaded = gr.context.Context.root_block.load(chosen, remembered, [key, remembered], api_visibility="private",
+                                                    queue=False)
     return key
 
 
@@ -160,14 +297,21 @@ def on_model(key: gr.State, fn, outputs: list) -> None:
     the course model, so nothing runs for it. `fn` returns one value per output, like any handler."""
     n = len(outputs)
     run = handler(fn, n, 0)
+    sliders = [i for i, c in enumerate(outputs) if isinstance(c, gr.Slider)]
+    key.bounds = gr.State({})  # {slider id: (min, max)} as set for the chosen model: links clamp to these (share)
 
     def refresh(k, progress=gr.Progress()):
         if not k:
-            return gr.skip() if n == 1 else tuple(gr.skip() for _ in range(n))
+            return (*(gr.skip() for _ in range(n)), gr.skip())
         progress(0, desc="computing this page on the chosen model")
-        return run(k)
+        out = run(k)
+        out = (out,) if n == 1 else tuple(out)
+        bounds = {str(outputs[i]._id): (out[i].get("minimum", outputs[i].minimum),
+                                        out[i].get("maximum", outputs[i].maximum))
+                  for i in sliders if isinstance(out[i], dict)}
+        return (*out, bounds)
 
-    key.loaded.then(refresh, [key], outputs, api_visibility="private")
+    key.refreshed = key.loaded.then(refresh, [key], [*outputs, key.bounds], api_visibility="private")
 
 
 def handler(fn, n_outputs: int = 1, msg_at: int = 0):
@@ -203,6 +347,7 @@ def handler(fn, n_outputs: int = 1, msg_at: int = 0):
             except LessonError as e:
                 return fail(e)
 
+    wrapped.msg_at = msg_at  # where the notice goes (app.share puts a link's notice there too)
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     wrapped.__signature__ = sig.replace(parameters=[inspect.Parameter(

@@ -153,3 +153,147 @@ def responsive(fig: dict) -> dict:
             if name.startswith(axis) and name[len(axis):].isdigit() or name == axis:
                 layout[name] = {**layout[name], "automargin": True}
     return fig
+
+
+# ----------------------------------------------------------------------------- what a figure holds, as data and text
+
+
+def _array(v):
+    """A trace's array as a list: a plain list, or Plotly's binary form {'dtype', 'bdata', 'shape'} (numpy
+    arrays in a figure's JSON)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        if "shape" in v:
+            a = a.reshape([int(x) for x in str(v["shape"]).split(",")])
+        return a.tolist()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def _traces(fig) -> list[dict]:
+    """The traces of a figure given as a go.Figure, a dict or its JSON text, as plain dicts."""
+    import json
+
+    if isinstance(fig, str):
+        fig = json.loads(fig)
+    if hasattr(fig, "to_plotly_json"):
+        fig = fig.to_plotly_json()
+    return list(fig.get("data") or [])
+
+
+def figure_rows(fig) -> list[list]:
+    """A figure's data as rows of a table, one per value drawn: [trace, x, y, value]. A heatmap (or any trace with
+    a z grid) gives one row per cell, its x and y labels and its value; any other trace one row per point, with
+    y (or the bar's length) as the value. Labels missing from a trace are the positions 0, 1, 2, ...
+
+        >>> figure_rows(figure([dict(type="bar", name="p", x=["a", "b"], y=[0.25, 0.75])]))
+        [['trace', 'x', 'y', 'value'], ['p', 'a', 0.25, 0.25], ['p', 'b', 0.75, 0.75]]
+    """
+    rows = [["trace", "x", "y", "value"]]
+    for i, t in enumerate(_traces(fig)):
+        name = t.get("name") or f"{t.get('type', 'scatter')} {i + 1}"
+        z = _array(t.get("z")) if t.get("z") is not None else None
+        x = _array(t.get("x")) if t.get("x") is not None else None
+        y = _array(t.get("y")) if t.get("y") is not None else None
+        if isinstance(z, list) and z and isinstance(z[0], list):
+            for r, row in enumerate(z):
+                for c, v in enumerate(row):
+                    rows.append([name, x[c] if x and c < len(x) else c, y[r] if y and r < len(y) else r, v])
+        elif isinstance(y, list) or isinstance(x, list):
+            n = max(len(x) if isinstance(x, list) else 0, len(y) if isinstance(y, list) else 0)
+            for k in range(n):
+                xv = x[k] if isinstance(x, list) and k < len(x) else k
+                yv = y[k] if isinstance(y, list) and k < len(y) else None
+                value = (xv if t.get("orientation") == "h" else yv) if yv is not None else xv
+                rows.append([name, xv, yv, value])
+    return rows
+
+
+def _cell(v):
+    """A table cell as a spreadsheet reads it: labels without HTML entities, no value for a gap (None, NaN)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return html.unescape(v) if isinstance(v, str) else v
+
+
+def figure_csv(fig) -> str:
+    """figure_rows as CSV text (the figure's "CSV (data)" button): a header, then one line per value drawn."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    for row in figure_rows(fig):
+        w.writerow([_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _plain(text) -> str:
+    """The first line of a Plotly title as plain text: tags out, entities decoded."""
+    import re
+
+    first = re.split(r"<br\s*/?>", str(text or ""))[0]  # a subtitle after <br> is left out
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", first)).replace("\u200b", "").split())
+
+
+def describe(fig) -> str:
+    """A short description of a figure for screen readers, from the data it draws: its title, then per trace
+    what stands out (the largest cell of a heatmap, the largest bar, the range of a line).
+
+        >>> describe(figure([dict(type="bar", name="p", x=["a", "b"], y=[0.25, 0.75])], title="Next token"))
+        'Next token. p: 2 bars, largest b = 0.75.'
+    """
+    import math
+
+    layout = fig.layout.to_plotly_json() if hasattr(fig, "layout") else (fig.get("layout") or {})
+    title = layout.get("title")
+    title = _plain(title.get("text") if isinstance(title, dict) else title)
+    parts = [title] if title else []
+    for i, t in enumerate(_traces(fig)[:6]):
+        name = t.get("name") or (f"panel {i + 1}" if t.get("type") == "heatmap" else f"series {i + 1}")
+        z = _array(t.get("z")) if t.get("z") is not None else None
+        x = _array(t.get("x")) if t.get("x") is not None else None
+        y = _array(t.get("y")) if t.get("y") is not None else None
+        if isinstance(z, list) and z and isinstance(z[0], list):
+            cells = [(v, r, c) for r, row in enumerate(z) for c, v in enumerate(row)
+                     if isinstance(v, (int, float)) and not math.isnan(v)]
+            if cells:
+                v, r, c = max(cells)
+                col = x[c] if isinstance(x, list) and c < len(x) else c
+                row = y[r] if isinstance(y, list) and r < len(y) else r
+                parts.append(f"{name}: {len(z)} by {len(z[0])} heatmap, largest {v:.3g} at {_plain(row)}, "
+                             f"{_plain(col)}")
+        elif t.get("type") == "bar" and isinstance(y, list) and isinstance(x, list) and x and y:
+            horizontal = t.get("orientation") == "h"
+            vals, labels = (x, y) if horizontal else (y, x)
+            pairs = [(v, lab) for v, lab in zip(vals, labels) if isinstance(v, (int, float)) and not math.isnan(v)]
+            if pairs:
+                v, lab = max(pairs, key=lambda p: p[0])
+                parts.append(f"{name}: {len(pairs)} bars, largest {_plain(lab)} = {v:.3g}")
+        elif isinstance(y, list) and y:
+            vals = [v for v in y if isinstance(v, (int, float)) and not math.isnan(v)]
+            if vals:
+                parts.append(f"{name}: {len(vals)} points from {min(vals):.3g} to {max(vals):.3g}")
+    if not parts:
+        notes = [_plain(a.get("text")) for a in layout.get("annotations") or () if a.get("text")]
+        parts = notes[:1] or ["An empty figure"]
+    return ". ".join(parts) + "."
+
+
+def described(fig: dict) -> dict:
+    """fig (plain JSON, as `responsive` takes it) with its screen-reader description in layout.meta.description
+    (the page sets it as the figure's aria-label); a description the compute function already put there is kept.
+    In place; returns fig."""
+    layout = fig.setdefault("layout", {})
+    meta = layout.get("meta")
+    if isinstance(meta, dict) and meta.get("description"):
+        return fig
+    layout["meta"] = {**(meta if isinstance(meta, dict) else {}), "description": describe(fig)}
+    return fig
+    fig.layout.meta = {**(meta if isinstance(meta, dict) else {}), "description": describe(fig)}
+    return fig

@@ -19,7 +19,9 @@ CONTROLS = """() => {
   const sliders = [...document.querySelectorAll('input[type=range]')].filter(shown)
     .map(e => e.getAttribute('aria-label'));
   const labels = new Set(window.gradio_config.components.filter(c => c.type === 'button').map(c => c.props.value));
-  const buttons = [...document.querySelectorAll('button')].filter(b => shown(b) && labels.has(b.textContent.trim()))
+  // (a figure's PNG/SVG/CSV buttons only save it: tests/test_share.py presses them)
+  const buttons = [...document.querySelectorAll('button')]
+    .filter(b => shown(b) && labels.has(b.textContent.trim()) && !b.closest('.figure-tools'))
     .map(b => b.textContent.trim());
   return {sliders, buttons};
 }"""
@@ -111,6 +113,7 @@ def shows_next_token(page):
     wait_text(page, "#next-token-chips", "uniform guess over 512 tokens")  # stories260K's vocabulary
     table = wait_text(page, "#next-token-compare-table", "stories260K/ ships no held-out text")
     assert "262,144 possible" in table  # 512 x 512 token pairs
+    wait_svg(page, "next-token-lens", "layer 4")  # the heatmap is drawn after the chips (Plotly renders late)
     lens = svg_text(page, "next-token-lens")
     assert "layer 4" in lens and "layer 5" not in lens
     assert "of 512" in svg_text(page, "next-token-top")

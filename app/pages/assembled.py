@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.assembled import compute as C
 from lessons.course import CourseModel
 
@@ -66,8 +66,8 @@ def build(cm: CourseModel, lesson) -> None:
             pass_msg = widgets.message(first["notice"])
             readout = gr.Markdown(first["readout"], elem_id="assembled-readout")
         with gr.Column(scale=3, min_width=300):
-            diagram = widgets.Plot(first["diagram"], label="The forward pass", elem_id="assembled-diagram")
-    values = widgets.Plot(first["values"], label="The selected box's live values", elem_id="assembled-values")
+            diagram = widgets.Plot(first["diagram"], label="The forward pass", elem_id="assembled-diagram", code=C.diagram_figure)
+    values = widgets.Plot(first["values"], label="The selected box's live values", elem_id="assembled-values", code=C.box_figure)
     facts = gr.Markdown(first["facts"], elem_id="assembled-facts")
 
     widgets.prose(parts[1])
@@ -82,7 +82,7 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- figure 3: parameters, FLOPs and memory
     params = gr.Markdown(first["params"], elem_id="assembled-params")
-    shares = widgets.Plot(first["shares"], label="Parameters by component", elem_id="assembled-shares")
+    shares = widgets.Plot(first["shares"], label="Parameters by component", elem_id="assembled-shares", code=C.shares_figure)
 
     widgets.prose(parts[3])
 
@@ -105,8 +105,10 @@ def build(cm: CourseModel, lesson) -> None:
     def on_growth(cm, choice):
         return C.reveal_growth(choice)
 
-    gr.on([show.click, text.submit, box.change, layer.release, head.release], widgets.handler(on_pass, 6, msg_at=3),
+    pass_ev = gr.on([show.click, text.submit, box.change, layer.release, head.release],
+                    widgets.handler(on_pass, 6, msg_at=3),
           [key, text, box, layer, head], [diagram, values, readout, pass_msg, layer, head],
           api_name="assembled_pass", trigger_mode="always_last", show_progress="minimal")
+    share.link(key, dict(text=text, box=box, layer=layer, head=head), runs=[pass_ev])
     part_btn.click(widgets.handler(on_parts), [key, part_choice], part_out, api_name="assembled_reveal_parts")
     growth_btn.click(widgets.handler(on_growth), [key, growth_choice], growth_out, api_name="assembled_reveal_growth")

@@ -27,7 +27,7 @@ import math
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons import LessonInfo
 from lessons.attention import compute as C
 from lessons.course import CourseModel
@@ -123,7 +123,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
             view_msg = widgets.message(elem_id="attention-view-msg")
     widgets.prose(secs[1])
     with gr.Row():
-        dot = widgets.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot")
+        dot = widgets.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot", code=C.dot_figure)
         dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
     widgets.prose(secs[2])
     with gr.Row():
@@ -132,13 +132,13 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
     answer_prev = gr.Markdown(elem_id="attention-answer-previous")
     widgets.prose(secs[3])
-    heatmap = widgets.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap")
+    heatmap = widgets.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap", code=C.heatmap_figure)
     widgets.prose(secs[4])
-    grid = widgets.Plot(grid0, label="Every head of the layer", elem_id="attention-grid")
+    grid = widgets.Plot(grid0, label="Every head of the layer", elem_id="attention-grid", code=C.heads_grid_figure)
     widgets.prose(secs[5])
-    mix = widgets.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix")
+    mix = widgets.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix", code=C.heads_mix_figure)
     widgets.prose(secs[6])
-    steps = widgets.Plot(steps0, label="One query, step by step", elem_id="attention-steps")
+    steps = widgets.Plot(steps0, label="One query, step by step", elem_id="attention-steps", code=C.query_figure)
     widgets.prose(secs[7])
     with gr.Row():
         guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
@@ -148,15 +148,15 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     with gr.Row():
         scale = widgets.Slider(step=0.1, scale=2, **m["scale"])
         scale_msg = widgets.message()
-    scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale")
+    scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale", code=C.scale_figure)
     widgets.prose(secs[9])
-    summary = widgets.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary")
+    summary = widgets.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary", code=C.summary_figure)
     widgets.prose(secs[10])
     with gr.Row():
         reach = widgets.Radio(C.REACH_CHOICES, value=C.REACH_CHOICES[0], label="Sequence lengths")
         measure = gr.Button("Measure peak memory", scale=0, min_width=200)
     mem_msg = widgets.message(elem_id="attention-memory-msg")
-    mem_plot = widgets.Plot(m["memory"][0], label="Peak memory against sequence length", elem_id="attention-memory")
+    mem_plot = widgets.Plot(m["memory"][0], label="Peak memory against sequence length", elem_id="attention-memory", code=C.memory_figure)
     mem_md = gr.Markdown(m["memory"][1], elem_id="attention-memory-readout")
     widgets.prose(secs[11])
     with gr.Row():
@@ -212,20 +212,24 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
                                     mem_plot, mem_md, block, online])
     online_io = ([key, analyzed, layer, head, query, block], [online_msg, block, online])
     # (wired before the chains below, which reuse the handler: the public event keeps the plain api_name)
-    block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
-                  trigger_mode="always_last", **quiet)
-    gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
-          [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers], api_name="attention_analyze"
-          ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
+    online_ev = block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
+                              trigger_mode="always_last", **quiet)
+    analyze_ev = gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
+                       [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers],
+                       api_name="attention_analyze")
+    analyze_ev.then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
     gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),
           [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
           trigger_mode="always_last", **quiet
           ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
     measure.click(widgets.handler(attention_memory, 3, 0), [key, reach], [mem_msg, mem_plot, mem_md],
                   api_name="attention_memory")
-    scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders], [scale_msg, scale, scale_plot],
-                  api_name="attention_scale", trigger_mode="always_last", **quiet)
+    scale_ev = scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders],
+                             [scale_msg, scale, scale_plot], api_name="attention_scale",
+                             trigger_mode="always_last", **quiet)
     reveal_prev.click(widgets.handler(attention_reveal_previous, 2, 0), [key, analyzed, guess_prev],
                       [answer_prev, summary], api_name="attention_reveal_previous")
     reveal_scale.click(widgets.handler(attention_reveal_scaling), [key, analyzed, guess_scale], answer_scale,
                        api_name="attention_reveal_scaling")
+    share.link(key, dict(text=text, layer=layer, head=head, query=query, scale=scale, block=block),
+               runs=[analyze_ev, scale_ev, online_ev], ranges=dict(query=(0, C.MAX_TOKENS)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.gqa import compute as C
 from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, reference_configs
@@ -65,7 +65,7 @@ def build(cm: CourseModel, lesson) -> None:
             kv_shown = gr.State(c.n_kv_heads)  # the count the diagram shows: a slider step goes on from it
             heads_md = gr.Markdown(first["heads"], elem_id="gqa-heads")
         with gr.Column(scale=3):
-            diagram = widgets.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram")
+            diagram = widgets.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram", code=C.sharing_figure)
 
     widgets.prose(parts[1])
 
@@ -76,7 +76,7 @@ def build(cm: CourseModel, lesson) -> None:
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = widgets.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = widgets.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory")
+    memory_plot = widgets.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory", code=C.memory_comparison)
     memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
     with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
         configs_md = gr.Markdown(first["configs"])
@@ -94,7 +94,7 @@ def build(cm: CourseModel, lesson) -> None:
                                    elem_id="gqa-layer")
             maps_msg = widgets.message()
         with gr.Column(scale=3):
-            maps_plot = widgets.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps")
+            maps_plot = widgets.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps", code=C.grouped_attention_figure)
             maps_md = gr.Markdown(first["maps_md"], elem_id="gqa-maps-readout")
 
     widgets.prose(parts[3])
@@ -123,7 +123,7 @@ def build(cm: CourseModel, lesson) -> None:
             repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
             repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
         with gr.Column(scale=2):
-            convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert")
+            convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert", code=C.conversion_figure)
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)
@@ -160,18 +160,22 @@ def build(cm: CourseModel, lesson) -> None:
 
     memory_inputs = [key, kv, positions, batch, dtype]
     memory_outputs = [memory_plot, memory_table, memory_msg, positions, batch]
-    kv.release(widgets.handler(on_sharing, 4, msg_at=1), [key, kv, kv_shown], [diagram, kv_msg, kv, kv_shown],
-               api_name="gqa_sharing", trigger_mode="always_last").then(  # the memory figure, at the snapped count
+    sharing_ev = kv.release(widgets.handler(on_sharing, 4, msg_at=1), [key, kv, kv_shown],
+                            [diagram, kv_msg, kv, kv_shown], api_name="gqa_sharing", trigger_mode="always_last")
+    sharing_ev.then(  # the memory figure, at the snapped count
         widgets.handler(on_memory, 5, msg_at=2), memory_inputs, memory_outputs, api_visibility="private",
         show_progress="minimal")
-    gr.on([positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2), memory_inputs,
-          memory_outputs, api_name="gqa_memory", trigger_mode="always_last", show_progress="minimal")
-    gr.on([show.click, text.submit, layer.release], widgets.handler(on_maps, 4, msg_at=2), [key, text, layer],
-          [maps_plot, maps_md, maps_msg, layer], api_name="gqa_attention", trigger_mode="always_last",
-          show_progress="minimal")
+    memory_ev = gr.on([positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2),
+                      memory_inputs, memory_outputs, api_name="gqa_memory", trigger_mode="always_last",
+                      show_progress="minimal")
+    maps_ev = gr.on([show.click, text.submit, layer.release], widgets.handler(on_maps, 4, msg_at=2),
+                    [key, text, layer], [maps_plot, maps_md, maps_msg, layer], api_name="gqa_attention",
+                    trigger_mode="always_last", show_progress="minimal")
     gr.on([convert.click, target.release], widgets.handler(on_convert, 5, msg_at=1), [key, target, results, target_shown],
           [convert_plot, convert_md, results, target, target_shown], api_name="gqa_convert", trigger_mode="always_last")
     repeat.click(widgets.handler(on_repeat), [key, text], repeat_md, api_name="gqa_repeat")
     pool_btn.click(widgets.handler(on_reveal_pool), [key, pool_choice], pool_out, api_name="gqa_reveal_pooling")
     repeat_btn.click(widgets.handler(on_reveal_repeat), [key, text, repeat_choice], repeat_out,
                      api_name="gqa_reveal_repeat")
+    share.link(key, dict(text=text, layer=layer, kv_heads=kv, positions=positions, batch=batch, format=dtype),
+               runs=[maps_ev, sharing_ev, memory_ev])

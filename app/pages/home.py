@@ -70,6 +70,11 @@ def build(cm: CourseModel) -> None:
     gr.Markdown("# Inside LLaMA\nAn interactive course on how a LLaMA-family language model works. Every "
                 "picture is computed live by a real Llama (described below), running right here on the course's "
                 "from-scratch implementation.")
+    repo = widgets.repository_url()  # known on a Space, or from $INSIDE_LLAMA_REPO; else no link
+    if repo:
+        gr.HTML(f'<p class="source-link">Every figure\'s code is under it; the whole project\'s source: '
+                f'<a href="{html.escape(repo)}" target="_blank" rel="noopener">{html.escape(repo)}</a></p>',
+                elem_id="source-link")
     gr.Markdown("## Course map")
     items = []
     for lesson in lessons.LESSONS:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.plots import message_figure
 from lessons.kv_cache import compute as C
@@ -88,7 +88,7 @@ def build(cm: CourseModel, lesson) -> None:
                                   "at once)", **v["step"])
             step_msg = widgets.message()
         with gr.Column(scale=3):
-            grid = widgets.Plot(v["grid"], label="Keys and values per layer and position", elem_id="kv-grid")
+            grid = widgets.Plot(v["grid"], label="Keys and values per layer and position", elem_id="kv-grid", code=C.step_figure)
             readout = gr.Markdown(v["readout"])
 
     widgets.prose(parts[1])
@@ -108,7 +108,7 @@ def build(cm: CourseModel, lesson) -> None:
         with gr.Column(scale=3):
             timing_plot = widgets.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
                                                  "with and without the cache and times every step."),
-                                  label="Time per new token", elem_id="kv-timing")
+                                  label="Time per new token", elem_id="kv-timing", code=C.timing_figure)
 
     widgets.prose(parts[2])
 
@@ -118,7 +118,7 @@ def build(cm: CourseModel, lesson) -> None:
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = widgets.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
-    memory_plot = widgets.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory")
+    memory_plot = widgets.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory", code=C.cache_memory)
     memory_table = gr.Markdown(v["memory_table"])
     allocated = gr.Markdown(v["allocated"], latex_delimiters=[{"left": "$", "right": "$", "display": False}],
                             elem_id="kv-allocated")
@@ -131,16 +131,19 @@ def build(cm: CourseModel, lesson) -> None:
     # --- listeners
     widgets.on_model(key, refresh, [page_msg, grid, readout, step, timed, speed_question, positions, memory_plot,
                                     memory_table, allocated, configs])
-    gr.on([run.click, prompt.submit, new_tokens.release], widgets.handler(generation, 4, msg_at=3),
+    gen_ev = gr.on([run.click, prompt.submit, new_tokens.release], widgets.handler(generation, 4, msg_at=3),
           [key, prompt, new_tokens, step], [grid, readout, step, step_msg], api_name="kv_generate",
           trigger_mode="always_last", show_progress="minimal")
     step.release(widgets.handler(step_only, 3, msg_at=2), [key, prompt, new_tokens, step], [grid, readout, step_msg],
                  api_name="kv_step", trigger_mode="always_last", show_progress="minimal")
     measure.click(widgets.handler(timing, 3, msg_at=2), [key, prompt, timed], [timing_plot, timing_md, timing_msg],
                   api_name="kv_timing", concurrency_limit=1, concurrency_id="kv_timing")
-    gr.on([positions.release, batch.release, dtype.change], widgets.handler(memory, 3, msg_at=2),
+    memory_ev = gr.on([positions.release, batch.release, dtype.change], widgets.handler(memory, 3, msg_at=2),
           [key, positions, batch, dtype], [memory_plot, memory_table, memory_msg], api_name="kv_memory",
           trigger_mode="always_last", show_progress="minimal")
+    share.link(key, dict(text=prompt, new_tokens=new_tokens, step=step, timed=timed, positions=positions,
+                         batch=batch, format=dtype),
+               runs=[gen_ev, memory_ev], ranges=dict(step=(0, C.MAX_NEW_TOKENS)))
     same_btn.click(widgets.handler(reveal_same), [key, prompt, same_choice], same_out, api_name="kv_reveal_same")
     speed_btn.click(widgets.handler(reveal_speed), [key, speed_choice], speed_out, api_name="kv_reveal_speed",
                     concurrency_limit=1, concurrency_id="kv_timing")

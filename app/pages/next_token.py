@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.next_token import compute as C
 
@@ -58,12 +58,12 @@ def build(cm: CourseModel, lesson) -> None:
     position = widgets.Slider(1, v.n, v.position, step=1, label="predicted token (1 = the first after BOS)",
                               elem_id="next-token-position")
     position_msg = widgets.message()
-    top = widgets.Plot(v.top, label="The model's top predictions", elem_id="next-token-top")
+    top = widgets.Plot(v.top, label="The model's top predictions", elem_id="next-token-top", code=C.top_figure)
 
     widgets.prose(parts[2])
 
     # --- the model against counting baselines
-    comparison = widgets.Plot(v.comparison, label="The model against counting", elem_id="next-token-compare")
+    comparison = widgets.Plot(v.comparison, label="The model against counting", elem_id="next-token-compare", code=C.comparison_figure)
     comparison_md = gr.Markdown(v.comparison_md, elem_id="next-token-compare-table")
 
     widgets.prose(parts[3])
@@ -71,9 +71,9 @@ def build(cm: CourseModel, lesson) -> None:
     # --- the logit lens: the question first, then the heatmap and the chosen token's bars that answer it
     lens_choice, lens_btn, lens_answer = widgets.predict_reveal(
         C.LENS_QUESTION, C.lens_choices(cm), "Reveal (reads every layer)", elem_id="next-token-reveal-lens")
-    lens = widgets.Plot(v.lens, label="Logit lens", elem_id="next-token-lens")
+    lens = widgets.Plot(v.lens, label="Logit lens", elem_id="next-token-lens", code=C.lens_figure)
     lens_position = widgets.Plot(v.lens_position, label="The chosen token through the lens",
-                                 elem_id="next-token-lens-position")
+                                 elem_id="next-token-lens-position", code=C.lens_position_figure)
     lens_md = gr.Markdown(v.lens_md, elem_id="next-token-lens-readout")
 
     widgets.prose(parts[4])
@@ -98,12 +98,14 @@ def build(cm: CourseModel, lesson) -> None:
     def on_reveal_lens(cm, text_value, position_value, picked):
         return C.reveal_lens(cm, text_value, position_value, picked)
 
-    gr.on([run.click, text.submit], widgets.handler(on_score, 11, msg_at=0), [key, text],
+    score_ev = gr.on([run.click, text.submit], widgets.handler(on_score, 11, msg_at=0), [key, text],
           [text_msg, scored, chips, summary, position, top, comparison, comparison_md, lens, lens_position, lens_md],
           api_name="next_token_score", trigger_mode="always_last")
-    position.release(widgets.handler(on_position, 6, msg_at=5), [key, scored, position],
+    position_ev = position.release(widgets.handler(on_position, 6, msg_at=5), [key, scored, position],
                      [top, lens, lens_position, lens_md, position, position_msg], api_name="next_token_position",
                      trigger_mode="always_last", show_progress="minimal")
+    share.link(key, dict(text=text, position=position), runs=[score_ev, position_ev],
+               ranges=dict(position=(1, C.MAX_TOKENS)))
     reveal_btn.click(widgets.handler(on_reveal), [key, text, choice], answer, api_name="next_token_reveal")
     lens_btn.click(widgets.handler(on_reveal_lens), [key, scored, position, lens_choice], lens_answer,
                    api_name="next_token_reveal_lens")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.plots import message_figure
 from lessons.rmsnorm import compute as C
@@ -141,20 +141,20 @@ def build(cm: CourseModel, lesson) -> None:
                                    elem_id="rmsnorm-scale")
             inv_readout = gr.Markdown(**V["inv_readout"], elem_id="rmsnorm-invariance-readout")
         with gr.Column(scale=2):
-            inv_plot = widgets.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance")
+            inv_plot = widgets.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance", code=C.invariance_figure)
 
     widgets.prose(parts[2])
 
     # --- figure 2: the course model's residual stream around every norm
     overview_plot = widgets.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
-                            elem_id="rmsnorm-overview")
+                            elem_id="rmsnorm-overview", code=C.residual_overview_figure)
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             site_pick = widgets.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
             site_readout = gr.Markdown(**V["site_readout"], elem_id="rmsnorm-site-readout")
         with gr.Column(scale=3):
             site_plot = widgets.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",
-                                elem_id="rmsnorm-site-plot")
+                                elem_id="rmsnorm-site-plot", code=C.site_figure)
 
     widgets.prose(parts[3])
 
@@ -165,7 +165,7 @@ def build(cm: CourseModel, lesson) -> None:
         with gr.Column(scale=1, min_width=420):
             time_btn = gr.Button(**V["time_btn"], variant="primary")
             time_plot = widgets.Plot(message_figure("Press the button to time both norms here, now."),
-                                label="Time per call", elem_id="rmsnorm-timing")
+                                label="Time per call", elem_id="rmsnorm-timing", code=C.timing_figure)
             time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
 
     widgets.prose(parts[4])
@@ -182,24 +182,25 @@ def build(cm: CourseModel, lesson) -> None:
             place_msg = widgets.message()
             place_table = gr.Markdown(place_md, elem_id="rmsnorm-placement-table")
         with gr.Column(scale=2):
-            place_plot = widgets.Plot(place_fig, label="Gradient norms at initialisation", elem_id="rmsnorm-placement")
+            place_plot = widgets.Plot(place_fig, label="Gradient norms at initialisation", elem_id="rmsnorm-placement", code=C.placement_figure)
 
     widgets.prose(parts[5])
     widgets.lesson_footer(lesson)
 
     # --- listeners
     H = widgets.handler
-    gr.on([run.click, text.submit], H(text_changed, 7), [key, text, token, shift, scale, site_pick],
+    text_ev = gr.on([run.click, text.submit], H(text_changed, 7), [key, text, token, shift, scale, site_pick],
           [text_msg, token, inv_plot, inv_readout, overview_plot, site_plot, site_readout], api_name="rmsnorm_text",
           show_progress="minimal")
-    gr.on([token.release, shift.release, scale.release], H(invariance, 5, msg_at=1), [key, text, token, shift, scale],
+    inv_ev = gr.on([token.release, shift.release, scale.release], H(invariance, 5, msg_at=1),
+                   [key, text, token, shift, scale],
           [inv_plot, inv_readout, token, shift, scale], api_name="rmsnorm_invariance", trigger_mode="always_last",
           show_progress="minimal")
     site_pick.input(H(site, 2, msg_at=1), [key, text, site_pick], [site_plot, site_readout], api_name="rmsnorm_site",
                     trigger_mode="always_last", show_progress="minimal")
     time_btn.click(H(timing, 2, msg_at=1), [key], [time_plot, time_table], api_name="rmsnorm_timing",
                    concurrency_limit=1)
-    gr.on([place_btn.click, depth.release, gain.release], H(on_placement, 5, msg_at=2), [key, depth, gain],
+    place_ev = gr.on([place_btn.click, depth.release, gain.release], H(on_placement, 5, msg_at=2), [key, depth, gain],
           [place_plot, place_table, place_msg, depth, gain], api_name="rmsnorm_placement",
           trigger_mode="always_last")
     rms_btn.click(H(reveal_rms), [key, text, rms_guess], rms_out, api_name="rmsnorm_reveal_rms")
@@ -210,3 +211,5 @@ def build(cm: CourseModel, lesson) -> None:
                  site_plot=site_plot, site_readout=site_readout, time_btn=time_btn)
     assert list(comps) == list(V), "first_view and the page list different components"
     widgets.on_model(key, refresh, list(comps.values()))
+    share.link(key, dict(text=text, token=token, shift=shift, scale=scale, norm=site_pick, layers=depth, gain=gain),
+               runs=[text_ev, inv_ev, place_ev])

@@ -29,7 +29,7 @@ import math
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.rope import compute as C
 
@@ -205,7 +205,7 @@ def build(cm: CourseModel, lesson) -> None:
         seed = widgets.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
                                                          "shuffle", scale=1, elem_id="rope-seed")
         reshuffle = gr.Button("Shuffle again", scale=1)
-    shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", elem_id="rope-shuffle")
+    shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", C.shuffle_scores, elem_id="rope-shuffle")
     widgets.prose(s[1])
 
     # 2. four schemes
@@ -213,7 +213,7 @@ def build(cm: CourseModel, lesson) -> None:
         n_pos = widgets.Slider(8, **V["n_pos"], step=1, label="Positions shown",
                                info="applies when you let go of the slider", elem_id="rope-n-pos")
         clip = widgets.Slider(1, **V["clip"], step=1, label="Shaw's clipping distance k")
-    sch_msg, sch_fig, sch_table = _outputs(V, "sch", latex_table=True)
+    sch_msg, sch_fig, sch_table = _outputs(V, "sch", C.schemes, latex_table=True)
     widgets.prose(s[2])
 
     # 3. RoPE in 2-D
@@ -228,8 +228,8 @@ def build(cm: CourseModel, lesson) -> None:
         pair = widgets.Slider(0, **V["pair"], step=1, label="Pair index i", elem_id="rope-pair")
     rot_msg = widgets.message(V["rot_msg"]["value"])
     with gr.Row():
-        plane = widgets.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane")
-        angles = widgets.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles")
+        plane = widgets.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane", code=C.rotate)
+        angles = widgets.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles", code=C.rotate)
     rot_readout = gr.Markdown(**V["rot_readout"], elem_id="rope-angle-readout")
     widgets.prose(s[3])
 
@@ -237,13 +237,13 @@ def build(cm: CourseModel, lesson) -> None:
     shift = widgets.Slider(**V["shift"], step=1, label="Shift s for both tokens",
                            info="clamped so that m+s and n+s stay inside the context", elem_id="rope-shift")
     rel_msg = widgets.message(V["rel_msg"]["value"])
-    rel_fig = widgets.Plot(**V["rel_fig"], label="score as both tokens shift")
+    rel_fig = widgets.Plot(**V["rel_fig"], label="score as both tokens shift", code=C.relative_shift)
     rel_readout = gr.Markdown(**V["rel_readout"], elem_id="rope-relative-readout")
     widgets.prose(s[4])
 
     # 5. spectrum and decay
     log_theta = widgets.Slider(1, 7, **V["log_theta"], step=0.05, elem_id="rope-log-theta")
-    spec_msg, spec_fig, spec_readout = _outputs(V, "spec", elem_id="rope-spectrum")
+    spec_msg, spec_fig, spec_readout = _outputs(V, "spec", C.spectrum, elem_id="rope-spectrum")
     widgets.prose(s[5])
 
     # 6. predict, then reveal: before anything on the page measures the loss of a variant
@@ -265,7 +265,7 @@ def build(cm: CourseModel, lesson) -> None:
         cmp_head = widgets.Dropdown(**V["cmp_head"], label="Head")
         variant = widgets.Radio(**V["variant"], label="Compare the trained model with", scale=3)
     cmp_msg = widgets.message(V["cmp_msg"]["value"])
-    cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare")
+    cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare", code=C.compare_attention)
     cmp_readout = gr.Markdown(**V["cmp_readout"])
     loss_btn = gr.Button("Measure the loss (about a second)", variant="primary", elem_id="rope-loss-button")
     loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
@@ -281,22 +281,23 @@ def build(cm: CourseModel, lesson) -> None:
     rel_out = [rel_msg, rel_fig, rel_readout, shift]
 
     # A new text resets the pickers and positions first, then redraws the rotation figures with them.
-    (gr.on(text_events, H(on_tokens, 5), [key, text], [text_msg, q_tok, k_tok, m, n], api_name="rope_tokens")
-     .then(H(on_rotate, 7), rot_in, rot_out, api_visibility="private")
+    tokens_ev = gr.on(text_events, H(on_tokens, 5), [key, text], [text_msg, q_tok, k_tok, m, n],
+                      api_name="rope_tokens")
+    (tokens_ev.then(H(on_rotate, 7), rot_in, rot_out, api_visibility="private")
      .then(H(on_relative, 4), rel_in, rel_out, api_visibility="private"))
-    gr.on([*text_events, shuf_head.input, seed.submit], H(on_shuffle, 4), [key, text, shuf_head, seed],
+    shuffle_ev = gr.on([*text_events, shuf_head.input, seed.submit], H(on_shuffle, 4), [key, text, shuf_head, seed],
           [shuf_msg, shuf_fig, shuf_readout, seed], api_name="rope_shuffle")
     reshuffle.click(H(on_new_shuffle, 4, msg_at=1), [key, text, shuf_head, seed],
                     [seed, shuf_msg, shuf_fig, shuf_readout], api_name="rope_new_shuffle")
-    gr.on([*text_events, n_pos.release, clip.release], H(on_schemes, 5), [key, text, n_pos, clip],
+    schemes_ev = gr.on([*text_events, n_pos.release, clip.release], H(on_schemes, 5), [key, text, n_pos, clip],
           [sch_msg, sch_fig, sch_table, n_pos, clip], api_name="rope_schemes", **QUIET)
-    gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, pair.release],
+    rotate_ev = gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, pair.release],
           H(on_rotate, 7), rot_in, rot_out, api_name="rope_rotate", **QUIET)
-    gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, shift.release],
+    relative_ev = gr.on([layer.input, head.input, q_tok.input, k_tok.input, m.release, n.release, shift.release],
           H(on_relative, 4), rel_in, rel_out, api_name="rope_relative", **QUIET)
-    log_theta.release(H(on_spectrum, 4), [key, log_theta], [spec_msg, spec_fig, spec_readout, log_theta],
+    spectrum_ev = log_theta.release(H(on_spectrum, 4), [key, log_theta], [spec_msg, spec_fig, spec_readout, log_theta],
                       api_name="rope_spectrum", **QUIET)
-    gr.on([*text_events, cmp_layer.input, cmp_head.input, variant.input], H(on_compare, 4),
+    compare_ev = gr.on([*text_events, cmp_layer.input, cmp_head.input, variant.input], H(on_compare, 4),
           [key, text, cmp_layer, cmp_head, variant], [cmp_msg, cmp_fig, cmp_readout, loss_out],
           api_name="rope_compare_attention")
     loss_btn.click(H(on_loss), [key, variant], [loss_out], api_name="rope_loss_change")
@@ -313,12 +314,17 @@ def build(cm: CourseModel, lesson) -> None:
                  loss_out=loss_out)
     assert list(comps) == list(V), "first_view and the page list different components"
     widgets.on_model(key, refresh, list(comps.values()))
+    # (the query and key tokens and their positions follow the text: a new text resets them, so a link omits them)
+    share.link(key, dict(text=text, shuffle_head=shuf_head, shuffle=seed, positions=n_pos, clip=clip, layer=layer,
+                         head=head, pair=pair, shift=shift, log_theta=log_theta, compare_layer=cmp_layer,
+                         compare_head=cmp_head, variant=variant),
+               runs=[tokens_ev, shuffle_ev, schemes_ev, rotate_ev, relative_ev, spectrum_ev, compare_ev])
 
 
-def _outputs(V: dict, prefix: str, latex_table: bool = False, elem_id: str | None = None):
+def _outputs(V: dict, prefix: str, code, latex_table: bool = False, elem_id: str | None = None):
     """A message slot, a figure and a Markdown readout, filled with first_view's `<prefix>_msg/_fig/_readout`."""
     slot = widgets.message(V[f"{prefix}_msg"]["value"])
-    plot = widgets.Plot(**V[f"{prefix}_fig"], elem_id=elem_id)
+    plot = widgets.Plot(**V[f"{prefix}_fig"], elem_id=elem_id, code=code)
     md = V[f"{prefix}_readout"]["value"]
     out = widgets.prose(md) if latex_table else gr.Markdown(md, elem_id=f"{elem_id}-readout" if elem_id else None)
     return slot, plot, out

@@ -19,7 +19,7 @@ import os
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.sampling import compute as C
 
@@ -94,7 +94,7 @@ def build(cm: CourseModel, lesson) -> None:
             dist_msg = widgets.message()
         with gr.Column(scale=2):
             dist_plot = widgets.Plot(v["fig"], label=f"Next-token probabilities (top {C.N_BARS})",
-                                elem_id="sampling-dist")
+                                elem_id="sampling-dist", code=C.distribution_figure)
             dist_summary = gr.Markdown(v["summary"])
 
     widgets.prose(parts[1])
@@ -119,13 +119,15 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners
     widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new])
-    gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
+    dist_ev = gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
           widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
           [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",
           show_progress="minimal")
     gen.click(widgets.handler(generation, 3, msg_at=2), [key, prompt, temperature, top_k, top_p, max_new, seed],
               [greedy_out, sampled_out, gen_status], api_name="sampling_generate", show_progress="minimal",
               concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="sampling_generation")
+    share.link(key, dict(text=prompt, temperature=temperature, top_k=top_k, top_p=top_p, max_new=max_new,
+                         seed=seed), runs=[dist_ev])
     seed_btn.click(widgets.handler(reveal_seeds), [key, prompt, seed_choice], seed_out,
                    api_name="sampling_reveal_seeds", concurrency_limit=GENERATE_CONCURRENCY,
                    concurrency_id="sampling_generation")

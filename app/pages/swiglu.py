@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.course import CourseModel
 from lessons.swiglu import compute as C
 
@@ -49,9 +49,9 @@ def build(cm: CourseModel, lesson) -> None:
                           info="1 = SiLU, the one Llama uses; large β approaches ReLU; 0 is the line x/2",
                           elem_id="swiglu-beta")
     with gr.Row():
-        curves_plot = widgets.Plot(first["curves"], label="Activation functions", elem_id="swiglu-curves")
+        curves_plot = widgets.Plot(first["curves"], label="Activation functions", elem_id="swiglu-curves", code=C.curves_figure)
         surface_plot = widgets.Plot(first["surface"], label="The gate surface of one hidden unit",
-                               elem_id="swiglu-surface")
+                               elem_id="swiglu-surface", code=C.surface_figure)
     curves_readout = gr.Markdown(first["curves_md"], elem_id="swiglu-curves-readout")
 
     widgets.prose(parts[1])
@@ -83,7 +83,7 @@ def build(cm: CourseModel, lesson) -> None:
         "what share of all gate values silu(gate_proj x) on your text is negative?", C.NEGATIVE_CHOICES,
         "Reveal (counts on your text)", elem_id="swiglu-reveal-negative")
     gr.Markdown("### The measurement")
-    gates_plot = widgets.Plot(first["gates"], label="Gate activations per layer", elem_id="swiglu-gates")
+    gates_plot = widgets.Plot(first["gates"], label="Gate activations per layer", elem_id="swiglu-gates", code=C.gates_figure)
     gates_readout = gr.Markdown(first["gates_md"], elem_id="swiglu-gates-readout")
 
     widgets.prose(parts[3])
@@ -111,15 +111,18 @@ def build(cm: CourseModel, lesson) -> None:
     def on_reveal_negative(cm, t, guess):
         return C.reveal_negative_view(cm, t, guess)
 
-    beta.release(widgets.handler(on_curves, 4, msg_at=2), [key, beta],
+    curves_ev = beta.release(widgets.handler(on_curves, 4, msg_at=2), [key, beta],
                  [curves_plot, surface_plot, curves_readout, beta], api_name="swiglu_curves",
                  trigger_mode="always_last", show_progress="minimal")
-    gr.on([hidden_btn.click, dim.submit, multiple_of.submit], widgets.handler(on_hidden, 5, msg_at=2),
+    hidden_ev = gr.on([hidden_btn.click, dim.submit, multiple_of.submit], widgets.handler(on_hidden, 5, msg_at=2),
           [key, dim, multiple_of], [hidden_table, hidden_note, hidden_msg, dim, multiple_of], api_name="swiglu_hidden")
-    gr.on([run.click, text.submit, threshold.release], widgets.handler(on_gates, 4, msg_at=0), [key, text, threshold],
+    gates_ev = gr.on([run.click, text.submit, threshold.release], widgets.handler(on_gates, 4, msg_at=0),
+                     [key, text, threshold],
           [gates_msg, gates_plot, gates_readout, threshold], api_name="swiglu_gates", trigger_mode="always_last",
           show_progress="minimal")
     sparse_btn.click(widgets.handler(on_reveal_sparsest), [key, text, threshold, sparse_guess], sparse_out,
                      api_name="swiglu_reveal_sparsest")
     neg_btn.click(widgets.handler(on_reveal_negative), [key, text, neg_guess], neg_out,
                   api_name="swiglu_reveal_negative")
+    share.link(key, dict(text=text, threshold=threshold, beta=beta, width=dim, multiple_of=multiple_of),
+               runs=[gates_ev, curves_ev, hidden_ev])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import widgets
+from app import share, widgets
 from lessons.inputs import LessonError
 from lessons.tokenization import compute
 
@@ -120,11 +120,11 @@ def build(cm, lesson) -> None:
     replay_msg = widgets.message(t0["replay_msg"])
     with gr.Row():
         merge_md = gr.Markdown(t0["merge_md"], elem_id="merge-info")
-        curve = widgets.Plot(t0["curve"], label="compression curve", elem_id="merge-curve")
+        curve = widgets.Plot(t0["curve"], label="compression curve", elem_id="merge-curve", code=compute.merge_curve_figure)
     widgets.prose(parts[3])
 
     # -- 2. five tokenizers side by side
-    compare_fig = widgets.Plot(t0["compare_fig"], label="characters per token")
+    compare_fig = widgets.Plot(t0["compare_fig"], label="characters per token", code=compute.comparison_figure)
     compare_html = gr.HTML(t0["compare_html"], elem_id="comparison")
     widgets.prose(parts[4])
     tok_facts = gr.Markdown(m0["tok_facts"], elem_id="model-tokenizer-facts")
@@ -134,8 +134,8 @@ def build(cm, lesson) -> None:
     # -- 3. from ids to vectors
     embed_facts = widgets.prose(m0["embed_facts"])
     with gr.Row():
-        heatmap = widgets.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap")
-        pca = widgets.Plot(m0["pca"], label="embedding map", elem_id="embedding-map")
+        heatmap = widgets.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap", code=compute.embedding_heatmap)
+        pca = widgets.Plot(m0["pca"], label="embedding map", elem_id="embedding-map", code=compute.embedding_map)
     embed_msg = widgets.message(m0["embed_msg"])
     widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
@@ -164,7 +164,7 @@ def build(cm, lesson) -> None:
                        compare_fig, q2, q2_out, text_box]  # in _train_values' order
     widgets.on_model(key, refresh, trained_outputs + [tok_facts, special, embed_facts, heatmap, pca, embed_msg,
                                                        q1_out, q1_chips])  # and _model_values'
-    gr.on([train_btn.click, text_box.submit, vocab.release], widgets.handler(on_train, 13, 0),
+    train_ev = gr.on([train_btn.click, text_box.submit, vocab.release], widgets.handler(on_train, 13, 0),
           inputs=[key, text_box, vocab, sentence_box], outputs=trained_outputs,
           api_name="tokenization_train", concurrency_limit=2)
     restore_btn.click(compute.default_text, outputs=text_box, api_visibility="private")
@@ -172,13 +172,15 @@ def build(cm, lesson) -> None:
     # without a release event, and a replay is one short encode (no model), well under 50 ms. It does not
     # write the slider back (that would fire .change again and wipe the notice): a typed value out of range
     # stays in the box, and the notice says which step is shown.
-    gr.on([merge_k.change, sentence_box.submit, sentence_btn.click], widgets.handler(on_replay, 4, 0),
+    replay_ev = gr.on([merge_k.change, sentence_box.submit, sentence_btn.click],
+                      widgets.handler(on_replay, 4, 0),
           inputs=[key, state, merge_k, sentence_box], outputs=[replay_msg, chips, merge_md, curve],
           api_name="tokenization_replay", trigger_mode="always_last", show_progress="hidden")
-    gr.on([sentence_box.submit, sentence_btn.click], widgets.handler(on_embed, 3, 0), inputs=[key, sentence_box],
-          outputs=[embed_msg, heatmap, pca], api_name="tokenization_embed")
+    embed_ev = gr.on([sentence_box.submit, sentence_btn.click], widgets.handler(on_embed, 3, 0),
+                     inputs=[key, sentence_box], outputs=[embed_msg, heatmap, pca], api_name="tokenization_embed")
     q1_btn.click(widgets.handler(on_reveal_count, 2, 0), inputs=[key, q1], outputs=[q1_out, q1_chips],
                  api_name="tokenization_reveal_count")
     q2_btn.click(widgets.handler(on_reveal_merge), inputs=[key, state, q2], outputs=q2_out,
                  api_name="tokenization_reveal_merge")
-
+    share.link(key, dict(text=text_box, vocab=vocab, merge=merge_k, sentence=sentence_box),
+               runs=[train_ev, replay_ev, embed_ev], ranges=dict(merge=(0, compute.VOCAB_MAX)))

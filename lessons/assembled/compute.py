@@ -486,8 +486,9 @@ def shares_figure(cm: CourseModel) -> go.Figure:
     names = list(configs)
     parts = {n: components(c) for n, c in configs.items()}
     totals = {n: parameter_counts(c).total for n, c in configs.items()}
-    colors = {"embeddings": "#f97316", "attention": "#2563eb", "feed-forward": "#16a34a", "norms": "#a855f7",
-              "lm_head": "#dc2626"}
+    # Okabe-Ito colours: apart for every common colour-vision deficiency (tests/test_share.py checks)
+    colors = {"embeddings": "#E69F00", "attention": "#0072B2", "feed-forward": "#009E73", "norms": "#CC79A7",
+              "lm_head": "#D55E00"}
     data = [go.Bar(y=names, x=[100 * parts[n][k] / totals[n] for n in names], name=k, orientation="h",
                    marker_color=colors[k], customdata=[parts[n][k] for n in names],
                    hovertemplate=f"{k}: %{{x:.1f}}%% (%{{customdata:,}})<extra>%{{y}}</extra>")

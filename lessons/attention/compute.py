@@ -337,6 +337,23 @@ def _masked(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def describe_head(t: Traced, layer: int, head: int) -> str:
+    """The attention map in one sentence, for screen readers (the heatmap's description): the mean weight, over
+    the queries after BOS, on the previous token, on BOS and on the query itself.
+
+        'Layer 2, head 1: 45% of attention on the previous token, 30% on BOS, 12% on the token itself
+         (mean over 6 queries).'
+    For the first query after BOS the previous token is BOS, so the first two shares can overlap."""
+    a = t.attn[layer, head]  # (T, T)
+    T = a.shape[0]
+    if T < 2:
+        return f"Layer {layer}, head {head}: only BOS, which attends to itself."
+    q = np.arange(1, T)
+    prev, bos, own = (float(a[q, q - 1].mean()), float(a[q, 0].mean()), float(a[q, q].mean()))
+    return (f"Layer {layer}, head {head}: {prev:.0%} of attention on the previous token, {bos:.0%} on BOS, "
+            f"{own:.0%} on the token itself (mean over {T - 1} queries).")
+
+
 def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
     """One head's T x T attention map: rows are queries (top = first token), columns are keys."""
     z = _masked(t.attn[layer, head])  # (T, T)
@@ -349,7 +366,8 @@ def heatmap_figure(t: Traced, layer: int, head: int) -> go.Figure:
                         "<br><sup>each row sums to 1 · grey = masked by the causal mask (weight exactly 0)</sup>"),
         xaxis=_axis("key token (attended to)", tickangle=-60, tickfont=dict(size=10), showgrid=False),
         yaxis=_axis("query token (attending)", autorange="reversed", tickfont=dict(size=10), showgrid=False),
-        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10)))
+        plot_bgcolor=MASKED_COLOR, height=560, margin=dict(l=10, r=10, t=70, b=10),
+        meta=dict(description=describe_head(t, layer, head))))
 
 
 def heads_grid_figure(t: Traced, layer: int, cols: int = 4) -> go.Figure:
@@ -393,7 +411,7 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
         dict(type="scatter", x=keys, y=s.traced, mode="markers", marker=dict(symbol="diamond-open", color="black", size=8),
                    xaxis="x3", yaxis="y3", name="model's traced attn",
                    hovertemplate="key %{x}<br>traced %{y:.4f}<extra></extra>"),
-        dict(type="bar", x=dims, y=s.out, marker_color="#7c3aed", xaxis="x4", yaxis="y4", name="output Σ weight·v",
+        dict(type="bar", x=dims, y=s.out, marker_color="#D55E00", xaxis="x4", yaxis="y4", name="output Σ weight·v",
                hovertemplate="dim %{x}<br>%{y:.3f}<extra></extra>"),
         dict(type="scatter", x=dims, y=s.v_top, mode="markers", marker=dict(symbol="circle-open", color="#f59e0b", size=7),
                    xaxis="x4", yaxis="y4", name=f"v of the top key ({keys[s.top_key]})",

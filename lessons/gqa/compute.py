@@ -48,7 +48,9 @@ MAX_EVAL_WINDOW = 512  # tokens per window of that text (the course model's 256-
 MIN_CONTEXT, MAX_CONTEXT = 256, 131_072  # the context-length slider (tokens)
 MAX_BATCH = 128
 DEFAULT_DTYPE = "fp16 / bf16"
-GROUP_COLORS = ["#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777"]
+# Okabe-Ito colours, apart for every common colour-vision deficiency (tests/test_share.py checks); a ninth group
+# and beyond reuse them in order.
+GROUP_COLORS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 
 
 # ----------------------------------------------------------------------------- who shares with whom

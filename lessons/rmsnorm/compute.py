@@ -45,7 +45,8 @@ from llama.model import LayerNorm, Llama, RMSNorm
 
 DEFAULT_TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 MAX_TOKENS = 128  # BOS included
-BLUE, ORANGE, GREEN, PINK, GREY, RED = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#999999", "#D55E00"  # Okabe-Ito
+# Okabe-Ito, with a dark grey for reference lines (#999999 sits too near PINK for deuteranopes: tests/test_share.py)
+BLUE, ORANGE, GREEN, PINK, GREY, RED = "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#555555", "#D55E00"
 SHIFT_LIMIT, SCALE_MIN, SCALE_LIMIT = 100.0, 0.01, 100.0  # what the invariance demo accepts (sliders stay inside)
 
 

@@ -1,0 +1,272 @@
+"""Links that keep the state: every lesson page reads its inputs from the URL query and writes them back.
+
+A page names its inputs once, at the end of its listeners:
+
+    share.link(key, {"text": text, "layer": layer, "head": head}, runs=[analyze_event])
+
+- On page load the query (`/attention?text=To%20be&layer=2&head=1`) is read (gr.Request.query_params), every value
+  passes the same checks as a typed one (`read_link`: lessons.inputs clamps with a notice, text is capped), the
+  inputs are set, and the page's own events in `runs` (its main analysis, the same handlers the buttons call) run
+  once with them, so the figures show the linked state. `model=<name>` picks the model (widgets.model_key reads it).
+- As the learner changes an input, a browser-only callback writes every named input into the URL
+  (history.replaceState: no reload, back/forward keep each page's state) and into the page's "Link to this view"
+  box (lesson_header places it; its copy button copies the link).
+
+Names are short and stable (they are what teachers paste into mail): the text box is `text`; a slider, radio,
+checkbox or dropdown gets the name the page gives it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+
+from lessons.inputs import LessonError, choice, clean_text, echo, join, number, whole
+
+MODEL_PARAM = "model"
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Field:
+    """What a link may set: one named input and the checks its value passes (the same as a typed value's)."""
+    name: str
+    kind: str  # "text" | "whole" | "number" | "choice" | "bool"
+    label: str = ""
+    lo: float = -math.inf
+    hi: float = math.inf
+    choices: tuple = ()
+    default: object = None
+
+
+def read_link(params: dict, fields: list[Field]) -> tuple[dict, str]:
+    """The values a link sets, checked like typed values: returns ({name: value}, notice). Only the names in
+    `fields` are read; a missing name is left out (the page keeps its default). A number out of range is
+    clamped, a fraction rounded for a whole-number input, a non-number or an unknown choice becomes the default,
+    text is capped at lessons.inputs.MAX_TEXT_CHARS; the notice says each change, prefixed 'From the link: '.
+
+        >>> read_link({"layer": "9", "text": "hi"}, [Field("text", "text"), Field("layer", "whole", "Layer", 0, 5)])
+        ({'text': 'hi', 'layer': 5}, 'From the link: Layer 9 is out of range (0 to 5): using 5.')
+    """
+    values, notices = {}, []
+    for f in fields:
+        if f.name not in params:
+            continue
+        raw = params[f.name]
+        name = f.label or f.name
+        try:
+            if f.kind == "text":
+                v, n = clean_text(raw, what=f"{name} from the link")
+            elif f.kind == "whole":
+                v, n = whole(raw, name, int(f.lo), int(f.hi), default=f.default)
+            elif f.kind == "number":
+                v, n = number(raw, name, f.lo, f.hi, default=f.default)
+            elif f.kind == "bool":
+                s = str(raw).strip().lower()
+                v, n = (True, "") if s in TRUE else (False, "") if s in FALSE else (
+                    bool(f.default), f"{name}: {echo(raw)!r} is not on or off (1 or 0): using "
+                                     f"{'on' if f.default else 'off'}.")
+            else:  # a link carries text: "2" picks the option 2
+                by_text = {str(o): o for o in f.choices}
+                v, n = (by_text[raw], "") if isinstance(raw, str) and raw in by_text else choice(
+                    raw, name, f.choices, default=f.default)
+        except LessonError as e:  # empty text, or a choice with no default: the page keeps its value
+            notices.append(str(e))
+            continue
+        values[f.name] = v
+        notices.append(n)
+    notice = join(*notices)
+    return values, f"From the link: {notice}" if notice else ""
+
+
+def field(name: str, comp) -> Field:
+    """The Field for a Gradio input: its kind, label and range or choices as the page built it."""
+    label = (comp.label or name).split(" (")[0]
+    if isinstance(comp, gr.Textbox):
+        return Field(name, "text", label)
+    if isinstance(comp, gr.Checkbox):
+        return Field(name, "bool", label, default=bool(comp.value))
+    if isinstance(comp, gr.Slider):
+        step = comp.step or 1
+        kind = "whole" if float(step).is_integer() and float(comp.minimum).is_integer() else "number"
+        return Field(name, kind, label, comp.minimum, comp.maximum, default=comp.value)
+    if isinstance(comp, gr.Number):
+        lo = comp.minimum if comp.minimum is not None else -math.inf
+        hi = comp.maximum if comp.maximum is not None else math.inf
+        return Field(name, "whole" if comp.precision == 0 else "number", label, lo, hi, default=comp.value)
+    if isinstance(comp, (gr.Radio, gr.Dropdown)):
+        values = tuple(c[1] if isinstance(c, (tuple, list)) else c for c in comp.choices)
+        return Field(name, "choice", label, choices=values, default=comp.value if comp.value in values else None)
+    raise TypeError(f"share.link: no link field for {type(comp).__name__} {name!r}")
+
+
+def with_bounds(f: Field, bounds: dict, comp) -> Field:
+    """The field with a slider's range as the chosen model set it (widgets.on_model records it), if it did."""
+    lo, hi = bounds.get(str(comp._id), (f.lo, f.hi)) if bounds else (f.lo, f.hi)
+    return Field(f.name, f.kind, f.label, lo, hi, f.choices, f.default)
+
+
+def widgets_note(text: str) -> str:
+    from app.widgets import note  # late: widgets imports this module
+
+    return note(text)
+
+
+def model_name(key: str) -> str:
+    """The short name of a model key for a link ('' for the course model): 'stories260K', not its full path."""
+    from app.context import registry  # late: context loads the model
+
+    for o in registry().options():
+        if o.key == key and key:
+            return o.label
+    return ""
+
+
+def model_from_link(value) -> tuple[str | None, str]:
+    """(key, notice) for a link's `model=` value: a model's short name or key as offered by this host; an unknown
+    one is the course model, with a notice. None when the link names no model."""
+    from app.context import registry  # late: context loads the model
+
+    if value is None:
+        return None, ""
+    for o in registry().options():
+        if value in (o.label, o.key) or (not o.key and value in ("", "course")):
+            return o.key, ""
+    return "", f"From the link: the model {echo(value)!r} is not offered here; the course model is used."
+
+
+# The browser side: every named input that differs from the page's default into the URL and the link box, without
+# a reload. A value longer than LONG characters once encoded (a pasted page of text) is left out: Gradio refuses
+# requests from a page whose address is very long, and nobody mails such a link.
+LONG = 1500
+WRITE_URL = """(...values) => {
+  const names = %s, defaults = %s;
+  const url = new URL(window.location.href);
+  names.forEach((name, i) => {
+    let v = values[i];
+    if (typeof v === "boolean") v = v ? "1" : "0";
+    const d = defaults[i] === null || defaults[i] === undefined ? "" : String(defaults[i]);
+    if (v === null || v === undefined || v === "" || String(v) === d || encodeURIComponent(String(v)).length > %d) {
+      url.searchParams.delete(name);
+    } else {
+      url.searchParams.set(name, String(v));
+    }
+  });
+  window.history.replaceState(window.history.state, "", url);
+  return url.href;
+}"""
+
+
+def _when_linked(fn, n_outputs: int):
+    """fn, run only when the page was opened with a link that set something (else every output is skipped)."""
+    skip = gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
+    if inspect.isgeneratorfunction(fn):
+        def run(linked, *args):
+            if not linked:
+                yield skip
+                return
+            yield from fn(*args)
+    else:
+        def run(linked, *args):
+            return fn(*args) if linked else skip
+    return run
+
+
+_pending_box: list = []  # the link box lesson_header placed on the page being built, for link() to fill
+
+
+def link_box() -> gr.Textbox:
+    """The "Link to this view" box (read-only, with a copy button), placed by widgets.lesson_header."""
+    box = gr.Textbox(label="Link to this view (inputs and model; copy it to share this state)",
+                     interactive=False, buttons=["copy"], elem_classes=["share-link"], max_lines=1)
+    _pending_box[:] = [box]
+    return box
+
+
+def check_linked(page: str) -> None:
+    """After a lesson page is built (app/main.py): its link box was wired by `link`. A page that forgot would show
+    an empty box and never keep its state in the URL."""
+    if _pending_box:
+        _pending_box.clear()
+        raise RuntimeError(f"page {page!r}: call app.share.link(key, {{name: input, ...}}, runs=[...]) at the end "
+                           "of its listeners, so that its URL keeps its state")
+
+
+def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict | None = None) -> None:
+    """Wire the page's named inputs to its URL: read on load (then run `runs`, the page's own events, once with
+    them), written back on every change. `controls` maps short names to input components (the text box as
+    "text"); `runs` are event dependencies the page already wired (their handlers, inputs and outputs are reused);
+    `msg` is where the notice about clamped link values goes (default: the first run's message output); `ranges`
+    widens a slider whose range the page's handler sets from the input itself (the query position follows the
+    text): {name: (lo, hi)}, which that handler then checks again."""
+    root = gr.context.Context.root_block
+    box = _pending_box.pop() if _pending_box else link_box()
+    names = list(controls)
+    comps = [controls[n] for n in names]
+    fields = [field(n, c) for n, c in controls.items()]
+    fields = [Field(f.name, f.kind, f.label, *ranges[f.name], f.choices, f.default) if f.name in (ranges or {})
+              else f for f in fields]
+    blocks = [root.fns[dep["id"]] for dep in runs]
+    if msg is None and blocks:  # the first run's message slot (widgets.handler records where it is)
+        msg = blocks[0].outputs[getattr(blocks[0].fn, "msg_at", 0)]
+    shown_model = gr.Textbox(visible="hidden", elem_classes=["share-model"])  # the model's name, for the URL
+    linked = gr.State({})  # the link's values after the checks, {name: value}; empty when it set nothing
+    bounds = getattr(key, "bounds", None)  # slider ranges of the chosen model (widgets.on_model)
+
+    def checked(b, request):
+        params = dict(request.query_params) if request is not None else {}
+        _, model_notice = model_from_link(params.get(MODEL_PARAM))
+        values, notice = read_link(params, [with_bounds(f, b, c) for f, c in zip(fields, comps)])
+        return values, join(model_notice, notice)
+
+    said = gr.State("")  # the notice about the link's values, shown once the runs have written their own
+
+    def apply(k, b, request: gr.Request):
+        values, notice = checked(b, request)
+        return (values, notice, model_name(k), *(gr.update(value=values[n]) if n in values else gr.skip()
+                                                  for n in names))
+
+    after = getattr(key, "refreshed", None) or key.loaded
+    outs = [linked, said, shown_model, *comps]
+    if bounds is None:
+        def apply_(k, request: gr.Request):
+            return apply(k, None, request)
+        chain = after.then(apply_, [key], outs, api_visibility="private", queue=False)
+    else:
+        chain = after.then(apply, [key, bounds], outs, api_visibility="private", queue=False)
+    for i, b in enumerate(blocks):
+        if i:  # inputs the previous run set but does not read (a range it resets): the link's values again
+            prev = blocks[i - 1]
+            again = [n for n, c in zip(names, comps) if c in prev.outputs and c not in prev.inputs]
+            if again:
+                chain = chain.then(_reapply(again), linked, [controls[n] for n in again], api_visibility="private",
+                                   queue=False)
+        # Outside the queue: a page opened without a link (most loads) passes each step in one short request;
+        # a linked page runs its handlers once here (their progress bars and concurrency limits are the events').
+        chain = chain.then(_when_linked(b.fn, len(b.outputs)), [linked, *b.inputs], b.outputs,
+                           api_visibility="private", show_progress="minimal", queue=False)
+    if msg is not None:
+        chain = chain.then(_say, [msg, said], msg, api_visibility="private", queue=False)
+    defaults = [c.value if not callable(c.value) else None for c in comps] + [""]
+    defaults = [int(v) if isinstance(v, float) and v.is_integer() else v for v in defaults]  # as the browser has them
+    write = WRITE_URL % (json.dumps(names + [MODEL_PARAM]), json.dumps(defaults), LONG)
+    chain.then(None, [*comps, shown_model], box, js=write)
+    gr.on([c.change for c in comps] + [shown_model.change], None, [*comps, shown_model], box, js=write)
+
+
+def _say(shown, notice):
+    """The link's notice after what the page's own handlers said (both stay)."""
+    if not notice:
+        return gr.skip()
+    return join(shown or "", widgets_note(notice))
+
+
+def _reapply(names: list[str]):
+    def again(values):
+        out = tuple(gr.update(value=values[n]) if values and n in values else gr.skip() for n in names)
+        return out[0] if len(out) == 1 else out
+    return again
