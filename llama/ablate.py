@@ -78,7 +78,8 @@ def run_one(cfg: LlamaConfig, ids: tuple[torch.Tensor, torch.Tensor], tok: BPETo
 
 
 def ablate(data: str | Path, model_dir: str | Path, recipe: Recipe, seeds: list[int], budget_s: float | None = None,
-           seq_len: int | None = None, only: list[str] | None = None, log=print) -> dict:
+           seq_len: int | None = None, only: list[str] | None = None, log=print,
+           final_chars: int = FINAL_CHARS) -> dict:
     """Every variant x every seed; returns the JSON-ready study (see the module docstring)."""
     model_dir = Path(model_dir)
     base = load_model_config(model_dir)
@@ -87,7 +88,7 @@ def ablate(data: str | Path, model_dir: str | Path, recipe: Recipe, seeds: list[
     tok = BPETokenizer.load(model_dir / "tokenizer.json")
     train_text, val_text = split_text(Path(data).read_text(encoding="utf-8"))
     ids = (torch.tensor(tok.encode(train_text), dtype=torch.long), torch.tensor(tok.encode(val_text), dtype=torch.long))
-    final_text = val_text[:FINAL_CHARS]
+    final_text = val_text[:final_chars]
     study = {"command": command_line("llama.ablate"), "hardware": hardware(torch.device("cpu")),
              "recipe": recipe.__dict__, "budget_s": budget_s, "seeds": seeds, "base_config": base.to_dict(),
              "final_text": f"the first {len(final_text):,} characters of the validation split (last 10% of the file)",

@@ -116,6 +116,12 @@ def shows_next_token(page):
     assert "of 512" in svg_text(page, "next-token-top")
 
 
+def shows_training(page):
+    wait_text(page, "#training-tokenizer", "512 tokens")  # the lab trains with stories260K's tokenizer
+    assert "stories260K" in text_of(page.locator("#training-tokenizer"))
+    wait_svg(page, "training-curve", "ln 512")  # the uniform guess over its vocabulary
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -172,6 +178,14 @@ def gave_next_token(page):
     assert "ln 512" in answer  # graded on stories260K's measurement
     assert "of 512" in svg_text(page, "next-token-top")
     assert "layer 5" not in svg_text(page, "next-token-lens-position")
+
+
+def gave_training(page):
+    wait_text(page, "#training-status", "Done")  # a whole run at the default budget
+    assert "ln 512" in svg_text(page, "training-curve")  # trained on stories260K's tokens
+    assert page.locator("#training-generated textarea").input_value().startswith("JULIET:")
+    wait_text(page, "#training-ablation-answer", "The measurement says")
+    wait_text(page, "#training-snapshot-readout", "Step 25 of")  # the snapshot slider, one step
 
 
 @pytest.mark.parametrize("slug", PAGES)
