@@ -3,7 +3,6 @@ command's log; the lab's compute on the course model and on stories260K; the shi
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -41,13 +40,10 @@ def test_a_time_budget_stops_the_loop_in_time_and_every_step_reports(small):
     torch.manual_seed(0)
     model = Llama(cfg)
     recipe = Recipe(steps=100_000, batch_size=4, eval_every=5, eval_windows=2, warmup=2)
-    t0 = time.time()
     reports = list(training_steps(model, *ids, tok.bos_id, recipe, budget_s=0.5))
-    wall = time.time() - t0
     assert [r.step for r in reports] == list(range(1, len(reports) + 1))  # one report per step, streamed in order
     assert reports[-1].last and not any(r.last for r in reports[:-1])
-    assert 0.5 <= reports[-1].elapsed < 0.5 + 3 * wall / len(reports) + 0.5  # stops at the first step past budget
-    assert len(reports) < 100_000
+    assert reports[-2].elapsed < 0.5 <= reports[-1].elapsed  # it stops at the first step past the budget
     measured = [r.step for r in reports if r.val_loss is not None]
     assert measured == [s for s in range(5, len(reports), 5)] + [len(reports)] or \
         measured == list(range(5, len(reports) + 1, 5))
