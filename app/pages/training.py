@@ -48,7 +48,7 @@ def build(cm: CourseModel, lesson) -> None:
     gr.Markdown(C.recipe_markdown(), elem_id="training-recipe")
 
     # --- part 1: train one yourself
-    gr.Markdown("## 1. Train one yourself")
+    gr.Markdown("### 1. Train one yourself")
     facts = gr.Markdown(tokenizer_facts(cm), elem_id="training-tokenizer")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -89,7 +89,6 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[1])
 
     # --- part 2: the shipped ablation; the question comes before the curves and the table
-    gr.Markdown("## 2. What each part buys")
     guess, reveal, answer = widgets.predict_reveal(question, options, "Reveal the measured runs",
                                                    elem_id="training-ablation-answer")
     with gr.Column(visible=False) as revealed:
@@ -101,7 +100,6 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.prose(parts[2])
 
     # --- part 3: the course model's own training, replayed from snapshots
-    gr.Markdown("## 3. Watch it learn")
     steps_info = ", ".join(f"{i} = step {s.step}" for i, s in enumerate(snaps))
     with gr.Row():
         with gr.Column(scale=1, min_width=280):

@@ -175,13 +175,13 @@ def curve_figure(steps: list[int], train: list[float], val: list[tuple[int, floa
     data.append(dict(type="scatter", x=[0, max(steps or [1])], y=[top, top], mode="lines",
                      name=f"uniform guess: ln {vocab:,} = {top:.2f}", line=dict(color="#6b7280", dash="dot")))
     return go.Figure(data=data, layout=dict(
-        title=dict(text=title), height=380, margin=dict(l=10, r=10, t=60, b=10),
+        title=dict(text=title), height=400, margin=dict(l=10, r=10, t=70, b=10), showlegend=True,
         xaxis=dict(title=dict(text="optimizer step"), rangemode="tozero"),
         yaxis=dict(title=dict(text="loss (nats per token)"))), _validate=False)
 
 
 def waiting_figure(cm: CourseModel) -> go.Figure:
-    return curve_figure([], [], [], cm.tokenizer.vocab_size, "Press Train: the losses appear here as they are measured")
+    return curve_figure([], [], [], cm.tokenizer.vocab_size, "Press Train: losses appear as measured")
 
 
 def train_lab(cm: CourseModel, s: LabSettings, seed: int = 0, corpus: Path = CORPUS, progress=None):
@@ -250,7 +250,7 @@ def recipe_markdown() -> str:
             f"| weight decay | 0.1 | {r.weight_decay:g} (matrices and embeddings; not norm gains) |\n"
             f"| schedule | 2,000 warmup steps, cosine to 10% of peak | warmup 5% of the planned steps, cosine to "
             f"{100 * r.min_lr_ratio:.0f}% of peak |\n"
-            f"| gradient clipping | 1.0 | {r.grad_clip:g} |\n"
+            f"| gradient clipping | 1.0 | {r.grad_clip:.1f} |\n"
             f"| peak learning rate | 3e-4 (7B, 13B), 1.5e-4 (33B, 65B) | your choice (default {DEFAULTS['lr']:g}) |\n"
             f"| batch | 4M tokens | your batch × {LAB_SEQ_LEN} tokens |\n"
             f"| length | 1.0T–1.4T tokens | your time budget; the planned steps come from timing one step |")
