@@ -384,7 +384,8 @@ class Snapshot:
 
 
 def snapshots(root: Path = SNAPSHOTS, final: Path = DEFAULT_MODEL_DIR) -> list[Snapshot]:
-    """The saved steps (snapshots.json), then the shipped course model as the last step of its training."""
+    """The saved steps (snapshots.json); if they stop before the course model's last logged step, the shipped
+    course model is added as that last step."""
     index = json.loads((root / "snapshots.json").read_text())
     out = [Snapshot(s["step"], root / s["dir"], s["val_loss"]) for s in index["snapshots"]]
     log = json.loads((final / "train_log.json").read_text())
