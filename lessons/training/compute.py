@@ -274,7 +274,8 @@ LABELS = {"llama": "Llama (RMSNorm, RoPE, SwiGLU, GQA, pre-norm)", "norm=layerno
 
 def label(name: str) -> str:
     if name.startswith("n_kv_heads="):
-        return f"{name.split('=')[1]} K/V heads"
+        n = name.split("=")[1]
+        return f"{n} K/V head{'' if n == '1' else 's'}"
     return LABELS.get(name, name)
 
 
@@ -325,6 +326,8 @@ def ablation_markdown(study: dict) -> str:
         f"\n\nEach run: {'/'.join(map(str, sorted(steps)))} steps of batch {rec['batch_size']} × "
         f"{study['base_config']['max_seq_len']} tokens, peak lr {rec['lr']:g}, seeds {study['seeds']}, "
         f"{min(walls):.0f}–{max(walls):.0f} s each on {study['hardware']}. Final loss on {study['final_text']}. "
+        f"\"Within noise\": the difference from Llama's mean is no larger than the seed range (max − min) of "
+        f"either row. "
         f"Produced by `{study['command']}`.")
 
 
@@ -368,7 +371,12 @@ def reveal_ranking(study: dict, picked) -> str:
     ranked = sorted(rows, key=lambda r: r.mean)
     order = " < ".join(f"{label(r.name)} {r.mean:.3f}" for r in ranked)
     noisy = [label(r.name) for r in rows if r.name != "llama" and r.within_noise]
-    return (f"{g.verdict()}\n\nFinal validation loss, best to worst (nats per character, mean over seeds): {order}."
+    ties = [label(r.name) for r in rows if r.name not in ("llama", worst.name)
+            and abs(r.mean - worst.mean) <= max(r.spread, worst.spread)]
+    tie = (f"\n\n{', '.join(ties)} {'ends' if len(ties) == 1 else 'end'} within seed noise of {label(worst.name)}: "
+           "these runs cannot tell which hurts more." if ties else "")
+    return (f"{g.verdict()}{tie}\n\nFinal validation loss, best to worst (nats per character, mean over seeds): "
+            f"{order}."
             + (f"\n\nWithin seed noise of Llama's recipe: {', '.join(noisy)}: these runs cannot tell them apart."
                if noisy else "\n\nEvery change differs from Llama's recipe by more than the seed spread."))
 
