@@ -3,7 +3,8 @@ by API name, as the browser calls them. Used by bench/bench_load.py and bench/be
 
 An action is (page, API name, kind, overrides): kind is what the learner did ("slider": moved a slider;
 "analyze": pressed a button that runs the model on a text; "generate": started a streamed generation, timed to
-its first output; "measure": a multi-second timing or loss measurement). Overrides vary a slider's value so that
+its first output; "measure": a multi-second timing or loss measurement; "train": a training run of the lab,
+streamed and queued one at a time, timed to its first output). Overrides vary a slider's value so that
 not every call is a cache hit; a parameter the endpoint does not have is left out, and an action whose API name
 the app does not serve is skipped (pages change), with a note.
 """
@@ -58,6 +59,10 @@ ACTIONS: dict[str, list[tuple[str, str, dict]]] = {
     "assembled": [("assembled_pass", "slider", {"layer_index": _int(0, 5), "head_index": _int(0, 5)}),
                   ("assembled_pass", "analyze", {"text": _pick(TEXTS)})],
     "next_token": [("next_token_score", "analyze", {"text": _pick(TEXTS)})],
+    # A training run is a queued multi-second job (one at a time): timed to its first streamed output, which is
+    # its wait in the queue plus tokenizing and the first step. The other pages' actions must not wait behind it.
+    "training": [("training_snapshot", "slider", {"index": _int(0, 6)}),
+                 ("training_train", "train", {"budget": _int(2, 3), "lr": _float(0.001, 0.005)})],
 }
 
 
@@ -85,7 +90,7 @@ class Learner:
         kwargs = {k: make(self.rng) for k, make in overrides.items() if k in self.params[api_name]}
         t0 = time.perf_counter()
         job = self.client.submit(api_name="/" + api_name, **kwargs)
-        if kind == "generate":  # streamed: the first output is the first generated token
+        if kind in ("generate", "train"):  # streamed: the first output is the first token (or training update)
             first = None
             for _ in job:
                 if first is None:

@@ -55,6 +55,10 @@ LESSONS: list[LessonInfo] = [
     LessonInfo("next_token", "10. Next-token prediction",
                "What the model is trained to do: each token's loss on your text, perplexity and bits per character, "
                "unigram and bigram baselines, and a logit lens through the layers."),
+    LessonInfo("training", "11. Training lab",
+               "Train a small Llama live with the LLaMA recipe and watch its curves and samples; a shipped ablation "
+               "of what RMSNorm, RoPE, SwiGLU, GQA and pre-norm buy, with seed noise; the course model's own "
+               "training replayed step by step."),
 ]
 
 

@@ -21,6 +21,8 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -169,6 +171,121 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@dataclass
+class Recipe:
+    """How to train: the optimiser and schedule of the LLaMA paper (Touvron et al. 2023a, Section 2.2):
+    AdamW with beta1 0.9, beta2 0.95, weight decay 0.1, linear warmup then cosine decay to 10% of the
+    peak learning rate, gradients clipped at norm 1.0. Sizes are this course's (the paper's peak lr is
+    3e-4 at 2,000 warmup steps and 4M tokens per batch)."""
+
+    steps: int = 3000  # the cosine runs over this many steps
+    batch_size: int = 16
+    lr: float = 2e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # final learning rate / peak
+    warmup: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 250  # measure the validation loss every this many steps (and at the last one)
+    eval_windows: int | None = 40  # validation windows per measurement (None: the whole split)
+    seed: int = 1337  # batch order (the model's initial weights come from the caller's torch seed)
+
+
+@dataclass
+class StepReport:
+    """What `training_steps` yields after a step (step 0: before any update, only for a snapshot)."""
+
+    step: int  # optimizer updates done
+    train_loss: float | None  # nats per token on this step's batch (None at step 0)
+    lr: float
+    tokens: int  # training tokens seen so far
+    elapsed: float  # seconds of training so far
+    val_loss: float | None = None  # nats per token on the validation split, when measured at this step
+    snapshot: bool = False  # the caller asked for the weights at this step (`snapshot_steps`)
+    last: bool = False  # the run ends here (steps done, stop_at, or budget spent)
+
+
+def training_steps(model: Llama, train_ids: torch.Tensor, val_ids: torch.Tensor, bos: int, recipe: Recipe,
+                   opt: torch.optim.AdamW | None = None, start_step: int = 0, tokens: int = 0,
+                   elapsed: float = 0.0, stop_at: int | None = None, budget_s: float | None = None,
+                   snapshot_steps=(), should_stop=None) -> Iterator[StepReport]:
+    """The one training loop: yields a StepReport after every optimizer step.
+
+    The CLI (`train`), the ablation (`llama.ablate`) and the course's training lab all consume it.
+    Training ends after `recipe.steps` (or `stop_at`) steps, when `budget_s` seconds of training are
+    spent, when `should_stop()` returns True, or when the consumer stops iterating (a generator closed
+    by a cancelled web request). The last report has `last=True` and a validation loss; reports at
+    multiples of `recipe.eval_every` carry one too. Batches are drawn by a generator seeded with
+    (recipe.seed, step), so a resumed run draws exactly the batches an uninterrupted one would.
+    With a time budget the learning-rate schedule still runs over `recipe.steps`: choose steps the
+    budget can reach to see the whole cosine (the lab estimates them from a timed first step).
+
+    `model` is trained in place (train() mode, fused attention); its weights are the run's result."""
+    T = model.config.max_seq_len
+    device = model.embed_tokens.weight.device
+    if len(train_ids) <= T + 1 or len(val_ids) < T:
+        raise ValueError(f"the text is too short for a context of {T} tokens: "
+                         f"{len(train_ids)} train and {len(val_ids)} validation tokens")
+    opt = opt or make_optimizer(model, recipe.lr, recipe.weight_decay)
+    min_lr = recipe.lr * recipe.min_lr_ratio
+    model.train()
+    model.attn_backend = "sdpa"  # the fused kernel for speed; lessons use the readable path
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    snapshot_steps = set(snapshot_steps)
+    step, t0 = start_step, time.time()
+    stop_at = min(recipe.steps, stop_at) if stop_at else recipe.steps
+
+    def val() -> float:
+        return evaluate(model, val_ids, T, bos, recipe.eval_windows, device)
+
+    if step in snapshot_steps:
+        yield StepReport(step, None, lr_at(step, recipe.steps, recipe.lr, recipe.warmup, min_lr), tokens,
+                         elapsed, val(), snapshot=True)
+    while step < stop_at:
+        lr = lr_at(step, recipe.steps, recipe.lr, recipe.warmup, min_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        x, y = get_batch(train_ids, recipe.batch_size, T, bos, gen)
+        # Gradients on here, whatever the consumer's thread says (the app turns them off for its shared model);
+        # only around the step, so nothing leaks into the consumer's code between yields.
+        with torch.enable_grad(), autocast:
+            logits = model(x.to(device)).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        opt.step()
+        step += 1
+        tokens += x.numel()
+        spent = elapsed + time.time() - t0
+        last = (step == stop_at or (budget_s is not None and spent >= budget_s)
+                or (should_stop is not None and should_stop()))
+        measure = last or step % recipe.eval_every == 0 or step in snapshot_steps
+        yield StepReport(step, loss.item(), lr, tokens, spent, val() if measure else None,
+                         snapshot=step in snapshot_steps, last=last)
+        if last:
+            return
+
+
+def steps_for_budget(model: Llama, train_ids: torch.Tensor, recipe: Recipe, budget_s: float) -> int:
+    """How many steps fit in budget_s seconds, from timing one forward and backward pass (after one untimed
+    warm-up pass), so a time-budgeted run can plan its cosine schedule. No weight changes (no optimizer step);
+    the gradients are dropped. Plus 10% for the optimizer step: an estimate, the budget still stops the run."""
+    T = model.config.max_seq_len
+    x, y = get_batch(train_ids, recipe.batch_size, T, model.config.bos_token_id or 0, torch.Generator().manual_seed(0))
+    x, y = x.to(model.embed_tokens.weight.device), y.to(model.embed_tokens.weight.device)
+    backend, model.attn_backend = model.attn_backend, "sdpa"
+    times = []
+    for _ in range(2):
+        t0 = time.time()
+        with torch.enable_grad():
+            F.cross_entropy(model(x).logits.float().flatten(0, 1), y.flatten()).backward()
+        times.append(time.time() - t0)
+    model.zero_grad(set_to_none=True)
+    model.attn_backend = backend
+    return max(1, int(budget_s / (1.1 * times[-1])))
+
+
 def train(args) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
@@ -194,56 +311,52 @@ def train(args) -> dict:
         model = Llama(build_config(args, tok)).to(device)
         state, log = {"step": 0, "tokens": 0, "elapsed": 0.0}, []
     cfg = model.config
-    model.train()
-    model.attn_backend = "sdpa"  # the fused kernel for speed; lessons use the readable path
     train_ids = torch.tensor(tok.encode(train_text), dtype=torch.long)
     val_ids = torch.tensor(tok.encode(val_text), dtype=torch.long)
     T = cfg.max_seq_len
     if len(train_ids) <= T + 1 or len(val_ids) < T:
         raise SystemExit(f"the text is too short for a context of {T} tokens: "
                          f"{len(train_ids)} train and {len(val_ids)} validation tokens")
+    recipe = Recipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
+                    warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+                    eval_every=args.eval_every, eval_windows=args.eval_windows, seed=args.seed)
     opt = make_optimizer(model, args.lr, args.weight_decay)
     if resume:
         load_optimizer(opt, model, out / "optimizer.safetensors")
-    min_lr = args.lr * args.min_lr_ratio
     n_params = model.num_parameters()
     print(f"model: {n_params:,} parameters, {cfg.n_layers} layers, dim {cfg.dim}, {cfg.n_heads} heads / "
           f"{cfg.n_kv_heads} KV heads, context {T}; {len(train_ids):,} train / {len(val_ids):,} val tokens; {device}")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    snapshot_steps = parse_steps(args.snapshot_steps)
+    snap_dir = Path(args.snapshot_dir) if args.snapshot_dir else out / "snapshots"
+    snapshots = []
 
     from tqdm import tqdm
 
-    step, start_time, elapsed0 = state["step"], time.time(), state["elapsed"]
+    step = state["step"]
     bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=2.0, disable=args.quiet)
     last_t, last_tokens = time.time(), state["tokens"]
     stop_at = min(args.steps, step + args.stop_after) if args.stop_after else args.steps
-    while step < stop_at:
-        lr = lr_at(step, args.steps, args.lr, args.warmup, min_lr)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        # Seeded by step, so a resumed run draws exactly the batches an uninterrupted one would.
-        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        x, y = get_batch(train_ids, args.batch_size, T, tok.bos_id, gen)
-        with autocast:
-            logits = model(x.to(device)).logits
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        opt.step()
-        step += 1
-        state["tokens"] += x.numel()
+    for r in training_steps(model, train_ids, val_ids, tok.bos_id, recipe, opt, start_step=step,
+                            tokens=state["tokens"], elapsed=state["elapsed"], stop_at=stop_at,
+                            budget_s=args.budget_s, snapshot_steps=snapshot_steps):
+        if r.snapshot:  # the index is rewritten after each one, so an interrupted run's snapshots are listed too
+            snapshots.append(save_snapshot(model, snap_dir, r))
+            (snap_dir / "snapshots.json").write_text(json.dumps(
+                {"command": command_line("llama.train"), "eval_windows": args.eval_windows, "seq_len": T,
+                 "snapshots": snapshots}, indent=1) + "\n")
+        if r.train_loss is None:
+            continue  # the step-0 report: a snapshot before training
+        step, state["tokens"] = r.step, r.tokens
         now = time.time()
-        tok_s = (state["tokens"] - last_tokens) / max(now - last_t, 1e-9)
+        tok_s = (r.tokens - last_tokens) / max(now - last_t, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
-        last_t, last_tokens = now, state["tokens"]
-        if step % args.eval_every == 0 or step == stop_at:
-            val = evaluate(model, val_ids, T, tok.bos_id, args.eval_windows, device)
-            state["elapsed"] = elapsed0 + time.time() - start_time
-            log.append({"step": step, "train_loss": round(loss.item(), 4), "val_loss": round(val, 4),
-                        "lr": lr, "tokens": state["tokens"], "elapsed": round(state["elapsed"], 1)})
-            bar.write(f"step {step}: train {loss.item():.4f}, val {val:.4f} nats/token")
+        bar.set_postfix(loss=f"{r.train_loss:.3f}", lr=f"{r.lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        last_t, last_tokens = now, r.tokens
+        if r.step % args.eval_every == 0 or r.last:
+            state["elapsed"] = r.elapsed
+            log.append({"step": step, "train_loss": round(r.train_loss, 4), "val_loss": round(r.val_loss, 4),
+                        "lr": r.lr, "tokens": state["tokens"], "elapsed": round(state["elapsed"], 1)})
+            bar.write(f"step {step}: train {r.train_loss:.4f}, val {r.val_loss:.4f} nats/token")
             state["step"] = step
             save_run(out, model, opt, tok, log, state)
     bar.close()
@@ -259,15 +372,35 @@ def train(args) -> dict:
                "test_slice_loss_per_char": test_slice["per_char"],
                "val_tokens": full["tokens"], "val_chars": full["chars"], "parameters": n_params, "steps": step,
                "tokens_seen": state["tokens"], "elapsed_s": round(state["elapsed"], 1), "device": str(device),
-               "hardware": f"{cpu_name()}, {torch.get_num_threads()} thread(s)"
-               + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-               "command": "python -m llama.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+               "hardware": hardware(device), "command": command_line("llama.train")}
     state["summary"] = summary
     save_run(out, model, opt, tok, log, state)
     print(json.dumps(summary, indent=2))
     if args.ship:
         ship(out, Path(args.ship), model, tok, summary, val_text)
     return summary
+
+
+def parse_steps(text: str | None) -> list[int]:
+    """'0,50,100' -> [0, 50, 100] (the steps at which to save a snapshot)."""
+    return sorted({int(s) for s in text.split(",") if s.strip()}) if text else []
+
+
+def save_snapshot(model: Llama, root: Path, r: StepReport) -> dict:
+    """The weights after r.step updates, fp16, in root/step_000100/ (Hugging Face layout); returns its index row."""
+    name = f"step_{r.step:06d}"
+    save_pretrained(model, root / name, dtype=torch.float16)
+    return {"step": r.step, "dir": name, "train_loss": None if r.train_loss is None else round(r.train_loss, 4),
+            "val_loss": round(r.val_loss, 4), "tokens": r.tokens, "elapsed": round(r.elapsed, 1)}
+
+
+def hardware(device: torch.device) -> str:
+    return (f"{cpu_name()}, {torch.get_num_threads()} thread(s)"
+            + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+
+
+def command_line(module: str) -> str:
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 # ----------------------------------------------------------------------------- the shipped copy
@@ -361,6 +494,9 @@ def parse_args(argv=None):
     p.add_argument("--stop-after", type=int,
                    help="stop (with a checkpoint) after this many steps of this invocation; --resume continues "
                         "with the same learning-rate schedule, for training in several sittings")
+    p.add_argument("--budget-s", type=float, help="also stop after this many seconds of training")
+    p.add_argument("--snapshot-steps", help="save fp16 weights after these steps, e.g. 0,50,100 (0: before training)")
+    p.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
     p.add_argument("--max-chars", type=int, help="use only the first N characters of the file (quick tests)")
     p.add_argument("--ship", help="also write the compact shipped model (fp16 + model card) to this directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

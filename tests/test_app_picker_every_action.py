@@ -119,6 +119,12 @@ def shows_next_token(page):
     assert "of 512" in svg_text(page, "next-token-top")
 
 
+def shows_training(page):
+    wait_text(page, "#training-tokenizer", "512 tokens")  # the lab trains with stories260K's tokenizer
+    assert "stories260K" in text_of(page.locator("#training-tokenizer"))
+    wait_svg(page, "training-curve", "ln 512")  # the uniform guess over its vocabulary
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -175,6 +181,19 @@ def gave_next_token(page):
     assert "ln 512" in answer  # graded on stories260K's measurement
     assert "of 512" in svg_text(page, "next-token-top")
     assert "layer 5" not in svg_text(page, "next-token-lens-position")
+
+
+def gave_training(page):
+    wait_text(page, "#training-ablation-answer", "The measurement says")
+    wait_text(page, "#training-snapshot-readout", "Step 25 of")  # the snapshot slider, one step
+    # The Stop press above may have cancelled the first run (idle() returns once the stream has started): one
+    # whole run, then the model it trained generates.
+    page.get_by_role("button", name="Train", exact=True).click()
+    wait_text(page, "#training-status", "Done", timeout=120_000)
+    assert "ln 512" in svg_text(page, "training-curve")  # trained on stories260K's tokens
+    page.get_by_role("button", name="Generate with my model", exact=True).click()
+    idle(page)
+    assert page.locator("#training-generated textarea").input_value().startswith("JULIET:")
 
 
 @pytest.mark.parametrize("slug", PAGES)

@@ -28,7 +28,7 @@ MARKS = ["QX#30000#QX", "QX#70000#QX"]
 LONG = ("To be, or not to be. " * 1500)[:30_000] + MARKS[0] + ("Sir, " * 8000)[:40_000] + MARKS[1] + \
     ("O Romeo! " * 3400)[:29_973]
 # A multi-second measurement (its queue allows one at a time) gets one hostile value of each kind, not all of them.
-MEASUREMENTS = ("_timing",)
+MEASUREMENTS = ("_timing", "_train")  # "_train": the training lab trains for its time budget
 SMALL = 4
 SURROGATES = "ab\ud800c \udfff to be"
 
