@@ -16,7 +16,7 @@ ASSETS = ROOT / "assets" / "model"
 GOLDEN_PROMPT = "ROMEO:\n"
 # The shipped model's greedy continuation (40 tokens), recorded when it was trained: any change to the
 # weights, the tokenizer or the forward pass shows up here.
-GOLDEN = "I would I were a churchyard, I'll be a\ndicted fools, and be a brain of a fool.\n\nROMEO:\n"
+GOLDEN = "I would I were a chool-doly believe thee,\nAnd I am a buried to thy body.\n\nROMEO:\nI'll tell thee what"
 
 
 @pytest.fixture(scope="module")
