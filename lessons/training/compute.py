@@ -404,7 +404,9 @@ def snapshots(root: Path = SNAPSHOTS, final: Path = DEFAULT_MODEL_DIR) -> list[S
     return out
 
 
-_SNAP_MODELS = LRU(8)  # snapshot dir -> CourseModel (about 10 MB each in fp32)
+# The tokenizer and at most two snapshot models (about 10 MB each in fp32): a step's view is computed once and kept
+# (_VIEWS), so its model is not needed afterwards; keeping all seven cost the server 70 MB.
+_SNAP_MODELS = LRU(3)
 
 
 def course_tokenizer(final: Path = DEFAULT_MODEL_DIR) -> BPETokenizer:
@@ -459,7 +461,8 @@ def _snapshot_view(snaps: list[Snapshot], i: int, final: Path) -> SnapshotView:
     snap = snaps[i]
     cm = snapshot_model(snap, final)
     tok = cm.tokenizer
-    layer, head = watch_head(snapshot_model(snaps[-1], final))
+    layer, head = _VIEWS.get_or_compute(("watched head", str(snaps[-1].path)),
+                                        lambda: watch_head(snapshot_model(snaps[-1], final)))
     t = A.trace_text(cm, ATTENTION_TEXT)
     previous = float(A.head_stats(t).previous[layer, head])
     ids = [tok.bos_id] + tok.encode(SAMPLE_PROMPT)
