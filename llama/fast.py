@@ -4,12 +4,14 @@ model.py is the readable path and stays the only definition of the maths. A deco
 model is nearly all overhead (the course model: ~5 MFLOP a token, ~3 ms a token on one thread before this
 module: operator dispatch, and matrix products whose weight layout the CPU reads slowly for one row), so
 this module computes the same function with fewer, faster operations for the one case generation
-repeats: one new token per row after a prefill. It adds four things and no new maths:
+repeats: one new token per row after a prefill. It adds these, and no new maths:
 
 - fused weights, built once here (the model is not touched): q/k/v_proj stacked into one matrix and
   gate/up_proj into another, so a layer makes 4 matrix products instead of 7;
 - weights stored transposed, (in, out): `x @ W` for a few rows of x runs about 3x faster on a CPU than
   F.linear's (out, in) layout (measured on the course model's shapes); the activations stay 2-D (B, C);
+- each RMSNorm's gain folded into the weights that read its output, and RoPE at the step's position as one
+  (hs, hs) rotation matrix shared by every layer (one product instead of eight element-wise operations);
 - a static shape: the new token attends to every slot of the preallocated `KVCache` through a mask
   (slots after its position get probability exactly 0), so each step has the same shapes and needs no
   per-step checks or slicing;
@@ -54,20 +56,24 @@ class DecodeStep:
         def cat(*bs):  # the matching biases (N,); None when the projections have none
             return None if bs[0] is None else torch.cat(bs).detach()
 
+        # Each RMSNorm's gain g is folded into the weights that read the norm's output: (x r g) @ W = (x r) @ (g W).
         self.layers = []
         for b in model.layers:
             a, m = b.self_attn, b.mlp
+            g1, g2 = b.input_layernorm.weight.detach()[:, None], b.post_attention_layernorm.weight.detach()[:, None]
             self.layers.append((
-                b.input_layernorm.weight.detach(),
-                kn(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight),  # (C, (nh + 2 nkv) hs)
+                g1 * kn(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight),  # (C, (nh + 2 nkv) hs)
                 cat(a.q_proj.bias, a.k_proj.bias, a.v_proj.bias),
                 kn(a.o_proj.weight), cat(a.o_proj.bias),  # (nh hs, C)
-                b.post_attention_layernorm.weight.detach(),
-                kn(m.gate_proj.weight, m.up_proj.weight),  # (C, 2H)
+                g2 * kn(m.gate_proj.weight, m.up_proj.weight),  # (C, 2H)
                 cat(m.gate_proj.bias, m.up_proj.bias),
                 kn(m.down_proj.weight), cat(m.down_proj.bias),  # (H, C)
             ))
-        self.lm_head = kn(model.lm_head.weight)  # (C, V)
+        self.lm_head = model.norm.weight.detach()[:, None] * kn(model.lm_head.weight)  # (C, V)
+        half = torch.arange(cfg.head_dim // 2)
+        hs = cfg.head_dim  # where cos, -sin, sin, cos go in the flattened (hs, hs) rotation: rows in, columns out
+        self._rot_index = torch.cat([half * hs + half, (half + hs // 2) * hs + half, half * hs + half + hs // 2,
+                                     (half + hs // 2) * hs + half + hs // 2])
         self._step = torch.compile(self.one_token, fullgraph=True) if compile else self.one_token
 
     def __call__(self, ids: torch.Tensor, input_pos: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
@@ -89,33 +95,38 @@ class DecodeStep:
         nh, nkv, hs = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         x = F.embedding(ids[:, 0], model.embed_tokens.weight)  # (B, C): one token per row, so 2-D throughout
         B = x.shape[0]
-        cos = model.rope_cos[input_pos].to(x.dtype)  # (1, hs/2)
-        sin = model.rope_sin[input_pos].to(x.dtype)
-        # The causal mask over every cache slot: the new token sees positions 0..input_pos.
-        mask = (torch.arange(ks[0].shape[2], device=ids.device) <= input_pos)[None]  # (1, S_max)
-        for (n1, wqkv, bqkv, wo, bo, n2, wgu, bgu, wd, bd), k_cache, v_cache in zip(self.layers, ks, vs):
-            h = _rms_norm(x, n1, cfg.norm_eps)
+        cos = model.rope_cos[input_pos[0]].to(x.dtype)  # (hs/2,)
+        sin = model.rope_sin[input_pos[0]].to(x.dtype)
+        # RoPE at this position as one (hs, hs) matrix, built once for every layer: h @ rot gives model.apply_rope's
+        # (x1 cos - x2 sin, x1 sin + x2 cos) for each pair (i, i + hs/2), in one product instead of eight operations.
+        rot = torch.zeros(hs * hs, dtype=x.dtype, device=x.device)
+        rot[self._rot_index] = torch.cat([cos, -sin, sin, cos])
+        rot = rot.view(hs, hs)
+        # The causal mask over every cache slot, additive: the new token sees positions 0..input_pos.
+        mask = torch.zeros(1, ks[0].shape[2], dtype=x.dtype, device=x.device).masked_fill_(
+            torch.arange(ks[0].shape[2], device=ids.device) > input_pos, float("-inf"))  # (1, S_max)
+        for (wqkv, bqkv, wo, bo, wgu, bgu, wd, bd), k_cache, v_cache in zip(self.layers, ks, vs):
+            h = _rms_norm(x, cfg.norm_eps)  # its gain is in wqkv
             qkv = _matmul(h, wqkv, bqkv).view(B, nh + 2 * nkv, hs)  # heads of q, k and v
             qk, v = qkv[:, :nh + nkv], qkv[:, nh + nkv:]
-            x1, x2 = qk.chunk(2, dim=-1)  # RoPE on q and k heads at once, as model.apply_rope
-            qk = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh + nkv, hs)
+            qk = qk @ rot  # RoPE on q and k heads at once, (B, nh + nkv, hs)
             k_cache.index_copy_(2, input_pos, qk[:, nh:, None])  # (B, nkv, 1, hs) into (B, nkv, S_max, hs)
             v_cache.index_copy_(2, input_pos, v[:, :, None])
             y = F.scaled_dot_product_attention(qk[:, :nh, None], k_cache, v_cache, attn_mask=mask,
                                                enable_gqa=nkv != nh)  # (B, nh, 1, hs)
             x = x + _matmul(y.view(B, nh * hs), wo, bo)
-            h = _rms_norm(x, n2, cfg.norm_eps)
+            h = _rms_norm(x, cfg.norm_eps)  # its gain is in wgu
             gate, up = _matmul(h, wgu, bgu).chunk(2, dim=-1)  # (B, H) each
             x = x + _matmul(F.silu(gate) * up, wd, bd)
-        x = _rms_norm(x, model.norm.weight, cfg.norm_eps)
+        x = _rms_norm(x, cfg.norm_eps)  # its gain is in lm_head
         return x @ self.lm_head  # (B, V)
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """model.RMSNorm's formula (mean of squares in fp32), written out: on a CPU, F.rms_norm costs about 3x
-    more for one short row."""
+def _rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """model.RMSNorm's formula without its gain (folded into the next weights), mean of squares in fp32, written
+    out: on a CPU, F.rms_norm costs about 3x more for one short row."""
     xf = x.float()
-    return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 def _matmul(x: torch.Tensor, w_kn: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
