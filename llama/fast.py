@@ -95,8 +95,8 @@ class DecodeStep:
         nh, nkv, hs = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         x = F.embedding(ids[:, 0], model.embed_tokens.weight)  # (B, C): one token per row, so 2-D throughout
         B = x.shape[0]
-        cos = model.rope_cos[input_pos[0]].to(x.dtype)  # (hs/2,)
-        sin = model.rope_sin[input_pos[0]].to(x.dtype)
+        cos = model.rope_cos[input_pos].to(x.dtype)[0]  # (hs/2,)
+        sin = model.rope_sin[input_pos].to(x.dtype)[0]
         # RoPE at this position as one (hs, hs) matrix, built once for every layer: h @ rot gives model.apply_rope's
         # (x1 cos - x2 sin, x1 sin + x2 cos) for each pair (i, i + hs/2), in one product instead of eight operations.
         rot = torch.zeros(hs * hs, dtype=x.dtype, device=x.device)

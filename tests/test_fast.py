@@ -76,3 +76,11 @@ def test_the_loader_knob_gives_the_sampling_page_the_same_continuations(cm):
     want = list(stream_side_by_side(cm, ids, 30, Settings(0.9, 40, 0.95), seed=1, interval=0))
     got = list(stream_side_by_side(fast, ids, 30, Settings(0.9, 40, 0.95), seed=1, interval=0))
     assert got == want and len(want[-1].greedy_ids) == 30
+
+
+def test_the_compiled_step_gives_the_same_tokens(stories_cm):
+    """The compile=True knob (bench/bench_model.py's fastest column) traces the same step: the same greedy tokens."""
+    model = stories_cm.model
+    prompt = [model.config.bos_token_id or 0, 12, 40, 7]
+    want = generate(model, prompt, 20, eos_id=None)
+    assert generate(model, prompt, 20, eos_id=None, decode_step=DecodeStep(model, compile=True)) == want
