@@ -175,6 +175,11 @@ def _array(v):
     return list(v) if isinstance(v, (list, tuple)) else v
 
 
+def _xyz(trace: dict) -> tuple:
+    """A trace's x, y and z as lists (None where the trace has none)."""
+    return tuple(None if trace.get(k) is None else _array(trace[k]) for k in ("x", "y", "z"))
+
+
 def _traces(fig) -> list[dict]:
     """The traces of a figure given as a go.Figure, a dict or its JSON text, as plain dicts."""
     import json
@@ -197,9 +202,7 @@ def figure_rows(fig) -> list[list]:
     rows = [["trace", "x", "y", "value"]]
     for i, t in enumerate(_traces(fig)):
         name = t.get("name") or f"{t.get('type', 'scatter')} {i + 1}"
-        z = _array(t.get("z")) if t.get("z") is not None else None
-        x = _array(t.get("x")) if t.get("x") is not None else None
-        y = _array(t.get("y")) if t.get("y") is not None else None
+        x, y, z = _xyz(t)
         if isinstance(z, list) and z and isinstance(z[0], list):
             for r, row in enumerate(z):
                 for c, v in enumerate(row):
@@ -256,9 +259,7 @@ def describe(fig) -> str:
     parts = [title] if title else []
     for i, t in enumerate(_traces(fig)[:6]):
         name = t.get("name") or (f"panel {i + 1}" if t.get("type") == "heatmap" else f"series {i + 1}")
-        z = _array(t.get("z")) if t.get("z") is not None else None
-        x = _array(t.get("x")) if t.get("x") is not None else None
-        y = _array(t.get("y")) if t.get("y") is not None else None
+        x, y, z = _xyz(t)
         if isinstance(z, list) and z and isinstance(z[0], list):
             cells = [(v, r, c) for r, row in enumerate(z) for c, v in enumerate(row)
                      if isinstance(v, (int, float)) and not math.isnan(v)]
@@ -294,6 +295,4 @@ def described(fig: dict) -> dict:
     if isinstance(meta, dict) and meta.get("description"):
         return fig
     layout["meta"] = {**(meta if isinstance(meta, dict) else {}), "description": describe(fig)}
-    return fig
-    fig.layout.meta = {**(meta if isinstance(meta, dict) else {}), "description": describe(fig)}
     return fig
