@@ -13,6 +13,7 @@ import gradio as gr
 import lessons
 from lessons import LessonInfo
 from lessons.inputs import LessonError
+from lessons.course import ROOT
 
 
 # In a multi-line Gradio textbox Enter starts a new line and Shift+Enter submits: say so in every label.
@@ -155,20 +156,19 @@ def _plot_id(label) -> str:
 def source_of(fn) -> tuple[str, str, int]:
     """(source, file relative to the project, first line) of the function that computes a figure, read now.
 
-        >>> source_of(lessons.plots.wrap)[1:]
-        ('lessons/plots.py', 78)
+        >>> source_of(lessons.plots.wrap)[1]
+        'lessons/plots.py'
     """
     fn = inspect.unwrap(fn)
     lines, first = inspect.getsourcelines(fn)
     path = Path(inspect.getsourcefile(fn)).resolve()
     try:
-        rel = path.relative_to(ROOT).as_posix()
+        rel = path.relative_to(ROOT).as_posix()  # lessons.course.ROOT: the project's directory
     except ValueError:
         rel = path.as_posix()
     return "".join(lines), rel, first
 
 
-ROOT = Path(__file__).resolve().parents[1]
 REPO_ENV = "INSIDE_LLAMA_REPO"  # the project's source repository, e.g. https://github.com/owner/inside-llama
 
 
