@@ -33,11 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 FINAL_CHARS = 20_000  # the final loss is measured on this start of the validation split (the same for every run)
 
 
+def ffn_changes(base: LlamaConfig, ffn: str) -> dict:
+    """Config changes that swap a SwiGLU config's feed-forward for `ffn` at the same parameter count: ReLU and
+    GELU have two matrices where SwiGLU has three, so their hidden size is 1.5x SwiGLU's (Shazeer 2020 compares
+    GLU variants the same way). Empty for "swiglu"."""
+    return {} if ffn == "swiglu" else {"ffn": ffn, "hidden_dim": base.hidden_dim * 3 // 2}
+
+
 def variants(base: LlamaConfig) -> dict[str, dict]:
     """Name -> config changes; "llama" is the course config unchanged. The one-switch variants of `base`.
 
-    ReLU and GELU feed-forwards have two matrices where SwiGLU has three, so their hidden size is
-    1.5x SwiGLU's: the same parameters (Shazeer 2020 compares GLU variants the same way).
+    ReLU and GELU feed-forwards get SwiGLU's parameter count (`ffn_changes`).
 
         >>> sorted(variants(LlamaConfig(dim=64, n_heads=4, n_kv_heads=2, hidden_dim=128)))[:3]
         ['ffn=gelu', 'ffn=relu', 'llama']
@@ -47,8 +53,8 @@ def variants(base: LlamaConfig) -> dict[str, dict]:
            "position=learned": {"position": "learned"},
            "position=sinusoidal": {"position": "sinusoidal"},
            "position=none": {"position": "none"},
-           "ffn=relu": {"ffn": "relu", "hidden_dim": base.hidden_dim * 3 // 2},
-           "ffn=gelu": {"ffn": "gelu", "hidden_dim": base.hidden_dim * 3 // 2},
+           "ffn=relu": ffn_changes(base, "relu"),
+           "ffn=gelu": ffn_changes(base, "gelu"),
            "norm_placement=post": {"norm_placement": "post"}}
     # K/V heads: every head its own (MHA), the course's grouping, and one shared (MQA); only divisors of n_heads.
     for kv in sorted({base.n_heads, base.n_kv_heads, 1}, reverse=True):

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 import torch
 
 from llama import load_pretrained
+from llama.ablate import ffn_changes
 from llama.config import FFNS, NORMS, PLACEMENTS, POSITIONS, LlamaConfig
 from llama.generate import generate
 from llama.model import Llama
@@ -115,14 +116,14 @@ def lab_settings(n_layers, dim, n_heads, n_kv_heads, norm, position, ffn, norm_p
 
 def lab_config(cm: CourseModel, s: LabSettings) -> LlamaConfig:
     """The lab's model: the learner's sizes and switches, the picked model's tokenizer (its vocabulary and
-    special ids), a LAB_SEQ_LEN context, tied embeddings. ReLU/GELU get 1.5x SwiGLU's hidden size (the same
-    parameters: two matrices instead of three), as in llama.ablate."""
+    special ids), a LAB_SEQ_LEN context, tied embeddings. ReLU/GELU get SwiGLU's parameter count, as in the
+    ablation (llama.ablate.ffn_changes)."""
     tok = cm.tokenizer
     base = LlamaConfig(dim=s.dim, n_layers=s.n_layers, n_heads=s.n_heads, n_kv_heads=s.n_kv_heads,
                        vocab_size=tok.vocab_size, max_seq_len=LAB_SEQ_LEN, multiple_of=16, tie_embeddings=True,
                        bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, norm=s.norm, position=s.position,
-                       ffn=s.ffn, norm_placement=s.norm_placement)
-    return base.replace(hidden_dim=base.hidden_dim * 3 // 2) if s.ffn != "swiglu" else base
+                       norm_placement=s.norm_placement)
+    return base.replace(**ffn_changes(base, s.ffn))
 
 
 _CORPORA = LRU(2)  # (tokenizer, path) -> (train ids, val ids)
