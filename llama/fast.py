@@ -70,7 +70,7 @@ class DecodeStep:
                 kn(m.down_proj.weight), cat(m.down_proj.bias),  # (H, C)
             ))
         self.lm_head = model.norm.weight.detach()[:, None] * kn(model.lm_head.weight)  # (C, V)
-        half = torch.arange(cfg.head_dim // 2)
+        half = torch.arange(cfg.head_dim // 2, device=model.embed_tokens.weight.device)
         hs = cfg.head_dim  # where cos, -sin, sin, cos go in the flattened (hs, hs) rotation: rows in, columns out
         self._rot_index = torch.cat([half * hs + half, (half + hs // 2) * hs + half, half * hs + half + hs // 2,
                                      (half + hs // 2) * hs + half + hs // 2])
