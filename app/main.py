@@ -196,8 +196,8 @@ def _lean_sessions() -> None:
     restores a session), which this app does not offer; building the full config also took about 0.3 s of CPU
     per new session. Over a few thousand visits that grew the server by hundreds of MB (bench/bench_memory.py).
     Here a session shares the app's block table until a handler changes a component's properties (then it keeps
-    only the changed blocks, over the shared table) and keeps no
-    config; its gr.State values (gradio.state_holder.SessionState.state_data) are kept as before."""
+    only the changed blocks, over the shared table) and keeps no config; its gr.State values
+    (gradio.state_holder.SessionState.state_data) are kept as before."""
     from gradio import state_holder
     from gradio.components import State
 
