@@ -242,8 +242,18 @@ SESSIONS = int(os.environ.get("INSIDE_LLAMA_SESSIONS", "2000"))
 CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 
 
+def warm() -> None:
+    """Before the first learner arrives: a page's `warm(cm)`, where it has one, computes the few results that every
+    learner of a class would otherwise ask for at once (bench/bench_load.py showed them waiting seconds)."""
+    for lesson in lessons.LESSONS:
+        page = importlib.import_module(f"app.pages.{lesson.slug}") if lesson.ready else None
+        if hasattr(page, "warm"):
+            page.warm(course())
+
+
 def main() -> None:
     demo = build()
+    warm()
     _trim_heap_every()
     demo.queue(default_concurrency_limit=CONCURRENCY)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.

@@ -70,7 +70,9 @@ class Learner:
     """One browser session: a gradio_client Client (its own session hash) that calls the pages' actions."""
 
     def __init__(self, url: str, seed: int = 0):
-        self.client = Client(url, verbose=False)
+        # A browser waits for a slow page as long as it takes; httpx's default (5 s) would count a class's page
+        # loads at once as errors when they are only slow (bench_load prints their time).
+        self.client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
         self.rng = random.Random(seed)
         info = self.client.view_api(print_info=False, return_format="dict")["named_endpoints"]
         self.params = {name.lstrip("/"): [p["parameter_name"] for p in ep["parameters"]] for name, ep in info.items()}

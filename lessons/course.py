@@ -122,6 +122,10 @@ def training_summary(cm: CourseModel) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+_LRUS: weakref.WeakSet = weakref.WeakSet()  # every LRU, for their after-fork reset
+os.register_at_fork(after_in_child=lambda: [c._after_fork() for c in list(_LRUS)])
+
+
 class LRU:
     """The one cache for the lessons' per-model work: thread-safe, least-recently-used, bounded to `size` results.
 
@@ -145,6 +149,12 @@ class LRU:
         self.pending: dict = {}  # key -> Future of a computation in flight
         self._models: dict = {}  # id(model) -> weakref.finalize that drops the model's entries
         self._dead: list[int] = []  # ids of models that died while the lock was held
+        _LRUS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (app.background) the threads that held the lock or were computing a key are gone:
+        a fresh lock, and no waiting on their computations."""
+        self.lock, self.pending = threading.Lock(), {}
 
     def _key(self, key):
         """(model, *rest) -> (id(model), *rest): the stored key does not keep the model alive. A finalizer

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import share, widgets
+from app import background, share, widgets
 from lessons.inputs import LessonError
 from lessons.tokenization import compute
 
@@ -142,7 +142,9 @@ def build(cm, lesson) -> None:
 
     # -- listeners
     def on_train(cm, text, vocab_size, sentence, progress=gr.Progress()):
-        training = compute.train_lesson(text, vocab_size, cm.tokenizer, progress=progress)
+        # Four tokenizers trained (seconds of CPU, our BPE in pure Python): in a child process at a lower priority
+        # (app.background), so the other learners' sliders do not wait for it.
+        training = background.call(compute.train_lesson, text, vocab_size, cm.tokenizer, progress=progress)
         return _updates(_train_values(training, sentence))
 
     def on_replay(cm, trained, k, sentence):

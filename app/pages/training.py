@@ -5,15 +5,16 @@ Handlers only call `lessons.training.compute` and place what it returns.
 
 Training is the learner's own: the model lives in their session (gr.State), never in a shared object. The Train
 event runs at most one at a time (concurrency_limit=1 with its own concurrency_id): a second learner sees their
-queue position, and the other pages' events are not queued behind it. Stop cancels the run (`cancels=`), which
-closes the training generator between two steps.
+queue position, and the other pages' events are not queued behind it. The training itself runs in a child process
+at a lower CPU priority (app.background), so that it takes only what the other learners leave of the two cores.
+Stop cancels the run (`cancels=`), which closes the handler's generator and ends that process.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import share, widgets
+from app import background, share, widgets
 from lessons.course import CourseModel
 from lessons.attention import compute as A
 from lessons.tokenization import compute as T
@@ -34,6 +35,14 @@ def tokenizer_facts(cm: CourseModel) -> str:
 def refresh(cm: CourseModel):
     """The page for another model than the one it was built with: the lab trains with that model's tokenizer."""
     return "", tokenizer_facts(cm), C.waiting_figure(cm)
+
+
+def warm(cm: CourseModel) -> None:
+    """Every snapshot's view (a model load and a generation each, about 0.3 s), before a class opens the page at
+    once; and the corpus in the course model's tokens, which every training run starts from."""
+    for i in range(len(C.snapshots())):
+        C.snapshot_view(i)
+    C.corpus_ids(cm)
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -154,7 +163,8 @@ def on_train(cm: CourseModel, layers, dim, heads, kv, norm, position, ffn, place
              progress=gr.Progress()):
     s, notice = C.lab_settings(layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget)
     yield widgets.note(notice), gr.skip(), "Preparing…", gr.skip(), gr.skip()
-    for u in C.train_lab(cm, s, progress=lambda f, d: progress(f, desc=d)):
+    C.corpus_ids(cm)  # tokenized in the server, once per tokenizer: the training process inherits it
+    for u in background.stream(C.train_lab, cm, s, progress=lambda f, d: progress(f, desc=d)):
         yield widgets.note(notice), u.figure, u.status, (u.sample if u.sample is not None else gr.skip()), u.lab
 
 

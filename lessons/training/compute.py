@@ -14,6 +14,7 @@ Three parts, all from real runs:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import time
@@ -147,6 +148,22 @@ class LabModel:
     settings: LabSettings
     steps: int = 0
     val_loss: float | None = None
+
+    def __getstate__(self) -> dict:
+        """Pickled (the app trains in a child process, app.background) with the weights as plain bytes: pickling
+        the module through multiprocessing would move its tensors into shared memory held by the child."""
+        buf = io.BytesIO()
+        torch.save(self.model.state_dict(), buf)
+        return {**self.__dict__, "model": (self.model.config, self.model.training, self.model.attn_backend,
+                                           buf.getvalue())}
+
+    def __setstate__(self, state: dict) -> None:
+        config, training, backend, weights = state["model"]
+        model = Llama(config)
+        model.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+        model.train(training)
+        model.attn_backend = backend
+        self.__dict__.update(state, model=model)
 
 
 @dataclass

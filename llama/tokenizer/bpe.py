@@ -49,7 +49,9 @@ from __future__ import annotations
 import codecs
 import heapq
 import json
+import os
 import threading
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,12 @@ class Merge:
     token: str
 
 
+# Every tokenizer, so that a forked child (the app runs heavy jobs in one) gets a fresh cache lock: the thread that
+# held the parent's at the fork does not exist in the child.
+_TOKENIZERS: weakref.WeakSet = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [setattr(t, "_cache_lock", threading.Lock()) for t in list(_TOKENIZERS)])
+
+
 class BPETokenizer:
     """A trained byte-level BPE: `train`, `encode`, `decode`, `save`, `load`.
 
@@ -168,6 +176,7 @@ class BPETokenizer:
         # Lookups are single dict reads; the lock makes "clear when full, then insert" one step.
         self._cache: dict[str, list[int]] = {}
         self._cache_lock = threading.Lock()
+        _TOKENIZERS.add(self)
 
     def __getstate__(self) -> dict:
         """For copy/deepcopy/pickle (a gr.State holding a tokenizer is deep-copied): no lock, an empty cache."""
@@ -176,6 +185,7 @@ class BPETokenizer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._cache, self._cache_lock = {}, threading.Lock()
+        _TOKENIZERS.add(self)
 
     # ------------------------------------------------------------------------- training
 

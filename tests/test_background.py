@@ -1,0 +1,132 @@
+"""app.background: heavy jobs in a forked child at lower priority, their results, errors and progress back here,
+the child killed when the caller stops listening, and the shared objects' locks safe across the fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from app import background
+from lessons.course import LRU
+from lessons.inputs import LessonError
+from lessons.tokenization import compute as T
+from lessons.training import compute as C
+from llama.tokenizer import BPETokenizer
+
+
+def where(progress=None):
+    if progress:
+        progress(0.5, "half way")
+    return os.getpid(), os.nice(0)
+
+
+def counting(n, progress=None):
+    for i in range(n):
+        progress(i / n, f"item {i}")
+        yield i * i
+
+
+def refuses():
+    raise LessonError("the vocabulary size must be a number")
+
+
+def buggy():
+    return 1 / 0
+
+
+def dies():
+    os._exit(3)
+
+
+def sleeps_forever():
+    yield os.getpid()
+    time.sleep(3600)
+    yield "never"
+
+
+def test_a_job_runs_in_another_process_at_lower_priority_and_reports_progress():
+    heard = []
+    pid, nice = background.call(where, progress=lambda f, d: heard.append((f, d)))
+    assert pid != os.getpid()
+    assert nice == min(19, os.nice(0) + background.NICE)
+    assert heard == [(0.5, "half way")]
+
+
+def test_a_generator_streams_its_items_in_order_with_progress_between():
+    heard = []
+    assert list(background.stream(counting, 4, progress=lambda f, d: heard.append(d))) == [0, 1, 4, 9]
+    assert heard == ["item 0", "item 1", "item 2", "item 3"]
+
+
+def test_a_learner_message_stays_a_message_and_a_bug_stays_a_bug():
+    with pytest.raises(LessonError, match="vocabulary size must be a number"):
+        background.call(refuses)
+    with pytest.raises(background.JobFailed, match="ZeroDivisionError"):
+        background.call(buggy)
+    with pytest.raises(background.JobFailed, match="exited with code 3"):
+        background.call(dies)
+
+
+def test_closing_the_stream_kills_the_child():
+    job = background.stream(sleeps_forever)
+    pid = next(job)
+    os.kill(pid, 0)  # alive
+    t0 = time.perf_counter()
+    job.close()
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+
+
+def _in_thread(fn, timeout=30.0):
+    """fn() in a thread; its result, or a failure if it has not returned within timeout (a deadlock)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "the job hung: a lock held at the fork was never released in the child"
+    return out[0]
+
+
+def test_locks_held_by_other_threads_at_the_fork_do_not_hang_the_child():
+    cache, tok = LRU(4), BPETokenizer.train("to be or not to be " * 20, 300)
+    # Another thread is inside the cache and the tokenizer's word cache when the fork happens.
+    with cache.lock, tok._cache_lock:
+        got = _in_thread(lambda: background.call(
+            lambda: (cache.get_or_compute("k", lambda: 42), tok.encode("brave new words"))))
+    assert got == (42, tok.encode("brave new words"))
+
+
+def test_the_lab_trains_in_a_child_and_its_model_comes_back_whole(tmp_path):
+    from lessons.course import load_course_model
+    torch.manual_seed(0)
+    cm = load_course_model()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO: But soft, what light through yonder window breaks?\n" * 200, encoding="utf-8")
+    s, _ = C.lab_settings(1, 32, 2, 1, "rmsnorm", "rope", "swiglu", "pre", 3e-3, 4, 2)
+    C.corpus_ids(cm, corpus)  # as the page does: the child inherits the tokenized corpus
+    updates = list(background.stream(C.train_lab, cm, s, corpus=corpus))
+    lab = updates[-1].lab
+    assert updates[-1].done and lab.steps > 0
+    assert lab.model.embed_tokens.weight.abs().sum() > 0 and not lab.model.training
+    # The weights came back exactly: the same text as a generation by the child's own model would give.
+    again = C.LabModel(lab.model, lab.tokenizer, lab.settings)
+    assert C.generate_with(lab, "ROMEO:", 8, 0) == C.generate_with(again, "ROMEO:", 8, 0)
+    assert C.generate_with(lab, "ROMEO:", 8, 0).startswith("ROMEO:")
+
+
+def test_bpe_training_in_a_child_gives_what_it_gives_here():
+    # The page's own case: the server has trained the four tokenizers (the page's first view) before a learner's
+    # training is forked (sentencepiece's Unigram with its default 16 threads then crashed the child).
+    from lessons.course import load_course_model
+    tok = load_course_model().tokenizer
+    text = T.default_text()
+    here = T.train_lesson(text, 513, tok)
+    there = background.call(T.train_lesson, text, 513, tok)
+    assert there.trained.tok.merges == here.trained.tok.merges
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "encode_ms"} for r in rows]  # noqa: E731
+    assert drop(there.rows) == drop(here.rows)
