@@ -117,8 +117,9 @@ def responsive(fig: dict) -> dict:
     JSON (`go.Figure.to_plotly_json()`, keys "data" and "layout"), changed in place and returned.
 
     Titles and panel titles are wrapped (Plotly cuts a long title at the plot's edge) and sized 14/12 px, the
-    title gets room above the plot (automargin), legends go below the plot in a row (beside it they take half
-    a phone's width and sit over a long title), and margins shrink to what the axis labels need. Applied to
+    title gets room above the plot (automargin), legends placed below the plot go to the bottom of the figure in
+    a row, under the x-axis title (beside the plot they take half a phone's width and sit over a long title), and
+    margins shrink to what the axis labels need. Applied to
     every figure a page shows by app.widgets.Plot; idempotent. It works on the plain dict because Plotly's
     update_layout re-validates the figure on every call (about 40 ms a figure on the course's CPU)."""
     layout, data = fig.setdefault("layout", {}), fig.get("data", [])
@@ -142,8 +143,12 @@ def responsive(fig: dict) -> dict:
                            "yanchor": "bottom", "pad": {"b": 8 + 15 * max(top)}}
     show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1
     legend = layout.get("legend") or {}
-    if show_legend and legend.get("orientation") != "h":
-        layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
+    if show_legend and (legend.get("orientation") != "h" or legend.get("y", -1) < 0):
+        # At the bottom of the figure, measured from the container: a legend placed a fraction of the plot's
+        # height below it sat on the x-axis title (whose height in pixels does not scale with the plot). Plotly's
+        # automargin makes the room, below the axis title, at every width.
+        layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
+                            "yanchor": "bottom"}
     margin = layout.get("margin") or {}
     layout["margin"] = {**margin, "l": min(margin.get("l", 50), 50), "r": min(margin.get("r", 20), 20),
                         "t": max(margin.get("t", 40), 40 if title.get("text") else 20), "b": min(margin.get("b", 40), 60)}

@@ -1,5 +1,5 @@
 """Every page read on a 390 px phone and a 1366 px laptop: no sideways scrolling of the page, plot titles inside
-their plots, a short navigation bar, and each lesson's own tab title. A screenshot of each page's first plot goes
+their plots, no legend on an axis title, a short navigation bar, and each lesson's own tab title. A screenshot of each page's first plot goes
 to $LAYOUT_SHOTS (default: the test's tmp dir); with LAYOUT_SHOTS set, whole pages too, for a look."""
 
 import os
@@ -15,7 +15,9 @@ PAGES = [""] + [lesson.slug for lesson in READY]
 TITLES = {"": "course map", **{lesson.slug: lesson.title for lesson in READY}}
 
 MEASURE = """() => {
-  const out = {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, titles: [], nav: 0};
+  const out = {scroll: document.documentElement.scrollWidth, inner: window.innerWidth, titles: [], nav: 0,
+               legends: []};
+  const meets = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
   for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const box = plot.getBoundingClientRect();
     if (box.width === 0) continue;
@@ -24,6 +26,12 @@ MEASURE = """() => {
       if (r.width === 0) continue;
       if (r.left < box.left - 2 || r.right > box.right + 2)
         out.titles.push([t.textContent.slice(0, 60), Math.round(r.left - box.left), Math.round(box.right - r.right)]);
+    }
+    for (const legend of plot.querySelectorAll('.legend')) {  // a legend must not sit on an axis title
+      const r = legend.getBoundingClientRect();
+      for (const t of plot.querySelectorAll('[class*="xtitle"], [class*="ytitle"]'))
+        if (r.width && t.getBoundingClientRect().width && meets(r, t.getBoundingClientRect()))
+          out.legends.push([t.textContent.slice(0, 60), (plot.closest('[id]') || plot).id]);
     }
   }
   const nav = document.querySelector('.nav-holder, nav');
@@ -59,6 +67,8 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
             problems.append(f"/{slug}: page {m['scroll']} px wide in a {m['inner']} px window")
         for text, left, right in m["titles"]:
             problems.append(f"/{slug}: title {text!r} outside its plot by {min(left, right)} px")
+        for text, where in m["legends"]:
+            problems.append(f"/{slug}: a legend covers the axis title {text!r} (#{where})")
         if m["nav"] > 100:  # one line of Gradio's page bar with its padding measures 89 px
             problems.append(f"/{slug}: navigation bar {m['nav']:.0f} px high")
     ctx.close()
