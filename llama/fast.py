@@ -10,8 +10,9 @@ repeats: one new token per row after a prefill. It adds these, and no new maths:
   gate/up_proj into another, so a layer makes 4 matrix products instead of 7;
 - weights stored transposed, (in, out): `x @ W` for a few rows of x runs about 3x faster on a CPU than
   F.linear's (out, in) layout (measured on the course model's shapes); the activations stay 2-D (B, C);
-- each RMSNorm's gain folded into the weights that read its output, and RoPE at the step's position as one
-  (hs, hs) rotation matrix shared by every layer (one product instead of eight element-wise operations);
+- each RMSNorm's gain folded into the weights that read its output, its mean of squares taken as one
+  product, and RoPE at the step's position as one (hs, hs) rotation matrix shared by every layer (one
+  product instead of eight element-wise operations); each residual add done inside the product before it;
 - a static shape: the new token attends to every slot of the preallocated `KVCache` through a mask
   (slots after its position get probability exactly 0), so each step has the same shapes and needs no
   per-step checks or slicing;
@@ -70,6 +71,10 @@ class DecodeStep:
                 kn(m.down_proj.weight), cat(m.down_proj.bias),  # (H, C)
             ))
         self.lm_head = model.norm.weight.detach()[:, None] * kn(model.lm_head.weight)  # (C, V)
+        # RMSNorm's mean of squares as one product, eps included: eps + (x * x) @ (1/C, ..., 1/C) (see _rms_scale)
+        device = model.embed_tokens.weight.device
+        self._mean = torch.full((cfg.dim, 1), 1.0 / cfg.dim, device=device)  # fp32, as RMSNorm's statistics
+        self._eps = torch.full((1, 1), cfg.norm_eps, device=device)
         half = torch.arange(cfg.head_dim // 2, device=model.embed_tokens.weight.device)
         hs = cfg.head_dim  # where cos, -sin, sin, cos go in the flattened (hs, hs) rotation: rows in, columns out
         self._rot_index = torch.cat([half * hs + half, (half + hs // 2) * hs + half, half * hs + half + hs // 2,
@@ -106,7 +111,7 @@ class DecodeStep:
         mask = torch.zeros(1, ks[0].shape[2], dtype=x.dtype, device=x.device).masked_fill_(
             torch.arange(ks[0].shape[2], device=ids.device) > input_pos, float("-inf"))  # (1, S_max)
         for (wqkv, bqkv, wo, bo, wgu, bgu, wd, bd), k_cache, v_cache in zip(self.layers, ks, vs):
-            h = _rms_norm(x, cfg.norm_eps)  # its gain is in wqkv
+            h = x * self._rms_scale(x)  # RMSNorm; its gain is in wqkv
             qkv = _matmul(h, wqkv, bqkv).view(B, nh + 2 * nkv, hs)  # heads of q, k and v
             qk, v = qkv[:, :nh + nkv], qkv[:, nh + nkv:]
             qk = qk @ rot  # RoPE on q and k heads at once, (B, nh + nkv, hs)
@@ -114,23 +119,27 @@ class DecodeStep:
             v_cache.index_copy_(2, input_pos, v[:, :, None])
             y = F.scaled_dot_product_attention(qk[:, :nh, None], k_cache, v_cache, attn_mask=mask,
                                                enable_gqa=nkv != nh)  # (B, nh, 1, hs)
-            x = x + _matmul(y.view(B, nh * hs), wo, bo)
-            h = _rms_norm(x, cfg.norm_eps)  # its gain is in wgu
+            x = _matmul(y.view(B, nh * hs), wo, bo, add_to=x)  # the residual add inside the product
+            h = x * self._rms_scale(x)  # its gain is in wgu
             gate, up = _matmul(h, wgu, bgu).chunk(2, dim=-1)  # (B, H) each
-            x = x + _matmul(F.silu(gate) * up, wd, bd)
-        x = _rms_norm(x, cfg.norm_eps)  # its gain is in lm_head
-        return x @ self.lm_head  # (B, V)
+            x = _matmul(F.silu(gate) * up, wd, bd, add_to=x)
+        return (x * self._rms_scale(x)) @ self.lm_head  # (B, V); the final norm's gain is in lm_head
+
+    def _rms_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """1 / sqrt(mean(x^2) + eps) per row, (B, 1): model.RMSNorm's scale, its mean of squares written as
+        eps + (x * x) @ (1/C, ..., 1/C), one product: three operations where x.pow(2).mean() + eps dispatches
+        six (a mean is a sum and a division, and each Python number becomes a tensor) for one short row."""
+        xf = x if x.dtype == torch.float32 else x.float()  # half precision: the squares in fp32, as RMSNorm does
+        r = torch.rsqrt(torch.addmm(self._eps, xf * xf, self._mean))
+        return r if r.dtype == x.dtype else r.to(x.dtype)
 
 
-def _rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """model.RMSNorm's formula without its gain (folded into the next weights), mean of squares in fp32, written
-    out: on a CPU, F.rms_norm costs about 3x more for one short row."""
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-
-
-def _matmul(x: torch.Tensor, w_kn: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """x (B, K) @ w_kn (K, N) (+ b): F.linear with the weight stored transposed. For a few rows, a (K, N)
-    weight streams through memory in the order the CPU's matrix routine reads fastest: about 3x faster than
-    F.linear's (N, K) for the course model's one-token steps (bench/bench_model.py)."""
+def _matmul(x: torch.Tensor, w_kn: torch.Tensor, b: torch.Tensor | None,
+            add_to: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, K) @ w_kn (K, N) (+ b) (+ add_to, a residual (B, N)): F.linear with the weight stored transposed,
+    in one operation where it can be. For a few rows, a (K, N) weight streams through memory in the order the
+    CPU's matrix routine reads fastest: about 3x faster than F.linear's (N, K) for the course model's one-token
+    steps (bench/bench_model.py)."""
+    if add_to is not None:
+        return torch.addmm(add_to if b is None else add_to + b, x, w_kn)
     return x @ w_kn if b is None else torch.addmm(b, x, w_kn)
