@@ -258,6 +258,7 @@ def main() -> None:
     # The pages, the model and the warmed results are ~460,000 Python objects that live as long as the server. A
     # full garbage collection walks them all (about 0.3 s on a quiet 2-core machine, every thread waiting), now and
     # then while a class is on: frozen, collections walk only what the learners' requests create.
+    gc.collect()  # what start-up left as garbage goes first: frozen objects are never collected
     gc.freeze()
     _trim_heap_every()
     demo.queue(default_concurrency_limit=CONCURRENCY)

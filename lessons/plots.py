@@ -129,10 +129,12 @@ def responsive(fig: dict) -> dict:
     titles = [a for a in notes if a.get("yanchor") == "bottom" and a.get("text") and not a.get("showarrow")]
     top = [0]  # lines of each panel title in the top row
     top_y = max((a.get("y", 0) for a in titles), default=None)
+    # Panels side by side share the width: the fullest row sets every panel's share (a grid's last row has fewer
+    # panels, each as narrow as the others).
+    beside = max((sum(1 for b in titles if b.get("y") == a.get("y")) for a in titles), default=1)
     for i, a in enumerate(notes):
-        if any(a is t for t in titles):  # a panel title (panels): panels side by side share its height
-            beside = sum(1 for b in titles if b.get("y") == a.get("y"))
-            notes[i] = {**a, "text": wrap(a["text"], max(PANEL_CHARS // beside, 12)), "font": {"size": 12}}
+        if any(a is t for t in titles):  # a panel title (panels)
+            notes[i] = {**a, "text": wrap(a["text"], max(PANEL_CHARS // beside, 6)), "font": {"size": 12}}
             if a.get("y", 0) == top_y:
                 top.append(notes[i]["text"].count("<br>") + 1)
     if title.get("text"):

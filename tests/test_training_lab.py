@@ -156,8 +156,15 @@ def test_the_lab_trains_with_the_picked_tokenizer_and_streams(which, corpus, req
     assert len(train) == lab.steps and np.mean(train[-3:]) < train[0]  # it learns
     assert train[0] == pytest.approx(math.log(cm.tokenizer.vocab_size), abs=0.6)  # random weights: a uniform guess
     assert updates[-1].sample.startswith(C.SAMPLE_PROMPT) and f"step {lab.steps:,}" in updates[-1].status
-    out = C.generate_with(lab, "JULIET:", 5, 0)
-    assert out.startswith("JULIET:") and out == C.generate_with(lab, "JULIET:", 5, 0)
+    out, notice = C.generate_with(lab, "JULIET:", 5, 0)
+    assert out.startswith("JULIET:") and notice == "" and (out, "") == C.generate_with(lab, "JULIET:", 5, 0)
+    # Out-of-range or odd values are repaired with a notice, and the generation still runs with what was kept.
+    out, notice = C.generate_with(lab, "JULIET\ud800:", 1e20, float("nan"))
+    assert out.startswith("JULIET\ufffd:") and "New tokens" in notice and "Temperature" in notice, notice
+    assert len(lab.tokenizer.encode(out)) > len(lab.tokenizer.encode("JULIET\ufffd:"))
+    # A prompt longer than the context leaves: the model reads its last tokens, and says how many.
+    out, notice = C.generate_with(lab, "To be or not to be. " * 24, C.MAX_NEW_TOKENS, 0)
+    assert f"reads the last {C.LAB_SEQ_LEN - C.MAX_NEW_TOKENS} tokens" in notice and len(out) > 480, notice
 
 
 def test_generating_without_a_trained_model_is_a_notice():

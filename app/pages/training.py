@@ -92,7 +92,8 @@ def build(cm: CourseModel, lesson) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             prompt = gr.Textbox("JULIET:", lines=2, label=f"Prompt ({widgets.RUN_HINT})")
-            n_new = widgets.Slider(1, 200, 60, step=1, label="new tokens")
+            n_new = widgets.Slider(1, C.MAX_NEW_TOKENS, min(60, C.MAX_NEW_TOKENS), step=1,
+                                   label=f"new tokens (up to half the model's {C.LAB_SEQ_LEN}-token context)")
             temperature = widgets.Slider(0, 2, 0.8, step=0.1, label="temperature (0 = greedy)")
             gen = gr.Button("Generate with my model")
             gen_msg = widgets.message()
@@ -169,7 +170,8 @@ def on_train(cm: CourseModel, layers, dim, heads, kv, norm, position, ffn, place
 
 
 def on_generate(cm: CourseModel, lab, prompt, n, temperature):
-    return "", C.generate_with(lab, prompt, n, temperature)
+    text, notice = C.generate_with(lab, prompt, n, temperature)
+    return widgets.note(notice), text
 
 
 def on_reveal(cm: CourseModel, picked, family):

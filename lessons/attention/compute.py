@@ -424,15 +424,17 @@ def query_figure(t: Traced, s: QuerySteps) -> go.Figure:
         title=dict(text=f"Query {s.query} ({t.labels[s.query]}) · layer {s.layer}, head {s.head} uses KV head "
                         f"{s.kv_head} · d = {t.head_dim}, √d = {math.sqrt(t.head_dim):.2f}"),
         xaxis=dict(domain=[0, 0.46], anchor="y", **tick), yaxis=_axis("q·k", domain=[0.58, 0.92]),
-        xaxis2=dict(domain=[0.54, 1], anchor="y2", **tick), yaxis2=_axis("q·k / √d", domain=[0.58, 0.92], anchor="x2"),
+        # The right column's y axes have no title (their panel titles name them): on a phone the columns are
+        # 24 px apart, and a title there sat on the left panel.
+        xaxis2=dict(domain=[0.54, 1], anchor="y2", **tick), yaxis2=_axis(domain=[0.58, 0.92], anchor="x2"),
         xaxis3=_axis("key token", domain=[0, 0.46], anchor="y3", **tick),
         yaxis3=_axis("weight", domain=[0, 0.4], anchor="x3", rangemode="tozero"),
-        xaxis4=_axis("dimension of the head's output (hs)", domain=[0.54, 1], anchor="y4", tickfont=dict(size=9)),
-        yaxis4=_axis("value", domain=[0, 0.4], anchor="x4"),
+        xaxis4=_axis("output dimension", domain=[0.54, 1], anchor="y4", tickfont=dict(size=9)),
+        yaxis4=_axis(domain=[0, 0.4], anchor="x4"),
         annotations=[dict(text=txt, x=x, y=y, xref="paper", yref="paper", showarrow=False, xanchor="left",
                           yanchor="bottom", font=dict(size=13))
                      for txt, x, y in (("1. dot products q·k (grey: future keys)", 0, 0.93),
-                                       ("2. ÷ √d, then mask the future (×)", 0.54, 0.93),
+                                       ("2. q·k ÷ √d, then mask the future (×)", 0.54, 0.93),
                                        ("3. softmax: weights sum to 1", 0, 0.41),
                                        ("4. weighted sum of value vectors", 0.54, 0.41))],
     )

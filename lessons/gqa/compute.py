@@ -204,8 +204,8 @@ def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[g
     fraction = n_kv / cm.config.n_heads
     configs = reference_configs(cm)
     lengths = np.unique(np.geomspace(128, max(131072, positions), 60).astype(int))
-    layout = panels(["cache memory against context length (your choice)", f"at {positions:,} tokens x batch {batch}"],
-                    stacked=False, gap=0.12, sizes=[0.55, 0.45])
+    layout = panels(["cache memory against context length (your choice)",
+                     f"GiB at {positions:,} tokens x batch {batch}"], stacked=False, gap=0.12, sizes=[0.55, 0.45])
     data = []
     rows = ["| model | query heads | K/V heads: shipped / yours | cache: MHA | shipped | yours | "
             "attention weights: MHA | yours |", "|---|---|---|---|---|---|---|---|"]
@@ -226,9 +226,11 @@ def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[g
                     f"{fmt_bytes(sizes['shipped'])} | **{fmt_bytes(sizes['yours'])}** | "
                     f"{attention_parameters(c, c.n_heads) / 1e6:,.1f} M | "
                     f"**{attention_parameters(c, kv) / 1e6:,.1f} M** |")
-    layout["xaxis"].update(title=dict(text="context length (tokens, log scale)"), type="log")
-    layout["yaxis"].update(title=dict(text="GiB (log scale)"), type="log")
-    layout["yaxis2"].update(title=dict(text="GiB (log scale)"), type="log")
+    # Decades only on the log axes (2 and 5 between them crowd a phone's half-width panel); the bars' axis has the
+    # same unit as the curves', named in its panel title, so the narrow right panel carries no axis title.
+    layout["xaxis"].update(title=dict(text="context length (tokens, log scale)"), type="log", dtick=1)
+    layout["yaxis"].update(title=dict(text="GiB (log scale)"), type="log", dtick=1)
+    layout["yaxis2"].update(type="log", dtick=1)
     layout["xaxis2"].update(title=dict(text="K/V heads"))
     fig = figure(data, layout, height=400, margin=dict(l=60, r=20, t=60, b=40), barmode="group",
                  shapes=[dict(type="line", x0=positions, x1=positions, xref="x", y0=0, y1=1, yref="y domain",

@@ -45,6 +45,7 @@ SNAPSHOTS = ROOT / "assets" / "snapshots"
 # ----------------------------------------------------------------------------- (a) the lab
 
 LAB_SEQ_LEN = 128  # context of the lab's models (tokens)
+MAX_NEW_TOKENS = LAB_SEQ_LEN // 2  # a generation by the learner's model: half its context, the prompt keeps the rest
 MAX_BUDGET_S = 60.0
 SAMPLE_PROMPT = "ROMEO:"
 SAMPLE_TOKENS = 40
@@ -177,9 +178,10 @@ class LabUpdate:
 
 def sample(lab: LabModel, prompt: str = SAMPLE_PROMPT, n: int = SAMPLE_TOKENS, temperature: float = 0.8,
            seed: int = 0) -> str:
-    """A generation by the lab's model through the project's one generation loop (llama.generate)."""
+    """A generation by the lab's model through the project's one generation loop (llama.generate): n new tokens
+    (1 <= n < the model's context) after the prompt's last tokens that leave room for them."""
     ids = [lab.tokenizer.bos_id] + lab.tokenizer.encode(prompt)  # BOS first, as in training (prepare_text)
-    ids = ids[-(lab.model.config.max_seq_len - n):] if len(ids) > lab.model.config.max_seq_len - n else ids
+    ids = ids[-(lab.model.config.max_seq_len - n):]
     return prompt + lab.tokenizer.decode(generate(lab.model, ids, n, temperature=temperature, top_k=50, seed=seed))
 
 
@@ -249,17 +251,22 @@ def train_lab(cm: CourseModel, s: LabSettings, seed: int = 0, corpus: Path = COR
         yield LabUpdate(curve_figure(xs, train, val, cfg.vocab_size, title), status, text, lab, r.last)
 
 
-def generate_with(lab: LabModel | None, prompt, n_tokens, temperature) -> str:
-    """The learner's trained model continues their prompt (the project's generation loop)."""
+def generate_with(lab: LabModel | None, prompt, n_tokens, temperature) -> tuple[str, str]:
+    """The learner's trained model continues their prompt (the project's generation loop): (text, notice).
+
+    A prompt over 500 characters is cut, odd characters replaced, new tokens clamped to 1..MAX_NEW_TOKENS and
+    the temperature to 0..2, each with the notice saying so; the generation runs with what was kept (the model
+    reads the prompt's last LAB_SEQ_LEN - n tokens, also said). No trained model raises LessonError."""
     if lab is None:
         raise LessonError("Train a model first (part 1): this box generates with the model you trained "
                           f"(kept for {KEEP_TRAINED_S // 60} minutes after your last run).")
     prompt, n1 = clean_text(prompt, 500, "prompt")
-    n, n2 = whole(n_tokens, "New tokens", 1, 200, 60)
+    n, n2 = whole(n_tokens, "New tokens", 1, MAX_NEW_TOKENS, min(60, MAX_NEW_TOKENS))
     t, n3 = number(temperature, "Temperature", 0.0, 2.0, 0.8)
-    if n1 or n2 or n3:
-        raise LessonError(join(n1, n2, n3))
-    return sample(lab, prompt, n, t, seed=0)
+    room = lab.model.config.max_seq_len - n
+    n4 = (f"Your model's context is {lab.model.config.max_seq_len} tokens: it reads the last {room} tokens of "
+          f"your prompt." if len(lab.tokenizer.encode(prompt)) + 1 > room else "")
+    return sample(lab, prompt, n, t, seed=0), join(n1, n2, n3, n4)
 
 
 def recipe_markdown() -> str:
