@@ -6,7 +6,8 @@
 
 All learners first open the app (timed as "page load": the app's config and API description, as a browser
 loads them); the actions' clock starts once all are in. Each learner then picks a page, does a few of its
-actions with a think time drawn between --think seconds, then moves to another page. A second, shorter run uses one-second think times (--fast-seconds 0 skips it).
+actions, each after a think time drawn between --think seconds, then moves to another page. A second, shorter
+run uses one-second think times (--fast-seconds 0 skips it).
 Targets: zero errors; slider and analyze p95 < 1 s; first generated token p95 < 2 s.
 """
 
