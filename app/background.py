@@ -44,7 +44,7 @@ def stream(fn, *args, progress=None, **kwargs):
     JobFailed with the child's traceback. Closing this generator early kills the child.
     """
     receive, send = _FORK.Pipe(duplex=False)
-    child = _FORK.Process(target=_child, args=(send, fn, args, kwargs, progress is not None), daemon=True)
+    child = _FORK.Process(target=_child, args=(receive, send, fn, args, kwargs, progress is not None), daemon=True)
     child.start()
     send.close()
     try:
@@ -82,9 +82,12 @@ def call(fn, *args, progress=None, **kwargs):
             return done.value
 
 
-def _child(send, fn, args, kwargs, wants_progress) -> None:
+def _child(receive, send, fn, args, kwargs, wants_progress) -> None:
     """The child's whole life: lower priority, run fn, send each item (or the result), exit without running the
     server's exit handlers."""
+    # The fork copied the server's read end of this pipe: closed, so that if the server dies (a kill, no exit
+    # handlers) the next send fails and the child ends, instead of blocking on a pipe only it could read.
+    receive.close()
     code = 0
     try:
         os.nice(NICE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +81,47 @@ def test_closing_the_stream_kills_the_child():
     assert time.perf_counter() - t0 < 5
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped
+
+
+def pid_then_counts():
+    yield os.getpid()
+    for i in range(100_000):
+        yield i
+        time.sleep(0.05)
+
+
+def test_a_job_ends_when_its_server_is_killed(tmp_path):
+    # A server (here a small Python process) runs a job, then dies by SIGKILL: no exit handler runs. The child must
+    # not live on, blocked on a pipe nobody reads.
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path[:0] = [{str(Path(__file__).resolve().parents[1])!r}, {str(Path(__file__).resolve().parent)!r}]\n"
+        "from app import background\n"
+        "from test_background import pid_then_counts\n"
+        "job = background.stream(pid_then_counts)\n"
+        "print(next(job), flush=True)\n"
+        "time.sleep(3600)\n")
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(server.stdout.readline())
+    os.kill(child, 0)  # the job runs
+    server.send_signal(signal.SIGKILL)
+    server.wait(10)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return  # gone (reaped by init)
+        if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return  # exited, a zombie until init reaps it
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the job's process outlived its killed server")
 
 
 def _in_thread(fn, timeout=30.0):
