@@ -5,8 +5,9 @@ are shared by all, and a pure-Python loop (our BPE's merges, the training loop's
 so each of the other handlers' many small torch calls waits for it again and again. `stream` forks the server
 for the job: the child starts at once with everything loaded (the model, the tokenizer, the corpus' token ids,
 all shared copy-on-write), runs at `NICE` niceness, so the kernel gives the cores to the interactive handlers
-first, and has a GIL of its own. The child exits when the job ends, so its memory goes with it; stopping the
-event (Gradio's cancel closes the handler's generator) kills it.
+first, and has a GIL of its own. The child exits when the job ends, so its memory goes with it; closing the
+stream kills it. (Gradio's cancel closes a handler's generator only between two of its items, and in a browser it
+mostly missed the running event: the lab's Stop does not reliably reach this; see the session's closing note.)
 
 What the child does must be safe after a fork from a threaded server: it uses no CUDA (the lab trains on the
 CPU), no Gradio, and of the locks other threads may hold at the fork only those that re-arm themselves in the

@@ -246,8 +246,8 @@ CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 def warm() -> None:
     """Before the first learner arrives: a page's `warm(cm)`, where it has one, computes the few results that every
     learner of a class would otherwise ask for at once (bench/bench_load.py showed them waiting seconds)."""
-    for lesson in lessons.LESSONS:
-        page = importlib.import_module(f"app.pages.{lesson.slug}") if lesson.ready else None
+    for lesson in (lesson for lesson in lessons.LESSONS if lesson.ready):
+        page = importlib.import_module(f"app.pages.{lesson.slug}")
         if hasattr(page, "warm"):
             page.warm(course())
 

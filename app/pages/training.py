@@ -7,7 +7,9 @@ Training is the learner's own: the model lives in their session (gr.State), neve
 event runs at most one at a time (concurrency_limit=1 with its own concurrency_id): a second learner sees their
 queue position, and the other pages' events are not queued behind it. The training itself runs in a child process
 at a lower CPU priority (app.background), so that it takes only what the other learners leave of the two cores.
-Stop cancels the run (`cancels=`), which closes the handler's generator and ends that process.
+Stop cancels the run (`cancels=`); when Gradio's cancel closes the handler's generator, that process ends. In a
+browser the cancel mostly missed the running event (found this session, left open): the run then goes on to the
+end of its budget.
 """
 
 from __future__ import annotations
