@@ -75,7 +75,7 @@ class DecodeStep:
         device = model.embed_tokens.weight.device
         self._mean = torch.full((cfg.dim, 1), 1.0 / cfg.dim, device=device)  # fp32, as RMSNorm's statistics
         self._eps = torch.full((1, 1), cfg.norm_eps, device=device)
-        half = torch.arange(cfg.head_dim // 2, device=model.embed_tokens.weight.device)
+        half = torch.arange(cfg.head_dim // 2, device=device)
         hs = cfg.head_dim  # where cos, -sin, sin, cos go in the flattened (hs, hs) rotation: rows in, columns out
         self._rot_index = torch.cat([half * hs + half, (half + hs // 2) * hs + half, half * hs + half + hs // 2,
                                      (half + hs // 2) * hs + half + hs // 2])
