@@ -85,16 +85,18 @@ CSS = """
 # .contain", which neither its page bar (a wrapping flex <nav> in .nav-holder) nor its rows' own rules obey. On a
 # phone, rows stack (each child full width) and the page bar is one line that scrolls sideways, not one per lesson.
 HEAD_STYLE = """
-/* Ten lessons do not fit one line of the page bar: it stays one line and scrolls sideways. */
-.nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important; }
-.nav-holder nav a { white-space: nowrap; flex: none; }
+/* The page bar shows every lesson (short labels, LessonInfo.short): it wraps onto a second line where one is not
+   enough, so no lesson hides past the edge. */
+.nav-holder nav { flex-wrap: wrap !important; overflow-x: visible; justify-content: center !important;
+  row-gap: 2px !important; }
+.nav-holder nav a { white-space: nowrap; flex: none; padding: 2px 6px !important; }
 @media (max-width: 700px) {
   .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
   .gradio-container .row > * { min-width: 0 !important; width: 100% !important; max-width: 100% !important; }
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
-  .nav-holder nav { flex-wrap: nowrap !important; overflow-x: auto; justify-content: flex-start !important;
-    padding: 0 6px !important; font-size: 0.85em; }
+  .nav-holder nav { flex-wrap: wrap !important; justify-content: flex-start !important;
+    padding: 0 6px !important; font-size: 0.8em; }
   .nav-holder nav a { white-space: nowrap; flex: none; }
   /* a figure's export buttons stay one line */
   .gradio-container .row.figure-tools { flex-direction: row !important; flex-wrap: wrap !important; }
@@ -146,10 +148,15 @@ def tab_titles() -> dict[str, str]:
     return titles
 
 
+STATIC = Path(__file__).resolve().parent / "static"
+
+
 def head() -> str:
-    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES
-            + HEAD_TITLE % json.dumps(tab_titles())
-            + "</script>")
+    """The page head of every route: the phone rules and the scripts above, and the course skeleton's own CSS and JS
+    (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself)."""
+    return ("<style>" + HEAD_STYLE + (STATIC / "course.css").read_text(encoding="utf-8") + "</style><script>"
+            + HEAD_KEYS + HEAD_FIGURES + HEAD_TITLE % json.dumps(tab_titles())
+            + (STATIC / "course.js").read_text(encoding="utf-8") + "</script>")
 
 
 def not_found_page() -> str:
@@ -179,12 +186,13 @@ def build() -> gr.Blocks:
     t0 = time.time()
     cm = course()  # loaded once, before any page is built
     with gr.Blocks(title="Inside LLaMA") as demo:
+        gr.Navbar(main_page_name="Course map")
         home.build(cm)
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
     for n, lesson in enumerate(ready, 1):
         print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
         page = importlib.import_module(f"app.pages.{lesson.slug}")
-        with demo.route(lesson.title, lesson.path):
+        with demo.route(lesson.short or lesson.title, lesson.path):
             page.build(cm, lesson)
         share.check_linked(lesson.slug)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)

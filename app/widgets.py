@@ -36,16 +36,57 @@ def nav_links(lesson: LessonInfo) -> str:
 
 
 def lesson_header(lesson: LessonInfo) -> None:
-    """Navigation, the title, and the page's link box (app.share fills it: the link that keeps this state)."""
+    """Navigation, the title, the "you are here" map, what the learner knows and what this page adds, and the page's
+    link box (app.share fills it: the link that keeps this state)."""
+    from app.context import course
+    from app.course_map import you_are_here
     from app.share import link_box
 
     gr.HTML(nav_links(lesson))
     gr.Markdown(f"# {lesson.title}")
-    link_box()
+    gr.HTML(you_are_here(lesson, course().config.n_layers), elem_classes=["you-are-here"])
+    with gr.Row(equal_height=False, elem_classes=["lesson-top"]):
+        gr.Markdown(f"**You know** {lesson.knows} **This page adds** {lesson.adds}",
+                    elem_classes=["lesson-opener"], elem_id=f"{lesson.slug}-opener")
+        with gr.Column(scale=0, min_width=320):
+            link_box()
 
 
 def lesson_footer(lesson: LessonInfo) -> None:
+    """"Check yourself" (the page's questions with the learner's picks and results, kept in the browser) and the
+    previous/next links."""
+    check_yourself(lesson)
     gr.HTML(nav_links(lesson))
+
+
+def check_yourself(lesson: LessonInfo) -> gr.HTML:
+    """The page's questions, each with the learner's pick and result so far. app/static/course.js fills it from the
+    browser's storage (kept while they browse; a page whose storage is blocked keeps them for the visit)."""
+    return gr.HTML(f'<section class="check-yourself" data-lesson="{html.escape(lesson.slug)}">'
+                   "<h2>Check yourself</h2><ol class=\"check-list\"></ol></section>",
+                   elem_id=f"{lesson.slug}-check-yourself")
+
+
+def go_deeper(title: str, elem_id: str) -> gr.Accordion:
+    """Depth that the core path can skip: a collapsed accordion "Go deeper: <title>". A link ending in
+    `#deeper-<elem_id>` opens it and scrolls to it (app/static/course.js).
+
+        with widgets.go_deeper("the memory attention needs", "memory"):
+            ...components...
+    """
+    return gr.Accordion(f"Go deeper: {title}", open=False, elem_id=f"deeper-{elem_id}", elem_classes=["go-deeper"])
+
+
+def until_reveal(qid: str) -> gr.Column:
+    """A column that stays hidden until the learner presses the Reveal of question `qid` (predict_reveal): put the
+    figure or table that answers the question inside, so the answer is never on screen before the question is
+    answered. Hidden by CSS on the page (app/static/course.js adds `revealed-<qid>` to the page on Reveal), so the
+    figure is computed with the page and shows at once."""
+    return gr.Column(elem_classes=["until-reveal", f"until-{_css_id(qid)}"])
+
+
+def _css_id(qid: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in qid)
 
 
 def sections(lesson: LessonInfo, n_figures: int) -> list[str]:
@@ -61,13 +102,28 @@ def prose(md: str) -> gr.Markdown:
                                              {"left": "$", "right": "$", "display": False}])
 
 
-def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id: str | None = None):
+def predict_reveal(question, choices: list | None = None, button: str = "Reveal", elem_id: str | None = None,
+                   qid: str | None = None):
     """A predict-then-reveal question: the learner commits to an answer, then the button asks the live model.
-    Returns (radio, button, answer) for the page to wire."""
-    gr.Markdown(f"**Predict:** {question}")
+    `question` is a lessons.grading.Question (its text, choices, id and misconception) or, for older pages, the
+    question's text with `choices`. Returns (radio, button, answer) for the page to wire; the page's reveal puts a
+    verdict (lessons.grading) into `answer`. Pressing the button also shows what `widgets.until_reveal(qid)` hid,
+    and the verdict is kept for the page's "check yourself" list (app/static/course.js)."""
+    from lessons.grading import Question
+
+    if isinstance(question, Question):
+        qid, text, choices = question.qid, question.text, list(question.choices)
+    else:
+        text = question
+        qid = qid or (elem_id or "q-" + _css_id(text.lower())[:40])
+    cid = _css_id(qid)
+    gr.Markdown(f"**Predict:** {text}", elem_classes=["predict-question"], elem_id=f"question-{cid}")
     guess = Radio(choices, label="Your prediction")  # an unknown value (API) becomes a notice (lessons.grading)
-    btn = gr.Button(button)
-    out = gr.Markdown(elem_id=elem_id)
+    btn = gr.Button(button, elem_classes=["reveal-button"])
+    out = gr.Markdown(elem_id=elem_id, elem_classes=["reveal-answer"])
+    btn.click(None, None, None, js=f"() => {{ window.insideLlama && window.insideLlama.reveal({cid!r}); }}")
+    out.change(None, [guess, out], None,
+               js=f"(g, o) => {{ window.insideLlama && window.insideLlama.record({cid!r}, g, o); }}")
     return guess, btn, out
 
 
