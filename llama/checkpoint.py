@@ -313,5 +313,72 @@ def load_model_config(path: str | Path) -> LlamaConfig:
     return config_from_hf(_read_json(root / "config.json"), generation)
 
 
+# ----------------------------------------------------------------------------- Meta's layout
+
+# Our (Hugging Face) name -> Meta's name in its reference llama/model.py and consolidated.*.pth checkpoints.
+# "{i}" is the layer index. The model's structure is the same; only the names and the RoPE pair order differ.
+META_NAMES = {
+    "embed_tokens.weight": "tok_embeddings.weight",
+    "layers.{i}.input_layernorm.weight": "layers.{i}.attention_norm.weight",
+    "layers.{i}.self_attn.q_proj.weight": "layers.{i}.attention.wq.weight",
+    "layers.{i}.self_attn.k_proj.weight": "layers.{i}.attention.wk.weight",
+    "layers.{i}.self_attn.v_proj.weight": "layers.{i}.attention.wv.weight",
+    "layers.{i}.self_attn.o_proj.weight": "layers.{i}.attention.wo.weight",
+    "layers.{i}.post_attention_layernorm.weight": "layers.{i}.ffn_norm.weight",
+    "layers.{i}.mlp.gate_proj.weight": "layers.{i}.feed_forward.w1.weight",
+    "layers.{i}.mlp.down_proj.weight": "layers.{i}.feed_forward.w2.weight",
+    "layers.{i}.mlp.up_proj.weight": "layers.{i}.feed_forward.w3.weight",
+    "norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+
+
+def rope_rows_to_meta(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Reorder the rows of q_proj or k_proj (n_heads * hs, C) from the rotate-half layout (pair i = dims i and
+    i + hs/2 of each head, as Hugging Face and `model.apply_rope` pair them) to Meta's interleaved layout (pair i =
+    dims 2i and 2i+1, as Meta's `apply_rotary_emb` pairs them through `torch.view_as_complex`).
+
+        head rows [a0, a1, b0, b1] (pairs (a0, b0), (a1, b1))  ->  [a0, b0, a1, b1]
+
+    The inverse of the `permute` in transformers' convert_llama_weights_to_hf.py (`rope_rows_from_meta`). Without
+    it, Meta's code would rotate the wrong pairs of dimensions and every attention score would change."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def rope_rows_from_meta(w: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Meta's interleaved q/k rows -> the rotate-half layout (transformers' convert_llama_weights_to_hf `permute`):
+    [a0, b0, a1, b1] -> [a0, a1, b0, b1]."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def to_meta_state_dict(model: Llama, permute: bool = True) -> dict[str, torch.Tensor]:
+    """The model's weights named and laid out as Meta's reference code reads them (META_NAMES; q/k rows reordered
+    by `rope_rows_to_meta` unless permute=False, which the lesson on Meta's code uses to show what goes wrong).
+    Tensors are views or new tensors; the model is not changed. Raises ValueError for a model Meta's code does not
+    describe (a teaching switch changed, or biases)."""
+    cfg = model.config
+    if not cfg.is_standard_llama or cfg.attention_bias or cfg.mlp_bias:
+        raise ValueError("Meta's reference code describes a standard Llama (RMSNorm, RoPE, SwiGLU, pre-norm, no "
+                         "biases); this model differs")
+    names = {}
+    for ours, meta in META_NAMES.items():
+        if "{i}" in ours:
+            names.update({ours.format(i=i): meta.format(i=i) for i in range(cfg.n_layers)})
+        else:
+            names[ours] = meta
+    out = {}
+    for name, w in model.state_dict().items():
+        w = w.detach()
+        if permute and name.endswith("self_attn.q_proj.weight"):
+            w = rope_rows_to_meta(w, cfg.n_heads)
+        elif permute and name.endswith("self_attn.k_proj.weight"):
+            w = rope_rows_to_meta(w, cfg.n_kv_heads)
+        out[names[name]] = w
+    return out
+
+
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained", "config_from_hf", "config_to_hf",
-           "load_model_config", "default_device"]
+           "load_model_config", "default_device", "META_NAMES", "rope_rows_to_meta", "rope_rows_from_meta",
+           "to_meta_state_dict"]

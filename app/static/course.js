@@ -77,12 +77,17 @@
 
   window.insideLlama = Object.assign(window.insideLlama || {}, {reveal, record, fill});
   window.addEventListener("hashchange", openDeeper);
-  // The page is built by Gradio after load: fill and open once its parts exist.
-  let tries = 0;
-  const ready = setInterval(() => {
-    tries += 1;
-    const built = document.querySelector(".check-yourself .check-list");
-    if (built) fill();
-    if ((built && (openDeeper() || !location.hash.startsWith("#deeper-"))) || tries > 100) clearInterval(ready);
-  }, 100);
+  // The page is built by Gradio after load, and Gradio may redraw a part at any time: fill the list whenever it
+  // is missing its questions, and open a linked "Go deeper" section once it exists.
+  let opened = !location.hash.startsWith("#deeper-");
+  let pending = null;
+  const tick = () => {
+    const n = document.querySelectorAll(".predict-question").length;
+    document.querySelectorAll(".check-yourself .check-list").forEach((ol) => {
+      if (ol.childElementCount !== n) fill();
+    });
+    if (!opened) opened = openDeeper();
+  };
+  new MutationObserver(() => { clearTimeout(pending); pending = setTimeout(tick, 200); })
+    .observe(document.documentElement, {subtree: true, childList: true});
 })();
