@@ -27,7 +27,7 @@
   function fill() {
     const all = load()[lesson()] || {};
     document.querySelectorAll(".check-yourself .check-list").forEach((ol) => {
-      const items = [...document.querySelectorAll(".predict-question")].map((q) => {
+      const items = [...document.querySelectorAll(".predict-question[id^=\"question-\"]")].map((q) => {
         const id = q.id.replace(/^question-/, "");
         const a = all[id];
         const li = document.createElement("li");
@@ -82,7 +82,7 @@
   let opened = !location.hash.startsWith("#deeper-");
   let pending = null;
   const tick = () => {
-    const n = document.querySelectorAll(".predict-question").length;
+    const n = document.querySelectorAll(".predict-question[id^=\"question-\"]").length;
     document.querySelectorAll(".check-yourself .check-list").forEach((ol) => {
       if (ol.childElementCount !== n) fill();
     });
