@@ -88,7 +88,7 @@ HEAD_STYLE = """
 /* The page bar shows every lesson (short labels, LessonInfo.short): it wraps onto a second line where one is not
    enough, so no lesson hides past the edge. */
 .nav-holder nav { flex-wrap: wrap !important; overflow-x: visible; justify-content: center !important;
-  row-gap: 2px !important; }
+  row-gap: 2px !important; column-gap: 2px !important; font-size: 0.88em; }
 .nav-holder nav a { white-space: nowrap; flex: none; padding: 2px 6px !important; }
 @media (max-width: 700px) {
   .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }

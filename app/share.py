@@ -181,7 +181,7 @@ _pending_box: list = []  # the link box lesson_header placed on the page being b
 
 def link_box() -> gr.Textbox:
     """The "Link to this view" box (read-only, with a copy button), placed by widgets.lesson_header."""
-    box = gr.Textbox(label="Link to this view (copy it to share these inputs)",
+    box = gr.Textbox(label="Link to this view (copy to share)",
                      interactive=False, buttons=["copy"], elem_classes=["share-link"], max_lines=1)
     _pending_box[:] = [box]
     return box

@@ -35,15 +35,24 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson, 3)
+    parts = widgets.sections(lesson, 4)
     first = initial(cm)
     key = widgets.model_key()
 
     widgets.lesson_header(lesson)
     model_msg = widgets.message(elem_id="meta-model-msg")
     widgets.prose(parts[0])
-    names = gr.Markdown(first["names"], elem_id="meta-names")
+    with gr.Row():
+        text = gr.Textbox(C.DEFAULT_TEXT, lines=1, max_lines=4, scale=4, elem_id="meta-text",
+                          label=f"Your text (at most {C.MAX_TOKENS} tokens with BOS; {widgets.RUN_HINT})")
+        go = gr.Button("Run both codes", variant="primary", scale=1)
+    msg = widgets.message(elem_id="meta-msg")
+    comparison = widgets.Plot(first["comparison"], label="Meta's code against this course's model",
+                              elem_id="meta-comparison", code=C.compare)
+    readout = gr.Markdown(first["readout"], elem_id="meta-readout")
     widgets.prose(parts[1])
+    names = gr.Markdown(first["names"], elem_id="meta-names")
+    widgets.prose(parts[2])
     pairs = widgets.Plot(first["pairs"], label="RoPE pairs in the two layouts", elem_id="meta-pairs",
                          code=C.pair_layout_figure)
     with gr.Row():
@@ -51,20 +60,13 @@ def build(cm: CourseModel, lesson) -> None:
                 label="Meta's layout: apply_rotary_emb (as the lesson writes Meta's code)")
         gr.Code(widgets.source_of(llama_model.apply_rope)[0], language="python", interactive=False,
                 label="This course: llama/model.py apply_rope (rotate-half)")
-    widgets.prose(parts[2])
-    with gr.Row():
-        text = gr.Textbox(C.DEFAULT_TEXT, lines=2, max_lines=4, scale=4, elem_id="meta-text",
-                          label=f"Your text (at most {C.MAX_TOKENS} tokens with BOS; {widgets.RUN_HINT})")
-        go = gr.Button("Run both codes", variant="primary", scale=1)
-    msg = widgets.message(elem_id="meta-msg")
-    comparison = widgets.Plot(first["comparison"], label="Meta's code against this course's model",
-                              elem_id="meta-comparison", code=C.compare)
-    readout = gr.Markdown(first["readout"], elem_id="meta-readout")
+    widgets.prose(parts[3])
     guess, reveal_btn, answer = widgets.predict_reveal(C.PERMUTE_QUESTION, button="Reveal (runs Meta's code)",
                                                        elem_id="meta-answer")
     with widgets.until_reveal(C.PERMUTE_QUESTION.qid):
         unpermuted = widgets.Plot(first["unpermuted"], label="With and without the q/k permutation",
                                   elem_id="meta-unpermuted", code=C.comparison_figure)
+    widgets.prose(parts[4])
     with widgets.go_deeper("the rest of Meta's code: the forward pass, sampling, its KV cache", "meta-rest"):
         gr.Markdown(
             "The whole of `meta_forward`, block by block as Meta's `Transformer.forward` and "

@@ -31,7 +31,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson, 2)
+    parts = widgets.sections(lesson, 3)
     first = initial(cm)
     key = widgets.model_key()
 
@@ -48,11 +48,12 @@ def build(cm: CourseModel, lesson) -> None:
     scores = widgets.Plot(first["scores"], label="Scores under three position schemes", elem_id="relative-scores",
                           code=C.position_scores)
     readout = gr.Markdown(first["readout"], elem_id="relative-readout")
+    widgets.prose(parts[1])
     guess, reveal_btn, answer = widgets.predict_reveal(C.CLIP_QUESTION, elem_id="relative-answer")
     with widgets.go_deeper("Shaw's value term and what each scheme costs in parameters", "relative-values"):
         values = gr.Markdown(first["values"], elem_id="relative-values-readout")
         params = gr.Markdown(first["params"], elem_id="relative-params")
-    widgets.prose(parts[1])
+    widgets.prose(parts[2])
     arch = widgets.Plot(first["arch"], label="The 2017 Transformer beside Llama", elem_id="relative-architecture",
                         code=C.architecture_figure)
     with widgets.go_deeper("internal covariate shift, measured on the course model's training", "relative-drift"):
