@@ -55,3 +55,73 @@ def test_positions_without_cache_attend_causally_like_transformers(tiny, backend
     torch.testing.assert_close(traced.logits, want, atol=1e-4, rtol=1e-4)
     att = traced.trace.layers[0].attn  # (B, nh, T, T): nothing above the diagonal
     assert float(att.triu(1).abs().max()) == 0.0
+
+
+# ----------------------------------------------------------------------------- 2. training options
+
+
+def _train(recipe_kw, steps=2):
+    from llama import Llama, LlamaConfig
+    from llama.train import Recipe, training_steps
+
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(dim=32, n_layers=1, n_heads=4, n_kv_heads=2, vocab_size=120, hidden_dim=64,
+                              max_seq_len=16))
+    ids = torch.randint(3, 120, (600,), generator=torch.Generator().manual_seed(0))
+    recipe = Recipe(**{"steps": steps, "batch_size": 2, "warmup": 0, "eval_every": 100, "eval_windows": 1,
+                       "lr": 1e-2, **recipe_kw})
+    reports = list(training_steps(model, ids[:500], ids[500:], 1, recipe))
+    return model, reports
+
+
+def test_grad_clip_zero_means_no_clipping_as_in_nanogpt():
+    unclipped, _ = _train({"grad_clip": 1e9})
+    zero, _ = _train({"grad_clip": 0.0})
+    for (name, a), b in zip(unclipped.named_parameters(), zero.parameters()):
+        torch.testing.assert_close(a, b, msg=f"{name}: grad_clip=0 must train as if unclipped")
+    # and it did learn: the norm gains (no weight decay) moved from 1
+    assert float((zero.norm.weight.detach() - 1).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("option,value", [
+    ("grad_clip", -1.0), ("grad_clip", math.nan), ("lr", 0.0), ("lr", -1e-3), ("lr", math.inf), ("warmup", -1),
+    ("steps", 0), ("steps", 2.5), ("batch_size", 0), ("weight_decay", -0.1), ("beta1", 1.0), ("beta2", -0.5),
+    ("eps", 0.0), ("eval_every", 0), ("eval_windows", 0), ("min_lr_ratio", 1.5), ("seed", "x"),
+])
+def test_training_options_outside_their_meaning_are_refused_by_name(option, value):
+    with pytest.raises(ValueError, match=option):
+        _train({option: value})
+
+
+def test_training_steps_checks_its_own_arguments_and_a_recipe_changed_after_it_was_made():
+    from llama import Llama, LlamaConfig
+    from llama.train import Recipe, training_steps
+
+    model = Llama(LlamaConfig(dim=32, n_layers=1, n_heads=4, n_kv_heads=2, vocab_size=120, hidden_dim=64,
+                              max_seq_len=16))
+    ids = torch.randint(3, 120, (600,))
+    recipe = Recipe(steps=2, batch_size=2)
+    recipe.grad_clip = -1.0
+    with pytest.raises(ValueError, match="grad_clip"):
+        next(training_steps(model, ids[:500], ids[500:], 1, recipe))
+    for kw, name in [({"budget_s": 0.0}, "budget_s"), ({"stop_at": -3}, "stop_at"), ({"start_step": -1}, "start_step")]:
+        with pytest.raises(ValueError, match=name):
+            next(training_steps(model, ids[:500], ids[500:], 1, Recipe(steps=2, batch_size=2), **kw))
+
+
+@pytest.mark.parametrize("flag,value", [("--grad-clip", "-1"), ("--lr", "nan"), ("--batch-size", "0"),
+                                        ("--steps", "-5"), ("--warmup", "-1"), ("--weight-decay", "-0.1"),
+                                        ("--eval-every", "0"), ("--seq-len", "0"), ("--beta2", "1"),
+                                        ("--eps", "0"), ("--min-lr-ratio", "2"), ("--budget-s", "-1")])
+def test_the_training_cli_refuses_by_option_name(capsys, flag, value):
+    from llama.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args([flag, value])
+    assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_the_training_cli_takes_grad_clip_zero_as_no_clipping():
+    from llama.train import parse_args
+
+    assert parse_args(["--grad-clip", "0"]).grad_clip == 0.0
