@@ -33,7 +33,7 @@ from .checkpoint import default_device, load_pretrained, save_pretrained
 from .config import PRESETS, LlamaConfig
 from .generate import generate
 from .model import Llama
-from .tokenizer import BPETokenizer
+from .tokenizer import BPETokenizer, decode_continuation
 
 VAL_FRACTION = 0.1
 
@@ -488,8 +488,8 @@ def model_card(model: Llama, tok: BPETokenizer, s: dict) -> str:
     greedy, sampled = [], []
     for p in prompts:
         ids = tok.encode(p, add_bos=True)
-        greedy.append(p + tok.decode(generate(model, ids, 60)))
-        sampled.append(p + tok.decode(generate(model, ids, 60, temperature=0.8, top_k=50, seed=0)))
+        greedy.append(p + decode_continuation(tok, ids, generate(model, ids, 60)))
+        sampled.append(p + decode_continuation(tok, ids, generate(model, ids, 60, temperature=0.8, top_k=50, seed=0)))
     fence = "\n```\n"
     gens = "\n".join(f"**Greedy** from `{p!r}`:{fence}{g}{fence}\n**Sampled** (temperature 0.8, top-k 50, seed 0):"
                      f"{fence}{x}{fence}" for p, g, x in zip(prompts, greedy, sampled))

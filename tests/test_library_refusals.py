@@ -125,3 +125,61 @@ def test_the_training_cli_takes_grad_clip_zero_as_no_clipping():
     from llama.train import parse_args
 
     assert parse_args(["--grad-clip", "0"]).grad_clip == 0.0
+
+
+# ----------------------------------------------------------------------------- 3. generated text with its prompt
+
+PROMPT = "Once upon a time,"
+
+
+@pytest.fixture(scope="module")
+def stories():
+    from conftest import STORIES
+    from lessons.course import load_course_model
+
+    return load_course_model(STORIES, device="cpu")
+
+
+def _joined(tok, prompt_ids, new_ids):
+    """What the continuation must read: the whole sequence decoded at once, less the prompt's text."""
+    full = tok.decode(list(prompt_ids) + list(new_ids), skip_special_tokens=True)
+    head = tok.decode(list(prompt_ids), skip_special_tokens=True)
+    assert full.startswith(head)
+    return full[len(head):]
+
+
+def test_decode_continuation_keeps_the_joining_space_of_a_sentencepiece_tokenizer(stories):
+    from llama.tokenizer import decode_continuation
+
+    tok = stories.tokenizer
+    prompt, new = tok.encode(PROMPT, add_bos=True), tok.encode(" there was")
+    assert tok.decode(new) == "there was"  # the piece '▁there' alone loses its space: why the helper exists
+    assert decode_continuation(tok, prompt, new) == " there was"
+    assert PROMPT + decode_continuation(tok, prompt, new, skip_special_tokens=True) == "Once upon a time, there was"
+
+
+def test_every_generation_output_keeps_the_joining_space(stories):
+    from lessons.kv_cache import compute as K
+    from lessons.sampling import compute as S
+    from lessons.training import compute as TR
+
+    tok = stories.tokenizer
+    prep = S.prepare_prompt(stories, PROMPT)
+    *_, last = S.stream_side_by_side(stories, prep.ids, 8, S.read_settings(0.8, 0, 1.0), seed=3, interval=0)
+    assert last.greedy_text.startswith(" ")  # stories260K continues "time," with a word, '▁...'
+    assert last.greedy_text == _joined(tok, prep.ids, last.greedy_ids)
+    assert last.sampled_text == _joined(tok, prep.ids, last.sampled_ids)
+    head = S.prompt_text(stories, prep)
+    assert head + last.greedy_text == tok.decode(prep.ids + last.greedy_ids, skip_special_tokens=True)
+
+    reveal = [x for x in S.reveal_seeds(stories, prep.ids, n_tokens=6) if not isinstance(x, str)][0]
+    assert reveal.greedy_text.startswith(" ")
+    assert reveal.texts == tuple(_joined(tok, prep.ids, ids) for ids in reveal.ids)
+
+    run = K.run_cached_vs_uncached(stories, PROMPT, 6)
+    assert run.text == _joined(tok, run.ids[:run.prompt_len], run.new_tokens) and run.text.startswith(" ")
+
+    settings, _ = TR.lab_settings(**TR.DEFAULTS)
+    lab = TR.LabModel(stories.model, tok, settings)
+    text = TR.sample(lab, PROMPT, 6, temperature=0.0)
+    assert text.startswith(PROMPT + " ")
