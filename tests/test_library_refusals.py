@@ -183,3 +183,105 @@ def test_every_generation_output_keeps_the_joining_space(stories):
     lab = TR.LabModel(stories.model, tok, settings)
     text = TR.sample(lab, PROMPT, 6, temperature=0.0)
     assert text.startswith(PROMPT + " ")
+
+
+# ----------------------------------------------------------------------------- 4. mixed dtypes in one checkpoint
+
+
+@pytest.mark.parametrize("config_names_dtype", [True, False])
+def test_a_bf16_checkpoint_with_fp32_norms_loads_with_auto_and_runs_like_transformers(tmp_path, config_names_dtype):
+    import json
+
+    from safetensors import safe_open
+
+    ref = tiny_hf(seed=3).to(torch.bfloat16)
+    for name, p in ref.named_parameters():
+        if "norm" in name:
+            p.data = p.data.float()  # as several published bf16 checkpoints store their norms
+    ref.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    for key in ("dtype", "torch_dtype"):
+        cfg.pop(key, None)
+    if config_names_dtype:
+        cfg["dtype"] = "bfloat16"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        stored = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert stored == {"BF16", "F32"}  # the file really is mixed
+
+    ours = load_pretrained(tmp_path, device="cpu", dtype="auto")
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    want = LlamaForCausalLM.from_pretrained(tmp_path, dtype="auto", attn_implementation="eager").eval()
+    idx = torch.randint(3, 120, (1, 12))
+    with torch.no_grad():
+        got = ours(idx).logits
+        ref_logits = want(idx).logits
+    assert got.dtype == ref_logits.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), ref_logits.float(), atol=0.05, rtol=0.05)
+    # fp32 on request, from the same mixed file
+    assert {p.dtype for p in load_pretrained(tmp_path, device="cpu").parameters()} == {torch.float32}
+
+
+def test_load_pretrained_refuses_a_dtype_it_cannot_compute_in(tiny):
+    _, path = tiny
+    with pytest.raises(ValueError, match="dtype"):
+        load_pretrained(path, device="cpu", dtype=torch.int8)
+    assert next(load_pretrained(path, device="cpu", dtype="float16").parameters()).dtype == torch.float16
+
+
+# ----------------------------------------------------------------------------- 7. an unreadable weights file
+
+
+def _deny(monkeypatch, path):
+    """Make `path` unreadable. chmod 000 where that denies reading; as root (it does not), simulate what the OS
+    and safetensors then do: open() raises PermissionError, and safetensors' safe_open reports the failure as
+    "No such file or directory" (what it really answers for a chmod 000 file, checked as an unprivileged user)."""
+    import builtins
+    import os
+    import pathlib
+
+    import llama.checkpoint as ckpt
+
+    path.chmod(0)
+    if not os.access(path, os.R_OK):
+        return
+    real_open, real_read_text, real_safe_open = builtins.open, pathlib.Path.read_text, ckpt.safe_open
+    target = str(path)
+
+    def denied():
+        return PermissionError(13, "Permission denied", target)
+
+    def fake_open(file, *a, **kw):
+        if str(file) == target:
+            raise denied()
+        return real_open(file, *a, **kw)
+
+    def fake_read_text(self, *a, **kw):
+        if str(self) == target:
+            raise denied()
+        return real_read_text(self, *a, **kw)
+
+    def fake_safe_open(file, *a, **kw):
+        if str(file) == target:
+            raise FileNotFoundError(f"No such file or directory: {target}")
+        return real_safe_open(file, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(pathlib.Path, "read_text", fake_read_text)
+    monkeypatch.setattr(ckpt, "safe_open", fake_safe_open)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+def test_an_unreadable_checkpoint_file_says_permission_denied_naming_it(tmp_path, monkeypatch, tiny, name):
+    import shutil
+
+    from llama import CheckpointError
+
+    _, path = tiny
+    shutil.copytree(path, tmp_path / "ckpt")
+    _deny(monkeypatch, tmp_path / "ckpt" / name)
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained(tmp_path / "ckpt", device="cpu")
+    msg = str(err.value)
+    assert "permission denied" in msg and name in msg and "No such file" not in msg
+    (tmp_path / "ckpt" / name).chmod(0o644)
