@@ -285,3 +285,43 @@ def test_an_unreadable_checkpoint_file_says_permission_denied_naming_it(tmp_path
     msg = str(err.value)
     assert "permission denied" in msg and name in msg and "No such file" not in msg
     (tmp_path / "ckpt" / name).chmod(0o644)
+
+
+# ----------------------------------------------------------------------------- 6. a padded vocabulary
+
+
+def test_a_padded_vocabulary_decodes_labels_and_generates_without_raising(tmp_path):
+    import shutil
+
+    from conftest import STORIES
+    from lessons.course import token_label
+    from llama import generate
+    from llama.tokenizer import PaddedTokenizer, decode_continuation, for_model, load_tokenizer
+
+    ref = tiny_hf(seed=5, vocab=576)  # stories260K's 512 tokens, the table padded to a multiple of 64
+    with torch.no_grad():
+        ref.lm_head.weight[530] = ref.model.norm.weight * 3.0  # make a padded row the likeliest next token
+    ref.save_pretrained(tmp_path)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(STORIES / f, tmp_path / f)
+    model = load_pretrained(tmp_path, device="cpu")
+    plain = load_tokenizer(tmp_path)
+    assert plain.vocab_size == 512 and model.config.vocab_size == 576
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        plain.pieces([530])  # the bare tokenizer cannot spell it: what the pages met
+
+    tok = for_model(plain, model.config.vocab_size)
+    assert isinstance(tok, PaddedTokenizer) and tok.vocab_size == 512 and tok.model_vocab_size == 576
+    assert for_model(plain, 512) is plain  # nothing to wrap when the sizes agree
+    prompt = tok.encode("Once upon a time", add_bos=True)
+    new = generate(model, prompt, 4, eos_id=None)
+    assert 530 in new  # the model does produce a padded id: the reference's numbers, not masked
+    text = decode_continuation(tok, prompt, new)
+    assert "<unused530>" in text
+    assert tok.decode([403, 530, 407]) == "Once<unused530> upon"  # the space after the placeholder is kept
+    assert tok.decode([403, 530, 407], skip_special_tokens=True) == "Once upon"
+    assert tok.pieces([403, 575]) == [" Once", "<unused575>"] and tok.id_to_token(512) == "<unused512>"
+    assert tok.token_bytes(530) == b"<unused530>" and tok.decode([403, 407]) == plain.decode([403, 407])
+    assert token_label(tok, 530) == "<unused530>"  # lessons' labels work once lessons use for_model
+    with pytest.raises(ValueError, match="model's vocabulary"):
+        tok.decode([576])

@@ -265,7 +265,7 @@ def decode_continuation(tok: Tokenizer, prompt_ids, new_ids, skip_special_tokens
     return full[same:]
 
 
-UNUSED = "<unused {}>"  # how a padded vocabulary's rows without a token read (decode, pieces, id_to_token)
+UNUSED = "<unused{}>"  # a padded row without a token, as Gemma spells its spare ones: decode, pieces, labels
 
 
 class PaddedTokenizer:
@@ -273,7 +273,7 @@ class PaddedTokenizer:
 
     Published checkpoints often pad the vocabulary to a multiple of 64 or 128 (faster matrix products; room for
     tokens added later): the model gives logits for ids the tokenizer cannot spell. This wrapper answers for
-    them, as "<unused N>" in decode, pieces, id_to_token and token_bytes, instead of raising "token id N is not
+    them, as "<unusedN>" in decode, pieces, id_to_token and token_bytes, instead of raising "token id N is not
     in the vocabulary". Sampling is left as transformers and vLLM leave it (the padded rows are not masked: the
     numbers stay the reference's, and a trained model gives those rows almost no probability); when one is
     picked, it shows as a visible placeholder rather than vanishing from the text (`tokenizers` decodes it as
@@ -332,7 +332,7 @@ class PaddedTokenizer:
 
 def for_model(tok: Tokenizer, model_vocab_size: int) -> Tokenizer:
     """The tokenizer to use with a model of model_vocab_size embedding rows: `tok` itself when the two agree
-    (or the model has fewer rows), else a `PaddedTokenizer` that spells the padded rows "<unused N>".
+    (or the model has fewer rows), else a `PaddedTokenizer` that spells the padded rows "<unusedN>".
 
         >>> cm_tokenizer = for_model(load_tokenizer(path), model.config.vocab_size)
     """
