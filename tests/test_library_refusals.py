@@ -325,3 +325,69 @@ def test_a_padded_vocabulary_decodes_labels_and_generates_without_raising(tmp_pa
     assert token_label(tok, 530) == "<unused530>"  # lessons' labels work once lessons use for_model
     with pytest.raises(ValueError, match="model's vocabulary"):
         tok.decode([576])
+
+
+# ----------------------------------------------------------------------------- 5. every public entry point
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from llama import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    return Llama(LlamaConfig(dim=32, n_layers=1, n_heads=4, n_kv_heads=2, vocab_size=50, hidden_dim=64,
+                             max_seq_len=16)).eval()
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"temperature": -0.5}, "temperature"), ({"temperature": math.nan}, "temperature"),
+    ({"temperature": math.inf}, "temperature"), ({"top_k": -1}, "top_k"), ({"top_k": 2.5}, "top_k"),
+    ({"top_p": 1.5}, "top_p"), ({"top_p": -0.1}, "top_p"), ({"top_p": math.nan}, "top_p"),
+    ({"max_new_tokens": -1}, "max_new_tokens"), ({"max_new_tokens": 2.5}, "max_new_tokens"),
+    ({"prompt_ids": [1, 50]}, "prompt_ids"), ({"prompt_ids": [-1]}, "prompt_ids"), ({"prompt_ids": [1.5]}, "prompt_ids"),
+    ({"prompt_ids": []}, "prompt is empty"), ({"seed": "x"}, "seed"),
+])
+def test_generate_and_stream_generate_refuse_by_name(small_model, kw, name):
+    from llama import generate, stream_generate
+
+    args = {"prompt_ids": [1, 2], "max_new_tokens": 3, "temperature": 0.8, **kw}
+    with pytest.raises(ValueError, match=name):
+        generate(small_model, **args)
+    with pytest.raises(ValueError, match=name):
+        next(stream_generate(small_model, **args))
+
+
+def test_top_k_zero_means_no_limit_as_in_transformers(small_model):
+    from llama import filter_top_k, generate
+
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    assert torch.equal(filter_top_k(logits, 0), logits)
+    same = dict(temperature=1.0, seed=7, eos_id=None)
+    assert generate(small_model, [1, 2], 8, top_k=0, **same) == generate(small_model, [1, 2], 8, top_k=None, **same)
+
+
+def test_the_model_refuses_ids_outside_its_vocabulary_and_empty_input(small_model):
+    for bad in (50, -1):
+        with pytest.raises(ValueError, match=f"token id {bad} is outside the model's vocabulary"):
+            small_model(torch.tensor([[1, bad]]))
+    with pytest.raises(ValueError, match="at least one token"):
+        small_model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="negative"):
+        small_model(torch.tensor([[1, 2]]), input_pos=torch.tensor([-1, 0]))
+
+
+@pytest.mark.parametrize("kind", ["hf", "sentencepiece", "ours"])
+def test_every_tokenizer_refuses_ids_outside_its_vocabulary_in_decode(kind):
+    from conftest import ROOT, STORIES
+    from llama.tokenizer import SentencePieceTokenizer, load_tokenizer
+
+    tok = {"hf": lambda: load_tokenizer(STORIES), "sentencepiece": lambda: SentencePieceTokenizer(STORIES / "tokenizer.model"),
+           "ours": lambda: load_tokenizer(ROOT / "assets" / "model")}[kind]()
+    for bad in (tok.vocab_size, -1):
+        for call in (tok.decode, tok.pieces):
+            with pytest.raises(ValueError, match=f"token id {bad} is not in the vocabulary"):
+                call([5, bad])
+        with pytest.raises(ValueError, match="not in the vocabulary"):
+            tok.id_to_token(bad)
+    with pytest.raises(TypeError, match="text must be a str"):
+        tok.encode(None)

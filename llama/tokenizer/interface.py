@@ -67,6 +67,15 @@ class Tokenizer(Protocol):
     def token_to_id(self, token: str) -> int | None: ...
 
 
+def _checked_ids(ids, vocab_size: int) -> list[int]:
+    """ids as a list of ints, or a ValueError naming the first one outside 0..vocab_size-1."""
+    out = [int(i) for i in ids]
+    bad = next((i for i in out if not 0 <= i < vocab_size), None)
+    if bad is not None:
+        raise ValueError(f"token id {bad} is not in the vocabulary (0..{vocab_size - 1})")
+    return out
+
+
 def _readable(b: bytes) -> str:
     return b.decode("utf-8", errors="inside_llama_hex")  # registered in bpe.py: b'\xe4' -> '<0xE4>'
 
@@ -133,10 +142,12 @@ class HFTokenizer(_Roles):
         return ([self._need("bos")] if add_bos else []) + ids + ([self._need("eos")] if add_eos else [])
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        """Ids -> text, as `tokenizers` decodes them; an id outside the vocabulary is refused (`tokenizers` itself
+        drops it without a word; a model with a padded vocabulary uses `for_model`)."""
+        return self._tok.decode(_checked_ids(ids, self.vocab_size), skip_special_tokens=skip_special_tokens)
 
     def id_to_token(self, i: int) -> str:
-        s = self._tok.id_to_token(int(i))
+        s = self._tok.id_to_token(int(i)) if 0 <= int(i) < self.vocab_size else None
         if s is None:
             raise ValueError(f"token id {i!r} is not in the vocabulary (0..{self.vocab_size - 1})")
         return s
@@ -203,7 +214,7 @@ class SentencePieceTokenizer(_Roles):
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         """Ids -> text. sentencepiece drops control tokens; unless skip_special_tokens they are written
         as their text ('<s>'), as Hugging Face does."""
-        ids = [int(i) for i in ids]
+        ids = _checked_ids(ids, self.vocab_size)
         if skip_special_tokens:
             return self._sp.decode([i for i in ids if i not in self._special_of_id])
         out, run = [], []
