@@ -131,3 +131,12 @@ def test_the_slider_widget_turns_an_empty_range_into_a_disabled_one():
     assert (t.minimum, t.maximum) == (0, 5) and t.interactive is not False
     again = widgets.Slider(**{**s.constructor_args, "maximum": 0, "render": False})  # how Gradio applies an update
     assert again.maximum == 2 and again.interactive is False
+
+
+def test_the_next_token_page_takes_a_one_character_text_with_a_notice_and_no_error(client):
+    out = client.predict("x", api_name="/next_token_score")  # gradio_client raises on a server error (the red toast)
+    msg, chips = out[0], out[1]
+    assert "single token" in msg and "Error" not in msg
+    assert "x" in chips
+    again = client.predict("To be, or not to be", api_name="/next_token_score")  # and a longer text moves again
+    assert "single token" not in again[0]
