@@ -97,6 +97,10 @@ class Slider(gr.Slider):
             maximum, interactive = minimum + (step or 1), False
         super().__init__(minimum, maximum, value, step=step, interactive=interactive, **kwargs)
 
+    def get_config(self, cls=None):
+        # gr.Slider's own signature (this __init__ names only a few arguments): Gradio builds the config from it.
+        return super().get_config(cls or gr.Slider)
+
     def preprocess(self, payload):
         return payload
 

@@ -125,10 +125,14 @@ def test_the_slider_widget_turns_an_empty_range_into_a_disabled_one():
     from app import widgets
 
     with gr.Blocks():
-        s = widgets.Slider(1, 1, 1, step=1, label="predicted token")
-        t = widgets.Slider(0, 5, 2, step=1, label="fine")
+        s = widgets.Slider(1, 1, 1, step=1, label="predicted token", elem_id="one")
+        t = widgets.Slider(0, 5, 2, step=1, label="fine", elem_id="two", info="a hint")
     assert (s.minimum, s.maximum, s.interactive) == (1, 2, False)
     assert (t.minimum, t.maximum) == (0, 5) and t.interactive is not False
+    config = t.get_config()  # every gr.Slider property reaches the browser
+    assert (config["elem_id"], config["label"], config["info"], config["maximum"], config["step"]) == (
+        "two", "fine", "a hint", 5, 1)
+    assert s.get_config()["interactive"] is False
     again = widgets.Slider(**{**s.constructor_args, "maximum": 0, "render": False})  # how Gradio applies an update
     assert again.maximum == 2 and again.interactive is False
 
