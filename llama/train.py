@@ -348,7 +348,10 @@ def train(args) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device != "auto" else default_device()
     out = Path(args.out)
-    text = Path(args.data).read_text(encoding="utf-8")
+    try:
+        text = Path(args.data).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:  # a clear line naming the option, not a traceback
+        raise SystemExit(f"--data {args.data}: cannot be read as UTF-8 text ({getattr(e, 'strerror', None) or e})")
     if args.max_chars:
         text = text[: args.max_chars]
     train_text, val_text = split_text(text)

@@ -391,3 +391,10 @@ def test_every_tokenizer_refuses_ids_outside_its_vocabulary_in_decode(kind):
             tok.id_to_token(bad)
     with pytest.raises(TypeError, match="text must be a str"):
         tok.encode(None)
+
+
+def test_the_training_cli_names_a_data_file_it_cannot_read(tmp_path):
+    from llama.train import main
+
+    with pytest.raises(SystemExit, match="--data .*cannot be read"):
+        main(["--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "run"), "--quiet"])
