@@ -9,7 +9,6 @@ an empty range, and a text too short to show something says so.
 
 import pytest
 
-from conftest import STORIES
 from lessons.inputs import MAX_TEXT_CHARS, LessonError
 
 import lessons.assembled.compute as AS  # noqa: E402
