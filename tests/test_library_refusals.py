@@ -325,6 +325,11 @@ def test_a_padded_vocabulary_decodes_labels_and_generates_without_raising(tmp_pa
     assert token_label(tok, 530) == "<unused530>"  # lessons' labels work once lessons use for_model
     with pytest.raises(ValueError, match="model's vocabulary"):
         tok.decode([576])
+    import copy
+    import pickle
+
+    for again in (pickle.loads(pickle.dumps(tok)), copy.deepcopy(tok)):  # a session's state is pickled/copied
+        assert again.decode([403, 530]) == tok.decode([403, 530])
 
 
 # ----------------------------------------------------------------------------- 5. every public entry point

@@ -298,6 +298,8 @@ class PaddedTokenizer:
         self.inner, self.model_vocab_size = tok, int(model_vocab_size)
 
     def __getattr__(self, name):  # vocab_size, bos_id, encode, special_tokens, merges, ...: the tokenizer's own
+        if name.startswith("__") or name == "inner":  # (copy and pickle look these up before `inner` exists)
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def is_unused(self, i: int) -> bool:
