@@ -140,7 +140,22 @@ def note(text: str) -> str:
 class Slider(gr.Slider):
     """gr.Slider that passes the value on unchecked: Gradio's own range check raises a red "Error" toast (and a
     logged traceback) for a number typed into the slider's box outside its range, and lets NaN through anyway.
-    Every handler clamps and rounds its inputs itself (lessons.inputs.whole / number) and says so on the page."""
+    Every handler clamps and rounds its inputs itself (lessons.inputs.whole / number) and says so on the page.
+
+    An empty range (maximum <= minimum: a one-token text, a one-layer model) would make Gradio raise "Slider minimum
+    must be less than maximum", a red "Error" toast, when a handler sends it: the slider then spans one step and
+    is disabled instead (an update that does not say `interactive` leaves the browser's state as it was, so a
+    page whose range depends on the text sends interactive= itself, with its notice)."""
+
+    def __init__(self, minimum: float = 0, maximum: float = 100, value=None, *, step: float | None = None,
+                 interactive: bool | None = None, **kwargs):
+        if maximum <= minimum:
+            maximum, interactive = minimum + (step or 1), False
+        super().__init__(minimum, maximum, value, step=step, interactive=interactive, **kwargs)
+
+    def get_config(self, cls=None):
+        # gr.Slider's own signature (this __init__ names only a few arguments): Gradio builds the config from it.
+        return super().get_config(cls or gr.Slider)
 
     def preprocess(self, payload):
         return payload

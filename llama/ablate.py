@@ -27,7 +27,7 @@ from .checkpoint import load_model_config
 from .config import LlamaConfig
 from .model import Llama
 from .tokenizer import BPETokenizer
-from .train import Recipe, command_line, hardware, loss_per_char, split_text, training_steps
+from .train import Recipe, _option, command_line, hardware, loss_per_char, split_text, training_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL_CHARS = 20_000  # the final loss is measured on this start of the validation split (the same for every run)
@@ -114,21 +114,22 @@ def ablate(data: str | Path, model_dir: str | Path, recipe: Recipe, seeds: list[
 
 
 def parse_args(argv=None):
+    count = _option(integer=True, low=1)  # the training CLI's checks: a clear message naming the option
     p = argparse.ArgumentParser(prog="python -m llama.ablate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="assets/data/tinyshakespeare.txt")
     p.add_argument("--model", default="assets/model", help="the course model: its config and tokenizer")
     p.add_argument("--out", default="assets/ablation", help="directory for ablation.json")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--steps", type=int, default=120, help="optimizer steps per run (the cosine runs over them)")
-    p.add_argument("--budget-s", type=float, help="also stop each run after this many seconds of training")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=128, help="context length of the runs (the course model: 256)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=12)
-    p.add_argument("--eval-every", type=int, default=20)
-    p.add_argument("--eval-windows", type=int, default=8)
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--steps", type=count, default=120, help="optimizer steps per run (the cosine runs over them)")
+    p.add_argument("--budget-s", type=_option(low=0, low_open=True), help="also stop each run after this many seconds of training")
+    p.add_argument("--batch-size", type=count, default=8)
+    p.add_argument("--seq-len", type=count, default=128, help="context length of the runs (the course model: 256)")
+    p.add_argument("--lr", type=_option(low=0, low_open=True), default=2e-3)
+    p.add_argument("--warmup", type=_option(integer=True, low=0), default=12)
+    p.add_argument("--eval-every", type=count, default=20)
+    p.add_argument("--eval-windows", type=count, default=8)
+    p.add_argument("--threads", type=count, help="CPU threads for torch")
     p.add_argument("--only", nargs="+", help="run only these variants (names as in the JSON)")
     return p.parse_args(argv)
 

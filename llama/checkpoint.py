@@ -37,6 +37,7 @@ TEACHING_FIELDS = ("norm", "position", "ffn", "norm_placement")
 # Not needed to compute (intermediate_size is stored) but kept so lessons can show how it was derived.
 RECIPE_FIELDS = ("multiple_of", "ffn_dim_multiplier")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 
 class CheckpointError(ValueError):
@@ -165,11 +166,30 @@ def _hf_name(name: str) -> str:
     return name if name.startswith("lm_head.") else "model." + name
 
 
+def _unreadable(path: Path, e: OSError) -> CheckpointError:
+    """The CheckpointError for a file the OS would not let us read, in the OS's words ("permission denied")."""
+    if isinstance(e, FileNotFoundError):
+        return CheckpointError(f"{path.name} is missing from {path.parent}")
+    why = (e.strerror or str(e)).lower()
+    hint = " (the server's user needs read access to it)" if isinstance(e, PermissionError) else ""
+    return CheckpointError(f"{path} cannot be read: {why}{hint}")
+
+
+def _check_readable(path: Path) -> None:
+    """Open the file once ourselves: safetensors reports any failure to open as "No such file or directory",
+    even for a file that exists but is not readable (chmod 000, another owner)."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path.name} is missing from {path.parent}") from None
+    except OSError as e:
+        raise _unreadable(path, e) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
 
@@ -187,7 +207,10 @@ def _weight_files(root: Path) -> list[Path]:
             if not f.exists():
                 raise CheckpointError(f"weight file {f.name} is missing from {root}")
         return files
-    found = sorted(p.name for p in root.iterdir())
+    try:
+        found = sorted(p.name for p in root.iterdir())
+    except OSError as e:
+        raise _unreadable(root, e) from None
     hint = " (pickled .bin/.pt weights are never loaded: convert them to safetensors)" if any(
         n.endswith((".bin", ".pt", ".pth")) for n in found) else ""
     raise CheckpointError(f"no model.safetensors or model.safetensors.index.json in {root}{hint}")
@@ -198,13 +221,16 @@ class _Tensors:
     `shapes` costs nothing (the headers only), `get(name)` reads one tensor."""
 
     def __init__(self, root: Path):
-        self.handles, self.where, self.shapes = [], {}, {}
+        self.handles, self.where, self.shapes, self.dtypes = [], {}, {}, {}
         for f in _weight_files(root):
+            _check_readable(f)
             try:
                 h = safe_open(str(f), framework="pt")
                 for name in h.keys():
                     self.where[name] = h
-                    self.shapes[name] = tuple(h.get_slice(name).get_shape())
+                    sl = h.get_slice(name)
+                    self.shapes[name] = tuple(sl.get_shape())
+                    self.dtypes[name] = sl.get_dtype()  # "BF16", "F32", ...
             except (SafetensorError, OSError, ValueError, RuntimeError) as e:
                 raise CheckpointError(f"{f.name} is not a readable safetensors file: {e}") from None
             self.handles.append(h)
@@ -233,7 +259,8 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None,
     """Load a Hugging Face Llama checkpoint (or one saved by `save_pretrained`) in eval mode.
 
     The weights may be stored in fp16/bf16; they are converted to `dtype` (fp32 by default;
-    "auto" keeps the stored precision). The model is built on the "meta" device (shapes, no
+    "auto" keeps the stored precision: config.json's `dtype`, else that of most weights, one precision for
+    every tensor as in transformers, so a bf16 checkpoint with fp32 norms loads as bf16 and runs). The model is built on the "meta" device (shapes, no
     memory, no random initialisation) and the file's tensors are assigned to it one by one,
     so loading costs about one copy of the weights.
 
@@ -269,12 +296,16 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None,
         if shapes[name] != shape:
             raise CheckpointError(f"tensor {name} has shape {shapes[name]}, the config needs {shape}")
     device = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        dtype = _auto_dtype(root, files, expected) if dtype == "auto" else _DTYPES.get(dtype, dtype)
+    if dtype not in _DTYPES.values():
+        raise ValueError(f"dtype must be torch.float32, torch.float16, torch.bfloat16 or 'auto', not {dtype!r}")
     state = {}
     for k in model.state_dict():
         if cfg.tie_embeddings and k == "lm_head.weight":
             continue
         t = files.get(_hf_name(k))
-        state[k] = t.to(device=device, dtype=t.dtype if dtype == "auto" else dtype)
+        state[k] = t.to(device=device, dtype=dtype)
     del files  # closes the memory maps
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
@@ -282,6 +313,27 @@ def load_pretrained(path: str | Path, device: str | torch.device | None = None,
     with torch.device(device):
         model.init_tables()  # the RoPE tables, computed on the device (they were "meta" until now)
     return model.eval()
+
+
+def _auto_dtype(root: Path, files: _Tensors, names) -> torch.dtype:
+    """The one precision dtype="auto" loads in: config.json's `dtype` (transformers 5; `torch_dtype` before),
+    else the stored precision of most of the weights. Every tensor is cast to it, as transformers' dtype="auto"
+    does, so a checkpoint that stores a bf16 model with fp32 norms (several published ones do) runs in bf16
+    instead of failing at the first product of an fp32 norm's output with a bf16 matrix."""
+    d = _read_json(root / "config.json")
+    named = d.get("dtype") or d.get("torch_dtype")
+    if isinstance(named, str) and named.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[named.removeprefix("torch.")]
+    counts: dict[torch.dtype, int] = {}
+    for name in names:
+        kind = _SAFETENSORS_DTYPES.get(files.dtypes.get(name, ""))
+        if kind is not None:
+            n = 1
+            for size in files.shapes[name]:
+                n *= size
+            counts[kind] = counts.get(kind, 0) + n
+    kind = max(counts, key=counts.get) if counts else torch.float32
+    return torch.float32 if kind == torch.float64 else kind
 
 
 def _differ(files: _Tensors, a: str, b: str) -> bool:

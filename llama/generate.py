@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import math
+import numbers
+import operator
+
 import torch
 
 from .model import KVCache, Llama
@@ -23,14 +27,16 @@ DecodeFn = Callable[[torch.Tensor, torch.Tensor, list[KVCache]], torch.Tensor]
 
 
 def filter_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:
-    """Keep the k largest logits (last dim), set the rest to -inf. k=None or k>=V keeps all.
+    """Keep the k largest logits (last dim), set the rest to -inf. k=None, 0 (transformers' "off") or k>=V keeps all.
 
         >>> filter_top_k(torch.tensor([1.0, 3.0, 2.0]), 2)
         tensor([-inf, 3., 2.])
     """
-    if k is None or k >= logits.shape[-1]:
+    if k is None or k == 0 or k >= logits.shape[-1]:
         return logits
-    kth = torch.topk(logits, max(int(k), 1), dim=-1).values[..., -1:]
+    if k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None for no limit), not {k}")
+    kth = torch.topk(logits, int(k), dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
@@ -71,21 +77,44 @@ def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | Non
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _is_number(x) -> bool:
+    """A finite real number (numpy's included), not a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _whole(x) -> bool:
+    """An integer (int, numpy's, a 0-d integer tensor), not a bool or a float."""
+    try:
+        operator.index(x)
+    except TypeError:
+        return False
+    return not isinstance(x, bool)
+
+
 def _check_args(model: Llama, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float,
-                top_k: int | None, top_p: float | None) -> None:
-    ctx = model.config.max_seq_len
+                top_k: int | None, top_p: float | None, seed: int | None = None) -> None:
+    """Refuse, naming the argument, what generation cannot honour (rather than sampling from NaNs, or failing
+    deep inside the model with an index error): the limits are transformers' (top_k 0 = no limit, top_p in
+    [0, 1], temperature >= 0)."""
+    ctx, V = model.config.max_seq_len, model.config.vocab_size
     if len(prompt_ids) == 0:
         raise ValueError("the prompt is empty: give at least one token (for example BOS)")
     if len(prompt_ids) > ctx:
         raise ValueError(f"the prompt has {len(prompt_ids)} tokens but the model's context is {ctx}")
-    if max_new_tokens < 0:
-        raise ValueError("max_new_tokens must be >= 0")
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
-    if top_k is not None and top_k < 1:
-        raise ValueError("top_k must be >= 1 (or None for no limit)")
-    if top_p is not None and not 0.0 <= top_p <= 1.0:
-        raise ValueError("top_p must be in [0, 1] (or None for no limit); 0 keeps only the most likely token")
+    bad = next((i for i in prompt_ids if not _whole(i) or not 0 <= operator.index(i) < V), None)
+    if bad is not None:
+        raise ValueError(f"prompt_ids must be token ids in 0..{V - 1} (the model's vocabulary), not {bad!r}")
+    if not _whole(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a whole number >= 0, not {max_new_tokens!r}")
+    if not _is_number(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), not {temperature!r}")
+    if top_k is not None and (not _whole(top_k) or top_k < 0):
+        raise ValueError(f"top_k must be a whole number >= 0 (0 or None for no limit), not {top_k!r}")
+    if top_p is not None and (not _is_number(top_p) or not 0.0 <= top_p <= 1.0):
+        raise ValueError(f"top_p must be in [0, 1] (or None for no limit; 0 keeps only the most likely token), "
+                         f"not {top_p!r}")
+    if seed is not None and not _whole(seed):
+        raise ValueError(f"seed must be a whole number (or None), not {seed!r}")
 
 
 def _eos_ids(model: Llama, eos_id) -> tuple[int, ...]:
@@ -150,7 +179,8 @@ def stream_generate_rows(model: Llama, prompt_ids: Sequence[int], max_new_tokens
         (3, 2)
     """
     for r in rows:
-        _check_args(model, prompt_ids, max_new_tokens, r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"))
+        _check_args(model, prompt_ids, max_new_tokens, r.get("temperature", 0.0), r.get("top_k"), r.get("top_p"),
+                    r.get("seed"))
     eos = _eos_ids(model, eos_id)
     device = model.embed_tokens.weight.device
     gens = [None if r.get("seed") is None else torch.Generator(device=device).manual_seed(int(r["seed"]))

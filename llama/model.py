@@ -489,23 +489,41 @@ class Llama(nn.Module):
         backend = self.attn_backend
         if backend not in ATTN_BACKENDS:
             raise ValueError(f"attn_backend must be one of {', '.join(ATTN_BACKENDS)}, not {backend!r}")
+        if T == 0:
+            raise ValueError("no tokens: idx must hold at least one token per row, (B, T) with T >= 1")
         from_start = input_pos is None
         if from_start:
             input_pos = torch.arange(T, device=idx.device)
+        elif input_pos.shape != (T,):
+            raise ValueError(f"input_pos must give one position per token, shape ({T},), not {tuple(input_pos.shape)}")
         last = T - 1 if from_start else int(input_pos[-1])
+        if not from_start and T > 1:
+            lo, hi = (int(p) for p in torch.aminmax(input_pos))
+            if lo < 0:
+                raise ValueError(f"position {lo} is negative: positions count from 0")
+            last = max(last, hi)  # (only the check reads it so: positions given to a cache are consecutive)
         if last >= cfg.max_seq_len:
             raise ValueError(f"position {last} is past the model's context of {cfg.max_seq_len} tokens")
+        if last < 0:
+            raise ValueError(f"position {last} is negative: positions count from 0")
+        lo, hi = torch.aminmax(idx)
+        if int(lo) < 0 or int(hi) >= cfg.vocab_size:  # embedding would fail deep inside (a device assert on CUDA)
+            bad = int(lo) if int(lo) < 0 else int(hi)
+            raise ValueError(f"token id {bad} is outside the model's vocabulary of {cfg.vocab_size} ids (0..{cfg.vocab_size - 1})")
         if cache is not None and len(cache) != cfg.n_layers:
             raise ValueError(f"the KV cache has {len(cache)} layers, the model {cfg.n_layers}: make it with model.new_cache")
         S = last + 1 if cache is not None else T
-        # The causal mask: query at position p may attend to keys at positions 0..p. With a
-        # cache the keys are all positions written so far, so the mask is (T, S), not (T, T).
+        # The causal mask: the query in row i may attend to the keys in rows 0..i of the sequence. With a
+        # cache, key slot j holds position j and the queries sit at input_pos, so the mask is (T, S), not
+        # (T, T). Without a cache the keys are this call's own T rows, whatever positions input_pos gives
+        # them (they only turn RoPE): causal by row, as transformers' position_ids.
         # (The fused kernel masks by itself when queries and keys cover the same positions, the
         # blockwise path masks each tile by positions, and one new token at the end may attend to
         # every key: no mask to build in these cases.)
+        q_slot = input_pos if cache is not None or from_start else torch.arange(T, device=idx.device)  # (T,)
         mask = None
         if trace or (T > 1 and (backend == "manual" or (backend == "sdpa" and S != T))):
-            mask = torch.arange(S, device=idx.device)[None, :] <= input_pos[:, None]  # (T, S) True = may attend
+            mask = torch.arange(S, device=idx.device)[None, :] <= q_slot[:, None]  # (T, S) True = may attend
 
         x = self.embed_tokens(idx)  # (B, T, C)
         rope = None
@@ -523,7 +541,7 @@ class Llama(nn.Module):
         tr = Trace(embeddings=x) if trace else None
         for i, layer in enumerate(self.layers):
             lt = LayerTrace() if trace else None
-            x = layer(x, rope, input_pos, mask, cache[i] if cache is not None else None, backend, lt,
+            x = layer(x, rope, q_slot, mask, cache[i] if cache is not None else None, backend, lt,
                       self.attn_block_size)
             if trace:
                 tr.layers.append(lt)

@@ -33,7 +33,7 @@ from .checkpoint import default_device, load_pretrained, save_pretrained
 from .config import PRESETS, LlamaConfig
 from .generate import generate
 from .model import Llama
-from .tokenizer import BPETokenizer
+from .tokenizer import BPETokenizer, decode_continuation
 
 VAL_FRACTION = 0.1
 
@@ -109,12 +109,13 @@ def lr_at(step: int, max_steps: int, lr: float, warmup: int, min_lr: float) -> f
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def make_optimizer(model: Llama, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(model: Llama, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
+                   eps: float = 1e-8) -> torch.optim.AdamW:
     # Decay matrices and embeddings, not gains (norm weights are 1-D).
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for n, p in named if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
 def save_optimizer(opt: torch.optim.AdamW, model: Llama, path: Path) -> None:
@@ -188,6 +189,50 @@ class Recipe:
     eval_every: int = 250  # measure the validation loss every this many steps (and at the last one)
     eval_windows: int | None = 40  # validation windows per measurement (None: the whole split)
     seed: int = 1337  # batch order (the model's initial weights come from the caller's torch seed)
+    beta1: float = 0.9  # AdamW's decay of the gradient's running mean
+    beta2: float = 0.95  # ... and of its running square
+    eps: float = 1e-8  # AdamW's guard against dividing by a zero running square
+
+    def __post_init__(self):
+        # Each option within its meaning, or a ValueError naming it: grad_clip 0 means no clipping (nanoGPT,
+        # transformers' max_grad_norm) and a negative one would flip every gradient; a zero batch, a NaN rate
+        # or a beta of 1 would train nothing, or NaNs, without a word.
+        for name in ("steps", "batch_size", "eval_every"):
+            check_option(name, getattr(self, name), integer=True, low=1)
+        check_option("warmup", self.warmup, integer=True, low=0)
+        if self.eval_windows is not None:
+            check_option("eval_windows", self.eval_windows, integer=True, low=1)
+        check_option("seed", self.seed, integer=True)
+        check_option("lr", self.lr, low=0, low_open=True)
+        check_option("min_lr_ratio", self.min_lr_ratio, low=0, high=1)
+        check_option("weight_decay", self.weight_decay, low=0)
+        check_option("grad_clip", self.grad_clip, low=0, note="0 turns clipping off")
+        check_option("beta1", self.beta1, low=0, high=1, high_open=True)
+        check_option("beta2", self.beta2, low=0, high=1, high_open=True)
+        check_option("eps", self.eps, low=0, low_open=True)
+
+
+def check_option(name: str, value, integer: bool = False, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, note: str = "") -> None:
+    """Raise ValueError naming `name` unless value is a finite number (an integer if asked) in the range.
+
+        >>> check_option("grad_clip", -1.0, low=0, note="0 turns clipping off")
+        Traceback (most recent call last):
+        ValueError: grad_clip must be a finite number >= 0 (0 turns clipping off), not -1.0
+    """
+    bounds = ([f"{'>' if low_open else '>='} {low:g}"] if low is not None else []) + (
+        [f"{'<' if high_open else '<='} {high:g}"] if high is not None else [])
+    want = ("an integer" if integer else "a finite number") + (" " + " and ".join(bounds) if bounds else "")
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not bad and integer and not float(value).is_integer():
+        bad = True
+    if not bad:
+        v = float(value)
+        bad = (not math.isfinite(v) or (low is not None and (v <= low if low_open else v < low))
+               or (high is not None and (v >= high if high_open else v > high)))
+    if bad:
+        note = f" ({note})" if note else ""
+        raise ValueError(f"{name} must be {want}{note}, not {value!r}")
 
 
 @dataclass
@@ -222,10 +267,20 @@ def training_steps(model: Llama, train_ids: torch.Tensor, val_ids: torch.Tensor,
     `model` is trained in place (train() mode, fused attention); its weights are the run's result."""
     T = model.config.max_seq_len
     device = model.embed_tokens.weight.device
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe, not {type(recipe).__name__}")
+    recipe.__post_init__()  # again: a Recipe's fields can be changed after it was made
+    check_option("start_step", start_step, integer=True, low=0)
+    check_option("tokens", tokens, integer=True, low=0)
+    check_option("elapsed", elapsed, low=0)
+    if stop_at is not None:
+        check_option("stop_at", stop_at, integer=True, low=1)
+    if budget_s is not None:
+        check_option("budget_s", budget_s, low=0, low_open=True)
     if len(train_ids) <= T + 1 or len(val_ids) < T:
         raise ValueError(f"the text is too short for a context of {T} tokens: "
                          f"{len(train_ids)} train and {len(val_ids)} validation tokens")
-    opt = opt or make_optimizer(model, recipe.lr, recipe.weight_decay)
+    opt = opt or make_optimizer(model, recipe.lr, recipe.weight_decay, (recipe.beta1, recipe.beta2), recipe.eps)
     min_lr = recipe.lr * recipe.min_lr_ratio
     model.train()
     model.attn_backend = "sdpa"  # the fused kernel for speed; lessons use the readable path
@@ -253,7 +308,8 @@ def training_steps(model: Llama, train_ids: torch.Tensor, val_ids: torch.Tensor,
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        if recipe.grad_clip > 0:  # 0: no clipping (clipping at norm 0 would zero every gradient)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         opt.step()
         step += 1
         tokens += x.numel()
@@ -292,7 +348,10 @@ def train(args) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device != "auto" else default_device()
     out = Path(args.out)
-    text = Path(args.data).read_text(encoding="utf-8")
+    try:
+        text = Path(args.data).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:  # a clear line naming the option, not a traceback
+        raise SystemExit(f"--data {args.data}: cannot be read as UTF-8 text ({getattr(e, 'strerror', None) or e})")
     if args.max_chars:
         text = text[: args.max_chars]
     train_text, val_text = split_text(text)
@@ -319,8 +378,9 @@ def train(args) -> dict:
                          f"{len(train_ids)} train and {len(val_ids)} validation tokens")
     recipe = Recipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
                     warmup=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                    eval_every=args.eval_every, eval_windows=args.eval_windows, seed=args.seed)
-    opt = make_optimizer(model, args.lr, args.weight_decay)
+                    eval_every=args.eval_every, eval_windows=args.eval_windows, seed=args.seed, beta1=args.beta1,
+                    beta2=args.beta2, eps=args.eps)
+    opt = make_optimizer(model, args.lr, args.weight_decay, (args.beta1, args.beta2), args.eps)
     if resume:
         load_optimizer(opt, model, out / "optimizer.safetensors")
     n_params = model.num_parameters()
@@ -431,8 +491,8 @@ def model_card(model: Llama, tok: BPETokenizer, s: dict) -> str:
     greedy, sampled = [], []
     for p in prompts:
         ids = tok.encode(p, add_bos=True)
-        greedy.append(p + tok.decode(generate(model, ids, 60)))
-        sampled.append(p + tok.decode(generate(model, ids, 60, temperature=0.8, top_k=50, seed=0)))
+        greedy.append(p + decode_continuation(tok, ids, generate(model, ids, 60)))
+        sampled.append(p + decode_continuation(tok, ids, generate(model, ids, 60, temperature=0.8, top_k=50, seed=0)))
     fence = "\n```\n"
     gens = "\n".join(f"**Greedy** from `{p!r}`:{fence}{g}{fence}\n**Sampled** (temperature 0.8, top-k 50, seed 0):"
                      f"{fence}{x}{fence}" for p, g, x in zip(prompts, greedy, sampled))
@@ -466,38 +526,71 @@ Produced by:
 """
 
 
+def _option(integer: bool = False, **limits):
+    """An argparse type: the number, or "argument --grad-clip: must be ..." (check_option's limits)."""
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if integer else 'a number'}, not {text!r}")
+        try:
+            check_option("it", value, integer=integer, **limits)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("it ")) from None
+        return value
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+def _steps_list(text: str) -> str:
+    try:
+        steps = parse_steps(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be step numbers separated by commas, e.g. 0,50,100, not {text!r}")
+    if any(s < 0 for s in steps):
+        raise argparse.ArgumentTypeError(f"steps count from 0, not {text!r}")
+    return text
+
+
 def parse_args(argv=None):
+    count, positive = _option(integer=True, low=1), _option(low=0, low_open=True)
     p = argparse.ArgumentParser(prog="python -m llama.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="../shared/data/tinyshakespeare.txt", help="training text file (UTF-8)")
     p.add_argument("--out", default="runs/baby", help="run directory (checkpoints, log)")
     p.add_argument("--preset", default="baby", choices=sorted(PRESETS), help="model size preset")
-    p.add_argument("--dim", type=int, help="override the preset's width")
-    p.add_argument("--n-layers", type=int, help="override the preset's layer count")
-    p.add_argument("--n-heads", type=int, help="override the preset's query heads")
-    p.add_argument("--n-kv-heads", type=int, help="override the preset's key/value heads")
-    p.add_argument("--seq-len", type=int, help="context length (default: the preset's max_seq_len)")
-    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size, special tokens included")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="final learning rate / peak")
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--eval-windows", type=int, default=40, help="validation windows per periodic evaluation")
+    p.add_argument("--dim", type=count, help="override the preset's width")
+    p.add_argument("--n-layers", type=count, help="override the preset's layer count")
+    p.add_argument("--n-heads", type=count, help="override the preset's query heads")
+    p.add_argument("--n-kv-heads", type=count, help="override the preset's key/value heads")
+    p.add_argument("--seq-len", type=count,
+                   help="context length (default: the preset's max_seq_len)")
+    p.add_argument("--vocab-size", type=count, default=1024, help="BPE vocabulary size, special tokens included")
+    p.add_argument("--steps", type=count, default=3000)
+    p.add_argument("--batch-size", type=count, default=16)
+    p.add_argument("--lr", type=positive, default=2e-3)
+    p.add_argument("--min-lr-ratio", type=_option(low=0, high=1), default=0.1, help="final learning rate / peak")
+    p.add_argument("--warmup", type=_option(integer=True, low=0), default=100)
+    p.add_argument("--weight-decay", type=_option(low=0), default=0.1)
+    p.add_argument("--grad-clip", type=_option(low=0, note="0 turns clipping off"), default=1.0,
+                   help="clip the gradients' global norm at this value; 0 turns clipping off")
+    p.add_argument("--beta1", type=_option(low=0, high=1, high_open=True), default=0.9, help="AdamW's beta1")
+    p.add_argument("--beta2", type=_option(low=0, high=1, high_open=True), default=0.95, help="AdamW's beta2")
+    p.add_argument("--eps", type=positive, default=1e-8, help="AdamW's epsilon")
+    p.add_argument("--eval-every", type=count, default=250)
+    p.add_argument("--eval-windows", type=count, default=40, help="validation windows per periodic evaluation")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=count, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--stop-after", type=int,
+    p.add_argument("--stop-after", type=count,
                    help="stop (with a checkpoint) after this many steps of this invocation; --resume continues "
                         "with the same learning-rate schedule, for training in several sittings")
-    p.add_argument("--budget-s", type=float, help="also stop after this many seconds of training")
-    p.add_argument("--snapshot-steps", help="save fp16 weights after these steps, e.g. 0,50,100 (0: before training)")
+    p.add_argument("--budget-s", type=positive, help="also stop after this many seconds of training")
+    p.add_argument("--snapshot-steps", type=_steps_list,
+                   help="save fp16 weights after these steps, e.g. 0,50,100 (0: before training)")
     p.add_argument("--snapshot-dir", help="where the snapshots go (default: OUT/snapshots)")
-    p.add_argument("--max-chars", type=int, help="use only the first N characters of the file (quick tests)")
+    p.add_argument("--max-chars", type=count, help="use only the first N characters of the file (quick tests)")
     p.add_argument("--ship", help="also write the compact shipped model (fp16 + model card) to this directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -21,7 +21,8 @@ def first_view(cm: CourseModel) -> C.View:
 
 
 def slider_update(v: C.View) -> dict:
-    return gr.update(maximum=v.n, value=v.position)
+    # A one-token text has one prediction: the slider cannot move (its range would be empty); the notice says why.
+    return gr.update(maximum=max(v.n, 2), value=v.position, interactive=v.n > 1)
 
 
 def refresh(cm: CourseModel) -> tuple:

@@ -28,6 +28,7 @@ from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_l
 from lessons.grading import grade
 from lessons.inputs import LessonError, choice, join, whole
 from llama.config import LlamaConfig
+from llama.tokenizer import decode_continuation
 
 Progress = Callable[[float, str], None]
 
@@ -253,7 +254,7 @@ def _run(cm: CourseModel, prompt_ids: list[int], n: int) -> CacheRun:
     k_norms = np.stack([c.k[0, :, :S].float().norm(dim=-1).mean(0).cpu().numpy() for c in cache])  # (L, S)
     ids = tuple(prompt_ids) + tuple(toks)
     return CacheRun(len(prompt_ids), ids, tuple(token_label(cm.tokenizer, i) for i in ids), tuple(toks), tuple(utoks),
-                    diff, k_norms, sum(c.nbytes for c in cache), cm.tokenizer.decode(toks))
+                    diff, k_norms, sum(c.nbytes for c in cache), decode_continuation(cm.tokenizer, prompt_ids, toks))
 
 
 # Status of a (layer, position) cell at one step of generation.

@@ -491,9 +491,11 @@ def text_view(cm: CourseModel, text, position=None) -> View:
     s = score(cm, text)
     j, why = (default_position(s), "") if position is None else read_position(s, position)
     comp = compare(cm, text)
+    few = ("Your text is a single token after BOS, so there is one prediction to show and the position slider "
+           "stays put: type a few more words to compare positions." if s.n == 1 else "")
     return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
                 comparison_markdown(cm, comp, s), lens_figure(cm, s, j), lens_position_figure(cm, s, j),
-                lens_markdown(cm, s, j), j, s.n, join(s.notice, why), clean_text(text)[0])
+                lens_markdown(cm, s, j), j, s.n, join(s.notice, why, few), clean_text(text)[0])
 
 
 def position_view(cm: CourseModel, text, position) -> tuple:

@@ -29,6 +29,7 @@ from lessons.course import LRU, CourseModel, Prepared, token_label
 from lessons.grading import grade
 from lessons.inputs import choice, clean_text, join, number, whole
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
+from llama.tokenizer import decode_continuation
 
 DEFAULT_PROMPT = "ROMEO:\n"
 N_BARS = 20  # tokens drawn in the chart, most likely first
@@ -305,9 +306,10 @@ def prompt_text(cm: CourseModel, prep: Prepared) -> str:
     return cm.tokenizer.decode(prep.ids, skip_special_tokens=True)
 
 
-def continuation_text(cm: CourseModel, new_ids: list[int]) -> str:
-    """The new tokens as text; EOS is dropped (the status line reports it)."""
-    return cm.tokenizer.decode(new_ids, skip_special_tokens=True)
+def continuation_text(cm: CourseModel, new_ids: list[int], prompt_ids: list[int] = ()) -> str:
+    """The new tokens as text, as they continue the prompt (decoded with it, so a sentencepiece tokenizer keeps
+    the space that joins them: `llama.tokenizer.decode_continuation`); EOS is dropped (the status line reports it)."""
+    return decode_continuation(cm.tokenizer, prompt_ids, new_ids, skip_special_tokens=True)
 
 
 @dataclass
@@ -344,9 +346,11 @@ def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s:
         now = time.perf_counter()
         if last is None or now - last >= interval:
             last = now
-            yield SideBySide(out[0][:], out[1][:], continuation_text(cm, out[0]), continuation_text(cm, out[1]))
+            yield SideBySide(out[0][:], out[1][:], continuation_text(cm, out[0], ids),
+                             continuation_text(cm, out[1], ids))
     reasons = [stop_reason(cm, len(ids), o, max_new_tokens) for o in out]
-    yield SideBySide(out[0], out[1], continuation_text(cm, out[0]), continuation_text(cm, out[1]), True, *reasons)
+    yield SideBySide(out[0], out[1], continuation_text(cm, out[0], ids), continuation_text(cm, out[1], ids), True,
+                     *reasons)
 
 
 def generation_status(step: SideBySide, s: Settings, seed: int, max_new_tokens: int, notice: str = "") -> str:
@@ -410,8 +414,8 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
     diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
     if diff is None and len(a) != len(b):
         diff = min(len(a), len(b))
-    yield SeedReveal(temperature, seeds, (a, b), (continuation_text(cm, a), continuation_text(cm, b)),
-                     continuation_text(cm, greedy), n_tokens, diff)
+    yield SeedReveal(temperature, seeds, (a, b), (continuation_text(cm, a, ids), continuation_text(cm, b, ids)),
+                     continuation_text(cm, greedy, ids), n_tokens, diff)
 
 
 def seed_reveal_markdown(r: SeedReveal, choice: str | None) -> str:

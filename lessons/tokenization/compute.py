@@ -722,6 +722,7 @@ def single_token_words(tok: Tokenizer, text: str, ids: list[int], words: list[st
 def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT) -> Reveal:
     """Run the model's tokenizer on the question's text and grade the learner's range (lessons.grading)."""
     tok = cm.tokenizer
+    text, _ = clean_text(text, MAX_SENTENCE_CHARS, "question's text")  # empty: LessonError; long: cut (the page's is fixed)
     ids = tok.encode(text)
     choices = count_question(text)
     right = choices[_bucket(len(ids), text)]

@@ -30,7 +30,7 @@ from llama.ablate import ffn_changes
 from llama.config import FFNS, NORMS, PLACEMENTS, POSITIONS, LlamaConfig
 from llama.generate import generate
 from llama.model import Llama
-from llama.tokenizer import BPETokenizer
+from llama.tokenizer import BPETokenizer, decode_continuation
 from llama.train import Recipe, split_text, steps_for_budget, training_steps
 from lessons.attention import compute as A
 from lessons.course import DEFAULT_MODEL_DIR, ROOT, LRU, CourseModel
@@ -182,7 +182,8 @@ def sample(lab: LabModel, prompt: str = SAMPLE_PROMPT, n: int = SAMPLE_TOKENS, t
     (1 <= n < the model's context) after the prompt's last tokens that leave room for them."""
     ids = [lab.tokenizer.bos_id] + lab.tokenizer.encode(prompt)  # BOS first, as in training (prepare_text)
     ids = ids[-(lab.model.config.max_seq_len - n):]
-    return prompt + lab.tokenizer.decode(generate(lab.model, ids, n, temperature=temperature, top_k=50, seed=seed))
+    new = generate(lab.model, ids, n, temperature=temperature, top_k=50, seed=seed)
+    return prompt + decode_continuation(lab.tokenizer, ids, new)  # with the prompt: its joining space kept
 
 
 def curve_figure(steps: list[int], train: list[float], val: list[tuple[int, float]], vocab: int,
@@ -491,7 +492,7 @@ def _snapshot_view(snaps: list[Snapshot], i: int, final: Path) -> SnapshotView:
     t = A.trace_text(cm, ATTENTION_TEXT)
     previous = float(A.head_stats(t).previous[layer, head])
     ids = [tok.bos_id] + tok.encode(SAMPLE_PROMPT)
-    text = SAMPLE_PROMPT + tok.decode(generate(cm.model, ids, 40))
+    text = SAMPLE_PROMPT + decode_continuation(tok, ids, generate(cm.model, ids, 40))
     log = json.loads((final / "train_log.json").read_text())
     curve = go.Figure(data=[
         dict(type="scatter", x=[e["step"] for e in log], y=[e["val_loss"] for e in log], mode="lines+markers",

@@ -21,12 +21,14 @@ references.py imports `tokenizers` and `sentencepiece` only when its functions r
 
 from .base import GPT2_SPLIT_PATTERN, SPLIT_PATTERN, bytes_to_unicode, get_stats, merge, pretokenize
 from .bpe import DEFAULT_SPECIAL_TOKENS, MAX_ENCODE_CHARS, MAX_TRAIN_CHARS, BPETokenizer, Merge
-from .interface import HFTokenizer, SentencePieceTokenizer, Tokenizer, is_own_tokenizer_json, load_tokenizer
+from .interface import (UNUSED, HFTokenizer, PaddedTokenizer, SentencePieceTokenizer, Tokenizer, decode_continuation,
+                        for_model, is_own_tokenizer_json, load_tokenizer)
 from .references import compare_tokenizers, train_all, train_hf_bpe, train_sentencepiece
 
 __all__ = [
     "BPETokenizer", "Merge", "DEFAULT_SPECIAL_TOKENS", "MAX_TRAIN_CHARS", "MAX_ENCODE_CHARS", "SPLIT_PATTERN",
     "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "get_stats", "merge", "pretokenize",
     "Tokenizer", "HFTokenizer", "SentencePieceTokenizer", "load_tokenizer", "is_own_tokenizer_json",
+    "decode_continuation", "PaddedTokenizer", "for_model", "UNUSED",
     "train_hf_bpe", "train_sentencepiece", "train_all", "compare_tokenizers",
 ]

@@ -67,6 +67,15 @@ class Tokenizer(Protocol):
     def token_to_id(self, token: str) -> int | None: ...
 
 
+def _checked_ids(ids, vocab_size: int) -> list[int]:
+    """ids as a list of ints, or a ValueError naming the first one outside 0..vocab_size-1."""
+    out = [int(i) for i in ids]
+    bad = next((i for i in out if not 0 <= i < vocab_size), None)
+    if bad is not None:
+        raise ValueError(f"token id {bad} is not in the vocabulary (0..{vocab_size - 1})")
+    return out
+
+
 def _readable(b: bytes) -> str:
     return b.decode("utf-8", errors="inside_llama_hex")  # registered in bpe.py: b'\xe4' -> '<0xE4>'
 
@@ -133,10 +142,12 @@ class HFTokenizer(_Roles):
         return ([self._need("bos")] if add_bos else []) + ids + ([self._need("eos")] if add_eos else [])
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        """Ids -> text, as `tokenizers` decodes them; an id outside the vocabulary is refused (`tokenizers` itself
+        drops it without a word; a model with a padded vocabulary uses `for_model`)."""
+        return self._tok.decode(_checked_ids(ids, self.vocab_size), skip_special_tokens=skip_special_tokens)
 
     def id_to_token(self, i: int) -> str:
-        s = self._tok.id_to_token(int(i))
+        s = self._tok.id_to_token(int(i)) if 0 <= int(i) < self.vocab_size else None
         if s is None:
             raise ValueError(f"token id {i!r} is not in the vocabulary (0..{self.vocab_size - 1})")
         return s
@@ -203,7 +214,7 @@ class SentencePieceTokenizer(_Roles):
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         """Ids -> text. sentencepiece drops control tokens; unless skip_special_tokens they are written
         as their text ('<s>'), as Hugging Face does."""
-        ids = [int(i) for i in ids]
+        ids = _checked_ids(ids, self.vocab_size)
         if skip_special_tokens:
             return self._sp.decode([i for i in ids if i not in self._special_of_id])
         out, run = [], []
@@ -236,6 +247,111 @@ class SentencePieceTokenizer(_Roles):
 
     def __repr__(self) -> str:
         return f"SentencePieceTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
+
+
+def decode_continuation(tok: Tokenizer, prompt_ids, new_ids, skip_special_tokens: bool = False) -> str:
+    """The text that new_ids add after prompt_ids: decode(prompt + new) with decode(prompt) taken off its front.
+
+    Decoding the new ids on their own loses what joins them to the prompt: a sentencepiece-style tokenizer
+    (Llama 1/2, stories260K) drops the space of a first piece '▁there', so "Once upon a time," + "there was"
+    would read "Once upon a time,there was"; and a character cut between the two halves would decode as two
+    U+FFFD. transformers' TextStreamer decodes the same way (the whole sequence, then the part not yet shown).
+
+        >>> tok = load_tokenizer("../shared/models/stories260K")
+        >>> prompt = tok.encode("Once upon a time,", add_bos=True)
+        >>> tok.decode(tok.encode(" there was")), decode_continuation(tok, prompt, tok.encode(" there was"))
+        ('there was', ' there was')
+
+    When the prompt's own text changes once the new ids follow it (its last bytes were half a character),
+    the part from the first changed character on is returned.
+    """
+    prompt_ids, new_ids = [int(i) for i in prompt_ids], [int(i) for i in new_ids]
+    if not prompt_ids:
+        return tok.decode(new_ids, skip_special_tokens=skip_special_tokens)
+    head = tok.decode(prompt_ids, skip_special_tokens=skip_special_tokens)
+    full = tok.decode(prompt_ids + new_ids, skip_special_tokens=skip_special_tokens)
+    if full.startswith(head):
+        return full[len(head):]
+    same = next((i for i, (a, b) in enumerate(zip(head, full)) if a != b), min(len(head), len(full)))
+    return full[same:]
+
+
+UNUSED = "<unused{}>"  # a padded row without a token, as Gemma spells its spare ones: decode, pieces, labels
+
+
+class PaddedTokenizer:
+    """A tokenizer for a model whose embedding table has more rows than the tokenizer has tokens.
+
+    Published checkpoints often pad the vocabulary to a multiple of 64 or 128 (faster matrix products; room for
+    tokens added later): the model gives logits for ids the tokenizer cannot spell. This wrapper answers for
+    them, as "<unusedN>" in decode, pieces, id_to_token and token_bytes, instead of raising "token id N is not
+    in the vocabulary". Sampling is left as transformers and vLLM leave it (the padded rows are not masked: the
+    numbers stay the reference's, and a trained model gives those rows almost no probability); when one is
+    picked, it shows as a visible placeholder rather than vanishing from the text (`tokenizers` decodes it as
+    "") or failing. skip_special_tokens=True drops the placeholders with the special tokens.
+
+    vocab_size stays the tokenizer's own count; `model_vocab_size` is the model's rows. Ids at or past the
+    model's rows are still refused (ValueError). Everything else is the wrapped tokenizer's.
+    """
+
+    def __init__(self, tok: Tokenizer, model_vocab_size: int):
+        self.inner, self.model_vocab_size = tok, int(model_vocab_size)
+
+    def __getattr__(self, name):  # vocab_size, bos_id, encode, special_tokens, merges, ...: the tokenizer's own
+        if name.startswith("__") or name == "inner":  # (copy and pickle look these up before `inner` exists)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def is_unused(self, i: int) -> bool:
+        """True for an id of a padded row (one the tokenizer has no token for); ValueError outside the model."""
+        i = int(i)
+        if not 0 <= i < self.model_vocab_size:
+            raise ValueError(f"token id {i} is not in the model's vocabulary (0..{self.model_vocab_size - 1})")
+        return i >= self.inner.vocab_size
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        out, real, run = [], [], []  # real: every real id so far, so a run after a placeholder keeps its space
+
+        def flush():
+            if run:
+                out.append(decode_continuation(self.inner, real, run, skip_special_tokens))
+                real.extend(run)
+                run.clear()
+
+        for i in (int(i) for i in ids):
+            if self.is_unused(i):
+                flush()
+                out.append("" if skip_special_tokens else UNUSED.format(i))
+            else:
+                run.append(i)
+        flush()
+        return "".join(out)
+
+    def id_to_token(self, i: int) -> str:
+        return UNUSED.format(int(i)) if self.is_unused(i) else self.inner.id_to_token(i)
+
+    def token_bytes(self, i: int) -> bytes:
+        return UNUSED.format(int(i)).encode() if self.is_unused(i) else self.inner.token_bytes(i)
+
+    def pieces(self, ids) -> list[str]:
+        ids = [int(i) for i in ids]
+        if not any(self.is_unused(i) for i in ids):
+            return self.inner.pieces(ids)
+        return [UNUSED.format(i) if self.is_unused(i) else self.inner.pieces([i])[0] for i in ids]
+
+    def __repr__(self) -> str:
+        return f"PaddedTokenizer({self.inner!r}, model_vocab_size={self.model_vocab_size})"
+
+
+def for_model(tok: Tokenizer, model_vocab_size: int) -> Tokenizer:
+    """The tokenizer to use with a model of model_vocab_size embedding rows: `tok` itself when the two agree
+    (or the model has fewer rows), else a `PaddedTokenizer` that spells the padded rows "<unusedN>".
+
+        >>> cm_tokenizer = for_model(load_tokenizer(path), model.config.vocab_size)
+    """
+    if isinstance(tok, PaddedTokenizer):
+        tok = tok.inner
+    return PaddedTokenizer(tok, model_vocab_size) if model_vocab_size > tok.vocab_size else tok
 
 
 def is_own_tokenizer_json(path: str | Path) -> bool:
