@@ -48,6 +48,9 @@ def _sampling_generate(cm, t):
 
 
 # What each page's events call with the learner's text (other inputs at typical values).
+from lessons.meta_code import compute as MC  # noqa: E402
+from lessons.relative import compute as REL  # noqa: E402
+
 CALLS = {
     "attention.view": lambda cm, t: A.view(cm, t, 0, 0, 3, 1.0),
     "attention.analyze_view": lambda cm, t: A.analyze_view(cm, t, 0, 0, 3, 1.0),
@@ -78,6 +81,11 @@ CALLS = {
     "tokenization.replay": lambda cm, t: T.replay(T.first_training(cm).trained, 5, t),
     "tokenization.embedding": lambda cm, t: (T.embedding_heatmap(cm, t), T.embedding_map(cm, t)),
     "tokenization.reveal_count": lambda cm, t: T.reveal_count(cm, None, t),
+    "relative.position_scores": lambda cm, t: REL.position_scores(cm, t, 4),
+    "relative.reveal_clipping": lambda cm, t: REL.reveal_clipping(cm, t, None),
+    "meta_code.compare": lambda cm, t: MC.compare(cm, t),
+    "meta_code.reveal_permutation": lambda cm, t: MC.reveal_permutation(cm, t, None),
+    "meta_code.top_p_agreement": lambda cm, t: MC.top_p_agreement(cm, t),
 }
 
 
