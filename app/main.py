@@ -63,7 +63,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import share, startup  # noqa: E402
+from app import model_url, share, startup  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -147,7 +147,7 @@ def tab_titles() -> dict[str, str]:
 
 
 def head() -> str:
-    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES
+    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES + model_url.HEAD_JS
             + HEAD_TITLE % json.dumps(tab_titles())
             + "</script>")
 

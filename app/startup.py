@@ -12,7 +12,8 @@ the Hub's models fetched in the background, and pages that travel compressed and
 - `middleware()`: responses compressed (gzip) where the browser accepts it, for the paths Gradio's own Brotli
   middleware leaves alone (it compresses only names ending .js, .css, .json, ...: not the pages, whose HTML carries
   the page's whole config and first figures, nor /gradio_api/info); never the event streams (text/event-stream).
-  A page's HTML also carries an ETag: a repeat visit revalidates and gets "304 Not Modified" instead of the page.
+  A page's HTML also carries an ETag: a repeat visit revalidates and gets "304 Not Modified" instead of the page;
+  and it starts with app.model_url.STORAGE_SHIM (a page in a frame whose storage is blocked still starts).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class CompressPages:
         from starlette.middleware.gzip import GZipMiddleware
 
         self.app = app
-        self.gzip = GZipMiddleware(ETagPages(app), minimum_size=500, compresslevel=6)
+        self.gzip = GZipMiddleware(PageHTML(app), minimum_size=500, compresslevel=6)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and not scope.get("path", "").endswith(_BROTLI_EXTENSIONS):
@@ -96,9 +97,10 @@ class CompressPages:
         return await self.app(scope, receive, send)
 
 
-class ETagPages:
-    """A GET answered 200 with text/html gets an ETag (a hash of its body) and `Cache-Control: no-cache`; a request
-    whose If-None-Match carries that ETag gets 304 and no body. Other responses pass through untouched."""
+class PageHTML:
+    """A GET answered 200 with text/html: app.model_url.STORAGE_SHIM goes first into its <head> (it must run before
+    Gradio's scripts), and it gets an ETag (a hash of its body) and `Cache-Control: no-cache`; a request whose
+    If-None-Match carries that ETag gets 304 and no body. Other responses pass through untouched."""
 
     def __init__(self, app):
         self.app = app
@@ -125,6 +127,10 @@ class ETagPages:
             if message.get("more_body"):
                 return None
             content = b"".join(body)
+            if b"<head>" in content[:4096]:
+                from app.model_url import STORAGE_SHIM
+
+                content = content.replace(b"<head>", b"<head><script>" + STORAGE_SHIM.encode() + b"</script>", 1)
             tag = '"' + hashlib.sha1(content).hexdigest()[:20] + '"'
             headers = MutableHeaders(raw=start["headers"])
             headers["ETag"] = tag
@@ -136,6 +142,7 @@ class ETagPages:
                 await send({**start, "status": 304, "headers": headers.raw})
                 await send({"type": "http.response.body", "body": b""})
                 return None
+            headers["content-length"] = str(len(content))
             await send({**start, "headers": headers.raw})
             await send({"type": "http.response.body", "body": content})
             return None
