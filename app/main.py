@@ -272,7 +272,7 @@ def main() -> None:
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
                 app_kwargs={"exception_handlers": {404: not_found}, "middleware": startup.middleware()},
-                prevent_thread_lock=True)
+                prevent_thread_lock=True, ssr_mode=False)  # SSR (on by default on Spaces): README, Hosting
     startup.mark("launch")
     startup.report()
     demo.block_thread()

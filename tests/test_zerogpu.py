@@ -2,7 +2,8 @@
 
 ZeroGPU simulated (tests/zerogpu/: a sitecustomize and a stand-in `spaces` package first on the PYTHONPATH):
 `torch.cuda.is_available()` is True from start-up, any real CUDA use outside a `spaces.GPU` function fails, the
-Space's environment (SYSTEM=spaces, SPACE_ID, SPACES_ZERO_GPU) is set and the app is started the Space's way,
+Space's environment (SYSTEM=spaces, SPACE_ID, SPACES_ZERO_GPU, GRADIO_SSR_MODE=true: Spaces switch server-side
+rendering on) is set and the app is started the Space's way,
 `python app/main.py`. It must start, decorate its heavy paths, keep the course model on the CPU, and run every
 page's opening events in a browser without an error.
 """
@@ -40,7 +41,7 @@ def zerogpu(tmp_path_factory):
     sim_log, server_log = tmp / "sim.log", tmp / "server.log"
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(SIM), "ZEROGPU_SIM_LOG": str(sim_log), "SPACES_ZERO_GPU": "true",
-           "SYSTEM": "spaces", "SPACE_ID": "teacher/inside-llama", "SPACE_HOST": "teacher-inside-llama.hf.space",
+           "SYSTEM": "spaces", "SPACE_ID": "teacher/inside-llama", "GRADIO_SSR_MODE": "true", "SPACE_HOST": "teacher-inside-llama.hf.space",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("INSIDE_LLAMA_MODELS", None)
     with open(server_log, "w") as out:
@@ -102,6 +103,23 @@ def test_zerogpu_every_page_opens_without_an_error(zerogpu, browser):
         ctx.close()
     assert "cuda-outside" not in sim_log.read_text()
     assert not false_alarms(server_log.read_text())
+
+
+def test_with_ssr_switched_on_an_unknown_path_gets_the_course_404_page(zerogpu, browser):
+    """Spaces set GRADIO_SSR_MODE=true; the course's own 404 page (app.main.not_found_page) must still answer a lost
+    learner, and the pages must still come from the app's server (compressed, with the storage stand-in)."""
+    url, server_log, sim_log = zerogpu
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        response = page.goto(url + "no-such-lesson")
+        assert response.status == 404
+        assert page.title() == "Page not found · Inside LLaMA"
+        assert page.locator("a[href='/attention']").count() == 1
+        lesson = page.goto(url + "attention")
+        assert lesson.status == 200 and "__inside_llama" in lesson.text()  # app.model_url.STORAGE_SHIM
+    finally:
+        ctx.close()
 
 
 def test_start_up_log_has_no_false_alarm_after_a_profiled_measurement(app_url, client):
