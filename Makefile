@@ -13,12 +13,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when a requirements file changed (the stamp is older than it).
-$(VENV)/.runtime-installed: requirements.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+$(VENV)/.runtime-installed: requirements.txt constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt constraints.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $@ $(VENV)/.runtime-installed
 
 browser:

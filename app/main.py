@@ -63,7 +63,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import share  # noqa: E402
+from app import model_url, share, startup  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -152,10 +152,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def head() -> str:
-    """The page head of every route: the phone rules and the scripts above, and the course skeleton's own CSS and JS
-    (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself)."""
+    """The page head of every route: the phone rules and the scripts above, the picked model kept in the URL
+    (app/model_url.py), and the course skeleton's own CSS and JS (app/static/course.css, course.js: answers hidden
+    until Reveal, Go deeper links, check yourself)."""
     return ("<style>" + HEAD_STYLE + (STATIC / "course.css").read_text(encoding="utf-8") + "</style><script>"
-            + HEAD_KEYS + HEAD_FIGURES + HEAD_TITLE % json.dumps(tab_titles())
+            + HEAD_KEYS + HEAD_FIGURES + model_url.HEAD_JS + HEAD_TITLE % json.dumps(tab_titles())
             + (STATIC / "course.js").read_text(encoding="utf-8") + "</script>")
 
 
@@ -184,7 +185,9 @@ async def not_found(request, exc):
 
 def build() -> gr.Blocks:
     t0 = time.time()
+    startup.mark("imports")
     cm = course()  # loaded once, before any page is built
+    startup.mark("course model")
     with gr.Blocks(title="Inside LLaMA") as demo:
         gr.Navbar(main_page_name="Course map")
         home.build(cm)
@@ -196,6 +199,7 @@ def build() -> gr.Blocks:
             page.build(cm, lesson)
         share.check_linked(lesson.slug)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
+    startup.mark("pages")
     return demo
 
 
@@ -261,8 +265,11 @@ def warm() -> None:
 
 
 def main() -> None:
+    startup.prefetch_models()  # the Hub's files of INSIDE_LLAMA_MODELS, in a background thread
     demo = build()
     warm()
+    startup.mark("warm")
+    startup.quiet_log()
     # The pages, the model and the warmed results are ~460,000 Python objects that live as long as the server. A
     # full garbage collection walks them all (about 0.3 s on a quiet 2-core machine, every thread waiting), now and
     # then while a class is on: frozen, collections walk only what the learners' requests create.
@@ -273,7 +280,11 @@ def main() -> None:
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
-                app_kwargs={"exception_handlers": {404: not_found}})
+                app_kwargs={"exception_handlers": {404: not_found}, "middleware": startup.middleware()},
+                prevent_thread_lock=True, ssr_mode=False)  # SSR (on by default on Spaces): README, Hosting
+    startup.mark("launch")
+    startup.report()
+    demo.block_thread()
 
 
 if __name__ == "__main__":

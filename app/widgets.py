@@ -396,25 +396,39 @@ def handler(fn, n_outputs: int = 1, msg_at: int = 0):
     for generators (streaming); the wrapper's signature is fn's with `cm` replaced by `model_key`, so
     gr.Progress defaults still work.
     """
-    from app.context import resolve  # late: context loads the model
+    from app.context import lent_gpu, resolve  # late: context loads the model
+    from app.gpu import FORWARD_S, STREAM_S, gpu
 
     def fail(e: LessonError):
         if n_outputs == 1:
             return note(str(e))
         return tuple(note(str(e)) if i == msg_at else gr.skip() for i in range(n_outputs))
 
+    # A picked model on a GPU lent per call (ZeroGPU): the event runs inside app.gpu.gpu, which attaches the GPU for
+    # the call; the key is resolved inside it (the model is not passed to the GPU worker). Elsewhere it is fn itself.
     if inspect.isgeneratorfunction(fn):
+        @gpu(STREAM_S)
+        def on_gpu(key, *args, **kwargs):
+            yield from fn(resolve(key), *args, **kwargs)
+
         @functools.wraps(fn)
         def wrapped(key, *args, **kwargs):
             try:
-                yield from fn(resolve(key), *args, **kwargs)
+                if lent_gpu(key):
+                    yield from on_gpu(key, *args, **kwargs)
+                else:
+                    yield from fn(resolve(key), *args, **kwargs)
             except LessonError as e:
                 yield fail(e)
     else:
+        @gpu(FORWARD_S)
+        def on_gpu(key, *args, **kwargs):
+            return fn(resolve(key), *args, **kwargs)
+
         @functools.wraps(fn)
         def wrapped(key, *args, **kwargs):
             try:
-                return fn(resolve(key), *args, **kwargs)
+                return on_gpu(key, *args, **kwargs) if lent_gpu(key) else fn(resolve(key), *args, **kwargs)
             except LessonError as e:
                 return fail(e)
 

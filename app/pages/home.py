@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 import lessons
-from app import widgets
+from app import model_url, share, widgets
 from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
@@ -114,8 +114,13 @@ def build(cm: CourseModel) -> None:
             return widgets.note(str(e)), previous, previous, gr.skip(), gr.skip(), gr.skip()
         return "", key, key, device_line(m), model_summary(m), m.card or NO_CARD
 
-    def show_remembered(key, progress=gr.Progress()):
-        """Page load: show the model this browser chose before (the course model when it is gone)."""
+    def show_remembered(key, request: gr.Request, progress=gr.Progress()):
+        """Page load: show the model the URL names (model=, app.model_url), else the one this browser chose before
+        (the course model when it is gone)."""
+        linked, notice = share.model_from_link(request.query_params.get(share.MODEL_PARAM) if request else None)
+        if notice:
+            return widgets.note(notice), "", "", device_line(cm), model_summary(cm), cm.card or NO_CARD
+        key = linked if linked is not None else key
         try:
             m, key = describe(key, progress)
         except LessonError as e:
@@ -125,7 +130,11 @@ def build(cm: CourseModel) -> None:
         return "", key, key, device_line(m), model_summary(m), m.card or NO_CARD
 
     outputs = [status, picker, remembered, runs_on, summary, card]
-    picker.input(choose_model, [picker, remembered], outputs, api_name="choose_model")
+    picked = picker.input(choose_model, [picker, remembered], outputs, api_name="choose_model")
+    # the choice into the URL too (storage may be blocked in the huggingface.co frame): app.model_url
+    shown = gr.Textbox(visible="hidden", elem_id="model-in-url")
+    picked.then(share.model_name, picker, shown, api_visibility="private", queue=False).then(
+        None, shown, None, js=model_url.WRITE_MODEL)
     gr.context.Context.root_block.load(show_remembered, [remembered], outputs, api_visibility="private")
 
 
