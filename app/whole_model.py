@@ -68,7 +68,7 @@ def _bars(values: list[float]) -> str:
 
 
 def _blocks(ov: Overview) -> str:
-    quantity = {"attention": f'{ov.n_heads} heads × {len(ov.ids)} × {len(ov.ids)}',
+    quantity = {"attention": f'{ov.n_heads} heads × {len(ov.ids)} × {len(ov.ids)}', "rope": f"θ = {ov.rope_theta:,.0f}",
                 "ffn": f"{ov.hidden_dim:,} wide"}
     parts = []
     for part, label, slug in BLOCK:

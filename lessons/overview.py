@@ -42,6 +42,7 @@ class Overview:
     head_dim: int
     hidden_dim: int  # the feed-forward's width
     position: str  # "rope", or the config's other position scheme
+    rope_theta: float  # RoPE's base (used when position == "rope")
     shapes: dict[str, tuple[int, ...]]  # part -> the tensor's shape there (see `overview`)
     residual_rms: list[float]  # at the last position: the embedding, then the residual stream after each block
     final_rms: float  # the last position's vector after the final norm (what the output layer reads)
@@ -91,7 +92,7 @@ def overview(cm: CourseModel, text, k: int = TOP_K) -> Overview:
     notice = " ".join(s for s in (p.notice, why) if s)
     read = cleaned if not p.notice else cm.tokenizer.decode(p.ids[1:], skip_special_tokens=True)
     return Overview(read, p.labels, list(p.ids), c.n_layers, c.dim, c.vocab_size, c.n_heads, c.n_kv_heads,
-                    c.head_dim, c.hidden_dim, c.position, shapes, resid, rms(last), top, next_text, notice)
+                    c.head_dim, c.hidden_dim, c.position, c.rope_theta, shapes, resid, rms(last), top, next_text, notice)
 
 
 def _append(cm: CourseModel, text: str, ids: list[int], new: int, cut: bool) -> tuple[str, str]:

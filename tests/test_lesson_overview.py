@@ -62,3 +62,20 @@ def test_empty_and_long_text(cm):
         overview(cm, "   ")
     ov = overview(cm, "to be or not " * 400)
     assert len(ov.ids) == 128 and "only the first" in ov.notice
+
+
+def test_a_30_layer_model_draws_30_blocks(cm):
+    """The picture is drawn from the loaded model's config: a 30-layer Llama (random weights, the course tokenizer)
+    gets 30 residual bars after the embedding's, in the same one-screen picture."""
+    from app.whole_model import picture
+    from lessons.course import CourseModel
+    from llama import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    deep = Llama(LlamaConfig(dim=32, n_layers=30, n_heads=4, n_kv_heads=2, vocab_size=cm.config.vocab_size,
+                             max_seq_len=64, multiple_of=16)).eval()
+    ov = overview(CourseModel(deep, cm.tokenizer, cm.path), "To be, or not to be")
+    assert ov.n_layers == 30 and len(ov.residual_rms) == 31
+    html = picture(ov, "a 30-layer test model")
+    assert html.count("<rect ") == 31 and "30 × Llama block" in html
+    assert "after block 30: RMS" in html and "after block 31" not in html
