@@ -62,9 +62,13 @@ def _bars(values: list[float]) -> str:
         name = "the embedding" if j == 0 else f"after block {j}"
         rects.append(f'<rect class="{"wm-bar0" if j == 0 else "wm-bar"}" x="{j * w + 1}" y="{h - bh:.1f}" '
                      f'width="{w - 2}" height="{bh:.1f}"><title>{name}: RMS {v:.3f}</title></rect>')
+    # under the bars: every bar's name when they are few, else the first and the last (hover names each bar)
+    names = ["emb"] + [str(j) for j in range(1, n)] if n <= 17 else ["emb"] + [""] * (n - 2) + [str(n - 1)]
+    ticks = "".join(f"<span>{s}</span>" for s in names)
     return (f'<svg class="wm-bars" viewBox="0 0 {n * w} {h}" preserveAspectRatio="none" role="img" '
             f'aria-label="residual stream RMS at the last token: the embedding then {n - 1} blocks, from '
-            f'{values[0]:.2f} to {values[-1]:.2f}">{"".join(rects)}</svg>')
+            f'{values[0]:.2f} to {values[-1]:.2f}">{"".join(rects)}</svg>'
+            f'<div class="wm-ticks" style="grid-template-columns: repeat({n}, 1fr)" aria-hidden="true">{ticks}</div>')
 
 
 def _blocks(ov: Overview) -> str:

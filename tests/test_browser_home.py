@@ -127,3 +127,15 @@ def test_the_course_map_names_the_model_and_shows_no_server_path(client):
     assert str(ROOT) not in runs_on and "assets/model" not in runs_on
     status, picker, remembered, runs_on, summary, card = client.predict(str(STORIES), "", api_name="/choose_model")
     assert "stories260K" in runs_on and str(STORIES) not in runs_on
+
+
+def test_a_model_is_named_by_its_card_its_hub_id_or_its_folder():
+    from types import SimpleNamespace
+    from pathlib import Path
+
+    from app.pages.home import model_name
+
+    assert model_name(SimpleNamespace(card="# My Llama\ntext", path=Path("/srv/x/model"))) == "My Llama"
+    hub = Path("/root/.cache/huggingface/hub/models--meta-llama--Llama-3.2-1B/snapshots/0123abc")
+    assert model_name(SimpleNamespace(card="", path=hub)) == "meta-llama/Llama-3.2-1B"
+    assert model_name(SimpleNamespace(card="", path=STORIES)) == "stories260K"

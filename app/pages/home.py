@@ -112,7 +112,8 @@ def build(cm: CourseModel) -> None:
         if not reg.is_offered(key):
             raise LessonError(f"The model {echo(key)!r} is not offered here: the course model is used.")
         if key and key not in reg.resident():
-            progress(0.1, desc=f"loading {key} (once; then it is shared by every learner)")
+            label = next((o.label for o in options if o.key == key), "the model")  # a name, not a server path
+            progress(0.1, desc=f"loading {label} (once; then it is shared by every learner)")
         return reg.get(key), key
 
     def choose_model(key, previous, progress=gr.Progress()):
@@ -174,7 +175,8 @@ def device_line(cm: CourseModel) -> str:
 
 
 def model_name(cm: CourseModel) -> str:
-    """A model's name for learners: its model card's title, else its directory's name (or Hub id's last part).
+    """A model's name for learners: its model card's title, else its Hub id (a model fetched from the Hub lives in
+    the Hub cache as .../models--org--name/snapshots/<commit>), else its directory's name.
 
         >>> model_name(course())
         'The Inside LLaMA course model'
@@ -182,7 +184,10 @@ def model_name(cm: CourseModel) -> str:
     for line in (cm.card or "").splitlines():
         if line.startswith("# ") and line[2:].strip():
             return line[2:].strip()
-    return cm.path.name
+    p = cm.path
+    if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+        return p.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return p.name
 
 
 DEFAULT_TEXT = "Before we proceed any further, hear me"
