@@ -20,18 +20,18 @@ from dataclasses import dataclass
 
 import torch
 
-from lessons.course import CourseModel, prepare_text, token_label, trace
+from lessons.course import CourseModel, token_label, trace
 from lessons.inputs import clean_text
 
 TOP_K = 5  # next tokens shown with their probabilities
-MAX_TOKENS = 128  # the picture reads at most this many tokens (BOS included); a longer text is cut, with a notice
+MAX_TOKENS = 128  # the picture reads at most this many tokens (BOS included): a longer text's last ones, with a notice
 
 
 @dataclass(frozen=True)
 class Overview:
     """One text through the whole model, as plain data (shapes are tuples of ints, B = 1)."""
 
-    text: str  # the text the model read (cleaned, cut to MAX_TOKENS)
+    text: str  # the text the model read (cleaned; its last MAX_TOKENS - 1 tokens)
     tokens: list[str]  # readable token labels, BOS first (lessons.course.token_label)
     ids: list[int]  # token ids, BOS first
     n_layers: int
@@ -68,11 +68,18 @@ def overview(cm: CourseModel, text, k: int = TOP_K) -> Overview:
     "ffn" (1, T, hidden_dim), the SwiGLU gate of one block; "block" (1, T, C), what each block returns;
     "logits" (1, T, V); "probabilities" (V,), the softmax of the last position's logits.
     The residual stream's size is its RMS at the last position (the one whose next token is predicted)."""
-    cleaned, _ = clean_text(text)
-    p = prepare_text(cm, text, max_tokens=MAX_TOKENS)
-    c, model = cm.config, cm.model
-    tr = trace(model, tuple(p.ids))  # cached: every lesson reads the same recorded tensors
-    T = len(p.ids)
+    c, model, tok = cm.config, cm.model, cm.tokenizer
+    cleaned, notice = clean_text(text)  # LessonError for empty text
+    body = tok.encode(cleaned)
+    limit = min(MAX_TOKENS, c.max_seq_len) - 1  # tokens after BOS
+    cut = len(body) > limit or len(cleaned) < len(text or "")
+    if len(body) > limit:  # the next token follows the end of the text: the model reads its last tokens
+        notice = " ".join(s for s in (notice, f"The text has {len(body):,} tokens; the model reads the last {limit} "
+                                      f"(after BOS; the limit is {limit + 1} tokens).") if s)
+        body = body[-limit:]
+    ids = [tok.bos_id] + body
+    tr = trace(model, tuple(ids))  # cached: every lesson reads the same recorded tensors
+    T = len(ids)
     with torch.inference_mode():
         last = tr.final_norm_out[0, -1]  # (C,) the last position after the final norm
         logits = model.lm_head(last).float()  # (V,)
@@ -88,17 +95,18 @@ def overview(cm: CourseModel, text, k: int = TOP_K) -> Overview:
         "logits": (1, T, c.vocab_size),  # (1, T, V): the output layer at every position
         "probabilities": tuple(probs.shape),  # (V,)
     }
-    next_text, why = _append(cm, cleaned, p.ids, top[0][0], cut=len(p.ids) < 1 + len(cm.tokenizer.encode(cleaned)))
-    notice = " ".join(s for s in (p.notice, why) if s)
-    read = cleaned if not p.notice else cm.tokenizer.decode(p.ids[1:], skip_special_tokens=True)
-    return Overview(read, p.labels, list(p.ids), c.n_layers, c.dim, c.vocab_size, c.n_heads, c.n_kv_heads,
+    next_text, why = _append(cm, cleaned, ids, top[0][0], cut)
+    notice = " ".join(s for s in (notice, why) if s)
+    read = tok.decode(body, skip_special_tokens=True) if cut else cleaned
+    return Overview(read, [token_label(tok, i) for i in ids], ids, c.n_layers, c.dim, c.vocab_size, c.n_heads, c.n_kv_heads,
                     c.head_dim, c.hidden_dim, c.position, c.rope_theta, shapes, resid, rms(last), top, next_text, notice)
 
 
 def _append(cm: CourseModel, text: str, ids: list[int], new: int, cut: bool) -> tuple[str, str]:
     """(the text with token `new` appended, "") or ("", why not). The token is decoded together with the text it
     follows (a sentencepiece token's leading space is only kept that way), and the learner's own text is kept as
-    typed: only what decoding the token adds is appended."""
+    typed: only what decoding the token adds is appended. A `cut` text is replaced by the part the model read, plus
+    the token, so the next run reads the new token too."""
     tok = cm.tokenizer
     if new in (tok.eos_id, tok.bos_id, tok.pad_id):
         return "", "The most probable next token is the end of the text: there is nothing to append."

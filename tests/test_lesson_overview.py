@@ -60,8 +60,11 @@ def test_the_predicted_token_is_appended_as_text_and_the_model_reads_it_next(mod
 def test_empty_and_long_text(cm):
     with pytest.raises(LessonError):
         overview(cm, "   ")
-    ov = overview(cm, "to be or not " * 400)
-    assert len(ov.ids) == 128 and "only the first" in ov.notice
+    long = "to be or not " * 300  # 3,900 characters (under the 5,000 cap), far over 127 tokens
+    ov = overview(cm, long)  # the next token follows the end of the text: the model reads the last 127 tokens
+    assert len(ov.ids) == 128 and ov.ids[1:] == cm.tokenizer.encode(long)[-127:] and "the last 127" in ov.notice
+    nxt = overview(cm, ov.next_text)  # appending at the limit: the new token is read, the oldest drops out
+    assert len(nxt.ids) == 128 and nxt.ids[-1] == ov.top[0][0]
 
 
 def test_a_30_layer_model_draws_30_blocks(cm):
