@@ -103,12 +103,19 @@ def _output(ov: Overview, label: str, slug: str) -> str:
             f'<p>{_shape(ov.shapes["logits"], "B, T, V")}</p></section>')
 
 
+def _percent(p: float) -> str:
+    """0.512 -> '51.2%'; a small probability keeps two significant digits (0.00034 -> '0.034%'), never '0.0%'."""
+    if p >= 0.001:
+        return f"{100 * p:.1f}%"
+    return f"{100 * p:.2g}%" if p >= 1e-6 else "<0.0001%"
+
+
 def _probabilities(ov: Overview, label: str, slug: str, sampling: tuple[str, str, str]) -> str:
     rows = []
     for r, (i, t, p) in enumerate(ov.top):
         rows.append(f'<li class="{"wm-best" if r == 0 else ""}"><span class="wm-ptok">{html.escape(t)}</span>'
                     f'<span class="wm-pbar"><span style="width:{100 * p:.1f}%"></span></span>'
-                    f'<span class="wm-pval">{100 * p:.1f}%</span></li>')
+                    f'<span class="wm-pval">{_percent(p)}</span></li>')
     _, s_label, s_slug = sampling
     kv = next(iter(AROUND))
     return (f'<section class="wm-card wm-probs"><h3>{_a(slug, label)} <span class="wm-note">top {len(ov.top)} of '

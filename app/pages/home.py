@@ -73,8 +73,9 @@ def build(cm: CourseModel) -> None:
                 elem_id="home-intro")
     first = overview(cm, DEFAULT_TEXT)
     with gr.Row(equal_height=True, elem_id="whole-model-input"):
+        # lines=1: Enter runs it; max_lines=4: a textarea, so an appended newline token stays in the text
         text = gr.Textbox(DEFAULT_TEXT, label="Your text (the model predicts the token that comes next)", lines=1,
-                          max_lines=1, scale=4, elem_id="whole-model-text")
+                          max_lines=4, scale=4, elem_id="whole-model-text")
         run = gr.Button("Run the model", variant="primary", scale=0, min_width=130, elem_id="whole-model-run")
         append = gr.Button(append_label(first), scale=0, min_width=220, elem_id="whole-model-append")
     msg = widgets.message(widgets.note(first.notice), elem_id="whole-model-message")
