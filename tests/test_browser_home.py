@@ -112,6 +112,9 @@ def test_the_picture_follows_the_model_picker(page, app_url):
     assert "(1, " in page.inner_text("#whole-model") and ", 64)" in page.inner_text("#whole-model")
     device = page.inner_text("#model-device")
     assert "stories260K" in device and "/" not in device  # a name, no path
+    page.reload()  # the browser remembers the choice: the page, built with the course model, redraws for it
+    wait_text(page, "#whole-model", "5 × Llama block", timeout=120_000)
+    assert page.locator("#whole-model .wm-bars rect").count() == 5 + 1
 
 
 @pytest.mark.parametrize("path", ["", "attention"])
