@@ -5,7 +5,7 @@
 The strip follows a token through a Llama (tokens -> embeddings -> N blocks of RMSNorm, attention with RoPE, add,
 RMSNorm, SwiGLU, add -> final RMSNorm -> output layer -> probabilities -> sampling), with the chapters that are
 about the model as a whole (its KV cache, training, scale) after it. The course map's live picture
-(app/pages/home.py) draws the same parts with the loaded model's numbers.
+(app/whole_model.py) draws the same parts with the loaded model's numbers.
 """
 
 from __future__ import annotations

@@ -183,19 +183,25 @@ async def not_found(request, exc):
                         headers=getattr(exc, "headers", None))
 
 
+COURSE_MAP = "Course map"  # the page bar's name for "/"
+
+
 def build() -> gr.Blocks:
     t0 = time.time()
     startup.mark("imports")
     cm = course()  # loaded once, before any page is built
     startup.mark("course model")
     with gr.Blocks(title="Inside LLaMA") as demo:
-        gr.Navbar(main_page_name="Course map")
+        # Gradio reads the page bar's settings from the gr.Navbar of the page being shown (one per page, none
+        # inherited): without one, a lesson page's bar names "/" "Home". So every page gets its own.
+        gr.Navbar(main_page_name=COURSE_MAP)
         home.build(cm)
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
     for n, lesson in enumerate(ready, 1):
         print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
         page = importlib.import_module(f"app.pages.{lesson.slug}")
         with demo.route(lesson.short or lesson.title, lesson.path):
+            gr.Navbar(main_page_name=COURSE_MAP)
             page.build(cm, lesson)
         share.check_linked(lesson.slug)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)

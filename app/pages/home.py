@@ -7,11 +7,12 @@ import html
 import gradio as gr
 
 import lessons
-from app import model_url, share, widgets
+from app import model_url, share, whole_model, widgets
 from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
 from lessons.inputs import LessonError, echo
+from lessons.overview import overview
 
 
 NORMS = {"rmsnorm": "RMSNorm", "layernorm": "LayerNorm"}
@@ -67,20 +68,30 @@ def model_summary(cm: CourseModel) -> str:
 
 
 def build(cm: CourseModel) -> None:
-    gr.Markdown("# Inside LLaMA\nAn interactive course on how a LLaMA-family language model works. Every "
-                "picture is computed live by a real Llama (described below), running right here on the course's "
-                "from-scratch implementation.")
-    repo = widgets.repository_url()  # known on a Space, or from $INSIDE_LLAMA_REPO; else no link
-    if repo:
-        gr.HTML(f'<p class="source-link">Every figure\'s code is under it; the whole project\'s source: '
-                f'<a href="{html.escape(repo)}" target="_blank" rel="noopener">{html.escape(repo)}</a></p>',
-                elem_id="source-link")
+    gr.Markdown("# Inside LLaMA\nAn interactive course on how a LLaMA-family language model works, computed live by "
+                "a real Llama. Type a sentence and follow it through the whole model; every part links to its lesson.",
+                elem_id="home-intro")
+    first = overview(cm, DEFAULT_TEXT)
+    with gr.Row(equal_height=True, elem_id="whole-model-input"):
+        # lines=1: Enter runs it; max_lines=4: a textarea, so an appended newline token stays in the text
+        text = gr.Textbox(DEFAULT_TEXT, label="Your text (the model predicts the token that comes next)", lines=1,
+                          max_lines=4, scale=4, elem_id="whole-model-text")
+        run = gr.Button("Run the model", variant="primary", scale=0, min_width=130, elem_id="whole-model-run")
+        append = gr.Button(append_label(first), scale=0, min_width=220, elem_id="whole-model-append")
+    msg = widgets.message(widgets.note(first.notice), elem_id="whole-model-message")
+    picture = gr.HTML(whole_model.picture(first, model_name(cm)), elem_id="whole-model",
+                      css_template=whole_model.CSS)
     gr.Markdown("## Course map")
     items = []
     for lesson in lessons.LESSONS:
         title = link(lesson.path, lesson.title) if lesson.ready else f"{html.escape(lesson.title)} (coming soon)"
         items.append(f"<li><strong>{title}</strong>: {html.escape(lesson.summary)}</li>")
     gr.HTML('<ul class="course-map">' + "".join(items) + "</ul>")
+    repo = widgets.repository_url()  # known on a Space, or from $INSIDE_LLAMA_REPO; else no link
+    if repo:
+        gr.HTML(f'<p class="source-link">Every figure\'s code is under it; the whole project\'s source: '
+                f'<a href="{html.escape(repo)}" target="_blank" rel="noopener">{html.escape(repo)}</a></p>',
+                elem_id="source-link")
     gr.Markdown("## The model")
     reg = registry()
     options = reg.options()
@@ -92,7 +103,7 @@ def build(cm: CourseModel) -> None:
     status = widgets.message(elem_id="model-status")
     runs_on = gr.Markdown(device_line(cm), elem_id="model-device")
     summary = gr.Markdown(model_summary(cm), elem_id="model-summary")
-    with gr.Accordion("Full model card", open=False):
+    with widgets.go_deeper("the model card", "model-card"):
         card = gr.Markdown(cm.card or NO_CARD)
     remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE, secret=widgets.MODEL_KEY_SECRET)
 
@@ -102,7 +113,8 @@ def build(cm: CourseModel) -> None:
         if not reg.is_offered(key):
             raise LessonError(f"The model {echo(key)!r} is not offered here: the course model is used.")
         if key and key not in reg.resident():
-            progress(0.1, desc=f"loading {key} (once; then it is shared by every learner)")
+            label = next((o.label for o in options if o.key == key), "the model")  # a name, not a server path
+            progress(0.1, desc=f"loading {label} (once; then it is shared by every learner)")
         return reg.get(key), key
 
     def choose_model(key, previous, progress=gr.Progress()):
@@ -129,21 +141,68 @@ def build(cm: CourseModel) -> None:
             return (gr.skip(),) * 6  # the page was built with the course model
         return "", key, key, device_line(m), model_summary(m), m.card or NO_CARD
 
+    def draw(m, text):
+        """The picture for a text on the chosen model (and the append button naming its predicted token)."""
+        ov = overview(m, text)
+        return widgets.note(ov.notice), whole_model.picture(ov, model_name(m)), gr.Button(append_label(ov))
+
+    def append_next(m, text):
+        """Append the predicted token to the text and run the model again on it."""
+        ov = overview(m, text)
+        if not ov.next_text:
+            return gr.skip(), widgets.note(ov.notice), gr.skip(), gr.skip()
+        return (ov.next_text, *draw(m, ov.next_text))
+
+    def redraw_remembered(key, text):
+        """Page load: the page was drawn with the course model; redraw only for another remembered model."""
+        return (gr.skip(),) * 3 if not key else draw_on(key, text)
+
+    drawn = [msg, picture, append]
+    draw_on = widgets.handler(draw, 3, 0)
     outputs = [status, picker, remembered, runs_on, summary, card]
     picked = picker.input(choose_model, [picker, remembered], outputs, api_name="choose_model")
+    picked.then(draw_on, [picker, text], drawn, api_visibility="private")
     # the choice into the URL too (storage may be blocked in the huggingface.co frame): app.model_url
     shown = gr.Textbox(visible="hidden", elem_id="model-in-url")
     picked.then(share.model_name, picker, shown, api_visibility="private", queue=False).then(
         None, shown, None, js=model_url.WRITE_MODEL)
-    gr.context.Context.root_block.load(show_remembered, [remembered], outputs, api_visibility="private")
+    gr.context.Context.root_block.load(show_remembered, [remembered], outputs, api_visibility="private").then(
+        redraw_remembered, [picker, text], drawn, api_visibility="private")
+    gr.on([run.click, text.submit], draw_on, [picker, text], drawn, api_name="whole_model")
+    append.click(widgets.handler(append_next, 4, 1), [picker, text], [text, *drawn], api_name="append_prediction")
 
 
 NO_CARD = "This model directory has no model card (MODEL_CARD.md)."
 
 
 def device_line(cm: CourseModel) -> str:
-    """Where and in which number format the model runs, and which other models the host offers."""
+    """Which model, where and in which number format it runs, and how many models the host offers. The model is
+    named (model_name), never by its path on the server."""
     dtype = str(cm.model.embed_tokens.weight.dtype).removeprefix("torch.")
     where = "a GPU (CUDA)" if cm.device.type == "cuda" else "the CPU"
-    return (f"Runs on **{where}** in **{dtype}**, from `{html.escape(str(cm.path))}`. "
+    return (f"**{html.escape(model_name(cm))}** runs on **{where}** in **{dtype}**. "
             f"Models offered by this host: {len(registry().options())}.")
+
+
+def model_name(cm: CourseModel) -> str:
+    """A model's name for learners: its model card's title, else its Hub id (a model fetched from the Hub lives in
+    the Hub cache as .../models--org--name/snapshots/<commit>), else its directory's name.
+
+        >>> model_name(course())
+        'The Inside LLaMA course model'
+    """
+    for line in (cm.card or "").splitlines():
+        if line.startswith("# ") and line[2:].strip():
+            return line[2:].strip()
+    p = cm.path
+    if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+        return p.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return p.name
+
+
+DEFAULT_TEXT = "Before we proceed any further, hear me"
+
+
+def append_label(ov) -> str:
+    """The append button names the token it appends (a sentence that ends the text appends nothing)."""
+    return f"Append “{ov.predicted}” and run again" if ov.next_text else "Nothing to append"
