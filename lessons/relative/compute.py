@@ -42,7 +42,7 @@ DEFAULT_TEXT = "To be, or not to be, that is the question"
 POSITIONS = 24  # positions drawn in the score maps
 MAX_CLIP = 16
 SCHEMES = ("absolute", "relative", "rotary")
-TITLES = {"absolute": "absolute (sinusoidal)", "relative": "relative (Shaw, clipped)", "rotary": "rotary (RoPE)"}
+TITLES = {"absolute": "absolute", "relative": "relative (Shaw)", "rotary": "rotary (RoPE)"}
 
 
 def clip(d: torch.Tensor, k: int) -> torch.Tensor:
@@ -143,7 +143,7 @@ def scores_figure(r: PositionScores) -> go.Figure:
         traces.append(dict(type="heatmap", z=z.tolist(), colorscale="RdBu", zmid=float(np.nanmean(z)),
                            showscale=False, **panel_axes(i),
                            hovertemplate=f"{TITLES[s]}: query %{{y}}, key %{{x}}, score %{{z:.3f}}<extra></extra>"))
-    layout = dict(g, height=380, title=f"Scores of one token ({r.token}) against itself at every position",
+    layout = dict(g, height=380, title=f"One token ({r.token}) at every position",
                   margin=dict(l=50, r=20, t=90, b=50))
     for i in range(1, 4):
         sx = "" if i == 1 else str(i)
