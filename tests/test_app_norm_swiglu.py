@@ -49,15 +49,13 @@ def test_rmsnorm_events(client, cm):
 
 def test_rmsnorm_reveals_grade_against_independent_measurements(client, cm):
     from lessons.rmsnorm import compute as C
-    from test_lesson_rmsnorm import expected_largest_rms, expected_shift_answer
+    from test_lesson_rmsnorm import expected_shift_answer
 
     res = C.load_text(cm, TEXT)
-    best = expected_largest_rms(cm, list(res.ids))
-    wrong = next(c for c in C.rms_question_choices(cm.config) if c != best)
-    assert client.predict(TEXT, best, api_name="/rmsnorm_reveal_rms").startswith("✅")
-    assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_rms").startswith("❌")
-    md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_rms")
-    assert md.startswith("You did not pick a prediction.") and "mean per-token RMS" in md
+    assert client.predict(TEXT, "√d", api_name="/rmsnorm_reveal_length").startswith("✅")
+    assert client.predict(TEXT, "d", api_name="/rmsnorm_reveal_length").startswith("❌")
+    md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_length")
+    assert md.startswith("You did not pick a prediction.") and C.Q_LENGTH.misconception in md
     answer = expected_shift_answer(cm, res)
     wrong = next(c for c in C.SHIFT_CHOICES if c != answer)
     assert client.predict(TEXT, answer, api_name="/rmsnorm_reveal_shift").startswith("✅")
