@@ -86,3 +86,11 @@ def reveal(page, qid: str) -> None:
     }""", qid)
     idle(page)
     page.wait_for_timeout(200)
+
+
+def open_deeper(page) -> None:
+    """Open every closed Go deeper section of the page (Gradio renders a closed one's contents only when opened)."""
+    for acc in page.locator(".go-deeper").all():
+        if acc.locator(".label-wrap.open").count() == 0:
+            acc.locator(".label-wrap").first.click()
+    page.wait_for_timeout(500)

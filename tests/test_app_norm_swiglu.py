@@ -5,7 +5,7 @@ import json
 
 from lessons.grading import NO_PICK
 from raw_api import call_json
-from ui import no_errors, nudge, text_of, wait_text
+from ui import idle, no_errors, nudge, text_of, wait_text
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -153,7 +153,14 @@ def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
 
 
 def test_rmsnorm_page_in_a_real_browser(page, app_url):
+    from shape import open_deeper, reveal
+
     page.goto(app_url + "rmsnorm")
+    page.locator("#rmsnorm-toy .main-svg").first.wait_for(timeout=60_000)
+    idle(page)
+    reveal(page, "rmsnorm-shift")  # the invariance figure answers it: hidden until this Reveal
+    reveal(page, "rmsnorm-length")  # and the overview answers the length question
+    open_deeper(page)  # pre- against post-norm
     page.locator("#rmsnorm-invariance .annotation-text").first.wait_for(timeout=60_000)
     # predict first: each question sits above the figure that answers it, and figure 1 opens without a shift
     y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731

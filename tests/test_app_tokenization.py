@@ -156,9 +156,13 @@ def test_reveal_endpoints_grade_from_the_measurement(own, cm, reference):
 
 
 def open_page(page, app_url):
+    from shape import open_deeper, reveal
+
     page.goto(app_url + "tokenization")
     page.wait_for_selector("#merge-curve .js-plotly-plot .main-svg", timeout=30_000)
     page.wait_for_selector("#replay-chips .chip", timeout=30_000)
+    reveal(page, "tokenization-first-merge")  # the merge table answers it: hidden until this Reveal
+    open_deeper(page)  # the comparison of five tokenizers
 
 
 def test_browser_merge_slider_with_keyboard(page, app_url):

@@ -5,6 +5,8 @@ Events (api_name: inputs -> outputs); the model key is a hidden State:
     efficient_attention_memory  lengths -> message, peak-memory figure, readout (measured when pressed, cached)
     efficient_attention_online  text, layer, head, query, keys per block -> message, keys per block, the
                                 online-softmax table of that query row
+    efficient_attention_reveal  text, layer, head, query, keys per block, guess -> Markdown answer (the table
+                                that answers it is hidden until this Reveal)
 
 Old links to /attention that carried this page's inputs (`block`) are forwarded here by the attention page.
 """
@@ -80,7 +82,10 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
             head = widgets.Slider(step=1, **m["head"])
             query = widgets.Slider(step=1, **m["query"])
             block = widgets.Slider(step=1, **m["block"])
-    online = gr.Markdown(m["online"], elem_id="attention-online")
+    guess, reveal_btn, answer = widgets.predict_reveal(C.Q_RUNNING, "Reveal (runs the row block by block)",
+                                                       elem_id="efficient-answer-running")
+    with widgets.until_reveal(C.Q_RUNNING.qid):
+        online = gr.Markdown(m["online"], elem_id="attention-online")
     widgets.prose(core)
     with widgets.go_deeper("why it is exact, FlashAttention 1 and 2, and how the memory is measured", "flash"):
         widgets.prose(deeper)
@@ -102,7 +107,13 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         return (widgets.note(notice), gr.update(maximum=max(1, len(t.labels) - 1), value=sl.query),
                 gr.update(value=b), md)
 
+    def efficient_attention_reveal(cm, text, layer, head, query, block, picked):
+        """Is o / l after some blocks the exact output over the keys so far? Measured on the chosen row."""
+        return C.reveal_running(cm, text, layer, head, query, block, picked)
+
     quiet = dict(show_progress="minimal")
+    reveal_btn.click(widgets.handler(efficient_attention_reveal), [key, text, layer, head, query, block, guess],
+                     answer, api_name="efficient_attention_reveal")
     widgets.on_model(key, refresh, [text, layer, head, query, block, online, mem_plot, mem_md])
     online_ev = gr.on([run.click, text.submit, layer.release, head.release, query.release, block.release],
                       widgets.handler(efficient_attention_online, 4, 0),

@@ -23,6 +23,7 @@ import torch
 from lessons.attention.compute import (MAX_TOKENS, Traced, _axis, _figure, read_sliders, softmax,  # noqa: F401
                                        trace_text, DEFAULT_TEXT)
 from lessons.course import LRU, CourseModel
+from lessons.grading import Question
 from lessons.inputs import choice, join, whole
 from llama.memory import attention_memory
 
@@ -237,3 +238,45 @@ def online_view(cm: CourseModel, text, layer, head, query, block) -> tuple[str, 
     sl = read_sliders(t, layer, head, query)
     b, n = whole(block, "Keys per block", 1, MAX_TOKENS, default=BLOCK_DEFAULT)
     return join(sl.notice, n), b, online_table(t, online_softmax(t, sl.layer, sl.head, sl.query, b))
+
+
+# ----------------------------------------------------------------------------- a question that teaches
+
+Q_RUNNING = Question(
+    "efficient-running",
+    "In the online softmax, after only some of a row's blocks of keys, what is o / l?",
+    ("already the final output", "the exact attention output over the keys seen so far",
+     "nothing meaningful until the last block"),
+    misconception="that a blockwise softmax is an approximation that becomes right only at the end: after every "
+                  "block, o / l is exactly the softmax-weighted average over the keys seen so far")
+
+
+def reveal_running(cm: CourseModel, text, layer, head, query, block, picked) -> str:
+    """Grade Q_RUNNING on the chosen row: after each block, o / l against softmax over the keys seen so far (the
+    prefix) and against the final output."""
+    t = trace_text(cm, text)
+    sl = read_sliders(t, layer, head, query)
+    b, notice = whole(block, "Keys per block", 1, MAX_TOKENS, default=BLOCK_DEFAULT)
+    r = online_softmax(t, sl.layer, sl.head, sl.query, b)
+    kv = t.kv_head(sl.head)
+    q = t.q[sl.layer, sl.head, sl.query].astype(np.float64)
+    k = t.k[sl.layer, kv, : sl.query + 1].astype(np.float64)
+    v = t.v[sl.layer, kv, : sl.query + 1].astype(np.float64)
+    s = np.einsum("jd,d->j", k, q) / math.sqrt(t.head_dim)
+    prefix = [float(np.abs(st.o / st.l - softmax(s[: st.j1]) @ v[: st.j1]).max()) for st in r.steps]
+    final = [float(np.abs(st.o / st.l - r.out).max()) for st in r.steps[:-1]]
+    if len(r.steps) < 2:
+        answer = (Q_RUNNING.choices[0], Q_RUNNING.choices[1])  # one block: both are true (a tie)
+    elif max(prefix) < 1e-9:
+        answer = Q_RUNNING.choices[1]
+    elif max(final) < 1e-9:
+        answer = Q_RUNNING.choices[0]
+    else:
+        answer = Q_RUNNING.choices[2]
+    body = (f"Query {r.query} of layer {r.layer}, head {r.head}, in {len(r.steps)} block(s) of at most {b} keys. "
+            f"After each block, o / l differs from softmax over the keys seen so far by at most **{max(prefix):.1e}** "
+            "(float64 rounding)" + (f", and from the final output by up to **{max(final):.3f}** before the last "
+                                    "block" if final else "") +
+            ". The table below shows it block by block: its last column shrinks to 0 only at the last block.")
+    said = join(sl.notice, notice)
+    return Q_RUNNING.reveal(picked, answer, body) + (f"\n\n⚠️ {said}" if said else "")
