@@ -96,7 +96,7 @@ def refresh(cm: CourseModel) -> tuple:
     m = _model_values(cm)
     return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
             *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale")),
-            *m["figures"], m["summary"], "", "")
+            *m["figures"], m["summary"], "")
 
 
 def build(cm: CourseModel, lesson: LessonInfo) -> None:

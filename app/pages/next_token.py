@@ -18,8 +18,17 @@ from lessons.next_token import compute as C
 
 
 def first_view(cm: CourseModel) -> C.View:
-    """The page's opening figures for one model: the default text at its easiest token."""
-    return C.text_view(cm, C.DEFAULT_TEXT)
+    """The page's opening figures for one model: the default text at its easiest token. The comparison with
+    counting is left to its question's Reveal (it counts the training split: seconds, once per model)."""
+    return C.text_view(cm, C.DEFAULT_TEXT, baselines=False)
+
+
+def warm(cm: CourseModel) -> None:
+    """Before learners arrive (app.main): count the course model's training split in the background, so the first
+    Reveal of the comparison does not wait for it, and the server does not wait either."""
+    import threading
+
+    threading.Thread(target=C.counts, args=(cm,), daemon=True, name="next-token-counts").start()
 
 
 def slider_update(v: C.View) -> dict:
@@ -105,7 +114,8 @@ def build(cm: CourseModel, lesson) -> None:
         return fig, lens_fig, lens_pos, md, j, widgets.note(notice)
 
     def on_reveal(cm, text_value, picked):
-        return C.reveal(cm, text_value, picked)
+        """The graded answer, and the comparison figure and table that answer it (shown by this Reveal)."""
+        return (C.reveal(cm, text_value, picked), *C.comparison_view(cm, text_value))
 
     def on_reveal_untrained(cm, text_value, picked):
         return C.reveal_untrained(cm, text_value, picked)
@@ -121,7 +131,8 @@ def build(cm: CourseModel, lesson) -> None:
                      trigger_mode="always_last", show_progress="minimal")
     share.link(key, dict(text=text, position=position), runs=[score_ev, position_ev],
                ranges=dict(position=(1, C.MAX_TOKENS)))
-    reveal_btn.click(widgets.handler(on_reveal), [key, text, choice], answer, api_name="next_token_reveal")
+    reveal_btn.click(widgets.handler(on_reveal, 3, 0), [key, text, choice], [answer, comparison, comparison_md],
+                     api_name="next_token_reveal")
     q0_btn.click(widgets.handler(on_reveal_untrained), [key, scored, q0], q0_answer,
                  api_name="next_token_reveal_untrained")
     lens_btn.click(widgets.handler(on_reveal_lens), [key, scored, lens_choice], lens_answer,

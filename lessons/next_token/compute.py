@@ -509,14 +509,25 @@ def default_position(s: Scored) -> int:
     return 1 + min(range(s.n), key=lambda t: s.losses[t])
 
 
-def text_view(cm: CourseModel, text, position=None) -> View:
+BASELINES_WAITING = ("The model against counting answers the question above: press its Reveal (the first one "
+                     "counts the model's whole training split, a few seconds).")
+
+
+def comparison_view(cm: CourseModel, text) -> tuple[go.Figure, str]:
+    """(figure, table) of the model against the counting baselines on the text."""
+    s = score(cm, text)
+    comp = compare(cm, text)
+    return comparison_figure(cm, comp, s), comparison_markdown(cm, comp, s)
+
+
+def text_view(cm: CourseModel, text, position=None, baselines: bool = True) -> View:
     """Score the text and draw every figure, for the target token `position` (None: `default_position`); the
-    position is clamped to the text with a notice."""
+    position is clamped to the text with a notice. `baselines=False` leaves the comparison with counting (which
+    counts the training split once per model, seconds) to its question's Reveal: a placeholder figure instead."""
     s = score(cm, text)
     j, why = (default_position(s), "") if position is None else read_position(s, position)
-    comp = compare(cm, text)
-    return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
-                comparison_markdown(cm, comp, s), lens_figure(cm, s, j), lens_position_figure(cm, s, j),
+    cmp_fig, cmp_md = comparison_view(cm, text) if baselines else (plots.message_figure(BASELINES_WAITING), "")
+    return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), cmp_fig, cmp_md, lens_figure(cm, s, j), lens_position_figure(cm, s, j),
                 lens_markdown(cm, s, j), j, s.n, join(s.notice, why), clean_text(text)[0], untrained_figure(cm, text))
 
 
