@@ -65,10 +65,9 @@ def test_analyze_draws_the_models_attention_and_resizes_the_query_slider(own, tr
     assert len(fig(out["grid"])["data"]) == traced.n_heads
     assert "Query 3" in title(out["steps"]) and "× 1 for query 3" in title(out["scale_plot"])
     assert title(out["dot"]).startswith("Query 3") and "Query 3" in out["dot_md"]
-    # The summary answers the previous-token question: Analyze leaves it (and both answers) to the reveals.
-    # (message figures wrap their text with <br> so it fits a phone)
-    assert fig(out["summary"])["layout"]["annotations"][0]["text"].replace("<br>", " ") == C.SUMMARY_WAITING
-    assert out["answer_prev"] == out["answer_scale"] == ""
+    # The summary of every head (in Go deeper) is drawn with every analyze; the scaling answer is cleared.
+    assert array(fig(out["summary"])["data"][1]["z"]).shape == (traced.n_layers, traced.n_heads)
+    assert out["answer_scale"] == ""
 
 
 def test_analyze_cuts_long_text_and_refuses_empty_text(own):
