@@ -63,6 +63,7 @@ def shows_rope(page):
 
 def shows_rmsnorm(page):
     wait_text(page, "#rmsnorm-site-readout", "layer 2 · attention norm")  # the middle of 5 layers
+    reveal(page, "rmsnorm-shift")  # the invariance figure and its sliders: hidden until this Reveal
     reveal(page, "rmsnorm-length")  # the overview answers the length question: hidden until its Reveal
     wait_text(page, "#rmsnorm-reveal-rms", "√64")  # stories260K's width
     overview = wait_text(page, "#rmsnorm-overview", "the model's 11 RMSNorms")  # 2 per layer + the final one
@@ -145,7 +146,9 @@ def gave_attention(page):
 
 
 def shows_efficient_attention(page):
-    assert number_max(page, "Layer") == "4" and number_max(page, "Query head") == "7"
+    page.wait_for_function("() => document.querySelector('input[aria-label^=\"number input for Layer\"]').max "
+                           "=== '4'", timeout=60_000)  # refilled for stories260K's 5 layers
+    assert number_max(page, "Query head") == "7"
 
 
 def gave_efficient_attention(page):
@@ -162,6 +165,7 @@ def gave_rope(page):
 
 def gave_rmsnorm(page):
     wait_text(page, "#rmsnorm-reveal-shift", "only RMSNorm's")  # measured on stories260K's stream
+    wait_text(page, "#rmsnorm-invariance-readout", "b = 0.1")  # the shift slider, one step
 
 
 def gave_swiglu(page):

@@ -166,7 +166,7 @@ def test_page_in_a_real_browser(page, app_url):
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
 
     # Empty text: a message on the page, never a traceback.
-    page.locator("textarea").first.fill("")
+    page.locator("#rope-text textarea").fill("")
     page.get_by_role("button", name="Use this text").click()
     page.get_by_text("The text is empty", exact=False).first.wait_for(timeout=60_000)
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0

@@ -128,7 +128,8 @@ def test_embed_endpoint(client, cm):
     notice, heat, pca = client.predict("To be, or not to be", api_name="/tokenization_embed")
     z = plot_data(heat)[0]["z"]
     assert len(z) == 1 + len(cm.tokenizer.encode("To be, or not to be")) and len(z[0]) == cm.config.dim
-    assert len(plot_data(pca)[0]["x"]) == cm.config.vocab_size and notice == ""
+    kinds = plot_data(pca)[:-2]  # one trace per kind of token, then the sentence's tokens and BOS/EOS
+    assert sum(len(k["x"]) for k in kinds) == cm.config.vocab_size and notice == ""
     notice, heat, pca = client.predict("", api_name="/tokenization_embed")
     assert "empty" in notice
 

@@ -222,8 +222,8 @@ def build(cm: CourseModel, lesson) -> None:
                 toy_q2 = widgets.Number(C.TOY_Q[1], label="q₂", min_width=60, elem_id="rope-toy-q2")
                 toy_k1 = widgets.Number(C.TOY_K[0], label="k₁", min_width=60, elem_id="rope-toy-k1")
                 toy_k2 = widgets.Number(C.TOY_K[1], label="k₂", min_width=60, elem_id="rope-toy-k2")
-            toy_m = widgets.Slider(0, C.TOY_POSITIONS - 1, 3, step=1, label="Query position m", elem_id="rope-toy-m")
-            toy_n = widgets.Slider(0, C.TOY_POSITIONS - 1, 1, step=1, label="Key position n", elem_id="rope-toy-n")
+            toy_m = widgets.Slider(0, C.TOY_POSITIONS - 1, 3, step=1, label="Toy query position m", elem_id="rope-toy-m")
+            toy_n = widgets.Slider(0, C.TOY_POSITIONS - 1, 1, step=1, label="Toy key position n", elem_id="rope-toy-n")
             toy_msg = widgets.message(toy0[0], elem_id="rope-toy-msg")
         with gr.Column(scale=2, min_width=300):
             toy_fig = widgets.Plot(toy0[1], label="One 2-D query and key, rotated", elem_id="rope-toy",
@@ -234,7 +234,7 @@ def build(cm: CourseModel, lesson) -> None:
     # 1. RoPE on a real head; the text box serves the whole page
     with gr.Row():
         text = gr.Textbox(C.DEFAULT_TEXT, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
-                          max_lines=4, scale=5)
+                          max_lines=4, scale=5, elem_id="rope-text")
         apply = gr.Button("Use this text", variant="primary", scale=1)
     text_msg = widgets.message(V["text_msg"]["value"])
     with gr.Row():
