@@ -10,9 +10,12 @@ and no new maths:
   softmax can be built from its keys one block at a time. It keeps a running maximum m, a running sum
   l of exp(score - m) and a running output o. When a later block raises the maximum, everything
   accumulated so far is rescaled by exp(m_old - m_new), so the result is exact, not an approximation;
-- tiling with causal skipping (Dao et al. 2022, "FlashAttention: Fast and Memory-Efficient Exact
-  Attention with IO-Awareness", Algorithm 1, with the causal block skipping of its Section 3.1 and of
-  FlashAttention-2): loop over blocks of queries, and for each one over blocks of keys. A key block
+- tiling (Dao et al. 2022, "FlashAttention: Fast and Memory-Efficient Exact Attention with
+  IO-Awareness", Algorithm 1): loop over blocks of queries, and for each one over blocks of keys.
+  FlashAttention (v1) keeps the output normalised after every key block (it divides by the running sum
+  each time); this module, like FlashAttention-2 (Dao 2023, "FlashAttention-2: Faster Attention with
+  Better Parallelism and Work Partitioning", section 3.1.1), keeps o unnormalised and divides by l once,
+  after the last block. The causal skipping is FlashAttention-2's too (its section 3.1.1): a key block
   that starts after the last position of a query block holds nothing those queries may see, so it is
   skipped. A causal prefill of n blocks computes n(n+1)/2 of the n^2 tiles.
 

@@ -1,4 +1,4 @@
-"""Lesson 2 (attention) through the real app: each event by api_name with gradio_client, then a real browser."""
+"""Lesson 3 (attention, and lesson 13, efficient attention, split out of it) through the real app: each event by api_name with gradio_client, then a real browser."""
 
 
 import numpy as np
@@ -15,7 +15,7 @@ TEXT = "To be, or not to be: that is the question."
 OTHER = "Now is the winter of our discontent made glorious summer by this sun of York."
 LONG = "Now is the winter of our discontent made glorious summer. " * 60
 ANALYZE = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot",
-           "answer_prev", "answer_scale", "summary")
+           "summary", "answer_scale")
 VIEW = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "grid", "mix", "steps", "scale_plot")
 
 
@@ -65,10 +65,9 @@ def test_analyze_draws_the_models_attention_and_resizes_the_query_slider(own, tr
     assert len(fig(out["grid"])["data"]) == traced.n_heads
     assert "Query 3" in title(out["steps"]) and "× 1 for query 3" in title(out["scale_plot"])
     assert title(out["dot"]).startswith("Query 3") and "Query 3" in out["dot_md"]
-    # The summary answers the previous-token question: Analyze leaves it (and both answers) to the reveals.
-    # (message figures wrap their text with <br> so it fits a phone)
-    assert fig(out["summary"])["layout"]["annotations"][0]["text"].replace("<br>", " ") == C.SUMMARY_WAITING
-    assert out["answer_prev"] == out["answer_scale"] == ""
+    # The summary of every head (in Go deeper) is drawn with every analyze; the scaling answer is cleared.
+    assert array(fig(out["summary"])["data"][1]["z"]).shape == (traced.n_layers, traced.n_heads)
+    assert out["answer_scale"] == ""
 
 
 def test_analyze_cuts_long_text_and_refuses_empty_text(own):
@@ -139,17 +138,31 @@ def test_reveals_grade_from_the_measurement(own, traced):
     prev = np.array([[np.mean([traced.attn[l, h, i, i - 1] for i in range(2, traced.n_tokens)])
                       for h in range(traced.n_heads)] for l in range(traced.n_layers)])
     best_l, best_h = np.unravel_index(prev.argmax(), prev.shape)
-    for l in (best_l, (best_l + 1) % traced.n_layers):
-        md, summary = own.predict(f"layer {l}", api_name="/attention_reveal_previous")
-        assert f"**layer {best_l}, head {best_h}**" in md and md.startswith("✅") == (l == best_l)
-        z = array(fig(summary)["data"][1]["z"])  # the summary's previous-token panel, drawn by this reveal
-        assert z.shape == prev.shape and np.unravel_index(z.argmax(), z.shape) == (best_l, best_h)
-    md, _ = own.predict(None, api_name="/attention_reveal_previous")
-    assert md.startswith(NO_PICK) and f"**layer {best_l}, head {best_h}**" in md
+    z = array(fig(analyze(own)["summary"])["data"][1]["z"])  # the summary's previous-token panel, with every analyze
+    assert z.shape == prev.shape and np.unravel_index(z.argmax(), z.shape) == (best_l, best_h)
+    sd = float(C.random_dots().std())  # q.k of random unit-variance vectors at d = 32: about sqrt(32)
+    assert abs(sd - 32 ** 0.5) < 0.2
+    md = own.predict(C.Q_DOT.choices[1], api_name="/attention_reveal_dot")
+    assert md.startswith("✅") and f"**{sd:.2f}**" in md and C.Q_DOT.misconception in md
+    assert own.predict(C.Q_DOT.choices[0], api_name="/attention_reveal_dot").startswith("❌")
     md = own.predict(None, api_name="/attention_reveal_scaling")
-    assert md.startswith(NO_PICK) and "re-running the model" in md
+    assert md.startswith(NO_PICK) and "re-running the model" in md and C.Q_SCALE.misconception in md
     md = own.predict("bogus", api_name="/attention_reveal_scaling")
     assert "not one of" in md and "⚠️" in md
+
+
+def test_toy_example_through_the_api(own):
+    """The toy's three 2-D tokens, edited: the same functions as a real head; a non-number becomes 0 with a notice."""
+    import pandas as pd
+
+    rows = [list(r) for r in C.TOY_DEFAULT]
+    rows[2][2] = "x"  # "sat"'s q2
+    msg, table, plot, md = own.predict({"headers": C.TOY_COLUMNS, "data": rows, "metadata": None},
+                                       api_name="/attention_toy")
+    assert "not a number" in msg and "⚠️" in msg
+    toy = C.toy_attention(pd.DataFrame(rows, columns=C.TOY_COLUMNS))
+    assert f"{toy.weights[2, 0]:.3f}" in md and "−∞ (masked)" in md
+    assert len(fig(plot)["data"]) == 6
 
 
 def test_page_in_a_real_browser(page, app_url):
@@ -157,8 +170,7 @@ def test_page_in_a_real_browser(page, app_url):
     heat_title = page.locator("#attention-heatmap .gtitle").first
     heat_title.wait_for(timeout=60_000)
     assert "Layer 0, head 0" in text_of(heat_title)
-    for elem in ("attention-dot", "attention-grid", "attention-mix", "attention-steps", "attention-scale",
-                 "attention-summary"):
+    for elem in ("attention-toy", "attention-grid", "attention-steps"):
         assert page.locator(f"#{elem} .main-svg").count() > 0
 
     # Keyboard: focus the head slider's number box, step it up, leave it (blur = release).
@@ -204,16 +216,20 @@ def test_page_in_a_real_browser(page, app_url):
     assert page.errors == []
 
 
-def test_memory_is_measured_on_request_and_the_online_softmax_follows_the_analyzed_text(own, cm):
-    """Measure peak memory: the model's head shapes up to its context, cached; the online-softmax table: the
-    analyzed text's query row in blocks of the chosen size, ending at the full softmax."""
-    msg, plot, md = own.predict(C.REACH_CHOICES[0], api_name="/attention_memory")
+def test_memory_is_measured_on_request_and_the_online_softmax_follows_the_text(own, cm):
+    """/efficient_attention (split out of /attention): Measure peak memory: the model's head shapes up to its
+    context, cached; the online-softmax table: the text's query row in blocks of the chosen size, ending at the full
+    softmax; its question graded from the same row."""
+    from lessons.efficient_attention import compute as E
+
+    msg, plot, md = own.predict(E.REACH_CHOICES[0], api_name="/efficient_attention_memory")
     cfg, head = cm.config, title(plot).replace("<br>", " ")  # the page wraps titles to fit a phone
     assert msg == "" and "Peak memory of one causal attention call" in head
     assert f"{cfg.n_heads} query heads, {cfg.n_kv_heads} K/V heads" in head
     assert f"| {cfg.max_seq_len} |" in md and len(fig(plot)["data"]) == 4
-    analyze(own, TEXT)
-    msg, block, md = own.predict(1, 2, 5, 3, api_name="/attention_online")
+    msg, query, block, md = own.predict(TEXT, 1, 2, 5, 3, api_name="/efficient_attention_online")
     assert msg == "" and block["value"] == 3 and "**Query 5" in md and "2 blocks of at most 3" in md
-    r = C.online_softmax(C.trace_text(cm, TEXT), 1, 2, 5, 3)
+    r = E.online_softmax(E.trace_text(cm, TEXT), 1, 2, 5, 3)
     assert f"**{r.max_diff:.1e}**" in md and r.max_diff < 1e-6
+    md = own.predict(TEXT, 1, 2, 5, 3, E.Q_RUNNING.choices[1], api_name="/efficient_attention_reveal")
+    assert md.startswith("✅") and E.Q_RUNNING.misconception in md

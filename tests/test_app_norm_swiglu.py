@@ -5,7 +5,7 @@ import json
 
 from lessons.grading import NO_PICK
 from raw_api import call_json
-from ui import no_errors, nudge, text_of, wait_text
+from ui import idle, no_errors, nudge, text_of, wait_text
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -49,15 +49,13 @@ def test_rmsnorm_events(client, cm):
 
 def test_rmsnorm_reveals_grade_against_independent_measurements(client, cm):
     from lessons.rmsnorm import compute as C
-    from test_lesson_rmsnorm import expected_largest_rms, expected_shift_answer
+    from test_lesson_rmsnorm import expected_shift_answer
 
     res = C.load_text(cm, TEXT)
-    best = expected_largest_rms(cm, list(res.ids))
-    wrong = next(c for c in C.rms_question_choices(cm.config) if c != best)
-    assert client.predict(TEXT, best, api_name="/rmsnorm_reveal_rms").startswith("✅")
-    assert client.predict(TEXT, wrong, api_name="/rmsnorm_reveal_rms").startswith("❌")
-    md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_rms")
-    assert md.startswith("You did not pick a prediction.") and "mean per-token RMS" in md
+    assert client.predict(TEXT, "√d", api_name="/rmsnorm_reveal_length").startswith("✅")
+    assert client.predict(TEXT, "d", api_name="/rmsnorm_reveal_length").startswith("❌")
+    md = client.predict(TEXT, None, api_name="/rmsnorm_reveal_length")
+    assert md.startswith("You did not pick a prediction.") and C.Q_LENGTH.misconception in md
     answer = expected_shift_answer(cm, res)
     wrong = next(c for c in C.SHIFT_CHOICES if c != answer)
     assert client.predict(TEXT, answer, api_name="/rmsnorm_reveal_shift").startswith("✅")
@@ -155,7 +153,14 @@ def test_swiglu_reveals_grade_against_the_gate_counts(client, cm):
 
 
 def test_rmsnorm_page_in_a_real_browser(page, app_url):
+    from shape import open_deeper, reveal
+
     page.goto(app_url + "rmsnorm")
+    page.locator("#rmsnorm-toy .main-svg").first.wait_for(timeout=60_000)
+    idle(page)
+    reveal(page, "rmsnorm-shift")  # the invariance figure answers it: hidden until this Reveal
+    reveal(page, "rmsnorm-length")  # and the overview answers the length question
+    open_deeper(page)  # pre- against post-norm
     page.locator("#rmsnorm-invariance .annotation-text").first.wait_for(timeout=60_000)
     # predict first: each question sits above the figure that answers it, and figure 1 opens without a shift
     y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731

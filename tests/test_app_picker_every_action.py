@@ -9,6 +9,7 @@ import pytest
 import lessons
 from conftest import STORIES
 from llama.tokenizer.interface import load_tokenizer
+from shape import open_deeper, reveal
 from ui import idle, no_errors, pick, press, svg_text, text_of, wait_svg, wait_text
 
 PAGES = [lesson.slug for lesson in lessons.LESSONS if lesson.ready]
@@ -34,6 +35,7 @@ def number_max(page, label: str) -> str:
 # ----------------------------------------------------------------------------- what each page shows before
 
 def shows_tokenization(page):
+    open_deeper(page)  # the five tokenizers and the embedding map sit in Go deeper sections
     facts = wait_text(page, "#model-tokenizer-facts", "not our BPE")
     assert "512 tokens" in facts and "no merge list or split regex" in facts
     assert "512 × 64" in page.locator("body").text_content()  # the embedding table's facts
@@ -46,13 +48,13 @@ def shows_attention(page):
     assert number_max(page, "Layer") == "4" and page.get_by_text("Layer (0 to 4)").count() == 1
     assert page.get_by_text("5 layers, each with 8 query heads of size d = 8", exact=False).count() == 1
     assert "√d = 2.83" in text_of(page.locator("#attention-steps .gtitle"))
-    assert page.get_by_label("layer 4").count() == 1 and page.get_by_label("layer 5").count() == 0  # the question
     # stories260K's tokenizer cuts the text: BOS + n tokens, so the last query position is n
     text = page.locator("#attention-text textarea").input_value()
     assert number_max(page, "Query position") == str(len(load_tokenizer(STORIES).encode(text)))
 
 
 def shows_rope(page):
+    open_deeper(page)
     spectrum = wait_text(page, "#rope-spectrum-readout", "512-token context")
     assert "of 4 pairs" in spectrum  # head size 8
     assert page.locator("#rope-m input[type=range]").get_attribute("max") == "511"
@@ -61,10 +63,11 @@ def shows_rope(page):
 
 def shows_rmsnorm(page):
     wait_text(page, "#rmsnorm-site-readout", "layer 2 · attention norm")  # the middle of 5 layers
+    reveal(page, "rmsnorm-shift")  # the invariance figure and its sliders: hidden until this Reveal
+    reveal(page, "rmsnorm-length")  # the overview answers the length question: hidden until its Reveal
+    wait_text(page, "#rmsnorm-reveal-rms", "√64")  # stories260K's width
     overview = wait_text(page, "#rmsnorm-overview", "the model's 11 RMSNorms")  # 2 per layer + the final one
     assert "L4 ffn" in overview and "L5" not in overview
-    shown = page.locator("body").inner_text()  # the first question's choices, as the learner sees them
-    assert "entering layer 4" in shown and "entering layer 5" not in shown
 
 
 def shows_swiglu(page):
@@ -111,7 +114,10 @@ def shows_assembled(page):
 
 def shows_next_token(page):
     wait_text(page, "#next-token-chips", "uniform guess over 512 tokens")  # stories260K's vocabulary
-    table = wait_text(page, "#next-token-compare-table", "stories260K/ ships no held-out text")
+    open_deeper(page)
+    reveal(page, "next-token-best")  # the comparison and the lens answer questions: hidden until their Reveal
+    reveal(page, "next-token-embedding-readout")
+    table = wait_text(page, "#next-token-compare-table", "stories260K/ ships no training text")
     assert "262,144 possible" in table  # 512 x 512 token pairs
     wait_svg(page, "next-token-lens", "layer 4")  # the heatmap is drawn after the chips (Plotly renders late)
     lens = svg_text(page, "next-token-lens")
@@ -132,20 +138,33 @@ def gave_tokenization(page):
 
 
 def gave_attention(page):
-    wait_text(page, "#attention-answer-previous", "puts the most weight on the previous token")
-    assert "L4" in page.locator("#attention-summary").text_content()
-    assert "L5" not in page.locator("#attention-summary").text_content()
+    wait_text(page, "#attention-answer-dot", "√32")
+    wait_text(page, "#attention-answer-scaling", "re-running the model")
+    open_deeper(page)
+    wait_svg(page, "attention-summary", "L4")
+    assert "L5" not in svg_text(page, "attention-summary")
+
+
+def shows_efficient_attention(page):
+    page.wait_for_function("() => document.querySelector('input[aria-label^=\"number input for Layer\"]').max "
+                           "=== '4'", timeout=60_000)  # refilled for stories260K's 5 layers
+    assert number_max(page, "Query head") == "7"
+
+
+def gave_efficient_attention(page):
     wait_svg(page, "attention-memory", "8 query heads, 4 K/V heads")  # measured for stories260K
+    open_deeper(page)
     assert "At T = 512, in score tensors" in text_of(page.locator("#attention-memory-readout"))  # to its context
     wait_text(page, "#attention-online", "of at most 5")  # the keys-per-block slider, one step from 4
 
 
 def gave_rope(page):
-    loss = wait_text(page, "#rope-loss", "nats/token")
+    loss = wait_text(page, "#rope-reveal-2", "nats/token")
     assert "stories260K/ ships no held-out text" in loss and "TinyShakespeare" in loss
 
 
 def gave_rmsnorm(page):
+    wait_text(page, "#rmsnorm-reveal-shift", "only RMSNorm's")  # measured on stories260K's stream
     wait_text(page, "#rmsnorm-invariance-readout", "b = 0.1")  # the shift slider, one step
 
 
@@ -180,6 +199,7 @@ def gave_next_token(page):
     answer = wait_text(page, "#next-token-reveal", "Mean loss on your text")
     assert "ln 512" in answer  # graded on stories260K's measurement
     assert "of 512" in svg_text(page, "next-token-top")
+    open_deeper(page)
     assert "layer 5" not in svg_text(page, "next-token-lens-position")
 
 
@@ -229,18 +249,15 @@ def test_refresh_gives_every_model_dependent_output_for_stories260k(stories_cm):
     from lessons.attention import compute as A
 
     out = attention.refresh(stories_cm)
-    assert len(out) == 23  # msg, analyzed, text, facts, 4 sliders, question, 7 figures, 2 answers, summary,
-    # memory figure and readout, keys-per-block slider, online-softmax table
-    assert "Query " in out[22] and "head 0" in out[22] and out[20] == ""
+    assert len(out) == 17  # msg, analyzed, text, facts, 4 sliders, 7 figures, summary, the scaling answer
+    assert out[16] == "" and "L4" in str(out[15].to_plotly_json())
     layer, head, query, scale = out[4:8]
     assert (layer["maximum"], head["maximum"], layer["value"]) == (4, 7, 0) and "head // 2" in head["label"]
     assert query["maximum"] == A.trace_text(stories_cm, A.DEFAULT_TEXT).n_tokens - 1
     assert scale["maximum"] == A.scale_max(8) and "2.83 = √d" in scale["label"]
-    assert out[8]["choices"] == [(f"layer {l}", f"layer {l}") for l in range(5)] or \
-        out[8]["choices"] == [f"layer {l}" for l in range(5)]
-    assert "Layer 0: all 8 heads" in out[12].layout.title.text
+    assert "Layer 0: all 8 heads" in out[11].layout.title.text
 
     out = tokenization.refresh(stories_cm)
-    assert len(out) == 21  # _train_values (13) and _model_values (8)
+    assert len(out) == 23  # _train_values (13) and _model_values (10)
     assert out[2]["value"] == 512 and "not our BPE" in out[13] and "All 512 token embeddings" in \
         out[17].layout.title.text

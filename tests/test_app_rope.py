@@ -132,10 +132,15 @@ def test_page_in_a_real_browser(page, app_url):
     page.goto(app_url + "rope")
     plane_title = page.locator("#rope-plane .gtitle").first
     plane_title.wait_for(timeout=90_000)
-    # predict first: both questions sit above the loss button and the comparison that give their answers
+    # predict first: the comparison and the loss button that answer the questions stay hidden until their Reveal
+    from shape import open_deeper, questions, reveal
+
+    assert {q["id"]: q["visible"] for q in questions(page)} == {"rope-off": False, "rope-theta": False}
+    reveal(page, "rope-theta")
     y = lambda sel: page.locator(sel).bounding_box()["y"]  # noqa: E731
     assert y("#rope-reveal-2") < y("#rope-loss")
     assert page.get_by_role("button", name="Measure the loss").bounding_box()["y"] > y("#rope-reveal-2")
+    open_deeper(page)  # the spectrum's slider is in a Go deeper section
     readout = page.locator("#rope-angle-readout")
     before_readout, before_title = readout.inner_text(), text_of(plane_title)
     m0 = int(re.search(r"= (\d+) ×", before_title).group(1))
@@ -161,7 +166,7 @@ def test_page_in_a_real_browser(page, app_url):
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
 
     # Empty text: a message on the page, never a traceback.
-    page.locator("textarea").first.fill("")
+    page.locator("#rope-text textarea").fill("")
     page.get_by_role("button", name="Use this text").click()
     page.get_by_text("The text is empty", exact=False).first.wait_for(timeout=60_000)
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0

@@ -128,7 +128,8 @@ def test_embed_endpoint(client, cm):
     notice, heat, pca = client.predict("To be, or not to be", api_name="/tokenization_embed")
     z = plot_data(heat)[0]["z"]
     assert len(z) == 1 + len(cm.tokenizer.encode("To be, or not to be")) and len(z[0]) == cm.config.dim
-    assert len(plot_data(pca)[0]["x"]) == cm.config.vocab_size and notice == ""
+    kinds = plot_data(pca)[:-2]  # one trace per kind of token, then the sentence's tokens and BOS/EOS
+    assert sum(len(k["x"]) for k in kinds) == cm.config.vocab_size and notice == ""
     notice, heat, pca = client.predict("", api_name="/tokenization_embed")
     assert "empty" in notice
 
@@ -156,9 +157,13 @@ def test_reveal_endpoints_grade_from_the_measurement(own, cm, reference):
 
 
 def open_page(page, app_url):
+    from shape import open_deeper, reveal
+
     page.goto(app_url + "tokenization")
     page.wait_for_selector("#merge-curve .js-plotly-plot .main-svg", timeout=30_000)
     page.wait_for_selector("#replay-chips .chip", timeout=30_000)
+    reveal(page, "tokenization-first-merge")  # the merge table answers it: hidden until this Reveal
+    open_deeper(page)  # the comparison of five tokenizers
 
 
 def test_browser_merge_slider_with_keyboard(page, app_url):

@@ -332,3 +332,31 @@ def test_every_view_and_reveal_on_stories260K(stories_cm):
     assert "√d = 2.83" in md and "| layer | 0 | 1 | 2 | 3 | 4 |" in md
     assert "5 layers, each with 8 query heads of size d = 8 and 4 key/value heads" in C.model_facts(cm)
     assert "single bytes" in C.analyze_view(cm, "🦙🦙", 0, 0, None, 1.0).view.notice
+
+
+def test_issue_22_default_state_and_footnote_4(cm):
+    """Item 22: the page opens on a query with keys after it, so panel 1's grey bars (scores the mask hides) exist
+    as its sentence says; item 4: footnote 4's readout blames independence, with the live variances."""
+    from app.pages.attention import _model_values
+
+    t = C.trace_text(cm, C.DEFAULT_TEXT)
+    m = _model_values(cm)
+    assert m["query"]["value"] < t.n_tokens - 1
+    grey = m["figures"][5].data[1]  # query_figure's future keys
+    assert np.isfinite(np.array(grey.y, dtype=float)).sum() == t.n_tokens - 1 - m["query"]["value"]
+    md = C.dot_readout(t, 0, 0, m["query"]["value"])
+    assert "*independent*" in md and "independence is" in md and "times that" in md
+
+
+def test_toy_example_uses_the_real_heads_functions():
+    """Issue 21's toy: three 2-D tokens through masked_scores and softmax, the functions that score a real head."""
+    toy = C.toy_attention(C.TOY_DEFAULT)
+    q, k, v = toy.q, toy.k, toy.v
+    s = q @ k.T / np.sqrt(2)
+    s[np.triu_indices(3, 1)] = -np.inf
+    w = np.exp(s - s.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    assert np.allclose(toy.weights, w) and np.allclose(toy.out, w @ v)
+    assert np.allclose(toy.weights.sum(1), 1) and toy.weights[0, 1] == 0 and toy.weights[0, 2] == 0
+    assert "−∞ (masked)" in C.toy_steps_markdown(toy)
+    assert "not a number" in C.toy_attention([["a", "x", 0, 0, 0, 0, 0]]).notice

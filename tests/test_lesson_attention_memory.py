@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lessons.attention import compute as C
+from lessons.efficient_attention import compute as C
 from llama.blockwise import blockwise_attention
 from llama.memory import MemoryMeter, attention_memory, peak_bytes
 

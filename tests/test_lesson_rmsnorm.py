@@ -228,3 +228,19 @@ def test_every_view_on_stories260k(stories_cm):
     answer = expected_shift_answer(cm, res)
     assert C.reveal_shift(cm, res, answer).startswith("✅")
     assert 64 in C.timing_dims(cm.config)
+
+
+def test_the_toy_vector_and_the_length_question(cm, res):
+    """Issue 21: one short vector through both norms (the model's formulas); RMSNorm's output has length sqrt(d),
+    measured on the real stream; issue 22 items 12 and 22: the placement table says how far the pre-norm line ends
+    above 1/sqrt(L), and the site readout counts the channels whose gain is above 1."""
+    t = C.toy_norms("1, 2, 6, -1")
+    x = torch.tensor([1.0, 2, 6, -1], dtype=torch.float64)
+    assert np.allclose(t.rms, (x / x.pow(2).mean().add(C.TOY_EPS).sqrt()).numpy())
+    assert np.allclose(t.layer, torch.nn.functional.layer_norm(x, (4,), eps=C.TOY_EPS).numpy())
+    assert abs(np.linalg.norm(t.rms) - 2) < 1e-5 and abs(t.layer.mean()) < 1e-9
+    assert "not a number" in C.toy_norms("1 x 3").notice and len(C.toy_norms("1 " * 20).x) == C.TOY_MAX
+    assert C.reveal_length(cm, res, "√d").startswith("✅") and C.reveal_length(cm, res, "1: a unit vector").startswith("❌")
+    assert "1/√L" in C.describe_placements(C.compare_placements(4, 1.0))
+    st = C.site_stats(cm, res, C.invariance_site(cm))
+    assert f"{st.above_one} of {st.channels} channels have g > 1" in C.describe_site(st)

@@ -1,6 +1,7 @@
 """Lesson 3 (positional encoding and RoPE): the pure compute functions, on the course model's real vectors."""
 
 import cmath
+from pathlib import Path
 import math
 
 import numpy as np
@@ -326,3 +327,27 @@ def test_every_figure_and_the_loss_on_stories260k(stories_cm):
     assert "stories260K/` ships no held-out text" in loss.readout and "another domain" in loss.readout
     right = expected_grade(ref_off["per_token"] - ref["per_token"])
     assert C.reveal(cm, "none", right).startswith("✅")
+
+
+def test_the_toy_rotates_one_2d_query_and_key_and_only_the_distance_matters():
+    """Issue 21's toy: q and k rotated by the model's own RoPE code (one pair, one radian per position); every
+    diagonal of the score table (one distance m - n) holds one value, and lengths are kept."""
+    t = C.toy_rope(1, 0, 0.5, 1, 5, 2)
+    assert torch.allclose(t.q_rot, torch.tensor([math.cos(5), math.sin(5)]), atol=1e-6)
+    for d in range(-C.TOY_POSITIONS + 1, C.TOY_POSITIONS):
+        diag = torch.diagonal(t.scores, offset=-d)  # entries with m - n = d
+        assert float(diag.max() - diag.min()) < 1e-5
+    assert abs(float(t.k_rot.norm()) - math.hypot(0.5, 1)) < 1e-6
+    assert "out of range" in C.toy_rope(1, 0, 0, 1, 99, 0).notice
+
+
+def test_lesson_text_fixes_of_issue_22():
+    """Item 11: Llama 3.1's 128K context came with long-context pre-training (Llama 3 paper, section 3.4.2), not the
+    rescaling alone; item 15: Shaw et al. add a relative vector to the values too (their eq. 3); item 23: the theta
+    slider's label never says the same value twice."""
+    from app.pages.rope import theta_label
+
+    md = (Path(C.__file__).parent / "lesson.md").read_text(encoding="utf-8")
+    assert "section 3.4.2" in md and "eq. 3" in md
+    label = theta_label(10_000.0)
+    assert label.count("10,000") == 1 and "500,000" in label

@@ -293,8 +293,9 @@ def test_embedding_heatmap_rows_are_the_table_rows(cm):
 def test_embedding_map_marks_sentence_and_specials(cm):
     fig = C.embedding_map(cm, "thou art")
     V = cm.model.embed_tokens.weight.shape[0]
-    everything, sentence, specials = fig.data
-    assert len(everything.x) == V
+    *kinds, sentence, specials = fig.data
+    assert sum(len(k.x) for k in kinds) == V  # every token once, coloured by its kind (issue 22 item 19)
+    assert [k.name.split(" (")[0] for k in kinds] == [k for k, ids in C.token_kinds(cm).items() if ids]
     ids = cm.tokenizer.encode("thou art")
     coords = C.embedding_pca(cm).coords
     assert list(sentence.x) == pytest.approx([float(coords[i, 0]) for i in dict.fromkeys(ids)])
@@ -419,7 +420,7 @@ def test_every_function_on_stories260K(stories_cm):
     ids = [tok.bos_id] + tok.encode("Once upon a time")
     assert torch.equal(torch.tensor(heat.data[0].z), cm.model.embed_tokens.weight[ids])
     pca = C.embedding_map(cm, "Once upon a time")
-    assert len(pca.data[0].x) == 512 and len(pca.data[1].x) == len(set(ids[1:]))
+    assert sum(len(d.x) for d in pca.data[:-2]) == 512 and len(pca.data[-2].x) == len(set(ids[1:]))
     n = len(tok.encode(C.QUESTION_TEXT))
     for choice in C.count_question():
         lo, hi = _range_of(choice)
@@ -443,3 +444,20 @@ def test_single_token_words_line_tokens_up_with_the_text(cm, stories_cm):
 def test_single_token_words_claims_nothing_when_tokens_do_not_spell_the_text(cm):
     ids = cm.tokenizer.encode("the cat")
     assert C.single_token_words(cm.tokenizer, "the dog", ids, ["the", " dog"]) is None
+
+
+def test_issue_22_fixes_on_the_tokenization_page(cm):
+    """Item 19: the map says what its axes separate (measured per kind of token: for the course model axis 1 puts
+    the never-trained bytes of multi-byte characters apart); item 18: numbers are cut in chunks of at most three
+    digits from the left, measured; merges are "no more frequent", not "rarer"; item 23: "1 time", no literal
+    byte escapes in the prose."""
+    kinds = C.token_kinds(cm)
+    assert len(kinds[C.KIND_BYTE]) == 128 and C.token_kind(b"\n") == C.KIND_SPACE
+    md = C.embedding_map_readout(cm)
+    assert "furthest from the rest is **byte of a multi-byte character**" in md
+    assert "`123` · `45`" in C.number_chunks(cm)
+    assert C.times(1) == "1 time" and C.times(2) == "2 times"
+    from pathlib import Path
+
+    text = (Path(C.__file__).parent / "lesson.md").read_text(encoding="utf-8")
+    assert "no more frequent" in text and "rarer than the one before" not in text and "<0xF0>" not in text

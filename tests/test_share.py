@@ -210,6 +210,9 @@ def test_a_link_opens_its_state_in_a_fresh_browser_and_the_url_follows_the_learn
         assert page.locator("#attention-text textarea").input_value() == "To be or not to be"
         heat = svg_text(page, "attention-heatmap")
         assert "␣not" in heat and "First" not in heat  # the linked text's tokens, not the default text's
+        from shape import reveal
+
+        reveal(page, "attention-scaling")  # the one-row scale figure answers that question: hidden until Reveal
         assert "×" in svg_text(page, "attention-scale")
         assert "out of range" in page.locator("#attention-msg").inner_text()  # scale 99 clamped, said
         aria = page.locator("#attention-heatmap .js-plotly-plot").get_attribute("aria-label")

@@ -1,20 +1,23 @@
-"""Lesson 2 page: attention. Layout first, listeners last; every number comes from lessons.attention.compute.
+"""Lesson 3 page: attention. Layout first, listeners last; every number comes from lessons.attention.compute.
+
+The core path: a toy example of three tokens with 2-D q, k, v (editable), then the same steps on the model's real
+head (its map, one query step by step, every head of a layer), then two questions on the 1/sqrt(d) scaling whose
+answering figures stay hidden until their Reveal. Depth (lengths and angles with footnote 4 checked, o_proj, every
+head summarised) sits in Go deeper sections. Attention without storing the weights is its own page,
+/efficient_attention: an old link to /attention that carries that page's inputs (`block`) is forwarded there.
 
 The last analyzed text lives in a per-learner gr.State: Analyze (or Shift+Enter) sets it, and every slider and
-reveal reads it, never the text box. Editing the box without pressing Analyze therefore changes nothing until
-Analyze, and all figures always show one text.
+reveal reads it, never the text box.
 
 Events (api_name: inputs -> outputs); the model key and the analyzed text are hidden States:
+    attention_toy             toy table -> message, the checked table, toy figure, the four steps as tables
     attention_analyze         text, layer, head, query, scale -> message, analyzed text, the four sliders
-                                                                  (clamped values, query range), every slider
-                                                                  figure; both answers and the summary cleared
+                                                                  (clamped values, query range), every figure
+                                                                  (the summary of every head included)
     attention_view            layer, head, query, scale -> message, the four sliders, every slider figure
     attention_scale           layer, head, query, scale -> message, scale slider, scale figure
-    attention_reveal_previous guess -> Markdown answer, summary of every head (drawn only here: it answers it)
-    attention_reveal_scaling  guess -> Markdown answer
-    attention_memory          lengths -> message, peak-memory figure, readout (measured when pressed, cached)
-    attention_online          layer, head, query, keys per block -> message, keys per block, online-softmax table
-                              (also run after every analyze and view, so the table follows the sliders)
+    attention_reveal_dot      guess -> Markdown answer (random q·k at d = 32, measured)
+    attention_reveal_scaling  guess -> Markdown answer (the whole model re-run without 1/sqrt(d))
 
 A model picked on the course map (widgets.on_model) refills every model-dependent component from
 `_model_values`, the same function the page is built from.
@@ -22,7 +25,6 @@ A model picked on the course map (widgets.on_model) refills every model-dependen
 
 from __future__ import annotations
 
-import functools
 import math
 
 import gradio as gr
@@ -31,26 +33,17 @@ from app import share, widgets
 from lessons import LessonInfo
 from lessons.attention import compute as C
 from lessons.course import CourseModel
-from lessons.plots import message_figure
 
 
-@functools.cache
-def _waiting():
-    """The summary's place before its reveal: one figure, built once (Gradio only serialises it)."""
-    return message_figure(C.SUMMARY_WAITING)
+from app.pages.efficient_attention import MOVED
 
-
-@functools.cache
-def _memory_waiting():
-    """The memory figure's place before Measure is pressed (its numbers are measured only when asked)."""
-    return message_figure(C.MEMORY_WAITING)
-
-
-def _cleared():
-    """The two answers and the summary of every head, before their reveals are pressed for this text."""
-    return "", "", _waiting()
-
-N_SECTIONS = 13  # lesson.md is cut at 12 '<!-- figure -->' markers; see the layout below
+N_SECTIONS = 10  # lesson.md is cut at 9 '<!-- figure -->' markers; see the layout below
+# An old link to /attention that carries a parameter of the part that moved to /efficient_attention goes there,
+# with its whole query (text, layer, head, query are read there too) and hash.
+FORWARD = """() => {
+  const p = new URLSearchParams(location.search);
+  if (%s.some((n) => p.has(n))) location.replace('/efficient_attention' + location.search + location.hash);
+}""" % list(MOVED)
 
 
 def _sliders(sl: C.Sliders, n_tokens: int | None = None):
@@ -63,11 +56,22 @@ def _figures(v: C.View):
     return v.dot, v.dot_md, v.heatmap, v.grid, v.mix, v.steps, v.scale
 
 
+def default_query(cm: CourseModel) -> int:
+    """The query the page opens on: the middle of the default text, so that later keys exist and panel 1's grey
+    bars (scores the mask hides) are there to see."""
+    return C.trace_text(cm, C.DEFAULT_TEXT).n_tokens // 2
+
+
+def _toy(rows):
+    toy = C.toy_attention(rows)
+    return widgets.note(toy.notice), C.toy_table(toy), C.toy_figure(toy), C.toy_steps_markdown(toy)
+
+
 def _model_values(cm: CourseModel) -> dict:
     """Everything on the page that depends on the model, as component arguments: the page is built from it
     for the course model, and `widgets.on_model` refills the same components from it for a picked model."""
     cfg = cm.config
-    init = C.analyze_view(cm, C.DEFAULT_TEXT, 0, 0, None, 1.0)  # the first figures, computed by the model
+    init = C.analyze_view(cm, C.DEFAULT_TEXT, 0, 0, default_query(cm), 1.0)  # the first figures, by the model
     v = init.view
     root = math.sqrt(cfg.head_dim)
     return dict(
@@ -81,12 +85,8 @@ def _model_values(cm: CourseModel) -> dict:
                    label="Query position (0 = BOS; the maximum follows the analyzed text)"),
         scale=dict(minimum=C.SCALE_MIN, maximum=C.scale_max(cfg.head_dim), value=1.0,
                    label=f"Multiply this row's scaled scores by (1 = the model; {root:.2f} = √d, i.e. no ÷√d)"),
-        guess_prev=dict(choices=C.layer_choices(cm), value=None),
         figures=_figures(v),
-        memory=(_memory_waiting(), ""),
-        block=dict(minimum=1, maximum=C.MAX_TOKENS, value=C.BLOCK_DEFAULT,
-                   label=f"Keys per block (1 to {C.MAX_TOKENS})"),
-        online=C.online_view(cm, C.DEFAULT_TEXT, 0, 0, None, C.BLOCK_DEFAULT)[2],
+        summary=C.summary_view(cm, C.DEFAULT_TEXT),
     )
 
 
@@ -95,19 +95,34 @@ def refresh(cm: CourseModel) -> tuple:
     `build` wires them, and the analyzed text (State) reset to the default."""
     m = _model_values(cm)
     return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
-            *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale", "guess_prev")),
-            *m["figures"], *_cleared(), *m["memory"], gr.update(**m["block"]), m["online"])
+            *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale")),
+            *m["figures"], m["summary"], "")
 
 
 def build(cm: CourseModel, lesson: LessonInfo) -> None:
     m = _model_values(cm)
     dot0, dot_md0, heat0, grid0, mix0, steps0, scale0 = m["figures"]
     secs = widgets.sections(lesson, N_SECTIONS - 1)
+    toy_msg0, toy_rows0, toy_fig0, toy_md0 = _toy(C.TOY_DEFAULT)
 
     key = widgets.model_key()
     analyzed = gr.State(C.DEFAULT_TEXT)  # the text every figure shows: set by Analyze only
     widgets.lesson_header(lesson)
     widgets.prose(secs[0])
+    # --- the toy example: three tokens, 2-D q, k, v, editable; the same functions as the real head
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            toy_in = gr.Dataframe(toy_rows0, headers=C.TOY_COLUMNS, datatype=["str"] + ["number"] * 6,
+                                  row_count=(3, "fixed"), column_count=(7, "fixed"), interactive=True,
+                                  label="Toy tokens: q, k and v (edit any number; it recomputes)",
+                                  elem_id="attention-toy-table")
+            toy_msg = widgets.message(toy_msg0, elem_id="attention-toy-msg")
+        toy_fig = widgets.Plot(toy_fig0, label="Toy attention: values and outputs", elem_id="attention-toy",
+                               code=C.toy_figure)
+    with gr.Accordion("The four steps as tables (Q Kᵀ, scale and mask, softmax, weighted sum)", open=True,
+                      elem_id="attention-toy-steps-box"):
+        toy_md = gr.Markdown(toy_md0, elem_id="attention-toy-steps")
+    widgets.prose(secs[1])
     facts = widgets.prose(m["facts"]["value"])
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -121,58 +136,54 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
             head = widgets.Slider(step=1, **m["head"])
             query = widgets.Slider(step=1, **m["query"])
             view_msg = widgets.message(elem_id="attention-view-msg")
-    widgets.prose(secs[1])
-    with gr.Row():
-        dot = widgets.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot", code=C.dot_figure)
-        dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
-    widgets.prose(secs[2])
-    with gr.Row():
-        guess_prev = widgets.Radio(label="Your prediction: the strongest previous-token head is in",
-                                   **m["guess_prev"])
-        reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
-    answer_prev = gr.Markdown(elem_id="attention-answer-previous")
-    widgets.prose(secs[3])
     heatmap = widgets.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap", code=C.heatmap_figure)
-    widgets.prose(secs[4])
-    grid = widgets.Plot(grid0, label="Every head of the layer", elem_id="attention-grid", code=C.heads_grid_figure)
-    widgets.prose(secs[5])
-    mix = widgets.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix", code=C.heads_mix_figure)
-    widgets.prose(secs[6])
+    widgets.prose(secs[2])
     steps = widgets.Plot(steps0, label="One query, step by step", elem_id="attention-steps", code=C.query_figure)
-    widgets.prose(secs[7])
-    with gr.Row():
-        guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
-        reveal_scale = gr.Button("Reveal", scale=0, min_width=120)
-    answer_scale = gr.Markdown(elem_id="attention-answer-scaling")
-    widgets.prose(secs[8])
-    with gr.Row():
-        scale = widgets.Slider(step=0.1, scale=2, **m["scale"])
-        scale_msg = widgets.message()
-    scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale", code=C.scale_figure)
+    widgets.prose(secs[3])
+    grid = widgets.Plot(grid0, label="Every head of the layer", elem_id="attention-grid", code=C.heads_grid_figure)
+    widgets.prose(secs[4])
+    # --- the scaling, asked before it is shown
+    guess_dot, reveal_dot, answer_dot = widgets.predict_reveal(C.Q_DOT, elem_id="attention-answer-dot")
+    with widgets.until_reveal(C.Q_DOT.qid):
+        widgets.Plot(C.random_dot_figure(), label="q·k of random vectors", elem_id="attention-random-dot",
+                     code=C.random_dot_figure)
+    guess_scale, reveal_scale, answer_scale = widgets.predict_reveal(C.Q_SCALE, elem_id="attention-answer-scaling")
+    with widgets.until_reveal(C.Q_SCALE.qid):
+        widgets.prose(secs[5])
+        with gr.Row():
+            scale = widgets.Slider(step=0.1, scale=2, **m["scale"])
+            scale_msg = widgets.message()
+        scale_plot = widgets.Plot(scale0, label="Softmax at another scale (one row)", elem_id="attention-scale",
+                                  code=C.scale_figure)
+    # --- depth
+    with widgets.go_deeper("lengths and angles, and footnote 4 checked on a real head", "dot"):
+        widgets.prose(secs[6])
+        dot = widgets.Plot(dot0, label="One query and its keys: length and direction", elem_id="attention-dot",
+                           code=C.dot_figure)
+        dot_md = gr.Markdown(dot_md0, elem_id="attention-dot-readout")
+    with widgets.go_deeper("what o_proj adds, head by head", "o-proj"):
+        widgets.prose(secs[7])
+        mix = widgets.Plot(mix0, label="What o_proj adds, head by head", elem_id="attention-mix",
+                           code=C.heads_mix_figure)
+    with widgets.go_deeper("every head of every layer, summarised", "summary"):
+        widgets.prose(secs[8])
+        summary = widgets.Plot(m["summary"], label="Every head, summarised", elem_id="attention-summary",
+                               code=C.summary_figure)
     widgets.prose(secs[9])
-    summary = widgets.Plot(message_figure(C.SUMMARY_WAITING), label="Every head, summarised", elem_id="attention-summary", code=C.summary_figure)
-    widgets.prose(secs[10])
-    with gr.Row():
-        reach = widgets.Radio(C.REACH_CHOICES, value=C.REACH_CHOICES[0], label="Sequence lengths")
-        measure = gr.Button("Measure peak memory", scale=0, min_width=200)
-    mem_msg = widgets.message(elem_id="attention-memory-msg")
-    mem_plot = widgets.Plot(m["memory"][0], label="Peak memory against sequence length", elem_id="attention-memory", code=C.memory_figure)
-    mem_md = gr.Markdown(m["memory"][1], elem_id="attention-memory-readout")
-    widgets.prose(secs[11])
-    with gr.Row():
-        block = widgets.Slider(step=1, scale=2, **m["block"])
-        online_msg = widgets.message()
-    online = gr.Markdown(m["online"], elem_id="attention-online")
-    widgets.prose(secs[12])
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------ listeners
+    def attention_toy(rows):
+        """The toy table edited: its numbers checked, the four steps and the figure again."""
+        return _toy(rows)
+
     def attention_analyze(cm, text, layer, head, query, scale):
         """A new text: one traced forward pass (cached), every figure, the sliders set to what is drawn."""
         a = C.analyze_view(cm, text, layer, head, query, scale)
         v = a.view
-        # The answers and the summary were measured on the previous text: cleared until asked again.
-        return (widgets.note(v.notice), text, *_sliders(v.sliders, a.n_tokens), *_figures(v), *_cleared())
+        # The answers were measured on the previous text: cleared until asked again.
+        return (widgets.note(v.notice), text, *_sliders(v.sliders, a.n_tokens), *_figures(v),
+                C.summary_view(cm, text), "")
 
     def attention_view(cm, text, layer, head, query, scale):
         """Any of the layer, head or query sliders released: every slider figure, from the analyzed text."""
@@ -184,52 +195,33 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         notice, fig, factor = C.scale_view(cm, text, layer, head, query, scale)
         return widgets.note(notice), gr.update(value=factor), fig
 
-    def attention_reveal_previous(cm, text, guess):
-        """Which layer holds the strongest previous-token head, measured on the analyzed text, and the summary
-        of every head (drawn only now: it answers this question)."""
-        return C.reveal_previous_token(cm, text, guess), C.summary_view(cm, text)
+    def attention_reveal_dot(cm, guess):
+        """How large q·k is for random unit-variance vectors at d = 32, measured."""
+        return C.reveal_random_dot(guess)
 
     def attention_reveal_scaling(cm, text, guess):
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
         return C.reveal_scaling(cm, text, guess)
 
-    def attention_memory(cm, reach, progress=gr.Progress()):
-        """Peak memory of one attention call per path and length, measured now on this machine (cached)."""
-        progress(0, desc="measuring peak memory")
-        notice, fig, md = C.memory_view(cm, reach, lambda f, what: progress(f, desc=f"measuring: {what}"))
-        return widgets.note(notice), fig, md
-
-    def attention_online(cm, text, layer, head, query, block):
-        """The online softmax of the chosen query row, block by block, on the analyzed text."""
-        notice, b, md = C.online_view(cm, text, layer, head, query, block)
-        return widgets.note(notice), gr.update(value=b), md
-
     figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]
     sliders = [layer, head, query, scale]
-    answers = [answer_prev, answer_scale, summary]
     quiet = dict(show_progress="minimal")
-    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, guess_prev, *figures, *answers,
-                                    mem_plot, mem_md, block, online])
-    online_io = ([key, analyzed, layer, head, query, block], [online_msg, block, online])
-    # (wired before the chains below, which reuse the handler: the public event keeps the plain api_name)
-    online_ev = block.release(widgets.handler(attention_online, 3, 0), *online_io, api_name="attention_online",
-                              trigger_mode="always_last", **quiet)
-    analyze_ev = gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 16, 0),
-                       [key, text, *sliders], [msg, analyzed, *sliders, *figures, *answers],
+    gr.on([toy_in.input], attention_toy, toy_in, [toy_msg, toy_in, toy_fig, toy_md], api_name="attention_toy",
+          trigger_mode="always_last", **quiet)
+    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, *figures, summary, answer_scale])
+    analyze_ev = gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 15, 0),
+                       [key, text, *sliders], [msg, analyzed, *sliders, *figures, summary, answer_scale],
                        api_name="attention_analyze")
-    analyze_ev.then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
     gr.on([layer.release, head.release, query.release], widgets.handler(attention_view, 12, 0),
           [key, analyzed, *sliders], [view_msg, *sliders, *figures], api_name="attention_view",
-          trigger_mode="always_last", **quiet
-          ).then(widgets.handler(attention_online, 3, 0), *online_io, api_visibility="private", **quiet)
-    measure.click(widgets.handler(attention_memory, 3, 0), [key, reach], [mem_msg, mem_plot, mem_md],
-                  api_name="attention_memory")
+          trigger_mode="always_last", **quiet)
     scale_ev = scale.release(widgets.handler(attention_scale, 3, 0), [key, analyzed, *sliders],
                              [scale_msg, scale, scale_plot], api_name="attention_scale",
                              trigger_mode="always_last", **quiet)
-    reveal_prev.click(widgets.handler(attention_reveal_previous, 2, 0), [key, analyzed, guess_prev],
-                      [answer_prev, summary], api_name="attention_reveal_previous")
+    reveal_dot.click(widgets.handler(attention_reveal_dot), [key, guess_dot], answer_dot,
+                     api_name="attention_reveal_dot")
     reveal_scale.click(widgets.handler(attention_reveal_scaling), [key, analyzed, guess_scale], answer_scale,
                        api_name="attention_reveal_scaling")
-    share.link(key, dict(text=text, layer=layer, head=head, query=query, scale=scale, block=block),
-               runs=[analyze_ev, scale_ev, online_ev], ranges=dict(query=(0, C.MAX_TOKENS)))
+    share.link(key, dict(text=text, layer=layer, head=head, query=query, scale=scale),
+               runs=[analyze_ev, scale_ev], ranges=dict(query=(0, C.MAX_TOKENS)))
+    gr.context.Context.root_block.load(None, js=FORWARD)

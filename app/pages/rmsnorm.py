@@ -9,7 +9,9 @@ Everything that depends on the model (slider ranges, choices, labels, first figu
 `first_view(cm)`: the page is built from it with the course model, and `widgets.on_model` refills the same components
 from it when the learner picked another model on the course map.
 
-The two predict-then-reveal questions come right after the text box, before the figures that answer them.
+The core path: one short vector through both norms (editable, the model's own formulas), the geometric picture,
+then the real residual stream with two questions whose answering figures stay hidden until their Reveal
+(widgets.until_reveal). The history, the timing and pre- against post-norm sit in Go deeper sections.
 """
 
 from __future__ import annotations
@@ -70,8 +72,14 @@ def on_placement(cm, n_layers, gain, progress=gr.Progress()):
     return placement(cm, n_layers, gain, progress)
 
 
-def reveal_rms(cm: CourseModel, text, guess):
-    return C.reveal_largest_rms(cm, C.load_text(cm, text), guess)
+def reveal_length(cm: CourseModel, text, guess):
+    return C.reveal_length(cm, C.load_text(cm, text), guess)
+
+
+def toy(text):
+    """The toy vector edited: both norms number by number."""
+    t = C.toy_norms(text)
+    return widgets.note(t.notice), C.toy_figure(t), C.toy_markdown(t)
 
 
 def reveal_shift(cm: CourseModel, text, guess):
@@ -90,7 +98,6 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
     site0 = C.invariance_site(cm)
     site_fig, site_md = site(cm, C.DEFAULT_TEXT, site0)
     return {"text_msg": dict(value=widgets.note(res.notice)),
-            "rms_guess": dict(choices=C.rms_question_choices(cm.config), value=None),
             "rms_out": dict(value=""), "shift_out": dict(value=""),  # reveals measured on another model are gone
             "token": dict(maximum=len(res.ids) - 1, value=inv.token),
             "inv_plot": dict(value=C.invariance_figure(inv)), "inv_readout": dict(value=C.describe_invariance(inv)),
@@ -107,12 +114,25 @@ def refresh(cm: CourseModel) -> tuple:
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson, 5)
+    parts = widgets.sections(lesson, 10)
     V = first_view(cm)
     place_fig, place_md, *_ = placement(cm, DEFAULTS["depth"], DEFAULTS["gain"])
+    toy_msg0, toy_fig0, toy_md0 = toy(C.TOY_DEFAULT)
 
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
+
+    # --- the toy: one short vector, both norms number by number
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            toy_in = gr.Textbox(C.TOY_DEFAULT, label=f"x: up to {C.TOY_MAX} numbers, separated by commas",
+                                elem_id="rmsnorm-toy-x")
+            toy_msg = widgets.message(toy_msg0, elem_id="rmsnorm-toy-msg")
+            toy_md = gr.Markdown(toy_md0, elem_id="rmsnorm-toy-steps")
+        with gr.Column(scale=1, min_width=300):
+            toy_fig = widgets.Plot(toy_fig0, label="One vector through both norms", elem_id="rmsnorm-toy",
+                                   code=C.toy_figure)
+    widgets.prose(parts[1])
 
     # --- the learner's text, shared by every figure that reads the course model
     with gr.Row():
@@ -121,33 +141,32 @@ def build(cm: CourseModel, lesson) -> None:
         run = gr.Button("Run the model on this text", variant="primary", scale=1)
     text_msg = widgets.message(V["text_msg"]["value"])
 
-    # --- predict first: both questions come before the figures that answer them
-    rms_guess, rms_btn, rms_out = widgets.predict_reveal(
-        "on your text, where is the residual stream largest (mean RMS per token)?", V["rms_guess"]["choices"],
-        "Reveal (runs the model on your text)", elem_id="rmsnorm-reveal-rms")
-    shift_guess, shift_btn, shift_out = widgets.predict_reveal(
-        "add 1 to every element of your text's last token vector. Which output changes?", C.SHIFT_CHOICES,
-        "Reveal (computes both norms)", elem_id="rmsnorm-reveal-shift")
-    widgets.prose(parts[1])
+    # --- question 1, then the invariance figure that answers it
+    shift_guess, shift_btn, shift_out = widgets.predict_reveal(C.Q_SHIFT, "Reveal (computes both norms)",
+                                                               elem_id="rmsnorm-reveal-shift")
+    with widgets.until_reveal(C.Q_SHIFT.qid):
+        widgets.prose(parts[2])
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                token = widgets.Slider(0, **V["token"], step=1, label="token position",
+                                       info="whose residual-stream vector x to use (0 = BOS)", elem_id="rmsnorm-token")
+                shift = widgets.Slider(-3.0, 3.0, DEFAULTS["shift"], step=0.1,
+                                       label="shift b (added to every element)", elem_id="rmsnorm-shift")
+                scale = widgets.Slider(0.1, 5.0, DEFAULTS["scale"], step=0.1,
+                                       label="scale a (multiplies every element)", elem_id="rmsnorm-scale")
+                inv_readout = gr.Markdown(**V["inv_readout"], elem_id="rmsnorm-invariance-readout")
+            with gr.Column(scale=2):
+                inv_plot = widgets.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each",
+                                        elem_id="rmsnorm-invariance", code=C.invariance_figure)
 
-    # --- figure 1: invariance of both norms
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            token = widgets.Slider(0, **V["token"], step=1, label="token position",
-                                   info="whose residual-stream vector x to use (0 = BOS)", elem_id="rmsnorm-token")
-            shift = widgets.Slider(-3.0, 3.0, DEFAULTS["shift"], step=0.1, label="shift b (added to every element)",
-                                   elem_id="rmsnorm-shift")
-            scale = widgets.Slider(0.1, 5.0, DEFAULTS["scale"], step=0.1, label="scale a (multiplies every element)",
-                                   elem_id="rmsnorm-scale")
-            inv_readout = gr.Markdown(**V["inv_readout"], elem_id="rmsnorm-invariance-readout")
-        with gr.Column(scale=2):
-            inv_plot = widgets.Plot(**V["inv_plot"], label="x, a·x + b, and both norms of each", elem_id="rmsnorm-invariance", code=C.invariance_figure)
-
-    widgets.prose(parts[2])
-
-    # --- figure 2: the course model's residual stream around every norm
-    overview_plot = widgets.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
-                            elem_id="rmsnorm-overview", code=C.residual_overview_figure)
+    widgets.prose(parts[3])
+    # --- question 2, then the residual stream around every norm that answers it
+    rms_guess, rms_btn, rms_out = widgets.predict_reveal(C.Q_LENGTH, "Reveal (runs the model on your text)",
+                                                         elem_id="rmsnorm-reveal-rms")
+    with widgets.until_reveal(C.Q_LENGTH.qid):
+        overview_plot = widgets.Plot(**V["overview_plot"], label="Per-token RMS before and after each RMSNorm",
+                                     elem_id="rmsnorm-overview", code=C.residual_overview_figure)
+    widgets.prose(parts[4])
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             site_pick = widgets.Dropdown(**V["site_pick"], label="norm to inspect", elem_id="rmsnorm-site")
@@ -156,39 +175,44 @@ def build(cm: CourseModel, lesson) -> None:
             site_plot = widgets.Plot(**V["site_plot"], label="Values through one norm, and its learned gain",
                                 elem_id="rmsnorm-site-plot", code=C.site_figure)
 
-    widgets.prose(parts[3])
+    with widgets.go_deeper("why normalise at all", "why"):
+        widgets.prose(parts[5])
+    with widgets.go_deeper("what dropping the mean saves, timed here", "cost"):
+        widgets.prose(parts[6])
+        with gr.Row():
+            with gr.Column(scale=1, min_width=420):
+                gr.Markdown(C.operation_table())
+            with gr.Column(scale=1, min_width=420):
+                time_btn = gr.Button(**V["time_btn"], variant="primary")
+                time_plot = widgets.Plot(message_figure("Press the button to time both norms here, now."),
+                                    label="Time per call", elem_id="rmsnorm-timing", code=C.timing_figure)
+                time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
+        widgets.prose(parts[7])
+    with widgets.go_deeper("pre-norm against post-norm: gradients at initialisation", "placement"):
+        widgets.prose(parts[8])
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                depth = widgets.Slider(2, 16, DEFAULTS["depth"], step=1, label="layers", elem_id="rmsnorm-depth")
+                gain = widgets.Slider(0.1, 3.0, DEFAULTS["gain"], step=0.1,
+                                      label="init gain (Xavier range × gain; 1 = Xiong et al.'s init)",
+                                      info=f"the course model's init, std 0.02, is about gain "
+                                           f"{C.course_init_gain():.2f} at this width ({C.PLACEMENT_SIZES['dim']})",
+                                      elem_id="rmsnorm-gain")
+                place_btn = gr.Button("Build the models and backpropagate", variant="primary")
+                place_msg = widgets.message()
+                place_table = gr.Markdown(place_md, elem_id="rmsnorm-placement-table")
+            with gr.Column(scale=2):
+                place_plot = widgets.Plot(place_fig, label="Gradient norms at initialisation",
+                                          elem_id="rmsnorm-placement", code=C.placement_figure)
+        widgets.prose(parts[9])
 
-    # --- figure 3: cost, timed live
-    with gr.Row():
-        with gr.Column(scale=1, min_width=420):
-            gr.Markdown(C.operation_table())
-        with gr.Column(scale=1, min_width=420):
-            time_btn = gr.Button(**V["time_btn"], variant="primary")
-            time_plot = widgets.Plot(message_figure("Press the button to time both norms here, now."),
-                                label="Time per call", elem_id="rmsnorm-timing", code=C.timing_figure)
-            time_table = gr.Markdown(elem_id="rmsnorm-timing-table")
-
-    widgets.prose(parts[4])
-
-    # --- figure 4: pre-norm against post-norm at initialisation
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            depth = widgets.Slider(2, 16, DEFAULTS["depth"], step=1, label="layers", elem_id="rmsnorm-depth")
-            gain = widgets.Slider(0.1, 3.0, DEFAULTS["gain"], step=0.1,
-                                  label="init gain (Xavier range × gain; 1 = Xiong et al.'s init)",
-                                  info=f"the course model's init, std 0.02, is about gain {C.course_init_gain():.2f} "
-                                       f"at this width ({C.PLACEMENT_SIZES['dim']})", elem_id="rmsnorm-gain")
-            place_btn = gr.Button("Build the models and backpropagate", variant="primary")
-            place_msg = widgets.message()
-            place_table = gr.Markdown(place_md, elem_id="rmsnorm-placement-table")
-        with gr.Column(scale=2):
-            place_plot = widgets.Plot(place_fig, label="Gradient norms at initialisation", elem_id="rmsnorm-placement", code=C.placement_figure)
-
-    widgets.prose(parts[5])
+    widgets.prose(parts[10])
     widgets.lesson_footer(lesson)
 
     # --- listeners
     H = widgets.handler
+    toy_in.change(toy, toy_in, [toy_msg, toy_fig, toy_md], api_name="rmsnorm_toy", trigger_mode="always_last",
+                  show_progress="minimal")
     text_ev = gr.on([run.click, text.submit], H(text_changed, 7), [key, text, token, shift, scale, site_pick],
           [text_msg, token, inv_plot, inv_readout, overview_plot, site_plot, site_readout], api_name="rmsnorm_text",
           show_progress="minimal")
@@ -203,13 +227,13 @@ def build(cm: CourseModel, lesson) -> None:
     place_ev = gr.on([place_btn.click, depth.release, gain.release], H(on_placement, 5, msg_at=2), [key, depth, gain],
           [place_plot, place_table, place_msg, depth, gain], api_name="rmsnorm_placement",
           trigger_mode="always_last")
-    rms_btn.click(H(reveal_rms), [key, text, rms_guess], rms_out, api_name="rmsnorm_reveal_rms")
+    rms_btn.click(H(reveal_length), [key, text, rms_guess], rms_out, api_name="rmsnorm_reveal_length")
     shift_btn.click(H(reveal_shift), [key, text, shift_guess], shift_out, api_name="rmsnorm_reveal_shift")
     # another model: every component of first_view again, in its order (the message slot first)
-    comps = dict(text_msg=text_msg, rms_guess=rms_guess, rms_out=rms_out, shift_out=shift_out, token=token,
+    comps = dict(text_msg=text_msg, rms_out=rms_out, shift_out=shift_out, token=token,
                  inv_plot=inv_plot, inv_readout=inv_readout, overview_plot=overview_plot, site_pick=site_pick,
                  site_plot=site_plot, site_readout=site_readout, time_btn=time_btn)
     assert list(comps) == list(V), "first_view and the page list different components"
     widgets.on_model(key, refresh, list(comps.values()))
-    share.link(key, dict(text=text, token=token, shift=shift, scale=scale, norm=site_pick, layers=depth, gain=gain),
-               runs=[text_ev, inv_ev, place_ev])
+    share.link(key, dict(text=text, token=token, shift=shift, scale=scale, norm=site_pick, layers=depth, gain=gain,
+                         x=toy_in), runs=[text_ev, inv_ev, place_ev])

@@ -21,6 +21,12 @@ Main events (api_name: inputs), all prefixed "rope_" because api names are share
     rope_loss_change        variant
     rope_reveal_rope_off    prediction ("barely" | "little" | "lot")
     rope_reveal_theta       prediction
+    rope_toy                q1, q2, k1, k2, m, n -> message, figure, readout (the toy: one 2-D query and key)
+
+The core path: the toy (one 2-D query and key rotated by the model's own RoPE code), RoPE on a real head, the
+relative property, and two questions whose answering figures (the attention maps with RoPE off or another
+rope_theta, the measured loss) stay hidden until their Reveal. The shuffle, the four schemes and the frequency
+spectrum sit in Go deeper sections.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from lessons.course import CourseModel
 from lessons.rope import compute as C
 
 PREDICTION_CHOICES = [(text, key) for key, text in C.PREDICTIONS.items()]
-N_SECTIONS = 8  # lesson.md is cut at 7 '<!-- figure -->' markers, one per figure block below
+N_SECTIONS = 13  # lesson.md is cut at 12 '<!-- figure -->' markers; see the layout below
 QUIET = dict(show_progress="minimal")  # slider redraws take milliseconds: no overlay flashing over the figure
 
 
@@ -163,13 +169,10 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
         v[name] = dict(value=val)
     v["shift"] = dict(minimum=-(L - 1), maximum=L - 1, value=shift0)
     three("rel", on_relative(cm, text0, 0, 0, q0, k0, q0, k0, shift0)[:3])
-    v["log_theta"] = dict(value=round(log0, 4), label=f"log₁₀ rope_theta (this model: {log0:.2f} = "
-                                                      f"{c.rope_theta:,.0f}; 4 = 10,000 as in Llama 2; 5.7 = 500,000 "
-                                                      "as in Llama 3)")
+    v["log_theta"] = dict(value=round(log0, 4), label=theta_label(c.rope_theta))
     three("spec", on_spectrum(cm, log0)[:3])
-    v["question2"] = dict(value=f"**2. Llama 3 uses rope_theta = 500,000. If we run this model (trained at "
-                                f"rope_theta = {c.rope_theta:,.0f}) with {float(C.theta_question_variant(cm)):,.0f}, "
-                                "the validation loss ...**")
+    v["question2"] = dict(value=f"The next question runs this model, trained at rope_theta = {c.rope_theta:,.0f}, "
+                                f"with rope_theta = {float(C.theta_question_variant(cm)):,.0f}.")
     v["ans1"] = dict(value="")  # a reveal measured on another model is gone with it
     v["ans2"] = dict(value="")
     v["cmp_layer"] = dict(choices=layers, value=l0)
@@ -181,6 +184,22 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
     return v
 
 
+def theta_label(theta: float) -> str:
+    """The spectrum slider's label: this model's value, then the published ones it is not (never one twice)."""
+    refs = [(10_000.0, "4 = 10,000 as in Llama 2"), (C.LLAMA3_THETA, "5.7 = 500,000 as in Llama 3")]
+    own = f"this model: {math.log10(theta):.2f} = {theta:,.0f}"
+    for value, text in refs:
+        if abs(float(theta) - value) < 0.5:
+            own += " as in Llama " + text.rsplit(" ", 1)[-1]
+    others = [text for value, text in refs if abs(float(theta) - value) >= 0.5]
+    return "log₁₀ rope_theta (" + "; ".join([own, *others]) + ")"
+
+
+def on_toy(qx, qy, kx, ky, m, n):
+    t = C.toy_rope(qx, qy, kx, ky, m, n)
+    return widgets.note(t.notice), C.toy_rope_figure(t), C.toy_rope_readout(t)
+
+
 def refresh(cm: CourseModel) -> tuple:
     """`first_view` as updates, in its order (for widgets.on_model)."""
     return tuple(gr.update(**kw) for kw in first_view(cm).values())
@@ -190,33 +209,34 @@ def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
     V = first_view(cm)
     s = widgets.sections(lesson, N_SECTIONS - 1)
+    toy0 = on_toy(*C.TOY_Q, *C.TOY_K, 3, 1)
 
     widgets.lesson_header(lesson)
     widgets.prose(s[0])
 
-    # 1. shuffling without positions; the text box serves the whole page
-    with gr.Row():
-        text = gr.Textbox(C.DEFAULT_TEXT, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
-                          max_lines=4, scale=5)
-        apply = gr.Button("Use this text", variant="primary", scale=1)
-    text_msg = widgets.message(V["text_msg"]["value"])
-    with gr.Row():
-        shuf_head = widgets.Dropdown(**V["shuf_head"], label="Layer-0 head", scale=1, elem_id="rope-shuffle-head")
-        seed = widgets.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the same "
-                                                         "shuffle", scale=1, elem_id="rope-seed")
-        reshuffle = gr.Button("Shuffle again", scale=1)
-    shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", C.shuffle_scores, elem_id="rope-shuffle")
+    # 0. the toy: one 2-D query and key, rotated by their positions
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            with gr.Row():
+                toy_q1 = widgets.Number(C.TOY_Q[0], label="q₁", min_width=60, elem_id="rope-toy-q1")
+                toy_q2 = widgets.Number(C.TOY_Q[1], label="q₂", min_width=60, elem_id="rope-toy-q2")
+                toy_k1 = widgets.Number(C.TOY_K[0], label="k₁", min_width=60, elem_id="rope-toy-k1")
+                toy_k2 = widgets.Number(C.TOY_K[1], label="k₂", min_width=60, elem_id="rope-toy-k2")
+            toy_m = widgets.Slider(0, C.TOY_POSITIONS - 1, 3, step=1, label="Toy query position m", elem_id="rope-toy-m")
+            toy_n = widgets.Slider(0, C.TOY_POSITIONS - 1, 1, step=1, label="Toy key position n", elem_id="rope-toy-n")
+            toy_msg = widgets.message(toy0[0], elem_id="rope-toy-msg")
+        with gr.Column(scale=2, min_width=300):
+            toy_fig = widgets.Plot(toy0[1], label="One 2-D query and key, rotated", elem_id="rope-toy",
+                                   code=C.toy_rope_figure)
+    toy_md = gr.Markdown(toy0[2], elem_id="rope-toy-readout")
     widgets.prose(s[1])
 
-    # 2. four schemes
+    # 1. RoPE on a real head; the text box serves the whole page
     with gr.Row():
-        n_pos = widgets.Slider(8, **V["n_pos"], step=1, label="Positions shown",
-                               info="applies when you let go of the slider", elem_id="rope-n-pos")
-        clip = widgets.Slider(1, **V["clip"], step=1, label="Shaw's clipping distance k")
-    sch_msg, sch_fig, sch_table = _outputs(V, "sch", C.schemes, latex_table=True)
-    widgets.prose(s[2])
-
-    # 3. RoPE in 2-D
+        text = gr.Textbox(C.DEFAULT_TEXT, label=f"Text for every figure on this page ({widgets.RUN_HINT})", lines=2,
+                          max_lines=4, scale=5, elem_id="rope-text")
+        apply = gr.Button("Use this text", variant="primary", scale=1)
+    text_msg = widgets.message(V["text_msg"]["value"])
     with gr.Row():
         layer = widgets.Dropdown(**V["layer"], label="Layer", elem_id="rope-layer")
         head = widgets.Dropdown(**V["head"], label="Query head")
@@ -231,49 +251,68 @@ def build(cm: CourseModel, lesson) -> None:
         plane = widgets.Plot(**V["plane"], label="one pair of q and k, before and after rotation", elem_id="rope-plane", code=C.rotate)
         angles = widgets.Plot(**V["angles"], label="rotation angle of every position and pair", elem_id="rope-angles", code=C.rotate)
     rot_readout = gr.Markdown(**V["rot_readout"], elem_id="rope-angle-readout")
-    widgets.prose(s[3])
+    widgets.prose(s[2])
 
-    # 4. relative property
+    # 2. relative property
     shift = widgets.Slider(**V["shift"], step=1, label="Shift s for both tokens",
                            info="clamped so that m+s and n+s stay inside the context", elem_id="rope-shift")
     rel_msg = widgets.message(V["rel_msg"]["value"])
     rel_fig = widgets.Plot(**V["rel_fig"], label="score as both tokens shift", code=C.relative_shift)
     rel_readout = gr.Markdown(**V["rel_readout"], elem_id="rope-relative-readout")
-    widgets.prose(s[4])
+    widgets.prose(s[3])
 
-    # 5. spectrum and decay
-    log_theta = widgets.Slider(1, 7, **V["log_theta"], step=0.05, elem_id="rope-log-theta")
-    spec_msg, spec_fig, spec_readout = _outputs(V, "spec", C.spectrum, elem_id="rope-spectrum")
-    widgets.prose(s[5])
-
-    # 6. predict, then reveal: before anything on the page measures the loss of a variant
-    gr.Markdown("**1. If we switch RoPE off (same weights), the validation loss ...**")
-    with gr.Row():
-        pred1 = widgets.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
-        reveal1 = gr.Button("Reveal", scale=1)
-    ans1 = gr.Markdown(**V["ans1"], elem_id="rope-reveal-1")
+    # 3. predict, then reveal: the figures that measure a variant stay hidden until asked
+    pred1, reveal1, ans1 = widgets.predict_reveal(C.Q_OFF.text, PREDICTION_CHOICES, elem_id="rope-reveal-1",
+                                                  qid=C.Q_OFF.qid)
+    with widgets.until_reveal(C.Q_OFF.qid):
+        widgets.prose(s[4])
+        with gr.Row():
+            cmp_layer = widgets.Dropdown(**V["cmp_layer"], label="Layer")
+            cmp_head = widgets.Dropdown(**V["cmp_head"], label="Head")
+            variant = widgets.Radio(**V["variant"], label="Compare the trained model with", scale=3)
+        cmp_msg = widgets.message(V["cmp_msg"]["value"])
+        cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare", code=C.compare_attention)
+        cmp_readout = gr.Markdown(**V["cmp_readout"])
+        widgets.prose(s[5])
     question2 = gr.Markdown(**V["question2"], elem_id="rope-question-2")
-    with gr.Row():
-        pred2 = widgets.Radio(PREDICTION_CHOICES, label="Your prediction", scale=4)
-        reveal2 = gr.Button("Reveal", scale=1)
-    ans2 = gr.Markdown(**V["ans2"], elem_id="rope-reveal-2")
-    widgets.prose(s[6])
+    pred2, reveal2, ans2 = widgets.predict_reveal(C.Q_THETA.text, PREDICTION_CHOICES, elem_id="rope-reveal-2",
+                                                  qid=C.Q_THETA.qid)
+    with widgets.until_reveal(C.Q_THETA.qid):
+        loss_btn = gr.Button("Measure the loss of the variant chosen above (about a second)", variant="primary",
+                             elem_id="rope-loss-button")
+        loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
 
-    # 7. the model with other positions
-    with gr.Row():
-        cmp_layer = widgets.Dropdown(**V["cmp_layer"], label="Layer")
-        cmp_head = widgets.Dropdown(**V["cmp_head"], label="Head")
-        variant = widgets.Radio(**V["variant"], label="Compare the trained model with", scale=3)
-    cmp_msg = widgets.message(V["cmp_msg"]["value"])
-    cmp_fig = widgets.Plot(**V["cmp_fig"], label="attention maps", elem_id="rope-compare", code=C.compare_attention)
-    cmp_readout = gr.Markdown(**V["cmp_readout"])
-    loss_btn = gr.Button("Measure the loss (about a second)", variant="primary", elem_id="rope-loss-button")
-    loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
-    widgets.prose(s[7])
+    # depth
+    with widgets.go_deeper("shuffling the text, with and without positions", "shuffle"):
+        widgets.prose(s[6])
+        with gr.Row():
+            shuf_head = widgets.Dropdown(**V["shuf_head"], label="Layer-0 head", scale=1, elem_id="rope-shuffle-head")
+            seed = widgets.Number(0, label="Shuffle number", info=f"0 to {C.SEED_MAX:,}; the same number gives the "
+                                                             "same shuffle", scale=1, elem_id="rope-seed")
+            reshuffle = gr.Button("Shuffle again", scale=1)
+        shuf_msg, shuf_fig, shuf_readout = _outputs(V, "shuf", C.shuffle_scores, elem_id="rope-shuffle")
+        widgets.prose(s[7])
+    with widgets.go_deeper("four ways to give attention positions", "schemes"):
+        widgets.prose(s[8])
+        with gr.Row():
+            n_pos = widgets.Slider(8, **V["n_pos"], step=1, label="Positions shown",
+                                   info="applies when you let go of the slider", elem_id="rope-n-pos")
+            clip = widgets.Slider(1, **V["clip"], step=1, label="Shaw's clipping distance k")
+        sch_msg, sch_fig, sch_table = _outputs(V, "sch", C.schemes, latex_table=True)
+        widgets.prose(s[9])
+    with widgets.go_deeper("frequencies, long-range decay, and past the context", "spectrum"):
+        widgets.prose(s[10])
+        log_theta = widgets.Slider(1, 7, **V["log_theta"], step=0.05, elem_id="rope-log-theta")
+        spec_msg, spec_fig, spec_readout = _outputs(V, "spec", C.spectrum, elem_id="rope-spectrum")
+        widgets.prose(s[11])
+    widgets.prose(s[12])
     widgets.lesson_footer(lesson)
 
     # ------------------------------------------------------------------------- listeners
     H = widgets.handler
+    toy_ins = [toy_q1, toy_q2, toy_k1, toy_k2, toy_m, toy_n]
+    gr.on([*(b.input for b in toy_ins[:4]), toy_m.release, toy_n.release], on_toy, toy_ins,
+          [toy_msg, toy_fig, toy_md], api_name="rope_toy", trigger_mode="always_last", **QUIET)
     text_events = [text.submit, apply.click]
     rot_in = [key, text, layer, head, q_tok, k_tok, m, n, pair]
     rot_out = [rot_msg, plane, angles, rot_readout, m, n, pair]

@@ -11,6 +11,11 @@ trained tokenizer are hidden States:
     reveal_count  choice                     -> the model's tokenizer's count for the question's text
     reveal_merge  choice                     -> our BPE's real first merge on the learner's text
 
+The core path: the live training with its compression curve (the first figure), how BPE learns, the first-merge
+question (the merge table hidden until its Reveal), the replay, the token-count question (its chips hidden until
+Reveal), and the embedding rows. The comparison of five tokenizers and the map of the whole embedding table sit in
+Go deeper sections.
+
 A model picked on the course map (widgets.on_model) refills what depends on it from the same functions the page
 is built from: the first training with its tokenizer (_train_values of compute.first_training) and _model_values.
 """
@@ -23,7 +28,7 @@ from app import background, share, widgets
 from lessons.inputs import LessonError
 from lessons.tokenization import compute
 
-N_FIGURES = 6  # lesson.md holds N_FIGURES '<!-- figure -->' markers: prose, figure, prose, ..., prose
+N_FIGURES = 12  # lesson.md holds N_FIGURES '<!-- figure -->' markers: prose, figure, prose, ..., prose
 
 
 def _train_values(training: compute.Training, sentence: str) -> dict:
@@ -56,7 +61,7 @@ def _model_values(cm) -> dict:
     return dict(tok_facts=compute.model_tokenizer_facts(cm), special=compute.special_tokens_facts(cm),
                 embed_facts=compute.embedding_facts(cm), heatmap=heat,
                 pca=compute.embedding_map(cm, compute.DEFAULT_SENTENCE), embed_msg=widgets.note(heat_notice),
-                q1_out="", q1_chips="")
+                q1_out="", q1_chips="", map_md=compute.embedding_map_readout(cm), numbers=compute.number_chunks(cm))
 
 
 def refresh(cm) -> tuple:
@@ -83,31 +88,31 @@ def build(cm, lesson) -> None:
     widgets.lesson_header(lesson)
     widgets.prose(parts[0])
 
-    # -- 0. predict first: nothing above this question shows the model's tokenizer at work
-    q1 = widgets.Radio(compute.count_question(), label=(
-        f"How many tokens will the model's tokenizer use for “{compute.QUESTION_TEXT}”?"))
-    q1_btn = gr.Button("Reveal")
-    q1_out = gr.Markdown(elem_id="reveal-count")
-    q1_chips = gr.HTML()
-    widgets.prose(parts[1])
-
-    # -- 1. train live, predict the first merge, then replay the merges
-    with gr.Row():
-        with gr.Column(scale=3):
-            text_box = gr.Textbox(first.text, lines=8, max_lines=8, elem_id="training-text", label=(
+    # -- 1. train live: the text and the compression curve first
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=300):
+            text_box = gr.Textbox(first.text, lines=4, max_lines=8, elem_id="training-text", label=(
                 f"Training text: the course's own lesson texts, or paste yours (at most "
                 f"{compute.MAX_TEXT_CHARS:,} characters; {widgets.RUN_HINT})"))
-        with gr.Column(scale=1, min_width=260):
             vocab = widgets.Slider(compute.VOCAB_MIN, compute.VOCAB_MAX, step=1, label="vocabulary size (tokens)",
                                    info="3 special + 256 bytes + merges; trains when you let go", **t0["vocab"])
-            train_btn = gr.Button("Train the tokenizers", variant="primary")
-            restore_btn = gr.Button("Use the course's text", size="sm")
+            with gr.Row():
+                train_btn = gr.Button("Train the tokenizers", variant="primary")
+                restore_btn = gr.Button("Use the course's text", size="sm")
             train_msg = widgets.message(t0["msg"])
-    q2 = widgets.Radio(label="Predict before you replay: which pair will our BPE merge first on your training text?",
-                       **t0["q2"])
-    q2_btn = gr.Button("Reveal")
-    q2_out = gr.Markdown(elem_id="reveal-merge")
+        with gr.Column(scale=3, min_width=300):
+            curve = widgets.Plot(t0["curve"], label="compression curve", elem_id="merge-curve",
+                                 code=compute.merge_curve_figure)
+    widgets.prose(parts[1])
+    numbers = gr.Markdown(m0["numbers"], elem_id="tokenization-numbers")
     widgets.prose(parts[2])
+
+    # -- predict the first merge; the merge table answers it
+    q2, q2_btn, q2_out = widgets.predict_reveal(compute.Q_MERGE.text, t0["q2"]["choices"], elem_id="reveal-merge",
+                                                qid=compute.Q_MERGE.qid)
+    with widgets.until_reveal(compute.Q_MERGE.qid):
+        merge_md = gr.Markdown(t0["merge_md"], elem_id="merge-info")
+    widgets.prose(parts[3])
     with gr.Row():
         merge_k = widgets.Slider(0, step=1, label="merge step k: replay the training",
                                  info="0 = raw bytes; move with the mouse or the arrow keys", scale=3,
@@ -118,26 +123,37 @@ def build(cm, lesson) -> None:
             sentence_btn = gr.Button("Show this sentence", size="sm")
     chips = gr.HTML(t0["chips"], elem_id="replay-chips")
     replay_msg = widgets.message(t0["replay_msg"])
-    with gr.Row():
-        merge_md = gr.Markdown(t0["merge_md"], elem_id="merge-info")
-        curve = widgets.Plot(t0["curve"], label="compression curve", elem_id="merge-curve", code=compute.merge_curve_figure)
-    widgets.prose(parts[3])
+    widgets.prose(parts[4])
+
+    # -- predict the model's token count; its chips answer it
+    q1, q1_btn, q1_out = widgets.predict_reveal(compute.Q_COUNT.text, compute.count_question(),
+                                                elem_id="reveal-count", qid=compute.Q_COUNT.qid)
+    with widgets.until_reveal(compute.Q_COUNT.qid):
+        q1_chips = gr.HTML()
 
     # -- 2. five tokenizers side by side
-    compare_fig = widgets.Plot(t0["compare_fig"], label="characters per token", code=compute.comparison_figure)
-    compare_html = gr.HTML(t0["compare_html"], elem_id="comparison")
-    widgets.prose(parts[4])
-    tok_facts = gr.Markdown(m0["tok_facts"], elem_id="model-tokenizer-facts")
-    special = widgets.prose(m0["special"])
-    widgets.prose(parts[5])
+    with widgets.go_deeper("the same text through five tokenizers, and Llama 3's", "tokenizers"):
+        widgets.prose(parts[5])
+        compare_fig = widgets.Plot(t0["compare_fig"], label="characters per token", code=compute.comparison_figure)
+        compare_html = gr.HTML(t0["compare_html"], elem_id="comparison")
+        widgets.prose(parts[6])
+        tok_facts = gr.Markdown(m0["tok_facts"], elem_id="model-tokenizer-facts")
+        special = widgets.prose(m0["special"])
+        widgets.prose(parts[7])
 
     # -- 3. from ids to vectors
+    widgets.prose(parts[8])
     embed_facts = widgets.prose(m0["embed_facts"])
-    with gr.Row():
-        heatmap = widgets.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap", code=compute.embedding_heatmap)
-        pca = widgets.Plot(m0["pca"], label="embedding map", elem_id="embedding-map", code=compute.embedding_map)
+    heatmap = widgets.Plot(m0["heatmap"], label="embedding rows", elem_id="embedding-heatmap",
+                           code=compute.embedding_heatmap)
     embed_msg = widgets.message(m0["embed_msg"])
-    widgets.prose(parts[6])
+    widgets.prose(parts[9])
+    with widgets.go_deeper("a map of the whole embedding table", "map"):
+        widgets.prose(parts[10])
+        pca = widgets.Plot(m0["pca"], label="embedding map", elem_id="embedding-map", code=compute.embedding_map)
+        map_md = gr.Markdown(m0["map_md"], elem_id="embedding-map-readout")
+        widgets.prose(parts[11])
+    widgets.prose(parts[12])
     widgets.lesson_footer(lesson)
 
     # -- listeners
@@ -165,7 +181,7 @@ def build(cm, lesson) -> None:
     trained_outputs = [train_msg, state, vocab, merge_k, chips, merge_md, curve, replay_msg, compare_html,
                        compare_fig, q2, q2_out, text_box]  # in _train_values' order
     widgets.on_model(key, refresh, trained_outputs + [tok_facts, special, embed_facts, heatmap, pca, embed_msg,
-                                                       q1_out, q1_chips])  # and _model_values'
+                                                       q1_out, q1_chips, map_md, numbers])  # and _model_values'
     train_ev = gr.on([train_btn.click, text_box.submit, vocab.release], widgets.handler(on_train, 13, 0),
           inputs=[key, text_box, vocab, sentence_box], outputs=trained_outputs,
           api_name="tokenization_train", concurrency_limit=2)

@@ -12,10 +12,8 @@ tensors that already exist. Then, for one layer and head:
 which is exactly what `llama.model.Attention` computes (its "manual" path), and a test checks
 that our reconstruction equals the traced `attn` to float precision.
 
-The last section, attention without storing the weights, measures the peak memory of one attention call for
-the manual, blockwise and fused paths (llama.memory, on the model's head shapes, when the learner asks), and
-runs the online softmax (Milakov & Gimelshein 2018; FlashAttention, Dao et al. 2022, Algorithm 1) on one real
-query row, block of keys by block of keys.
+Attention without storing the weights (peak memory measured, the online softmax, blockwise attention) is its own
+lesson, `lessons.efficient_attention`, which reads the same traced pass through `trace_text`.
 
 Notation (shape comments):
     L    layers             nh   query heads        nkv  key/value heads (GQA: nh = nkv * n_rep)
@@ -37,10 +35,9 @@ import plotly.graph_objects as go
 import torch
 
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
-from lessons.grading import grade
-from lessons.inputs import LessonError, choice, join, number, whole
+from lessons.grading import Question, grade
+from lessons.inputs import LessonError, join, number, whole
 from lessons.plots import grid, panel_axes
-from llama.memory import attention_memory
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -206,14 +203,24 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def head_scores(t: Traced, layer: int, head: int) -> np.ndarray:
-    """q k^T / sqrt(hs) for one head, masked with -inf: the logits whose softmax is `t.attn[layer, head]`."""
-    q = t.q[layer, head]  # (T, hs)
-    k = t.k[layer, t.kv_head(head)]  # (T, hs) the shared GQA key head
+def masked_scores(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """q k^T / sqrt(d), with -inf where the causal mask hides the key: q and k are (T, d), the result (T, T).
+    The same function scores the toy example's three 2-D tokens and every real head (`head_scores`).
+
+        >>> masked_scores(np.array([[1., 0.], [0., 2.]]), np.array([[1., 0.], [0., 1.]])).round(3)
+        array([[0.707,  -inf],
+               [0.   , 1.414]])
+    """
+    d = q.shape[-1]
     # einsum, not q @ k.T: numpy's threaded BLAS stalls for tens of ms on tiny matrices when torch's
     # own threads share the two CPU cores; einsum's plain loop takes ~0.1 ms here.
-    scores = np.einsum("id,jd->ij", q, k) / np.float32(math.sqrt(t.head_dim))  # (T, T)
-    return np.where(causal_mask(t.n_tokens), scores, -np.inf)
+    scores = np.einsum("id,jd->ij", q, k) / np.asarray(math.sqrt(d), dtype=q.dtype)  # (T, T)
+    return np.where(causal_mask(len(q)), scores, -np.inf)
+
+
+def head_scores(t: Traced, layer: int, head: int) -> np.ndarray:
+    """q k^T / sqrt(hs) for one head, masked with -inf: the logits whose softmax is `t.attn[layer, head]`."""
+    return masked_scores(t.q[layer, head], t.k[layer, t.kv_head(head)])  # (T, hs) each; GQA: the shared key head
 
 
 def reconstruct_attention(t: Traced) -> np.ndarray:
@@ -590,10 +597,16 @@ def dot_readout(t: Traced, layer: int, head: int, query: int) -> str:
         f"q·k = {d.q_norm:.2f} × {d.k_norm[best]:.2f} × {d.cos[best]:+.2f} = {d.dots[best]:.2f}. "
         f"Longest key: {keys[longest]} (|k| = {d.k_norm[longest]:.2f}); best aligned: {keys[aligned]} "
         f"(cos = {d.cos[aligned]:+.2f}).",
-        f"**Footnote 4, checked.** The variance argument assumes the {hs} components of q and k have mean 0 and "
-        f"variance 1. In this head, on your text, q's components have mean {q.mean():+.2f} and variance "
-        f"{q.var():.2f}, k's mean {k.mean():+.2f} and variance {k.var():.2f}; the {dots.size:,} visible scores q·k "
-        f"have variance {dots.var():.1f}, where d × var(q) × var(k) = {hs * q.var() * k.var():.1f} and d = {hs}.",
+        f"**Footnote 4, checked.** The variance argument assumes the {hs} components of q and k are *independent*, "
+        f"with mean 0 and variance 1; independent components would give var(q·k) = d × var(q) × var(k). In this "
+        f"head, on your text, q's components have mean {q.mean():+.2f} and variance {q.var():.2f}, k's mean "
+        f"{k.mean():+.2f} and variance {k.var():.2f}, so independence would give "
+        f"{hs} × {q.var():.2f} × {k.var():.2f} = {hs * q.var() * k.var():.1f}; the {dots.size:,} visible scores "
+        f"q·k have variance **{dots.var():.1f}**, {dots.var() / max(hs * q.var() * k.var(), 1e-12):.1f} times that. "
+        + ("Means near 0 and variances near 1 are not what breaks the argument here: independence is. Training "
+           "aligns q with the keys it should find, so their components move together."
+           if dots.var() > 2 * hs * q.var() * k.var() else
+           "Here the independent estimate is within a factor of 2 of the measurement."),
     ]
     return "\n\n".join(lines)
 
@@ -820,11 +833,9 @@ def reveal_scaling(cm: CourseModel, text, guess) -> str:
     m1, mr = r.max_weight["model"], r.max_weight["without"]
     diff = er.mean() - e1.mean()
     answer = SCALE_CHOICES[2] if abs(diff) < 1e-6 else SCALE_CHOICES[0] if diff < 0 else SCALE_CHOICES[1]
-    g = grade(guess, answer, SCALE_CHOICES, "Your prediction")
     root = math.sqrt(t.head_dim)
     sharper, rows = int((er < e1 - 1e-9).sum()), e1.size
-    lines = [g.verdict(), "",
-             f"Measured by re-running the model on your text with the division removed in every layer (each "
+    lines = [f"Measured by re-running the model on your text with the division removed in every layer (each "
              f"`q_proj` multiplied by √d = {root:.2f}, so the scores are q·k): attention gets **{answer}**; "
              f"{sharper} of {rows} attention rows are sharper (all layers, heads and queries after BOS).", "",
              "| | with 1/√d (the model) | without, re-run |", "|---|---|---|",
@@ -837,219 +848,165 @@ def reveal_scaling(cm: CourseModel, text, guess) -> str:
              "| entropy without | " + " | ".join(f"{x:.2f}" for x in er.mean(axis=(1, 2))) + " |", "",
              "Larger logits always make a softmax peakier. This is the trained model with its division taken "
              "away, not a model trained without it; the loss shows how much this model relies on the division. "
-             "Why train with it? Attention Is All You Need (section 3.2.1) *suspects* that for large d the dot "
-             "products grow large, pushing the softmax into regions with extremely small gradients "
-             "(∂a_j/∂s_j = a_j(1 − a_j) is near 0 when a_j is near 0 or 1); it does not measure it."]
-    return "\n".join(lines)
+             "Why train with it? Attention Is All You Need (section 3.2.1) grounds the scaling in an observation it "
+             "cites: for small d additive and dot-product attention perform alike, but additive attention "
+             "outperforms dot-product attention *without* scaling for larger d (Britz et al. 2017). The mechanism is "
+             "what it *suspects*: for large d the dot products grow large, pushing the softmax into regions with "
+             "extremely small gradients (∂a_j/∂s_j = a_j(1 − a_j) is near 0 when a_j is near 0 or 1)."]
+    return Q_SCALE.reveal(guess, answer, "\n".join(lines))
 
 
-# ----------------------------------------------------------------------------- attention without storing the weights
+# ----------------------------------------------------------------------------- a toy example before the real model
 
-# Peak memory of one causal attention call, measured by llama.memory (not estimated) on the model's device, for the
-# model's head shapes. A length stops where one (nh, T, T) fp32 score tensor would pass MEMORY_SCORE_LIMIT: the
-# manual path holds about two of them, on a machine that serves a class.
-MEMORY_SCORE_LIMIT = 64 * 2 ** 20  # bytes
-MEMORY_POINTS = 6  # lengths measured: the longest, then halving
-MEMORY_SHORTEST = 16
-PATH_NAMES = {"manual": "manual: every score at once", "blockwise": "blockwise: one tile at a time (llama.blockwise)",
-              "sdpa": "fused kernel (F.scaled_dot_product_attention)"}
-PATH_COLORS = {"manual": "#dc2626", "blockwise": "#2563eb", "sdpa": "#059669"}
-REACH_CHOICES = ["up to the model's context", "up to 4 × the context"]
-MEMORY_WAITING = ("Press Measure peak memory: each path runs once per length on this machine, and the figure "
-                  "shows what PyTorch's allocator held at the peak.")
-_MEMORY = LRU(8)  # (model, lengths, block size) -> llama.memory.AttentionMemory
+TOY_COLUMNS = ["token", "q1", "q2", "k1", "k2", "v1", "v2"]
+# Three tokens with 2-dimensional q, k and v, chosen so that "sat" asks for what "cat" offers. The learner edits them.
+TOY_DEFAULT = [["the", 1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+               ["cat", 0.0, 2.0, 0.0, 2.0, 0.0, 1.0],
+               ["sat", 0.0, 3.0, 1.0, 1.0, 1.0, 1.0]]
+TOY_LIMIT = 10.0  # |value| of a toy number
 
 
-def memory_lengths(cm: CourseModel, reach: str) -> tuple[tuple[int, ...], str]:
-    """The sequence lengths to measure: the longest (the model's context, or 4 times it), then halving, at most
-    MEMORY_POINTS of them, none shorter than MEMORY_SHORTEST; capped where one (nh, T, T) fp32 score tensor
-    would pass MEMORY_SCORE_LIMIT. Returns (lengths, increasing; a sentence on how they were chosen).
+@dataclass
+class Toy:
+    """The toy example, step by step, through the same functions as a real head (masked_scores, softmax)."""
 
-        >>> memory_lengths(cm, REACH_CHOICES[0])[0]        # course model: context 256
-        (16, 32, 64, 128, 256)
+    tokens: list
+    q: np.ndarray  # (3, 2)
+    k: np.ndarray
+    v: np.ndarray
+    dots: np.ndarray  # (3, 3) q_i . k_j, the future ones too
+    masked: np.ndarray  # (3, 3) dots / sqrt(2), -inf above the diagonal
+    weights: np.ndarray  # (3, 3) softmax of each row
+    out: np.ndarray  # (3, 2) weights @ v
+    notice: str
+
+
+def toy_attention(rows) -> Toy:
+    """Attention on the toy table: rows of [token, q1, q2, k1, k2, v1, v2] (a pandas DataFrame or lists, as the
+    page's table sends it). Every number is checked (lessons.inputs.number: clamped to ±TOY_LIMIT, a non-number
+    becomes 0 with a notice).
+
+        >>> toy_attention(TOY_DEFAULT).weights[2].round(3)        # "sat" looks mostly at "cat"
+        array([0.013, 0.882, 0.106])
     """
-    cfg = cm.config
-    want = cfg.max_seq_len * (4 if reach == REACH_CHOICES[1] else 1)
-    cap = math.isqrt(MEMORY_SCORE_LIMIT // (4 * cfg.n_heads))
-    top = min(want, cap)
-    lengths = []
-    T = top
-    while T >= MEMORY_SHORTEST and len(lengths) < MEMORY_POINTS:
-        lengths.append(T)
-        T //= 2
-    lengths = tuple(sorted(lengths or [top]))
-    note = f"T = {', '.join(map(str, lengths))}"
-    if top < want:
-        note += (f" (stopped at {top}: at {want} one {cfg.n_heads}-head score tensor alone would take "
-                 f"{cfg.n_heads * want * want * 4 / 2 ** 20:,.0f} MiB)")
-    elif want > cfg.max_seq_len:
-        note += f", past the model's context of {cfg.max_seq_len}: random tensors of its head shapes"
-    return lengths, note
+    if hasattr(rows, "values") and hasattr(rows, "columns"):
+        rows = rows.values.tolist()
+    rows = [list(r) for r in (rows or [])][:3]
+    rows += [list(TOY_DEFAULT[i]) for i in range(len(rows), 3)]
+    notices, tokens, nums = [], [], []
+    for i, r in enumerate(rows):
+        r = (r + [0.0] * 7)[:7]
+        tokens.append(str(r[0])[:12] or TOY_DEFAULT[i][0])
+        row = []
+        for name, x in zip(TOY_COLUMNS[1:], r[1:]):
+            val, n = number(x, f"{tokens[-1]} {name}", -TOY_LIMIT, TOY_LIMIT, default=0.0)
+            row.append(val)
+            notices.append(n)
+        nums.append(row)
+    a = np.array(nums, dtype=np.float64)  # (3, 6)
+    q, k, v = a[:, 0:2], a[:, 2:4], a[:, 4:6]
+    masked = masked_scores(q, k)  # the real head's function
+    weights = softmax(masked)
+    return Toy(tokens, q, k, v, np.einsum("id,jd->ij", q, k), masked, weights, np.einsum("ij,jd->id", weights, v),
+               join(*notices))
 
 
-def measure_memory(cm: CourseModel, reach, progress=None):
-    """Peak memory of one causal attention call for each path and length (llama.memory.attention_memory), with the
-    model's heads, K/V heads, head size, dtype, device and blockwise tile size; cached per (model, lengths).
-    Returns (notice, AttentionMemory, the lengths sentence)."""
-    reach, notice = choice(reach, "Lengths", REACH_CHOICES, default=REACH_CHOICES[0])
-    lengths, note = memory_lengths(cm, reach)
-    cfg, w = cm.config, cm.model.embed_tokens.weight
-    device = w.device if w.device.type in ("cpu", "cuda") else torch.device("cpu")  # what llama.memory can measure
-    block = cm.model.attn_block_size
-    m = _MEMORY.get_or_compute((cm.model, lengths, block), lambda: attention_memory(
-        cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, lengths, block, w.dtype, device, progress))
-    return notice, m, note
+def toy_table(toy: Toy) -> list[list]:
+    """The table as the page shows it (after the checks)."""
+    return [[toy.tokens[i], *map(float, toy.q[i]), *map(float, toy.k[i]), *map(float, toy.v[i])] for i in range(3)]
 
 
-def _mib(n: float) -> str:
-    return f"{n / 2 ** 20:,.2f}" if n < 10 * 2 ** 20 else f"{n / 2 ** 20:,.0f}"
+def _md_matrix(toy: Toy, m: np.ndarray, fmt: str) -> list[str]:
+    rows = ["| query \\ key | " + " | ".join(toy.tokens) + " |", "|---|" + "---|" * len(toy.tokens)]
+    rows += [f"| **{toy.tokens[i]}** | " + " | ".join("−∞ (masked)" if np.isneginf(x) else format(x, fmt)
+                                                      for x in m[i]) + " |" for i in range(len(m))]
+    return rows
 
 
-def memory_figure(m) -> go.Figure:
-    """Peak MiB against T on log-log axes (a slope of 2 is a quadratic, of 1 a linear growth), one line per path,
-    and one (nh, T, T) fp32 score tensor dashed for scale."""
-    T = list(m.lengths)
-    data = [dict(type="scatter", x=T, y=[b / 2 ** 20 for b in m.peaks[p]], mode="lines+markers", name=PATH_NAMES[p],
-                 line=dict(color=PATH_COLORS[p], width=3), marker=dict(size=8),
-                 hovertemplate=f"{p}<br>T = %{{x}}<br>peak %{{y:.3f}} MiB<extra></extra>") for p in m.peaks]
-    data.append(dict(type="scatter", x=T, y=[m.score_bytes(t) / 2 ** 20 for t in T], mode="lines",
-                     name=f"one ({m.n_heads}, T, T) fp32 score tensor", line=dict(color="#71717a", dash="dash"),
-                     hovertemplate="T = %{x}<br>%{y:.3f} MiB<extra></extra>"))
-    dtype = str(m.dtype).replace("torch.", "")
+def toy_steps_markdown(toy: Toy) -> str:
+    """The four steps as tables: Q K^T, scale and mask, softmax row by row, the weighted sum of values."""
+    out = ["| query | output o = Σ weight · v |", "|---|---|"]
+    out += [f"| **{toy.tokens[i]}** | ({toy.out[i, 0]:.3f}, {toy.out[i, 1]:.3f}) |" for i in range(3)]
+    return "\n".join(["**1. Q Kᵀ**, every dot product q·k:", "", *_md_matrix(toy, toy.dots, ".2f"), "",
+                      "**2. Scale by 1/√d (d = 2) and mask the future:**", "", *_md_matrix(toy, toy.masked, ".3f"),
+                      "", "**3. Softmax, row by row** (each row sums to 1):", "",
+                      *_md_matrix(toy, toy.weights, ".3f"), "", "**4. Weighted sum of the values:**", "", *out])
+
+
+def toy_figure(toy: Toy) -> go.Figure:
+    """The values v_j as grey arrows from the origin and each query's output o_i as a coloured dot: an output is a
+    weighted average of the values it may see, so it lies inside their triangle (or on its edge)."""
+    colours = ["#0072B2", "#E69F00", "#009E73"]
+    data = []
+    for j in range(3):
+        data.append(dict(type="scatter", x=[0, toy.v[j, 0]], y=[0, toy.v[j, 1]], mode="lines+markers+text",
+                         line=dict(color="#9ca3af", width=3), marker=dict(size=[0, 9], color="#6b7280"),
+                         text=["", f"v({toy.tokens[j]})"], textposition="top center", showlegend=False,
+                         hovertemplate=f"value of {toy.tokens[j]}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    for i in range(3):
+        data.append(dict(type="scatter", x=[toy.out[i, 0]], y=[toy.out[i, 1]], mode="markers",
+                         marker=dict(size=16, color=colours[i], symbol="diamond", line=dict(color="white", width=1)),
+                         name=f"output of {toy.tokens[i]}",
+                         hovertemplate=f"output of {toy.tokens[i]}: (%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
+    lo = float(min(0.0, toy.v.min(), toy.out.min())) - 0.3
+    hi = float(max(0.0, toy.v.max(), toy.out.max())) + 0.4
     return _figure(data, dict(
-        title=dict(text=f"Peak memory of one causal attention call, measured on {m.device.type}"
-                        f"<br><sup>{m.n_heads} query heads, {m.n_kv_heads} K/V heads, head size {m.head_dim}, "
-                        f"{dtype}, batch 1 · blockwise tiles of {m.block_size}</sup>"),
-        height=460, margin=dict(l=10, r=10, t=80, b=10), legend=dict(orientation="h", y=-0.25, x=0),
-        xaxis=_axis("sequence length T (tokens, log scale)", type="log", tickvals=T, ticktext=[str(t) for t in T]),
-        yaxis=_axis("peak memory (MiB, log scale)", type="log")))
+        title=dict(text="Three toy tokens: each output (◆) is a weighted average of the values (grey) it may see"),
+        height=380, margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.2, x=0),
+        xaxis=_axis("dimension 1", range=[lo, hi], zeroline=True),
+        yaxis=_axis("dimension 2", range=[lo, hi], zeroline=True, scaleanchor="x")))
 
 
-def memory_readout(m, note: str) -> str:
-    """The measured numbers in a table, and the growth from the second-longest to the longest length in words."""
-    rows = ["| T | " + " | ".join(m.peaks) + " | one score tensor |", "|---|" + "---|" * (len(m.peaks) + 1)]
-    rows += [f"| {T} | " + " | ".join(_mib(m.peaks[p][i]) for p in m.peaks) + f" | {_mib(m.score_bytes(T))} |"
-             for i, T in enumerate(m.lengths)]
-    lines = [f"**Measured** ({note}), peak MiB above what was held before the call, output included:", "",
-             *rows, ""]
-    if len(m.lengths) > 1:
-        a, b = m.lengths[-2], m.lengths[-1]
-        growth = ", ".join(f"{p} × {m.peaks[p][-1] / max(m.peaks[p][-2], 1):.2f}" for p in m.peaks)
-        lines.append(f"From T = {a} to T = {b} (× {b / a:g} the length; a quadratic term grows × {(b / a) ** 2:g}) "
-                     f"the peaks grew: {growth}.")
-    T, least = m.lengths[-1], min(m.peaks, key=lambda p: m.peaks[p][-1])
-    share = {p: m.peaks[p][-1] / m.score_bytes(T) for p in m.peaks}
-    lines.append(f"At T = {T}, in score tensors: manual {share['manual']:.2f}, blockwise {share['blockwise']:.2f}, "
-                 f"fused kernel {share['sdpa']:.2f}; the smallest peak is {least}'s.")
-    return "\n".join(lines)
+# ----------------------------------------------------------------------------- questions that teach
+
+Q_DOT = Question(
+    "attention-random-dot",
+    "Take two random vectors q and k of size d = 32, each component drawn independently with mean 0 and variance 1. "
+    "How large is q·k typically (its standard deviation)?",
+    ("about 1", "about 5.7 (√32)", "about 32"),
+    misconception="that a dot product of unit-variance numbers stays about 1 whatever the size: the d products "
+                  "add up, so the sum's variance is d and its typical size √d")
+Q_SCALE = Question(
+    "attention-scaling",
+    "If the model skipped the division by √d in every layer (the same weights, every score multiplied by √d), "
+    "would its attention over your text get sharper or flatter?",
+    tuple(SCALE_CHOICES),
+    misconception="that multiplying every score by the same number cannot change the softmax (only adding one "
+                  "cannot: multiplying stretches the gaps between scores)")
+RANDOM_DIM = 32
+RANDOM_PAIRS = 20_000
 
 
-def memory_view(cm: CourseModel, reach, progress=None) -> tuple[str, go.Figure, str]:
-    """What the Measure button shows: (notice, figure, readout)."""
-    notice, m, note = measure_memory(cm, reach, progress)
-    return notice, memory_figure(m), memory_readout(m, note)
+def random_dots(d: int = RANDOM_DIM, n: int = RANDOM_PAIRS, seed: int = 0) -> np.ndarray:
+    """q·k of n pairs of independent standard-normal vectors of size d (seeded): the premise of footnote 4."""
+    rng = np.random.default_rng(seed)
+    q, k = rng.standard_normal((n, d)), rng.standard_normal((n, d))  # (n, d) each
+    return np.einsum("nd,nd->n", q, k)  # (n,)
 
 
-# The online softmax, one query row at a time: the update blockwise attention makes for every row of a tile.
-
-BLOCK_DEFAULT = 4  # keys per block on the page
-
-
-@dataclass
-class OnlineStep:
-    """The running state after one block of keys j0 .. j1-1 (Milakov & Gimelshein 2018; Dao et al. 2022, Alg. 1)."""
-
-    j0: int
-    j1: int
-    block_max: float  # the largest scaled score in this block
-    m: float  # running max over every key so far
-    c: float  # exp(m_old - m): what rescales the sums made under the old max (0 for the first block)
-    l: float  # running sum of exp(s_j - m)
-    o: np.ndarray  # (hs,) running sum of exp(s_j - m) v_j; o / l is the answer from the keys so far
+def random_dot_figure(d: int = RANDOM_DIM) -> go.Figure:
+    """Histogram of q·k for random unit-variance vectors, with the measured standard deviation marked."""
+    x = random_dots(d)
+    sd = float(x.std())
+    return _figure([dict(type="histogram", x=x, nbinsx=60, marker_color="#0072B2", name="q·k",
+                         hovertemplate="q·k %{x}<br>%{y} pairs<extra></extra>")],
+                   dict(title=dict(text=f"q·k of {len(x):,} random pairs at d = {d}: standard deviation {sd:.2f} "
+                                        f"(√d = {math.sqrt(d):.2f})"),
+                        height=340, margin=dict(l=10, r=10, t=70, b=10), bargap=0.02,
+                        shapes=[dict(type="line", x0=v, x1=v, y0=0, y1=1, yref="paper",
+                                     line=dict(color="#D55E00", dash="dash")) for v in (-sd, sd)],
+                        xaxis=_axis("q·k"), yaxis=_axis("pairs")))
 
 
-@dataclass
-class OnlineSoftmax:
-    """One query row split into key blocks, its steps, and the same row's output by the full softmax at once."""
-
-    layer: int
-    head: int
-    query: int
-    block: int
-    steps: list  # OnlineStep per block
-    out: np.ndarray  # (hs,) o / l after the last block
-    full: np.ndarray  # (hs,) softmax(s) @ v computed at once
-
-    @property
-    def max_diff(self) -> float:
-        return float(np.abs(self.out - self.full).max())
-
-
-def online_softmax(t: Traced, layer: int, head: int, query: int, block: int) -> OnlineSoftmax:
-    """The online softmax of one real query row (the traced q_rot, k_rot, v), in float64 so that any difference
-    from the full softmax is the algorithm's and not rounding. For each block of keys, with s the scaled scores:
-
-        m_new = max(m, max_j s_j);  c = exp(m - m_new);  l = c l + sum_j exp(s_j - m_new);
-        o = c o + sum_j exp(s_j - m_new) v_j;  m = m_new            and at the end out = o / l
-
-    Keys after the query (masked) are never visited: the row stops at the query's own position.
-
-        >>> r = online_softmax(t, 0, 0, 9, 4); [(s.j0, s.j1) for s in r.steps]
-        [(0, 4), (4, 8), (8, 10)]
-    """
-    kv = t.kv_head(head)
-    q = t.q[layer, head, query].astype(np.float64)  # (hs,)
-    k = t.k[layer, kv, : query + 1].astype(np.float64)  # (query + 1, hs) visible keys only
-    v = t.v[layer, kv, : query + 1].astype(np.float64)  # (query + 1, hs)
-    scores = np.einsum("jd,d->j", k, q) / math.sqrt(t.head_dim)  # (query + 1,) einsum: see head_scores
-    m, l, o = -np.inf, 0.0, np.zeros(t.head_dim)
-    steps = []
-    for j0 in range(0, query + 1, block):
-        j1 = min(j0 + block, query + 1)
-        blk = scores[j0:j1]
-        m_new = max(m, float(blk.max()))
-        p = np.exp(blk - m_new)  # (j1 - j0,) this block's unnormalised weights
-        c = math.exp(m - m_new)  # 0.0 on the first block (m = -inf)
-        l = c * l + float(p.sum())
-        o = c * o + p @ v[j0:j1]
-        m = m_new
-        steps.append(OnlineStep(j0, j1, float(blk.max()), m, c, l, o.copy()))
-    full = softmax(scores) @ v  # (hs,) every weight at once
-    return OnlineSoftmax(layer, head, query, block, steps, o / l, full)
-
-
-def online_table(t: Traced, r: OnlineSoftmax) -> str:
-    """The steps as a Markdown table, and the final comparison with the full softmax."""
-    def keys(a, b):
-        return t.labels[a] if b - a == 1 else f"{t.labels[a]} … {t.labels[b - 1]}"
-
-    n = r.query + 1
-    blocks = f"{len(r.steps)} block{'s' if len(r.steps) > 1 else ''}"
-    lines = [f"**Query {r.query} ({t.labels[r.query]}), layer {r.layer}, head {r.head}:** its {n} visible keys in "
-             f"{blocks} of at most {r.block}, scores s = q·k / √d. Start: m = −∞, l = 0, o = 0.",
-             "", "| block | keys | largest score in the block | running max m | rescale c = e^(m_old − m) "
-             "| running sum l | distance from o / l to the final output |", "|---|---|---|---|---|---|---|"]
-    for i, st in enumerate(r.steps):
-        dist = float(np.linalg.norm(st.o / st.l - r.out))
-        lines.append(f"| {i + 1} | {keys(st.j0, st.j1)} | {st.block_max:+.3f} | {st.m:+.3f} | {st.c:.4f} | "
-                     f"{st.l:.4f} | {dist:.4f} |")
-    lines += ["", f"After the last block, o / l is the head's output for this query. The full softmax of the same "
-                  f"{n} scores at once, softmax(s) · v: the largest difference over the {t.head_dim} components is "
-                  f"**{r.max_diff:.1e}** (both in float64)."]
-    rose = sum(1 for st in r.steps[1:] if st.c < 1)
-    if len(r.steps) > 1 and rose:
-        lines.append(f"The running max rose in {rose} of the {len(r.steps) - 1} blocks after the first; each time, "
-                     "c < 1 scaled down what had been summed under the old max.")
-    elif len(r.steps) > 1:
-        lines.append("The first block already held this row's largest score, so m never moved and c stayed 1: "
-                     "try another query or head, or fewer keys per block, to see a rescaling.")
-    return "\n".join(lines)
-
-
-def online_view(cm: CourseModel, text, layer, head, query, block) -> tuple[str, int, str]:
-    """The online-softmax table for the page's layer, head and query on the analyzed text.
-    Returns (notice, the keys per block used, table)."""
-    t = trace_text(cm, text)
-    sl = read_sliders(t, layer, head, query)
-    b, n = whole(block, "Keys per block", 1, MAX_TOKENS, default=BLOCK_DEFAULT)
-    return join(sl.notice, n), b, online_table(t, online_softmax(t, sl.layer, sl.head, sl.query, b))
+def reveal_random_dot(guess) -> str:
+    """Grade Q_DOT from the measured spread of random dot products (the choice nearest on a log scale)."""
+    sd = float(random_dots().std())
+    values = {Q_DOT.choices[0]: 1.0, Q_DOT.choices[1]: math.sqrt(RANDOM_DIM), Q_DOT.choices[2]: float(RANDOM_DIM)}
+    answer = min(values, key=lambda c: abs(math.log(values[c] / sd)))
+    body = (f"Measured on {RANDOM_PAIRS:,} random pairs: the standard deviation of q·k is **{sd:.2f}**, and "
+            f"√{RANDOM_DIM} = {math.sqrt(RANDOM_DIM):.2f}. Each product q_m k_m has mean 0 and variance 1; a sum of "
+            f"{RANDOM_DIM} independent ones has variance {RANDOM_DIM}. Dividing by √d brings the scores back to "
+            "about 1 whatever the head size: that is the reason Attention Is All You Need (section 3.2.1, "
+            "footnote 4) gives for the scaling. Whether a trained head's q and k behave like random vectors is "
+            "measured in Go deeper below (they do not: they align).")
+    return Q_DOT.reveal(guess, answer, body)

@@ -12,7 +12,8 @@ the inputs shifted by one (`llama.train.get_batch`). Everything here reads one c
                           -> each layer's residual stream through the final norm and lm_head (the logit lens)
 
 and compares the model with counting baselines (unigram and bigram frequencies over the model's own tokens,
-counted on the held-out text shipped with the course, which is never the learner's text).
+counted on the model's own training split, which ships in assets/data, or for another model on the held-out
+TinyShakespeare excerpt).
 
     >>> s = score(cm, "To be, or not to be")
     >>> len(s.losses) == len(s.ids) - 1, round(s.perplexity, 2) == round(math.exp(s.mean_loss), 2)
@@ -27,18 +28,18 @@ import html
 import math
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
 from lessons import plots
-from lessons.course import (LRU, DEFAULT_MODEL_DIR, CourseModel, plot_label, prepare_text, token_label, trace,
+from lessons.course import (LRU, DEFAULT_MODEL_DIR, ROOT, CourseModel, plot_label, prepare_text, token_label, trace,
                             training_summary, unique_labels, validation_excerpt)
-from lessons.grading import grade
+from lessons.grading import Question, grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama import Llama
+from llama.train import split_text
 
 # Hamlet's soliloquy: TinyShakespeare (the course model's training and held-out text) does not contain it, so
 # neither the model nor the counting baselines have seen it.
@@ -157,19 +158,41 @@ def score(cm: CourseModel, text) -> Scored:
 # ----------------------------------------------------------------------------- counting baselines
 
 
-def own_text(cm: CourseModel) -> bool:
-    """Whether the model directory ships its own held-out text (val_excerpt.txt)."""
-    return (Path(cm.path) / "val_excerpt.txt").exists()
+TRAINING_CORPUS = ROOT / "assets" / "data" / "tinyshakespeare.txt"  # the course model's corpus, shipped
+
+
+def training_split(cm: CourseModel) -> str | None:
+    """The text the model was trained on, where it ships: for the course model (assets/model), the first 90% of
+    assets/data/tinyshakespeare.txt, cut exactly as `llama.train.split_text` cut it for training. None for any
+    other model (a real checkpoint's training data does not ship)."""
+    if cm.path.resolve() != DEFAULT_MODEL_DIR.resolve() or not TRAINING_CORPUS.exists():
+        return None
+    return _TRAIN_TEXT.get_or_compute(TRAINING_CORPUS, lambda: split_text(TRAINING_CORPUS.read_text("utf-8"))[0])
+
+
+_TRAIN_TEXT = LRU(1)
+
+
+def counted_label(cm: CourseModel) -> str:
+    """A few words for a figure's subtitle: which text the counts come from."""
+    return "the model's training split" if training_split(cm) is not None else "held-out Shakespeare"
+
+
+def counted_text(cm: CourseModel) -> str:
+    """The text the baselines are counted on: the model's own training split where it ships (as the model, counting
+    learns from what it was trained on), else the course's held-out TinyShakespeare excerpt."""
+    return training_split(cm) or validation_excerpt(cm)
 
 
 def counted_on(cm: CourseModel) -> str:
     """The text the baselines are counted on, in words."""
-    if own_text(cm):
-        return (f"`{cm.path.name}/val_excerpt.txt`, the {len(validation_excerpt(cm)):,} characters of held-out text "
-                "shipped with the model (its training split does not ship with the app)")
+    train = training_split(cm)
+    if train is not None:
+        return (f"the model's own training split: the first {len(train):,} characters (90%) of "
+                f"`assets/data/{TRAINING_CORPUS.name}`, cut as `llama.train.split_text` cut it for training")
     return (f"the course's `{DEFAULT_MODEL_DIR.name}/val_excerpt.txt` ({len(validation_excerpt(cm)):,} characters of "
-            f"held-out TinyShakespeare): `{cm.path.name}/` ships no held-out text of its own, so the counts come from "
-            "Shakespeare, which may be far from what this model was trained on")
+            f"held-out TinyShakespeare): `{cm.path.name}/` ships no training text of its own, so the counts come "
+            "from Shakespeare, which may be far from what this model was trained on")
 
 
 @dataclass
@@ -219,7 +242,7 @@ class Counts:
 def counts(cm: CourseModel) -> Counts:
     """The baselines' counts over `counted_on(cm)` with the model's tokenizer (cached per model)."""
     def count():
-        ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(validation_excerpt(cm))
+        ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(counted_text(cm))
         return Counts.of(ids, cm.config.vocab_size)
     return _COUNTS.get_or_compute((cm.model,), count)
 
@@ -245,9 +268,9 @@ def compare(cm: CourseModel, text) -> Comparison:
         total = sum(losses)
         rows[name] = dict(loss=total / s.n, perplexity=math.exp(total / s.n), bpc=bits_per_char(total, s.chars))
     body = cm.tokenizer.decode(s.ids[1:]).strip()
-    seen = "" if not body or body not in validation_excerpt(cm) else (
-        "Your text is part of the text the baselines were counted on, so they have seen it: their losses are "
-        "lower than on new text.")
+    seen = "" if not body or body not in counted_text(cm) else (
+        "Your text is part of the text the baselines were counted on, so they have seen it (and where that is the "
+        "training split, so has the model): their losses are lower than on new text.")
     return Comparison(rows, seen)
 
 
@@ -362,7 +385,7 @@ def comparison_figure(cm: CourseModel, comp: Comparison, s: Scored) -> go.Figure
                                 hovertemplate="%{customdata}: %{y:.3f} nats per token<extra></extra>")],
                         height=400, margin=dict(l=60, r=20, t=80, b=80),
                         title=dict(text=f"Your text's {s.n} tokens: the model against counting "
-                                        f"(counts from {counts(cm).tokens:,} tokens of held-out text)"),
+                                        f"(counts from {counts(cm).tokens:,} tokens: {counted_label(cm)})"),
                         xaxis=dict(type="category", tickangle=0),  # two-line labels: never rotated
                         yaxis=dict(title="mean loss (nats per token)",
                                    range=[0, max(r["loss"] for r in rows) * 1.25]))
@@ -478,6 +501,7 @@ class View:
     n: int  # the slider's maximum
     notice: str
     text: str  # the text scored, after cleaning (at most MAX_TEXT_CHARS): what the page keeps for the slider
+    untrained: go.Figure | None = None  # the loss before training against ln V and the trained model (Q_UNTRAINED)
 
 
 def default_position(s: Scored) -> int:
@@ -485,17 +509,29 @@ def default_position(s: Scored) -> int:
     return 1 + min(range(s.n), key=lambda t: s.losses[t])
 
 
-def text_view(cm: CourseModel, text, position=None) -> View:
+BASELINES_WAITING = ("The model against counting answers the question above: press its Reveal (the first one "
+                     "counts the model's whole training split, a few seconds).")
+
+
+def comparison_view(cm: CourseModel, text) -> tuple[go.Figure, str]:
+    """(figure, table) of the model against the counting baselines on the text."""
+    s = score(cm, text)
+    comp = compare(cm, text)
+    return comparison_figure(cm, comp, s), comparison_markdown(cm, comp, s)
+
+
+def text_view(cm: CourseModel, text, position=None, baselines: bool = True) -> View:
     """Score the text and draw every figure, for the target token `position` (None: `default_position`); the
-    position is clamped to the text with a notice."""
+    position is clamped to the text with a notice. `baselines=False` leaves the comparison with counting (which
+    counts the training split once per model, seconds) to its question's Reveal: a placeholder figure instead."""
     s = score(cm, text)
     j, why = (default_position(s), "") if position is None else read_position(s, position)
-    comp = compare(cm, text)
     few = ("Your text is a single token after BOS, so there is one prediction to show and the position slider "
            "stays put: type a few more words to compare positions." if s.n == 1 else "")
-    return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), comparison_figure(cm, comp, s),
-                comparison_markdown(cm, comp, s), lens_figure(cm, s, j), lens_position_figure(cm, s, j),
-                lens_markdown(cm, s, j), j, s.n, join(s.notice, why, few), clean_text(text)[0])
+    cmp_fig, cmp_md = comparison_view(cm, text) if baselines else (plots.message_figure(BASELINES_WAITING), "")
+    return View(chips_html(cm, s), summary_markdown(cm, s), top_figure(cm, s, j), cmp_fig, cmp_md,
+                lens_figure(cm, s, j), lens_position_figure(cm, s, j), lens_markdown(cm, s, j), j, s.n,
+                join(s.notice, why, few), clean_text(text)[0], untrained_figure(cm, text))
 
 
 def position_view(cm: CourseModel, text, position) -> tuple:
@@ -506,32 +542,149 @@ def position_view(cm: CourseModel, text, position) -> tuple:
             j, why)
 
 
-QUESTION = ("On your text, which gives the lowest mean loss (nats per token): the model, or one of the counting "
-            "baselines?")
+# ----------------------------------------------------------------------------- questions that teach
+
+Q_UNTRAINED = Question(
+    "next-token-untrained",
+    "Before any training, with small random weights, what mean loss does a Llama get on your text?",
+    ("about 0 nats", "about 1 nat", "about ln V (V = the vocabulary size)", "far above ln V"),
+    misconception="that an untrained model is either hopeless (a loss without bound) or already decent: with small "
+                  "random weights every logit is near 0, the softmax is nearly uniform, and each token costs ln V")
+Q_BEST = Question(
+    "next-token-best",
+    "On your text, which gives the lowest mean loss (nats per token): the model, or one of the counting baselines "
+    "(counted on the same text the model was trained on)?",
+    PREDICTORS,
+    misconception="that counting which token follows which is about as good as a language model, or that a small "
+                  "model must beat counting by a wide margin")
+UNTRAINED_SEED = 0
+UNTRAINED_MAX_PARAMETERS = 60_000_000  # a fresh copy of a bigger model is not built for a question
+_UNTRAINED = LRU(2)  # model -> a freshly initialised Llama of the same config
+
+
+def untrained_model(cm: CourseModel) -> Llama | None:
+    """A Llama of the same config with fresh random weights (llama.model init: N(0, 0.02), seed UNTRAINED_SEED, as
+    `llama.train` starts), on the CPU; None for a model above UNTRAINED_MAX_PARAMETERS. The global random state is
+    left as it was (fork_rng)."""
+    if sum(p.numel() for p in cm.model.parameters()) > UNTRAINED_MAX_PARAMETERS:
+        return None
+
+    def build():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(UNTRAINED_SEED)
+            return Llama(cm.model.config).eval().requires_grad_(False)
+    return _UNTRAINED.get_or_compute(cm.model, build)
+
+
+@torch.inference_mode()
+def untrained_loss(cm: CourseModel, text) -> float | None:
+    """Mean next-token loss (nats per token) of `untrained_model` on the scored text; None where not built."""
+    model = untrained_model(cm)
+    if model is None:
+        return None
+    ids = torch.tensor([score(cm, text).ids])  # (1, T)
+    return float(F.cross_entropy(model(ids).logits[0, :-1].float(), ids[0, 1:]))
+
+
+def untrained_figure(cm: CourseModel, text) -> go.Figure:
+    """Three bars: a uniform guess (ln V), the model before training, and the trained model, on the learner's text."""
+    s = score(cm, text)
+    before = untrained_loss(cm, text)
+    V = cm.config.vocab_size
+    names = ["uniform guess<br>ln V", "before training<br>(random weights)", "trained model"]
+    values = [math.log(V), before if before is not None else float("nan"), s.mean_loss]
+    return plots.figure([go.Bar(x=names, y=values, marker_color=[COLOURS[UNIFORM], "#CC79A7", COLOURS[MODEL]],
+                                text=[f"{v:.2f} nats" for v in values], textposition="outside", cliponaxis=False,
+                                hovertemplate="%{x}: %{y:.3f} nats per token<extra></extra>")],
+                        height=340, margin=dict(l=60, r=20, t=80, b=60),
+                        title=dict(text=f"Mean loss on your text's {s.n} tokens (V = {V:,}, ln V = {math.log(V):.2f})"),
+                        xaxis=dict(type="category", tickangle=0),
+                        yaxis=dict(title="nats per token", range=[0, max(v for v in values if v == v) * 1.25]))
+
+
+def reveal_untrained(cm: CourseModel, text, picked) -> str:
+    """Grade Q_UNTRAINED from the untrained model's measured loss (the choice nearest to it)."""
+    s = score(cm, text)
+    V = cm.config.vocab_size
+    lnv = math.log(V)
+    before = untrained_loss(cm, text)
+    measured = lnv if before is None else before
+    values = dict(zip(Q_UNTRAINED.choices, (0.0, 1.0, lnv, 2 * lnv)))
+    answer = min(values, key=lambda c: abs(values[c] - measured))
+    how = (f"A Llama of the same configuration with fresh random weights (seed {UNTRAINED_SEED}, the initialisation "
+           f"`llama.train` starts from) scores **{before:.3f}** nats per token on your text's {s.n} tokens"
+           if before is not None else
+           "This model is too large to build an untrained copy of here; an untrained model's logits are all "
+           "near 0, so its loss is close to the uniform guess's")
+    body = (f"{how}; a uniform guess over V = {V:,} tokens scores ln {V:,} = **{lnv:.3f}** on every token, and the "
+            f"trained model {s.mean_loss:.3f}. Random weights of size 0.02 give logits near 0, so the softmax is "
+            "almost uniform: training starts from ln V, and every nat below it is learned.")
+    return Q_UNTRAINED.reveal(picked, answer, body)
 
 
 def reveal(cm: CourseModel, text, picked) -> str:
-    """Grade the prediction from the measured losses on the learner's text."""
+    """Grade Q_BEST from the measured losses on the learner's text."""
     comp = compare(cm, text)
-    g = grade(picked, comp.best, PREDICTORS)
     ranked = sorted(PREDICTORS, key=lambda k: comp.rows[k]["loss"])
     listed = "; ".join(f"{k} {comp.rows[k]['loss']:.3f}" for k in ranked)
-    return (f"{g.verdict()}\n\nMean loss on your text's {score(cm, text).n} tokens, lowest first: {listed} nats per "
-            f"token (a uniform guess: ln {cm.config.vocab_size:,} = {math.log(cm.config.vocab_size):.3f}).")
+    return Q_BEST.reveal(picked, comp.best,
+                         f"Mean loss on your text's {score(cm, text).n} tokens, lowest first: {listed} nats per "
+                         f"token (a uniform guess: ln {cm.config.vocab_size:,} = "
+                         f"{math.log(cm.config.vocab_size):.3f}).")
+
+
+QUESTION = Q_BEST.text  # (older name)
 
 
 NEVER = "never: it is not the final top prediction"
-LENS_QUESTION = ("For the token chosen with the slider above: from which readout on is it the top prediction, and "
-                 "stays so up to the last layer?")
+CURRENT, NEXT, NEITHER = "the current token (its own input)", "the next token", "neither: mostly other tokens"
+Q_LENS = Question(
+    "next-token-embedding-readout",
+    "The logit lens's first row reads each position's input embedding straight out through the final norm and "
+    "lm_head. On your text, does that readout's top prediction mostly name the current token or the next one?",
+    (CURRENT, NEXT, NEITHER),
+    misconception="that every readout of the residual stream already predicts the next token: before any layer the "
+                  "stream holds only the input token's embedding, and with tied embeddings lm_head scores that "
+                  "embedding highest against itself")
+
+
+def embedding_readout(s: Scored) -> tuple[int, int, int]:
+    """(positions whose embedding readout's top token is the current input token, is the next token, positions)."""
+    top = s.lens_top[0]  # (n,) position t's top prediction from the embedding alone
+    cur = sum(1 for t, w in enumerate(top) if w == s.ids[t])
+    nxt = sum(1 for t, w in enumerate(top) if w == s.ids[t + 1])
+    return cur, nxt, len(top)
+
+
+def reveal_embedding_readout(cm: CourseModel, text, picked) -> str:
+    """Grade Q_LENS from the embedding row of the lens: which of the two it names more often (neither when both
+    are under a fifth of the positions; a tie when they are equal)."""
+    s = score(cm, text)
+    cur, nxt, n = embedding_readout(s)
+    if max(cur, nxt) < n / 5:
+        answer = NEITHER
+    elif cur == nxt:
+        answer = (CURRENT, NEXT)
+    else:
+        answer = CURRENT if cur > nxt else NEXT
+    tied = "" if cm.config.tie_embeddings else " This model's lm_head is its own matrix (untied embeddings)."
+    body = (f"Of your text's {n} positions, the embedding readout's top prediction is the **current** token at "
+            f"**{cur}** and the **next** token at **{nxt}**.{tied} The first row of the heatmap below shows it: "
+            "the embedding row is the input read back, and the next token appears only as layers write into the "
+            "stream.")
+    return Q_LENS.reveal(picked, answer, body)
+
+
+LENS_QUESTION = Q_LENS.text  # (older name)
 
 
 def lens_choices(cm: CourseModel) -> list[str]:
-    """The lens question's choices for this model: every readout, then 'never'."""
+    """The old lens question's choices for this model: every readout, then 'never' (kept for the lens readout)."""
     return [readout_name(r) for r in range(cm.config.n_layers + 1)] + [NEVER]
 
 
 def reveal_lens(cm: CourseModel, text, position, picked) -> str:
-    """Grade the lens prediction for target `position` of the scored text, from the lens's own ranks."""
+    """Grade the old lens prediction for target `position` of the scored text, from the lens's own ranks."""
     s = score(cm, text)
     j, why = read_position(s, position)
     r = first_top_layer(s, j)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lessons.course import LRU, CourseModel, prepare_text, trace
-from lessons.grading import grade
+from lessons.grading import Question, grade
 from lessons.inputs import join, number, whole
 from lessons.plots import figure, panel_axes, panels
 from llama.config import LlamaConfig
@@ -302,6 +302,8 @@ class SiteStats:
     gain_max: float
     top_channel: int  # channel with the largest |g|
     error: float  # max |formula - traced|
+    above_one: int = 0  # channels with g > 1
+    channels: int = 0
 
 
 def site_stats(cm: CourseModel, res: Residuals, site_index: int) -> SiteStats:
@@ -309,7 +311,8 @@ def site_stats(cm: CourseModel, res: Residuals, site_index: int) -> SiteStats:
     text = slice(1, None) if len(res.ids) > 1 else slice(None)
     g = s.gain
     return SiteStats(s.name, s.module, float(rms(s.x_in[text]).median()), float(rms(s.x_out[text]).median()),
-                     float(g.mean()), float(g.min()), float(g.max()), int(g.abs().argmax()), reproduce_error(cm, s))
+                     float(g.mean()), float(g.min()), float(g.max()), int(g.abs().argmax()), reproduce_error(cm, s),
+                     int((g > 1).sum()), int(g.numel()))
 
 
 def check_site(res: Residuals, site_index) -> tuple[int, str]:
@@ -351,7 +354,8 @@ def site_figure(cm: CourseModel, res: Residuals, site_index: int) -> go.Figure:
 def describe_site(st: SiteStats) -> str:
     return (f"**{st.name}** (`{st.module}`): median per-token RMS **{st.rms_in:.3g}** entering, "
             f"**{st.rms_out:.3g}** leaving. Gain g: mean {st.gain_mean:.3g}, from {st.gain_min:.3g} to "
-            f"{st.gain_max:.3g}; largest |g| on channel {st.top_channel}. The formula "
+            f"{st.gain_max:.3g}; largest |g| on channel {st.top_channel}; {st.above_one} of {st.channels} channels "
+            f"have g > 1 (amplified), the rest are damped. The formula "
             f"x / √(mean(x²) + ε) · g reproduces the model's output to {st.error:.1g}.")
 
 
@@ -642,8 +646,12 @@ def describe_placements(r: Placement) -> str:
             f"| ‖∂loss/∂W2‖, last layer | {pre.layer_grad[-1]:.3g} | {post.layer_grad[-1]:.3g} | "
             f"{post.layer_grad[-1] / pre.layer_grad[-1]:.2f} |",
             f"| last layer, {sw.depths[0]} → {sw.depths[-1]} layers deep | ×{sw.pre[-1] / sw.pre[0]:.2f} | "
-            f"×{sw.post[-1] / sw.post[0]:.2f} | |"]
-    return "\n".join(rows)
+            f"×{sw.post[-1] / sw.post[0]:.2f} | |",
+            f"| 1/√L from {sw.depths[0]} to {sw.depths[-1]} layers (the dotted line) | "
+            f"×{math.sqrt(sw.depths[0] / sw.depths[-1]):.2f} | | |"]
+    ratio = sw.pre[-1] / sw.pre[0] / math.sqrt(sw.depths[0] / sw.depths[-1])
+    return "\n".join(rows) + (f"\n\nAt {sw.depths[-1]} layers the pre-norm gradient is {ratio:.2f} × what 1/√L alone "
+                              "would leave of its 1-layer value.")
 
 
 # ----------------------------------------------------------------------------- predict, then reveal
@@ -666,6 +674,7 @@ def stream_rms_by_depth(res: Residuals) -> list[tuple[str, float]]:
 
 
 def reveal_largest_rms(cm: CourseModel, res: Residuals, guess: str | None) -> str:
+    """(No longer asked on the page: a guess with no principle behind it. Kept for API clients.)"""
     ranked = stream_rms_by_depth(res)
     best = max(ranked, key=lambda r: r[1])[0]
     rows = ["| residual stream | mean per-token RMS |", "|---|---|"]
@@ -677,7 +686,44 @@ def reveal_largest_rms(cm: CourseModel, res: Residuals, guess: str | None) -> st
             "the overview figure below show where it actually does.\n\n" + "\n".join(rows))
 
 
+LENGTH_CHOICES = ("1: a unit vector", "√d", "d")
+Q_LENGTH = Question(
+    "rmsnorm-length",
+    "RMSNorm with gain 1 turns a token's vector of d numbers into a vector of what length?",
+    LENGTH_CHOICES,
+    misconception="that normalising makes a unit vector: RMSNorm makes the root mean square of the elements 1, "
+                  "so the sum of their squares is d and the length √d")
+
+
+def reveal_length(cm: CourseModel, res: Residuals, guess: str | None) -> str:
+    """Grade Q_LENGTH on the real stream: the length of x / rms(x) (the unit-gain RMSNorm, eps included) of every
+    text token entering every norm, against 1, √d and d."""
+    d = cm.config.dim
+    eps = cm.config.norm_eps
+    _, unit_rms = _unit_norms(d, eps)
+    lengths = torch.cat([unit_rms(s.x_in).norm(dim=-1) for s in res.sites])  # (sites * T,)
+    mid = float(lengths.median())
+    values = dict(zip(LENGTH_CHOICES, (1.0, math.sqrt(d), float(d))))
+    answer = min(values, key=lambda c: abs(math.log(values[c] / mid)))
+    body = (f"Every token of your text entering every one of the model's {len(res.sites)} norms, normalised with "
+            f"gain 1: the lengths run from {float(lengths.min()):.3f} to {float(lengths.max()):.3f} (median "
+            f"{mid:.3f}), and √d = √{d} = {math.sqrt(d):.3f}. Each element is divided by the root mean square, so "
+            f"the mean of the squares becomes 1 and their sum d. The output sits on a sphere of radius √d; the gain "
+            "g then stretches each axis. The overview below shows the same in RMS: about 1 × the gain leaving each "
+            "norm.")
+    return Q_LENGTH.reveal(guess, answer, body)
+
+
+Q_SHIFT = Question(
+    "rmsnorm-shift",
+    "Add 1 to every element of your text's last token vector. Which norm's output changes?",
+    None,  # SHIFT_CHOICES, set below
+    misconception="that the two norms differ only in cost: LayerNorm subtracts the mean, which removes any constant "
+                  "added to every element; RMSNorm does not")
+
+
 SHIFT_CHOICES = ["only LayerNorm's", "only RMSNorm's", "both", "neither"]
+Q_SHIFT = Question(Q_SHIFT.qid, Q_SHIFT.text, tuple(SHIFT_CHOICES), Q_SHIFT.misconception)
 
 
 def reveal_shift(cm: CourseModel, res: Residuals, guess: str | None, shift: float = 1.0) -> str:
@@ -686,8 +732,91 @@ def reveal_shift(cm: CourseModel, res: Residuals, guess: str | None, shift: floa
     ln_moved, rms_moved = inv.ln_change > 1e-3, inv.rms_change > 1e-3
     answer = {(True, False): SHIFT_CHOICES[0], (False, True): SHIFT_CHOICES[1], (True, True): SHIFT_CHOICES[2],
               (False, False): SHIFT_CHOICES[3]}[(ln_moved, rms_moved)]
-    g = grade(guess, answer, SHIFT_CHOICES)
-    return (f"{g.verdict()} Adding {shift:g} to every element of {inv.label} changes "
-            f"**{answer}** output: LayerNorm's by at most {inv.ln_change:.2g}, RMSNorm's by at most "
-            f"{inv.rms_change:.2g}. LayerNorm subtracts the mean, which removes any constant; RMSNorm divides by the "
-            "root mean square, which a constant changes.")
+    return Q_SHIFT.reveal(guess, answer,
+                          f"Adding {shift:g} to every element of {inv.label} changes **{answer}** output: LayerNorm's "
+                          f"by at most {inv.ln_change:.2g}, RMSNorm's by at most {inv.rms_change:.2g}. LayerNorm "
+                          "subtracts the mean, which removes any constant; RMSNorm divides by the root mean square, "
+                          "which a constant changes. The figure below shows it: move the shift b.")
+
+
+# ----------------------------------------------------------------------------- a toy example before the real model
+
+TOY_DEFAULT = "1, 2, 6, -1"  # one short vector x, edited by the learner
+TOY_MAX = 8  # elements
+TOY_EPS = 1e-5  # the course model's norm_eps
+
+
+@dataclass
+class ToyNorm:
+    """One short vector through both norms (gain 1, bias 0), every intermediate number kept. Arrays are (d,)."""
+
+    x: np.ndarray
+    mean: float  # LayerNorm's mu
+    centred: np.ndarray  # x - mu
+    var: float  # LayerNorm's sigma^2 (biased)
+    ms: float  # RMSNorm's mean square
+    layer: np.ndarray  # LayerNorm(x)
+    rms: np.ndarray  # RMSNorm(x)
+    notice: str
+
+
+def toy_vector(text) -> tuple[np.ndarray, str]:
+    """Numbers separated by commas or spaces -> (x, notice): at most TOY_MAX of them, each clamped to ±100; fewer
+    than 2 numbers fall back to the default (a norm over one number is degenerate)."""
+
+    raw = [p for p in str(text if text is not None else "").replace(",", " ").split() if p][: TOY_MAX + 1]
+    notes = [f"Only the first {TOY_MAX} numbers are used."] if len(raw) > TOY_MAX else []
+    vals = []
+    for p in raw[:TOY_MAX]:
+        v, n = number(p, f"x element {len(vals) + 1}", -100.0, 100.0, default=0.0)
+        vals.append(v)
+        notes.append(n)
+    if len(vals) < 2:
+        return toy_vector(TOY_DEFAULT)[0], "Type at least two numbers: showing the default vector."
+    return np.array(vals, dtype=np.float64), " ".join(n for n in notes if n)
+
+
+def toy_norms(text) -> ToyNorm:
+    """x through the model's own formulas (layernorm_formula, rmsnorm_formula) with g = 1 and b = 0.
+
+        >>> t = toy_norms("1, 2, 6, -1"); round(float(np.linalg.norm(t.rms)), 3), round(float(t.layer.mean()), 3)
+        (2.0, 0.0)
+    """
+    x, notice = toy_vector(text)
+    xt = torch.tensor(x)
+    one, zero = torch.ones_like(xt), torch.zeros_like(xt)
+    mean = float(x.mean())
+    return ToyNorm(x, mean, x - mean, float(((x - mean) ** 2).mean()), float((x ** 2).mean()),
+                   layernorm_formula(xt, one, zero, TOY_EPS).numpy(), rmsnorm_formula(xt, one, TOY_EPS).numpy(),
+                   notice)
+
+
+def toy_markdown(t: ToyNorm) -> str:
+    """The two norms number by number, and the lengths that make the geometric picture."""
+    d = len(t.x)
+
+    def row(name, a):
+        return f"| {name} | " + " | ".join(f"{v:.3f}" for v in a) + " |"
+
+    head = ["| | " + " | ".join(f"x{i + 1}" for i in range(d)) + " |", "|---|" + "---|" * d]
+    return "\n".join([
+        *head, row("x", t.x),
+        row(f"RMSNorm: x / √(mean x² + ε), mean x² = {t.ms:.3f}", t.rms),
+        row(f"LayerNorm step 1: x − μ, μ = {t.mean:.3f}", t.centred),
+        row(f"LayerNorm step 2: (x − μ) / √(σ² + ε), σ² = {t.var:.3f}", t.layer), "",
+        f"**Lengths.** |x| = {np.linalg.norm(t.x):.3f}; |RMSNorm(x)| = **{np.linalg.norm(t.rms):.3f}** and "
+        f"|LayerNorm(x)| = **{np.linalg.norm(t.layer):.3f}**, while √d = √{d} = {math.sqrt(d):.3f}. "
+        f"Mean of LayerNorm(x): {t.layer.mean():+.3f}; of RMSNorm(x): {t.rms.mean():+.3f}."])
+
+
+def toy_figure(t: ToyNorm) -> go.Figure:
+    """The elements of x, RMSNorm(x) and LayerNorm(x) side by side, with ±1 (an element's RMS after either norm)."""
+    d = len(t.x)
+    names = [f"x{i + 1}" for i in range(d)]
+    data = [go.Bar(x=names, y=t.x, name="x", marker_color="#999999"),
+            go.Bar(x=names, y=t.rms, name="RMSNorm(x)", marker_color="#0072B2"),
+            go.Bar(x=names, y=t.layer, name="LayerNorm(x)", marker_color="#E69F00")]
+    return figure(data, height=340, barmode="group", margin=dict(l=50, r=20, t=80, b=40),
+                        title=dict(text=f"x (d = {d}) through both norms, gain 1"),
+                        xaxis=dict(title="element"), yaxis=dict(title="value", zeroline=True),
+                        legend=dict(orientation="h", y=-0.2, x=0))

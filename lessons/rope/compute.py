@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from lessons.course import (DEFAULT_MODEL_DIR, LRU, ROOT, CourseModel, plot_label, prepare_text, trace, unique_labels,
                             validation_excerpt)
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.inputs import LessonError, choice, number, whole
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
 
@@ -952,5 +952,106 @@ def reveal(cm: CourseModel, variant: str, prediction: str | None, on_window=None
     (no prediction: the measurement alone, saying so). A prediction that is not one of PREDICTIONS' keys (an API
     call) raises LessonError naming the choices (lessons.grading.grade)."""
     r = loss_change(cm, variant, on_window=on_window)
-    g = grade(prediction, change_size(r.delta), PREDICTIONS)
-    return f"{g.verdict(lambda k: f'the loss {PREDICTIONS[k]}')}\n\n{r.readout}"
+    q = Q_OFF if variant == "none" else Q_THETA
+    return q.reveal(prediction, change_size(r.delta), r.readout, show=lambda k: f"the loss {PREDICTIONS[k]}")
+
+
+Q_OFF = Question(
+    "rope-off",
+    "If we switch RoPE off (the same weights), the validation loss ...",
+    tuple(PREDICTIONS),
+    misconception="that a model which attends by content barely needs positions once trained: its weights expect "
+                  "rotated queries and keys, and without the rotation every score is computed from the wrong vectors")
+Q_THETA = Question(
+    "rope-theta",
+    "Llama 3 uses rope_theta = 500,000. If we run this model with a rope_theta it was not trained at, the "
+    "validation loss ...",
+    tuple(PREDICTIONS),
+    misconception="that rope_theta is a harmless setting to change after training: every pair but the first turns at "
+                  "another speed, so each learned distance pattern lands at the wrong distance")
+
+
+# ----------------------------------------------------------------------------- a toy example before the real model
+
+TOY_POSITIONS = 12  # positions 0 .. 11 in the toy's table of scores
+TOY_Q, TOY_K = (1.0, 0.0), (0.5, 1.0)
+
+
+@dataclass
+class ToyRope:
+    """One 2-D query and key rotated to positions m and n by the model's own RoPE code (precompute_rope and
+    apply_rope with head size 2: a single pair, turning one radian per position, as pair 0 of every Llama)."""
+
+    q: torch.Tensor  # (2,) before RoPE
+    k: torch.Tensor
+    m: int
+    n: int
+    q_rot: torch.Tensor  # (2,) at position m
+    k_rot: torch.Tensor  # (2,) at position n
+    scores: torch.Tensor  # (P, P) (R_m q) . (R_n k) for every m (rows) and n (columns)
+    notice: str
+
+    @property
+    def score(self) -> float:
+        return float(self.q_rot @ self.k_rot)
+
+
+def toy_rope(qx, qy, kx, ky, m, n) -> ToyRope:
+    """Rotate q to position m and k to position n; every input clamped (lessons.inputs), with a notice.
+
+        >>> t = toy_rope(1, 0, 0.5, 1, 5, 2); round(t.score, 4) == round(float(t.scores[8, 5]), 4)   # same m - n
+        True
+    """
+    from llama.model import precompute_rope
+
+    notes = []
+    vals = []
+    for name, x, d in (("q₁", qx, TOY_Q[0]), ("q₂", qy, TOY_Q[1]), ("k₁", kx, TOY_K[0]), ("k₂", ky, TOY_K[1])):
+        v, nt = number(x, name, -5.0, 5.0, default=d)
+        vals.append(v)
+        notes.append(nt)
+    m, n1 = whole(m, "Query position m", 0, TOY_POSITIONS - 1, default=3)
+    n, n2 = whole(n, "Key position n", 0, TOY_POSITIONS - 1, default=1)
+    cos, sin = precompute_rope(2, TOY_POSITIONS)  # (P, 1) each: one pair
+    q, k = torch.tensor(vals[:2]), torch.tensor(vals[2:])
+    qs = apply_rope(q.expand(TOY_POSITIONS, 2), cos, sin)  # (P, 2) q at every position
+    ks = apply_rope(k.expand(TOY_POSITIONS, 2), cos, sin)  # (P, 2)
+    return ToyRope(q, k, m, n, qs[m], ks[n], qs @ ks.T, " ".join(x for x in [*notes, n1, n2] if x))
+
+
+def toy_rope_figure(t: ToyRope) -> go.Figure:
+    """Left: q and k before (dashed) and after (solid) their rotation. Right: the score for every pair of positions,
+    constant along each diagonal (the same m - n)."""
+    def arrow(v, colour, name, dash):
+        return dict(type="scatter", x=[0, float(v[0])], y=[0, float(v[1])], mode="lines+markers", name=name,
+                    line=dict(color=colour, width=3, dash=dash), marker=dict(size=[0, 9], color=colour),
+                    xaxis="x", yaxis="y", hovertemplate=f"{name}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>")
+    r = float(max(t.q.norm(), t.k.norm(), 0.5)) * 1.15
+    P = list(range(TOY_POSITIONS))
+    data = [arrow(t.q, "#0072B2", "q", "dot"), arrow(t.q_rot, "#0072B2", f"q at m = {t.m}", "solid"),
+            arrow(t.k, "#E69F00", "k", "dot"), arrow(t.k_rot, "#E69F00", f"k at n = {t.n}", "solid"),
+            dict(type="heatmap", z=t.scores.tolist(), x=P, y=P, colorscale=DIVERGING, zmid=0, xaxis="x2",
+                 yaxis="y2", colorbar=dict(title=dict(text="q·k"), len=0.8, x=1.02),
+                 hovertemplate="m = %{y}, n = %{x}<br>score %{z:.3f}<extra></extra>"),
+            dict(type="scatter", x=[t.n], y=[t.m], mode="markers", xaxis="x2", yaxis="y2", showlegend=False,
+                 marker=dict(symbol="square-open", size=14, color="black", line=dict(width=2)),
+                 hovertemplate="the chosen m and n<extra></extra>")]
+    return go.Figure(data=data, layout=dict(
+        title=dict(text=f"One 2-D query and key, rotated by position: score {t.score:+.3f} at m − n = {t.m - t.n}"),
+        height=400, margin=dict(l=10, r=10, t=70, b=10), legend=dict(orientation="h", y=-0.2, x=0),
+        xaxis=dict(domain=[0, 0.42], range=[-r, r], zeroline=True, title=dict(text="coordinate 1")),
+        yaxis=dict(range=[-r, r], scaleanchor="x", zeroline=True, title=dict(text="coordinate 2")),
+        xaxis2=dict(domain=[0.55, 0.95], anchor="y2", title=dict(text="key position n"), dtick=2),
+        yaxis2=dict(anchor="x2", title=dict(text="query position m"), dtick=2, autorange="reversed")))
+
+
+def toy_rope_readout(t: ToyRope) -> str:
+    """The score at the chosen positions and at every other pair with the same distance."""
+    d = t.m - t.n
+    same = [float(t.scores[i, i - d]) for i in range(TOY_POSITIONS) if 0 <= i - d < TOY_POSITIONS]
+    return (f"q = ({t.q[0]:.2f}, {t.q[1]:.2f}) at m = {t.m} turns by {t.m} rad to ({t.q_rot[0]:.3f}, "
+            f"{t.q_rot[1]:.3f}); k = ({t.k[0]:.2f}, {t.k[1]:.2f}) at n = {t.n} turns by {t.n} rad to "
+            f"({t.k_rot[0]:.3f}, {t.k_rot[1]:.3f}). Their dot product is **{t.score:+.4f}**. The {len(same)} "
+            f"pairs of positions with the same distance m − n = {d} all score between {min(same):+.4f} and "
+            f"{max(same):+.4f}: only the distance matters. Lengths are kept: |q| = {float(t.q.norm()):.3f} before "
+            f"and {float(t.q_rot.norm()):.3f} after.")

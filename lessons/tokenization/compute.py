@@ -37,7 +37,7 @@ import torch
 
 import lessons
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
-from lessons.grading import grade
+from lessons.grading import Question, grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
                              train_hf_bpe, train_sentencepiece)
@@ -433,12 +433,12 @@ def merge_markdown(trained: Trained, k: int) -> str:
         lines = [f"**Step 0 of {n:,}: no merges yet.** Every token is one byte; your text is "
                  f"{trained.n_tokens[0]:,} tokens ({cpt:.2f} characters per token).",
                  f"Merge 1 will join {md_text(pair_label(tok, first.pair))}, the most frequent pair "
-                 f"({first.count:,} times)."]
+                 f"({times(first.count)})."]
         return "\n\n".join(lines)
     m = tok.merges[k - 1]
     lines = [f"**Merge {k:,} of {n:,}:** {md_text(pair_label(tok, m.pair))} → "
              f"'{md_text(token_label(tok, m.new_id))}' (new id {m.new_id:,})",
-             f"The pair occurred **{m.count:,}** times in your text when it was merged. After it your text is "
+             f"The pair occurred **{m.count:,}** {times(m.count).split()[-1]} in your text when it was merged. After it your text is "
              f"{trained.n_tokens[k]:,} tokens ({cpt:.2f} characters per token); vocabulary "
              f"{trained.n_base + k:,} tokens.",
              "| merge | pair | new token | count |", "|---:|---|---|---:|"]
@@ -637,9 +637,12 @@ def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
     tok = cm.tokenizer
     x, y = pca.xy
     V = len(x)
-    # A plain dict, not go.Scatter: go.Figure validates it once instead of twice (V points, every call).
-    data = [dict(type="scatter", x=x, y=y, mode="markers", name="all tokens", marker=dict(size=4, color="#cbd5e1"),
-                 text=pca.names, hovertemplate="%{text}<extra></extra>")]
+    # One trace per kind of token (plain dicts, not go.Scatter: go.Figure validates each once, V points in all).
+    kinds = token_kinds(cm)
+    data = [dict(type="scatter", x=[x[i] for i in ids_], y=[y[i] for i in ids_], mode="markers",
+                 name=f"{kind} ({len(ids_):,})", marker=dict(size=4, color=KIND_COLOURS[kind]),
+                 text=[pca.names[i] for i in ids_], hovertemplate="%{text}<extra></extra>")
+            for kind, ids_ in kinds.items() if ids_]
     sentence, _ = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")  # LessonError when empty
     ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
     if ids:
@@ -656,10 +659,93 @@ def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
                            hovertemplate="%{text}<extra></extra>"))
     e1, e2 = pca.explained
     return go.Figure(data=data, layout=dict(
-        title=dict(text=f"All {V:,} token embeddings, projected to 2-D (PCA)"), height=460,
+        title=dict(text=f"All {V:,} token embeddings, projected to 2-D (PCA), coloured by kind"), height=480,
         margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.15),
         xaxis=dict(title=dict(text=f"principal axis 1 ({100 * e1:.1f}% of variance)")),
         yaxis=dict(title=dict(text=f"principal axis 2 ({100 * e2:.1f}% of variance)"))))
+
+
+NUMBER_EXAMPLE = "12345"
+
+
+def number_chunks(cm: CourseModel, number: str = NUMBER_EXAMPLE) -> str:
+    """How the model's tokenizer cuts a number, measured: the split regex's chunks (at most three digits each, from
+    the left) and the tokens the merges then make of them. A tokenizer with no split regex says so."""
+    tok = cm.tokenizer
+    ids = tok.encode(number)
+    pieces = " · ".join(f"`{md_text(token_label(tok, i))}`" for i in ids)
+    pattern = getattr(tok, "pattern", None)
+    if not pattern:
+        return (f"*Measured:* this model's tokenizer has no split regex; it encodes `{number}` as "
+                f"{len(ids)} token{'s' if len(ids) != 1 else ''}: {pieces}.")
+    chunks = " · ".join(f"`{w}`" for w in pretokenize(number, pattern))
+    return (f"*Measured on the model's tokenizer:* its split regex cuts `{number}` into {chunks} (chunks of at most "
+            f"three digits, from the left), and its merges spell that as {len(ids)} "
+            f"token{'s' if len(ids) != 1 else ''}: {pieces}.")
+
+
+def times(n: int) -> str:
+    """'1 time', '2 times', '1,024 times'."""
+    return f"{n:,} time" + ("" if n == 1 else "s")
+
+
+KIND_BYTE, KIND_WORD, KIND_DIGIT, KIND_PUNCT, KIND_SPACE, KIND_SPECIAL = (
+    "byte of a multi-byte character", "letters", "digits", "punctuation", "spaces and line breaks", "special")
+KIND_COLOURS = {KIND_BYTE: "#D55E00", KIND_WORD: "#94a3b8", KIND_DIGIT: "#009E73", KIND_PUNCT: "#0072B2",
+                KIND_SPACE: "#E69F00", KIND_SPECIAL: "#7c3aed"}
+
+
+def token_kind(b: bytes, special: bool = False) -> str:
+    """What a token spells, from its bytes: a special token; a piece of a multi-byte UTF-8 character (a byte
+    0x80 or above that is not whole characters); whitespace only; digits (with spaces); punctuation (with spaces);
+    else letters (any token with a letter in it).
+
+        >>> token_kind(b"\\xf0"), token_kind(b" the"), token_kind(b"\\n\\n"), token_kind(b"123"), token_kind(b",")
+        ('byte of a multi-byte character', 'letters', 'spaces and line breaks', 'digits', 'punctuation')
+    """
+    if special:
+        return KIND_SPECIAL
+    if is_partial(b):
+        return KIND_BYTE
+    t = b.decode("utf-8")
+    if not t.strip():
+        return KIND_SPACE
+    if any(ch.isalpha() for ch in t):
+        return KIND_WORD
+    if t.strip().isdigit():
+        return KIND_DIGIT
+    return KIND_PUNCT
+
+
+def token_kinds(cm: CourseModel) -> dict[str, list[int]]:
+    """{kind: token ids} over the model's vocabulary (rows of the embedding table), in KIND_COLOURS' order."""
+    tok = cm.tokenizer
+    specials = set(tok.special_tokens.values())
+    out = {k: [] for k in KIND_COLOURS}
+    for i in range(cm.model.embed_tokens.weight.shape[0]):
+        try:
+            b = tok.token_bytes(i)
+        except (KeyError, IndexError, ValueError):
+            b = b""
+        out[token_kind(b, i in specials or not b)].append(i)
+    return out
+
+
+def embedding_map_readout(cm: CourseModel) -> str:
+    """What the two axes separate, measured: the mean position of each kind of token on each axis, and which kind
+    lies furthest from the rest along axis 1."""
+    pca = embedding_pca(cm)
+    x, y = (torch.as_tensor(a, dtype=torch.float64) for a in pca.xy)
+    kinds = {k: v for k, v in token_kinds(cm).items() if v}
+    rows = ["| kind of token | tokens | mean on axis 1 | mean on axis 2 |", "|---|---|---|---|"]
+    rows += [f"| {k} | {len(v):,} | {float(x[v].mean()):+.2f} | {float(y[v].mean()):+.2f} |" for k, v in kinds.items()]
+    spread = float(x.std())
+    far = max(kinds, key=lambda k: abs(float(x[kinds[k]].mean())))
+    rest = [i for k, v in kinds.items() if k != far for i in v]
+    gap = float(x[kinds[far]].mean() - x[rest].mean()) if rest else 0.0
+    return ("\n".join(rows) + f"\n\nAlong axis 1 the kind furthest from the rest is **{far}**: its mean lies "
+            f"{abs(gap) / max(spread, 1e-12):.1f} standard deviations of axis 1 away from the other tokens' mean. "
+            "Kinds whose means differ by a small fraction of a standard deviation barely separate on this map.")
 
 
 # ----------------------------------------------------------------------------- predict, then reveal
@@ -728,7 +814,8 @@ def reveal_count(cm: CourseModel, choice: str | None, text: str = QUESTION_TEXT)
     right = choices[_bucket(len(ids), text)]
     g = grade(choice, right, choices)
     pieces = tok.pieces(ids)
-    md = (f"{g.verdict(md_text)}\n\nThe model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
+    md = (f"{g.verdict(md_text)}\n\n*The wrong idea this question tests:* {Q_COUNT.misconception}\n\n"
+          f"The model's tokenizer cuts **{md_text(text)}** into **{len(ids)} tokens** "
           f"(the model also puts BOS in front). ")
     pattern = getattr(tok, "pattern", None)  # our BPE's split regex; other tokenizers do not expose one
     words = pretokenize(text, pattern) if pattern else re.findall(r"\s*\S+", text)  # ['Wherefore', ' art', ...]
@@ -762,10 +849,11 @@ def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
     tok = trained.tok
     first = tok.merges[0]
     answer = pair_label(tok, first.pair)
-    g = grade(choice, answer, merge_question(trained))
+    tied = tuple(label for label, count in trained.first_pairs if count == first.count)
+    g = grade(choice, tied if len(tied) > 1 else answer, merge_question(trained))  # equal counts: a tie
     new = md_text(token_label(tok, first.new_id))
     md = (f"{g.verdict(md_text)}\n\nOur BPE's first merge on your text was **{md_text(answer)} → '{new}'**, a pair "
-          f"seen **{first.count:,}** times. ")
+          f"seen **{first.count:,}** {times(first.count).split()[-1]}. ")
     others = ", ".join(f"{md_text(label)}: {count:,}" for label, count in trained.first_pairs)
     md += f"Counts of the candidates before any merge: {others}. "
     if b" " in tok.token_bytes(first.pair[0]) + tok.token_bytes(first.pair[1]):
@@ -773,4 +861,21 @@ def reveal_first_merge(trained: Trained | None, choice: str | None) -> Reveal:
                "letter form the most frequent pair, ahead of pairs inside words.")
     else:
         md += "No pair with a space won here: the most frequent pair lies inside words."
+    if len(tied) > 1:
+        md += f" {len(tied)} pairs had the same count: BPE breaks the tie by its own rule, so each of them is right."
+    md += f"\n\n*The wrong idea this question tests:* {Q_MERGE.misconception}"
     return Reveal(md, "", g.correct)
+
+
+Q_COUNT = Question(
+    "tokenization-count",
+    f"How many tokens will the model's tokenizer use for “{QUESTION_TEXT}”?",
+    tuple(count_question()),
+    misconception="that a token is a word (or a character): common words with their leading space are one token, "
+                  "rarer words are cut into pieces")
+Q_MERGE = Question(
+    "tokenization-first-merge",
+    "Which pair will our BPE merge first on your training text?",
+    (),  # the four most frequent pairs of the learner's text (merge_question)
+    misconception="that BPE merges whole words or meaningful pieces first: it merges the most frequent adjacent "
+                  "pair, and with a space glued to each word that is often a space and a common first letter")

@@ -175,7 +175,12 @@ def _encode(tok, text: str):
         def pieces():
             return [tok.id_to_piece(i).replace("▁", " ") for i in ids]
 
-        return ids, pieces, lambda: sum(tok.is_byte(i) for i in ids), tok.get_piece_size()
+        def partial_bytes():
+            # A byte piece <0xNN> is part of a character only when NN >= 0x80 (a byte of a multi-byte UTF-8
+            # character); <0x0A>, a newline sentencepiece never learns as a piece, is a whole character.
+            return sum(tok.is_byte(i) and int(tok.id_to_piece(i)[3:5], 16) >= 0x80 for i in ids)
+
+        return ids, pieces, partial_bytes, tok.get_piece_size()
     if hasattr(tok, "encode") and hasattr(tok, "get_vocab_size"):  # a tokenizers.Tokenizer
         enc = tok.encode(text)
         byte_level = type(tok.decoder).__name__ == "ByteLevel"
@@ -199,9 +204,11 @@ def compare_tokenizers(text: str, tokenizers) -> list[dict]:
     Each row holds name, vocab_size, n_tokens, chars_per_token, bytes_per_token,
     byte_fallback_count, encode_ms and tokens (one display string per token).
 
-    byte_fallback_count counts tokens that are bytes rather than whole
-    characters: sentencepiece's <0x..> pieces, and for byte-level BPE the tokens
-    whose bytes are only part of a character. encode_ms is one timed call,
+    byte_fallback_count counts tokens that are parts of characters rather than
+    whole characters, by one definition for every kind: sentencepiece's <0x..>
+    byte pieces of bytes 0x80 and above (a <0x0A> newline piece is a whole
+    character), and for byte-level BPE the tokens whose bytes are only part of a
+    character. encode_ms is one timed call,
     as the learner would experience it.
     """
     if not isinstance(text, str):
