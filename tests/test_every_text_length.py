@@ -48,6 +48,7 @@ def _sampling_generate(cm, t):
 
 
 # What each page's events call with the learner's text (other inputs at typical values).
+from lessons.efficient_attention import compute as EA  # noqa: E402
 from lessons.meta_code import compute as MC  # noqa: E402
 from lessons.relative import compute as REL  # noqa: E402
 
@@ -56,7 +57,8 @@ CALLS = {
     "attention.analyze_view": lambda cm, t: A.analyze_view(cm, t, 0, 0, 3, 1.0),
     "attention.summary_view": lambda cm, t: A.summary_view(cm, t),
     "attention.scale_view": lambda cm, t: A.scale_view(cm, t, 0, 0, 3, 1.0),
-    "attention.online_view": lambda cm, t: A.online_view(cm, t, 0, 0, 3, 4),
+    "efficient_attention.online_view": lambda cm, t: EA.online_view(cm, t, 0, 0, 3, 4),
+    "efficient_attention.reveal_running": lambda cm, t: EA.reveal_running(cm, t, 0, 0, 3, 4, None),
     "attention.reveal_previous_token": lambda cm, t: A.reveal_previous_token(cm, t, None),
     "attention.reveal_scaling": lambda cm, t: A.reveal_scaling(cm, t, None),
     "rope.shuffle_scores": lambda cm, t: R.shuffle_scores(cm, t),
@@ -78,6 +80,8 @@ CALLS = {
     "next_token.position_view": lambda cm, t: N.position_view(cm, t, 2),
     "next_token.reveal": lambda cm, t: N.reveal(cm, t, None),
     "next_token.reveal_lens": lambda cm, t: N.reveal_lens(cm, t, 1, None),
+    "next_token.reveal_untrained": lambda cm, t: N.reveal_untrained(cm, t, None),
+    "next_token.reveal_embedding_readout": lambda cm, t: N.reveal_embedding_readout(cm, t, None),
     "tokenization.replay": lambda cm, t: T.replay(T.first_training(cm).trained, 5, t),
     "tokenization.embedding": lambda cm, t: (T.embedding_heatmap(cm, t), T.embedding_map(cm, t)),
     "tokenization.reveal_count": lambda cm, t: T.reveal_count(cm, None, t),
