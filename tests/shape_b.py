@@ -18,16 +18,20 @@ SHAPE = """() => {
   const top = document.querySelector('.lesson-top');
   const deeper = document.querySelector('.go-deeper');
   const inCore = (el) => (!top || (before(top, el) && !top.contains(el))) && (!deeper || before(el, deeper));
-  let words = 0;
+  let words = 0, total = 0;
   const seen = new Set();
   for (const md of document.querySelectorAll('.prose')) {
-    if (!inCore(md) || !shown(md) || [...seen].some((s) => s.contains(md))) continue;
+    if (!shown(md) || [...seen].some((s) => s.contains(md))) continue;
+    const core = inCore(md), afterTop = !top || (before(top, md) && !top.contains(md));
+    if (!afterTop || md.closest('.check-yourself')) continue;
     seen.add(md);
     const walk = document.createTreeWalker(md, NodeFilter.SHOW_TEXT);
     for (let n = walk.nextNode(); n; n = walk.nextNode()) {
       const p = n.parentElement;
       if (!p || p.closest('.katex-mathml, script, style') || !shown(p)) continue;
-      words += n.textContent.split(/\\s+/).filter((w) => /[\\p{L}\\p{N}]/u.test(w)).length;
+      const k = n.textContent.split(/\\s+/).filter((w) => /[\\p{L}\\p{N}]/u.test(w)).length;
+      total += k;
+      if (core) words += k;
     }
   }
   const figures = [...document.querySelectorAll('.js-plotly-plot')].filter((p) => {
@@ -35,7 +39,7 @@ SHAPE = """() => {
     return r.width > 0 && r.height > 0 && inCore(p);
   });
   const first = [...document.querySelectorAll('.js-plotly-plot')].find((p) => p.getBoundingClientRect().width > 0);
-  return {words, figures: figures.length, first_y: first ? first.getBoundingClientRect().top + window.scrollY : null,
+  return {words, total_words: total, figures: figures.length, first_y: first ? first.getBoundingClientRect().top + window.scrollY : null,
           deeper: !!deeper};
 }"""
 
@@ -66,7 +70,8 @@ def open_page(page, url: str) -> None:
 
 
 def shape(page) -> dict:
-    """{'words', 'figures', 'first_y', 'deeper'} of the page as it stands (scrolled to the top)."""
+    """{'words' (before the first Go deeper), 'total_words' (every visible word after the header), 'figures',
+    'first_y', 'deeper'} of the page as it stands (scrolled to the top)."""
     page.evaluate("() => window.scrollTo(0, 0)")
     return page.evaluate(SHAPE)
 

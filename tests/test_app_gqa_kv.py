@@ -39,9 +39,11 @@ def test_gqa_sharing_and_memory_events(client, cm):
     assert snapped > bad and snapped in G.divisors(nh)
     assert "cannot be shared evenly" in notice and f"share {snapped} K/V head" in title(fig)
     assert n == snapped  # the slider is set to what the diagram shows
-    fig, table, notice, t, b = client.predict(nkv, 4096, 1, FP16, api_name="/gqa_memory")
+    fig, table, notice, t, b = client.predict(nkv, 4096, 1, FP16, True, api_name="/gqa_memory")
     assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == "" and (t, b) == (4096, 1)
     assert f"{nkv} of {nh} K/V heads" in title(fig) and "cache / weights" in table
+    fig, *_ = client.predict(1, 4096, 1, FP16, False, api_name="/gqa_memory")  # as shipped: the slider does not count
+    assert "as shipped" in title(fig)
 
 
 # Hostile values (JSON text, as a script or a slider's number box can send them): clamped with a notice.
@@ -53,7 +55,7 @@ def test_gqa_hostile_numbers_get_a_notice_not_an_error(app_url, cm):
     for bad in HOSTILE:
         fig, notice, n, *_ = call_json(app_url, "gqa_sharing", f"[{bad}]")
         assert notice.startswith("⚠️") and n in G.divisors(nh) and f"share {n} K/V head" in title(fig), bad
-        fig, table, notice, t, b = call_json(app_url, "gqa_memory", f'[{bad}, {bad}, {bad}, {json.dumps(bad)}]')
+        fig, table, notice, t, b = call_json(app_url, "gqa_memory", f'[{bad}, {bad}, {bad}, {json.dumps(bad)}, true]')
         assert notice.startswith("⚠️") and G.MIN_CONTEXT <= t <= G.MAX_CONTEXT and 1 <= b <= G.MAX_BATCH, bad
         assert f"{t:,} tokens x batch {b}" in table
         fig, md, msg, layer = call_json(app_url, "gqa_attention", f'["To be, or not", {bad}]')
