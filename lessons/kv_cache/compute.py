@@ -291,7 +291,7 @@ def step_figure(run: CacheRun, step: int) -> tuple[go.Figure, str]:
     width = P + n - 1  # every position that is ever fed to the model (the last new token never is)
     cached, uncached = step_status(P, step, width)
     fed = P + step  # positions fed to the model by the end of this step; later ones are not generated yet
-    labels = unique_labels([t if i < fed else f"#{i}" for i, t in enumerate(run.labels[:width])])
+    labels = unique_labels([t if i < fed else "·" for i, t in enumerate(run.labels[:width])])  # "12 ·": not yet
     layers = [f"layer {i}" for i in range(L)]
     colorscale = []
     for code, color in STATUS_COLORS.items():  # a discrete colour per status code 0..3
@@ -506,7 +506,7 @@ def timing_figure(t: dict, cfg: LlamaConfig | None = None) -> tuple[go.Figure, s
     decode_u = t["total_uncached_ms"] - t["uncached_ms"][0]
     md = (f"**Prefill** (the {t['lengths'][0]}-token prompt at once, the same work both ways): "
           f"{t['cached_ms'][0]:.1f} ms with the cache, {t['uncached_ms'][0]:.1f} ms without. "
-          f"**Decode**, {t['new_tokens'] - 1} steps: **{decode_c:.0f} ms** with the cache, **{decode_u:.0f} ms** "
+          f"**Decode**, {t['new_tokens'] - 1} step{'s' * (t['new_tokens'] != 2)}: **{decode_c:.0f} ms** with the cache, **{decode_u:.0f} ms** "
           f"without: a **{decode_u / decode_c:.1f}x** speed-up (prefill included: {t['speedup']:.1f}x). Each step is "
           f"the median of {t['repeats']} runs, cached and uncached taking turns; both compute the output layer for "
           f"the newest position only, so the cache is the only difference. Their next-token logits differ by at "
