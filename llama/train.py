@@ -174,10 +174,11 @@ def cpu_name() -> str:
 
 @dataclass
 class Recipe:
-    """How to train: the optimiser and schedule of the LLaMA paper (Touvron et al. 2023a, Section 2.2):
-    AdamW with beta1 0.9, beta2 0.95, weight decay 0.1, linear warmup then cosine decay to 10% of the
-    peak learning rate, gradients clipped at norm 1.0. Sizes are this course's (the paper's peak lr is
-    3e-4 at 2,000 warmup steps and 4M tokens per batch)."""
+    """How to train: the optimiser and schedule of the LLaMA paper (Touvron et al. 2023a, Section 2.3):
+    AdamW with beta1 0.9, beta2 0.95, weight decay 0.1, 2,000 warmup steps then cosine decay to 10% of the
+    peak learning rate, gradients clipped at norm 1.0 (the paper gives the number of warmup steps, not their
+    shape; this project warms up linearly). Sizes are this course's (the paper's peak lr is 3e-4 and its batch
+    4M tokens)."""
 
     steps: int = 3000  # the cosine runs over this many steps
     batch_size: int = 16

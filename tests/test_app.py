@@ -133,7 +133,7 @@ def test_shift_enter_runs_a_multiline_text_box_as_its_label_says(page, app_url):
 
     page.goto(app_url + "swiglu")
     readout = page.locator("#swiglu-gates-readout")
-    readout.wait_for(timeout=60_000)
+    readout.wait_for(state="attached", timeout=60_000)  # hidden until the page's questions are answered
     before = readout.inner_text()
     box = page.get_by_label(f"Your text ({RUN_HINT})")
     box.fill("Now is the winter of our discontent")

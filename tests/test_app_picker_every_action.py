@@ -28,6 +28,18 @@ CONTROLS = """() => {
 }"""
 
 
+# Every "Go deeper" section opened (Gradio renders a closed accordion's contents only when opened) and every answer
+# that waits for its Reveal shown, so that every control of the page is on screen (issue 21's course shape).
+OPEN_EVERYTHING = """() => {
+  document.querySelectorAll('.go-deeper').forEach(acc => {
+    const b = acc.querySelector('.label-wrap');
+    if (b && !b.classList.contains('open')) b.click();
+  });
+  document.querySelectorAll('.predict-question[id^="question-"]').forEach(
+    q => window.insideLlama && window.insideLlama.reveal(q.id.replace(/^question-/, '')));
+}"""
+
+
 def number_max(page, label: str) -> str:
     return page.locator(f'input[aria-label^="number input for {label}"]').get_attribute("max")
 
@@ -72,7 +84,7 @@ def shows_rmsnorm(page):
 
 def shows_swiglu(page):
     wait_text(page, "#swiglu-gates-readout", "(of 172)")  # 172 hidden units
-    assert page.get_by_role("radio", name="layer 4").count() == 1 and page.get_by_role("radio", name="layer 5").count() == 0
+    assert page.locator("#swiglu-gates-readout tbody tr").count() == 5  # one row per layer
     assert "172" in page.locator("#swiglu-hidden-table").text_content()
     assert "but not multiple_of" in page.locator("#swiglu-hidden-note").text_content()
 
@@ -222,6 +234,8 @@ def test_every_control_works_on_the_picked_model(page, app_url, slug):
     page.goto(app_url + slug)
     page.locator("h1").first.wait_for(timeout=60_000)
     idle(page)  # the page refreshes itself for the picked model
+    page.evaluate(OPEN_EVERYTHING)
+    page.wait_for_timeout(500)
     globals()[f"shows_{slug}"](page)
     log_start = app_url.log.stat().st_size
     controls = page.evaluate(CONTROLS)

@@ -221,3 +221,29 @@ def test_a_post_norm_gpt_style_model_is_drawn_in_its_own_order(cm):
     assert "**post-norm**" in facts and "**LayerNorm**" in facts and "learned absolute positions" in facts
     for key in keys:
         C.pass_view(small, TEXT, key, 1, 3)  # every view draws
+
+
+def test_shares_are_computed_from_the_presets():
+    """Issue 22 items 8 and 9: the feed-forward share and GQA's k_proj/v_proj ratio are counted from every published
+    Llama (llama.count), not stated: LLaMA 7B's feed-forward is 64.2% (below two thirds, like several others), and
+    Llama 3.2 3B's K/V projections are only 3x smaller than q_proj. The lesson no longer says "two thirds or more"
+    or "4 to 16 times"."""
+    from llama.config import LlamaConfig, PRESET_FACTS
+    from llama.count import parameter_counts
+
+    md = C.shares_markdown()
+    share = {}
+    for key in C.REAL:
+        c = LlamaConfig.from_name(key)
+        p = parameter_counts(c)
+        share[PRESET_FACTS[key].name] = p.n_layers * p.mlp / p.total
+    below = [n for n, f in share.items() if f < 2 / 3]
+    assert f"{len(below)} of the {len(share)} are below two thirds" in md and "LLaMA 7B 64.2%" in md
+    ratios = {PRESET_FACTS[k].name: LlamaConfig.from_name(k).n_heads // LlamaConfig.from_name(k).n_kv_heads
+              for k in C.REAL if LlamaConfig.from_name(k).n_kv_heads < LlamaConfig.from_name(k).n_heads}
+    assert f"{min(ratios.values())}× (Llama 3.2 3B)" in md and f"to {max(ratios.values())}×" in md
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "lessons" / "assembled" / "lesson.md").read_text(encoding="utf-8")
+    assert "two thirds or more" not in text and "4 to 16 times" not in text
+    assert "Chinchilla, appendix" in text and "twice the attention term" in text  # item 21: both products

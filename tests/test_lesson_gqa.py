@@ -109,16 +109,30 @@ def test_attention_parameter_count_matches_the_real_model(cm):
     assert C.attention_parameters(c7, 8) < C.attention_parameters(c7)
 
 
+def test_memory_chart_opens_with_the_shipped_configurations(cm):
+    """Issue 22 item 5: by default every real Llama is drawn with the K/V heads it shipped with (Llama 2 7B 32,
+    Llama 2 70B and Llama 3 8B 8), whatever the slider says; the learner's ratio is a separate choice."""
+    for n_kv in (1, cm.config.n_kv_heads, cm.config.n_heads):
+        fig, table, notice = C.memory_comparison(cm, n_kv, 4096, 1, "fp16 / bf16")
+        names = [t.name for t in fig.data if t.type == "scatter"]
+        assert "Llama 2 7B (32 K/V heads)" in names and "Llama 2 70B (8 K/V heads)" in names
+        assert "Llama 3 8B (8 K/V heads)" in names and f"this model ({cm.config.n_kv_heads} K/V heads)" in names
+        assert "as shipped" in fig.layout.title.text and notice == ""
+    fig, *_ = C.memory_comparison(cm, 1, 4096, 1, "fp16 / bf16", mine=True)  # the learner's ratio, on request
+    k = C.scaled_kv_heads(LlamaConfig.from_name("llama2-7b"), 1 / cm.config.n_heads)
+    assert f"Llama 2 7B ({k} K/V heads)" in [t.name for t in fig.data if t.type == "scatter"] and k < 32
+
+
 def test_memory_comparison_scales_real_configs_by_the_same_ratio(cm):
     nh = cm.config.n_heads
-    fig, table, notice = C.memory_comparison(cm, 1, 4096, 2, "fp16 / bf16")  # MQA everywhere
+    fig, table, notice = C.memory_comparison(cm, 1, 4096, 2, "fp16 / bf16", mine=True)  # MQA everywhere
     assert notice == "" and "Llama 2 70B" in table and "Llama 3 8B" in table
     c70 = LlamaConfig.from_name("llama2-70b")  # 64 query heads
     assert C.scaled_kv_heads(c70, 1 / 8) == 8 and C.scaled_kv_heads(c70, 1 / 3) == 16  # 21.3 -> nearest divisor
     k = C.scaled_kv_heads(c70, 1 / nh)
     assert 64 % k == 0 and all(abs(k - 64 / nh) <= abs(d - 64 / nh) for d in C.divisors(64))
-    assert "2.00 GiB" in C.memory_comparison(cm, nh, 4096, 1, "fp16 / bf16")[1]  # Llama 2 7B, MHA, one sequence
-    _, _, notice = C.memory_comparison(cm, nh + 5, 4096, 1, "fp32")
+    assert "2.00 GiB" in C.memory_comparison(cm, nh, 4096, 1, "fp16 / bf16", mine=True)[1]  # Llama 2 7B, MHA
+    _, _, notice = C.memory_comparison(cm, nh + 5, 4096, 1, "fp32", mine=True)
     assert "out of range" in notice
     _, table, notice = C.memory_comparison(cm, 1, 0, 1, "fp32")
     assert "out of range" in notice and f"{C.MIN_CONTEXT:,} tokens" in table
@@ -151,6 +165,9 @@ def test_repeating_kv_heads_gives_mha_with_identical_logits(cm):
     torch.testing.assert_close(mha(idx).logits, cm.model(idx).logits, atol=1e-5, rtol=0)
     r = C.repeat_check(cm, "To be, or not to be")
     assert r["max_diff"] < 1e-5 and r["k_rows_after"] == cm.config.n_heads * cm.config.head_dim
+    assert r["v_rows_after"] == cm.config.n_heads * cm.config.head_dim  # issue 22 item 14: v_proj grows too
+    md = C.repeat_markdown(cm, r)
+    assert f"v_proj from {r['v_rows_before']} to {r['v_rows_after']}" in md
     assert all(torch.equal(v, cm.model.state_dict()[k]) for k, v in before.items())  # cm.model untouched
 
 

@@ -166,15 +166,14 @@ def _independent_gates(cm, text):
 
 def test_reveals_grade_against_an_independent_count(cm, gates):
     """Each grade is computed here from the recomputed gates, not from what the reveal says: changing the
-    reveal's answer (argmax -> argmin in reveal_sparsest, or a shifted bucket edge) makes this fail."""
+    reveal's answer (a shifted floor or bucket edge) makes this fail."""
     layers = _independent_gates(cm, TEXT)
-    t = 0.05
-    share = [float((np.abs(a) < t).mean()) for a in layers]
-    best = int(np.argmax(share))
-    for l in range(cm.config.n_layers):
-        md = C.reveal_sparsest(gates, t, f"layer {l}")
-        assert md.startswith("✅ Right") == (l == best) and md.startswith("❌ Not this time") == (l != best)
-        assert f"**layer {best}**" in md
+    lowest = min(float(a.min()) for a in layers)
+    assert -0.2785 <= lowest < 0  # SiLU's floor: the measurement the floor question is about
+    for choice in C.FLOOR_CHOICES:
+        md = C.reveal_floor(gates, choice)
+        assert md.startswith("✅ Right") == (choice == "between −0.28 and 0"), choice
+        assert f"{lowest:.4f}" in md and C.Q_FLOOR.misconception in md
     neg = float(np.mean(np.concatenate([(a < 0).ravel() for a in layers])))
     edges = [0.1, 0.3, 0.5]  # the choices' bucket edges, as the question states them
     answer = C.NEGATIVE_CHOICES[sum(neg >= e for e in edges)]
@@ -182,23 +181,22 @@ def test_reveals_grade_against_an_independent_count(cm, gates):
         md = C.reveal_negative(gates, choice)
         assert md.startswith("✅ Right") == (choice == answer) and f"{neg:.1%}" in md
     for none in (None, ""):  # no pick: the measurement, no grade
-        md = C.reveal_sparsest(gates, t, none)
-        assert md.startswith(NO_PICK) and "✅" not in md and "❌" not in md and f"**layer {best}**" in md
+        md = C.reveal_floor(gates, none)
+        assert md.startswith(NO_PICK) and "✅" not in md and "❌" not in md and f"{lowest:.4f}" in md
     with pytest.raises(LessonError, match="not one of"):  # only an API call can send it; the page shows the notice
-        C.reveal_sparsest(gates, t, "layer 99")
+        C.reveal_floor(gates, "layer 99")
     md = C.reveal_negative(gates, None)
     assert md.startswith(NO_PICK) and f"{neg:.1%}" in md
 
 
 def test_the_page_refills_every_model_dependent_output(cm):
     """app.pages.swiglu.refresh (what the page shows when opened with a picked model): the hidden-size table
-    and gates of this model, one prediction choice per layer, the token limit in the text box's help."""
+    and gates of this model, the token limit in the text box's help."""
     from app.pages import swiglu as page
 
-    msg, table, note, text, guess, gates_msg, gates_fig, gates_md = page.refresh(cm)
+    msg, table, note, text, gates_msg, gates_fig, gates_md = page.refresh(cm)
     L, H = cm.config.n_layers, cm.config.hidden_dim
     assert msg == "" and f"**{H:,}**" in table and f"{H:,}" in note
-    assert guess["choices"] == [f"layer {l}" for l in range(L)] and guess["value"] is None
     assert f"at most {min(C.MAX_TOKENS, cm.config.max_seq_len)} tokens" in text["info"]
     bars = next(t for t in gates_fig.data if t.type == "bar")
     assert len(bars.y) == L and f"(of {H})" in gates_md and gates_md.count("\n| ") == L

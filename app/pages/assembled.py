@@ -41,7 +41,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson, 4)
+    parts = widgets.sections(lesson, 8)
     c = cm.config
     first = initial(cm)
     key = widgets.model_key()
@@ -68,28 +68,34 @@ def build(cm: CourseModel, lesson) -> None:
         with gr.Column(scale=3, min_width=300):
             diagram = widgets.Plot(first["diagram"], label="The forward pass", elem_id="assembled-diagram", code=C.diagram_figure)
     values = widgets.Plot(first["values"], label="The selected box's live values", elem_id="assembled-values", code=C.box_figure)
-    facts = gr.Markdown(first["facts"], elem_id="assembled-facts")
-
     widgets.prose(parts[1])
-
-    # --- figure 2: predict, then reveal (before the table that answers them)
-    part_choice, part_btn, part_out = widgets.predict_reveal(
-        C.PART_QUESTION, C.PART_CHOICES, "Reveal (counts the loaded model)", elem_id="assembled-reveal-parts")
-    growth_choice, growth_btn, growth_out = widgets.predict_reveal(
-        C.GROWTH_QUESTION, C.GROWTH_CHOICES, "Reveal (counts both configs)", elem_id="assembled-reveal-growth")
-
-    widgets.prose(parts[2])
-
-    # --- figure 3: parameters, FLOPs and memory
-    params = gr.Markdown(first["params"], elem_id="assembled-params")
-    shares = widgets.Plot(first["shares"], label="Parameters by component", elem_id="assembled-shares", code=C.shares_figure)
+    with widgets.go_deeper("the block's formula, and what the loaded model's config makes true", "block"):
+        widgets.prose(parts[2])
+        facts = gr.Markdown(first["facts"], elem_id="assembled-facts")
 
     widgets.prose(parts[3])
 
-    # --- figure 4: the Llama family
-    gr.Markdown(C.family_table(), elem_id="assembled-family")
+    # --- predict, then reveal: the counts that answer both questions stay hidden until revealed
+    part_choice, part_btn, part_out = widgets.predict_reveal(
+        C.Q_PARTS, button="Reveal (counts the loaded model)", elem_id="assembled-reveal-parts")
+    growth_choice, growth_btn, growth_out = widgets.predict_reveal(
+        C.Q_GROWTH, button="Reveal (counts both configs)", elem_id="assembled-reveal-growth")
+    with widgets.until_reveal(C.Q_PARTS.qid):
+        shares = widgets.Plot(first["shares"], label="Parameters by component", elem_id="assembled-shares",
+                              code=C.shares_figure)
+        gr.Markdown(C.shares_markdown(), elem_id="assembled-shares-readout")
+        widgets.prose(parts[4])
+        with widgets.until_reveal(C.Q_GROWTH.qid):  # the table answers the growth question too
+            with widgets.go_deeper("every count, FLOPs per token and weight memory", "counts"):
+                widgets.prose(parts[5])
+                params = gr.Markdown(first["params"], elem_id="assembled-params")
 
-    widgets.prose(parts[4])
+    with widgets.go_deeper("from the 2017 Transformer and GPT-2 to Llama", "history"):
+        widgets.prose(parts[6])
+    with widgets.go_deeper("Llama 1, 2, 3, 3.1 and 3.2 side by side", "family"):
+        widgets.prose(parts[7])
+        gr.Markdown(C.family_table(), elem_id="assembled-family")
+        widgets.prose(parts[8])
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs

@@ -47,7 +47,7 @@ def refresh(cm: CourseModel) -> tuple:
 
 
 def build(cm: CourseModel, lesson) -> None:
-    parts = widgets.sections(lesson, 5)
+    parts = widgets.sections(lesson, 8)
     c = cm.config
     first = initial(cm)
     key = widgets.model_key()
@@ -68,20 +68,27 @@ def build(cm: CourseModel, lesson) -> None:
             diagram = widgets.Plot(first["diagram"], label="Which query heads share which K/V head", elem_id="gqa-diagram", code=C.sharing_figure)
 
     widgets.prose(parts[1])
+    with widgets.go_deeper("why the cache matters, MQA and GQA in the papers, and repeat_kv", "sharing"):
+        widgets.prose(parts[2])
 
-    # --- figure 2: cache memory and attention weights, the model and real Llamas
+    widgets.prose(parts[3])
+
+    # --- figure 2: cache memory, the model and real Llamas (as shipped, or at the learner's ratio)
     with gr.Row():
         positions = widgets.Slider(C.MIN_CONTEXT, C.MAX_CONTEXT, DEFAULTS["positions"], step=256,
                                    label="context length (tokens)")
         batch = widgets.Slider(1, C.MAX_BATCH, DEFAULTS["batch"], step=1, label="batch (sequences at once)")
         dtype = widgets.Radio(list(DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
+    mine = gr.Checkbox(False, label="apply my K/V-head ratio (the slider above) to every model",
+                       elem_id="gqa-mine")
     memory_msg = widgets.message()
     memory_plot = widgets.Plot(first["memory"], label="KV cache memory", elem_id="gqa-memory", code=C.memory_comparison)
-    memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
-    with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
+    widgets.prose(parts[4])
+    with widgets.go_deeper("the numbers: cache against weights for each model, and the configurations", "memory"):
+        memory_table = gr.Markdown(first["table"], elem_id="gqa-memory-table")
         configs_md = gr.Markdown(first["configs"])
 
-    widgets.prose(parts[2])
+    widgets.prose(parts[5])
 
     # --- figure 3: the model's attention maps grouped by K/V head
     with gr.Row():
@@ -97,35 +104,35 @@ def build(cm: CourseModel, lesson) -> None:
             maps_plot = widgets.Plot(first["maps"], label="Attention maps by K/V head", elem_id="gqa-maps", code=C.grouped_attention_figure)
             maps_md = gr.Markdown(first["maps_md"], elem_id="gqa-maps-readout")
 
-    widgets.prose(parts[3])
+    widgets.prose(parts[6])
+    widgets.prose(parts[7])
+    with widgets.go_deeper("how the GQA paper converts a checkpoint, and how the Llamas were trained", "uptraining"):
+        widgets.prose(parts[8])
 
-    # --- figure 4: predict, then reveal (before the buttons that measure the same things)
+    # --- predict, then reveal; the conversion that measures the same things stays hidden until both are answered
     # each question's model-dependent setup stands above it (the page refills it for another model)
     pool_q = gr.Markdown(first["pool_question"], elem_id="gqa-pool-question")
     pool_choice, pool_btn, pool_out = widgets.predict_reveal(
-        C.POOL_QUESTION, C.POOL_CHOICES, "Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
+        C.Q_POOL, button="Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
     repeat_q = gr.Markdown(first["repeat_question"], elem_id="gqa-repeat-question")
     repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
-        C.REPEAT_QUESTION, C.REPEAT_CHOICES, "Reveal (converts and compares on the text above)",
-        elem_id="gqa-reveal-repeat")
+        C.Q_REPEAT, button="Reveal (converts and compares on the text above)", elem_id="gqa-reveal-repeat")
 
-    widgets.prose(parts[4])
-
-    # --- figure 5: converting the checkpoint: mean-pool (GQA paper) and repeat (exact)
     results = gr.State(first["results"])
     target_shown = gr.State(c.n_kv_heads)  # the count last measured: a slider step goes on from it
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
-                                    info=first["convert_info"], elem_id="gqa-target")
-            convert = gr.Button("Convert and measure the loss", variant="primary")
-            convert_md = gr.Markdown(first["convert_md"], elem_id="gqa-convert-readout")
-            repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
-            repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
-        with gr.Column(scale=2):
-            convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert", code=C.conversion_figure)
-
-    widgets.prose(parts[5])
+    with widgets.until_reveal(C.Q_POOL.qid), widgets.until_reveal(C.Q_REPEAT.qid):
+        gr.Markdown("### Measure it yourself")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
+                                        info=first["convert_info"], elem_id="gqa-target")
+                convert = gr.Button("Convert and measure the loss", variant="primary")
+                convert_md = gr.Markdown(first["convert_md"], elem_id="gqa-convert-readout")
+                repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
+                repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
+            with gr.Column(scale=2):
+                convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert", code=C.conversion_figure)
+        widgets.prose(parts[9])
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
@@ -137,8 +144,8 @@ def build(cm: CourseModel, lesson) -> None:
         fig, notice, n = C.sharing_view(cm, kv_heads, shown)
         return fig, widgets.note(notice), n, n
 
-    def on_memory(cm, kv_heads, context_tokens, batch_size, number_format):
-        fig, table, notice, t, b, _ = C.memory_view(cm, kv_heads, context_tokens, batch_size, number_format)
+    def on_memory(cm, kv_heads, context_tokens, batch_size, number_format, my_ratio):
+        fig, table, notice, t, b, _ = C.memory_view(cm, kv_heads, context_tokens, batch_size, number_format, my_ratio)
         return fig, table, widgets.note(notice), t, b  # (the radio is not written back: that would fire .change)
 
     def on_maps(cm, text, layer_index):
@@ -158,14 +165,14 @@ def build(cm: CourseModel, lesson) -> None:
     def on_reveal_repeat(cm, text, choice):
         return C.reveal_repeat(cm, text, choice)
 
-    memory_inputs = [key, kv, positions, batch, dtype]
+    memory_inputs = [key, kv, positions, batch, dtype, mine]
     memory_outputs = [memory_plot, memory_table, memory_msg, positions, batch]
     sharing_ev = kv.release(widgets.handler(on_sharing, 4, msg_at=1), [key, kv, kv_shown],
                             [diagram, kv_msg, kv, kv_shown], api_name="gqa_sharing", trigger_mode="always_last")
     sharing_ev.then(  # the memory figure, at the snapped count
         widgets.handler(on_memory, 5, msg_at=2), memory_inputs, memory_outputs, api_visibility="private",
         show_progress="minimal")
-    memory_ev = gr.on([positions.release, batch.release, dtype.change], widgets.handler(on_memory, 5, msg_at=2),
+    memory_ev = gr.on([positions.release, batch.release, dtype.change, mine.change], widgets.handler(on_memory, 5, msg_at=2),
                       memory_inputs, memory_outputs, api_name="gqa_memory", trigger_mode="always_last",
                       show_progress="minimal")
     maps_ev = gr.on([show.click, text.submit, layer.release], widgets.handler(on_maps, 4, msg_at=2),
@@ -177,5 +184,6 @@ def build(cm: CourseModel, lesson) -> None:
     pool_btn.click(widgets.handler(on_reveal_pool), [key, pool_choice], pool_out, api_name="gqa_reveal_pooling")
     repeat_btn.click(widgets.handler(on_reveal_repeat), [key, text, repeat_choice], repeat_out,
                      api_name="gqa_reveal_repeat")
-    share.link(key, dict(text=text, layer=layer, kv_heads=kv, positions=positions, batch=batch, format=dtype),
+    share.link(key, dict(text=text, layer=layer, kv_heads=kv, positions=positions, batch=batch, format=dtype,
+                         my_ratio=mine),
                runs=[maps_ev, sharing_ev, memory_ev])

@@ -40,7 +40,7 @@ def first_view(cm: CourseModel) -> dict:
     return dict(grid=grid, readout=readout, step=dict(maximum=max(n_steps - 1, 1), value=DEFAULTS["step"]),
                 timed=dict(maximum=limit, value=min(DEFAULTS["timed"], limit),
                            info=f"from the prompt above, {why}"),
-                speed_question=f"**Predict:** {C.speed_question(cm)}",
+                speed_question=f"**Predict:** {C.speed_question(cm)}",  # widgets.predict_reveal's format
                 positions=dict(maximum=C.max_context(cm), value=DEFAULTS["positions"]),
                 memory_fig=memory_fig, memory_table=table, allocated=allocated,
                 configs=C.configs_markdown(C.reference_configs(cm)))
@@ -67,16 +67,14 @@ def question_markdown(guess: gr.Radio) -> gr.Markdown:
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson, 3)
+    parts = widgets.sections(lesson, 9)
     v = first_view(cm)
 
     widgets.lesson_header(lesson)
     page_msg = widgets.message()  # says when the chosen model cannot be loaded
     widgets.prose(parts[0])
 
-    # --- predict first, then figure 1: generation step by step, the cache filling up
-    same_choice, same_btn, same_out = widgets.predict_reveal(
-        C.SAME_QUESTION, C.SAME_CHOICES, "Reveal (generates from the prompt below both ways)")
+    # --- figure 1: generation step by step, the cache filling up
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             prompt = gr.Textbox(DEFAULT_PROMPT, lines=3, max_lines=6, label=f"Prompt ({widgets.RUN_HINT})",
@@ -92,25 +90,35 @@ def build(cm: CourseModel, lesson) -> None:
             readout = gr.Markdown(v["readout"])
 
     widgets.prose(parts[1])
+    same_choice, same_btn, same_out = widgets.predict_reveal(
+        C.Q_SAME, button="Reveal (generates from the prompt above both ways)")
+    with widgets.go_deeper("prefill and decode, step by step in the code", "prefill"):
+        widgets.prose(parts[2])
 
-    # --- predict first, then figure 2: time per token, measured live
+    widgets.prose(parts[3])
+
+    # --- predict first, then figure 2: FLOPs counted and time measured per step (hidden until revealed)
     speed_choice, speed_btn, speed_out = widgets.predict_reveal(
-        C.speed_question(cm), C.SPEED_CHOICES, "Reveal (times both on this machine)")
+        C.speed_q(cm), button="Reveal (counts the FLOPs, and times both on this machine)")
     speed_question = question_markdown(speed_choice)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            with gr.Group():  # the slider belongs to the button: nothing runs until it is pressed
-                timed = widgets.Slider(minimum=2, step=1, label="steps to time (used when you press Measure)",
-                                       **v["timed"])
-                measure = gr.Button("Measure on this machine", variant="primary")
-            timing_msg = widgets.message()
-            timing_md = gr.Markdown()
-        with gr.Column(scale=3):
-            timing_plot = widgets.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
-                                                 "with and without the cache and times every step."),
-                                  label="Time per new token", elem_id="kv-timing", code=C.timing_figure)
+    with widgets.until_reveal(C.SPEED_QUESTION_ID):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                with gr.Group():  # the slider belongs to the button: nothing runs until it is pressed
+                    timed = widgets.Slider(minimum=2, step=1, label="steps to time (used when you press Measure)",
+                                           **v["timed"])
+                    measure = gr.Button("Measure on this machine", variant="primary")
+                timing_msg = widgets.message()
+                timing_md = gr.Markdown()
+            with gr.Column(scale=3):
+                timing_plot = widgets.Plot(message_figure("Press “Measure on this machine”: it generates the tokens\n"
+                                                     "with and without the cache and times every step."),
+                                      label="Time and FLOPs per new token", elem_id="kv-timing", code=C.timing_figure)
+        widgets.prose(parts[4])
+        with widgets.go_deeper("how the timing is kept fair, and how the FLOPs are counted", "timing"):
+            widgets.prose(parts[5])
 
-    widgets.prose(parts[2])
+    widgets.prose(parts[6])
 
     # --- figure 3: cache memory, this model and real Llamas, with and without GQA
     with gr.Row():
@@ -119,13 +127,16 @@ def build(cm: CourseModel, lesson) -> None:
         dtype = widgets.Radio(list(C.DTYPE_BYTES), value=DEFAULTS["dtype"], label="number format of the cache")
     memory_msg = widgets.message()
     memory_plot = widgets.Plot(v["memory_fig"], label="KV cache memory", elem_id="kv-memory", code=C.cache_memory)
-    memory_table = gr.Markdown(v["memory_table"])
-    allocated = gr.Markdown(v["allocated"], latex_delimiters=[{"left": "$", "right": "$", "display": False}],
-                            elem_id="kv-allocated")
-    with gr.Accordion("The configurations used (llama/config.py PRESETS)", open=False):
+    widgets.prose(parts[7])
+    with widgets.go_deeper("the memory table, the allocation checked, and the configurations used", "memory"):
+        memory_table = gr.Markdown(v["memory_table"])
+        allocated = gr.Markdown(v["allocated"], latex_delimiters=[{"left": "$", "right": "$", "display": False}],
+                                elem_id="kv-allocated")
         configs = gr.Markdown(v["configs"])
+        widgets.prose(parts[8])
 
-    widgets.prose(parts[3])
+    with widgets.until_reveal(C.Q_SAME.qid):  # the summary states the answer to the first question
+        widgets.prose(parts[9])
     widgets.lesson_footer(lesson)
 
     # --- listeners

@@ -68,16 +68,14 @@ def refresh(cm: CourseModel):
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson, 2)
+    parts = widgets.sections(lesson, 6)
     v = first_view(cm)
 
     widgets.lesson_header(lesson)
     page_msg = widgets.message()  # says when the chosen model cannot be loaded
     widgets.prose(parts[0])
 
-    # --- predict first, then figure 1: the next-token distribution and the three filters
-    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
-        C.NUCLEUS_QUESTION, C.NUCLEUS_CHOICES, "Reveal (counts on your prompt)")
+    # --- figure 1: the next-token distribution and the three filters
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             prompt = gr.Textbox(C.DEFAULT_PROMPT, lines=3, max_lines=8, label=f"Prompt ({widgets.RUN_HINT})",
@@ -98,10 +96,18 @@ def build(cm: CourseModel, lesson) -> None:
             dist_summary = gr.Markdown(v["summary"])
 
     widgets.prose(parts[1])
+    nucleus_choice, nucleus_btn, nucleus_out = widgets.predict_reveal(
+        C.Q_NUCLEUS, button="Reveal (counts on your prompt)")
+    with widgets.until_reveal(C.Q_NUCLEUS.qid):  # what to look for says how top-p's count moves
+        widgets.prose(parts[3])
+    with widgets.go_deeper("temperature, top-k and top-p in formulas, and Meta's defaults", "filters"):
+        widgets.prose(parts[2])
+
+    widgets.prose(parts[4])
 
     # --- predict first, then figure 2: greedy against sampled, streamed
     seed_choice, seed_btn, seed_out = widgets.predict_reveal(
-        C.SEED_QUESTION, C.SEED_CHOICES, "Reveal (runs the model on your prompt)")
+        C.Q_SEED, button="Reveal (runs the model on your prompt)")
     with gr.Row():
         max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, step=1, label="max new tokens", **v["max_new"])
         seed = SeedBox(DEFAULTS["seed"], precision=0, label="seed",
@@ -113,8 +119,10 @@ def build(cm: CourseModel, lesson) -> None:
         sampled_out = gr.Textbox(label="Sampled: temperature, top-k, top-p above, and the seed", lines=10,
                                  max_lines=14, interactive=False, elem_id="sampling-sampled")
     gen_status = gr.Markdown(elem_id="sampling-status")
-
-    widgets.prose(parts[2])
+    with widgets.go_deeper("the generation loop: KV cache, seeds, stopping, and sharing the server", "loop"):
+        widgets.prose(parts[5])
+    with widgets.until_reveal(C.Q_SEED.qid):  # what to look for says what seeds do
+        widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
 
     # --- listeners

@@ -49,19 +49,17 @@ def warm(cm: CourseModel) -> None:
 
 def build(cm: CourseModel, lesson) -> None:
     key = widgets.model_key()
-    parts = widgets.sections(lesson, 3)
+    parts = widgets.sections(lesson, 6)
     study = C.load_study()
-    question, options = C.ranking_question(study)
+    noise_q = C.noise_question(study)
     snaps = C.snapshots()
     first = C.snapshot_view(0)
 
     widgets.lesson_header(lesson)
     page_msg = widgets.message()
     widgets.prose(parts[0])
-    gr.Markdown(C.recipe_markdown(), elem_id="training-recipe")
 
     # --- part 1: train one yourself
-    gr.Markdown("### 1. Train one yourself")
     facts = gr.Markdown(tokenizer_facts(cm), elem_id="training-tokenizer")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -69,7 +67,7 @@ def build(cm: CourseModel, lesson) -> None:
             dim = widgets.Slider(*L["dim"], D["dim"], step=16, label="width (dim)")
             heads = widgets.Slider(*L["n_heads"], D["n_heads"], step=1, label="query heads")
             kv = widgets.Slider(*L["n_kv_heads"], D["n_kv_heads"], step=1, label="K/V heads",
-                                info="must divide the query heads: 1 = MQA, = heads: MHA")
+                                info="must divide the query heads: 1 is MQA, as many as the query heads is MHA")
             norm = widgets.Radio(["rmsnorm", "layernorm"], value=D["norm"], label="norm")
             position = widgets.Radio(["rope", "learned", "sinusoidal", "none"], value=D["position"], label="position")
             ffn = widgets.Radio(["swiglu", "relu", "gelu"], value=D["ffn"], label="feed-forward")
@@ -103,17 +101,24 @@ def build(cm: CourseModel, lesson) -> None:
             generated = gr.Textbox(label="Your model's text", lines=6, interactive=False, elem_id="training-generated")
 
     widgets.prose(parts[1])
+    with widgets.go_deeper("one training step, and the LLaMA paper's recipe next to the lab's", "recipe"):
+        widgets.prose(parts[2])
+        gr.Markdown(C.recipe_markdown(), elem_id="training-recipe")
 
-    # --- part 2: the shipped ablation; the question comes before the curves and the table
-    guess, reveal, answer = widgets.predict_reveal(question, options, "Reveal the measured runs",
+    widgets.prose(parts[3])
+
+    # --- part 2: the shipped ablation; the question comes first, the curves and the table stay hidden until Reveal
+    guess, reveal, answer = widgets.predict_reveal(noise_q, button="Reveal the measured runs",
                                                    elem_id="training-ablation-answer")
-    with gr.Column(visible=False) as revealed:
+    with widgets.until_reveal(noise_q.qid) as revealed:
         family = widgets.Radio(list(C.FAMILIES), value="norm", label="switch to compare with Llama's recipe")
         ablation_msg = widgets.message()
-        ablation_plot = widgets.Plot(label="Ablation curves", elem_id="training-ablation", code=C.ablation_figure)
-        table = gr.Markdown(elem_id="training-ablation-table")
+        ablation_plot = widgets.Plot(C.ablation_figure(study, "norm"), label="Ablation curves",
+                                     elem_id="training-ablation", code=C.ablation_figure)
+        table = gr.Markdown(C.ablation_markdown(study), elem_id="training-ablation-table")
+        widgets.prose(parts[4])
 
-    widgets.prose(parts[2])
+    widgets.prose(parts[5])
 
     # --- part 3: the course model's own training, replayed from snapshots
     steps_info = ", ".join(f"{i} = step {s.step}" for i, s in enumerate(snaps))
@@ -134,7 +139,7 @@ def build(cm: CourseModel, lesson) -> None:
         embedding = widgets.Plot(first.embedding, label="Embeddings at this step", elem_id="training-snapshot-embedding",
                                  code=T.embedding_map)
 
-    widgets.prose(parts[3])
+    widgets.prose(parts[6])
     widgets.lesson_footer(lesson)
 
     # --- listeners
@@ -179,7 +184,7 @@ def on_generate(cm: CourseModel, lab, prompt, n, temperature):
 def on_reveal(cm: CourseModel, picked, family):
     study = C.load_study()
     f, _ = C.family(family)  # a bad family only matters to its own control, which says so
-    return (C.reveal_ranking(study, picked), gr.update(visible=True), C.ablation_figure(study, f),
+    return (C.reveal_noise(study, picked), gr.update(visible=True), C.ablation_figure(study, f),
             C.ablation_markdown(study))
 
 

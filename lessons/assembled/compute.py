@@ -24,7 +24,7 @@ import torch
 
 from lessons import inputs
 from lessons.course import CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.kv_cache.compute import fmt_bytes, inline, memo
 from lessons.plots import figure
 from llama.config import PRESET_FACTS, PRESETS, LlamaConfig
@@ -499,6 +499,38 @@ def shares_figure(cm: CourseModel) -> go.Figure:
                   yaxis=dict(autorange="reversed", tickfont=dict(size=10)))
 
 
+def shares_markdown() -> str:
+    """What the share chart shows, counted from every published Llama in PRESETS (llama.count): the feed-forward's
+    share (its range, and how many stay below two thirds), attention's share with MHA and with GQA, and by how much
+    GQA shrinks k_proj and v_proj (n_h / n_kv)."""
+    rows, largest = [], True
+    for key in REAL:
+        c = LlamaConfig.from_name(key)
+        parts, total = components(c), parameter_counts(c).total
+        largest = largest and parts["feed-forward"] == max(parts.values())
+        rows.append((PRESET_FACTS[key].name, parts["feed-forward"] / total, parts["attention"] / total,
+                     c.n_heads / c.n_kv_heads))
+    ffn = sorted(rows, key=lambda r: r[1])
+    below = [r for r in rows if r[1] < 2 / 3]
+    mha = [r[2] for r in rows if r[3] == 1]
+    gqa = sorted((r for r in rows if r[3] > 1), key=lambda r: r[3])
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    out = [f"- **Feed-forward**: {'the largest part of every published Llama' if largest else 'its share'}, from {pct(ffn[0][1])} ({ffn[0][0]}) to "
+           f"{pct(ffn[-1][1])} ({ffn[-1][0]}); {len(below)} of the {len(rows)} are below two thirds"
+           + (f" ({', '.join(f'{n} {pct(f)}' for n, f, _, _ in below)})." if below else ".")]
+    if mha:
+        out.append(f"- **Attention**: {pct(min(mha))} to {pct(max(mha))} of the models with MHA"
+                   + (f", {pct(min(r[2] for r in gqa))} to {pct(max(r[2] for r in gqa))} of those with GQA" if gqa
+                      else "") + ".")
+    if gqa:
+        lo, hi = gqa[0], gqa[-1]
+        out.append(f"- **GQA** makes `k_proj` and `v_proj` $n_h / n_{{kv}}$ times smaller than `q_proj`: "
+                   f"{lo[3]:g}× ({lo[0]}) to {hi[3]:g}× ({hi[0]}).")
+    out.append("- **Embeddings** are a few percent, except where the vocabulary is large next to the width: Llama 3's "
+               "128K tokens, most of all in Llama 3.2 1B, which ties `lm_head` to the embeddings.")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- Llama 1, 2, 3, 3.1, 3.2
 
 
@@ -561,6 +593,12 @@ def growth_question(a: str = "llama2-7b", b: str = "llama3-8b") -> str:
 GROWTH_QUESTION = growth_question()
 GROWTH_CHOICES = ["the larger vocabulary (embeddings and lm_head)", "the wider feed-forward",
                   "more attention parameters"]
+Q_PARTS = Question("assembled-parts", PART_QUESTION, tuple(PART_CHOICES),
+                   misconception="that attention, the part a Transformer is named for, holds most of the weights: "
+                                 "per block SwiGLU's 3·C·H outweighs attention's 2·C·(n_h + n_kv)·h_s")
+Q_GROWTH = Question("assembled-growth", GROWTH_QUESTION, tuple(GROWTH_CHOICES),
+                    misconception="that a larger model grew evenly everywhere: with the same width and depth, the "
+                                  "vocabulary and the feed-forward grew while GQA shrank attention")
 
 
 def part_sizes(cfg: LlamaConfig) -> list[int]:
@@ -581,7 +619,7 @@ def reveal_parts(cm: CourseModel, choice) -> str:
     for i, part in enumerate(PART_CHOICES):
         rows.append(f"| {part} | {sizes[i]:,} ({100 * sizes[i] / sum(sizes):.1f}%) | "
                     f"{l2[i]:,} ({100 * l2[i] / sum(l2):.1f}%) |")
-    return grade(choice, answer, PART_CHOICES).verdict() + "\n\n" + "\n".join(rows)
+    return Q_PARTS.reveal(choice, answer, "\n".join(rows))
 
 
 def growth(a: str = "llama2-7b", b: str = "llama3-8b") -> dict[str, int]:
@@ -598,7 +636,7 @@ def reveal_growth(choice) -> str:
     a, b = LlamaConfig.from_name("llama2-7b"), LlamaConfig.from_name("llama3-8b")
     total = parameter_counts(b).total - parameter_counts(a).total
     lines = [f"- {k}: **{v:+,}**" for k, v in d.items()]
-    return (grade(choice, answer, GROWTH_CHOICES).verdict() + "\n\nLlama 2 7B → Llama 3 8B, counted from the two "
+    return Q_GROWTH.reveal(choice, answer, "Llama 2 7B → Llama 3 8B, counted from the two "
             f"configs (total {total:+,}):\n" + "\n".join(lines) +
             f"\n\nThe feed-forward went from {a.hidden_dim:,} to {b.hidden_dim:,} hidden units in each of "
             f"{b.n_layers} blocks, the vocabulary from {a.vocab_size:,} to {b.vocab_size:,} tokens "

@@ -30,7 +30,7 @@ import torch
 
 from lessons import inputs
 from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.inputs import LessonError
 from lessons.plots import figure, grid, panel_axes, panels
 from lessons.kv_cache.compute import (COURSE, DTYPE_BYTES, check_memory_inputs, config_cache_bytes, fmt_bytes, memo,
@@ -192,25 +192,27 @@ def cache_vs_weights(cm: CourseModel, positions: int, batch: int, dtype: str) ->
     return "\n".join(rows)
 
 
-def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[go.Figure, str, str]:
-    """KV cache memory and attention parameters of the loaded model and the real Llamas at the learner's
-    sharing ratio n_kv / n_heads (n_kv K/V heads for the loaded model), against context length and at
-    (positions, batch). Returns the figure, a Markdown table and a notice (empty unless an input was moved:
+def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype, mine=False) -> tuple[go.Figure, str, str]:
+    """KV cache memory and attention parameters of the loaded model and the real Llamas, against context length
+    and at (positions, batch): by default with the K/V heads each model shipped with; with `mine` true at the
+    learner's sharing ratio n_kv / n_heads (n_kv K/V heads for the loaded model, the nearest divisor of the same
+    ratio for the others). Returns the figure, a Markdown table and a notice (empty unless an input was moved:
     every input is clamped or snapped first, so any value works)."""
     positions, batch, dtype, notice = clamp_memory_inputs(positions, batch, dtype)
     positions, batch, nbytes = check_memory_inputs(positions, batch, dtype)
     n_kv, kv_notice = clamp_kv_heads(cm.config.n_heads, n_kv, cm.config.n_kv_heads)
-    notice = inputs.join(kv_notice, notice)
+    mine = mine is True or mine == "true"  # a checkbox: anything else (an API client's odd value) is "as shipped"
+    notice = inputs.join(kv_notice, notice) if mine else notice
     fraction = n_kv / cm.config.n_heads
     configs = reference_configs(cm)
     lengths = np.unique(np.geomspace(128, max(131072, positions), 60).astype(int))
-    layout = panels(["cache memory against context length (your choice)",
+    layout = panels([f"cache memory against context length ({'your ratio' if mine else 'as shipped'})",
                      f"GiB at {positions:,} tokens x batch {batch}"], stacked=False, gap=0.12, sizes=[0.55, 0.45])
     data = []
     rows = ["| model | query heads | K/V heads: shipped / yours | cache: MHA | shipped | yours | "
             "attention weights: MHA | yours |", "|---|---|---|---|---|---|---|---|"]
     for i, (name, c) in enumerate(configs.items()):
-        kv = n_kv if name == COURSE else scaled_kv_heads(c, fraction)
+        kv = (n_kv if name == COURSE else scaled_kv_heads(c, fraction)) if mine else c.n_kv_heads
         color = GROUP_COLORS[i % 8]
         gib = [config_cache_bytes(c, int(t), batch, nbytes, kv) / 2**30 for t in lengths]
         data.append(go.Scatter(x=lengths, y=gib, mode="lines", name=f"{name} ({kv} K/V heads)",
@@ -218,7 +220,8 @@ def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[g
                                "</extra>", **panel_axes(1)))
         sizes = {label: config_cache_bytes(c, positions, batch, nbytes, k)
                  for label, k in (("MHA", c.n_heads), ("shipped", c.n_kv_heads), ("yours", kv))}
-        data.append(go.Bar(x=list(sizes), y=[b / 2**30 for b in sizes.values()], name=name, marker_color=color,
+        bars = ["MHA", "shipped"] + ["yours"] * mine
+        data.append(go.Bar(x=bars, y=[sizes[k] / 2**30 for k in bars], name=name, marker_color=color,
                            showlegend=False, hovertemplate="%{x}: %{y:.3g} GiB<extra>" + name + "</extra>",
                            **panel_axes(2)))
         past = " *(past its context)*" if positions > c.max_seq_len else ""
@@ -236,16 +239,18 @@ def memory_comparison(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[g
                  shapes=[dict(type="line", x0=positions, x1=positions, xref="x", y0=0, y1=1, yref="y domain",
                               line=dict(color="#6b7280", dash="dot"))],
                  title=dict(text=f"KV cache, {dtype}: {n_kv} of {cm.config.n_heads} K/V heads "
-                                 f"({fraction:.0%} of the query heads)"),
+                                 f"({fraction:.0%} of the query heads) for every model" if mine else
+                            f"KV cache, {dtype}: each model's K/V heads as shipped"),
                  legend=dict(orientation="h", y=-0.2, font=dict(size=11)))
     table = "\n".join(rows) + "\n\n**Cache against weights** (K/V heads as shipped):\n\n" + \
         cache_vs_weights(cm, positions, batch, dtype)
     return fig, table, notice
 
 
-def memory_view(cm: CourseModel, n_kv, positions, batch, dtype) -> tuple[go.Figure, str, str, int, int, str]:
+def memory_view(cm: CourseModel, n_kv, positions, batch, dtype, mine=False
+                ) -> tuple[go.Figure, str, str, int, int, str]:
     """memory_comparison plus the clamped context length, batch and number format, for the page's controls."""
-    fig, table, notice = memory_comparison(cm, n_kv, positions, batch, dtype)
+    fig, table, notice = memory_comparison(cm, n_kv, positions, batch, dtype, mine)
     positions, batch, dtype, _ = clamp_memory_inputs(positions, batch, dtype)
     return fig, table, notice, positions, batch, dtype
 
@@ -527,9 +532,11 @@ def repeat_check(cm: CourseModel, text: str) -> dict:
         return {"max_diff": float((a - b).abs().max()), "tokens": len(prep.ids), "vocab": a.shape[-1],
                 "start": start, "k_rows_before": base.layers[0].self_attn.k_proj.weight.shape[0],
                 "k_rows_after": mha.layers[0].self_attn.k_proj.weight.shape[0],
+                "v_rows_before": base.layers[0].self_attn.v_proj.weight.shape[0],
+                "v_rows_after": mha.layers[0].self_attn.v_proj.weight.shape[0],
                 "params_before": base.num_parameters(), "params_after": mha.num_parameters()}
 
-    out = dict(memo(cm, ("gqa_repeat", start, tuple(prep.ids)), compute))
+    out = dict(memo(cm, ("gqa_repeat2", start, tuple(prep.ids)), compute))
     out["notice"] = prep.notice
     return out
 
@@ -544,7 +551,8 @@ def repeat_markdown(cm: CourseModel, r: dict) -> str:
     than = "the pooled model" if pooled else "the model as trained"
     return (warn + what + f"GQA → MHA: every one of the {k} K/V heads repeated {c.n_heads // k}x, so each of the "
             f"{c.n_heads} query heads has its own. k_proj grows from {r['k_rows_before']} to {r['k_rows_after']} "
-            f"rows per layer ({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit "
+            f"rows per layer and v_proj from {r['v_rows_before']} to {r['v_rows_after']} "
+            f"({r['params_before']:,} → {r['params_after']:,} parameters). Largest |logit "
             f"difference| from {than} over {r['tokens']} tokens x {r['vocab']:,} vocabulary entries: "
             f"**{r['max_diff']:.2e}**.")
 
@@ -617,6 +625,12 @@ REPEAT_CHOICES = ["No: identical outputs, up to float rounding",
                   "A little: more parameters, slightly different predictions",
                   "A lot: the heads no longer match what the model learned"]
 ROUNDING = 1e-4  # largest |logit difference| that counts as float rounding
+Q_POOL = Question("gqa-pool", POOL_QUESTION, tuple(POOL_CHOICES),
+                  misconception="that heads sharing a group are interchangeable, so averaging their keys and values "
+                                "loses nothing: each head learned its own, and the model was trained with them apart")
+Q_REPEAT = Question("gqa-repeat", REPEAT_QUESTION, tuple(REPEAT_CHOICES),
+                    misconception="that more parameters must change what a model computes: copies of a K/V head are "
+                                  "exactly what repeat_kv already hands each query head")
 
 
 def pool_target(cm: CourseModel) -> int | None:
@@ -672,8 +686,8 @@ def reveal_pooling(cm: CourseModel, choice, progress: Progress | None = None) ->
     r = sweep[k]
     lines = [f"- **{n} K/V head{'s' * (n > 1)}**: {x['loss']:.3f} nats/token ({x['delta']:+.3f})"
              for n, x in sorted(sweep.items())]
-    return (grade(choice, POOL_CHOICES[pool_answer(r["delta"])], POOL_CHOICES).verdict() +
-            f"\n\nMeasured on {measured_on(r)} (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
+    return Q_POOL.reveal(choice, POOL_CHOICES[pool_answer(r["delta"])],
+            f"Measured on {measured_on(r)} (as trained: {nkv} K/V heads):\n" + "\n".join(lines) +
             "\n\nPooling throws away what made the heads of a group different. The GQA paper (Ainslie et al. "
             "2023, section 2.1) mean-pools T5 checkpoints this way and then uptrains them for 5% of the original "
             "pre-training steps; Llama 2 34B and 70B and Llama 3 were instead trained with GQA from the start.")
@@ -689,7 +703,7 @@ def reveal_repeat(cm: CourseModel, text: str, choice) -> str:
     r = repeat_check(cm, text)
     loss = repeat_loss(cm)
     than = "as trained" if r["start"] == cm.config.n_kv_heads else "pooled"
-    return (grade(choice, REPEAT_CHOICES[repeat_answer(r["max_diff"], loss["delta"])], REPEAT_CHOICES).verdict() + "\n\n" +
+    return Q_REPEAT.reveal(choice, REPEAT_CHOICES[repeat_answer(r["max_diff"], loss["delta"])],
             repeat_markdown(cm, r) +
             f" Loss on {measured_on(loss)}: {loss['loss']:.4f} against {loss['base']:.4f} {than} "
             f"({loss['delta']:+.1e}). The copies hold the very keys and values `repeat_kv` already hands to each "

@@ -25,9 +25,10 @@ import torch
 from plotly.subplots import make_subplots
 
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.inputs import LessonError, choice, join, whole
 from llama.config import LlamaConfig
+from llama.count import matmul_weights
 from llama.tokenizer import decode_continuation
 
 Progress = Callable[[float, str], None]
@@ -290,7 +291,8 @@ def step_figure(run: CacheRun, step: int) -> tuple[go.Figure, str]:
     L, P = run.n_layers, run.prompt_len
     width = P + n - 1  # every position that is ever fed to the model (the last new token never is)
     cached, uncached = step_status(P, step, width)
-    labels = unique_labels(list(run.labels[:width]))
+    fed = P + step  # positions fed to the model by the end of this step; later ones are not generated yet
+    labels = unique_labels([t if i < fed else "·" for i, t in enumerate(run.labels[:width])])  # "12 ·": not yet
     layers = [f"layer {i}" for i in range(L)]
     colorscale = []
     for code, color in STATUS_COLORS.items():  # a discrete colour per status code 0..3
@@ -445,6 +447,27 @@ def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progr
             "repeats": repeats, "max_logit_diff": diff}
 
 
+def step_flops(cfg: LlamaConfig, T: int, cached: bool) -> int:
+    """Forward FLOPs of one generation step with T tokens in the context (the newest included), output layer for
+    the newest position only (as both timings run it, `logits_to_keep=1`):
+
+        block weights   2 · (matmul_weights − V·C) per token pushed through: 1 token cached, T uncached
+        attention       2 · 2 · L · nh·hs per (query, key) pair, both products (q·k and the weighted sum of v):
+                        T pairs cached (one query), T(T+1)/2 uncached (every query sees the keys up to it)
+        lm_head         2 · V · C, once
+
+    (llama.count.flops_per_token counts the same per token.)
+
+        >>> c = LlamaConfig.from_name("llama2-7b")
+        >>> step_flops(c, 255, False) / step_flops(c, 255, True)  # doctest: +ELLIPSIS
+        248.7...
+    """
+    blocks = matmul_weights(cfg) - cfg.vocab_size * cfg.dim  # (n_out, n_in) weights of every block
+    per_pair = 2 * 2 * cfg.n_layers * cfg.n_heads * cfg.head_dim
+    tokens, pairs = (1, T) if cached else (T, T * (T + 1) // 2)
+    return 2 * blocks * tokens + per_pair * pairs + 2 * cfg.vocab_size * cfg.dim
+
+
 def rolling_median(x: Sequence[float], k: int = 9) -> list[float]:
     """Median of each window of k neighbours: one slow step (another process took the CPU) does not show.
 
@@ -456,29 +479,45 @@ def rolling_median(x: Sequence[float], k: int = 9) -> list[float]:
     return [float(np.median(x[max(0, i - h): i + h + 1])) for i in range(len(x))]
 
 
-def timing_figure(t: dict) -> tuple[go.Figure, str]:
-    """Milliseconds per new token against context length, both ways (decode steps only; step 0 is the prefill)."""
+def timing_figure(t: dict, cfg: LlamaConfig | None = None) -> tuple[go.Figure, str]:
+    """Time per decode step against context length, both ways (step 0, the prefill, is reported apart: it is the
+    same work with and without a cache), and, given the model's config, FLOPs per step (step_flops) below it."""
     x = t["lengths"][1:]
-    fig = go.Figure()
-    for key, name, color in (("uncached_ms", "without a cache", "#ef4444"),
-                             ("cached_ms", "with the KV cache", "#2563eb")):
+    rows = 2 if cfg is not None else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("time per step (ms), measured", "FLOPs per step, counted")[:rows])
+    for key, name, color, cached in (("uncached_ms", "without a cache", "#ef4444", False),
+                                     ("cached_ms", "with the KV cache", "#2563eb", True)):
         y = t[key][1:]
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker=dict(color=color, size=4, opacity=0.35),
                                  name=f"{name} (each step)", showlegend=False,
-                                 hovertemplate="%{x} tokens: %{y:.2f} ms<extra></extra>"))
+                                 hovertemplate="%{x} tokens: %{y:.2f} ms<extra></extra>"), row=1, col=1)
         fig.add_trace(go.Scatter(x=x, y=rolling_median(y), mode="lines", line=dict(color=color, width=3),
-                                 name=f"{name} (median of 9)"))
-    fig.update_layout(height=380, margin=dict(l=60, r=20, t=60, b=50),
-                      title=dict(text=f"Time per new token on this machine ({t['device']})"),
-                      xaxis=dict(title="tokens in the context"),
-                      yaxis=dict(title="time per step (ms)", rangemode="tozero"),
-                      legend=dict(orientation="h", y=-0.2))
-    md = (f"{t['new_tokens']} steps: **{t['total_cached_ms']:.0f} ms** with the cache, "
-          f"**{t['total_uncached_ms']:.0f} ms** without: a **{t['speedup']:.1f}x** speed-up "
-          f"(the prefill, {t['prefill_ms']:.1f} ms, is in both totals). Each step is the median of "
-          f"{t['repeats']} runs, cached and uncached taking turns; both compute the output layer for the newest "
-          f"position only, so the cache is the only difference. Their next-token logits differ by at most "
-          f"{t['max_logit_diff']:.1e} (rounding).")
+                                 name=f"{name} (median of 9)"), row=1, col=1)
+        if cfg is not None:
+            fig.add_trace(go.Scatter(x=x, y=[step_flops(cfg, T, cached) for T in x], mode="lines",
+                                     line=dict(color=color, width=2, dash="dot"), name=f"{name}: FLOPs",
+                                     hovertemplate="%{x} tokens: %{y:.3s} FLOPs<extra></extra>"), row=2, col=1)
+    fig.update_layout(height=380 + 220 * (rows - 1), margin=dict(l=60, r=20, t=60, b=50),
+                      title=dict(text=f"Per decode step on this machine ({t['device']})"),
+                      legend=dict(orientation="h", y=-0.12 if rows == 2 else -0.2))
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_xaxes(title_text="tokens in the context", row=rows, col=1)
+    decode_c = t["total_cached_ms"] - t["cached_ms"][0]
+    decode_u = t["total_uncached_ms"] - t["uncached_ms"][0]
+    md = (f"**Prefill** (the {t['lengths'][0]}-token prompt at once, the same work both ways): "
+          f"{t['cached_ms'][0]:.1f} ms with the cache, {t['uncached_ms'][0]:.1f} ms without. "
+          f"**Decode**, {t['new_tokens'] - 1} step{'s' * (t['new_tokens'] != 2)}: **{decode_c:.0f} ms** with the cache, **{decode_u:.0f} ms** "
+          f"without: a **{decode_u / decode_c:.1f}x** speed-up (prefill included: {t['speedup']:.1f}x). Each step is "
+          f"the median of {t['repeats']} runs, cached and uncached taking turns; both compute the output layer for "
+          f"the newest position only, so the cache is the only difference. Their next-token logits differ by at "
+          f"most {t['max_logit_diff']:.1e} (rounding).")
+    if cfg is not None and len(x):
+        T = x[-1]
+        fr = step_flops(cfg, T, False) / step_flops(cfg, T, True)
+        tr = t["uncached_ms"][-1] / t["cached_ms"][-1]
+        md += (f"\n\nAt {T} tokens the uncached step does **{fr:.0f}x** the FLOPs of the cached one, and took "
+               f"**{tr:.1f}x** the time (last step, measured).")
     return fig, md
 
 
@@ -530,7 +569,7 @@ def timing_view(cm: CourseModel, prompt, n_new, progress: Progress | None = None
     if room < 2:
         raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
     n, notice = whole(n_new, "Steps to time", 2, room, min(128, room))
-    fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress))
+    fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress), cm.config)
     return fig, md, join(prep.notice, notice)
 
 
@@ -538,12 +577,24 @@ SAME_QUESTION = ("Generate greedily from your prompt twice: once with the KV cac
                  "at every step. Will the two runs give the same tokens?")
 SAME_CHOICES = ["Yes: the same tokens", "Mostly, but a few tokens differ",
                 "No: the cache is an approximation, the texts drift apart"]
-SPEED_CHOICES = ["About the same (less than 2x)", "2x to 10x faster", "More than 10x faster"]
+Q_SAME = Question("kv-same", SAME_QUESTION, tuple(SAME_CHOICES),
+                  misconception="that the cache approximates: its keys and values are the very ones a full pass "
+                                "recomputes (a causal model never looks ahead), equal up to float rounding")
+SPEED_CHOICES = ["about 2x", "about 16x", "about as many times as there are tokens"]
+SPEED_QUESTION_ID = "kv-flops"
+SPEED_MISCONCEPTION = ("that time follows arithmetic: the uncached step does about T times the FLOPs, but a decode "
+                       "step also pays a fixed cost (reading every weight from memory once, launching each "
+                       "layer's work), so the measured speed-up is far smaller than the FLOP ratio")
 
 
 def speed_question(cm: CourseModel) -> str:
-    return (f"With {speed_length(cm)} tokens already in the context, how much faster is one step with the "
-            "cache (one new token) than one step without it (all tokens again), on the machine serving this page?")
+    return (f"With {speed_length(cm)} tokens already in the context, how many times more arithmetic (FLOPs) does "
+            "one step without the cache (all tokens again) do than one step with it (one new token)?")
+
+
+def speed_q(cm: CourseModel) -> Question:
+    """The FLOPs question for this model (its text quotes the model's context)."""
+    return Question(SPEED_QUESTION_ID, speed_question(cm), tuple(SPEED_CHOICES), SPEED_MISCONCEPTION)
 
 
 def same_answer(run: CacheRun) -> int:
@@ -554,21 +605,28 @@ def same_answer(run: CacheRun) -> int:
 
 def reveal_same(cm: CourseModel, prompt, choice, n_new: int = MAX_NEW_TOKENS) -> str:
     run = run_cached_vs_uncached(cm, prompt, n_new)
-    head = grade(choice, SAME_CHOICES[same_answer(run)], SAME_CHOICES).verdict()
-    return head + "\n\n" + proof_markdown(run) + (f"\n\n⚠️ {run.notice}" if run.notice else "")
+    body = proof_markdown(run) + (f"\n\n⚠️ {run.notice}" if run.notice else "")
+    return Q_SAME.reveal(choice, SAME_CHOICES[same_answer(run)], body)
 
 
-def speed_answer(ratio: float) -> int:
-    """Which SPEED_CHOICES a measured ratio falls in: below 2, 2 to 10, above 10."""
-    return 0 if ratio < 2 else (1 if ratio <= 10 else 2)
+def flops_answer(ratio: float, T: int) -> int:
+    """Which SPEED_CHOICES a FLOP ratio at T tokens is nearest to (on a log scale): 2, 16 or T."""
+    return int(np.argmin([abs(np.log(ratio / target)) for target in (2, 16, T)]))
 
 
 def reveal_speed(cm: CourseModel, choice) -> str:
+    """Graded on the FLOPs (counted, not noisy); the timing is measured and shown beside them, unjudged."""
+    T = speed_length(cm)
+    fu, fc = step_flops(cm.config, T, False), step_flops(cm.config, T, True)
+    ratio = fu / fc
     r = one_step_ratio(cm)
-    shown = round(r["ratio"], 1)  # graded on the figure the learner reads
-    return (grade(choice, SPEED_CHOICES[speed_answer(shown)], SPEED_CHOICES).verdict() + f"\n\nAt {r['length']} tokens on {cm.device}: "
-            f"**{r['uncached_ms']:.2f} ms** without the cache, **{r['cached_ms']:.2f} ms** with it "
-            f"(median of {r['repeats']} runs each, taking turns; both compute the output layer for the newest position "
-            f"only): **{shown:.1f}x**. The gap grows with the context: the uncached step's work "
-            "is proportional to the number of tokens; the cached step runs the projections and feed-forward for one "
-            "token, and only its attention reads all the cached keys and values.")
+    return speed_q(cm).reveal(choice, SPEED_CHOICES[flops_answer(ratio, T)], (
+        f"At {T} tokens: **{fu:,.0f} FLOPs** without the cache, **{fc:,.0f}** with it: **{ratio:.0f}x** "
+        f"(`step_flops`: the block weights for every token again, both attention products for every pair, the output "
+        f"layer once). Timed on {cm.device} just now: **{r['uncached_ms']:.2f} ms** against "
+        f"**{r['cached_ms']:.2f} ms** (median of {r['repeats']} runs each, taking turns): **{r['ratio']:.1f}x**. "
+        "Time falls far short of the FLOP ratio because every step also pays a fixed cost that does not shrink with "
+        "the number of tokens: launching each layer's operations (for a model this small on a CPU, most of the "
+        "time) and reading every weight from memory once (for a large model on a GPU, most of the time: decode is "
+        "memory-bound, the arithmetic of one token cannot hide it). The uncached step spends the same fixed cost on "
+        "T tokens at once. The timing is measured and moves from run to run; the grade rests on the FLOP count."))

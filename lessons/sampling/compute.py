@@ -26,7 +26,7 @@ import torch
 
 from lessons import plots
 from lessons.course import LRU, CourseModel, Prepared, token_label
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.inputs import choice, clean_text, join, number, whole
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
 from llama.tokenizer import decode_continuation
@@ -377,6 +377,12 @@ NUCLEUS_QUESTION = ("With top-p 0.9 (top-k off), how does the number of tokens t
                     "temperature rises from 0.5 to 1.5?")
 NUCLEUS_CHOICES = ["It goes up", "It goes down", "It stays the same: top-p only looks at the ranking"]
 REVEAL_TOKENS = 40
+Q_SEED = Question("sampling-seed", SEED_QUESTION, tuple(SEED_CHOICES),
+                  misconception="that a different seed always gives a different text: at a low temperature the top "
+                                "token takes nearly all the probability, so the draw rarely has a choice to make")
+Q_NUCLEUS = Question("sampling-nucleus", NUCLEUS_QUESTION, tuple(NUCLEUS_CHOICES),
+                     misconception="that top-p, like top-k, keeps a fixed number of tokens: it keeps as many as it "
+                                   "takes to reach a share of the probability, so a flatter distribution keeps more")
 
 
 @dataclass
@@ -419,7 +425,6 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
 
 
 def seed_reveal_markdown(r: SeedReveal, choice: str | None) -> str:
-    verdict = grade(choice, r.answer, SEED_CHOICES).verdict()
     why = (f"Dividing the logits by T = {r.temperature:g} multiplies every gap between them by "
            f"{1 / r.temperature:g}, so the top token takes nearly all the probability")
     if r.first_difference is None:
@@ -429,9 +434,9 @@ def seed_reveal_markdown(r: SeedReveal, choice: str | None) -> str:
         what = (f"The two seeds **first differ at new token {r.first_difference + 1}**. {why}, except where the top "
                 f"two tokens are nearly tied: there the runner-up keeps a real chance, and one different draw can "
                 f"change everything after it.")
-    return (f"{verdict}\n\n{what}\n\n| | continuation |\n|---|---|\n"
-            f"| seed {r.seeds[0]} | {_cell(r.texts[0])} |\n| seed {r.seeds[1]} | {_cell(r.texts[1])} |\n"
-            f"| greedy | {_cell(r.greedy_text)} |")
+    return Q_SEED.reveal(choice, r.answer, f"{what}\n\n| | continuation |\n|---|---|\n"
+                         f"| seed {r.seeds[0]} | {_cell(r.texts[0])} |\n| seed {r.seeds[1]} | {_cell(r.texts[1])} |\n"
+                         f"| greedy | {_cell(r.greedy_text)} |")
 
 
 @dataclass
@@ -463,8 +468,8 @@ def nucleus_reveal_markdown(r: NucleusReveal, choice: str | None) -> str:
         why = (f"On this prompt the count went from {r.kept[0]} to {r.kept[-1]}, not up: a higher temperature still "
                "flattens the distribution, but here so few tokens share the probability that the count barely "
                "moves. Try a prompt that stops mid-sentence.")
-    return (f"{grade(choice, r.answer, NUCLEUS_CHOICES).verdict()}\n\n| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n"
-            f"{rows}\n\n{why}")
+    return Q_NUCLEUS.reveal(choice, r.answer, f"| temperature | tokens kept by top-p {r.top_p:g} |\n|---|---|\n"
+                            f"{rows}\n\n{why}")
 
 
 def _cell(text: str) -> str:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from lessons import inputs
 from lessons.course import LRU, CourseModel, prepare_text, trace
-from lessons.grading import grade
+from lessons.grading import Question
 from lessons.inputs import LessonError
 from lessons.plots import figure, message_figure, panel_axes, panels  # noqa: F401  (shared helpers)
 from llama.config import LlamaConfig, llama_hidden_dim
@@ -444,17 +444,37 @@ def layer_choices(cm: CourseModel) -> list[str]:
     return [f"layer {l}" for l in range(cm.config.n_layers)]
 
 
-def reveal_sparsest(g: Gates, threshold: float, guess: str | None) -> str:
-    """Which layer has the largest share of near-zero gates at this threshold, computed on the learner's text."""
-    frac = near_zero_fractions(g, threshold)
-    best = f"layer {int(frac.argmax())}"
-    verdict = grade(guess, best, [f"layer {l}" for l in range(len(frac))]).verdict()
-    shares = ", ".join(f"layer {l}: {f:.1%}" for l, f in enumerate(frac))
-    return (f"{verdict} With |gate| < {float(threshold):g}, **{best}** has the most near-zero gates on your text "
-            f"({shares}). A near-zero gate switches its unit off for that token whatever `up_proj` says.")
+SILU_FLOOR = -0.2785  # min over z of z·sigmoid(z), at z ≈ -1.278
+
+FLOOR_CHOICES = ("below −0.28", "between −0.28 and 0", "exactly 0: no gate is negative")
+Q_FLOOR = Question(
+    "swiglu-floor", "on your text, where is the most negative gate value silu(gate_proj x), over every layer, token "
+    "and unit?", FLOOR_CHOICES,
+    misconception="that a gate is either like a weight (any negative value) or like ReLU (never negative): SiLU "
+                  "lets negative inputs through but bounds them below by its minimum, about −0.28")
+
+
+def floor_answer(lowest: float) -> str:
+    return FLOOR_CHOICES[0 if lowest < SILU_FLOOR else 1 if lowest < 0 else 2]
+
+
+def reveal_floor(g: Gates, guess: str | None) -> str:
+    """Where the lowest gate value lies, measured on the learner's text, graded against SiLU's floor."""
+    lows = [float(a.min()) for a in g.text]
+    lowest = min(lows)
+    per_layer = ", ".join(f"layer {l}: {x:.3f}" for l, x in enumerate(lows))
+    return Q_FLOOR.reveal(guess, floor_answer(lowest), (
+        f"The lowest gate value on your text is **{lowest:.4f}** ({per_layer}). SiLU's minimum is "
+        f"{SILU_FLOOR:.4f} (at z ≈ −1.278): however negative $W_{{gate}} x$ gets, the gate stays above it, and very "
+        "negative inputs give a gate near 0, an off switch."))
 
 
 NEGATIVE_CHOICES = ["under 10%", "10% to 30%", "30% to 50%", "over 50%"]
+Q_NEGATIVE = Question(
+    "swiglu-negative", "what share of all gate values silu(gate_proj x) on your text is negative?",
+    tuple(NEGATIVE_CHOICES),
+    misconception="that SiLU, like ReLU, sets every negative input to zero: it keeps the sign, so every unit whose "
+                  "gate input is negative gives a (small) negative gate")
 
 
 def negative_bucket(share: float) -> str:
@@ -466,18 +486,17 @@ def reveal_negative(g: Gates, guess: str | None) -> str:
     overall = float(np.mean(np.concatenate([(a < 0).ravel() for a in g.text])))
     answer = negative_bucket(overall)
     lowest = min(float(a.min()) for a in g.text)
-    verdict = grade(guess, answer, NEGATIVE_CHOICES).verdict()
     per_layer = ", ".join(f"layer {l}: {n:.1%}" for l, n in enumerate(neg))
-    return (f"{verdict} **{overall:.1%}** of all gate values on your text are negative ({answer}; {per_layer}). "
-            f"The lowest is {lowest:.3f}: SiLU never goes below −0.278, so a negative gate is a small negative "
-            f"weight on its unit, not an off switch. ReLU would have made all of these exactly 0.")
+    return Q_NEGATIVE.reveal(guess, answer, (
+        f"**{overall:.1%}** of all gate values on your text are negative ({answer}; {per_layer}). The lowest is "
+        f"{lowest:.3f}: SiLU never goes below −0.278, so a negative gate is a small negative weight on its unit, "
+        "not an off switch. ReLU would have made all of these exactly 0."))
 
 
-def reveal_sparsest_view(cm: CourseModel, text, threshold, guess) -> str:
-    """The sparsest-layer reveal for raw page inputs (text cleaned, threshold clamped, each with a notice)."""
-    t, notice = clamp_threshold(threshold)
+def reveal_floor_view(cm: CourseModel, text, guess) -> str:
+    """The floor reveal for raw page inputs (text cleaned with a notice)."""
     g = load_gates(cm, text)
-    return _warn(inputs.join(g.notice, notice)) + reveal_sparsest(g, t, guess)
+    return _warn(g.notice) + reveal_floor(g, guess)
 
 
 def reveal_negative_view(cm: CourseModel, text, guess) -> str:
