@@ -69,7 +69,7 @@ CALLS = {
     "rope.compare_attention": lambda cm, t: R.compare_attention(cm, t),
     "rmsnorm.invariance": lambda cm, t: RM.invariance(cm, RM.load_text(cm, t), 1, 0.5, 2.0),
     "swiglu.gates_view": lambda cm, t: S.gates_view(cm, t, 0.1),
-    "swiglu.reveal_sparsest_view": lambda cm, t: S.reveal_sparsest_view(cm, t, 0.1, None),
+    "swiglu.reveal_floor_view": lambda cm, t: S.reveal_floor_view(cm, t, None),
     "swiglu.reveal_negative_view": lambda cm, t: S.reveal_negative_view(cm, t, None),
     "gqa.maps_view": lambda cm, t: G.maps_view(cm, t, 0),
     "kv_cache.step_view": lambda cm, t: K.step_view(cm, t, 3, 1),
