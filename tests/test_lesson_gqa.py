@@ -401,7 +401,8 @@ def test_the_page_refills_every_model_dependent_output(cm):
     assert msg == "" and (kv["maximum"], kv["value"]) == (c.n_heads, c.n_kv_heads) and kv_shown == c.n_kv_heads
     assert f"{c.n_heads} query heads" in kv["info"] and f"{c.n_heads} query heads and {c.n_kv_heads} K/V" in heads
     assert f"share {c.n_kv_heads} K/V head" in diagram.layout.title.text
-    assert f"{c.n_kv_heads} of {c.n_heads} K/V heads" in memory.layout.title.text
+    assert "as shipped" in memory.layout.title.text  # issue 22 item 5: the shipped K/V heads, this model's too
+    assert f"this model ({c.n_kv_heads} K/V heads)" in [t.name for t in memory.data]
     assert f"| this model | {c.n_layers} | {c.n_heads} | {c.n_kv_heads} |" in configs
     assert (layer["maximum"], layer["value"]) == (c.n_layers - 1, 0) and len(maps.data) == c.n_heads
     assert list(results) == [c.n_kv_heads] and target_shown == c.n_kv_heads
