@@ -63,7 +63,8 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import share  # noqa: E402
+from app import classroom, share  # noqa: E402
+from app.classroom import api as class_api  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -149,7 +150,7 @@ def tab_titles() -> dict[str, str]:
 def head() -> str:
     return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES
             + HEAD_TITLE % json.dumps(tab_titles())
-            + "</script>")
+            + "</script>" + classroom.head())
 
 
 def not_found_page() -> str:
@@ -265,7 +266,7 @@ def main() -> None:
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
-                app_kwargs={"exception_handlers": {404: not_found}})
+                app_kwargs={"exception_handlers": {404: not_found}, "routes": class_api.routes()})
 
 
 if __name__ == "__main__":

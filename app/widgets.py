@@ -68,6 +68,9 @@ def predict_reveal(question: str, choices: list, button: str = "Reveal", elem_id
     guess = Radio(choices, label="Your prediction")  # an unknown value (API) becomes a notice (lessons.grading)
     btn = gr.Button(button)
     out = gr.Markdown(elem_id=elem_id)
+    from app.classroom import record_answers  # late: app.classroom imports nothing of the pages
+
+    record_answers(question, choices, guess, out)  # for the class, when the learner's browser is in one
     return guess, btn, out
 
 

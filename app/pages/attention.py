@@ -27,7 +27,7 @@ import math
 
 import gradio as gr
 
-from app import share, widgets
+from app import classroom, share, widgets
 from lessons import LessonInfo
 from lessons.attention import compute as C
 from lessons.course import CourseModel
@@ -131,6 +131,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
                                    **m["guess_prev"])
         reveal_prev = gr.Button("Reveal", scale=0, min_width=120)
     answer_prev = gr.Markdown(elem_id="attention-answer-previous")
+    classroom.record_answers(guess_prev.label, guess_prev.choices, guess_prev, answer_prev, qid="attention.previous")
     widgets.prose(secs[3])
     heatmap = widgets.Plot(heat0, label="Attention map of one head", elem_id="attention-heatmap", code=C.heatmap_figure)
     widgets.prose(secs[4])
@@ -144,6 +145,7 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         guess_scale = widgets.Radio(C.SCALE_CHOICES, label="Your prediction: without ÷√d in every layer, attention gets")
         reveal_scale = gr.Button("Reveal", scale=0, min_width=120)
     answer_scale = gr.Markdown(elem_id="attention-answer-scaling")
+    classroom.record_answers(guess_scale.label, C.SCALE_CHOICES, guess_scale, answer_scale, qid="attention.scale")
     widgets.prose(secs[8])
     with gr.Row():
         scale = widgets.Slider(step=0.1, scale=2, **m["scale"])

@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 import lessons
-from app import widgets
+from app import classroom, widgets
 from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
@@ -95,6 +95,7 @@ def build(cm: CourseModel) -> None:
     with gr.Accordion("Full model card", open=False):
         card = gr.Markdown(cm.card or NO_CARD)
     remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE, secret=widgets.MODEL_KEY_SECRET)
+    classroom.teach_block()  # "Teach with this course": start or join a class
 
     # ------------------------------------------------------------------ listeners
     def describe(key, progress):
