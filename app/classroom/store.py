@@ -425,7 +425,7 @@ class Store:
         """{choice: n} of each student's first prediction on one question, and n."""
         with self.engine.connect() as conn:
             rows = conn.execute(self._first_answers(code).where(answers.c.qid == qid)
-                                .group_by(answers.c.choice)).all()
+                                .group_by(answers.c.qid, answers.c.choice)).all()
         counts = {c: n for _, c, n, _ in rows if c is not None}
         return {"counts": counts, "n": sum(counts.values())}
 
