@@ -401,3 +401,38 @@ def test_a_killed_server_loses_nothing(kind, request, tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+# ------------------------------------------------------------------ the real app in a browser
+def test_a_class_in_the_browser(app_url, browser):
+    """The teacher starts a class on the course map (code, QR, key shown once); a student opens
+    /attention?class=CODE, predicts and reveals; the summary has the student, the visit and the prediction."""
+    teacher = browser.new_page(viewport={"width": 1366, "height": 768})
+    errors = []
+    teacher.on("pageerror", lambda e: errors.append(str(e)))
+    teacher.goto(app_url)
+    teacher.get_by_text("Teach with this course").click()
+    teacher.fill("#class-name", "Room <b>12</b>")
+    teacher.click("#class-start")
+    code = teacher.wait_for_selector("#class-code").inner_text()
+    key = teacher.input_value("#class-teacher-key")
+    assert S.normalize_code(code) == code and len(key) >= 40
+    assert teacher.get_attribute("#class-join-url", "href").endswith(f"/?class={code}")
+    assert teacher.get_attribute("#class-dashboard-link", "href").endswith(f"/class?code={code}#key={key}")
+    teacher.wait_for_function("() => document.querySelector('.class-qr').naturalWidth > 100")  # the QR code
+    student = browser.new_page(viewport={"width": 390, "height": 800})
+    student.on("pageerror", lambda e: errors.append(str(e)))
+    student.goto(app_url + f"attention?class={code}")
+    student.wait_for_selector("#class-banner .class-leave", timeout=120_000)
+    assert "Room <b>12</b>" in student.inner_text("#class-banner")  # the name as text, never markup
+    student.get_by_label("flatter (higher entropy)").check()
+    student.get_by_role("button", name="Reveal").nth(1).click()
+    split = student.wait_for_selector(".class-split", timeout=120_000).inner_text()
+    assert "1 of your class answered so far" in split
+    status, s = _http("GET", app_url + f"api/class/{code}/summary", headers={"X-Teacher-Key": key})
+    assert status == 200 and s["students_joined"] == 1 and s["visits"] == {"/attention": 1}
+    (q,) = s["questions"]
+    assert q["qid"] == "attention.scale" and q["counts"] == {"flatter (higher entropy)": 1}
+    assert q["measured"] in q["choices"] and q["right"] == (q["measured"] == "flatter (higher entropy)")
+    assert _http("GET", app_url + f"api/class/{code}/summary", headers={"X-Teacher-Key": key[:-1]})[0] == 403
+    assert errors == []
