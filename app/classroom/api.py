@@ -7,6 +7,7 @@ routes that app/main.py puts in front of Gradio's own (launch(app_kwargs={"route
     POST   /api/class/{code}/end           X-Teacher-Key -> recording stops
     POST   /api/class/{code}/pin           X-Teacher-Key, {"view": "/attention?layer=2"} -> the class's pinned view
     DELETE /api/class/{code}               X-Teacher-Key -> the class and its data are deleted
+    GET    /api/questions                  the course's questions: id, text, choices
     GET    /api/class/{code}               (students) name, ended, pinned view; 404 for an unknown code
     POST   /api/class/{code}/join          {"nickname"} -> {"student": random id, ...}
     POST   /api/class/{code}/visit         {"student", "page"}
@@ -256,6 +257,12 @@ async def create(request: Request):
     root = _root(request)
     return {"code": code, "teacher_key": key, "join_url": f"{root}/?class={code}",
             "dashboard_url": f"{root}/class?code={code}#key={key}", "expires_in_days": S.DAYS}
+
+
+@router.get("/api/questions")
+async def course_questions():
+    """The course's predict-then-reveal questions: id, text, choices (what an answer names)."""
+    return [{"qid": q.qid, "question": q.text, "choices": list(q.choices)} for q in Q.QUESTIONS.values()]
 
 
 @router.get("/api/class/{code}")
