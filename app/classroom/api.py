@@ -135,7 +135,7 @@ _limiter = None
 def _readers():
     global _limiter
     if _limiter is None:
-        _limiter = anyio.CapacityLimiter(4)
+        _limiter = anyio.CapacityLimiter(8)
     return _limiter
 
 

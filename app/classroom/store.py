@@ -5,8 +5,8 @@ $INSIDE_LLAMA_DB is a postgresql:// URL (psycopg 3), one code for both.
     code, key = store.submit(create_class, "Physics 3A").result()
     student = store.submit(join, code, "Ada").result()
 
-Writes go through one writer thread per process (`Writer`): callers hand it a function of a connection and get a
-Future; the thread commits what queued up meanwhile in one transaction (a group commit), so a class of sixty
+Writes go through the process's writer threads (`Writer`; one for SQLite): callers hand it a function of a
+connection and get a Future; a thread commits what queued up meanwhile in one transaction (a group commit), so a class of sixty
 answering at once costs a few commits a second, and a request is answered only after its write is committed
 (nothing acknowledged is lost when the server is killed). Reads use pooled connections directly (SQLite in WAL
 mode: readers never wait for the writer). No function here knows about HTTP; app/classroom/api.py does.
@@ -177,16 +177,17 @@ def make_engine(url: str) -> sa.Engine:
 
 # ------------------------------------------------------------------ the writer thread
 class Writer:
-    """One thread that runs every write. `submit(fn, *args)` queues `fn(conn, *args)` and returns a Future of its
+    """The threads that run every write (one for SQLite, which writes one transaction at a time anyway; a few for
+    PostgreSQL, where a write's time is mostly round trips to the server). `submit(fn, *args)` queues `fn(conn, *args)` and returns a Future of its
     result. What queued up while a transaction ran is committed together in the next one. A ClassError raised by
     a write (it checks before it writes) fails only its own Future; a database error fails the batch, which is
     then retried one write per transaction so one bad write never takes others with it."""
 
-    def __init__(self, engine: sa.Engine, batch: int = 256):
+    def __init__(self, engine: sa.Engine, batch: int = 256, threads: int = 1):
         self.engine, self.batch = engine, batch
         self.q: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, name="class-writer", daemon=True)
-        self.thread.start()
+        for i in range(threads):
+            threading.Thread(target=self._loop, name=f"class-writer-{i}", daemon=True).start()
 
     def submit(self, fn, *args) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()
@@ -320,13 +321,27 @@ def _student(conn, code: str, sid: str):
     return row
 
 
+def _touch(conn, code: str, sid: str, now: float, answered: int = 0) -> None:
+    """A student's write, first step, in one statement (one round trip to a PostgreSQL server): mark them active
+    (and count an answer) if the class is live, they are in it and under MAX_ANSWERS. When no row matched, the
+    checks again one by one, for the message (nothing was written)."""
+    live = sa.exists().where(classes.c.code == code, classes.c.ended_at.is_(None), classes.c.expires_at >= now)
+    where = [students.c.class_code == code, students.c.id == sid, live]
+    if answered:
+        where.append(students.c.n_answers < MAX_ANSWERS)
+    done = conn.execute(students.update().where(*where).values(
+        last_seen=now, n_answers=students.c.n_answers + answered)).rowcount
+    if done != 1:
+        _live_class(conn, code, now)
+        _student(conn, code, sid)
+        raise ClassError(f"You have sent {MAX_ANSWERS} answers in this class, the most it records.", 429)
+
+
 def visit(conn, code: str, sid: str, page: str, now: float | None = None) -> bool:
     """Record that a student opened a page (once per page)."""
     now = time.time() if now is None else now
-    _live_class(conn, code, now)
-    _student(conn, code, sid)
+    _touch(conn, code, sid, now)
     _insert_ignore(conn, visits, class_code=code, student_id=sid, page=page, at=now)
-    conn.execute(students.update().where(students.c.class_code == code, students.c.id == sid).values(last_seen=now))
     return True
 
 
@@ -334,14 +349,9 @@ def answer(conn, code: str, sid: str, page: str, qid: str, question: str, choice
            now: float | None = None) -> bool:
     """Record one revealed prediction. Refused past MAX_ANSWERS per student."""
     now = time.time() if now is None else now
-    _live_class(conn, code, now)
-    st = _student(conn, code, sid)
-    if st["n_answers"] >= MAX_ANSWERS:
-        raise ClassError(f"You have sent {MAX_ANSWERS} answers in this class, the most it records.", 429)
+    _touch(conn, code, sid, now, answered=1)
     conn.execute(answers.insert().values(class_code=code, student_id=sid, page=page, qid=qid, question=question,
                                          choice=choice, correct=correct, answer=measured, at=now))
-    conn.execute(students.update().where(students.c.class_code == code, students.c.id == sid).values(
-        last_seen=now, n_answers=students.c.n_answers + 1))
     return True
 
 
@@ -382,7 +392,7 @@ class Store:
         self.url, self.notice = url, notice
         self.engine = make_engine(url)
         self.version = migrate(self.engine)
-        self.writer = Writer(self.engine)
+        self.writer = Writer(self.engine, threads=1 if self.engine.dialect.name == "sqlite" else 4)
         self.submit(purge_expired).result(60)
         self._purged = time.time()
 
@@ -445,10 +455,13 @@ class Store:
             cls = conn.execute(sa.select(classes).where(classes.c.code == code)).mappings().first()
             if cls is None:
                 raise ClassError("There is no class with this code.", 404)
-            joined = conn.execute(sa.select(sa.func.count()).select_from(students)
-                                  .where(students.c.class_code == code)).scalar()
-            active = conn.execute(sa.select(sa.func.count()).select_from(students).where(
-                students.c.class_code == code, students.c.last_seen >= now - ACTIVE_S)).scalar()
+            joined, active, n_answers = conn.execute(sa.select(  # one round trip
+                sa.select(sa.func.count()).select_from(students).where(students.c.class_code == code)
+                .scalar_subquery(),
+                sa.select(sa.func.count()).select_from(students).where(
+                    students.c.class_code == code, students.c.last_seen >= now - ACTIVE_S).scalar_subquery(),
+                sa.select(sa.func.count()).select_from(answers).where(answers.c.class_code == code)
+                .scalar_subquery())).one()
             pages = conn.execute(sa.select(visits.c.page, sa.func.count()).where(visits.c.class_code == code)
                                  .group_by(visits.c.page)).all()
             firsts = conn.execute(self._first_answers(code).group_by(answers.c.qid, answers.c.choice)).all()
@@ -459,8 +472,6 @@ class Store:
             measured = conn.execute(sa.select(answers.c.qid, answers.c.answer, sa.func.count())
                                     .where(answers.c.class_code == code, answers.c.answer.is_not(None))
                                     .group_by(answers.c.qid, answers.c.answer)).all()
-            n_answers = conn.execute(sa.select(sa.func.count()).select_from(answers)
-                                     .where(answers.c.class_code == code)).scalar()
         questions = {}
         for qid, question, page, first_at in sorted(meta, key=lambda r: r[3]):
             questions[qid] = {"qid": qid, "question": question, "page": page, "counts": {}, "right": 0,
