@@ -436,3 +436,18 @@ def test_a_class_in_the_browser(app_url, browser):
     assert q["measured"] in q["choices"] and q["right"] == (q["measured"] == "flatter (higher entropy)")
     assert _http("GET", app_url + f"api/class/{code}/summary", headers={"X-Teacher-Key": key[:-1]})[0] == 403
     assert errors == []
+
+
+def test_a_database_that_goes_away_is_a_message_not_a_500(client, db):
+    code, key = start(client)
+    sid = join(client, code)
+    db.engine.dispose()
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE answers")
+    else:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE answers RENAME TO answers_gone")
+    r = send(client, code, sid, "layer 1")
+    assert r.status_code == 503 and "cannot be reached" in r.json()["detail"]
+    assert client.get(f"/api/class/{code}/summary", headers=key).status_code == 503

@@ -122,6 +122,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 TOO_MANY = "Too many tries from this address: wait a few minutes."
+UNAVAILABLE = "Class mode's database cannot be reached right now: try again in a minute."
 
 
 async def _read(fn, *args):
@@ -221,6 +222,9 @@ def _guarded(fn):
             if e.status in (403, 404):
                 FAILURES.take(addr)
             return _error(e.status, str(e))
+        except S.sa.exc.SQLAlchemyError as e:  # the database is down or unreachable: say so, not a 500
+            print(f"[inside-llama] class mode: database error {type(e).__name__}: {str(e)[:200]}", flush=True)
+            return _error(503, UNAVAILABLE)
     return inner
 
 
@@ -254,6 +258,8 @@ async def create(request: Request):
         code, key = await _write(store, S.create_class, body.get("name") or "")
     except S.ClassError as e:
         return _error(e.status, str(e))
+    except S.sa.exc.SQLAlchemyError:
+        return _error(503, UNAVAILABLE)
     root = _root(request)
     return {"code": code, "teacher_key": key, "join_url": f"{root}/?class={code}",
             "dashboard_url": f"{root}/class?code={code}#key={key}", "expires_in_days": S.DAYS}
