@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import random
@@ -72,6 +73,9 @@ def temporary_postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+RETRIES = [0]  # lesson calls lost to a connection reset in the client (counted, retried by the next call)
+
+
 def lesson_load(url: str, seconds: float, out: list, stop: threading.Event, seed: int) -> None:
     """One learner moving sliders for `seconds` (or until stop): each call's round trip into `out`."""
     learner = Learner(url, seed)
@@ -79,7 +83,11 @@ def lesson_load(url: str, seconds: float, out: list, stop: threading.Event, seed
     end = time.time() + seconds
     while time.time() < end and not stop.is_set():
         name, over = LESSON_CALLS[rng.randrange(len(LESSON_CALLS))]
-        out.append(learner.call(name, "slider", over)[1])
+        try:
+            out.append(learner.call(name, "slider", over)[1])
+        except (httpx.TransportError, concurrent.futures.CancelledError):
+            # gradio_client's connection raced the server's keep-alive timeout (a browser retries): not timed
+            RETRIES[0] += 1
         time.sleep(rng.uniform(0.2, 0.6))
 
 
@@ -93,7 +101,10 @@ def learners(url: str, seconds: float, n: int = 2) -> list[float]:
 
 
 async def class_session(url: str, students: int, questions: int, join_s: float, answer_s: float) -> dict:
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=200)) as http:
+    # Idle connections are dropped after 2 s, before the server's 5 s keep-alive timeout: a request sent on a
+    # connection the server is closing at that moment would get a reset (a browser retries those by itself).
+    limits = httpx.Limits(max_connections=200, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         qs = (await http.get("/api/questions")).json()
         if len(qs) < questions:  # a student then answers some questions twice (a second try is stored too)
             print(f"(the app has {len(qs)} questions: some are answered twice)", flush=True)
@@ -169,7 +180,8 @@ def main() -> None:
             env["INSIDE_LLAMA_DB"] = stack.enter_context(temporary_postgres())
         elif args.db:
             env["INSIDE_LLAMA_DB"] = args.db
-        url, _ = stack.enter_context(serving(env))
+        log = stack.enter_context(open(Path(data) / "server.log", "w+"))
+        url, proc = stack.enter_context(serving(env, log=log))
         learners(url, 8)  # warm: first calls build caches
         print(f"lesson calls with no class for {args.baseline_s:.0f} s ...", flush=True)
         quiet = learners(url, args.baseline_s / 2)
@@ -179,7 +191,12 @@ def main() -> None:
         stop = threading.Event()
         threads = [threading.Thread(target=lesson_load, args=(url, 1e9, busy, stop, 10 + i)) for i in range(2)]
         [t.start() for t in threads]
-        res = asyncio.run(class_session(url, args.students, args.questions, args.join_s, args.answer_s))
+        try:
+            res = asyncio.run(class_session(url, args.students, args.questions, args.join_s, args.answer_s))
+        except BaseException:
+            log.seek(0)
+            print(f"the class failed; the app's exit code: {proc.poll()}; its log:\n" + log.read()[-3000:], flush=True)
+            raise
         stop.set()
         [t.join() for t in threads]
         # the no-class figure is measured half before and half after the class, so that a shared machine's load
@@ -197,7 +214,8 @@ def main() -> None:
     print(f"answer write: p50 {w50:.1f} ms, p95 {w95:.1f} ms ({len(res['writes'])} writes)")
     print(f"dashboard summary: p95 {d95:.1f} ms ({len(res['dashboard'])} polls; target < 1000 ms)")
     print(f"lesson calls: no class p50 {q50:.0f} ms p95 {q95:.0f} ms ({len(quiet)} calls); during the class p50 "
-          f"{b50:.0f} ms p95 {b95:.0f} ms ({len(busy)} calls); p95 ratio {b95 / q95:.2f} (target <= 1.20)")
+          f"{b50:.0f} ms p95 {b95:.0f} ms ({len(busy)} calls); p95 ratio {b95 / q95:.2f} (target <= 1.20)"
+          + (f"; {RETRIES[0]} lesson calls reset by a keep-alive race in the client, not timed" if RETRIES[0] else ""))
 
 
 if __name__ == "__main__":

@@ -28,14 +28,15 @@
     kids.forEach((k) => k && e.append(k));
     return e;
   };
-  async function call(path, body, method = "POST") {
+  async function call(path, body, method = "POST", retry = true) {
     try {
       const r = await fetch(path, {method, headers: {"Content-Type": "application/json"},
                                    body: body === undefined ? undefined : JSON.stringify(body), keepalive: true});
       let data = {};
       try { data = await r.json(); } catch (e) {}
       return {ok: r.ok, status: r.status, data};
-    } catch (e) {
+    } catch (e) {  // a dropped connection: once more after a second (the class counts a first answer only)
+      if (retry) { await new Promise((ok) => setTimeout(ok, 1000)); return call(path, body, method, false); }
       return {ok: false, status: 0, data: {detail: "The server cannot be reached."}};
     }
   }
