@@ -219,4 +219,7 @@
   window.insideLlamaClass = {answer, join, leave, state: load};
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
   setInterval(() => { if (load() && !document.hidden) refreshInfo(); }, 30000);
+  // a page changed without a reload (the page bar may route inside the app): still one visit per page
+  let shown = page();
+  setInterval(() => { if (page() !== shown) { shown = page(); if (load()) { markUrl(load().code); visit(); } } }, 1000);
 })();
