@@ -323,6 +323,10 @@ def test_judge_reads_the_verdicts_of_lessons_grading():
     assert questions.judge(q, "layer 1", verdict("layer 1", "layer 1")) == ("layer 1", True, "layer 1")
     assert questions.judge(q, "layer 0", verdict("layer 0", "layer 2")) == ("layer 0", False, "layer 2")
     assert questions.judge(q, "layer 0", verdict(None, "layer 1")) == (None, None, "layer 1")
+    tie = "❌ Not this time: you predicted *layer 0*; the measurement says *layer 1* and *layer 2* (a tie: ...)."
+    assert questions.judge(q, "layer 0", tie) == ("layer 0", False, "layer 1")
+    assert questions.judge(q, "layer 0", r"❌ Not this time: you predicted *layer 0*; the measurement says *layer\ 2*.") \
+        == ("layer 0", False, "layer 2")  # Markdown escapes in a shown choice
     with pytest.raises(S.ClassError):
         questions.judge(q, "layer 7", verdict("layer 0", "layer 2"))
 

@@ -40,7 +40,7 @@ def add(text: str, choices, qid: str | None = None) -> Question:
     return q
 
 
-_SAYS = re.compile(r"measurement says \*(.+?)\*\.?\s*$")
+_SAYS = re.compile(r"measurement says \*(.+?)\*(?:\.|,| and | \(|$)")  # a tie names its first choice first
 
 
 def _unescape(md: str) -> str:
