@@ -63,7 +63,8 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import model_url, share, startup  # noqa: E402
+from app import classroom, model_url, share, startup  # noqa: E402
+from app.classroom import api as class_api  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -157,7 +158,7 @@ def head() -> str:
     until Reveal, Go deeper links, check yourself)."""
     return ("<style>" + HEAD_STYLE + (STATIC / "course.css").read_text(encoding="utf-8") + "</style><script>"
             + HEAD_KEYS + HEAD_FIGURES + model_url.HEAD_JS + HEAD_TITLE % json.dumps(tab_titles())
-            + (STATIC / "course.js").read_text(encoding="utf-8") + "</script>")
+            + (STATIC / "course.js").read_text(encoding="utf-8") + "</script>" + classroom.head())
 
 
 def not_found_page() -> str:
@@ -286,7 +287,8 @@ def main() -> None:
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
-                app_kwargs={"exception_handlers": {404: not_found}, "middleware": startup.middleware()},
+                app_kwargs={"exception_handlers": {404: not_found}, "middleware": startup.middleware(),
+                            "routes": class_api.routes()},
                 prevent_thread_lock=True, ssr_mode=False)  # SSR (on by default on Spaces): README, Hosting
     startup.mark("launch")
     startup.report()

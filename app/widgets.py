@@ -124,6 +124,9 @@ def predict_reveal(question, choices: list | None = None, button: str = "Reveal"
     btn.click(None, None, None, js=f"() => {{ window.insideLlama && window.insideLlama.reveal({cid!r}); }}")
     out.change(None, [guess, out], None,
                js=f"(g, o) => {{ window.insideLlama && window.insideLlama.record({cid!r}, g, o); }}")
+    from app.classroom import record_answers  # late: app.classroom imports nothing of the pages
+
+    record_answers(text, choices, guess, out, qid=qid)  # for the class, when the learner's browser is in one
     return guess, btn, out
 
 

@@ -81,7 +81,7 @@ def app_url(tmp_path_factory):
     (broken / "config.json").write_text("{not json")
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
            "INSIDE_LLAMA_MODELS": os.pathsep.join([str(STORIES), str(broken)]),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "INSIDE_LLAMA_DATA": str(tmp_path_factory.mktemp("class-data"))}
     log_path = tmp_path_factory.mktemp("app") / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "app.main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

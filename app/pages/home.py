@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 import lessons
-from app import model_url, share, whole_model, widgets
+from app import classroom, model_url, share, whole_model, widgets
 from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
@@ -106,6 +106,7 @@ def build(cm: CourseModel) -> None:
     with widgets.go_deeper("the model card", "model-card"):
         card = gr.Markdown(cm.card or NO_CARD)
     remembered = gr.BrowserState("", storage_key=widgets.MODEL_KEY_STORAGE, secret=widgets.MODEL_KEY_SECRET)
+    classroom.teach_block()  # "Teach with this course": start or join a class
 
     # ------------------------------------------------------------------ listeners
     def describe(key, progress):
