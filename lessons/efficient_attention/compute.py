@@ -20,13 +20,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from lessons.attention.compute import (MAX_TOKENS, Traced, _axis, _figure, read_sliders, softmax,  # noqa: F401
-                                       trace_text, DEFAULT_TEXT)
+from lessons.attention import compute as A
+from lessons.attention.compute import MAX_TOKENS, Traced, _axis, _figure, read_sliders, softmax, trace_text
 from lessons.course import LRU, CourseModel
 from lessons.grading import Question
 from lessons.inputs import choice, join, whole
 from llama.memory import attention_memory
 
+DEFAULT_TEXT = A.DEFAULT_TEXT  # lesson 3's text: one cached traced pass serves both pages
 
 # ----------------------------------------------------------------------------- attention without storing the weights
 
