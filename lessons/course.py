@@ -310,9 +310,45 @@ class Prepared:
     notice: str = ""  # non-empty when the text was cut or replaced; show it on the page
 
 
+def vocab_tokens(cm: CourseModel) -> int:
+    """How many of the model's output rows are tokens: the tokenizer's vocabulary. Many published checkpoints pad
+    their embedding table and lm_head past it (to a multiple of 64 or 128, for fast matrix products); ids from
+    vocab_tokens(cm) on are padding rows that no text encodes to, so pages list, label and sample only ids below it."""
+    return min(int(cm.tokenizer.vocab_size), int(cm.config.vocab_size))
+
+
+def mask_padding(logits: torch.Tensor, n: int) -> torch.Tensor:
+    """logits (..., V) with the padding columns n.. set to -inf (a copy; the same tensor when there are none), so
+    argmax, top-k, softmax and sampling see only the tokenizer's tokens."""
+    if logits.shape[-1] <= n:
+        return logits
+    out = logits.clone()
+    out[..., n:] = float("-inf")
+    return out
+
+
+def token_step(cm: CourseModel):
+    """The decode step generation should use (llama.generate's `decode_step`): the loader's (cm.decode_step, or
+    the model's forward pass) with the padding rows masked, so a generated id is always one of the tokenizer's.
+    None (the model's own forward pass) when the model has no padding and no decode step of its own."""
+    n, V = vocab_tokens(cm), cm.config.vocab_size
+    if V <= n:
+        return cm.decode_step
+    model, base = cm.model, cm.decode_step
+
+    def step(x, pos, cache):
+        logits = base(x, pos, cache) if base is not None else model(x, pos, cache=cache, logits_to_keep=1).logits[:, -1]
+        return mask_padding(logits, n)  # (B, V)
+
+    return step
+
+
 def token_label(tok: BPETokenizer, i: int) -> str:
     """A short readable label for one token: '<s>' for specials, spaces as '␣', newlines as '⏎', and
-    a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation)."""
+    a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation). An id past
+    the tokenizer's vocabulary (a padding row of the model's embedding table, see vocab_tokens) is '<unused 600>'."""
+    if i >= tok.vocab_size:
+        return f"<unused {i}>"
     if i in (tok.bos_id, tok.eos_id, tok.pad_id):
         return tok.id_to_token(i)
     s = tok.pieces([i])[0]

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import torch
 
 from lessons import plots
-from lessons.course import LRU, CourseModel, Prepared, token_label
+from lessons.course import LRU, CourseModel, Prepared, token_label, token_step, vocab_tokens
 from lessons.grading import grade
 from lessons.inputs import choice, clean_text, join, number, whole
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
@@ -177,12 +177,15 @@ _LOGITS = LRU(64)  # (model, prompt ids) -> logits of the next token
 
 
 def last_logits(cm: CourseModel, ids: list[int]) -> torch.Tensor:
-    """Logits (V,) for the token after `ids`. Cached per prompt, so moving a slider costs no forward pass."""
+    """Logits (V,) for the token after `ids`, over the tokenizer's V tokens (an embedding table padded past them
+    has rows no text can be: lessons.course.vocab_tokens). Cached per prompt, so moving a slider costs no forward
+    pass."""
 
     @torch.inference_mode()
     def run():
         x = torch.tensor([ids], dtype=torch.long, device=cm.device)  # (1, T)
-        return cm.model(x).logits[0, -1].float().cpu()  # (V,) the last position predicts the next token
+        logits = cm.model(x, logits_to_keep=1).logits[0, -1]  # (V,) the last position predicts the next token
+        return logits[:vocab_tokens(cm)].float().cpu()
 
     return _LOGITS.get_or_compute((cm.model, tuple(ids)), run)
 
@@ -337,7 +340,7 @@ def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s:
     last = None  # when the page was last updated
     rows = [Settings(0.0).sampler(), s.sampler(seed)]
     for toks in stream_generate_rows(cm.model, ids, max(0, int(max_new_tokens)), rows,
-                                     decode_step=cm.decode_step):
+                                     decode_step=token_step(cm)):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)
@@ -402,7 +405,7 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
     yield f"Sampling {n_tokens} tokens at T = {temperature:g} with seeds {seeds[0]} and {seeds[1]}, and greedy…"
     rows = [Settings(temperature).sampler(seeds[0]), Settings(temperature).sampler(seeds[1]), Settings(0.0).sampler()]
     out: list[list[int]] = [[], [], []]
-    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows, decode_step=cm.decode_step):
+    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows, decode_step=token_step(cm)):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)
