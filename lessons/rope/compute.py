@@ -888,10 +888,12 @@ def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_wind
     def run():
         tok = cm.tokenizer
         ids = torch.tensor(tok.encode(validation_slice(cm, n_chars)), dtype=torch.long)
-        L = model.config.max_seq_len
-        n_win = len(ids) // L
+        # One window is the model's context, or the whole slice when the context is longer (a real Llama's 2,048
+        # to 131,072 positions): then the slice is one window, shorter than the context.
+        L = min(model.config.max_seq_len, len(ids))
+        n_win = len(ids) // L if L >= 2 else 0
         if n_win == 0:
-            raise LessonError(f"The validation slice has only {len(ids)} tokens, fewer than one window of {L}.")
+            raise LessonError(f"The validation slice has only {len(ids)} tokens: too few to measure a loss.")
         total = 0.0
         for w in range(n_win):
             total += window_loss(model, ids[w * L:(w + 1) * L], tok.bos_id)
