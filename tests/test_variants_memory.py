@@ -103,3 +103,20 @@ def test_nbytes_counts_shared_storage_once_and_walks_results():
     trace = R.LayerQK(*(torch.zeros(2, 3, 4) for _ in range(5)))
     assert nbytes([trace]) >= 5 * 96
     assert nbytes(cm_free := {"m": torch.nn.Linear(1000, 1000)}) < 1000 and cm_free  # a module counts nothing
+
+
+def test_a_big_model_generates_fewer_tokens_by_default_on_a_cpu(cm):
+    """Each generated token is a forward pass of the whole model: the sampling page starts a 1.1B model at 24 tokens
+    (80 took two minutes on a 2-core CPU), the course model at 80, and says why in the slider's info."""
+    from types import SimpleNamespace
+
+    from app.pages import sampling as page
+    from lessons.sampling import compute as S
+
+    def sized(n, device="cpu"):
+        return SimpleNamespace(model=SimpleNamespace(num_parameters=lambda: n), device=torch.device(device))
+
+    assert S.default_new_tokens(cm) == S.DEFAULT_NEW_TOKENS == 80
+    assert S.default_new_tokens(sized(1_100_048_384)) == 24 and S.default_new_tokens(sized(8_000_000_000)) == 16
+    assert S.default_new_tokens(sized(1_100_048_384, "cuda")) == 80
+    assert page.first_view(cm)["max_new"]["value"] == 80

@@ -51,9 +51,12 @@ def first_view(cm: CourseModel) -> dict:
                          "context); a longer prompt keeps its end."),
         top_k=dict(maximum=min(100, V), value=DEFAULTS["top_k"]),
         fig=fig, summary=summary,
-        max_new=dict(value=DEFAULTS["max_new_tokens"],
+        max_new=dict(value=C.default_new_tokens(cm),  # fewer for a big model on a CPU: each token is a forward pass
                      info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation also stops at "
-                          f"EOS or when the {ctx}-token context is full"))
+                          f"EOS or when the {ctx}-token context is full"
+                          + ("" if C.default_new_tokens(cm) == C.DEFAULT_NEW_TOKENS else
+                             f". Each token is one pass through this model's {cm.model.num_parameters():,} "
+                             f"parameters, so it starts at {C.default_new_tokens(cm)} on this machine")))
 
 
 # The outputs `refresh` fills, in order (after the page's message slot); the dicts become gr.update()s.

@@ -159,6 +159,25 @@ def read_seed(seed) -> tuple[int, str]:
     return whole(seed, "Seed", 0, MAX_SEED, 0)
 
 
+SMALL_MODEL = 100_000_000  # parameters up to which the page generates DEFAULT_NEW_TOKENS by default
+MIN_DEFAULT_TOKENS = 16
+
+
+def default_new_tokens(cm: CourseModel) -> int:
+    """How many tokens the page generates by default: DEFAULT_NEW_TOKENS for a model of up to SMALL_MODEL parameters,
+    fewer for a bigger one, in proportion to 1/sqrt(parameters) (each token costs a forward pass of the whole model:
+    a 1.1B model made 0.6-0.7 tokens/s on a 2-core CPU, so 80 tokens took two minutes), at least MIN_DEFAULT_TOKENS.
+    On a GPU every size gets DEFAULT_NEW_TOKENS.
+
+        >>> default_new_tokens(course_model), default_new_tokens(tinyllama_1b)
+        (80, 24)
+    """
+    n = cm.model.num_parameters()
+    if cm.device.type == "cuda" or n <= SMALL_MODEL:
+        return DEFAULT_NEW_TOKENS
+    return max(MIN_DEFAULT_TOKENS, int(DEFAULT_NEW_TOKENS * (SMALL_MODEL / n) ** 0.5))
+
+
 def read_new_tokens(n) -> tuple[int, str]:
     """Max new tokens, 1 .. MAX_NEW_TOKENS, with a notice when changed."""
     return whole(n, "Max new tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS)
