@@ -329,3 +329,14 @@ def test_every_figure_and_the_loss_on_stories260k(stories_cm):
     assert "stories260K/` ships no held-out text" in loss.readout and "another domain" in loss.readout
     right = expected_grade(ref_off["per_token"] - ref["per_token"])
     assert C.reveal(cm, "none", right).startswith("✅")
+
+
+def test_loss_of_a_model_whose_context_is_longer_than_the_slice(cm):
+    """A real Llama's context (2,048 to 131,072 positions) is longer than the validation slice: the slice is then one
+    window (a TinyLlama-shaped model failed with 'fewer than one window of 2048')."""
+    from llama.variant import shared_variant
+
+    long = shared_variant(cm.model, cm.config.replace(max_seq_len=8192))
+    r = C.slice_loss(cm, long, n_chars=600)
+    n = len(cm.tokenizer.encode(C.validation_slice(cm, 600)))
+    assert r["windows"] == 1 and r["tokens"] == n < 8192 and 0 < r["per_token"] < 10
