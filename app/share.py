@@ -105,8 +105,13 @@ def field(name: str, comp) -> Field:
 
 
 def with_bounds(f: Field, bounds: dict, comp) -> Field:
-    """The field with a slider's range as the chosen model set it (widgets.on_model records it), if it did."""
-    lo, hi = bounds.get(str(comp._id), (f.lo, f.hi)) if bounds else (f.lo, f.hi)
+    """The field with a slider's range, or a radio's or dropdown's choices, as the chosen model set them
+    (widgets.on_model records them), if it did."""
+    got = bounds.get(str(comp._id)) if bounds else None
+    if f.kind == "choice":
+        choices = tuple(got) if isinstance(got, list) else f.choices
+        return Field(f.name, f.kind, f.label, f.lo, f.hi, choices, f.default if f.default in choices else None)
+    lo, hi = got if got is not None else (f.lo, f.hi)
     return Field(f.name, f.kind, f.label, lo, hi, f.choices, f.default)
 
 
@@ -217,27 +222,29 @@ def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict 
     linked = gr.State({})  # the link's values after the checks, {name: value}; empty when it set nothing
     bounds = getattr(key, "bounds", None)  # slider ranges of the chosen model (widgets.on_model)
 
-    def checked(b, request):
-        params = dict(request.query_params) if request is not None else {}
+    def checked(b, params):
+        params = params if isinstance(params, dict) else {}
         _, model_notice = model_from_link(params.get(MODEL_PARAM))
         values, notice = read_link(params, [with_bounds(f, b, c) for f, c in zip(fields, comps)])
         return values, join(model_notice, notice)
 
     said = gr.State("")  # the notice about the link's values, shown once the runs have written their own
 
-    def apply(k, b, request: gr.Request):
-        values, notice = checked(b, request)
+    # The link is the address the page was opened with (widgets.model_key read it on load): by now the page may
+    # have written a picked model's values into the address bar, and those are no link.
+    query = getattr(key, "query", None)
+
+    def apply(k, b, params, request: gr.Request):
+        if query is None:  # a key made without widgets.model_key: the address as this request carries it
+            params = dict(request.query_params) if request is not None else {}
+        values, notice = checked(b, params)
         return (values, notice, model_name(k), *(gr.update(value=values[n]) if n in values else gr.skip()
                                                   for n in names))
 
     after = getattr(key, "refreshed", None) or key.loaded
     outs = [linked, said, shown_model, *comps]
-    if bounds is None:
-        def apply_(k, request: gr.Request):
-            return apply(k, None, request)
-        chain = after.then(apply_, [key], outs, api_visibility="private", queue=False)
-    else:
-        chain = after.then(apply, [key, bounds], outs, api_visibility="private", queue=False)
+    ins = [key, bounds if bounds is not None else gr.State(None), query if query is not None else gr.State(None)]
+    chain = after.then(apply, ins, outs, api_visibility="private", queue=False)
     for i, b in enumerate(blocks):
         if i:  # inputs the previous run set but does not read (a range it resets): the link's values again
             prev = blocks[i - 1]

@@ -351,17 +351,22 @@ def model_key() -> gr.State:
 
     remembered = gr.BrowserState("", storage_key=MODEL_KEY_STORAGE, secret=MODEL_KEY_SECRET)
     key = gr.State("")
+    # The query of the address the page was opened with, read once here: app.share applies it after the page has
+    # refreshed for the chosen model. (A later request carries the address as it is then, which the page itself has
+    # rewritten with the values a picked model set: those are not a link.)
+    key.query = gr.State({})
 
     def chosen(k, request: gr.Request):
         """A link's `model=` wins (and is remembered for the next pages); else the browser's choice. A key the
         host no longer offers (an old browser value) means the course model."""
-        linked, _ = model_from_link(request.query_params.get(MODEL_PARAM) if request is not None else None)
+        query = dict(request.query_params) if request is not None else {}
+        linked, _ = model_from_link(query.get(MODEL_PARAM))
         if linked is not None:
-            return linked, linked
-        return (k if isinstance(k, str) and registry().is_offered(k) else ""), gr.skip()
+            return linked, linked, query
+        return (k if isinstance(k, str) and registry().is_offered(k) else ""), gr.skip(), query
 
-    key.loaded = gr.context.Context.root_block.load(chosen, remembered, [key, remembered], api_visibility="private",
-                                                    queue=False)
+    key.loaded = gr.context.Context.root_block.load(chosen, remembered, [key, remembered, key.query],
+                                                    api_visibility="private", queue=False)
     return key
 
 
@@ -372,7 +377,11 @@ def on_model(key: gr.State, fn, outputs: list) -> None:
     n = len(outputs)
     run = handler(fn, n, 0)
     sliders = [i for i, c in enumerate(outputs) if isinstance(c, gr.Slider)]
-    key.bounds = gr.State({})  # {slider id: (min, max)} as set for the chosen model: links clamp to these (share)
+    pickers = [i for i, c in enumerate(outputs) if isinstance(c, (gr.Radio, gr.Dropdown))]
+    key.model_outputs = outputs  # (tests check that every model-dependent control is among them)
+    # {slider id: (min, max)} and {radio or dropdown id: [choices]} as set for the chosen model: a link's values are
+    # checked against these (share.with_bounds), not against the course model's the page was built with
+    key.bounds = gr.State({})
 
     def refresh(k, progress=gr.Progress()):
         if not k:
@@ -383,6 +392,8 @@ def on_model(key: gr.State, fn, outputs: list) -> None:
         bounds = {str(outputs[i]._id): (out[i].get("minimum", outputs[i].minimum),
                                         out[i].get("maximum", outputs[i].maximum))
                   for i in sliders if isinstance(out[i], dict)}
+        bounds.update({str(outputs[i]._id): [c[1] if isinstance(c, (tuple, list)) else c for c in out[i]["choices"]]
+                       for i in pickers if isinstance(out[i], dict) and out[i].get("choices") is not None})
         return (*out, bounds)
 
     key.refreshed = key.loaded.then(refresh, [key], [*outputs, key.bounds], api_visibility="private")

@@ -126,8 +126,61 @@ _LRUS: weakref.WeakSet = weakref.WeakSet()  # every LRU, for their after-fork re
 os.register_at_fork(after_in_child=lambda: [c._after_fork() for c in list(_LRUS)])
 
 
+CACHE_BYTES = 128 << 20  # the default bound of each LRU: 128 MiB of tensors, arrays and text
+
+
+def nbytes(value, _seen: set | None = None, _depth: int = 0) -> int:
+    """About how many bytes a cached value holds: its tensors' storages (each counted once, however many views
+    share it), numpy arrays, strings, numbers, and what containers, dataclasses and plain objects hold, followed
+    10 levels deep. A torch Module counts nothing: cached models are variants whose weights belong to the loaded
+    model (llama.variant), and loaded models are counted by whoever loads them (lessons.models).
+
+        >>> t = torch.zeros(1000)  # 4,000 bytes of float32
+        >>> nbytes(t), nbytes([t, t, t[:10]])  # one storage, counted once (+ the list)
+        (4000, 4080)
+    """
+    import numpy as np
+
+    seen = set() if _seen is None else _seen
+    if value is None or isinstance(value, (bool, torch.nn.Module, type)) or _depth > 10:
+        return 0
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            return 0
+        storage = value.untyped_storage()
+        key = ("storage", storage.data_ptr(), value.device.type)
+        if key in seen:
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(value, (int, float, complex)):
+        return 32
+    if isinstance(value, (str, bytes)):
+        return len(value) + 49
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        return value.nbytes if value.base is None else nbytes(value.base, seen, _depth + 1)
+    if isinstance(value, dict):
+        items = list(value.items())
+        return 64 + 16 * len(items) + sum(nbytes(k, seen, _depth + 1) + nbytes(v, seen, _depth + 1)
+                                          for k, v in items)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return 56 + 8 * len(value) + sum(nbytes(v, seen, _depth + 1) for v in value)
+    if hasattr(value, "to_plotly_json") and hasattr(value, "_data"):  # a Plotly figure: its traces' data
+        return nbytes(value._data, seen, _depth + 1)
+    fields = getattr(value, "__dict__", None)
+    if fields is None and hasattr(value, "__slots__"):
+        fields = {n: getattr(value, n, None) for n in value.__slots__}
+    return 64 + (nbytes(fields, seen, _depth + 1) if fields else 0)
+
+
 class LRU:
-    """The one cache for the lessons' per-model work: thread-safe, least-recently-used, bounded to `size` results.
+    """The one cache for the lessons' per-model work: thread-safe, least-recently-used, bounded to `size` results
+    and to `max_bytes` (`nbytes` of the results held; default CACHE_BYTES). A 1B-parameter model's traced forward
+    pass is hundreds of MB, the course model's a few: the byte bound keeps a cache's memory the same whatever the
+    model, and the newest result always stays (else every figure of a page would recompute it).
 
     The app serves a class from one model, so many threads ask at once:
     - one computation per key: a second caller for a key being computed waits for that result (a per-key
@@ -144,8 +197,11 @@ class LRU:
         (1, 1)
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_bytes: int | None = None):
         self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
+        self.max_bytes = CACHE_BYTES if max_bytes is None else max_bytes
+        self.sizes: dict = {}  # stored key -> nbytes of its value
+        self.bytes = 0  # their sum
         self.pending: dict = {}  # key -> Future of a computation in flight
         self._models: dict = {}  # id(model) -> weakref.finalize that drops the model's entries
         self._dead: list[int] = []  # ids of models that died while the lock was held
@@ -181,7 +237,11 @@ class LRU:
             model_id = self._dead.pop()
             self._models.pop(model_id, None)
             for k in [k for k in self.data if isinstance(k, tuple) and k[:2] == ("model", model_id)]:
-                del self.data[k]
+                self._drop(k)
+
+    def _drop(self, k) -> None:
+        del self.data[k]
+        self.bytes -= self.sizes.pop(k, 0)
 
     def get_or_compute(self, key, fn):
         """The cached value for key, or fn() computed once (by this caller, or awaited from the caller already
@@ -204,11 +264,15 @@ class LRU:
                 del self.pending[k]
             mine.set_exception(e)
             raise
+        size = nbytes(value)  # outside the lock: it walks the value
         with self.lock:
             del self.pending[k]
-            self.data[k] = value
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
+            if k in self.data:  # (cannot happen while the key was pending; kept exact anyway)
+                self._drop(k)
+            self.data[k], self.sizes[k] = value, size
+            self.bytes += size
+            while len(self.data) > self.size or (self.bytes > self.max_bytes and len(self.data) > 1):
+                self._drop(next(iter(self.data)))  # the least recently used
         mine.set_result(value)
         return value
 
@@ -218,6 +282,8 @@ class LRU:
     def clear(self) -> None:
         with self.lock:
             self.data.clear()
+            self.sizes.clear()
+            self.bytes = 0
 
 
 _TRACES = LRU(8)  # (model, ids) -> Trace; about 12 MB each for the shipped model at 128 tokens
@@ -244,9 +310,45 @@ class Prepared:
     notice: str = ""  # non-empty when the text was cut or replaced; show it on the page
 
 
+def vocab_tokens(cm: CourseModel) -> int:
+    """How many of the model's output rows are tokens: the tokenizer's vocabulary. Many published checkpoints pad
+    their embedding table and lm_head past it (to a multiple of 64 or 128, for fast matrix products); ids from
+    vocab_tokens(cm) on are padding rows that no text encodes to, so pages list, label and sample only ids below it."""
+    return min(int(cm.tokenizer.vocab_size), int(cm.config.vocab_size))
+
+
+def mask_padding(logits: torch.Tensor, n: int) -> torch.Tensor:
+    """logits (..., V) with the padding columns n.. set to -inf (a copy; the same tensor when there are none), so
+    argmax, top-k, softmax and sampling see only the tokenizer's tokens."""
+    if logits.shape[-1] <= n:
+        return logits
+    out = logits.clone()
+    out[..., n:] = float("-inf")
+    return out
+
+
+def token_step(cm: CourseModel):
+    """The decode step generation should use (llama.generate's `decode_step`): the loader's (cm.decode_step, or
+    the model's forward pass) with the padding rows masked, so a generated id is always one of the tokenizer's.
+    None (the model's own forward pass) when the model has no padding and no decode step of its own."""
+    n, V = vocab_tokens(cm), cm.config.vocab_size
+    if V <= n:
+        return cm.decode_step
+    model, base = cm.model, cm.decode_step
+
+    def step(x, pos, cache):
+        logits = base(x, pos, cache) if base is not None else model(x, pos, cache=cache, logits_to_keep=1).logits[:, -1]
+        return mask_padding(logits, n)  # (B, V)
+
+    return step
+
+
 def token_label(tok: BPETokenizer, i: int) -> str:
     """A short readable label for one token: '<s>' for specials, spaces as '␣', newlines as '⏎', and
-    a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation)."""
+    a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation). An id past
+    the tokenizer's vocabulary (a padding row of the model's embedding table, see vocab_tokens) is '<unused 600>'."""
+    if i >= tok.vocab_size:
+        return f"<unused {i}>"
     if i in (tok.bos_id, tok.eos_id, tok.pad_id):
         return tok.id_to_token(i)
     s = tok.pieces([i])[0]

@@ -44,16 +44,19 @@ def first_view(cm: CourseModel) -> dict:
     """Everything on the page that depends on the model, by name: the opening chart and summary (the default
     prompt at Meta's defaults), and the controls whose range or text quotes the model (dicts of component
     arguments). `build` lays the page out with the course model's values; `refresh` sends another model's."""
-    ctx, V = cm.config.max_seq_len, cm.config.vocab_size
+    ctx, V = cm.config.max_seq_len, C.vocab_tokens(cm)  # the tokenizer's tokens (not padding rows)
     fig, summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["top_p"])
     return dict(
         prompt=dict(info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the {ctx}-token "
                          "context); a longer prompt keeps its end."),
         top_k=dict(maximum=min(100, V), value=DEFAULTS["top_k"]),
         fig=fig, summary=summary,
-        max_new=dict(value=DEFAULTS["max_new_tokens"],
+        max_new=dict(value=C.default_new_tokens(cm),  # fewer for a big model on a CPU: each token is a forward pass
                      info=f"at most {C.MAX_NEW_TOKENS} (so the shared server stays quick); generation also stops at "
-                          f"EOS or when the {ctx}-token context is full"))
+                          f"EOS or when the {ctx}-token context is full"
+                          + ("" if C.default_new_tokens(cm) == C.DEFAULT_NEW_TOKENS else
+                             f". Each token is one pass through this model's {cm.model.num_parameters():,} "
+                             f"parameters, so it starts at {C.default_new_tokens(cm)} on this machine")))
 
 
 # The outputs `refresh` fills, in order (after the page's message slot); the dicts become gr.update()s.
@@ -149,7 +152,7 @@ def build(cm: CourseModel, lesson) -> None:
 def distribution(cm: CourseModel, text, t, k, p):
     """(figure, summary Markdown, message Markdown) for the prompt and the three sliders."""
     prep = C.prepare_prompt(cm, text)
-    s = C.read_settings(t, k, p, cm.config.vocab_size)
+    s = C.read_settings(t, k, p, C.vocab_tokens(cm))
     d = C.next_token_view(cm, prep.ids, s)
     notes = "\n\n".join(widgets.note(n) for n in (prep.notice, *s.notes) if n)
     return C.distribution_figure(d), C.distribution_summary(d), notes
@@ -158,7 +161,7 @@ def distribution(cm: CourseModel, text, t, k, p):
 def generation(cm: CourseModel, text, t, k, p, n, sd):
     """Yields (greedy text, sampled text, status): the first token at once, then at most 10 updates a second."""
     prep = C.prepare_prompt(cm, text)
-    s = C.read_settings(t, k, p, cm.config.vocab_size)
+    s = C.read_settings(t, k, p, C.vocab_tokens(cm))
     seed, seed_notice = C.read_seed(sd)
     n, n_notice = C.read_new_tokens(n)
     notice = " ".join(x for x in (prep.notice, n_notice, seed_notice) if x)

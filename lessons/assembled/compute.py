@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import torch
 
 from lessons import inputs
-from lessons.course import CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
+from lessons.course import CourseModel, plot_label, prepare_text, token_label, trace, unique_labels, vocab_tokens
 from lessons.grading import Question
 from lessons.kv_cache.compute import fmt_bytes, inline, memo
 from lessons.plots import figure
@@ -162,7 +162,7 @@ def box_tensors(cm: CourseModel, ids: tuple[int, ...], key: str, layer: int) -> 
     if key == "probs":
         return [torch.softmax(logits.float(), dim=-1)]
     if key == "next":
-        return [logits[:, -1].argmax(-1)]
+        return [logits[:, -1, :vocab_tokens(cm)].argmax(-1)]  # one of the tokenizer's ids
     raise KeyError(key)
 
 
@@ -284,6 +284,7 @@ def _rms(x: torch.Tensor) -> np.ndarray:
 
 
 def _top(cm: CourseModel, row: torch.Tensor, k: int = TOP) -> tuple[list[str], list[float], list[int]]:
+    row = row[..., :vocab_tokens(cm)]  # the tokenizer's ids (an embedding table may be padded past them)
     vals, idx = row.float().topk(min(k, row.shape[-1]))
     ids = idx.tolist()
     return [token_label(cm.tokenizer, i) for i in ids], vals.tolist(), ids

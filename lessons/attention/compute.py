@@ -38,6 +38,7 @@ from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_lab
 from lessons.grading import Question, grade
 from lessons.inputs import LessonError, join, number, whole
 from lessons.plots import grid, panel_axes
+from llama.variant import shared_variant
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -772,17 +773,11 @@ def without_scaling(model):
     def build():
         cfg = model.config
         root = math.sqrt(cfg.head_dim)
-        with torch.device("meta"):
-            twin = type(model)(cfg)  # no memory: every tensor is assigned below
-        sd = dict(model.state_dict())
-        for i in range(cfg.n_layers):
-            name = f"layers.{i}.self_attn.q_proj.weight"
-            sd[name] = sd[name] * root
-        twin.load_state_dict(sd, assign=True)
-        for name, buf in model.named_buffers():  # the RoPE tables (not in the state dict)
-            twin.register_buffer(name, buf, persistent=False)
+        sd = model.state_dict()
+        scaled = {n: sd[n] * root for n in (f"layers.{i}.self_attn.q_proj.weight" for i in range(cfg.n_layers))}
+        twin = shared_variant(model, replace=scaled)  # every other tensor (and the RoPE tables) shared
         twin.attn_backend = "manual"
-        return twin.eval().requires_grad_(False)
+        return twin
 
     return _TWINS.get_or_compute(model, build)
 

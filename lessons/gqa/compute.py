@@ -39,6 +39,7 @@ from llama.config import LlamaConfig
 from llama.count import parameter_counts
 from llama.model import Llama
 from llama.train import loss_per_char
+from llama.variant import shared_variant
 
 Progress = Callable[[float, str], None]
 
@@ -376,8 +377,6 @@ def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
     if nkv % n_kv and n_kv % nkv:
         raise ValueError(f"{nkv} K/V heads can be pooled into a divisor of {nkv} or repeated into a multiple of "
                          f"it, not turned into {n_kv}.")
-    w = model.embed_tokens.weight
-    new = Llama(cfg.replace(n_kv_heads=n_kv)).to(device=w.device, dtype=w.dtype)
     state = {}
     for name, p in model.state_dict().items():
         if name.endswith(("k_proj.weight", "v_proj.weight")):
@@ -386,11 +385,10 @@ def convert_kv_heads(model: Llama, n_kv: int) -> Llama:
                 heads = heads.view(n_kv, nkv // n_kv, hs, C).mean(1)  # (n_kv, hs, C): mean of each group
             else:
                 heads = heads.repeat_interleave(n_kv // nkv, dim=0)  # (n_kv, hs, C): head j -> j*r .. j*r+r-1
-            p = heads.reshape(n_kv * hs, C)  # (n_kv * hs, C)
-        state[name] = p
-    new.load_state_dict(state)
-    new.attn_backend, new.attn_block_size = model.attn_backend, model.attn_block_size
-    return new.eval().requires_grad_(False)
+            state[name] = heads.reshape(n_kv * hs, C)  # (n_kv * hs, C)
+    # Only k_proj and v_proj are new; every other tensor is the model's own, shared (llama.variant): a 1B model's
+    # conversion costs its K/V projections, not a second copy of the model.
+    return shared_variant(model, cfg.replace(n_kv_heads=n_kv), state)
 
 
 def eval_text(cm: CourseModel) -> str:

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels, vocab_tokens
 from lessons.grading import Question
 from lessons.inputs import LessonError, choice, join, whole
 from llama.config import LlamaConfig
@@ -180,8 +180,9 @@ def allocated_cache_bytes(cm: CourseModel, batch: int = 1) -> tuple[int, int, in
 
 
 @torch.inference_mode()
-def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool):
-    """Greedy generation that keeps each step's logits: (new tokens, logits (n_new, V), cache or None).
+def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool, n_tokens: int | None = None):
+    """Greedy generation that keeps each step's logits: (new tokens, logits (n_new, V), cache or None). With
+    n_tokens, the argmax is over the first n_tokens ids only (the tokenizer's: lessons.course.vocab_tokens).
 
     The same loop as llama.generate.stream_generate: with a cache the first call (the prefill)
     feeds the whole prompt and every later call feeds only the newest token at its position;
@@ -198,7 +199,7 @@ def greedy_steps(model, prompt_ids: Sequence[int], n_new: int, use_cache: bool):
         else:
             out = model(ids, logits_to_keep=1).logits  # (1, 1, V): every position again, the output layer once
         last = out[0, -1].float()  # (V,) the next-token logits
-        tok = int(last.argmax())
+        tok = int(last[:n_tokens].argmax())  # (padding rows past the tokenizer's ids are never picked)
         tokens.append(tok)
         logits.append(last)
         ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)  # (1, T + 1)
@@ -245,8 +246,8 @@ def run_cached_vs_uncached(cm: CourseModel, prompt: str, n_new: int) -> CacheRun
 
 
 def _run(cm: CourseModel, prompt_ids: list[int], n: int) -> CacheRun:
-    toks, cached_logits, cache = greedy_steps(cm.model, prompt_ids, n, use_cache=True)
-    utoks, uncached_logits, _ = greedy_steps(cm.model, prompt_ids, n, use_cache=False)
+    toks, cached_logits, cache = greedy_steps(cm.model, prompt_ids, n, use_cache=True, n_tokens=vocab_tokens(cm))
+    utoks, uncached_logits, _ = greedy_steps(cm.model, prompt_ids, n, use_cache=False, n_tokens=vocab_tokens(cm))
     # Compare logits only while both runs have the same prefix (they do, unless the proof fails).
     agree = next((i for i, (a, b) in enumerate(zip(toks, utoks)) if a != b), n) + 1
     agree = min(agree, n)
@@ -437,7 +438,7 @@ def time_per_token(cm: CourseModel, prompt_ids: Sequence[int], n_new: int, progr
         lengths.append(T)
         diff = max(diff, float((out["cached"].float() - out["uncached"].float()).abs().max()))
         pos = T
-        tok = int(out["cached"].argmax())
+        tok = int(out["cached"][:vocab_tokens(cm)].argmax())  # one of the tokenizer's ids
         ids = torch.cat([ids, torch.tensor([[tok]], device=device)], dim=1)  # (1, T + 1)
         if progress and s % 8 == 0:
             progress(s / n, f"step {s + 1} of {n}, with and without the cache")

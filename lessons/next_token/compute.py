@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from lessons import plots
 from lessons.course import (LRU, DEFAULT_MODEL_DIR, ROOT, CourseModel, plot_label, prepare_text, token_label, trace,
-                            training_summary, unique_labels, validation_excerpt)
+                            training_summary, unique_labels, validation_excerpt, vocab_tokens)
 from lessons.grading import Question, grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama import Llama
@@ -132,15 +132,16 @@ def _score(cm: CourseModel, ids: tuple[int, ...], labels: list[str], notice: str
     targets = torch.tensor(ids[1:], device=cm.device)  # (n,) the inputs shifted by one
     streams = [tr.embeddings] + [layer.out for layer in tr.layers]  # L+1 of (1, T, C)
     lens_probs, lens_ranks, lens_top = [], [], []
+    n_tok = vocab_tokens(cm)  # ranks, tops and lists among the tokenizer's ids (not an embedding's padding rows)
     for resid in streams:  # one layer's (T, V) logits at a time: a 128k vocabulary stays affordable
         logits = readout(model, resid[0, :-1])  # (n, V): position t predicts ids[t+1]
         logp = torch.log_softmax(logits, -1)
         lens_probs.append(logp.gather(-1, targets[:, None])[:, 0].exp().tolist())
-        lens_ranks.append(rank_of(logits, targets).tolist())
-        lens_top.append(logits.argmax(-1).tolist())
+        lens_ranks.append(rank_of(logits[:, :n_tok], targets).tolist())
+        lens_top.append(logits[:, :n_tok].argmax(-1).tolist())
     # the last readout is the model's own logits: its cross-entropy is the training loss, token by token
     losses = F.cross_entropy(logits, targets, reduction="none")  # (n,) nats
-    top = torch.softmax(logits, -1).topk(min(TOP_K, logits.shape[-1]), -1)
+    top = torch.softmax(logits, -1)[:, :n_tok].topk(min(TOP_K, n_tok), -1)  # the model's probabilities
     return Scored(list(ids), labels, notice, losses.tolist(), len(cm.tokenizer.decode(list(ids[1:]))),
                   top.indices.tolist(), top.values.tolist(), lens_ranks[-1], lens_probs, lens_ranks, lens_top)
 
@@ -243,7 +244,7 @@ def counts(cm: CourseModel) -> Counts:
     """The baselines' counts over `counted_on(cm)` with the model's tokenizer (cached per model)."""
     def count():
         ids = [cm.tokenizer.bos_id] + cm.tokenizer.encode(counted_text(cm))
-        return Counts.of(ids, cm.config.vocab_size)
+        return Counts.of(ids, vocab_tokens(cm))
     return _COUNTS.get_or_compute((cm.model,), count)
 
 
@@ -292,7 +293,7 @@ def surprise_colour(loss: float, top: float) -> str:
 def chips_html(cm: CourseModel, s: Scored) -> str:
     """The text as token chips coloured by the model's loss on each (its "surprise"), the loss in nats under each
     chip; BOS is grey (it is given, never predicted). White is 0 nats, red ln V: as surprised as a uniform guess."""
-    top = math.log(cm.config.vocab_size)
+    top = math.log(vocab_tokens(cm))
     spans = [f"<span class='chip' title='BOS: given, not predicted' style='background:#e5e7eb;color:#111'>"
              f"{html.escape(s.labels[0])}</span>"]
     for j, (label, loss) in enumerate(zip(s.labels[1:], s.losses), start=1):
@@ -302,7 +303,7 @@ def chips_html(cm: CourseModel, s: Scored) -> str:
                      f"{html.escape(label)}<sub style='opacity:.7;margin-left:2px'>{loss:.1f}</sub></span>")
     legend = (f"<div style='font-size:.85em;opacity:.8;margin-bottom:2px'>Each token's loss −ln p in nats (the small "
               f"number); white = 0 (certain), red = ln V = {top:.2f} (as surprised as a uniform guess over "
-              f"{cm.config.vocab_size:,} tokens) or more. Hover a chip for p and rank.</div>")
+              f"{vocab_tokens(cm):,} tokens) or more. Hover a chip for p and rank.</div>")
     return f"{legend}<div class='token-chips'>{''.join(spans)}</div>"
 
 
@@ -364,7 +365,7 @@ def top_figure(cm: CourseModel, s: Scored, j: int) -> go.Figure:
                                hovertemplate="%{y}: p = %{x:.4f}<extra></extra>")],
                        height=140 + 26 * len(ids), margin=dict(l=60, r=40, t=80, b=50),
                        title=dict(text=f"Token {j}: after “{plot_label(context_label(s, j))}”, the top {TOP_K} of "
-                                       f"{cm.config.vocab_size:,} (true next: {plot_label(s.labels[j])}, p = "
+                                       f"{vocab_tokens(cm):,} (true next: {plot_label(s.labels[j])}, p = "
                                        f"{p_true:.3f}, rank {rank}, in orange)"),
                        xaxis=dict(title="probability", range=[0, max(probs) * 1.25]),
                        yaxis=dict(autorange="reversed", type="category"))
@@ -629,8 +630,8 @@ def reveal(cm: CourseModel, text, picked) -> str:
     listed = "; ".join(f"{k} {comp.rows[k]['loss']:.3f}" for k in ranked)
     return Q_BEST.reveal(picked, comp.best,
                          f"Mean loss on your text's {score(cm, text).n} tokens, lowest first: {listed} nats per "
-                         f"token (a uniform guess: ln {cm.config.vocab_size:,} = "
-                         f"{math.log(cm.config.vocab_size):.3f}).")
+                         f"token (a uniform guess: ln {vocab_tokens(cm):,} = "
+                         f"{math.log(vocab_tokens(cm)):.3f}).")
 
 
 QUESTION = Q_BEST.text  # (older name)

@@ -225,7 +225,6 @@ def architecture_figure(cm: CourseModel) -> go.Figure:
         x0, x1 = ci / 3 + 0.01, (ci + 1) / 3 - 0.01
         ann.append(dict(x=(x0 + x1) / 2, y=1.0, xref="paper", yref="paper", text=f"<b>{title}</b>", showarrow=False,
                         font=dict(size=15, color=colour), xanchor="center", yanchor="bottom"))
-        n = len(boxes)
         for bi, label in enumerate(boxes):
             y1 = 1 - bi / 8 - 0.01
             y0 = y1 - 1 / 8 + 0.02

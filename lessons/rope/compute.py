@@ -12,8 +12,8 @@ proportional to the token's position:
 Every number here comes from the course model: its traced forward pass (q and k before RoPE,
 `trace.layers[l].q`), its own RoPE tables (`model.rope_cos/rope_sin`, built by `precompute_rope`)
 and `apply_rope`, and *variant* models built from its config with one switch changed
-(`position="none"`, another `rope_theta`) and loaded with the same weights. The shared course
-model is never modified: variants are separate `Llama` instances.
+(`position="none"`, another `rope_theta`) that share its weights (llama.variant: no copy of the model). The
+shared course model is never modified: variants are separate `Llama` instances over the same tensors.
 
 Notation (shape comments):
     T    tokens (BOS first)      L    max_seq_len (the context)      hs   head size
@@ -27,7 +27,6 @@ says so. Input that cannot be shown at all (empty text, one token) raises `Lesso
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from lessons.course import (DEFAULT_MODEL_DIR, LRU, ROOT, CourseModel, plot_labe
 from lessons.grading import Question
 from lessons.inputs import LessonError, choice, number, whole
 from llama import Llama, apply_rope, rope_frequencies, sinusoidal_positions
+from llama.variant import shared_variant
 
 DEFAULT_TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer"
 SHUFFLE_TOKENS = 32  # BOS included; a 32 x 32 heatmap still has readable labels
@@ -65,9 +65,8 @@ _losses = LRU(16)  # (model, n_chars) -> loss on the validation slice
 
 def clear_caches() -> None:
     """Forget cached texts, traces, losses and variant models (the benchmark times cold calls with it)."""
-    for c in (_prepared, _traces, _losses):
+    for c in (_prepared, _traces, _losses, _variants):
         c.clear()
-    variant_model.cache_clear()
 
 
 def md_label(s: str) -> str:
@@ -131,23 +130,27 @@ def traced(model: Llama, ids: tuple[int, ...]) -> list[LayerQK]:
 # ----------------------------------------------------------------------------- variant models
 
 
-@functools.lru_cache(maxsize=8)
-def variant_model(base: Llama, position: str = "rope", rope_theta: float | None = None) -> Llama:
-    """A new Llama with one teaching switch changed, loaded with base's weights; base is left as it is.
+_variants = LRU(8)  # (model, position, rope_theta) -> the variant: only its RoPE tables are its own
 
-    RoPE has no weights (its tables are computed from the config), so the same state dict fits a
-    model with RoPE switched off or with another rope_theta: only the positions change.
+
+def variant_model(base: Llama, position: str = "rope", rope_theta: float | None = None) -> Llama:
+    """The base model with one teaching switch changed, sharing every weight with it (llama.variant): RoPE has no
+    weights (its tables are computed from the config), so the same tensors fit a model with RoPE switched off or
+    with another rope_theta: only the positions change. The variant costs its RoPE tables, not a copy of the model;
+    base is left as it is. Cached per (base, position, rope_theta), so its traces are cached too.
 
         >>> off = variant_model(cm.model, "none")
         >>> off.config.position, off is cm.model, cm.config.position
         ('none', False, 'rope')
     """
     cfg = base.config.replace(position=position, rope_theta=float(rope_theta or base.config.rope_theta))
-    w = base.embed_tokens.weight
-    model = Llama(cfg)  # fresh parameters and RoPE tables for this config ...
-    model.load_state_dict(base.state_dict())  # ... then the course model's weights, copied (not shared)
-    model.attn_backend = "manual"  # the readable path, the only one that records attention
-    return model.to(device=w.device, dtype=w.dtype).requires_grad_(False).eval()
+
+    def build():
+        model = shared_variant(base, cfg)
+        model.attn_backend = "manual"  # the readable path, the only one that records attention
+        return model
+
+    return _variants.get_or_compute((base, cfg.position, cfg.rope_theta), build)
 
 
 def check_variant(variant) -> tuple[str, str]:
@@ -885,10 +888,12 @@ def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_wind
     def run():
         tok = cm.tokenizer
         ids = torch.tensor(tok.encode(validation_slice(cm, n_chars)), dtype=torch.long)
-        L = model.config.max_seq_len
-        n_win = len(ids) // L
+        # One window is the model's context, or the whole slice when the context is longer (a real Llama's 2,048
+        # to 131,072 positions): then the slice is one window, shorter than the context.
+        L = min(model.config.max_seq_len, len(ids))
+        n_win = len(ids) // L if L >= 2 else 0
         if n_win == 0:
-            raise LessonError(f"The validation slice has only {len(ids)} tokens, fewer than one window of {L}.")
+            raise LessonError(f"The validation slice has only {len(ids)} tokens: too few to measure a loss.")
         total = 0.0
         for w in range(n_win):
             total += window_loss(model, ids[w * L:(w + 1) * L], tok.bos_id)

@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import torch
 
 from lessons import plots
-from lessons.course import LRU, CourseModel, Prepared, token_label
+from lessons.course import LRU, CourseModel, Prepared, token_label, token_step, vocab_tokens
 from lessons.grading import Question
 from lessons.inputs import choice, clean_text, join, number, whole
 from llama.generate import filter_top_k, filter_top_p, next_token_distribution, stream_generate_rows
@@ -160,6 +160,25 @@ def read_seed(seed) -> tuple[int, str]:
     return whole(seed, "Seed", 0, MAX_SEED, 0)
 
 
+SMALL_MODEL = 100_000_000  # parameters up to which the page generates DEFAULT_NEW_TOKENS by default
+MIN_DEFAULT_TOKENS = 16
+
+
+def default_new_tokens(cm: CourseModel) -> int:
+    """How many tokens the page generates by default: DEFAULT_NEW_TOKENS for a model of up to SMALL_MODEL parameters,
+    fewer for a bigger one, in proportion to 1/sqrt(parameters) (each token costs a forward pass of the whole model:
+    a 1.1B model made 0.6-0.7 tokens/s on a 2-core CPU, so 80 tokens took two minutes), at least MIN_DEFAULT_TOKENS.
+    On a GPU every size gets DEFAULT_NEW_TOKENS.
+
+        >>> default_new_tokens(course_model), default_new_tokens(tinyllama_1b)
+        (80, 24)
+    """
+    n = cm.model.num_parameters()
+    if cm.device.type == "cuda" or n <= SMALL_MODEL:
+        return DEFAULT_NEW_TOKENS
+    return max(MIN_DEFAULT_TOKENS, int(DEFAULT_NEW_TOKENS * (SMALL_MODEL / n) ** 0.5))
+
+
 def read_new_tokens(n) -> tuple[int, str]:
     """Max new tokens, 1 .. MAX_NEW_TOKENS, with a notice when changed."""
     return whole(n, "Max new tokens", 1, MAX_NEW_TOKENS, DEFAULT_NEW_TOKENS)
@@ -178,12 +197,15 @@ _LOGITS = LRU(64)  # (model, prompt ids) -> logits of the next token
 
 
 def last_logits(cm: CourseModel, ids: list[int]) -> torch.Tensor:
-    """Logits (V,) for the token after `ids`. Cached per prompt, so moving a slider costs no forward pass."""
+    """Logits (V,) for the token after `ids`, over the tokenizer's V tokens (an embedding table padded past them
+    has rows no text can be: lessons.course.vocab_tokens). Cached per prompt, so moving a slider costs no forward
+    pass."""
 
     @torch.inference_mode()
     def run():
         x = torch.tensor([ids], dtype=torch.long, device=cm.device)  # (1, T)
-        return cm.model(x).logits[0, -1].float().cpu()  # (V,) the last position predicts the next token
+        logits = cm.model(x, logits_to_keep=1).logits[0, -1]  # (V,) the last position predicts the next token
+        return logits[:vocab_tokens(cm)].float().cpu()
 
     return _LOGITS.get_or_compute((cm.model, tuple(ids)), run)
 
@@ -339,7 +361,7 @@ def stream_side_by_side(cm: CourseModel, ids: list[int], max_new_tokens: int, s:
     last = None  # when the page was last updated
     rows = [Settings(0.0).sampler(), s.sampler(seed)]
     for toks in stream_generate_rows(cm.model, ids, max(0, int(max_new_tokens)), rows,
-                                     decode_step=cm.decode_step):
+                                     decode_step=token_step(cm)):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)
@@ -412,7 +434,7 @@ def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seed
     yield f"Sampling {n_tokens} tokens at T = {temperature:g} with seeds {seeds[0]} and {seeds[1]}, and greedy…"
     rows = [Settings(temperature).sampler(seeds[0]), Settings(temperature).sampler(seeds[1]), Settings(0.0).sampler()]
     out: list[list[int]] = [[], [], []]
-    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows, decode_step=cm.decode_step):
+    for toks in stream_generate_rows(cm.model, ids, n_tokens, rows, decode_step=token_step(cm)):
         for j, tok in enumerate(toks):
             if tok is not None:
                 out[j].append(tok)

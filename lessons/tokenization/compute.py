@@ -36,7 +36,7 @@ import plotly.graph_objects as go
 import torch
 
 import lessons
-from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels
+from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels, vocab_tokens
 from lessons.grading import Question, grade
 from lessons.inputs import LessonError, clean_text, join, whole
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
@@ -511,12 +511,19 @@ def replay(trained: Trained | None, k: int | float, sentence: str | None) -> Rep
 class EmbeddingPCA:
     coords: torch.Tensor  # (V, 2) every token's embedding projected on the top two principal axes
     explained: tuple[float, float]  # fraction of the total variance along each axis
-    names: list[str]  # hover text per token, '17 <0x0E>' escaped for Plotly (V labels: built once, not per call)
+    shown: list[int]  # the ids drawn as points: every token, or an even sample of MAP_POINTS of a big vocabulary
+    names: list[str]  # hover text per shown token, '17 <0x0E>' escaped for Plotly (built once, not per call)
+    rows: int = 0  # rows of the embedding table (more than V when it is padded past the tokenizer)
 
     @property
     def xy(self) -> tuple[list[float], list[float]]:
-        return self.coords[:, 0].tolist(), self.coords[:, 1].tolist()
+        """x and y of the shown tokens."""
+        xy = self.coords[self.shown]  # (n, 2)
+        return xy[:, 0].tolist(), xy[:, 1].tolist()
 
+
+MAP_POINTS = 5_000  # points on the map at most: 128,256 of them took minutes to send and draw, and read as a blob
+EXACT_PCA = 20_000_000  # numbers in the table (V x d) up to which the SVD is exact; above, a randomized one
 
 # id(weight) -> (weak reference to that weight, its PCA). Keyed by id because tensors compare
 # element-wise; the weak reference checks the id was not reused by a newer tensor.
@@ -524,25 +531,38 @@ _PCA_CACHE: dict[int, tuple[weakref.ref, EmbeddingPCA]] = {}
 
 
 def embedding_pca(cm: CourseModel) -> EmbeddingPCA:
-    """A 2-D map of the whole embedding table, computed once per model and cached.
+    """A 2-D map of the embedding table's token rows, computed once per model and cached.
 
     Centre the rows (E - mean), take the SVD U S V^T; coordinates are U[:, :2] S[:2], and
     S_i^2 / sum S^2 is the share of variance each axis keeps. Signs are fixed (largest entry
-    of each axis positive) so the map looks the same on every start.
+    of each axis positive) so the map looks the same on every start. Only the tokenizer's V rows count (a table
+    padded past them has rows no text can reach: lessons.course.vocab_tokens). A table over EXACT_PCA numbers
+    (a 1B model's 32,000 x 2,048) uses torch.pca_lowrank (Halko et al. 2011, a randomized SVD: the top two axes
+    to within rounding, in a second instead of a minute); the map draws at most MAP_POINTS of its tokens.
     """
     weight = cm.model.embed_tokens.weight
     ref, cached = _PCA_CACHE.get(id(weight), (None, None))
     if ref is not None and ref() is weight:
         return cached
-    E = weight.detach().float().cpu()  # (V, d)
+    V = vocab_tokens(cm)
+    E = weight[:V].detach().float().cpu()  # (V, d) the tokens' rows
     X = E - E.mean(dim=0, keepdim=True)  # (V, d) centred
-    U, S, Vh = torch.linalg.svd(X, full_matrices=False)  # U (V, r), S (r,), Vh (r, d)
+    if X.numel() <= EXACT_PCA:
+        U, S, _ = torch.linalg.svd(X, full_matrices=False)  # U (V, r), S (r,)
+        total = S.pow(2).sum()
+    else:
+        U, S, _ = torch.pca_lowrank(X, q=6, center=False, niter=4)  # the top 6 axes, randomized
+        total = X.pow(2).sum()  # sum of all S^2 = the squared Frobenius norm
     coords = U[:, :2] * S[:2]  # (V, 2)
     signs = torch.sign(coords.gather(0, coords.abs().argmax(dim=0, keepdim=True)))  # (1, 2)
     coords = coords * torch.where(signs == 0, torch.ones_like(signs), signs)
     var = S.pow(2)
-    names = [plot_text(f"{i} {token_label(cm.tokenizer, i)}") for i in range(E.shape[0])]
-    result = EmbeddingPCA(coords, (float(var[0] / var.sum()), float(var[1] / var.sum())), names)
+    if V <= MAP_POINTS:
+        shown = list(range(V))
+    else:  # an even sample, the same on every start
+        shown = sorted(torch.randperm(V, generator=torch.Generator().manual_seed(0))[:MAP_POINTS].tolist())
+    names = [plot_text(f"{i} {token_label(cm.tokenizer, i)}") for i in shown]
+    result = EmbeddingPCA(coords, (float(var[0] / total), float(var[1] / total)), shown, names, weight.shape[0])
     _PCA_CACHE[id(weight)] = (weakref.ref(weight), result)
     return result
 
@@ -631,35 +651,51 @@ def embedding_heatmap(cm: CourseModel, sentence: str | None) -> tuple[go.Figure,
 
 
 def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
-    """Every token of the course vocabulary on the top two principal axes of E, with the
-    sentence's tokens, BOS and EOS marked."""
+    """Every token of the model's vocabulary (an even sample of MAP_POINTS for a big one) on the top two principal
+    axes of E, with the sentence's tokens, BOS and EOS marked."""
     pca = embedding_pca(cm)
     tok = cm.tokenizer
-    x, y = pca.xy
-    V = len(x)
-    # One trace per kind of token (plain dicts, not go.Scatter: go.Figure validates each once, V points in all).
-    kinds = token_kinds(cm)
-    data = [dict(type="scatter", x=[x[i] for i in ids_], y=[y[i] for i in ids_], mode="markers",
-                 name=f"{kind} ({len(ids_):,})", marker=dict(size=4, color=KIND_COLOURS[kind]),
-                 text=[pca.names[i] for i in ids_], hovertemplate="%{text}<extra></extra>")
-            for kind, ids_ in kinds.items() if ids_]
+    x, _ = pca.xy
+    V = len(pca.coords)
+
+    def at(ids):
+        return [float(pca.coords[i, 0]) for i in ids], [float(pca.coords[i, 1]) for i in ids]
+
+    # One trace per kind of token, over the tokens shown (every token, or an even sample of a big vocabulary).
+    # Plain dicts, not go.Scatter: go.Figure validates each once instead of twice.
+    shown = set(pca.shown)
+    name_of = dict(zip(pca.shown, pca.names))
+    data = []
+    for kind, kind_ids in token_kinds(cm).items():
+        kind_ids = [i for i in kind_ids if i in shown]
+        if kind_ids:
+            kx, ky = at(kind_ids)
+            data.append(dict(type="scatter", x=kx, y=ky, mode="markers", name=f"{kind} ({len(kind_ids):,})",
+                             marker=dict(size=4, color=KIND_COLOURS[kind]), text=[name_of[i] for i in kind_ids],
+                             hovertemplate="%{text}<extra></extra>"))
     sentence, _ = clean_text(sentence, MAX_SENTENCE_CHARS, "sample sentence")  # LessonError when empty
     ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
     if ids:
         seen = list(dict.fromkeys(ids))  # a repeated token sits at one point; label it once
-        data.append(go.Scatter(x=[x[i] for i in seen], y=[y[i] for i in seen], mode="markers+text",
+        sx, sy = at(seen)
+        data.append(go.Scatter(x=sx, y=sy, mode="markers+text",
                                name="your sentence's tokens", marker=dict(size=9, color="#dc2626"),
                                text=[plot_text(token_label(tok, i)) for i in seen], textposition="top center",
                                hovertemplate="%{text}<extra></extra>"))
     specials = [(i, f"{role} {tok.id_to_token(i)}") for i, role in ((tok.bos_id, "BOS"), (tok.eos_id, "EOS"))
                 if i is not None and i < V]
-    data.append(go.Scatter(x=[x[i] for i, _ in specials], y=[y[i] for i, _ in specials], mode="markers+text",
+    px, py = at([i for i, _ in specials])
+    data.append(go.Scatter(x=px, y=py, mode="markers+text",
                            name="BOS / EOS", text=[plot_text(s) for _, s in specials], textposition="bottom center",
                            marker=dict(size=12, symbol="diamond", color="#7c3aed"),
                            hovertemplate="%{text}<extra></extra>"))
     e1, e2 = pca.explained
+    title = (f"All {V:,} token embeddings, projected to 2-D (PCA)" if len(x) == V else
+             f"{len(x):,} of the {V:,} token embeddings (an even sample), projected to 2-D (PCA)")
+    if pca.rows > V:
+        title += f"; the table's {pca.rows - V:,} padding rows past the tokenizer are left out"
     return go.Figure(data=data, layout=dict(
-        title=dict(text=f"All {V:,} token embeddings, projected to 2-D (PCA), coloured by kind"), height=480,
+        title=dict(text=title + ", coloured by kind"), height=480,
         margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.15),
         xaxis=dict(title=dict(text=f"principal axis 1 ({100 * e1:.1f}% of variance)")),
         yaxis=dict(title=dict(text=f"principal axis 2 ({100 * e2:.1f}% of variance)"))))
@@ -722,7 +758,7 @@ def token_kinds(cm: CourseModel) -> dict[str, list[int]]:
     tok = cm.tokenizer
     specials = set(tok.special_tokens.values())
     out = {k: [] for k in KIND_COLOURS}
-    for i in range(cm.model.embed_tokens.weight.shape[0]):
+    for i in range(vocab_tokens(cm)):  # the tokenizer's tokens (a padded table's extra rows are no token)
         try:
             b = tok.token_bytes(i)
         except (KeyError, IndexError, ValueError):
@@ -735,7 +771,7 @@ def embedding_map_readout(cm: CourseModel) -> str:
     """What the two axes separate, measured: the mean position of each kind of token on each axis, and which kind
     lies furthest from the rest along axis 1."""
     pca = embedding_pca(cm)
-    x, y = (torch.as_tensor(a, dtype=torch.float64) for a in pca.xy)
+    x, y = pca.coords[:, 0].double(), pca.coords[:, 1].double()  # every token of the vocabulary, by id
     kinds = {k: v for k, v in token_kinds(cm).items() if v}
     rows = ["| kind of token | tokens | mean on axis 1 | mean on axis 2 |", "|---|---|---|---|"]
     rows += [f"| {k} | {len(v):,} | {float(x[v].mean()):+.2f} | {float(y[v].mean()):+.2f} |" for k, v in kinds.items()]
