@@ -185,4 +185,5 @@ def build(cm, lesson) -> None:
     q2_btn.click(widgets.handler(on_reveal_merge), inputs=[key, state, q2], outputs=q2_out,
                  api_name="tokenization_reveal_merge")
     share.link(key, dict(text=text_box, vocab=vocab, merge=merge_k, sentence=sentence_box),
-               runs=[train_ev, replay_ev, embed_ev], ranges=dict(merge=(0, compute.VOCAB_MAX)))
+               runs=[train_ev, replay_ev, embed_ev], ranges=dict(merge=(0, compute.VOCAB_MAX)),
+               caps=dict(text=compute.MAX_TEXT_CHARS))
