@@ -63,7 +63,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import share  # noqa: E402
+from app import controls, share  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
@@ -102,17 +102,6 @@ HEAD_STYLE = """
 }
 """
 THEME = gr.themes.Soft()
-# Keyboard users: Gradio fires a slider's `release` on pointer-up only, so arrow keys on a slider would
-# never run the model. Releasing an arrow (or Home/End/Page) key counts as letting go of the slider.
-HEAD_KEYS = """
-document.addEventListener("keyup", (e) => {
-  const t = e.target;
-  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
-  if (t && t.type === "range" && keys.includes(e.key)) {
-    t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
-  }
-});
-"""
 # Screen readers: every figure is an image whose label is its description (lessons.plots.describe, computed from
 # the figure's data on the server and carried in layout.meta.description), set again whenever a figure is redrawn.
 HEAD_FIGURES = """
@@ -146,8 +135,12 @@ def tab_titles() -> dict[str, str]:
     return titles
 
 
+STATIC = Path(__file__).resolve().parent / "static"  # the page's own CSS and JS, read once at start
+
+
 def head() -> str:
-    return ("<style>" + HEAD_STYLE + "</style><script>" + HEAD_KEYS + HEAD_FIGURES
+    return ("<style>" + HEAD_STYLE + (STATIC / "controls.css").read_text() + "</style><script>"
+            + (STATIC / "keys.js").read_text() + HEAD_FIGURES
             + HEAD_TITLE % json.dumps(tab_titles())
             + "</script>")
 
@@ -187,6 +180,7 @@ def build() -> gr.Blocks:
         with demo.route(lesson.title, lesson.path):
             page.build(cm, lesson)
         share.check_linked(lesson.slug)
+    controls.steady_sliders(demo)  # every slider follows the learner's hand (app/controls.py)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     return demo
 

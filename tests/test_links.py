@@ -1,6 +1,7 @@
 """A shared link never fails (issue 24): every parameter of every page, read from a link with every kind of bad
 value (huge, negative, NaN, infinite, text, values for ranges without ends), is clamped or replaced with a notice
-while the rest of the link still applies; the server answers the browser's link step with 200, never a 500."""
+while the rest of the link still applies; the server answers the browser's link step with 200, never a 500.
+And, on the same built app: no slider runs server code on every move of a drag (app/controls.py)."""
 
 import json
 import math
@@ -17,12 +18,27 @@ HOSTILE = ["1e400", "-1e400", "inf", "-Infinity", "nan", "NaN", "abc", "", " ", 
 
 
 @pytest.fixture(scope="module")
-def linked():
-    """Each page's link fields as the app builds them (app.main.build, in this process: no server)."""
+def demo():
+    """The app as app.main.build makes it, in this process (no server)."""
     from app import main
 
-    main.build()
+    return main.build()
+
+
+@pytest.fixture(scope="module")
+def linked(demo):
+    """Each page's link fields as the app builds them."""
     return dict(share.LINKED)
+
+
+def test_no_slider_on_any_page_runs_server_code_on_every_move(demo):
+    from app import controls
+
+    assert controls.heavy_slider_events(demo) == []
+    # and every event a slider runs keeps the last value of a burst of moves (no press lost while one runs)
+    for dep in demo.fns.values():
+        if dep.fn is not None and controls._slider_targets(demo, dep):
+            assert dep.trigger_mode == "always_last", dep.name
 
 
 def good_value(f: share.Field) -> tuple[str, object]:
