@@ -140,7 +140,7 @@ STATIC = Path(__file__).resolve().parent / "static"  # the page's own CSS and JS
 
 def head() -> str:
     return ("<style>" + HEAD_STYLE + (STATIC / "controls.css").read_text() + "</style><script>"
-            + (STATIC / "keys.js").read_text() + HEAD_FIGURES
+            + (STATIC / "keys.js").read_text() + (STATIC / "figures.js").read_text() + HEAD_FIGURES
             + HEAD_TITLE % json.dumps(tab_titles())
             + "</script>")
 

@@ -5,6 +5,7 @@ a large part of a slider's 50 ms budget on a small CPU)."""
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 
@@ -88,6 +89,26 @@ def panel_axes(i: int) -> dict:
     return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
 
 
+def sparse_labels(x, y, labels, order, most: int = 6, apart: float = 0.08) -> list[str]:
+    """Text for a scatter's points that never piles up: the points in `order` (the ones that matter first) get
+    their label while they lie at least `apart` of the plot's span (the larger of the x and y ranges) from every
+    point labelled before, at most `most` of them; the others get '' (their hover still names them).
+
+        >>> sparse_labels([0, 0.01, 1], [0, 0, 1], ["a", "b", "c"], order=[0, 1, 2])
+        ['a', '', 'c']
+    """
+    xs, ys = [float(v) for v in x], [float(v) for v in y]
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-12) if xs else 1.0
+    out, kept = [""] * len(xs), []
+    for i in order:
+        if len(kept) >= most:
+            break
+        if all(math.hypot(xs[i] - xs[j], ys[i] - ys[j]) >= apart * span for j in kept):
+            out[i] = labels[i]
+            kept.append(i)
+    return out
+
+
 TITLE_CHARS = 40  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
 PANEL_CHARS = 42  # the same for a panel title at 12 px across the whole width; divided among panels side by side
 
@@ -140,7 +161,12 @@ def responsive(fig: dict) -> dict:
     if title.get("text"):
         # Above the plot area and above the top row's panel titles (Plotly's automargin makes the room; a title
         # placed from the top of the container instead loses its first line when it wraps).
-        layout["title"] = {**title, "text": wrap(title["text"]), "font": {**title.get("font", {}), "size": 14},
+        # The unwrapped title rides along in meta.title: the page wraps it again to the figure's real width
+        # (app/static/figures.js); wrap() here is what a phone shows before that.
+        meta = layout.get("meta") if isinstance(layout.get("meta"), dict) else {}
+        raw = meta.get("title") or title["text"]
+        layout["meta"] = {**meta, "title": raw}
+        layout["title"] = {**title, "text": wrap(raw), "font": {**title.get("font", {}), "size": 14},
                            "x": 0.02, "xanchor": "left", "automargin": True, "yref": "paper", "y": 1,
                            "yanchor": "bottom", "pad": {"b": 8 + 15 * max(top)}}
     show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1

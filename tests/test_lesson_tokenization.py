@@ -443,3 +443,16 @@ def test_single_token_words_line_tokens_up_with_the_text(cm, stories_cm):
 def test_single_token_words_claims_nothing_when_tokens_do_not_spell_the_text(cm):
     ids = cm.tokenizer.encode("the cat")
     assert C.single_token_words(cm.tokenizer, "the dog", ids, ["the", " dog"]) is None
+
+
+def test_the_embedding_map_labels_sentence_tokens_only_where_they_do_not_pile_up(cm):
+    import math
+
+    fig = C.embedding_map(cm, "the cat sat on the mat and the dog ate the hat " * 6)
+    mine = next(t for t in fig.data if t.name == "your sentence's tokens")
+    shown = [(x, y) for x, y, s in zip(mine.x, mine.y, mine.text) if s]
+    assert 1 <= len(shown) <= 10 and len(mine.hovertext) == len(mine.x)  # the rest by hover
+    all_points = fig.data[0]
+    span = max(max(all_points.x) - min(all_points.x), max(all_points.y) - min(all_points.y))
+    assert all(math.hypot(a[0] - b[0], a[1] - b[1]) >= 0.06 * span * 0.999 for i, a in enumerate(shown)
+               for b in shown[:i])
