@@ -110,6 +110,7 @@ def sparse_labels(x, y, labels, order, most: int = 6, apart: float = 0.08) -> li
 
 
 TITLE_CHARS = 40  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
+TITLE_LINE = 19  # pixels of one more line of a 14 px title
 PANEL_CHARS = 42  # the same for a panel title at 12 px across the whole width; divided among panels side by side
 
 
@@ -162,16 +163,19 @@ def responsive(fig: dict) -> dict:
         # Above the plot area and above the top row's panel titles (Plotly's automargin makes the room; a title
         # placed from the top of the container instead loses its first line when it wraps).
         # The unwrapped title rides along in meta.title: the page wraps it again to the figure's real width
-        # (app/static/figures.js); wrap() here is what a phone shows before that.
+        # (app/static/figures.js); wrap() here is what a phone shows before that. Plotly draws the lines of a title
+        # anchored at its bottom downwards from the first: each line after the first needs TITLE_LINE more pad.
         meta = layout.get("meta") if isinstance(layout.get("meta"), dict) else {}
         raw = meta.get("title") or title["text"]
-        layout["meta"] = {**meta, "title": raw}
-        layout["title"] = {**title, "text": wrap(raw), "font": {**title.get("font", {}), "size": 14},
+        pad = 8 + 15 * max(top)
+        text = wrap(raw)
+        layout["meta"] = {**meta, "title": raw, "title_pad": pad}
+        layout["title"] = {**title, "text": text, "font": {**title.get("font", {}), "size": 14},
                            "x": 0.02, "xanchor": "left", "automargin": True, "yref": "paper", "y": 1,
-                           "yanchor": "bottom", "pad": {"b": 8 + 15 * max(top)}}
+                           "yanchor": "bottom", "pad": {"b": pad + TITLE_LINE * text.count("<br>")}}
     show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1
     legend = layout.get("legend") or {}
-    if show_legend and (legend.get("orientation") != "h" or legend.get("y", -1) < 0):
+    if show_legend and (legend.get("orientation") != "h" or legend.get("y", -1) < 0 or legend.get("y", -1) >= 1):
         # At the bottom of the figure, measured from the container: a legend placed a fraction of the plot's
         # height below it sat on the x-axis title (whose height in pixels does not scale with the plot). Plotly's
         # automargin makes the room, below the axis title, at every width.

@@ -28,12 +28,17 @@
     return wrap(raw, charsFor(width * 0.96 - 8 - toolbar, size));
   };
 
+  // The title's text and its pad: Plotly draws a bottom-anchored title's later lines below the first, over the
+  // plot, unless the pad makes their room (lessons.plots.TITLE_LINE per line).
+  const lines = (layout, text) => ({"title.text": text,
+    "title.pad.b": (layout.meta.title_pad || 8) + 19 * (text.split("<br>").length - 1)});
+
   const fit = (gd) => {
     if (!gd._fullLayout || !window.Plotly) return;
     const bar = gd.querySelector(".modebar");
     const toolbar = bar ? bar.getBoundingClientRect().width + 8 : 0;
     const text = titleFor(gd.layout, gd._fullLayout.width, toolbar);
-    if (text && gd.layout.title && text !== gd.layout.title.text) window.Plotly.relayout(gd, {"title.text": text});
+    if (text && gd.layout.title && text !== gd.layout.title.text) window.Plotly.relayout(gd, lines(gd.layout, text));
   };
 
   const watch = () => document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
@@ -49,7 +54,10 @@
   const slide = (gd, format) => {
     const layout = {...gd.layout};
     const text = titleFor(layout, SLIDE.width, 0);
-    if (text) layout.title = {...layout.title, text};
+    if (text) {
+      const set = lines(layout, text);
+      layout.title = {...layout.title, text, pad: {...(layout.title.pad || {}), b: set["title.pad.b"]}};
+    }
     return {figure: {data: gd.data, layout, config: {}},
             options: {format, width: SLIDE.width, height: SLIDE.height, scale: SLIDE.scale}};
   };
