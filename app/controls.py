@@ -5,8 +5,8 @@ Two things made a slider lose key presses and jump back (issue 24: five ArrowRig
 attention layer one step; RoPE's query slider snapped from 5 back to 1 when the server answered):
 
 - an event run by a slider's release with Gradio's default trigger_mode "once" ignores every release while it runs:
-  here every event a slider triggers runs "always_last" (the presses during a run become one run with the last
-  value, so every press counts);
+  here every event that only sliders trigger runs "always_last" (the presses during a run become one run with the
+  last value, so every press counts);
 - a handler that returns a slider among its outputs (to clamp it, or to reset its range) wrote back the value it
   was called with, which by then is stale: the learner has moved on, the slider jumps back, and the next run reads
   the stale value. Here such a handler's result leaves the slider's value alone when it equals the value the
@@ -79,7 +79,8 @@ def steady_sliders(demo: gr.Blocks) -> None:
     for dep in demo.fns.values():
         if dep.fn is None:
             continue
-        if _slider_targets(demo, dep) and dep.trigger_mode == "once":
+        if _slider_targets(demo, dep) and len(_slider_targets(demo, dep)) == len(dep.targets) \
+                and dep.trigger_mode == "once":  # (an event that other controls also run keeps its mode)
             dep.trigger_mode = "always_last"
         echoes = {i: dep.inputs.index(c) for i, c in enumerate(dep.outputs)
                   if isinstance(c, gr.Slider) and c in dep.inputs}

@@ -136,13 +136,16 @@ class Plot(gr.Plot):
         if value is not None and hasattr(value, "to_plotly_json"):  # a copy: cached figures are shared
             fig = described(responsive(value.to_plotly_json()))
             # The PNG and SVG buttons under the figure export it as a slide (app/static/figures.js); the modebar's
-            # camera, which would draw the figure at its size on screen, is left out.
-            fig["config"] = {"modeBarButtonsToRemove": ["toImage"]}
+            # camera, which would draw the figure at its size on screen, is left out, and so are the tools a lesson
+            # figure does not need: the toolbar stays short, and the title takes the rest of the width (figures.js).
+            fig["config"] = {"modeBarButtonsToRemove": MODEBAR_OFF, "displaylogo": False}
             return PlotData(type="plotly", plot=to_json_plotly(fig))
         return super().postprocess(value)
 
 
-SLIDE = (1920, 1080)  # pixels of an exported figure: a 16:9 slide
+SLIDE = (1920, 1080)  # pixels of an exported figure: a 16:9 slide (app/static/figures.js draws it)
+MODEBAR_OFF = ["toImage", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "hoverClosestCartesian",
+               "hoverCompareCartesian", "toggleSpikelines"]
 _plot_ids: dict[str, int] = {}
 
 
