@@ -182,8 +182,12 @@ def responsive(fig: dict) -> dict:
         layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
                             "yanchor": "bottom"}
     margin = layout.get("margin") or {}
+    t = max(margin.get("t", 40), 40 if title.get("text") else 20)
+    if title.get("text"):  # room above the plot for every line of the title (its pad holds the later lines)
+        layout["meta"]["title_top"] = t
+        t = max(t, layout["title"]["pad"]["b"] + TITLE_LINE + 6)
     layout["margin"] = {**margin, "l": min(margin.get("l", 50), 50), "r": min(margin.get("r", 20), 20),
-                        "t": max(margin.get("t", 40), 40 if title.get("text") else 20), "b": min(margin.get("b", 40), 60)}
+                        "t": t, "b": min(margin.get("b", 40), 60)}
     for axis in ("xaxis", "yaxis"):
         layout.setdefault(axis, {})
         for name in layout:

@@ -30,8 +30,10 @@
 
   // The title's text and its pad: Plotly draws a bottom-anchored title's later lines below the first, over the
   // plot, unless the pad makes their room (lessons.plots.TITLE_LINE per line).
-  const lines = (layout, text) => ({"title.text": text,
-    "title.pad.b": (layout.meta.title_pad || 8) + 19 * (text.split("<br>").length - 1)});
+  const lines = (layout, text) => {
+    const pad = (layout.meta.title_pad || 8) + 19 * (text.split("<br>").length - 1);
+    return {"title.text": text, "title.pad.b": pad, "margin.t": Math.max(layout.meta.title_top || 40, pad + 25)};
+  };
 
   const fit = (gd) => {
     if (!gd._fullLayout || !window.Plotly) return;
@@ -57,6 +59,7 @@
     if (text) {
       const set = lines(layout, text);
       layout.title = {...layout.title, text, pad: {...(layout.title.pad || {}), b: set["title.pad.b"]}};
+      layout.margin = {...(layout.margin || {}), t: set["margin.t"]};
     }
     return {figure: {data: gd.data, layout, config: {}},
             options: {format, width: SLIDE.width, height: SLIDE.height, scale: SLIDE.scale}};
