@@ -28,7 +28,8 @@ MEASURE = """() => {
     for (const t of plot.querySelectorAll('.gtitle, .annotation-text')) {
       const r = t.getBoundingClientRect();
       if (r.width === 0) continue;
-      if (r.left < box.left - 2 || r.right > box.right + 2 || r.top < box.top - 2)  // cut at a side or the top
+      // cut at a side, or (the figure's own title) at the top
+      if (r.left < box.left - 2 || r.right > box.right + 2 || (t.classList.contains('gtitle') && r.top < box.top - 2))
         out.titles.push([t.textContent.slice(0, 60), Math.round(r.left - box.left), Math.round(box.right - r.right)]);
     }
     const around = {plot: boxes(plot, '.nsewdrag'), legend: boxes(plot, '.legend'), toolbar: boxes(plot, '.modebar')};

@@ -19,7 +19,7 @@
     return lines.join("<br>");
   }).join("<br>");
 
-  const charsFor = (width, size) => Math.max(12, Math.floor(width / (size * GLYPH)));
+  const charsFor = (width, size) => Math.max(24, Math.floor(width / (size * GLYPH)));
 
   const titleFor = (layout, width, toolbar) => {
     const raw = layout && layout.meta && layout.meta.title;
