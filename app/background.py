@@ -42,12 +42,13 @@ class JobFailed(RuntimeError):
 
 
 class Stop:
-    """A learner's Stop button for their own jobs, kept in their session's gr.State (None until their first click).
+    """A learner's Stop button for their own jobs, kept in their session's gr.State (each session a copy of the
+    State's value; made at the first click where the State starts as None).
     Every click of the job's button arms it first (queue=False, so at once, even while the job waits in the queue);
     the job takes `watch()`, a callable that turns True once Stop was pressed after that click;
     `stream(..., stop=watch)` then kills the job's process.
 
-        halt = gr.State(None)
+        halt = gr.State(background.Stop())
         go.click(background.Stop.arm, halt, halt, queue=False).then(on_train, [..., halt], ...)
         stop.click(background.Stop.press, halt, None, queue=False)
 

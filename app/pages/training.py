@@ -91,7 +91,7 @@ def build(cm: CourseModel, lesson) -> None:
                                 lines=5, interactive=False, elem_id="training-sample")
     # The learner's trained model (one per session, replaced by their next run), dropped an hour after their last run.
     lab = gr.State(None, time_to_live=C.KEEP_TRAINED_S)
-    halt = gr.State(None)  # the learner's Stop (app.background.Stop, made at their first Train)
+    halt = gr.State(background.Stop())  # the learner's Stop (app.background.Stop: a copy per session)
     gr.Markdown("**Try your trained model** (the same generation loop as lesson 8):")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
