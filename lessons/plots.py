@@ -183,9 +183,15 @@ def responsive(fig: dict) -> dict:
                             "yanchor": "bottom"}
     margin = layout.get("margin") or {}
     t = max(margin.get("t", 40), 40 if title.get("text") else 20)
-    if title.get("text"):  # room above the plot for every line of the title (its pad holds the later lines)
-        layout["meta"]["title_top"] = t
-        t = max(t, layout["title"]["pad"]["b"] + TITLE_LINE + 6)
+    if title.get("text"):  # room above the plot for every line of the title (its pad holds the later lines),
+        # added to the figure's height, so that the plot keeps its own (the page re-wraps: figures.js)
+        meta = layout["meta"]
+        meta.setdefault("title_top", t)
+        if layout.get("height"):
+            meta.setdefault("base_height", layout["height"])
+        t = max(meta["title_top"], layout["title"]["pad"]["b"] + TITLE_LINE + 6)
+        if meta.get("base_height"):
+            layout["height"] = meta["base_height"] + t - meta["title_top"]
     layout["margin"] = {**margin, "l": min(margin.get("l", 50), 50), "r": min(margin.get("r", 20), 20),
                         "t": t, "b": min(margin.get("b", 40), 60)}
     for axis in ("xaxis", "yaxis"):

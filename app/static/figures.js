@@ -32,7 +32,10 @@
   // plot, unless the pad makes their room (lessons.plots.TITLE_LINE per line).
   const lines = (layout, text) => {
     const pad = (layout.meta.title_pad || 8) + 19 * (text.split("<br>").length - 1);
-    return {"title.text": text, "title.pad.b": pad, "margin.t": Math.max(layout.meta.title_top || 40, pad + 25)};
+    const top = layout.meta.title_top || 40, t = Math.max(top, pad + 25);
+    const set = {"title.text": text, "title.pad.b": pad, "margin.t": t};
+    if (layout.meta.base_height) set.height = layout.meta.base_height + t - top;  // the plot keeps its height
+    return set;
   };
 
   const fit = (gd) => {
@@ -60,6 +63,7 @@
       const set = lines(layout, text);
       layout.title = {...layout.title, text, pad: {...(layout.title.pad || {}), b: set["title.pad.b"]}};
       layout.margin = {...(layout.margin || {}), t: set["margin.t"]};
+      if (set.height) layout.height = set.height;
     }
     return {figure: {data: gd.data, layout, config: {}},
             options: {format, width: SLIDE.width, height: SLIDE.height, scale: SLIDE.scale}};
