@@ -63,7 +63,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import classroom, model_url, share, startup  # noqa: E402
+from app import classroom, controls, model_url, share, startup  # noqa: E402
 from app.classroom import api as class_api  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
@@ -105,17 +105,6 @@ HEAD_STYLE = """
 }
 """
 THEME = gr.themes.Soft()
-# Keyboard users: Gradio fires a slider's `release` on pointer-up only, so arrow keys on a slider would
-# never run the model. Releasing an arrow (or Home/End/Page) key counts as letting go of the slider.
-HEAD_KEYS = """
-document.addEventListener("keyup", (e) => {
-  const t = e.target;
-  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
-  if (t && t.type === "range" && keys.includes(e.key)) {
-    t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
-  }
-});
-"""
 # Screen readers: every figure is an image whose label is its description (lessons.plots.describe, computed from
 # the figure's data on the server and carried in layout.meta.description), set again whenever a figure is redrawn.
 HEAD_FIGURES = """
@@ -149,16 +138,19 @@ def tab_titles() -> dict[str, str]:
     return titles
 
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"  # the page's own CSS and JS
 
 
 def head() -> str:
-    """The page head of every route: the phone rules and the scripts above, the picked model kept in the URL
-    (app/model_url.py), and the course skeleton's own CSS and JS (app/static/course.css, course.js: answers hidden
-    until Reveal, Go deeper links, check yourself)."""
-    return ("<style>" + HEAD_STYLE + (STATIC / "course.css").read_text(encoding="utf-8") + "</style><script>"
-            + HEAD_KEYS + HEAD_FIGURES + model_url.HEAD_JS + HEAD_TITLE % json.dumps(tab_titles())
-            + (STATIC / "course.js").read_text(encoding="utf-8") + "</script>" + classroom.head())
+    """The page head of every route: the phone rules; the keyboard, figure-title and screen-reader scripts
+    (app/static/keys.js, figures.js, controls.css); the picked model kept in the URL (app/model_url.py); the course
+    skeleton (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself); and
+    class mode's banner and script (app/classroom)."""
+    static = {name: (STATIC / name).read_text(encoding="utf-8") for name in
+              ("controls.css", "course.css", "keys.js", "figures.js", "course.js")}
+    return ("<style>" + HEAD_STYLE + static["controls.css"] + static["course.css"] + "</style><script>"
+            + static["keys.js"] + static["figures.js"] + HEAD_FIGURES + model_url.HEAD_JS
+            + HEAD_TITLE % json.dumps(tab_titles()) + static["course.js"] + "</script>" + classroom.head())
 
 
 def not_found_page() -> str:
@@ -205,6 +197,7 @@ def build() -> gr.Blocks:
             gr.Navbar(main_page_name=COURSE_MAP)
             page.build(cm, lesson)
         share.check_linked(lesson.slug)
+    controls.steady_sliders(demo)  # every slider follows the learner's hand (app/controls.py)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     startup.mark("pages")
     return demo

@@ -18,6 +18,7 @@ checkbox or dropdown gets the name the page gives it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -25,10 +26,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from lessons.inputs import LessonError, choice, clean_text, echo, join, number, whole
+from lessons.inputs import MAX_TEXT_CHARS, LessonError, choice, clean_text, echo, join, number, whole
 
 MODEL_PARAM = "model"
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# A number box without a range (a seed) still gets one from a link: the largest whole number a browser's number
+# holds exactly, so that 1e400, inf or 10**30 become a value the box can show (and JSON can carry) with a notice.
+BIGGEST = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -41,13 +45,16 @@ class Field:
     hi: float = math.inf
     choices: tuple = ()
     default: object = None
+    limit: int = MAX_TEXT_CHARS  # a text's cap (characters): the page's own for typed text
 
 
 def read_link(params: dict, fields: list[Field]) -> tuple[dict, str]:
     """The values a link sets, checked like typed values: returns ({name: value}, notice). Only the names in
     `fields` are read; a missing name is left out (the page keeps its default). A number out of range is
-    clamped, a fraction rounded for a whole-number input, a non-number or an unknown choice becomes the default,
-    text is capped at lessons.inputs.MAX_TEXT_CHARS; the notice says each change, prefixed 'From the link: '.
+    clamped (a range without ends to +-BIGGEST), a fraction rounded for a whole-number input, NaN, a non-number or
+    an unknown choice becomes the default, text is capped at the field's limit (the page's cap for typed text);
+    the notice says each change, prefixed 'From the link: '. Nothing a link carries raises: a value that cannot be
+    read is left out with its notice, and the others still apply.
 
         >>> read_link({"layer": "9", "text": "hi"}, [Field("text", "text"), Field("layer", "whole", "Layer", 0, 5)])
         ({'text': 'hi', 'layer': 5}, 'From the link: Layer 9 is out of range (0 to 5): using 5.')
@@ -58,13 +65,17 @@ def read_link(params: dict, fields: list[Field]) -> tuple[dict, str]:
             continue
         raw = params[f.name]
         name = f.label or f.name
+        lo = max(float(f.lo), -BIGGEST) if f.lo is not None and not math.isnan(f.lo) else -BIGGEST
+        hi = min(float(f.hi), BIGGEST) if f.hi is not None and not math.isnan(f.hi) else BIGGEST
+        default = f.default if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) \
+            and lo <= f.default <= hi else min(max(0, lo), hi)
         try:
             if f.kind == "text":
-                v, n = clean_text(raw, what=f"{name} from the link")
+                v, n = clean_text(raw, limit=f.limit, what=f"{name} from the link")
             elif f.kind == "whole":
-                v, n = whole(raw, name, int(f.lo), int(f.hi), default=f.default)
+                v, n = whole(raw, name, math.ceil(lo), math.floor(hi), default=round(default))
             elif f.kind == "number":
-                v, n = number(raw, name, f.lo, f.hi, default=f.default)
+                v, n = number(raw, name, lo, hi, default=default)
             elif f.kind == "bool":
                 s = str(raw).strip().lower()
                 v, n = (True, "") if s in TRUE else (False, "") if s in FALSE else (
@@ -110,9 +121,9 @@ def with_bounds(f: Field, bounds: dict, comp) -> Field:
     got = bounds.get(str(comp._id)) if bounds else None
     if f.kind == "choice":
         choices = tuple(got) if isinstance(got, list) else f.choices
-        return Field(f.name, f.kind, f.label, f.lo, f.hi, choices, f.default if f.default in choices else None)
+        return dataclasses.replace(f, choices=choices, default=f.default if f.default in choices else None)
     lo, hi = got if got is not None else (f.lo, f.hi)
-    return Field(f.name, f.kind, f.label, lo, hi, f.choices, f.default)
+    return dataclasses.replace(f, lo=lo, hi=hi)
 
 
 def widgets_note(text: str) -> str:
@@ -182,6 +193,8 @@ def _when_linked(fn, n_outputs: int):
 
 
 _pending_box: list = []  # the link box lesson_header placed on the page being built, for link() to fill
+_pending_fields: list = []  # the fields link() wired on the page being built
+LINKED: dict[str, list[Field]] = {}  # page slug -> the fields its links read (as built, course model's ranges)
 
 
 def link_box() -> gr.Textbox:
@@ -195,26 +208,32 @@ def link_box() -> gr.Textbox:
 def check_linked(page: str) -> None:
     """After a lesson page is built (app/main.py): its link box was wired by `link`. A page that forgot would show
     an empty box and never keep its state in the URL."""
+    LINKED[page] = list(_pending_fields)
+    _pending_fields.clear()
     if _pending_box:
         _pending_box.clear()
         raise RuntimeError(f"page {page!r}: call app.share.link(key, {{name: input, ...}}, runs=[...]) at the end "
                            "of its listeners, so that its URL keeps its state")
 
 
-def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict | None = None) -> None:
+def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict | None = None,
+         caps: dict | None = None) -> None:
     """Wire the page's named inputs to its URL: read on load (then run `runs`, the page's own events, once with
     them), written back on every change. `controls` maps short names to input components (the text box as
     "text"); `runs` are event dependencies the page already wired (their handlers, inputs and outputs are reused);
     `msg` is where the notice about clamped link values goes (default: the first run's message output); `ranges`
     widens a slider whose range the page's handler sets from the input itself (the query position follows the
-    text): {name: (lo, hi)}, which that handler then checks again."""
+    text): {name: (lo, hi)}, which that handler then checks again; `caps` gives a text the page's own cap for typed
+    text where it is not lessons.inputs.MAX_TEXT_CHARS: {name: characters}."""
     root = gr.context.Context.root_block
     box = _pending_box.pop() if _pending_box else link_box()
     names = list(controls)
     comps = [controls[n] for n in names]
     fields = [field(n, c) for n, c in controls.items()]
-    fields = [Field(f.name, f.kind, f.label, *ranges[f.name], f.choices, f.default) if f.name in (ranges or {})
+    fields = [dataclasses.replace(f, lo=ranges[f.name][0], hi=ranges[f.name][1]) if f.name in (ranges or {})
               else f for f in fields]
+    fields = [dataclasses.replace(f, limit=caps[f.name]) if f.name in (caps or {}) else f for f in fields]
+    _pending_fields.extend(fields)
     blocks = [root.fns[dep["id"]] for dep in runs]
     if msg is None and blocks:  # the first run's message slot (widgets.handler records where it is)
         msg = blocks[0].outputs[getattr(blocks[0].fn, "msg_at", 0)]

@@ -209,14 +209,17 @@ class Plot(gr.Plot):
 
         if value is not None and hasattr(value, "to_plotly_json"):  # a copy: cached figures are shared
             fig = described(responsive(value.to_plotly_json()))
-            if self.elem_id:  # the modebar's camera: slide size too
-                fig["config"] = {"toImageButtonOptions": dict(format="png", width=SLIDE[0], height=SLIDE[1],
-                                                              filename=self.elem_id)}
+            # The PNG and SVG buttons under the figure export it as a slide (app/static/figures.js); the modebar's
+            # camera, which would draw the figure at its size on screen, is left out, and so are the tools a lesson
+            # figure does not need: the toolbar stays short, and the title takes the rest of the width (figures.js).
+            fig["config"] = {"modeBarButtonsToRemove": MODEBAR_OFF, "displaylogo": False}
             return PlotData(type="plotly", plot=to_json_plotly(fig))
         return super().postprocess(value)
 
 
-SLIDE = (1920, 1080)  # pixels of an exported figure: a 16:9 slide
+SLIDE = (1920, 1080)  # pixels of an exported figure: a 16:9 slide (app/static/figures.js draws it)
+MODEBAR_OFF = ["toImage", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "hoverClosestCartesian",
+               "hoverCompareCartesian", "toggleSpikelines"]
 _plot_ids: dict[str, int] = {}
 
 
@@ -263,11 +266,8 @@ def repository_url(path: str | None = None, line: int | None = None) -> str | No
 
 
 # Browser side of the export buttons: Plotly (loaded by Gradio's plot component as window.Plotly) draws the figure
-# again at slide size and saves it; the CSV comes from the server as text and is saved as a file here.
-_SAVE_IMAGE = """() => {
-  const gd = document.querySelector('#%s .js-plotly-plot');
-  if (gd && window.Plotly) window.Plotly.downloadImage(gd, {format: '%s', width: %d, height: %d, filename: '%s'});
-}"""
+# again as a slide and saves it (app/static/figures.js); the CSV comes from the server as text, saved here.
+_SAVE_IMAGE = """() => { if (window.insideLlama) window.insideLlama.save('%s', '%s', '%s'); }"""
 _SAVE_CSV = """(text) => {
   if (!text) return;
   const a = document.createElement('a');
@@ -302,8 +302,8 @@ def figure_tools(plot: gr.Plot, code) -> None:
             gr.HTML(f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(path)}, line {first}, '
                     "on the project's repository</a>")
         gr.Code(source, language="python", interactive=False, label=f"{path}, from line {first}")
-    png.click(None, js=_SAVE_IMAGE % (pid, "png", *SLIDE, pid))
-    svg.click(None, js=_SAVE_IMAGE % (pid, "svg", *SLIDE, pid))
+    png.click(None, js=_SAVE_IMAGE % (pid, "png", pid))
+    svg.click(None, js=_SAVE_IMAGE % (pid, "svg", pid))
     csv.click(_figure_csv, plot, csv_text, api_visibility="private", queue=False).then(
         None, csv_text, None, js=_SAVE_CSV % pid)
 

@@ -5,6 +5,7 @@ a large part of a slider's 50 ms budget on a small CPU)."""
 from __future__ import annotations
 
 import html
+import math
 
 import plotly.graph_objects as go
 
@@ -88,7 +89,28 @@ def panel_axes(i: int) -> dict:
     return dict(xaxis=f"x{sx}", yaxis=f"y{sx}")
 
 
+def sparse_labels(x, y, labels, order, most: int = 6, apart: float = 0.08) -> list[str]:
+    """Text for a scatter's points that never piles up: the points in `order` (the ones that matter first) get
+    their label while they lie at least `apart` of the plot's span (the larger of the x and y ranges) from every
+    point labelled before, at most `most` of them; the others get '' (their hover still names them).
+
+        >>> sparse_labels([0, 0.01, 1], [0, 0, 1], ["a", "b", "c"], order=[0, 1, 2])
+        ['a', '', 'c']
+    """
+    xs, ys = [float(v) for v in x], [float(v) for v in y]
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-12) if xs else 1.0
+    out, kept = [""] * len(xs), []
+    for i in order:
+        if len(kept) >= most:
+            break
+        if all(math.hypot(xs[i] - xs[j], ys[i] - ys[j]) >= apart * span for j in kept):
+            out[i] = labels[i]
+            kept.append(i)
+    return out
+
+
 TITLE_CHARS = 40  # a title line longer than this is wrapped: about what a 390 px phone shows at 14 px
+TITLE_LINE = 19  # pixels of one more line of a 14 px title
 PANEL_CHARS = 42  # the same for a panel title at 12 px across the whole width; divided among panels side by side
 
 
@@ -140,20 +162,38 @@ def responsive(fig: dict) -> dict:
     if title.get("text"):
         # Above the plot area and above the top row's panel titles (Plotly's automargin makes the room; a title
         # placed from the top of the container instead loses its first line when it wraps).
-        layout["title"] = {**title, "text": wrap(title["text"]), "font": {**title.get("font", {}), "size": 14},
+        # The unwrapped title rides along in meta.title: the page wraps it again to the figure's real width
+        # (app/static/figures.js); wrap() here is what a phone shows before that. Plotly draws the lines of a title
+        # anchored at its bottom downwards from the first: each line after the first needs TITLE_LINE more pad.
+        meta = layout.get("meta") if isinstance(layout.get("meta"), dict) else {}
+        raw = meta.get("title") or title["text"]
+        pad = 8 + 15 * max(top)
+        text = wrap(raw)
+        layout["meta"] = {**meta, "title": raw, "title_pad": pad}
+        layout["title"] = {**title, "text": text, "font": {**title.get("font", {}), "size": 14},
                            "x": 0.02, "xanchor": "left", "automargin": True, "yref": "paper", "y": 1,
-                           "yanchor": "bottom", "pad": {"b": 8 + 15 * max(top)}}
+                           "yanchor": "bottom", "pad": {"b": pad + TITLE_LINE * text.count("<br>")}}
     show_legend = layout.get("showlegend") is not False and sum(t.get("showlegend") is not False for t in data) > 1
     legend = layout.get("legend") or {}
-    if show_legend and (legend.get("orientation") != "h" or legend.get("y", -1) < 0):
+    if show_legend and (legend.get("orientation") != "h" or legend.get("y", -1) < 0 or legend.get("y", -1) >= 1):
         # At the bottom of the figure, measured from the container: a legend placed a fraction of the plot's
         # height below it sat on the x-axis title (whose height in pixels does not scale with the plot). Plotly's
         # automargin makes the room, below the axis title, at every width.
         layout["legend"] = {**legend, "orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
                             "yanchor": "bottom"}
     margin = layout.get("margin") or {}
+    t = max(margin.get("t", 40), 40 if title.get("text") else 20)
+    if title.get("text"):  # room above the plot for every line of the title (its pad holds the later lines),
+        # added to the figure's height, so that the plot keeps its own (the page re-wraps: figures.js)
+        meta = layout["meta"]
+        meta.setdefault("title_top", t)
+        if layout.get("height"):
+            meta.setdefault("base_height", layout["height"])
+        t = max(meta["title_top"], layout["title"]["pad"]["b"] + TITLE_LINE + 6)
+        if meta.get("base_height"):
+            layout["height"] = meta["base_height"] + t - meta["title_top"]
     layout["margin"] = {**margin, "l": min(margin.get("l", 50), 50), "r": min(margin.get("r", 20), 20),
-                        "t": max(margin.get("t", 40), 40 if title.get("text") else 20), "b": min(margin.get("b", 40), 60)}
+                        "t": t, "b": min(margin.get("b", 40), 60)}
     for axis in ("xaxis", "yaxis"):
         layout.setdefault(axis, {})
         for name in layout:

@@ -172,3 +172,44 @@ def test_bpe_training_in_a_child_gives_what_it_gives_here():
     assert there.trained.tok.merges == here.trained.tok.merges
     drop = lambda rows: [{k: v for k, v in r.items() if k != "encode_ms"} for r in rows]  # noqa: E731
     assert drop(there.rows) == drop(here.rows)
+
+
+def test_a_stop_kills_the_job_at_once_and_only_after_its_own_click():
+    halt = background.Stop.arm(None)  # the learner clicked the job's button
+    stopped = background.Stop.watch(halt)
+    job = background.stream(sleeps_forever, stop=stopped)
+    pid = next(job)  # the child is asleep inside its job: nothing more comes through the pipe
+    assert not stopped()
+    background.Stop.press(halt)
+    t0 = time.perf_counter()
+    with pytest.raises(StopIteration) as end:
+        next(job)
+    assert time.perf_counter() - t0 < 1 and end.value.value is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+    # The next click arms again: the old Stop does not stop the new job; a Stop pressed while it waits does.
+    assert not background.Stop.watch(background.Stop.arm(halt))()
+    background.Stop.press(halt)
+    assert background.Stop.watch(halt)()
+    assert not background.Stop.watch(None)()  # an API call (no click, no Stop) runs to its end
+
+
+def test_a_stopped_lab_run_keeps_its_curve_and_model_at_the_step_reached(tmp_path):
+    from lessons.course import load_course_model
+    cm = load_course_model()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO: But soft, what light through yonder window breaks?\n" * 200, encoding="utf-8")
+    s, _ = C.lab_settings(1, 32, 2, 1, "rmsnorm", "rope", "swiglu", "pre", 3e-3, 4, 30)
+    C.corpus_ids(cm, corpus)
+    halt = background.Stop.arm(None)
+    got, t0 = [], time.perf_counter()
+    for u in background.stream(C.train_lab, cm, s, corpus=corpus, stop=background.Stop.watch(halt)):
+        got.append(u)
+        if len(got) == 2:
+            background.Stop.press(halt)
+            t0 = time.perf_counter()
+    assert time.perf_counter() - t0 < 1 and len(got) == 2 and not got[-1].done  # a 30 s budget, stopped at once
+    u = C.stopped(got[-1])
+    assert u.status.startswith(f"**Stopped at step {got[-1].lab.steps:,}**") and u.done and u.figure is got[-1].figure
+    assert not u.lab.model.training and C.generate_with(u.lab, "ROMEO:", 4, 0)[0].startswith("ROMEO:")
+    assert C.stopped(None) is None

@@ -360,3 +360,15 @@ def test_toy_example_uses_the_real_heads_functions():
     assert np.allclose(toy.weights.sum(1), 1) and toy.weights[0, 1] == 0 and toy.weights[0, 2] == 0
     assert "−∞ (masked)" in C.toy_steps_markdown(toy)
     assert "not a number" in C.toy_attention([["a", "x", 0, 0, 0, 0, 0]]).notice
+
+
+def test_the_dot_product_scatter_labels_the_few_keys_that_matter_and_no_labels_pile_up(cm):
+    t = C.trace_text(cm, "To be, or not to be, that is the question: " * 4)
+    q = len(t.labels) - 1
+    keys = C.dot_figure(t, 0, 0, q).data[0]
+    shown = [(x, y) for x, y, s in zip(keys.x, keys.y, keys.text) if s]
+    assert 2 <= len(shown) <= 6 < len(keys.x)  # the few that matter; every key still has its hover
+    span = max(max(keys.x) - min(keys.x), max(keys.y) - min(keys.y))
+    assert all(math.hypot(a[0] - b[0], a[1] - b[1]) >= 0.08 * span for i, a in enumerate(shown) for b in shown[:i])
+    best = int(max(range(len(keys.x)), key=lambda j: keys.marker.color[j]))
+    assert keys.text[best]  # the highest score is named

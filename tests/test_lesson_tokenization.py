@@ -461,3 +461,17 @@ def test_issue_22_fixes_on_the_tokenization_page(cm):
 
     text = (Path(C.__file__).parent / "lesson.md").read_text(encoding="utf-8")
     assert "no more frequent" in text and "rarer than the one before" not in text and "<0xF0>" not in text
+
+
+def test_the_embedding_map_labels_sentence_tokens_only_where_they_do_not_pile_up(cm):
+    import math
+
+    fig = C.embedding_map(cm, "the cat sat on the mat and the dog ate the hat " * 6)
+    mine = next(t for t in fig.data if t.name == "your sentence's tokens")
+    shown = [(x, y) for x, y, s in zip(mine.x, mine.y, mine.text) if s]
+    assert 1 <= len(shown) <= 10 and len(mine.hovertext) == len(mine.x)  # the rest by hover
+    xs = [x for t in fig.data if t.name not in ("your sentence's tokens", "BOS / EOS") for x in t.x]
+    ys = [y for t in fig.data if t.name not in ("your sentence's tokens", "BOS / EOS") for y in t.y]
+    span = max(max(xs) - min(xs), max(ys) - min(ys))
+    assert all(math.hypot(a[0] - b[0], a[1] - b[1]) >= 0.06 * span * 0.999 for i, a in enumerate(shown)
+               for b in shown[:i])

@@ -186,11 +186,10 @@ def build(cm, lesson) -> None:
           inputs=[key, text_box, vocab, sentence_box], outputs=trained_outputs,
           api_name="tokenization_train", concurrency_limit=2)
     restore_btn.click(compute.default_text, outputs=text_box, api_visibility="private")
-    # The merge slider listens to .change, not .release: in Gradio 6 the arrow keys move a slider
-    # without a release event, and a replay is one short encode (no model), well under 50 ms. It does not
-    # write the slider back (that would fire .change again and wipe the notice): a typed value out of range
-    # stays in the box, and the notice says which step is shown.
-    replay_ev = gr.on([merge_k.change, sentence_box.submit, sentence_btn.click],
+    # The merge slider replays on release (a drag is one replay, not one per step; an arrow key's key-up counts as a
+    # release, app/static/keys.js). It does not write the slider back (that would wipe the notice): a typed value
+    # out of range stays in the box, and the notice says which step is shown.
+    replay_ev = gr.on([merge_k.release, sentence_box.submit, sentence_btn.click],
                       widgets.handler(on_replay, 4, 0),
           inputs=[key, state, merge_k, sentence_box], outputs=[replay_msg, chips, merge_md, curve],
           api_name="tokenization_replay", trigger_mode="always_last", show_progress="hidden")
@@ -201,4 +200,5 @@ def build(cm, lesson) -> None:
     q2_btn.click(widgets.handler(on_reveal_merge), inputs=[key, state, q2], outputs=q2_out,
                  api_name="tokenization_reveal_merge")
     share.link(key, dict(text=text_box, vocab=vocab, merge=merge_k, sentence=sentence_box),
-               runs=[train_ev, replay_ev, embed_ev], ranges=dict(merge=(0, compute.VOCAB_MAX)))
+               runs=[train_ev, replay_ev, embed_ev], ranges=dict(merge=(0, compute.VOCAB_MAX)),
+               caps=dict(text=compute.MAX_TEXT_CHARS))

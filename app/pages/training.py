@@ -7,9 +7,10 @@ Training is the learner's own: the model lives in their session (gr.State), neve
 event runs at most one at a time (concurrency_limit=1 with its own concurrency_id): a second learner sees their
 queue position, and the other pages' events are not queued behind it. The training itself runs in a child process
 at a lower CPU priority (app.background), so that it takes only what the other learners leave of the two cores.
-Stop cancels the run (`cancels=`); when Gradio's cancel closes the handler's generator, that process ends. In a
-browser the cancel mostly missed the running event (found this session, left open): the run then goes on to the
-end of its budget.
+Stop is the project's own (app.background.Stop, one per session in gr.State), not Gradio's cancel (which holds a
+lock while the generator is inside next() and mostly missed the running event in a browser): Stop kills the
+training process within background.POLL_S, and the page keeps the curve and the model of the last update it got,
+"Stopped at step N". Train clicked again runs at once.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def build(cm: CourseModel, lesson) -> None:
                                 lines=5, interactive=False, elem_id="training-sample")
     # The learner's trained model (one per session, replaced by their next run), dropped an hour after their last run.
     lab = gr.State(None, time_to_live=C.KEEP_TRAINED_S)
+    halt = gr.State(background.Stop())  # the learner's Stop (app.background.Stop: a copy per session)
     gr.Markdown("**Try your trained model** (the same generation loop as lesson 8):")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -144,11 +146,13 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners
     widgets.on_model(key, refresh, [page_msg, facts, curve])
-    run = train.click(widgets.handler(on_train, 5, msg_at=0),
-                      [key, layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget],
-                      [lab_msg, curve, status, sample, lab], api_name="training_train",
-                      concurrency_limit=1, concurrency_id="training_lab")
-    stop.click(None, None, None, cancels=[run], api_visibility="private", queue=False)
+    # Train arms the learner's Stop at once (queue=False), then trains; a click while a run ends is kept (always_last).
+    train.click(background.Stop.arm, halt, halt, queue=False, api_visibility="private").then(
+        widgets.handler(on_train, 5, msg_at=0),
+        [key, halt, layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget],
+        [lab_msg, curve, status, sample, lab], api_name="training_train",
+        concurrency_limit=1, concurrency_id="training_lab", trigger_mode="always_last")
+    stop.click(background.Stop.press, halt, None, queue=False, api_visibility="private")
     gr.on([gen.click, prompt.submit], widgets.handler(on_generate, 2, msg_at=0), [key, lab, prompt, n_new, temperature],
           [gen_msg, generated], api_name="training_generate")
     reveal.click(widgets.handler(on_reveal, 4, msg_at=0), [key, guess, family], [answer, revealed, ablation_plot, table],
@@ -167,13 +171,23 @@ def build(cm: CourseModel, lesson) -> None:
 # ----------------------------------------------------------------------------- handlers (no maths: compute does it)
 
 
-def on_train(cm: CourseModel, layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget,
-             progress=gr.Progress()):
+def on_train(cm: CourseModel, halt, layers, dim, heads, kv, norm, position, ffn, placement, lr,
+             batch, budget, progress=gr.Progress()):
+    stopped = background.Stop.watch(halt)
     s, notice = C.lab_settings(layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget)
     yield widgets.note(notice), gr.skip(), "Preparing…", gr.skip(), gr.skip()
     C.corpus_ids(cm)  # tokenized in the server, once per tokenizer: the training process inherits it
-    for u in background.stream(C.train_lab, cm, s, progress=lambda f, d: progress(f, desc=d)):
+    last = None
+    for last in background.stream(C.train_lab, cm, s, progress=lambda f, d: progress(f, desc=d), stop=stopped):
+        u = last
         yield widgets.note(notice), u.figure, u.status, (u.sample if u.sample is not None else gr.skip()), u.lab
+    if stopped() and not (last and last.done):
+        u = C.stopped(last)
+        if u is None:
+            yield widgets.note(notice), gr.skip(), "**Stopped** before the first step. Press Train to start.", \
+                gr.skip(), gr.skip()
+        else:
+            yield widgets.note(notice), gr.skip(), u.status, gr.skip(), u.lab
 
 
 def on_generate(cm: CourseModel, lab, prompt, n, temperature):

@@ -37,7 +37,7 @@ import torch
 from lessons.course import LRU, CourseModel, plot_label, prepare_text, token_label, trace, unique_labels
 from lessons.grading import Question, grade
 from lessons.inputs import LessonError, join, number, whole
-from lessons.plots import grid, panel_axes
+from lessons.plots import grid, panel_axes, sparse_labels
 from llama.variant import shared_variant
 
 MAX_TOKENS = 128  # the page's limit (BOS included); longer text is cut with a notice
@@ -563,8 +563,11 @@ def dot_figure(t: Traced, layer: int, head: int, query: int) -> go.Figure:
     hover = [f"key {lab}<br>|k| = {kn:.2f}, cos = {c:+.2f}<br>q·k = |q|·|k|·cos = {dt:.2f}"
              for lab, kn, c, dt in zip(keys, d.k_norm, d.cos, d.dots)]
     lim = float(max(d.k_norm.max(), d.q_norm)) * 1.1
+    # Labels on the keys that matter (highest, then lowest score) where they do not pile up; hover names every key.
+    order = [int(j) for j in np.argsort(-d.dots)]
+    shown = sparse_labels(x, y, keys, order[:3] + order[::-1][:2] + order[3:], most=6)
     data = [  # plain dicts: validated once by go.Figure, not once more per trace
-        dict(type="scatter", x=x, y=y, mode="markers+text", text=keys, textposition="top center",
+        dict(type="scatter", x=x, y=y, mode="markers+text", text=shown, textposition="top center",
              textfont=dict(size=9), marker=dict(size=9, color=d.dots, colorscale="RdBu_r", cmid=0,
                                                  colorbar=dict(title=dict(text="q·k"), thickness=12)),
              hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="keys (end points)"),

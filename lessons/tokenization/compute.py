@@ -39,6 +39,7 @@ import lessons
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels, vocab_tokens
 from lessons.grading import Question, grade
 from lessons.inputs import LessonError, clean_text, join, whole
+from lessons.plots import sparse_labels
 from llama.tokenizer import (DEFAULT_SPECIAL_TOKENS, BPETokenizer, compare_tokenizers, merge, pretokenize,
                              train_hf_bpe, train_sentencepiece)
 from llama.tokenizer.base import bytes_to_unicode
@@ -677,11 +678,16 @@ def embedding_map(cm: CourseModel, sentence: str | None) -> go.Figure:
     ids = prepare_text(cm, sentence, max_tokens=MAX_EMBED_TOKENS).ids[1:]  # BOS is drawn with the specials
     if ids:
         seen = list(dict.fromkeys(ids))  # a repeated token sits at one point; label it once
+        names = [plot_text(token_label(tok, i)) for i in seen]
         sx, sy = at(seen)
-        data.append(go.Scatter(x=sx, y=sy, mode="markers+text",
-                               name="your sentence's tokens", marker=dict(size=9, color="#dc2626"),
-                               text=[plot_text(token_label(tok, i)) for i in seen], textposition="top center",
-                               hovertemplate="%{text}<extra></extra>"))
+        # Labels in the sentence's order where they do not pile up (measured on the whole map's span); hover
+        # names every token.
+        span = float(max(pca.coords.max(dim=0).values - pca.coords.min(dim=0).values).clamp_min(1e-12))
+        local = max(max(sx) - min(sx), max(sy) - min(sy), 1e-12)
+        shown = sparse_labels(sx, sy, names, range(len(seen)), most=10, apart=0.06 * span / local)
+        data.append(go.Scatter(x=sx, y=sy, mode="markers+text", name="your sentence's tokens",
+                               marker=dict(size=9, color="#dc2626"), text=shown, textposition="top center",
+                               hovertext=names, hovertemplate="%{hovertext}<extra></extra>"))
     specials = [(i, f"{role} {tok.id_to_token(i)}") for i, role in ((tok.bos_id, "BOS"), (tok.eos_id, "EOS"))
                 if i is not None and i < V]
     px, py = at([i for i, _ in specials])

@@ -174,6 +174,18 @@ class LabUpdate:
     sample: str | None  # a generation from SAMPLE_PROMPT, when one was made at this update
     lab: LabModel
     done: bool
+    details: str = ""  # the status after its "Training: step N of about M planned" head
+
+
+def stopped(last: LabUpdate | None) -> LabUpdate | None:
+    """The learner pressed Stop: the run as the page last received it (its curve, and its model at that step, made
+    ready to generate), the status saying so. None when Stop came before the first step (nothing to keep)."""
+    if last is None:
+        return None
+    last.lab.model.eval()
+    last.lab.model.attn_backend = "manual"
+    status = f"**Stopped at step {last.lab.steps:,}** (you pressed Stop){last.details}"
+    return dataclasses.replace(last, status=status, sample=None, done=True)
 
 
 def sample(lab: LabModel, prompt: str = SAMPLE_PROMPT, n: int = SAMPLE_TOKENS, temperature: float = 0.8,
@@ -242,14 +254,14 @@ def train_lab(cm: CourseModel, s: LabSettings, seed: int = 0, corpus: Path = COR
         if r.last:
             model.eval()
             model.attn_backend = "manual"
-        status = (f"**{'Done' if r.last else 'Training'}**: step {r.step:,} of about {steps:,} planned, "
-                  f"{r.tokens:,} tokens, {r.elapsed:.1f} s of {s.budget_s:g} s · {n_params:,} parameters · "
-                  f"train loss {r.train_loss:.3f}"
-                  + (f" · validation loss {val[-1][1]:.3f} nats/token (step {val[-1][0]})" if val else "")
-                  + f" · learning rate {r.lr:.2e}")
+        details = (f", {r.tokens:,} tokens, {r.elapsed:.1f} s of {s.budget_s:g} s · {n_params:,} parameters · "
+                   f"train loss {r.train_loss:.3f}"
+                   + (f" · validation loss {val[-1][1]:.3f} nats/token (step {val[-1][0]})" if val else "")
+                   + f" · learning rate {r.lr:.2e}")
+        status = f"**{'Done' if r.last else 'Training'}**: step {r.step:,} of about {steps:,} planned" + details
         title = (f"Your model: {s.n_layers} layers, width {s.dim}, {s.n_heads}/{s.n_kv_heads} heads, "
                  f"{s.norm}, {s.position}, {s.ffn}, {s.norm_placement}-norm")
-        yield LabUpdate(curve_figure(xs, train, val, cfg.vocab_size, title), status, text, lab, r.last)
+        yield LabUpdate(curve_figure(xs, train, val, cfg.vocab_size, title), status, text, lab, r.last, details)
 
 
 def generate_with(lab: LabModel | None, prompt, n_tokens, temperature) -> tuple[str, str]:
