@@ -1,5 +1,5 @@
-"""The course shape of issue 21 on the pages of lessons 1 to 4, 6 and 13 (next_token, tokenization, attention,
-rope, rmsnorm, efficient_attention), in a browser at 1366x768 and 390 px: at most WORDS words of visible prose and
+"""The course shape of issue 21 on the pages of lessons 1 to 6, 9, 13 and 15 (next_token, tokenization, attention,
+rope, relative, rmsnorm, meta_code, efficient_attention, scale), in a browser at 1366x768 and 390 px: at most WORDS words of visible prose and
 FIGURES figures before the first "Go deeper" section, the first figure on the first screen at 1366x768, and every
 question's answering column (widgets.until_reveal) hidden until its Reveal. The measuring is in tests/shape.py;
 tests/test_course_shape_b.py holds the other pages' cases.
@@ -11,7 +11,8 @@ import pytest
 
 from shape import FIGURES, WORDS, measure, open_deeper, open_page, questions, reveal
 
-PAGES = ["next_token", "tokenization", "attention", "rope", "rmsnorm", "efficient_attention"]
+PAGES = ["next_token", "tokenization", "attention", "rope", "rmsnorm", "efficient_attention", "relative", "meta_code",
+         "scale"]
 LAPTOP = (1366, 768)
 PHONE = (390, 844)
 

@@ -86,7 +86,7 @@ CALLS = {
     "tokenization.embedding": lambda cm, t: (T.embedding_heatmap(cm, t), T.embedding_map(cm, t)),
     "tokenization.reveal_count": lambda cm, t: T.reveal_count(cm, None, t),
     "relative.position_scores": lambda cm, t: REL.position_scores(cm, t, 4),
-    "relative.reveal_clipping": lambda cm, t: REL.reveal_clipping(cm, t, None),
+    "relative.reveal_tables": lambda cm, t: REL.reveal_tables(cm, t, None),
     "meta_code.compare": lambda cm, t: MC.compare(cm, t),
     "meta_code.reveal_permutation": lambda cm, t: MC.reveal_permutation(cm, t, None),
     "meta_code.top_p_agreement": lambda cm, t: MC.top_p_agreement(cm, t),

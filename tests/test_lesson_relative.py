@@ -38,8 +38,8 @@ def test_relative_and_rotary_scores_depend_on_distance_only(cm, stories_cm):
         assert r.diagonal_spread["absolute"] > 1e-2
         assert r.far_equal < 1e-5  # two distances beyond k score the same
         assert 0 < r.value_share
-    md = C.reveal_clipping(cm, "To be, or not to be", C.CLIP_CHOICES[0])
-    assert md.startswith("❌") and "a^K_4" in md
+    md = C.reveal_tables(cm, "To be, or not to be", C.TABLE_CHOICES[0])
+    assert md.startswith("❌") and "2k+1 = **9**" in md and "-4 to 0" in md
 
 
 def test_a_clipping_distance_out_of_range_is_clamped_with_a_notice(cm):

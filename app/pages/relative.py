@@ -49,10 +49,11 @@ def build(cm: CourseModel, lesson) -> None:
                           code=C.position_scores)
     readout = gr.Markdown(first["readout"], elem_id="relative-readout")
     widgets.prose(parts[1])
-    guess, reveal_btn, answer = widgets.predict_reveal(C.CLIP_QUESTION, elem_id="relative-answer")
-    with widgets.go_deeper("Shaw's value term and what each scheme costs in parameters", "relative-values"):
-        values = gr.Markdown(first["values"], elem_id="relative-values-readout")
+    guess, reveal_btn, answer = widgets.predict_reveal(C.TABLE_QUESTION, elem_id="relative-answer")
+    with widgets.until_reveal(C.TABLE_QUESTION.qid):
         params = gr.Markdown(first["params"], elem_id="relative-params")
+    with widgets.go_deeper("Shaw's value term, measured", "relative-values"):
+        values = gr.Markdown(first["values"], elem_id="relative-values-readout")
     widgets.prose(parts[2])
     arch = widgets.Plot(first["arch"], label="The 2017 Transformer beside Llama", elem_id="relative-architecture",
                         code=C.architecture_figure)
@@ -73,7 +74,7 @@ def build(cm: CourseModel, lesson) -> None:
     run_ev = gr.on([go.click, text.submit, clip_k.release], widgets.handler(run, 5, msg_at=0), [key, text, clip_k],
                    [msg, scores, readout, values, params], api_name="relative_scores", trigger_mode="always_last",
                    show_progress="minimal")
-    reveal_btn.click(widgets.handler(C.reveal_clipping), [key, text, guess], answer, api_name="relative_reveal")
+    reveal_btn.click(widgets.handler(C.reveal_tables), [key, text, guess], answer, api_name="relative_reveal")
 
     def on_drift(cm):
         d = C.covariate_drift()

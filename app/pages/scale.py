@@ -46,11 +46,12 @@ def build(cm: CourseModel, lesson) -> None:
         budget_md = gr.Markdown(C.same_budget_readout(s), elem_id="scale-budget-readout")
     widgets.prose(parts[2])
     widgets.message(study_msg, elem_id="scale-study-msg")
-    with gr.Row():
-        widgets.Plot(by_tokens, label="Loss against tokens seen", elem_id="scale-tokens", code=C.curves_figure)
-        widgets.Plot(by_compute, label="Loss against training compute", elem_id="scale-compute",
-                     code=C.curves_figure)
     size_guess, size_btn, size_answer = widgets.predict_reveal(C.SIZE_QUESTION, elem_id="scale-answer-sizes")
+    with widgets.until_reveal(C.SIZE_QUESTION.qid):
+        with gr.Row():
+            widgets.Plot(by_tokens, label="Loss against tokens seen", elem_id="scale-tokens", code=C.curves_figure)
+            widgets.Plot(by_compute, label="Loss against training compute", elem_id="scale-compute",
+                         code=C.curves_figure)
     with widgets.go_deeper("the formulas and their sources", "scale-formulas"):
         gr.Markdown(C.__doc__.split("\n\n", 2)[2].replace("\n", "  \n"), elem_id="scale-formulas-text")
     widgets.lesson_footer(lesson)

@@ -172,26 +172,29 @@ def parameters_table(cm: CourseModel, clip_k: int = 4) -> str:
     return "| scheme | parameters for the loaded model |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 
-CLIP_CHOICES = ("the farther key scores lower", "the two score the same", "the farther key scores higher")
-CLIP_QUESTION = Question(
-    "relative.clipping",
-    "with Shaw's relative vectors clipped at k = 4, one query meets the same key content at distance 10 and at "
-    "distance 20. Their scores are",
-    CLIP_CHOICES,
-    misconception="that relative position vectors let attention tell every distance apart: beyond the clipping "
-                  "distance k every key gets the same vector a^K_k, so only the content differs.")
+TABLE_CHOICES = ("one per position: 256 for keys and 256 for values",
+                 "one per clipped distance -k..k: 2k+1 = 9 for keys and 9 for values",
+                 "one per pair of positions: 256 × 256")
+TABLE_QUESTION = Question(
+    "relative.tables",
+    "Shaw et al. add a learned vector to the keys and another to the values for each relative position. With the "
+    "clipping distance k = 4 and a context of 256 tokens, how many vectors does one layer learn?",
+    TABLE_CHOICES,
+    misconception="that relative positions need a vector for every position or every pair of positions: distances "
+                  "beyond k share the vector of k, so a layer learns 2k+1 vectors per table whatever the context.")
 
 
-def reveal_clipping(cm: CourseModel, text: str, picked) -> str:
+def reveal_tables(cm: CourseModel, text: str, picked) -> str:
+    """Counted from the scores themselves: how many different relative vectors the relative map used."""
     r = position_scores(cm, text, 4)
-    s = r.scores["relative"]
     T = POSITIONS
-    at10, at20 = float(s[T - 1, T - 11]), float(s[T - 1, T - 21])
-    gap = at20 - at10
-    answer = CLIP_CHOICES[1] if abs(gap) < 1e-5 else CLIP_CHOICES[0] if gap < 0 else CLIP_CHOICES[2]
-    body = (f"Measured with the token {r.token} at query position {T - 1}: score at distance 10 = **{at10:.4f}**, "
-            f"at distance 20 = **{at20:.4f}**. Both distances clip to k = 4, so both keys get a^K_4.")
-    return CLIP_QUESTION.reveal(picked, answer, body)
+    pos = torch.arange(T)
+    used = sorted(set((clip(pos[None, :] - pos[:, None], 4)[torch.tril(torch.ones(T, T, dtype=torch.bool))]).tolist()))
+    body = (f"Measured on the map above ({T} positions): the keys' relative vectors used are those of the distances "
+            f"{used[0]} to {used[-1]}, **{len(used)}** of them for a causal model (which sees only j ≤ i); a model "
+            f"that also looks ahead uses all 2k+1 = **{2 * r.clip_k + 1}** per table, keys and values each, whatever "
+            f"the context length.\n\n" + parameters_table(cm, r.clip_k))
+    return TABLE_QUESTION.reveal(picked, TABLE_CHOICES[1], body)
 
 
 def value_term_readout(r: PositionScores) -> str:
