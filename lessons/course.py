@@ -346,9 +346,10 @@ def token_step(cm: CourseModel):
 def token_label(tok: BPETokenizer, i: int) -> str:
     """A short readable label for one token: '<s>' for specials, spaces as '␣', newlines as '⏎', and
     a piece of a multi-byte character as its byte, '<0xF0>' (the tokenizer's own `pieces` notation). An id past
-    the tokenizer's vocabulary (a padding row of the model's embedding table, see vocab_tokens) is '<unused 600>'."""
+    the tokenizer's vocabulary (a padding row of the model's embedding table, see vocab_tokens) is '<unused600>',
+    as llama.tokenizer.for_model names it."""
     if i >= tok.vocab_size:
-        return f"<unused {i}>"
+        return f"<unused{i}>"
     if i in (tok.bos_id, tok.eos_id, tok.pad_id):
         return tok.id_to_token(i)
     s = tok.pieces([i])[0]

@@ -20,26 +20,43 @@ VIEW = ("msg", "layer", "head", "query", "scale", "dot", "dot_md", "heatmap", "g
 
 
 def title(plot) -> str:
-    return fig(plot)["layout"]["title"]["text"]
+    """A figure's title as the page shows it: lessons/plots.py keeps the plain title in layout.meta.title (the
+    browser wraps it to the figure's width, app/static/figures.js) and a pre-wrapped copy (<br>) in title.text."""
+    lay = fig(plot)["layout"]
+    meta = lay.get("meta") if isinstance(lay.get("meta"), dict) else {}
+    return meta.get("title") or lay["title"]["text"].replace("<br>", " ")
 
 
-def unwrap(out: dict) -> dict:
-    """Slider outputs come back as updates ({'value': 3, 'maximum': 15, '__type__': 'update'}): keep the value,
-    and the query slider's maximum as 'query_max'."""
+def held(out, sent):
+    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
+    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
+    'value' means "unchanged", the value sent."""
+    if isinstance(out, dict):
+        assert out.get("__type__") == "update", out
+        return out.get("value", sent)
+    return out
+
+
+def unwrap(out: dict, sent: dict) -> dict:
+    """Slider outputs come back as updates ({'value': 3, 'maximum': 15, '__type__': 'update'}, without 'value' when
+    unchanged): keep the value the slider shows, and the query slider's maximum as 'query_max'."""
     for name in ("layer", "head", "query", "scale"):
         if isinstance(out.get(name), dict):
             if name == "query" and "maximum" in out[name]:
                 out["query_max"] = out[name]["maximum"]
-            out[name] = out[name]["value"]
+            out[name] = held(out[name], sent[name])
     return out
 
 
 def analyze(client, text=TEXT, layer=1, head=1, query=3, scale=1.0) -> dict:
-    return unwrap(dict(zip(ANALYZE, client.predict(text, layer, head, query, scale, api_name="/attention_analyze"))))
+    sent = dict(layer=layer, head=head, query=query, scale=scale)
+    return unwrap(dict(zip(ANALYZE, client.predict(text, layer, head, query, scale, api_name="/attention_analyze"))),
+                  sent)
 
 
 def view(client, layer, head, query, scale=1.0) -> dict:
-    return unwrap(dict(zip(VIEW, client.predict(layer, head, query, scale, api_name="/attention_view"))))
+    sent = dict(layer=layer, head=head, query=query, scale=scale)
+    return unwrap(dict(zip(VIEW, client.predict(layer, head, query, scale, api_name="/attention_view"))), sent)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +102,8 @@ def test_analyze_cuts_long_text_and_refuses_empty_text(own):
 
 def test_lone_surrogate_text_gets_a_notice(app_url):
     keys = ANALYZE[:1] + ("analyzed",) + ANALYZE[1:]  # the plain HTTP API also returns the State output
-    out = unwrap(dict(zip(keys, raw_api.call(app_url, "attention_analyze", "ab\ud800c", 0, 0, 1, 1.0))))
+    out = unwrap(dict(zip(keys, raw_api.call(app_url, "attention_analyze", "ab\ud800c", 0, 0, 1, 1.0))),
+                 dict(layer=0, head=0, query=1, scale=1.0))
     assert "not valid Unicode" in out["msg"] and "Layer 0, head 0" in title(out["heatmap"])
 
 
@@ -96,14 +114,15 @@ def test_bad_slider_values_through_the_api_are_clamped_with_a_notice(app_url, cm
     """Plain HTTP (NaN and inf cannot go through gradio_client); a fresh session shows the page's default text."""
     traced = C.trace_text(cm, C.DEFAULT_TEXT)
     for args in ((bad, 0, 2), (0, bad, 2), (0, 0, bad)):
-        out = unwrap(dict(zip(VIEW, raw_api.call(app_url, "attention_view", *args, 1.0))))
+        out = unwrap(dict(zip(VIEW, raw_api.call(app_url, "attention_view", *args, 1.0))),
+                     dict(layer=args[0], head=args[1], query=args[2], scale=1.0))
         if not (args[2] == bad == 9):  # query 9 is a position of the default text: nothing to say
             assert word in out["msg"] and "⚠️" in out["msg"]
         lay, hd, q = out["layer"], out["head"], out["query"]
         assert 0 <= lay < traced.n_layers and 0 <= hd < traced.n_heads and 0 <= q < traced.n_tokens
         assert f"Layer {lay}, head {hd}" in title(out["heatmap"]) and f"Query {q}" in title(out["steps"])
     msg, value, plot = raw_api.call(app_url, "attention_scale", 0, 0, 2, bad)
-    value = value["value"]
+    value = held(value, bad)  # (unchanged when bad is a fine scale factor)
     assert msg == "" if bad in (9, 4.5) else word in msg  # 9 and 4.5 are fine scale factors
     assert C.SCALE_MIN <= value <= C.scale_max(traced.head_dim) and f"× {value:g} for" in title(plot)
 
@@ -228,7 +247,7 @@ def test_memory_is_measured_on_request_and_the_online_softmax_follows_the_text(o
     assert f"{cfg.n_heads} query heads, {cfg.n_kv_heads} K/V heads" in head
     assert f"| {cfg.max_seq_len} |" in md and len(fig(plot)["data"]) == 4
     msg, query, block, md = own.predict(TEXT, 1, 2, 5, 3, api_name="/efficient_attention_online")
-    assert msg == "" and block["value"] == 3 and "**Query 5" in md and "2 blocks of at most 3" in md
+    assert msg == "" and held(block, 3) == 3 and "**Query 5" in md and "2 blocks of at most 3" in md
     r = E.online_softmax(E.trace_text(cm, TEXT), 1, 2, 5, 3)
     assert f"**{r.max_diff:.1e}**" in md and r.max_diff < 1e-6
     md = own.predict(TEXT, 1, 2, 5, 3, E.Q_RUNNING.choices[1], api_name="/efficient_attention_reveal")

@@ -22,7 +22,21 @@ def plot(out) -> dict:
 
 
 def title(out) -> str:
-    return plot(out)["layout"]["title"]["text"]
+    """A figure's title as the page shows it: lessons/plots.py keeps the plain title in layout.meta.title (the
+    browser wraps it to the figure's width, app/static/figures.js) and a pre-wrapped copy (<br>) in title.text."""
+    lay = plot(out)["layout"]
+    meta = lay.get("meta") if isinstance(lay.get("meta"), dict) else {}
+    return meta.get("title") or lay["title"]["text"].replace("<br>", " ")
+
+
+def held(out, sent):
+    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
+    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
+    'value' means "unchanged", the value sent."""
+    if isinstance(out, dict):
+        assert out.get("__type__") == "update", out
+        return out.get("value", sent)
+    return out
 
 
 # ----------------------------------------------------------------------------- gradio_client
@@ -31,15 +45,15 @@ def title(out) -> str:
 def test_gqa_sharing_and_memory_events(client, cm):
     nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
     fig, notice, n = client.predict(1, api_name="/gqa_sharing")
-    assert title(fig).startswith("MQA") and notice == "" and n == 1
+    assert title(fig).startswith("MQA") and notice == "" and held(n, 1) == 1
     bad = next(k for k in range(1, nh + 1) if nh % k)  # a count that cannot split the heads evenly
     fig, notice, n = client.predict(bad, api_name="/gqa_sharing")
     snapped = G.clamp_kv_heads(nh, bad, previous=1)[0]  # a step up from 1 goes on to the next divisor
     assert snapped > bad and snapped in G.divisors(nh)
     assert "cannot be shared evenly" in notice and f"share {snapped} K/V head" in title(fig)
-    assert n == snapped  # the slider is set to what the diagram shows
+    assert held(n, bad) == snapped  # the slider is set to what the diagram shows
     fig, table, notice, t, b = client.predict(nkv, 4096, 1, FP16, True, api_name="/gqa_memory")
-    assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == "" and (t, b) == (4096, 1)
+    assert "Llama 2 70B" in table and "Llama 3 8B" in table and notice == "" and (held(t, 4096), held(b, 1)) == (4096, 1)
     assert f"{nkv} of {nh} K/V heads" in title(fig) and "cache / weights" in table
     fig, *_ = client.predict(1, 4096, 1, FP16, False, api_name="/gqa_memory")  # as shipped: the slider does not count
     assert "as shipped" in title(fig)
@@ -73,17 +87,18 @@ def test_gqa_hostile_numbers_get_a_notice_not_an_error(app_url, cm):
 
 def test_gqa_attention_conversion_and_reveals(client, cm):
     fig, md, msg, layer = client.predict("ROMEO: But soft, what light", 1, api_name="/gqa_attention")
-    assert "Layer 1" in md and "share a K/V head" in md and msg == "" and layer == 1
-    assert len(plot(fig)["data"]) == cm.config.n_heads
+    assert md.startswith("Layer 1, ") and "share a K/V head" in md and msg == "" and held(layer, 1) == 1
+    assert title(fig).startswith("Layer 1: attention maps") and len(plot(fig)["data"]) == cm.config.n_heads
     fig, md, msg, layer = client.predict("   ", 0, api_name="/gqa_attention")
     assert "empty" in msg  # a clear message, not a traceback
     fig, md, n = client.predict(1, api_name="/gqa_convert")
-    assert "mean-pooled" in md and "nats/token" in md and n == 1 and "val_excerpt.txt" in md
+    assert "mean-pooled" in md and "nats/token" in md and held(n, 1) == 1 and "val_excerpt.txt" in md
     fig, md, n = client.predict(cm.config.n_heads, api_name="/gqa_convert")
     assert "repeated" in md and "(**+0.000**)" in md
     # a count that is no possible conversion: the slider is set to the count measured and drawn
     impossible = next(k for k in range(1, cm.config.n_heads + 1) if k not in G.conversion_options(cm))
     fig, md, n = client.predict(impossible, api_name="/gqa_convert")  # a step down from n_heads
+    n = held(n, impossible)
     assert n == G.clamp_conversion(cm, impossible, previous=cm.config.n_heads)[0] and n < impossible and str(n) in plot(fig)["data"][0]["x"]
     assert "not a possible conversion" in md
     md = client.predict("Good morrow, neighbour", api_name="/gqa_repeat")

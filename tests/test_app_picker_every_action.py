@@ -13,6 +13,7 @@ from shape import open_deeper, reveal
 from ui import idle, no_errors, pick, press, svg_text, text_of, wait_svg, wait_text
 
 PAGES = [lesson.slug for lesson in lessons.LESSONS if lesson.ready]
+NO_SLIDER = {"meta_code", "scale"}  # pages whose controls are a text box, a dropdown and buttons only
 
 # Visible range inputs and buttons of the page, in page order (the nav bar's links are not buttons).
 CONTROLS = """() => {
@@ -143,6 +144,31 @@ def shows_training(page):
     wait_svg(page, "training-curve", "ln 512")  # the uniform guess over its vocabulary
 
 
+def shows_relative(page):
+    params = wait_text(page, "#relative-params", "512 × 64 = 32,768")  # a learned table: context × width
+    assert "2 × (2k+1) × 8 × 5 layers = 720" in params  # Shaw's tables: head size 8, 5 layers, k = 4
+    wait_svg(page, "relative-scores", "One token (on) at every position")  # the last of stories260K's tokens
+    assert "Beyond k = 4" in text_of(page.locator("#relative-readout"))
+    wait_svg(page, "relative-architecture", "(hidden 172)")  # Llama's column is the loaded model
+    assert "× 5 layers" in svg_text(page, "relative-architecture")
+
+
+def shows_meta_code(page):
+    names = wait_text(page, "#meta-names", "tok_embeddings.weight")
+    assert "512 × 64" in names and "32 × 64" in names and "172 × 64" in names  # 4 K/V heads of 8, hidden 172
+    T = 1 + len(load_tokenizer(STORIES).encode(page.locator("#meta-text textarea").input_value()))
+    readout = wait_text(page, "#meta-readout", f"On {T} tokens (BOS included)")
+    assert "agrees at 100%" in readout
+    wait_svg(page, "meta-pairs", "hd = 8")
+
+
+def shows_scale(page):
+    # Nothing here depends on the model: the published configs and the shipped two-size study.
+    assert "148 tokens per parameter" in wait_text(page, "#scale-budget-readout", "LLaMA 7B")
+    wait_svg(page, "scale-ratio", "Tokens per parameter")
+    wait_svg(page, "scale-budget", "Same training compute: 4.04e22 FLOPs")
+
+
 # ----------------------------------------------------------------------------- what the actions gave
 
 def gave_tokenization(page):
@@ -228,6 +254,26 @@ def gave_training(page):
     assert page.locator("#training-generated textarea").input_value().startswith("JULIET:")
 
 
+def gave_relative(page):
+    wait_text(page, "#relative-readout", "Beyond k = 5")  # the clipping slider, one step
+    assert "2 × (2k+1) × 8 × 5 layers = 880" in text_of(page.locator("#relative-params"))
+    answer = wait_text(page, "#relative-answer", "The measurement says")
+    assert "2 × (2k+1) × 8 × 5 layers = 720" in answer  # graded on stories260K's config
+    wait_text(page, "#relative-drift-readout", "internal covariate shift")
+
+
+def gave_meta_code(page):
+    answer = wait_text(page, "#meta-answer", "The measurement says")
+    assert "without the permutation the largest logit difference" in answer
+    assert "agrees at 100%" in text_of(page.locator("#meta-readout"))  # Run both codes, on stories260K
+    assert "At top-p = 0.9" in text_of(page.locator("#meta-top-p"))
+
+
+def gave_scale(page):
+    assert "more parameters than LLaMA 7B" in wait_text(page, "#scale-answer-optimal", "The measurement says")
+    assert "nats per character" in wait_text(page, "#scale-answer-sizes", "The measurement says")
+
+
 @pytest.mark.parametrize("slug", PAGES)
 def test_every_control_works_on_the_picked_model(page, app_url, slug):
     pick(page, app_url)
@@ -241,7 +287,7 @@ def test_every_control_works_on_the_picked_model(page, app_url, slug):
     assert "From the link" not in page.locator("body").inner_text()
     log_start = app_url.log.stat().st_size
     controls = page.evaluate(CONTROLS)
-    assert controls["sliders"] and controls["buttons"], controls
+    assert bool(controls["sliders"]) == (slug not in NO_SLIDER) and controls["buttons"], controls
     for label in controls["sliders"]:
         press(page, page.get_by_label(label, exact=True))
         idle(page)

@@ -23,6 +23,8 @@ import pytest
 
 from app.classroom import api, questions
 from app.classroom import store as S
+import lessons
+from lessons.attention.compute import Q_SCALE
 from lessons.grading import grade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +163,7 @@ def test_a_class_from_start_to_delete(client):
     assert {p["page"]: p["visits"] for p in s["pages"]}["/attention"] == 4
     assert {p["page"]: p["visits"] for p in s["pages"]}["/rope"] == 1
     (q,) = s["questions"]
-    assert q["qid"] == "test.layer" and q["choices"] == LAYERS and q["page_title"] == "2. Attention"
+    assert q["qid"] == "test.layer" and q["choices"] == LAYERS and q["page_title"] == lessons.get("attention").title
     assert q["counts"] == {"layer 2": 2, "layer 0": 1} and q["answered"] == 3 and q["right"] == 2
     assert q["no_pick"] == 1 and q["measured"] == "layer 2"
     # the CSV has every answer, students by number, not by id
@@ -436,7 +438,7 @@ def test_a_class_in_the_browser(app_url, browser):
     status, s = _http("GET", app_url + f"api/class/{code}/summary", headers={"X-Teacher-Key": key})
     assert status == 200 and s["students_joined"] == 1 and s["visits"] == {"/attention": 1}
     (q,) = s["questions"]
-    assert q["qid"] == "attention.scale" and q["counts"] == {"flatter (higher entropy)": 1}
+    assert q["qid"] == Q_SCALE.qid and q["counts"] == {"flatter (higher entropy)": 1}
     assert q["measured"] in q["choices"] and q["right"] == (q["measured"] == "flatter (higher entropy)")
     assert _http("GET", app_url + f"api/class/{code}/summary", headers={"X-Teacher-Key": key[:-1]})[0] == 403
     assert errors == []

@@ -40,7 +40,7 @@ def test_the_fixture_would_pick_padding_rows_if_a_page_let_it(padded):
     logits = padded.model(ids).logits[0]  # (T, 600)
     assert (logits.argmax(-1) >= 512).any()  # the raw model prefers padding rows
     assert (mask_padding(logits, 512).argmax(-1) < 512).all()
-    assert token_label(padded.tokenizer, 555) == "<unused 555>"
+    assert token_label(padded.tokenizer, 555) == "<unused555>"
     assert token_step(padded) is not None
 
 
@@ -82,4 +82,5 @@ def test_lists_picks_and_samples_are_tokens(padded):
     assert max(ids) < 512 and not any(s.startswith("<unused") for s in labels)
 
     fig = T.embedding_map(padded, "Once upon a time")
-    assert len(fig.data[0].x) == 512 and "88 padding rows" in fig.layout.title.text
+    points = sum(len(t.x) for t in fig.data if t.name not in ("your sentence's tokens", "BOS / EOS"))
+    assert points == 512 and "88 padding rows" in fig.layout.title.text  # the kinds' traces: every token once

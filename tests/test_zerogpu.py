@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, _free_port
-from lessons.attention import compute as C
+from lessons.efficient_attention import compute as E
 from ui import idle, no_errors
 
 import lessons
@@ -97,6 +97,8 @@ def test_zerogpu_every_page_opens_without_an_error(zerogpu, browser):
             page.wait_for_selector("gradio-app .main", timeout=60_000)
             idle(page)
             no_errors(page)
+            if slug:  # a page's figures draw once its data arrives: wait for the first, then check it is there
+                page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             assert page.locator(".js-plotly-plot").count() > 0 or not slug, f"/{slug} shows no figure"
             page.close()
     finally:
@@ -123,10 +125,11 @@ def test_with_ssr_switched_on_an_unknown_path_gets_the_course_404_page(zerogpu, 
 
 
 def test_start_up_log_has_no_false_alarm_after_a_profiled_measurement(app_url, client):
-    """The attention page's memory measurement runs torch.profiler in a worker thread: once, on the old code,
-    kineto printed 'ERROR: External init callback must run in same thread as registerClient'."""
-    msg, plot, md = client.predict(C.REACH_CHOICES[0], api_name="/attention_memory")
-    assert plot is not None
+    """The efficient-attention page's memory measurement (llama.memory) runs torch.profiler in a worker thread:
+    once, on the old code, kineto printed 'ERROR: External init callback must run in same thread as
+    registerClient'."""
+    msg, plot, md = client.predict(E.REACH_CHOICES[0], api_name="/efficient_attention_memory")
+    assert msg == "" and plot is not None and "T = " in md
     time.sleep(0.5)
     log = app_url.log.read_text()
     assert "[inside-llama] start-up in" in log  # the start-up time by phase

@@ -594,7 +594,7 @@ def untrained_figure(cm: CourseModel, text) -> go.Figure:
     V = cm.config.vocab_size
     names = ["uniform guess<br>ln V", "before training<br>(random weights)", "trained model"]
     values = [math.log(V), before if before is not None else float("nan"), s.mean_loss]
-    return plots.figure([go.Bar(x=names, y=values, marker_color=[COLOURS[UNIFORM], "#CC79A7", COLOURS[MODEL]],
+    return plots.figure([go.Bar(x=names, y=values, marker_color=[COLOURS[UNIFORM], "#D55E00", COLOURS[MODEL]],
                                 text=[f"{v:.2f} nats" for v in values], textposition="outside", cliponaxis=False,
                                 hovertemplate="%{x}: %{y:.3f} nats per token<extra></extra>")],
                         height=340, margin=dict(l=60, r=20, t=80, b=60),

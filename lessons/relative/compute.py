@@ -233,8 +233,8 @@ def architecture_figure(cm: CourseModel) -> go.Figure:
             y0 = y1 - 1 / 8 + 0.02
             shapes.append(dict(type="rect", xref="paper", yref="paper", x0=x0, x1=x1, y0=y0, y1=y1,
                                line=dict(color=colour), fillcolor="rgba(255,255,255,0.9)"))
-            ann.append(dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, xref="paper", yref="paper", text=wrap(label, 22),
-                            showarrow=False, font=dict(size=12), xanchor="center", yanchor="middle"))
+            ann.append(dict(x=(x0 + x1) / 2, y=(y0 + y1) / 2, xref="paper", yref="paper", text=wrap(label, 17),
+                            showarrow=False, font=dict(size=11), xanchor="center", yanchor="middle"))
     return figure([], None, height=640, shapes=shapes, annotations=ann, xaxis=dict(visible=False),
                   yaxis=dict(visible=False), margin=dict(l=10, r=10, t=50, b=10))
 
