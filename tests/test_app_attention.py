@@ -9,7 +9,7 @@ import raw_api
 from conftest import array, fig
 from lessons.attention import compute as C
 from lessons.grading import NO_PICK
-from ui import text_of
+from ui import held, text_of
 
 TEXT = "To be, or not to be: that is the question."
 OTHER = "Now is the winter of our discontent made glorious summer by this sun of York."
@@ -26,15 +26,6 @@ def title(plot) -> str:
     meta = lay.get("meta") if isinstance(lay.get("meta"), dict) else {}
     return meta.get("title") or lay["title"]["text"].replace("<br>", " ")
 
-
-def held(out, sent):
-    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
-    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
-    'value' means "unchanged", the value sent."""
-    if isinstance(out, dict):
-        assert out.get("__type__") == "update", out
-        return out.get("value", sent)
-    return out
 
 
 def unwrap(out: dict, sent: dict) -> dict:

@@ -10,7 +10,7 @@ from llama.generate import generate
 from lessons.grading import NO_PICK
 from lessons.gqa import compute as G
 from lessons.kv_cache import compute as K
-from ui import no_error_toast, press, svg_text
+from ui import held, no_error_toast, press, svg_text
 
 PROMPT = "JULIET:\nO Romeo, Romeo!"
 FP16 = "fp16 / bf16"
@@ -28,15 +28,6 @@ def title(out) -> str:
     meta = lay.get("meta") if isinstance(lay.get("meta"), dict) else {}
     return meta.get("title") or lay["title"]["text"].replace("<br>", " ")
 
-
-def held(out, sent):
-    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
-    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
-    'value' means "unchanged", the value sent."""
-    if isinstance(out, dict):
-        assert out.get("__type__") == "update", out
-        return out.get("value", sent)
-    return out
 
 
 # ----------------------------------------------------------------------------- gradio_client

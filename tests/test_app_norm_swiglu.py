@@ -5,7 +5,7 @@ import json
 
 from lessons.grading import NO_PICK
 from raw_api import call_json
-from ui import idle, no_errors, nudge, text_of, wait_text
+from ui import held, idle, no_errors, nudge, text_of, wait_text
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -25,15 +25,6 @@ def _texts(fig):
     plain = meta.get("title") or (title.get("text", "") if isinstance(title, dict) else str(title))
     return " ".join(out + [plain]).replace("<br>", " ")
 
-
-def held(out, sent):
-    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
-    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
-    'value' means "unchanged", the value sent."""
-    if isinstance(out, dict):
-        assert out.get("__type__") == "update", out
-        return out.get("value", sent)
-    return out
 
 
 def test_rmsnorm_events(client, cm):

@@ -11,7 +11,7 @@ from conftest import array, fig
 from lessons.rope import compute as C
 from test_lesson_rope import expected_grade, reference_losses
 import raw_api
-from ui import text_of
+from ui import held, text_of
 
 TEXT = "To be, or not to be: that is the question."
 
@@ -23,15 +23,6 @@ def title(plot) -> str:
     meta = lay.get("meta") if isinstance(lay.get("meta"), dict) else {}
     return meta.get("title") or lay["title"]["text"].replace("<br>", " ")
 
-
-def held(out, sent):
-    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
-    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
-    'value' means "unchanged", the value sent."""
-    if isinstance(out, dict):
-        assert out.get("__type__") == "update", out
-        return out.get("value", sent)
-    return out
 
 
 def test_tokens_and_shuffle(client, cm):

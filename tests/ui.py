@@ -75,3 +75,13 @@ def no_errors(page) -> None:
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
     assert "Error" not in " ".join(page.locator(".toast-wrap").all_inner_texts())
     assert page.errors == []
+
+
+def held(out, sent):
+    """The value a slider shows after an event: app/controls.py leaves the value out of a slider's update when the
+    handler only repeats the value it was sent (so a slider never jumps back to a stale value): an update without
+    'value' means "unchanged", the value sent."""
+    if isinstance(out, dict):
+        assert out.get("__type__") == "update", out
+        return out.get("value", sent)
+    return out
