@@ -244,3 +244,8 @@ def test_the_toy_vector_and_the_length_question(cm, res):
     assert "1/√L" in C.describe_placements(C.compare_placements(4, 1.0))
     st = C.site_stats(cm, res, C.invariance_site(cm))
     assert f"{st.above_one} of {st.channels} channels have g > 1" in C.describe_site(st)
+
+
+def test_large_ratios_in_the_placement_table_are_grouped_not_raw():
+    """Issue 22, item 23: the gradient table showed an unformatted 1938144.99."""
+    assert C._ratio(1938144.99) == "1,938,145" and C._ratio(1.4142) == "1.41"

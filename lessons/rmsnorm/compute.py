@@ -637,16 +637,21 @@ def placement_figure(r: Placement) -> go.Figure:
                              font=dict(size=13)))
 
 
+def _ratio(x: float) -> str:
+    """A ratio for a table: two decimals when small, whole and grouped when large (1,938,145, not 1938144.99)."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.2f}"
+
+
 def describe_placements(r: Placement) -> str:
     pre, post, sw = r.pre, r.post, r.sweep
     rows = ["| | pre-norm | post-norm | post / pre |", "|---|---|---|---|",
             f"| loss at init (nats/token) | {pre.loss:.3f} | {post.loss:.3f} | |",
             f"| ‖∂loss/∂W2‖, first layer | {pre.layer_grad[0]:.3g} | {post.layer_grad[0]:.3g} | "
-            f"{post.layer_grad[0] / pre.layer_grad[0]:.2f} |",
+            f"{_ratio(post.layer_grad[0] / pre.layer_grad[0])} |",
             f"| ‖∂loss/∂W2‖, last layer | {pre.layer_grad[-1]:.3g} | {post.layer_grad[-1]:.3g} | "
-            f"{post.layer_grad[-1] / pre.layer_grad[-1]:.2f} |",
-            f"| last layer, {sw.depths[0]} → {sw.depths[-1]} layers deep | ×{sw.pre[-1] / sw.pre[0]:.2f} | "
-            f"×{sw.post[-1] / sw.post[0]:.2f} | |",
+            f"{_ratio(post.layer_grad[-1] / pre.layer_grad[-1])} |",
+            f"| last layer, {sw.depths[0]} → {sw.depths[-1]} layers deep | ×{_ratio(sw.pre[-1] / sw.pre[0])} | "
+            f"×{_ratio(sw.post[-1] / sw.post[0])} | |",
             f"| 1/√L from {sw.depths[0]} to {sw.depths[-1]} layers (the dotted line) | "
             f"×{math.sqrt(sw.depths[0] / sw.depths[-1]):.2f} | | |"]
     ratio = sw.pre[-1] / sw.pre[0] / math.sqrt(sw.depths[0] / sw.depths[-1])
