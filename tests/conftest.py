@@ -65,6 +65,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc, url: str, seconds: float, exited, fail=None) -> None:
+    """Poll `url` until it answers 200 (the app has started). If the process ends first, fail with `exited()` (its
+    message, read then: the log is complete); after `seconds`, kill it and fail. `fail` raises the message
+    (default: RuntimeError; a test may pass pytest.fail)."""
+    fail = fail or (lambda msg: (_ for _ in ()).throw(RuntimeError(msg)))
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            fail(exited())
+        if time.time() > deadline:
+            proc.kill()
+            fail(f"the app did not start within {seconds:.0f} s")
+        time.sleep(0.5)
+
+
 class AppURL(str):
     """The app's URL ("http://127.0.0.1:PORT/"); `.log` is the path of the server's stdout and stderr."""
 
@@ -87,20 +108,8 @@ def app_url(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "app.main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = AppURL(f"http://127.0.0.1:{port}/")
     url.log = log_path
-    deadline = time.time() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode} before serving:\n{log_path.read_text()[-3000:]}")
-        if time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("the app did not start within 180 s")
-        time.sleep(0.5)
+    wait_until_serving(proc, url, 180, lambda: f"the app exited with code {proc.returncode} before serving:\n"
+                                               f"{log_path.read_text()[-3000:]}")
     yield url
     proc.terminate()
     try:

@@ -13,11 +13,10 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from conftest import ROOT, _free_port
+from conftest import ROOT, _free_port, wait_until_serving
 from lessons.efficient_attention import compute as E
 from ui import idle, no_errors
 
@@ -48,21 +47,10 @@ def zerogpu(tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "app/main.py"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 240
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"the app exited as a ZeroGPU Space (code {proc.returncode}):\n"
-                            f"{server_log.read_text()[-3000:]}\n{sim_log.read_text() if sim_log.exists() else ''}")
-            if time.time() > deadline:
-                pytest.fail("the app did not start within 240 s as a ZeroGPU Space")
-            time.sleep(0.5)
+        wait_until_serving(proc, url, 240, lambda: f"the app exited as a ZeroGPU Space (code {proc.returncode}):\n"
+                           f"{server_log.read_text()[-3000:]}\n{sim_log.read_text() if sim_log.exists() else ''}",
+                           fail=pytest.fail)
         yield url, server_log, sim_log
     finally:
         proc.terminate()
