@@ -25,6 +25,7 @@ snapshots, lessons.training).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -250,10 +251,12 @@ class Drift:
     text_tokens: int
 
 
+@functools.lru_cache(maxsize=2)
 @torch.no_grad()
 def covariate_drift(text: str | None = None) -> Drift:
     """Run one held-out text through each shipped snapshot of the course model's training (lessons.training) and
-    record, per layer, the RMS of the block's input before and after its RMSNorm."""
+    record, per layer, the RMS of the block's input before and after its RMSNorm. The snapshots never change, so
+    the result is computed once per text (every learner's button press after the first reads it)."""
     from lessons.course import validation_excerpt
     from lessons.training import compute as T
 
