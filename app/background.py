@@ -6,7 +6,7 @@ so each of the other handlers' many small torch calls waits for it again and aga
 for the job: the child starts at once with everything loaded (the model, the tokenizer, the corpus' token ids,
 all shared copy-on-write), runs at `NICE` niceness, so the kernel gives the cores to the interactive handlers
 first, and has a GIL of its own. The child exits when the job ends, so its memory goes with it; closing the
-stream kills it, and so does the learner's Stop (`Stop`, asked every POLL_S while the stream waits for the child).
+stream kills it, and so does the learner's Stop (`StopBoard`, asked every POLL_S while the stream waits for the child).
 Gradio's own cancel is not used for that: it closes a handler's generator only between two of its items, holding a
 lock while the generator is inside next(), and in a browser it mostly missed the running event.
 
@@ -17,18 +17,24 @@ child (lessons.course.LRU, llama.tokenizer.BPETokenizer). Its results come back 
     for update in background.stream(compute.train_lab, cm, settings, progress=report):
         ...
     training = background.call(compute.train_lesson, text, vocab, tok, progress=report)
-    for update in background.stream(compute.train_lab, cm, settings, stop=Stop.watch(halt)):   # halt: a Stop
+    for update in background.stream(compute.train_lab, cm, settings, stop=STOPS.watch(run_id)):
         ...
 """
 
 from __future__ import annotations
 
+import collections
 import inspect
-import itertools
 import multiprocessing
 import os
 import pickle
+import re
+import threading
 import traceback
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from lessons.inputs import LessonError
 
@@ -41,45 +47,85 @@ class JobFailed(RuntimeError):
     """The child raised something other than a LessonError (a bug: its traceback is the message), or died."""
 
 
-class Stop:
-    """A learner's Stop button for their own jobs, kept in their session's gr.State (each session a copy of the
-    State's value; made at the first click where the State starts as None).
-    Every click of the job's button arms it first (queue=False, so at once, even while the job waits in the queue);
-    the job takes `watch()`, a callable that turns True once Stop was pressed after that click;
-    `stream(..., stop=watch)` then kills the job's process.
+class StopBoard:
+    """The learners' Stop buttons for their own long jobs (the training lab's run), outside Gradio's events.
 
-        halt = gr.State(background.Stop())
-        go.click(background.Stop.arm, halt, halt, queue=False).then(on_train, [..., halt], ...)
-        stop.click(background.Stop.press, halt, None, queue=False)
+    Why not a Gradio event: the browser dispatches an event only after it has gathered its inputs, and while a job
+    streams updates (a figure every fraction of a second) that can wait until the stream ends: a Stop sent that way
+    arrived up to 12 s late, when the run had already used its whole budget (issue 24). So the Stop button is
+    plain JavaScript (app/static/stop.js): a click posts the run's id to POST /api/stop (`routes`) at once.
 
-    Arm and press read one counter (itertools.count: atomic under the GIL), so a Stop pressed while the job still
-    waits in the queue stops it as soon as it starts, and the next click of the button runs again."""
+    A run id is "<page>:<n>": a random 128-bit page token made by the page, and n counted up by each click of the
+    job's button; the button's event carries the id to the job (a hidden input filled in the browser), the job
+    takes `watch(run_id)`, and `stream(..., stop=watch)` kills its process once a Stop named n or a later run of
+    the same page. The two requests may reach the server in either order: the numbers decide, not the arrival.
+    Memory is bounded: the last CAPACITY pages are remembered (one integer each). Thread-safe.
 
-    def __init__(self) -> None:
-        self._clock = itertools.count(1)
-        self._armed = 0  # the clock at the last click of the job's button (0: never, e.g. an API client)
-        self._pressed = 0  # the clock at the last Stop
+        run_id = gr.Textbox(visible=False)
+        go = gr.Button("Train", elem_classes=[background.ARM_CLASS])
+        go.click(on_train, [key, run_id, ...], [...], js=background.RUN_ID_JS % 1)   # fills input 1 in the browser
+        stop = gr.Button("Stop", elem_classes=[background.STOP_CLASS])               # no Gradio event
+        ...
+        for update in background.stream(job, ..., stop=background.STOPS.watch(run_id)):
+    """
 
-    @staticmethod
-    def arm(halt: "Stop | None") -> "Stop":
-        """The session's Stop (made at the first click), armed for the job this click starts."""
-        halt = halt if isinstance(halt, Stop) else Stop()
-        halt._armed = next(halt._clock)
-        return halt
+    CAPACITY = 4096
+    RUN_ID = re.compile(r"([0-9a-f]{32}):([0-9]{1,9})")
 
-    @staticmethod
-    def press(halt: "Stop | None") -> None:
-        if isinstance(halt, Stop):
-            halt._pressed = next(halt._clock)
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self._capacity = capacity
+        self._stopped: collections.OrderedDict[str, int] = collections.OrderedDict()  # page -> highest run stopped
+        self._lock = threading.Lock()
 
-    @staticmethod
-    def watch(halt: "Stop | None"):
-        """For a job starting now: a callable, True once Stop was pressed after this job's click (an API call, which
-        clicked nothing, cannot be stopped this way)."""
-        if not isinstance(halt, Stop):
+    @classmethod
+    def parse(cls, run_id) -> tuple[str, int] | None:
+        """(page, n) of a run id, or None for anything else (an API call gives none: its job cannot be stopped)."""
+        m = cls.RUN_ID.fullmatch(run_id) if isinstance(run_id, str) and len(run_id) <= 48 else None
+        return (m[1], int(m[2])) if m else None
+
+    def press(self, run_id) -> bool:
+        """Stop the run `run_id` and every earlier run of its page; False when it is not a run id."""
+        parsed = self.parse(run_id)
+        if parsed is None:
+            return False
+        page, n = parsed
+        with self._lock:
+            self._stopped[page] = max(n, self._stopped.pop(page, 0))  # moved to the newest end
+            while len(self._stopped) > self._capacity:
+                self._stopped.popitem(last=False)
+        return True
+
+    def watch(self, run_id):
+        """For a job starting now: a callable, True once a Stop named its run or a later one of its page."""
+        parsed = self.parse(run_id)
+        if parsed is None:
             return lambda: False
-        run = halt._armed or next(halt._clock)
-        return lambda: halt._pressed > run
+        page, n = parsed
+        return lambda: self._stopped.get(page, 0) >= n
+
+
+STOPS = StopBoard()  # the server's one board
+STOP_CLASS = "stop-button"  # a button with this class posts the page's last run id to /api/stop (app/static/stop.js)
+ARM_CLASS = "stop-arm"  # a click on a job's button with this class counts one more run of the page
+# The job button's event: input number %d gets the run id that the click just made (app/static/stop.js).
+RUN_ID_JS = "(...a) => { a[%d] = window.insideLlamaStop ? window.insideLlamaStop.current() : ''; return a; }"
+
+
+async def _stop_route(request: Request) -> Response:
+    """POST /api/stop {"run": "<page>:<n>"}: 204 once recorded; 400 with a message for anything else."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not (isinstance(body, dict) and STOPS.press(body.get("run"))):
+        return JSONResponse({"detail": "Not a run id: expected {\"run\": \"<32 hex digits>:<number>\"}."},
+                            status_code=400)
+    return Response(status_code=204)
+
+
+def routes() -> list:
+    """The Stop's route, put in front of Gradio's (launch(app_kwargs={"routes": ...}))."""
+    return [Route("/api/stop", _stop_route, methods=["POST"])]
 
 
 def stream(fn, *args, progress=None, stop=None, **kwargs):

@@ -63,7 +63,7 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
-from app import classroom, controls, model_url, share, startup  # noqa: E402
+from app import background, classroom, controls, model_url, share, startup  # noqa: E402
 from app.classroom import api as class_api  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
@@ -139,18 +139,21 @@ def tab_titles() -> dict[str, str]:
 
 
 STATIC = Path(__file__).resolve().parent / "static"  # the page's own CSS and JS
+KEEP_ALIVE_S = 75  # seconds an idle HTTP connection is kept open (main(): the Stop's request must not queue)
 
 
 def head() -> str:
     """The page head of every route: the phone rules; the keyboard, figure-title and screen-reader scripts
     (app/static/keys.js, figures.js, controls.css); the picked model kept in the URL (app/model_url.py); the course
-    skeleton (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself); and
+    skeleton (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself); the
+    learner's Stop (app/static/stop.js, app.background.StopBoard); and
     class mode's banner and script (app/classroom)."""
     static = {name: (STATIC / name).read_text(encoding="utf-8") for name in
-              ("controls.css", "course.css", "keys.js", "figures.js", "course.js")}
+              ("controls.css", "course.css", "keys.js", "figures.js", "course.js", "stop.js")}
     return ("<style>" + HEAD_STYLE + static["controls.css"] + static["course.css"] + "</style><script>"
             + static["keys.js"] + static["figures.js"] + HEAD_FIGURES + model_url.HEAD_JS
-            + HEAD_TITLE % json.dumps(tab_titles()) + static["course.js"] + "</script>" + classroom.head())
+            + HEAD_TITLE % json.dumps(tab_titles()) + static["course.js"] + static["stop.js"] + "</script>"
+            + classroom.head())
 
 
 def not_found_page() -> str:
@@ -281,8 +284,12 @@ def main() -> None:
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,
                 app_kwargs={"exception_handlers": {404: not_found}, "middleware": startup.middleware(),
-                            "routes": class_api.routes()},
+                            "routes": class_api.routes() + background.routes()},
                 prevent_thread_lock=True, ssr_mode=False)  # SSR (on by default on Spaces): README, Hosting
+    # Idle connections stay open KEEP_ALIVE_S, not uvicorn's 5 s: with the page's two long streams (Gradio's heartbeat
+    # and queue) and connections the server had closed after 5 idle seconds, Chromium held a new request (the
+    # training lab's Stop) in its six-per-host queue until a stream ended, up to 10 s (issue 24). Read per connection.
+    demo.server.config.timeout_keep_alive = KEEP_ALIVE_S
     startup.mark("launch")
     startup.report()
     demo.block_thread()

@@ -84,6 +84,7 @@ def test_every_ready_page_has_its_own_url(app_url):
 def test_course_map_in_a_real_browser_links_every_ready_lesson(page, app_url):
     page.goto(app_url)
     page.locator("h1").first.wait_for(timeout=60_000)
+    page.locator("ul.course-map li").nth(len(lessons.LESSONS) - 1).wait_for(timeout=60_000)  # rendered after h1
     body = page.inner_text("body")
     for lesson in lessons.LESSONS:
         assert lesson.title in body
@@ -166,3 +167,22 @@ def test_an_unknown_url_shows_the_course_pages_not_raw_json(app_url):
         urllib.request.urlopen(req, timeout=30)
     except urllib.error.HTTPError as e:
         assert e.code == 404 and e.read().startswith(b"{")
+
+
+def test_an_idle_connection_stays_open_past_uvicorns_five_seconds(app_url):
+    """The server keeps an idle keep-alive connection (app.main.KEEP_ALIVE_S): when it closed them after 5 s, Chromium
+    queued the training lab's Stop behind the page's two long streams for up to 10 s (issue 24)."""
+    import http.client
+    import time
+
+    host, port = app_url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/favicon.ico")
+    conn.getresponse().read()
+    sock = conn.sock
+    time.sleep(6.5)
+    conn.request("GET", "/favicon.ico")  # on the same socket: http.client reconnects only after a failure
+    r = conn.getresponse()
+    r.read()
+    assert conn.sock is sock and r.status in (200, 404)
+    conn.close()

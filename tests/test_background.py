@@ -174,24 +174,70 @@ def test_bpe_training_in_a_child_gives_what_it_gives_here():
     assert drop(there.rows) == drop(here.rows)
 
 
-def test_a_stop_kills_the_job_at_once_and_only_after_its_own_click():
-    halt = background.Stop.arm(None)  # the learner clicked the job's button
-    stopped = background.Stop.watch(halt)
+PAGE = "0123456789abcdef" * 2  # a page's token (app/static/stop.js makes a random one)
+
+
+def test_a_stop_kills_the_job_at_once_and_only_its_own_run():
+    board = background.StopBoard()
+    stopped = board.watch(PAGE + ":1")  # the learner clicked the job's button: the page's run 1
     job = background.stream(sleeps_forever, stop=stopped)
     pid = next(job)  # the child is asleep inside its job: nothing more comes through the pipe
     assert not stopped()
-    background.Stop.press(halt)
+    assert board.press(PAGE + ":1")
     t0 = time.perf_counter()
     with pytest.raises(StopIteration) as end:
         next(job)
     assert time.perf_counter() - t0 < 1 and end.value.value is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped
-    # The next click arms again: the old Stop does not stop the new job; a Stop pressed while it waits does.
-    assert not background.Stop.watch(background.Stop.arm(halt))()
-    background.Stop.press(halt)
-    assert background.Stop.watch(halt)()
-    assert not background.Stop.watch(None)()  # an API call (no click, no Stop) runs to its end
+    # The next click is a new run: the old Stop does not stop it; a Stop pressed while it waits does.
+    assert not board.watch(PAGE + ":2")()
+    board.press(PAGE + ":2")
+    assert board.watch(PAGE + ":2")()
+    assert not board.watch("f" * 32 + ":2")()  # another page's run 2 goes on
+
+
+def test_a_stop_that_reaches_the_server_before_its_runs_click_still_stops_that_run():
+    """The job's event and the Stop are two requests the server may take in either order: the page's run numbers,
+    not the order of arrival, decide (the miss of issue 24)."""
+    board = background.StopBoard()
+    board.press(PAGE + ":4")  # Stop pressed during run 4; its request overtook run 4's event
+    assert board.watch(PAGE + ":4")()
+    assert not board.watch(PAGE + ":5")()  # run 5 was clicked after that Stop
+    board.press(PAGE + ":2")  # a late, older Stop does not undo a newer one, nor stop run 5
+    assert board.watch(PAGE + ":4")() and not board.watch(PAGE + ":5")()
+
+
+@pytest.mark.parametrize("run_id", ["", None, 3, "x:1", PAGE, PAGE + ":", PAGE + ":-1", PAGE + ":1e3",
+                                    PAGE.upper() + ":1", PAGE + ":1" + "0" * 60, [PAGE + ":1"]])
+def test_what_is_not_a_run_id_stops_nothing(run_id):
+    board = background.StopBoard()
+    assert not board.press(run_id)
+    assert not board.watch(run_id)()  # an API call (no run id) runs to its end
+
+
+def test_the_board_remembers_a_bounded_number_of_pages():
+    board = background.StopBoard(capacity=3)
+    pages = [f"{i:032x}" for i in range(5)]
+    for p in pages:
+        board.press(p + ":1")
+    assert not board.watch(pages[0] + ":1")() and board.watch(pages[4] + ":1")()
+    assert len(board._stopped) == 3
+
+
+def test_the_stop_route_answers_204_or_400_never_500():
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+    background.STOPS._stopped.clear()
+    web = TestClient(Starlette(routes=background.routes()))
+    assert web.post("/api/stop", json={"run": PAGE + ":7"}).status_code == 204
+    assert background.STOPS.watch(PAGE + ":7")()
+    for body in ({"run": "nope"}, {}, [], "text"):
+        r = web.post("/api/stop", json=body)
+        assert r.status_code == 400 and "run id" in r.json()["detail"]
+    r = web.post("/api/stop", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    background.STOPS._stopped.clear()
 
 
 def test_a_stopped_lab_run_keeps_its_curve_and_model_at_the_step_reached(tmp_path):
@@ -201,12 +247,12 @@ def test_a_stopped_lab_run_keeps_its_curve_and_model_at_the_step_reached(tmp_pat
     corpus.write_text("ROMEO: But soft, what light through yonder window breaks?\n" * 200, encoding="utf-8")
     s, _ = C.lab_settings(1, 32, 2, 1, "rmsnorm", "rope", "swiglu", "pre", 3e-3, 4, 30)
     C.corpus_ids(cm, corpus)
-    halt = background.Stop.arm(None)
+    board = background.StopBoard()
     got, t0 = [], time.perf_counter()
-    for u in background.stream(C.train_lab, cm, s, corpus=corpus, stop=background.Stop.watch(halt)):
+    for u in background.stream(C.train_lab, cm, s, corpus=corpus, stop=board.watch(PAGE + ":1")):
         got.append(u)
         if len(got) == 2:
-            background.Stop.press(halt)
+            board.press(PAGE + ":1")
             t0 = time.perf_counter()
     assert time.perf_counter() - t0 < 1 and len(got) == 2 and not got[-1].done  # a 30 s budget, stopped at once
     u = C.stopped(got[-1])

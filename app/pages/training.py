@@ -7,9 +7,9 @@ Training is the learner's own: the model lives in their session (gr.State), neve
 event runs at most one at a time (concurrency_limit=1 with its own concurrency_id): a second learner sees their
 queue position, and the other pages' events are not queued behind it. The training itself runs in a child process
 at a lower CPU priority (app.background), so that it takes only what the other learners leave of the two cores.
-Stop is the project's own (app.background.Stop, one per session in gr.State), not Gradio's cancel (which holds a
-lock while the generator is inside next() and mostly missed the running event in a browser): Stop kills the
-training process within background.POLL_S, and the page keeps the curve and the model of the last update it got,
+Stop is the project's own (app.background.StopBoard and app/static/stop.js: a plain request, not a Gradio event,
+which the browser can hold back while a run streams; nor Gradio's cancel, which holds a lock while the generator
+is inside next()): Stop kills the training process within background.POLL_S, and the page keeps the curve and the model of the last update it got,
 "Stopped at step N". Train clicked again runs at once.
 """
 
@@ -77,8 +77,8 @@ def build(cm: CourseModel, lesson) -> None:
             batch = widgets.Slider(*L["batch_size"], D["batch_size"], step=1, label="batch size (windows)")
             budget = widgets.Slider(*L["budget_s"], D["budget_s"], step=1, label="time budget (seconds)")
             with gr.Row():
-                train = gr.Button("Train", variant="primary")
-                stop = gr.Button("Stop")
+                train = gr.Button("Train", variant="primary", elem_classes=[background.ARM_CLASS])
+                stop = gr.Button("Stop", elem_classes=[background.STOP_CLASS])  # app/static/stop.js: no Gradio event
             lab_msg = widgets.message()
         with gr.Column(scale=2):
             curve = widgets.Plot(C.waiting_figure(cm), label="Training curves", elem_id="training-curve",
@@ -89,7 +89,7 @@ def build(cm: CourseModel, lesson) -> None:
                                 lines=5, interactive=False, elem_id="training-sample")
     # The learner's trained model (one per session, replaced by their next run), dropped an hour after their last run.
     lab = gr.State(None, time_to_live=C.KEEP_TRAINED_S)
-    halt = gr.State(background.Stop())  # the learner's Stop (app.background.Stop: a copy per session)
+    run_id = gr.Textbox("", visible=False)  # the run's id for the learner's Stop, set in the browser (app.background)
     gr.Markdown("**Try your trained model** (the same generation loop as lesson 8):")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -146,13 +146,12 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners
     widgets.on_model(key, refresh, [page_msg, facts, curve])
-    # Train arms the learner's Stop at once (queue=False), then trains; a click while a run ends is kept (always_last).
-    train.click(background.Stop.arm, halt, halt, queue=False, api_visibility="private").then(
-        widgets.handler(on_train, 5, msg_at=0),
-        [key, halt, layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget],
-        [lab_msg, curve, status, sample, lab], api_name="training_train",
-        concurrency_limit=1, concurrency_id="training_lab", trigger_mode="always_last")
-    stop.click(background.Stop.press, halt, None, queue=False, api_visibility="private")
+    # Train carries the run id its click made (app.background.StopBoard); a click while a run ends is kept
+    # (always_last). Stop is the page's own script (app/static/stop.js), not a Gradio event.
+    train.click(widgets.handler(on_train, 5, msg_at=0),
+                [key, run_id, layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget],
+                [lab_msg, curve, status, sample, lab], api_name="training_train", js=background.RUN_ID_JS % 1,
+                concurrency_limit=1, concurrency_id="training_lab", trigger_mode="always_last")
     gr.on([gen.click, prompt.submit], widgets.handler(on_generate, 2, msg_at=0), [key, lab, prompt, n_new, temperature],
           [gen_msg, generated], api_name="training_generate")
     reveal.click(widgets.handler(on_reveal, 4, msg_at=0), [key, guess, family], [answer, revealed, ablation_plot, table],
@@ -171,9 +170,9 @@ def build(cm: CourseModel, lesson) -> None:
 # ----------------------------------------------------------------------------- handlers (no maths: compute does it)
 
 
-def on_train(cm: CourseModel, halt, layers, dim, heads, kv, norm, position, ffn, placement, lr,
+def on_train(cm: CourseModel, run_id, layers, dim, heads, kv, norm, position, ffn, placement, lr,
              batch, budget, progress=gr.Progress()):
-    stopped = background.Stop.watch(halt)
+    stopped = background.STOPS.watch(run_id)
     s, notice = C.lab_settings(layers, dim, heads, kv, norm, position, ffn, placement, lr, batch, budget)
     yield widgets.note(notice), gr.skip(), "Preparing…", gr.skip(), gr.skip()
     C.corpus_ids(cm)  # tokenized in the server, once per tokenizer: the training process inherits it
