@@ -78,7 +78,7 @@ def build(cm: CourseModel, lesson) -> None:
             budget = widgets.Slider(*L["budget_s"], D["budget_s"], step=1, label="time budget (seconds)")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_classes=[background.ARM_CLASS])
-                stop = gr.Button("Stop", elem_classes=[background.STOP_CLASS])  # app/static/stop.js: no Gradio event
+                gr.Button("Stop", elem_classes=[background.STOP_CLASS])  # app/static/stop.js posts it: no Gradio event
             lab_msg = widgets.message()
         with gr.Column(scale=2):
             curve = widgets.Plot(C.waiting_figure(cm), label="Training curves", elem_id="training-curve",
