@@ -149,7 +149,7 @@ def head() -> str:
     static = {name: (STATIC / name).read_text(encoding="utf-8") for name in
               ("controls.css", "course.css", "keys.js", "figures.js", "course.js")}
     return ("<style>" + HEAD_STYLE + static["controls.css"] + static["course.css"] + "</style><script>"
-            + static["keys.js"] + static["figures.js"] + HEAD_FIGURES + model_url.HEAD_JS
+            + static["keys.js"] + static["figures.js"] + HEAD_FIGURES + model_url.HEAD_JS + share.HEAD_JS
             + HEAD_TITLE % json.dumps(tab_titles()) + static["course.js"] + "</script>" + classroom.head())
 
 
