@@ -225,7 +225,7 @@ WRITE_URL = """async (...values) => {
 }"""
 # In the page head: the fragment the page was opened with, kept before the page's own WRITE_URL rewrites it (a
 # picked model's values are written into the address before the link is applied).
-HEAD_JS = "window.insideLlamaOpened = {hash: window.location.hash};"
+HEAD_JS = "window.insideLlamaOpened = {hash: window.location.hash};\n"
 READ_FRAGMENT = "() => (window.insideLlamaOpened || {}).hash || ''"
 
 
