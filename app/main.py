@@ -141,13 +141,14 @@ def build() -> gr.Blocks:
         gr.Navbar(main_page_name=COURSE_MAP)
         home.build(cm)
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
-    for n, lesson in enumerate(ready, 1):
-        print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
-        page = importlib.import_module(f"app.pages.{lesson.slug}")
-        with demo.route(lesson.short or lesson.title, lesson.path):
-            gr.Navbar(main_page_name=COURSE_MAP)
-            page.build(cm, lesson)
-        share.check_linked(lesson.slug)
+    with startup.one_app_for_all_pages(demo):
+        for n, lesson in enumerate(ready, 1):
+            print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
+            page = importlib.import_module(f"app.pages.{lesson.slug}")
+            with demo.route(lesson.short or lesson.title, lesson.path):
+                gr.Navbar(main_page_name=COURSE_MAP)
+                page.build(cm, lesson)
+            share.check_linked(lesson.slug)
     controls.steady_sliders(demo)  # every slider follows the learner's hand (app/controls.py)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     startup.mark("pages")
@@ -207,21 +208,27 @@ CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 
 
 def warm() -> None:
-    """Before the first learner arrives: a page's `warm(cm)`, where it has one, computes the few results that every
-    learner of a class would otherwise ask for at once (bench/bench_load.py showed them waiting seconds)."""
-    for lesson in (lesson for lesson in lessons.LESSONS if lesson.ready):
-        page = importlib.import_module(f"app.pages.{lesson.slug}")
-        if hasattr(page, "warm"):
-            page.warm(course())
+    """A page's `warm(cm)`, where it has one, computes the few results that every learner of a class would otherwise
+    ask for at once (bench/bench_load.py showed them waiting seconds). main() runs it in a background thread once the
+    server answers (it took 3-6 s of the start-up): a learner who asks for one of these results meanwhile waits for
+    the computation under way (lessons.course.LRU.get_or_compute), never for a second one."""
+    t0 = time.time()
+    try:
+        for lesson in (lesson for lesson in lessons.LESSONS if lesson.ready):
+            page = importlib.import_module(f"app.pages.{lesson.slug}")
+            if hasattr(page, "warm"):
+                page.warm(course())
+    except Exception as e:  # noqa: BLE001  (the results are then computed when first asked for)
+        print(f"[inside-llama] warming the pages' shared results failed: {e!r}", flush=True)
+        return
+    print(f"[inside-llama] pages' shared results warmed in {time.time() - t0:.1f}s (in the background)", flush=True)
 
 
 def main() -> None:
     startup.prefetch_models()  # the Hub's files of INSIDE_LLAMA_MODELS, in a background thread
     demo = build()
-    warm()
-    startup.mark("warm")
     startup.quiet_log()
-    # The pages, the model and the warmed results are ~460,000 Python objects that live as long as the server. A
+    # The pages and the model are ~460,000 Python objects that live as long as the server. A
     # full garbage collection walks them all (about 0.3 s on a quiet 2-core machine, every thread waiting), now and
     # then while a class is on: frozen, collections walk only what the learners' requests create.
     gc.collect()  # what start-up left as garbage goes first: frozen objects are never collected
@@ -236,6 +243,7 @@ def main() -> None:
                 prevent_thread_lock=True, ssr_mode=False)  # SSR (on by default on Spaces): README, Hosting
     startup.mark("launch")
     startup.report()
+    threading.Thread(target=warm, name="warm", daemon=True).start()
     demo.block_thread()
 
 

@@ -24,6 +24,7 @@ the Hub's models fetched in the background, and pages that travel compressed and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -60,6 +61,29 @@ def report() -> str:
     line = f"[inside-llama] start-up in {total:.1f}s: " + ", ".join(f"{n} {s:.1f}s" for n, s in PHASES)
     print(line, flush=True)
     return line
+
+
+@contextlib.contextmanager
+def one_app_for_all_pages(demo):
+    """Build the app's config and its web app once, after the last page, instead of at the end of every page.
+
+    Gradio's Blocks.__exit__ (`with demo.route(...)` returns demo itself) rebuilds the whole app's config and a new
+    FastAPI app with a route per API endpoint every time a page's block ends: work that grows with the square of the
+    pages (16 pages: about 1,650 routes declared and 33 configs built, 10 s of the start-up on a busy machine), and
+    all of it is thrown away, since queue() and launch() build them again. Inside this block a page's end skips
+    both; at its end they are built once, as the last page's end would have left them."""
+    from gradio.routes import App
+
+    create_app = App.create_app
+    demo.get_config_file = lambda: None  # the instance's attribute hides the method while the pages are built
+    App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield demo
+    finally:
+        del demo.get_config_file
+        App.create_app = create_app
+    demo.config = demo.get_config_file()
+    demo.app = App.create_app(demo, mcp_server=False)
 
 
 def quiet_log() -> None:
