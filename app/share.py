@@ -12,7 +12,7 @@ A page names its inputs once, at the end of its listeners:
   (history.replaceState: no reload, back/forward keep each page's state) and into the page's "Link to this view"
   box (lesson_header places it; its copy button copies the link).
 - A value too long for the query (a pasted page of training text) travels whole, compressed, in the URL's fragment
-  (`#text=<deflate, base64url>`, `FRAGMENT`): the browser never sends a fragment to the server, so no request
+  (`#text=<deflate, base64url>`, written by `WRITE_URL`): the browser never sends a fragment to the server, so no request
   grows with it. On load the page reads the fragment it was opened with (`HEAD_JS` keeps it before anything
   rewrites the address) and `fragment_params` unpacks it beside the query. A "Go deeper" anchor (`#deeper-<id>`)
   shares the fragment: parts are joined with "&".
@@ -101,10 +101,11 @@ def read_link(params: dict, fields: list[Field]) -> tuple[dict, str]:
     return values, f"From the link: {notice}" if notice else ""
 
 
-def fragment_params(fragment, limit: int = MAX_TEXT_CHARS) -> tuple[dict, str]:
+def fragment_params(fragment, limit: int = MAX_TEXT_CHARS, names=None) -> tuple[dict, str]:
     """The values a link carries in its fragment: ({name: text}, notice). The fragment is "#" and "&"-joined parts;
     a part `name=<base64url>` is a value as WRITE_URL packs it (UTF-8, raw deflate, base64url without padding);
-    a part without "=" is an anchor (a "Go deeper" section) and is left to the page. At most 4 * `limit` bytes are
+    a part without "=" is an anchor (a "Go deeper" section) and is left to the page, as is a part whose name is not
+    in `names` (when given: the page's link names). At most 4 * `limit` bytes are
     unpacked (a value longer than the cap is cut there, and read_link then says so); a part that cannot be read is
     left out with a notice, and the others still apply.
 
@@ -116,7 +117,7 @@ def fragment_params(fragment, limit: int = MAX_TEXT_CHARS) -> tuple[dict, str]:
         return values, ""
     for part in fragment.lstrip("#").split("&"):
         name, eq, packed = part.partition("=")
-        if not eq or not name:
+        if not eq or not name or (names is not None and name not in names):
             continue
         try:
             data = base64.b64decode(packed.replace("-", "+").replace("_", "/") + "=" * (-len(packed) % 4),
@@ -296,7 +297,8 @@ def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict 
     def checked(b, params, fragment):
         params = params if isinstance(params, dict) else {}
         _, model_notice = model_from_link(params.get(MODEL_PARAM))
-        packed, fragment_notice = fragment_params(fragment, max((f.limit for f in fields), default=MAX_TEXT_CHARS))
+        packed, fragment_notice = fragment_params(fragment, max((f.limit for f in fields), default=MAX_TEXT_CHARS),
+                                                  names=set(names))
         values, notice = read_link({**params, **packed}, [with_bounds(f, b, c) for f, c in zip(fields, comps)])
         return values, join(model_notice, notice, f"From the link: {fragment_notice}" if fragment_notice else "")
 
