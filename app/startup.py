@@ -142,10 +142,10 @@ class PackedAssets:
     the first request for a file queues it for a background thread (at the lowest CPU priority, so learners'
     requests go first) and gets Gradio's own answer meanwhile; later requests get the packed file from memory,
     with `Cache-Control: immutable` (a file's name changes with its content). Files under MIN_BYTES are left to
-    Gradio: packing them saves little."""
+    Gradio: packing them saves little. Files packed by an earlier start are read back from disk at once."""
 
     PREFIX = "/assets/"
-    MIN_BYTES = 50_000
+    MIN_BYTES = 20_000
     # Packed at start-up, before anyone asks: the chunk every lesson page loads for its figures (Plotly, 4.6 MB).
     EAGER = ("PlotlyPlot-*.js",)
 
@@ -169,6 +169,14 @@ class PackedAssets:
             for pattern in self.EAGER:
                 for f in sorted(self.root.glob(pattern)):
                     self.want(f.name)
+            for f in sorted(self.cache().glob("*.br")):  # packed by an earlier start: read back at once
+                self.want(f.name[:-len(".br")])
+
+    @staticmethod
+    def cache() -> Path:
+        import os
+
+        return Path(os.environ.get("INSIDE_LLAMA_CACHE") or Path.home() / ".cache" / "inside-llama") / "assets"
 
     def source(self, name: str) -> Path | None:
         if self.root is None or "/" in name or "\\" in name or not name.endswith((".js", ".css")):
@@ -210,7 +218,7 @@ class PackedAssets:
 
         import brotli
 
-        cache = Path(os.environ.get("INSIDE_LLAMA_CACHE") or Path.home() / ".cache" / "inside-llama") / "assets"
+        cache = self.cache()
         packed = cache / (name + ".br")
         if packed.is_file():
             return packed.read_bytes()

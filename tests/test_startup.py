@@ -73,3 +73,18 @@ def test_a_large_asset_is_packed_once_and_then_served_packed_and_immutable(asset
 def test_a_lesson_page_asks_for_plotlys_chunk_as_it_starts():
     js = startup.preload_js()
     assert 'rel = "modulepreload"' in js and "PlotlyPlot-" in js
+
+
+def test_files_packed_by_an_earlier_start_are_served_packed_from_the_first_request(assets):
+    first, root = assets
+    client = TestClient(first)
+    client.get("/assets/Big-abc123.js", headers={"Accept-Encoding": "br"})
+    deadline = time.time() + 30
+    while "Big-abc123.js" not in first.packed and time.time() < deadline:
+        time.sleep(0.05)
+    again = startup.PackedAssets(page_app(), root=root)  # the server started again: the disk cache is read back
+    deadline = time.time() + 30
+    while "Big-abc123.js" not in again.packed and time.time() < deadline:
+        time.sleep(0.05)
+    r = TestClient(again).get("/assets/Big-abc123.js", headers={"Accept-Encoding": "br"})
+    assert r.headers["content-encoding"] == "br" and r.content == (root / "Big-abc123.js").read_bytes()
