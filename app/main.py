@@ -68,67 +68,13 @@ from app.classroom import api as class_api  # noqa: E402
 from app.context import course  # noqa: E402
 from app.pages import home  # noqa: E402
 
-CSS = """
-.lesson-message p { color: #b45309; font-weight: 600; }
-.lesson-nav { font-size: 0.95em; }
-.token-chips span.chip { display: inline-block; margin: 2px; padding: 1px 4px; border-radius: 4px;
-  font-family: ui-monospace, monospace; font-size: 0.9em; white-space: pre; }
-/* Wide content scrolls inside its own box instead of squeezing letters or widening the page. */
-.prose table, .md table { display: block; max-width: 100%; overflow-x: auto; }
-.prose td, .prose th, .md td, .md th { min-width: 5em; overflow-wrap: normal; word-break: normal; }
-.katex-display { max-width: 100%; overflow-x: auto; overflow-y: hidden; }
-.js-plotly-plot, .plot-container { max-width: 100%; }
-/* Under each figure: its export buttons in one short line, its Code panel collapsed. */
-.figure-tools { gap: 6px !important; flex-wrap: wrap !important; }
-.figure-code { margin-top: 0 !important; }
-"""
-# Phone rules go into the page head: Gradio scopes the media queries of launch(css=...) to ".gradio-container
-# .contain", which neither its page bar (a wrapping flex <nav> in .nav-holder) nor its rows' own rules obey. On a
-# phone, rows stack (each child full width) and the page bar is one line that scrolls sideways, not one per lesson.
-HEAD_STYLE = """
-/* The page bar shows every lesson (short labels, LessonInfo.short): it wraps onto a second line where one is not
-   enough, so no lesson hides past the edge. */
-.nav-holder nav { flex-wrap: wrap !important; overflow-x: visible; justify-content: center !important;
-  row-gap: 2px !important; column-gap: 2px !important; font-size: 0.88em; }
-.nav-holder nav a { white-space: nowrap; flex: none; padding: 2px 6px !important; }
-@media (max-width: 700px) {
-  .gradio-container .row { flex-direction: column !important; flex-wrap: nowrap !important; }
-  .gradio-container .row > * { min-width: 0 !important; width: 100% !important; max-width: 100% !important; }
-  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  .lesson-nav { font-size: 0.85em; white-space: nowrap; overflow-x: auto; }
-  .nav-holder nav { flex-wrap: wrap !important; justify-content: flex-start !important;
-    padding: 0 6px !important; font-size: 0.8em; }
-  .nav-holder nav a { white-space: nowrap; flex: none; }
-  /* a figure's export buttons stay one line */
-  .gradio-container .row.figure-tools { flex-direction: row !important; flex-wrap: wrap !important; }
-  .gradio-container .row.figure-tools > * { width: auto !important; flex: none !important; }
-}
-"""
-THEME = gr.themes.Soft()
-# Screen readers: every figure is an image whose label is its description (lessons.plots.describe, computed from
-# the figure's data on the server and carried in layout.meta.description), set again whenever a figure is redrawn.
-HEAD_FIGURES = """
-(() => {
-  const label = () => document.querySelectorAll('.js-plotly-plot').forEach((gd) => {
-    const d = gd.layout && gd.layout.meta && gd.layout.meta.description;
-    if (d && gd.getAttribute('aria-label') !== d) { gd.setAttribute('role', 'img'); gd.setAttribute('aria-label', d); }
-  });
-  let pending = null;
-  new MutationObserver(() => { clearTimeout(pending); pending = setTimeout(label, 150); })
-    .observe(document.documentElement, {subtree: true, childList: true});
-})();
-"""
-# Every page has its own browser-tab title (Gradio gives every route the app's one title, and sets it again
-# as the page renders): the title for this path, kept whenever something else writes it.
-HEAD_TITLE = """
-(() => {
-  const titles = %s;
-  const want = titles[location.pathname.replace(/\\/+$/, "") || "/"] || titles["/"];
-  const keep = () => { if (document.title !== want) document.title = want; };
-  keep();
-  new MutationObserver(keep).observe(document.head, {subtree: true, childList: true, characterData: true});
-})();
-"""
+# The Soft theme with the reader's own system fonts instead of its web fonts (Montserrat and IBM Plex Mono: about
+# 200 kB on every first visit; bench/bench_pages.py).
+SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+                "Noto Sans", "sans-serif")
+SYSTEM_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono",
+               "monospace")
+THEME = gr.themes.Soft(font=SYSTEM_FONTS, font_mono=SYSTEM_MONO)
 
 
 def tab_titles() -> dict[str, str]:
@@ -140,20 +86,23 @@ def tab_titles() -> dict[str, str]:
 
 STATIC = Path(__file__).resolve().parent / "static"  # the page's own CSS and JS
 KEEP_ALIVE_S = 75  # seconds an idle HTTP connection is kept open (main(): the Stop's request must not queue)
+CSS = (STATIC / "app.css").read_text(encoding="utf-8")  # launch(css=...): Gradio scopes it to the app
 
 
 def head() -> str:
-    """The page head of every route: the phone rules; the keyboard, figure-title and screen-reader scripts
-    (app/static/keys.js, figures.js, controls.css); the picked model kept in the URL (app/model_url.py); the course
+    """The page head of every route: the phone rules (app/static/layout.css); the keyboard, figure-title and
+    screen-reader scripts (app/static/keys.js, figures.js, figure_labels.js, controls.css); the picked model kept in
+    the URL (app/model_url.py) and a link's fragment (app/share.py); each page's tab title (titles.js); the course
     skeleton (app/static/course.css, course.js: answers hidden until Reveal, Go deeper links, check yourself); the
-    learner's Stop (app/static/stop.js, app.background.StopBoard); and
-    class mode's banner and script (app/classroom)."""
+    learner's Stop (app/static/stop.js, app.background.StopBoard); the figures' Plotly chunk fetched as a lesson page starts (startup.preload_js); and class mode's banner and script
+    (app/classroom)."""
     static = {name: (STATIC / name).read_text(encoding="utf-8") for name in
-              ("controls.css", "course.css", "keys.js", "figures.js", "course.js", "stop.js")}
-    return ("<style>" + HEAD_STYLE + static["controls.css"] + static["course.css"] + "</style><script>"
-            + static["keys.js"] + static["figures.js"] + HEAD_FIGURES + model_url.HEAD_JS
-            + HEAD_TITLE % json.dumps(tab_titles()) + static["course.js"] + static["stop.js"] + "</script>"
-            + classroom.head())
+              ("layout.css", "controls.css", "course.css", "keys.js", "figures.js", "figure_labels.js", "titles.js",
+               "course.js", "stop.js")}
+    return ("<style>" + static["layout.css"] + static["controls.css"] + static["course.css"] + "</style><script>"
+            + static["keys.js"] + static["figures.js"] + static["figure_labels.js"] + model_url.HEAD_JS
+            + share.HEAD_JS + static["titles.js"].replace("__TITLES__", json.dumps(tab_titles()))
+            + static["course.js"] + static["stop.js"] + startup.preload_js() + "</script>" + classroom.head())
 
 
 def not_found_page() -> str:
@@ -193,13 +142,14 @@ def build() -> gr.Blocks:
         gr.Navbar(main_page_name=COURSE_MAP)
         home.build(cm)
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
-    for n, lesson in enumerate(ready, 1):
-        print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
-        page = importlib.import_module(f"app.pages.{lesson.slug}")
-        with demo.route(lesson.short or lesson.title, lesson.path):
-            gr.Navbar(main_page_name=COURSE_MAP)
-            page.build(cm, lesson)
-        share.check_linked(lesson.slug)
+    with startup.one_app_for_all_pages(demo):
+        for n, lesson in enumerate(ready, 1):
+            print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
+            page = importlib.import_module(f"app.pages.{lesson.slug}")
+            with demo.route(lesson.short or lesson.title, lesson.path):
+                gr.Navbar(main_page_name=COURSE_MAP)
+                page.build(cm, lesson)
+            share.check_linked(lesson.slug)
     controls.steady_sliders(demo)  # every slider follows the learner's hand (app/controls.py)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     startup.mark("pages")
@@ -259,21 +209,27 @@ CONCURRENCY = int(os.environ.get("INSIDE_LLAMA_CONCURRENCY", "4"))
 
 
 def warm() -> None:
-    """Before the first learner arrives: a page's `warm(cm)`, where it has one, computes the few results that every
-    learner of a class would otherwise ask for at once (bench/bench_load.py showed them waiting seconds)."""
-    for lesson in (lesson for lesson in lessons.LESSONS if lesson.ready):
-        page = importlib.import_module(f"app.pages.{lesson.slug}")
-        if hasattr(page, "warm"):
-            page.warm(course())
+    """A page's `warm(cm)`, where it has one, computes the few results that every learner of a class would otherwise
+    ask for at once (bench/bench_load.py showed them waiting seconds). main() runs it in a background thread once the
+    server answers (it took 3-6 s of the start-up): a learner who asks for one of these results meanwhile waits for
+    the computation under way (lessons.course.LRU.get_or_compute), never for a second one."""
+    t0 = time.time()
+    try:
+        for lesson in (lesson for lesson in lessons.LESSONS if lesson.ready):
+            page = importlib.import_module(f"app.pages.{lesson.slug}")
+            if hasattr(page, "warm"):
+                page.warm(course())
+    except Exception as e:  # noqa: BLE001  (the results are then computed when first asked for)
+        print(f"[inside-llama] warming the pages' shared results failed: {e!r}", flush=True)
+        return
+    print(f"[inside-llama] pages' shared results warmed in {time.time() - t0:.1f}s (in the background)", flush=True)
 
 
 def main() -> None:
     startup.prefetch_models()  # the Hub's files of INSIDE_LLAMA_MODELS, in a background thread
     demo = build()
-    warm()
-    startup.mark("warm")
     startup.quiet_log()
-    # The pages, the model and the warmed results are ~460,000 Python objects that live as long as the server. A
+    # The pages and the model are ~460,000 Python objects that live as long as the server. A
     # full garbage collection walks them all (about 0.3 s on a quiet 2-core machine, every thread waiting), now and
     # then while a class is on: frozen, collections walk only what the learners' requests create.
     gc.collect()  # what start-up left as garbage goes first: frozen objects are never collected
@@ -292,6 +248,7 @@ def main() -> None:
     demo.server.config.timeout_keep_alive = KEEP_ALIVE_S
     startup.mark("launch")
     startup.report()
+    threading.Thread(target=warm, name="warm", daemon=True).start()
     demo.block_thread()
 
 

@@ -11,6 +11,11 @@ A page names its inputs once, at the end of its listeners:
 - As the learner changes an input, a browser-only callback writes every named input into the URL
   (history.replaceState: no reload, back/forward keep each page's state) and into the page's "Link to this view"
   box (lesson_header places it; its copy button copies the link).
+- A value too long for the query (a pasted page of training text) travels whole, compressed, in the URL's fragment
+  (`#text=<deflate, base64url>`, written by `WRITE_URL`): the browser never sends a fragment to the server, so no request
+  grows with it. On load the page reads the fragment it was opened with (`HEAD_JS` keeps it before anything
+  rewrites the address) and `fragment_params` unpacks it beside the query. A "Go deeper" anchor (`#deeper-<id>`)
+  shares the fragment: parts are joined with "&".
 
 Names are short and stable (they are what teachers paste into mail): the text box is `text`; a slider, radio,
 checkbox or dropdown gets the name the page gives it.
@@ -18,10 +23,12 @@ checkbox or dropdown gets the name the page gives it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import inspect
 import json
 import math
+import zlib
 from dataclasses import dataclass
 
 import gradio as gr
@@ -94,6 +101,38 @@ def read_link(params: dict, fields: list[Field]) -> tuple[dict, str]:
     return values, f"From the link: {notice}" if notice else ""
 
 
+def fragment_params(fragment, limit: int = MAX_TEXT_CHARS, names=None) -> tuple[dict, str]:
+    """The values a link carries in its fragment: ({name: text}, notice). The fragment is "#" and "&"-joined parts;
+    a part `name=<base64url>` is a value as WRITE_URL packs it (UTF-8, raw deflate, base64url without padding);
+    a part without "=" is an anchor (a "Go deeper" section) and is left to the page, as is a part whose name is not
+    in `names` (when given: the page's link names). At most 4 * `limit` bytes are
+    unpacked (a value longer than the cap is cut there, and read_link then says so); a part that cannot be read is
+    left out with a notice, and the others still apply.
+
+        >>> fragment_params("#deeper-merges&text=y0jNyckHAA")
+        ({'text': 'hello'}, '')
+    """
+    values, notices = {}, []
+    if not isinstance(fragment, str):
+        return values, ""
+    for part in fragment.lstrip("#").split("&"):
+        name, eq, packed = part.partition("=")
+        if not eq or not name or (names is not None and name not in names):
+            continue
+        try:
+            data = base64.b64decode(packed.replace("-", "+").replace("_", "/") + "=" * (-len(packed) % 4),
+                                    validate=True)
+            inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            raw = inflate.decompress(data, 4 * limit)
+            if not inflate.eof and not inflate.unconsumed_tail:  # the stream stops short: the link was cut
+                raise ValueError("cut")
+            values[name] = raw.decode("utf-8", errors="ignore" if inflate.unconsumed_tail else "strict")
+        except (ValueError, zlib.error):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            notices.append(f"The {echo(name)!r} value after '#' in the link could not be read (was the link cut "
+                           "short?), so it is left out.")
+    return values, join(*notices)
+
+
 def field(name: str, comp) -> Field:
     """The Field for a Gradio input: its kind, label and range or choices as the page built it."""
     label = (comp.label or name).split(" (")[0]
@@ -156,25 +195,39 @@ def model_from_link(value) -> tuple[str | None, str]:
 
 
 # The browser side: every named input that differs from the page's default into the URL and the link box, without
-# a reload. A value longer than LONG characters once encoded (a pasted page of text) is left out: Gradio refuses
-# requests from a page whose address is very long, and nobody mails such a link.
+# a reload. A value longer than LONG characters once encoded (a pasted page of text) goes into the fragment instead,
+# compressed (CompressionStream "deflate-raw", base64url): Gradio sends the page's query with every request, and a
+# long query makes them fail; the fragment stays in the browser. Anchor parts of the fragment (#deeper-<id>) stay.
 LONG = 1500
-WRITE_URL = """(...values) => {
+WRITE_URL = """async (...values) => {
   const names = %s, defaults = %s;
   const url = new URL(window.location.href);
-  names.forEach((name, i) => {
+  const pack = async (s) => {
+    const z = new Blob([s]).stream().pipeThrough(new CompressionStream("deflate-raw"));
+    const bytes = new Uint8Array(await new Response(z).arrayBuffer());
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(bin).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+  };
+  const hash = url.hash.slice(1).split("&").filter((p) => p && !p.includes("="));
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
     let v = values[i];
     if (typeof v === "boolean") v = v ? "1" : "0";
     const d = defaults[i] === null || defaults[i] === undefined ? "" : String(defaults[i]);
-    if (v === null || v === undefined || v === "" || String(v) === d || encodeURIComponent(String(v)).length > %d) {
-      url.searchParams.delete(name);
-    } else {
-      url.searchParams.set(name, String(v));
-    }
-  });
+    url.searchParams.delete(name);
+    if (v === null || v === undefined || v === "" || String(v) === d) continue;
+    if (encodeURIComponent(String(v)).length <= %d) url.searchParams.set(name, String(v));
+    else if (typeof CompressionStream === "function") hash.push(name + "=" + await pack(String(v)));
+  }
+  url.hash = hash.length ? "#" + hash.join("&") : "";
   window.history.replaceState(window.history.state, "", url);
   return url.href;
 }"""
+# In the page head: the fragment the page was opened with, kept before the page's own WRITE_URL rewrites it (a
+# picked model's values are written into the address before the link is applied).
+HEAD_JS = "window.insideLlamaOpened = {hash: window.location.hash};\n"
+READ_FRAGMENT = "() => (window.insideLlamaOpened || {}).hash || ''"
 
 
 def _when_linked(fn, n_outputs: int):
@@ -241,11 +294,13 @@ def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict 
     linked = gr.State({})  # the link's values after the checks, {name: value}; empty when it set nothing
     bounds = getattr(key, "bounds", None)  # slider ranges of the chosen model (widgets.on_model)
 
-    def checked(b, params):
+    def checked(b, params, fragment):
         params = params if isinstance(params, dict) else {}
         _, model_notice = model_from_link(params.get(MODEL_PARAM))
-        values, notice = read_link(params, [with_bounds(f, b, c) for f, c in zip(fields, comps)])
-        return values, join(model_notice, notice)
+        packed, fragment_notice = fragment_params(fragment, max((f.limit for f in fields), default=MAX_TEXT_CHARS),
+                                                  names=set(names))
+        values, notice = read_link({**params, **packed}, [with_bounds(f, b, c) for f, c in zip(fields, comps)])
+        return values, join(model_notice, notice, f"From the link: {fragment_notice}" if fragment_notice else "")
 
     said = gr.State("")  # the notice about the link's values, shown once the runs have written their own
 
@@ -253,17 +308,20 @@ def link(key: gr.State, controls: dict, runs: list = (), msg=None, ranges: dict 
     # have written a picked model's values into the address bar, and those are no link.
     query = getattr(key, "query", None)
 
-    def apply(k, b, params, request: gr.Request):
+    def apply(k, b, params, fragment, request: gr.Request):
         if query is None:  # a key made without widgets.model_key: the address as this request carries it
             params = dict(request.query_params) if request is not None else {}
-        values, notice = checked(b, params)
+        values, notice = checked(b, params, fragment)
         return (values, notice, model_name(k), *(gr.update(value=values[n]) if n in values else gr.skip()
                                                   for n in names))
 
     after = getattr(key, "refreshed", None) or key.loaded
     outs = [linked, said, shown_model, *comps]
-    ins = [key, bounds if bounds is not None else gr.State(None), query if query is not None else gr.State(None)]
-    chain = after.then(apply, ins, outs, api_visibility="private", queue=False)
+    fragment = gr.Textbox(visible="hidden", elem_classes=["share-fragment"])  # the opening address's "#..."
+    ins = [key, bounds if bounds is not None else gr.State(None), query if query is not None else gr.State(None),
+           fragment]
+    chain = after.then(None, None, fragment, js=READ_FRAGMENT)
+    chain = chain.then(apply, ins, outs, api_visibility="private", queue=False)
     for i, b in enumerate(blocks):
         if i:  # inputs the previous run set but does not read (a range it resets): the link's values again
             prev = blocks[i - 1]

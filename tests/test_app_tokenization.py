@@ -214,3 +214,39 @@ def test_browser_vocabulary_typed_out_of_range(page, app_url):
         f"document.querySelector('input[aria-label^=\"number input for vocabulary size\"]').value == '{C.VOCAB_MIN}'",
         timeout=30_000)
     assert no_error_toast(page) and page.errors == []
+
+
+def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_url):
+    """A teacher's training text far longer than a query can carry (app/share.py: the fragment, compressed) travels
+    whole in the "Link to this view": a fresh browser opened on the link trains on the same text, so the teacher's
+    merge 5 is the students' merge 5."""
+    from pathlib import Path
+
+    corpus = (Path(C.__file__).resolve().parents[2] / "assets" / "data" / "tinyshakespeare.txt").read_text()
+    text = corpus[20_000:32_000]  # 12,000 characters: far past what a query carries (share.LONG)
+    link_of = "(document.querySelector('.share-link input, .share-link textarea') || {value: ''}).value"
+    info = "(document.querySelector('#merge-info') || {textContent: ''}).textContent"
+    open_page(page, app_url)
+    page.locator("#training-text textarea").fill(text)
+    page.get_by_role("button", name="Train the tokenizers").click()
+    page.wait_for_function(f"{info}.includes(' of ') && {link_of}.includes('#text=')", timeout=60_000)
+    page.locator("#merge-slider input[type=range]").focus()
+    page.keyboard.press("Home")
+    page.wait_for_function(f"{info}.includes('no merges yet')", timeout=20_000)
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"{info}.includes('Merge 5 of') && {link_of}.includes('merge=5')", timeout=20_000)
+    teachers, link = page.evaluate(info), page.evaluate(link_of)
+    assert len(link) < 12_000 and "text=" not in link.split("#")[0]  # compressed, never in the query
+
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})  # a student: nothing shared with the teacher
+    try:
+        student = ctx.new_page()
+        student.goto(link)
+        student.wait_for_function(f"{info}.includes('Merge 5 of')", timeout=90_000)
+        assert student.input_value("#training-text textarea") == text
+        assert student.evaluate(info) == teachers  # the same merge 5, the same count, the same merges before it
+        assert no_error_toast(student)
+    finally:
+        ctx.close()
+    assert no_error_toast(page) and page.errors == []

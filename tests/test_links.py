@@ -175,3 +175,29 @@ def test_a_model_the_host_does_not_offer_is_said_on_the_page(app_url, linked):
     status, set_, notice = link_step(app_url, _config(app_url), linked, "sampling", "model=llama-70b&temperature=1.3")
     assert status == 200 and set_["temperature"] == 1.3
     assert "llama-70b" in notice and "not offered" in notice
+
+
+def pack(text: str) -> str:
+    """A value as the browser's WRITE_URL packs it into the fragment: UTF-8, raw deflate, base64url unpadded."""
+    import base64
+    import zlib
+
+    z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return base64.urlsafe_b64encode(z.compress(text.encode()) + z.flush()).decode().rstrip("=")
+
+
+def test_a_long_value_travels_whole_in_the_fragment_and_a_broken_one_is_said():
+    text = "Première ligne 😀\n" + "To be, or not to be: that is the question. " * 2000  # ~86,000 characters
+    values, notice = share.fragment_params(f"#deeper-merges&text={pack(text)}", limit=100_000)
+    assert values == {"text": text} and notice == ""  # whole, with its anchor left to the page
+    cut = pack(text)[:-40]  # a link cut short in a mail
+    values, notice = share.fragment_params(f"#text={cut}", limit=100_000)
+    assert values == {} and "text" in notice and "could not be read" in notice
+    values, notice = share.fragment_params("#text=%%%&vocab=" + pack("300"), limit=100_000)
+    assert values == {"vocab": "300"} and "could not be read" in notice  # the rest still applies
+    bomb = pack("a" * 5_000_000)  # a few kB that unpack to 5 MB: only 4 bytes per character of the cap are read
+    values, _ = share.fragment_params(f"#text={bomb}", limit=1000)
+    assert len(values["text"]) == 4000
+    field = share.Field("text", "text", "Training text", limit=1000)
+    got, notice = share.read_link(values, [field])  # then capped like typed text, with its notice
+    assert len(got["text"]) == 1000 and "limit is 1,000" in notice

@@ -64,8 +64,13 @@
     fill();
   }
 
+  // The fragment's anchor: its first part without "=" (a link's long values share the fragment: app/share.py).
+  function anchor() {
+    return decodeURIComponent(location.hash.slice(1).split("&").find((p) => p && !p.includes("=")) || "");
+  }
+
   function openDeeper() {
-    const id = decodeURIComponent(location.hash.slice(1));
+    const id = anchor();
     if (!id.startsWith("deeper-")) return false;
     const acc = document.getElementById(id);
     if (!acc) return false;
@@ -79,7 +84,7 @@
   window.addEventListener("hashchange", openDeeper);
   // The page is built by Gradio after load, and Gradio may redraw a part at any time: fill the list whenever it
   // is missing its questions, and open a linked "Go deeper" section once it exists.
-  let opened = !location.hash.startsWith("#deeper-");
+  let opened = !anchor().startsWith("deeper-");
   let pending = null;
   const tick = () => {
     const n = document.querySelectorAll(".predict-question[id^=\"question-\"]").length;
