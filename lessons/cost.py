@@ -1,0 +1,179 @@
+"""How long a page's action takes with the loaded model on this machine: estimated before it runs, so the page can
+say so, and used to size the heavy views (fewer steps timed, fewer tokens generated, a shorter text measured) for a
+big model. One place for every page; the sentence a learner reads is worded in app/costs.py.
+
+A forward pass of a Llama with P parameters pays for two things (Kaplan et al. 2020, section 2.1: about 2P FLOPs per
+token; Pope et al. 2022, section 2: a one-token decode step is bound by reading the weights from memory):
+
+    seconds ≈ passes · P · read_s  +  tokens · P · flop_s
+
+- read_s: seconds per parameter read once (every pass reads every weight: what a one-token decode step pays),
+- flop_s: seconds per parameter-token (the ~2 FLOPs each token does per weight: what a long prefill pays).
+
+Both rates are measured once per model and process by `measured_rate`, on the model itself (one token through it,
+then 64 tokens), never quoted from a data sheet or from another machine. Attention's own
+T² work and each layer's fixed launch cost are left out: at the lengths the pages use (a few hundred tokens at most
+for a big model) they are a small share of a 1B model's time, and for the course model every action stays well
+under a second anyway. The estimate is "about": the bench (bench/bench_bigmodel.py) prints it beside the time
+measured for each page's main action.
+
+    >>> cost = generation(cm, prompt_tokens=12, new_tokens=24, rows=2)   # the sampling page's Generate
+    >>> cost.seconds, cost.slow           # e.g. (31.7, True) for a 1.1B model on a 2-core CPU
+    >>> most_within(lambda n: kv_timing(cm, 12, n, 1), 2, 13, budget_s=20)   # steps that fit 20 s
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+SLOW_S = 1.0  # an action estimated at this many seconds or more is announced before it runs
+# Parameters above which a model counts as big on a CPU: the heavy views shrink their work for it (the course model,
+# 2.6M parameters, and stories260K keep every default as it was).
+BIG_MODEL = 100_000_000
+
+
+@dataclass(frozen=True)
+class Rate:
+    """This device's speed for a Llama's forward pass (see the module docstring)."""
+    read_s: float  # seconds per parameter read once by a pass (fp32)
+    flop_s: float  # seconds per parameter-token of arithmetic
+    device: str  # "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An action's estimated wall-clock time with one model: what a page says before the learner starts it."""
+    seconds: float
+    parameters: int  # the model's, for the sentence ("this 1.1B-parameter model")
+    device: str  # "cpu" or "cuda"
+
+    @property
+    def slow(self) -> bool:
+        """Worth announcing: SLOW_S or more."""
+        return self.seconds >= SLOW_S
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.seconds + other.seconds, self.parameters, self.device)
+
+    def __mul__(self, k: float) -> "Cost":
+        return Cost(self.seconds * k, self.parameters, self.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# model -> its Rate on its device, measured once (a weak key: a model the picker drops takes its rate with it)
+_RATES: "weakref.WeakKeyDictionary[torch.nn.Module, Rate]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def measured_rate(cm, tokens: int = 32) -> Rate:
+    """read_s and flop_s of this model on its device, measured once per model and process on the model itself:
+    a warm-up pass, a one-token pass t(1) and a pass of T = `tokens` tokens t(T) (output layer at the last position
+    only, as generation runs it). From t(1) = P·read_s + P·flop_s and t(T) = P·read_s + T·P·flop_s the two rates
+    follow. About 3 s for a 1B model on a quiet 2-core CPU (the first page that needs it says so in its progress)."""
+    model = cm.model
+    with _LOCK:  # two learners opening pages at once measure once, and do not time each other
+        r = _RATES.get(model)
+        if r is None:
+            r = _RATES[model] = _measure(model, cm.device, min(tokens, cm.config.max_seq_len))
+    return r
+
+
+@torch.inference_mode()
+def _measure(model, device: torch.device, T: int) -> Rate:
+    P = model.num_parameters()
+    ids = torch.arange(1, T + 1, device=device)[None] % model.config.vocab_size  # (1, T) any ids: cost ignores them
+
+    def timed(n: int) -> float:
+        _sync(device)
+        t = time.perf_counter()
+        model(ids[:, :n], logits_to_keep=1)
+        _sync(device)
+        return time.perf_counter() - t
+
+    timed(1)  # warm up (allocations, thread pool)
+    t1, tT = timed(1), timed(T)
+    flop_s = max(tT - t1, 1e-12) / (max(T - 1, 1) * P)
+    read_s = max(t1 / P - flop_s, flop_s)  # a pass costs at least one token's arithmetic
+    return Rate(read_s, flop_s, device.type)
+
+
+def parameters(cm) -> int:
+    return cm.model.num_parameters()
+
+
+def rate_for(cm, rate: Rate | None = None) -> Rate:
+    return rate if rate is not None else measured_rate(cm)
+
+
+def passes(cm, tokens: int, n_passes: int = 1, rate: Rate | None = None) -> Cost:
+    """`n_passes` forward passes of the model that push `tokens` tokens through it in all.
+
+    Only a big model on a CPU (`big`) is measured and estimated: for any other (the course model, stories260K, any
+    model on a GPU) every action takes about a second at most, the cost is 0 s and nothing is announced, so their
+    pages read as they always did and no measurement runs for them."""
+    P = parameters(cm)
+    if rate is None and not big(cm):
+        return Cost(0.0, P, cm.device.type)
+    r = rate_for(cm, rate)
+    return Cost(n_passes * P * r.read_s + tokens * P * r.flop_s, P, r.device)
+
+
+def generation(cm, prompt_tokens: int, new_tokens: int, rows: int = 1, rate: Rate | None = None) -> Cost:
+    """Cached generation of `new_tokens` tokens after a prompt, `rows` sequences batched in one pass per step:
+    a prefill of the prompt, then one pass of one token per row for each later token."""
+    n = max(int(new_tokens), 1)
+    return passes(cm, rows * prompt_tokens, 1, rate) + passes(cm, rows * (n - 1), n - 1, rate)
+
+
+def uncached_generation(cm, prompt_tokens: int, new_tokens: int, rate: Rate | None = None) -> Cost:
+    """Generation that recomputes every position at every step (no cache): step s pushes prompt + s tokens."""
+    n = max(int(new_tokens), 1)
+    return passes(cm, sum(prompt_tokens + s for s in range(n)), n, rate)
+
+
+def kv_timing(cm, prompt_tokens: int, steps: int, repeats: int, rate: Rate | None = None) -> Cost:
+    """The KV-cache page's measurement (lessons.kv_cache.compute.time_per_token): each step runs cached and
+    uncached `repeats` times; step 0 is the prefill both ways."""
+    n = max(int(steps), 1)
+    cached = generation(cm, prompt_tokens, n, 1, rate)
+    return (cached + uncached_generation(cm, prompt_tokens, n, rate)) * repeats
+
+
+def big(cm) -> bool:
+    """A model whose heavy views shrink on this device: over BIG_MODEL parameters, on a CPU (a GPU runs even a 1B
+    model's every action in well under a second)."""
+    return cm.device.type != "cuda" and parameters(cm) > BIG_MODEL
+
+
+def most_within(cost_of: Callable[[int], Cost], lo: int, hi: int, budget_s: float) -> int:
+    """The largest n in lo..hi whose cost_of(n) stays within budget_s (lo when none does); cost_of grows with n.
+
+        >>> most_within(lambda n: Cost(n * 2.0, 1, "cpu"), 2, 50, 20)
+        10
+    """
+    if hi <= lo or cost_of(lo).seconds > budget_s:
+        return lo
+    while lo < hi:  # invariant: cost_of(lo) fits
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost_of(mid).seconds <= budget_s else (lo, mid - 1)
+    return lo
+
+
+def tokens_for_work(cm, work: float, at_least: int) -> int:
+    """How many tokens a budget of `work` parameter-tokens buys with this model (at least `at_least`): a fixed,
+    machine-independent budget, so a big model's measured numbers do not depend on the server's load.
+
+        >>> tokens_for_work(tinyllama_1b, 2e11, 64)   # 2e11 / 1.1e9
+        181
+    """
+    return max(at_least, int(work / parameters(cm)))
