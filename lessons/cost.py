@@ -177,3 +177,27 @@ def tokens_for_work(cm, work: float, at_least: int) -> int:
         181
     """
     return max(at_least, int(work / parameters(cm)))
+
+
+# One loss measurement on held-out text (the RoPE and GQA pages) costs at most this many parameter-tokens for a big
+# model: 256 tokens of a 1.1B model (about 5 s on a quiet 2-core CPU, where the full 3,000-character slice, about 800
+# tokens, took a minute under load). A fixed budget, not a time: the measured numbers do not depend on the load.
+EVAL_WORK = 2.8e11
+MIN_EVAL_TOKENS = 64
+
+
+def eval_chars(cm, text: str) -> int:
+    """How many characters of `text` (a held-out slice) a loss measurement scores: all of them, or for a big model
+    on a CPU the start that holds about EVAL_WORK / parameters tokens (at least MIN_EVAL_TOKENS)."""
+    if not big(cm):
+        return len(text)
+    most = tokens_for_work(cm, EVAL_WORK, MIN_EVAL_TOKENS)
+    n = len(cm.tokenizer.encode(text))
+    return len(text) if n <= most else len(text) * most // n
+
+
+def loss(cm, text: str, window: int, models: int = 1, rate: Rate | None = None) -> Cost:
+    """A loss measured on `text` by `models` models (the model and its variants), in windows of `window` tokens."""
+    n = len(cm.tokenizer.encode(text))
+    passes_each = max(1, n // max(window, 1))
+    return passes(cm, models * n, models * passes_each, rate)
