@@ -121,11 +121,17 @@ def passes(cm, tokens: int, n_passes: int = 1, rate: Rate | None = None) -> Cost
     Only a big model on a CPU (`big`) is measured and estimated: for any other (the course model, stories260K, any
     model on a GPU) every action takes about a second at most, the cost is 0 s and nothing is announced, so their
     pages read as they always did and no measurement runs for them."""
+    return work(cm, tokens * parameters(cm), n_passes, rate)
+
+
+def work(cm, parameter_tokens: float, n_passes: int = 0, rate: Rate | None = None) -> Cost:
+    """Arithmetic of `parameter_tokens` (a matrix of n weights applied to T tokens is n·T of them) in `n_passes`
+    passes over the model's weights (see `passes`: 0 s for a model that is not big)."""
     P = parameters(cm)
     if rate is None and not big(cm):
         return Cost(0.0, P, cm.device.type)
     r = rate_for(cm, rate)
-    return Cost(n_passes * P * r.read_s + tokens * P * r.flop_s, P, r.device)
+    return Cost(n_passes * P * r.read_s + parameter_tokens * r.flop_s, P, r.device)
 
 
 def generation(cm, prompt_tokens: int, new_tokens: int, rows: int = 1, rate: Rate | None = None) -> Cost:
@@ -201,3 +207,15 @@ def loss(cm, text: str, window: int, models: int = 1, rate: Rate | None = None) 
     n = len(cm.tokenizer.encode(text))
     passes_each = max(1, n // max(window, 1))
     return passes(cm, models * n, models * passes_each, rate)
+
+
+def text_pass(cm, text: str, max_tokens: int | None = None, lens: bool = False, rate: Rate | None = None) -> Cost:
+    """One forward pass over a learner's text (BOS added, at most max_tokens: the model's context by default), as
+    the next-token, attention and assembled pages run it; lens=True adds the logit lens (every layer's stream read
+    out through lm_head: L+1 products of T x C by C x V)."""
+    from lessons.course import prepare_text  # late: lessons.course imports the model library
+
+    T = len(prepare_text(cm, text, max_tokens=max_tokens or cm.config.max_seq_len).ids)
+    c = cm.config
+    extra = (c.n_layers + 1) * T * c.vocab_size * c.dim if lens else 0
+    return passes(cm, T, 1, rate) + work(cm, extra, 0, rate)
