@@ -57,6 +57,7 @@ MIN_SPEED_LENGTH = 32
 # (lessons.cost's estimate): fewer steps timed, once each (a step of a 1B model takes a second, so one busy moment
 # of the machine shifts it little), and fewer tokens generated both ways. The course model keeps every default.
 BIG_BUDGET_S = 20
+OPEN_BUDGET_S = 8  # the step-by-step run, which also runs when the page opens: a shorter wait
 BIG_TIMING_REPEATS = 1
 SPEED_REPEATS = 5  # runs of each one-step timing in the speed reveal (median)
 ALLOC_CHECK_POSITIONS = 4096  # allocated_cache_bytes allocates at most this many positions
@@ -248,11 +249,12 @@ DEFAULT_NEW_TOKENS = 12  # the step-by-step run's tokens when the page opens
 
 def default_new_tokens(cm: CourseModel, prompt_len: int, most: int = DEFAULT_NEW_TOKENS) -> int:
     """Tokens the cached-against-uncached run generates by default: `most` (DEFAULT_NEW_TOKENS when the page opens,
-    MAX_NEW_TOKENS for the same-tokens reveal), fewer for a big model on a CPU, as many as fit BIG_BUDGET_S both
-    ways (lessons.cost; at least 2)."""
+    MAX_NEW_TOKENS for the same-tokens reveal), fewer for a big model on a CPU, as many as fit both ways in
+    OPEN_BUDGET_S (the page's run) or BIG_BUDGET_S (the reveal) by lessons.cost's estimate; at least 2."""
     if not cost.big(cm):
         return most
-    return cost.most_within(lambda n: cached_vs_uncached_cost(cm, prompt_len, n), 2, most, BIG_BUDGET_S)
+    budget = OPEN_BUDGET_S if most <= DEFAULT_NEW_TOKENS else BIG_BUDGET_S
+    return cost.most_within(lambda n: cached_vs_uncached_cost(cm, prompt_len, n), 2, most, budget)
 
 
 def cached_vs_uncached_cost(cm: CourseModel, prompt_len: int, n_new: int) -> cost.Cost:
