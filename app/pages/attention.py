@@ -94,9 +94,10 @@ def refresh(cm: CourseModel) -> tuple:
     """Another model picked on the course map (widgets.on_model): every model-dependent component, in the order
     `build` wires them, and the analyzed text (State) reset to the default."""
     m = _model_values(cm)
-    slow = costs.notice(cost.text_pass(cm, C.DEFAULT_TEXT, C.MAX_TOKENS),  # a big model's cost, said before
-                        "Analyze, and the scaling reveal (one pass over the text each)")
-    return ("  \n".join(x for x in (m["msg"]["value"], slow) if x), C.DEFAULT_TEXT, C.DEFAULT_TEXT,
+    one = cost.text_pass(cm, C.DEFAULT_TEXT, C.MAX_TOKENS)  # a big model's costs, said before (else nothing)
+    slow = (costs.notice(one, "Analyze (one pass over the text)"),
+            costs.notice(one * 2, "The scaling reveal (the model and its twin without 1/√d, one pass each)"))
+    return ("  \n".join(x for x in (m["msg"]["value"], *slow) if x), C.DEFAULT_TEXT, C.DEFAULT_TEXT,
             gr.update(**m["facts"]),
             *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale")),
             *m["figures"], m["summary"], "")
@@ -205,8 +206,8 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
 
     def attention_reveal_scaling(cm, text, guess, progress=gr.Progress()):
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
-        progress(0, desc="running the model without 1/√d" + costs.while_running(
-            cost.text_pass(cm, text, C.MAX_TOKENS)))
+        progress(0, desc="running the model with and without 1/√d" + costs.while_running(
+            cost.text_pass(cm, text, C.MAX_TOKENS) * 2))
         return C.reveal_scaling(cm, text, guess)
 
     figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]
