@@ -75,11 +75,12 @@ _RATES: "weakref.WeakKeyDictionary[torch.nn.Module, Rate]" = weakref.WeakKeyDict
 _LOCK = threading.Lock()
 
 
-def measured_rate(cm, tokens: int = 32) -> Rate:
+def measured_rate(cm, tokens: int = 64) -> Rate:
     """read_s and flop_s of this model on its device, measured once per model and process on the model itself:
-    a warm-up pass, a one-token pass t(1) and a pass of T = `tokens` tokens t(T) (output layer at the last position
-    only, as generation runs it). From t(1) = P·read_s + P·flop_s and t(T) = P·read_s + T·P·flop_s the two rates
-    follow. About 3 s for a 1B model on a quiet 2-core CPU (the first page that needs it says so in its progress)."""
+    a warm-up pass, the faster of two one-token passes t(1) and a pass of T = `tokens` tokens t(T) (output layer at
+    the last position only, as generation runs it). From t(1) = P·read_s + P·flop_s and t(T) = P·read_s + T·P·flop_s
+    the two rates follow. About 4 s for a 1B model on a quiet 2-core CPU; the picker measures it while it loads a
+    big model (lessons.models.ModelRegistry.get), so no page waits for it."""
     model = cm.model
     with _LOCK:  # two learners opening pages at once measure once, and do not time each other
         r = _RATES.get(model)
@@ -101,7 +102,8 @@ def _measure(model, device: torch.device, T: int) -> Rate:
         return time.perf_counter() - t
 
     timed(1)  # warm up (allocations, thread pool)
-    t1, tT = timed(1), timed(T)
+    t1 = min(timed(1), timed(1))  # the faster of two: a busy moment of a shared machine inflates one run
+    tT = timed(T)
     flop_s = max(tT - t1, 1e-12) / (max(T - 1, 1) * P)
     read_s = max(t1 / P - flop_s, flop_s)  # a pass costs at least one token's arithmetic
     return Rate(read_s, flop_s, device.type)
