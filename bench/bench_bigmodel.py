@@ -269,6 +269,17 @@ def main() -> None:
           f"{cm.config.vocab_size:,}; loaded in {time.time() - t0:.0f} s; resident before loading {base * gb:.2f} GB, "
           f"after {rss() * gb:.2f} GB (peak {load_peak.peak * gb:.2f} GB)", flush=True)
     print(f"target: peak resident < {base * gb:.2f} + 2 x {fp32 * gb:.2f} + 1 = {target * gb:.2f} GB\n", flush=True)
+    try:  # as the picker does on loading a big model: the rate every estimate uses, measured once on the model
+        from lessons import cost
+
+        if cost.big(cm):
+            t0 = time.time()
+            r = cost.measured_rate(cm)
+            P = cm.model.num_parameters()
+            print(f"lessons.cost rate, measured in {time.time() - t0:.1f} s: one-token pass "
+                  f"{P * (r.read_s + r.flop_s):.2f} s, each further token {P * r.flop_s * 1000:.0f} ms\n", flush=True)
+    except ImportError:  # an older checkout: no estimates
+        pass
     table = actions(cm)
     pages = list(table) if args.pages == "all" else [p.strip() for p in args.pages.split(",")]
     print(f"{'page':<13} {'action':<34} {'seconds':>8} {'estimate':>9} {'peak GB':>8} {'after GB':>8}  result",
