@@ -44,6 +44,10 @@ class Rate:
     read_s: float  # seconds per parameter read once by a pass (fp32)
     flop_s: float  # seconds per parameter-token of arithmetic
     device: str  # "cpu" or "cuda"
+    # seconds per parameter for each row after the first in a one-token decode step (several sequences batched, as
+    # the sampling page's greedy and sampled rows): on a CPU a batch of 2-3 single tokens costs far more than one
+    # more token of a long pass (measured: 2 rows of a 1.1B model took 2-3x one row), so it is measured apart
+    row_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,11 @@ _LOCK = threading.Lock()
 
 def measured_rate(cm, tokens: int = 64) -> Rate:
     """read_s and flop_s of this model on its device, measured once per model and process on the model itself:
-    a warm-up pass, the faster of two one-token passes t(1) and a pass of T = `tokens` tokens t(T) (output layer at
-    the last position only, as generation runs it). From t(1) = P·read_s + P·flop_s and t(T) = P·read_s + T·P·flop_s
-    the two rates follow. About 4 s for a 1B model on a quiet 2-core CPU; the picker measures it while it loads a
-    big model (lessons.models.ModelRegistry.get), so no page waits for it."""
+    a warm-up pass, the faster of two one-token passes t(1), a pass of T = `tokens` tokens t(T) (output layer at
+    the last position only, as generation runs it), and a one-token pass of two rows t(2 rows). From
+    t(1) = P·read_s + P·flop_s and t(T) = P·read_s + T·P·flop_s the two rates follow; row_s = (t(2 rows) - t(1)) / P.
+    About 5 s for a 1B model on a quiet 2-core CPU; the picker measures it while it loads a big model
+    (lessons.models.ModelRegistry.get), so no page waits for it."""
     model = cm.model
     with _LOCK:  # two learners opening pages at once measure once, and do not time each other
         r = _RATES.get(model)
@@ -94,19 +99,20 @@ def _measure(model, device: torch.device, T: int) -> Rate:
     P = model.num_parameters()
     ids = torch.arange(1, T + 1, device=device)[None] % model.config.vocab_size  # (1, T) any ids: cost ignores them
 
-    def timed(n: int) -> float:
+    def timed(x: torch.Tensor) -> float:
         _sync(device)
         t = time.perf_counter()
-        model(ids[:, :n], logits_to_keep=1)
+        model(x, logits_to_keep=1)
         _sync(device)
         return time.perf_counter() - t
 
-    timed(1)  # warm up (allocations, thread pool)
-    t1 = min(timed(1), timed(1))  # the faster of two: a busy moment of a shared machine inflates one run
-    tT = timed(T)
+    timed(ids[:, :1])  # warm up (allocations, thread pool)
+    t1 = min(timed(ids[:, :1]), timed(ids[:, :1]))  # the faster of two: a busy moment of a shared machine inflates one
+    tT = timed(ids)
+    t2 = timed(ids[:, :2].T)  # (2, 1): two rows of one token, a batched decode step
     flop_s = max(tT - t1, 1e-12) / (max(T - 1, 1) * P)
     read_s = max(t1 / P - flop_s, flop_s)  # a pass costs at least one token's arithmetic
-    return Rate(read_s, flop_s, device.type)
+    return Rate(read_s, flop_s, device.type, row_s=max(t2 - t1, 0.0) / P)
 
 
 def parameters(cm) -> int:
@@ -140,7 +146,11 @@ def generation(cm, prompt_tokens: int, new_tokens: int, rows: int = 1, rate: Rat
     """Cached generation of `new_tokens` tokens after a prompt, `rows` sequences batched in one pass per step:
     a prefill of the prompt, then one pass of one token per row for each later token."""
     n = max(int(new_tokens), 1)
-    return passes(cm, rows * prompt_tokens, 1, rate) + passes(cm, rows * (n - 1), n - 1, rate)
+    decode = passes(cm, n - 1, n - 1, rate)  # one row
+    if rows > 1 and (rate is not None or big(cm)):
+        decode = decode + Cost((n - 1) * (rows - 1) * parameters(cm) * rate_for(cm, rate).row_s, decode.parameters,
+                               decode.device)
+    return passes(cm, rows * prompt_tokens, 1, rate) + decode
 
 
 def uncached_generation(cm, prompt_tokens: int, new_tokens: int, rate: Rate | None = None) -> Cost:
