@@ -122,6 +122,8 @@ def test_every_heavy_page_states_its_cost_before_and_while(big):
     assert re.search(r"\(about \d+ (s|min)\)", seen[-1]), seen
     list(sampling.generation(big, "Once upon a time", 0.6, 0, 0.9, 4, 0, progress=progress))
     assert seen[-1].startswith("generating 4 tokens (about"), seen
+    kv_cache.timing(big, kv_cache.DEFAULT_PROMPT, 3, progress=progress)
+    assert re.search(r"step \d+ of 3, with and without the cache \(about \d+ s\)", seen[-1]), seen
 
 
 def test_the_course_model_pages_say_nothing_new(cm):

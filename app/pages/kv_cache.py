@@ -77,14 +77,14 @@ def first_view(cm: CourseModel) -> dict:
 # The outputs `refresh` fills, in order (after the page's message slot).
 REFRESHED = ("grid", "readout", "step", "timed", "speed_question", "positions", "memory_fig", "memory_table",
              "allocated", "configs", "new_tokens", "run", "measure", "same_btn", "speed_btn")
-SLIDERS = ("step", "timed", "positions", "new_tokens", "run", "measure", "same_btn", "speed_btn")
+UPDATES = ("step", "timed", "positions", "new_tokens", "run", "measure", "same_btn", "speed_btn")  # sent as gr.update
 
 
 def refresh(cm: CourseModel):
     """The page for another model than the one it was built with (widgets.on_model): a message (the cost of the
     page's slow actions with this model, if any), then REFRESHED."""
     v = first_view(cm)
-    return (v["message"], *(gr.update(**v[k]) if k in SLIDERS else v[k] for k in REFRESHED))
+    return (v["message"], *(gr.update(**v[k]) if k in UPDATES else v[k] for k in REFRESHED))
 
 
 def question_markdown(guess: gr.Radio) -> gr.Markdown:
@@ -206,7 +206,8 @@ def step_only(cm: CourseModel, prompt, n, step):
 
 
 def timing(cm: CourseModel, prompt, n, progress=gr.Progress()):
-    fig, md, notice = C.timing_view(cm, prompt, n, lambda f, d: progress(f, desc=d))
+    total = costs.while_running(C.timing_run_cost(cm, prompt, n))  # ' (about 20 s)' for a big model
+    fig, md, notice = C.timing_view(cm, prompt, n, lambda f, d: progress(f, desc=d + total))
     return fig, md, widgets.note(notice)
 
 

@@ -439,6 +439,16 @@ def timing_cost(cm: CourseModel, prompt_len: int, n: int) -> cost.Cost:
     return cost.kv_timing(cm, prompt_len, n, timing_repeats(cm))
 
 
+def timing_run_cost(cm: CourseModel, prompt, n_new) -> cost.Cost:
+    """timing_cost for a learner's prompt and step count, repaired as timing_view repairs them (0 s when the prompt
+    leaves no room: timing_view says why)."""
+    P = len(prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS).ids)
+    room = min(cm.config.max_seq_len - P, timing_limit(cm))
+    if room < 2:
+        return cost.Cost(0.0, cm.model.num_parameters(), cm.device.type)
+    return timing_cost(cm, P, whole(n_new, "Steps to time", 2, room, default_timed(cm, P))[0])
+
+
 def speed_cost(cm: CourseModel) -> cost.Cost:
     """lessons.cost's estimate of one_step_ratio (the speed reveal): a prefill, then SPEED_REPEATS cached
     one-token steps and as many uncached passes over speed_length tokens."""
