@@ -109,7 +109,7 @@ def _measure(model, device: torch.device, T: int) -> Rate:
     timed(ids[:, :1])  # warm up (allocations, thread pool)
     t1 = min(timed(ids[:, :1]), timed(ids[:, :1]))  # the faster of two: a busy moment of a shared machine inflates one
     tT = timed(ids)
-    t2 = timed(ids[:, :2].T)  # (2, 1): two rows of one token, a batched decode step
+    t2 = min(timed(ids[:, :2].T), timed(ids[:, :2].T))  # (2, 1): two rows of one token, a batched decode step
     flop_s = max(tT - t1, 1e-12) / (max(T - 1, 1) * P)
     read_s = max(t1 / P - flop_s, flop_s)  # a pass costs at least one token's arithmetic
     return Rate(read_s, flop_s, device.type, row_s=max(t2 - t1, 0.0) / P)
