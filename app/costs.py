@@ -47,7 +47,12 @@ def suffix(cost: Cost) -> str:
 
 
 def label(text: str, cost: Cost) -> str:
-    """A button's label with its cost: 'Measure on this machine (about 40 s)'."""
+    """A button's label with its cost: 'Measure on this machine (about 40 s)', and inside a label's own closing
+    parenthesis: 'Reveal (runs the model; about 40 s)'."""
+    if not cost.slow:
+        return text
+    if text.endswith(")"):
+        return f"{text[:-1]}; {duration(cost.seconds)})"
     return text + suffix(cost)
 
 

@@ -53,6 +53,7 @@ def test_the_wording(big):
     assert costs.duration(4.2) == "about 4 s" and costs.duration(37) == "about 40 s"
     assert costs.duration(130) == "about 2 min" and costs.size(TINYLLAMA) == "1.1B"
     assert costs.label("Measure", c).startswith("Measure (about ")
+    assert re.fullmatch(r"Reveal \(runs the model; about \d+ s\)", costs.label("Reveal (runs the model)", c))
     quick = cost.Cost(0.4, TINYLLAMA, "cpu")
     assert costs.notice(quick, "x") == "" and costs.label("Measure", quick) == "Measure"
 
@@ -104,7 +105,7 @@ def test_every_heavy_page_states_its_cost_before_and_while(big):
         msg = out[0]["value"] if isinstance(out[0], dict) else out[0]
         assert NOTICE.search(msg), (page.__name__, msg)
         labels = [u["value"] for u in out if isinstance(u, dict) and isinstance(u.get("value"), str)
-                  and re.search(r"\(about \d+ (s|min)\)$", u["value"])]
+                  and re.search(r"[(;] ?about \d+ (s|min)\)$", u["value"])]
         if page in (kv_cache, sampling, gqa, rope):
             assert labels, page.__name__
     # the KV-cache page's sliders open at the big model's sizes
