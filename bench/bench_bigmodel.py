@@ -26,6 +26,22 @@ machine's), TinyLlama-1.1B shape, fp32 model 4.10 GB, target 9.42 GB:
   after its second variant 12.86 GB, GQA page opened 13.06 GB (stopped there: the machine had 2 GB left).
 - after: peak 5.81 GB over tokenization, attention, RoPE, RMSNorm, SwiGLU, GQA (pooling sweep and repeat included)
   and the KV-cache page; opening times 35-433 s, the KV-cache timing 1,357 s (under load).
+
+Speed (issue 25, "Speed on a CPU"), same machine and shape, seconds of the main actions; load average 5-9 from other
+work, so the same action moves 2-3x between runs. Before: main at 8202150 (its own bench); after: lessons.cost sizes
+the big model's views and the `estimate` column is what the page states before the action:
+    page / action                         before   after (estimate)
+    kv_cache open                           96.9    2.1-12.3   (step-by-step run: 12 tokens -> 3)
+    kv_cache measure                       196.3    4.8-42.8 (18)  (13 steps x 3 runs -> 4-5 steps x 1)
+    kv_cache reveal: same tokens           126.9   20.6-44.8 (18)  (32 tokens both ways -> fewer, within 20 s)
+    rope loss, RoPE off                    125.1   23.1-38.9 (94-110)  (3,000 characters -> about 256 tokens)
+    rope loss, theta 500,000                29.1   15.5-16.0 (47-55)
+    gqa open                                34.7   19.0-24.7
+    gqa reveal: pooling sweep               54.4   28.1-34.8 (94-110)
+    sampling generate (24 tokens)          232.7   43.5-88.1 (20-148)
+    next_token open                         21.0   12.6-26.2
+The estimates run 0.3x-4x the time measured: the rate is measured once, on the model, at one moment of a machine
+whose load swings; they are stated as "about".
 """
 
 from __future__ import annotations
