@@ -26,6 +26,22 @@ machine's), TinyLlama-1.1B shape, fp32 model 4.10 GB, target 9.42 GB:
   after its second variant 12.86 GB, GQA page opened 13.06 GB (stopped there: the machine had 2 GB left).
 - after: peak 5.81 GB over tokenization, attention, RoPE, RMSNorm, SwiGLU, GQA (pooling sweep and repeat included)
   and the KV-cache page; opening times 35-433 s, the KV-cache timing 1,357 s (under load).
+
+Speed (issue 25, "Speed on a CPU"), same machine and shape, seconds of the main actions; load average 5-9 from other
+work, so the same action moves 2-3x between runs. Before: main at 8202150 (its own bench); after: lessons.cost sizes
+the big model's views and the `estimate` column is what the page states before the action:
+    page / action                         before   after (estimate)
+    kv_cache open                           96.9    2.1-12.3   (step-by-step run: 12 tokens -> 3)
+    kv_cache measure                       196.3    4.8-42.8 (18)  (13 steps x 3 runs -> 4-5 steps x 1)
+    kv_cache reveal: same tokens           126.9   20.6-44.8 (18)  (32 tokens both ways -> fewer, within 20 s)
+    rope loss, RoPE off                    125.1   23.1-38.9 (94-110)  (3,000 characters -> about 256 tokens)
+    rope loss, theta 500,000                29.1   15.5-16.0 (47-55)
+    gqa open                                34.7   19.0-24.7
+    gqa reveal: pooling sweep               54.4   28.1-34.8 (94-110)
+    sampling generate (24 tokens)          232.7   43.5-88.1 (20-148)
+    next_token open                         21.0   12.6-26.2
+The estimates run 0.3x-4x the time measured: the rate is measured once, on the model, at one moment of a machine
+whose load swings; they are stated as "about".
 """
 
 from __future__ import annotations
@@ -138,45 +154,91 @@ def drain(x):
     return x
 
 
-def actions(cm) -> dict[str, list[tuple[str, object]]]:
-    """Per page: (what, callable) for opening it with the model picked and for its long actions."""
+def actions(cm) -> dict[str, list[tuple]]:
+    """Per page: (what, callable, estimate) for opening it with the model picked and for its long actions, each as
+    a learner starts it with the page's defaults. `estimate` is lessons.cost's estimate in seconds (what the page
+    says before the action runs), or None where the checkout has none (an older checkout, or no estimate: opening
+    a page is not announced)."""
     from app.pages import (assembled, attention, gqa, kv_cache, next_token, rmsnorm, rope, sampling, swiglu,
                            tokenization, training)
+    from lessons.assembled import compute as AS
     from lessons.attention import compute as A
     from lessons.gqa import compute as G
     from lessons.kv_cache import compute as K
     from lessons.next_token import compute as N
     from lessons.rope import compute as R
+    from lessons.sampling import compute as S
+    from lessons.course import prepare_text
+
+    try:
+        from lessons import cost
+    except ImportError:  # a checkout before lessons.cost: no estimates
+        cost = None
+
+    def est(fn):
+        return (lambda: fn().seconds) if cost is not None else None
+
+    P_kv = len(prepare_text(cm, kv_cache.DEFAULT_PROMPT, max_tokens=K.MAX_PROMPT_TOKENS).ids)
+    P_s = len(S.prepare_prompt(cm, S.DEFAULT_PROMPT).ids)
+    # the page's defaults for this model (the older checkout: its fixed ones)
+    n_gen = S.default_new_tokens(cm) if hasattr(S, "default_new_tokens") else sampling.DEFAULTS["max_new_tokens"]
+    n_timed = (K.default_timed(cm, P_kv) if hasattr(K, "default_timed")
+               else min(kv_cache.DEFAULTS["timed"], K.timing_limit(cm)))
+    n_run = K.default_new_tokens(cm, P_kv) if hasattr(K, "default_new_tokens") else 12
 
     def gen():
         d = sampling.DEFAULTS
         return drain(sampling.generation(cm, sampling.C.DEFAULT_PROMPT, d["temperature"], d["top_k"], d["top_p"],
-                                         d["max_new_tokens"], d["seed"]))
+                                         n_gen, d["seed"]))  # (gr.Progress outside an event does nothing)
 
-    def timed():
-        n = min(kv_cache.DEFAULTS["timed"], K.timing_limit(cm))
-        return K.timing_view(cm, kv_cache.DEFAULT_PROMPT, n)
+    def seeds():
+        ids = S.prepare_prompt(cm, S.DEFAULT_PROMPT).ids
+        return drain(S.reveal_seeds(cm, ids))
+
+    def text_pass(text, most, k=1, lens=False):
+        return est(lambda: cost.text_pass(cm, text, most, lens=lens) * k)
 
     return {
-        "tokenization": [("open", lambda: tokenization.refresh(cm))],
-        "attention": [("open", lambda: attention.refresh(cm)),
-                      ("reveal: without 1/sqrt(d)", lambda: A.rerun_without_scaling(cm, A.DEFAULT_TEXT))],
-        "rope": [("open", lambda: rope.refresh(cm)),
-                 ("loss, RoPE off", lambda: R.loss_change(cm, "none")),
-                 ("loss, theta 500,000", lambda: R.loss_change(cm, "500000"))],
-        "rmsnorm": [("open", lambda: rmsnorm.refresh(cm))],
-        "swiglu": [("open", lambda: swiglu.refresh(cm))],
-        "gqa": [("open", lambda: gqa.refresh(cm)),
-                ("reveal: pooling sweep", lambda: G.pooling_sweep(cm)),
-                ("repeat to MHA", lambda: G.repeat_check(cm, gqa.DEFAULT_TEXT))],
-        "kv_cache": [("open", lambda: kv_cache.refresh(cm)),
-                     ("measure (timing)", timed),
-                     ("reveal: same tokens", lambda: K.reveal_same(cm, kv_cache.DEFAULT_PROMPT, K.SAME_CHOICES[0]))],
-        "sampling": [("open", lambda: sampling.refresh(cm)), ("generate (default tokens)", gen)],
-        "assembled": [("open", lambda: assembled.refresh(cm))],
-        "next_token": [("open", lambda: next_token.refresh(cm)),
-                       ("reveal", lambda: N.reveal(cm, N.DEFAULT_TEXT, None))],
-        "training": [("open", lambda: training.refresh(cm))],
+        "tokenization": [("open", lambda: tokenization.refresh(cm), None)],
+        "attention": [("open", lambda: attention.refresh(cm), None),
+                      ("analyze (a new text)", lambda: A.analyze_view(cm, A.DEFAULT_TEXT + " Again.", 0, 0, 1, 1.0),
+                       text_pass(A.DEFAULT_TEXT + " Again.", A.MAX_TOKENS)),
+                      ("reveal: without 1/sqrt(d)", lambda: A.rerun_without_scaling(cm, A.DEFAULT_TEXT),
+                       text_pass(A.DEFAULT_TEXT, A.MAX_TOKENS, 2))],
+        "rope": [("open", lambda: rope.refresh(cm), None),
+                 ("loss, RoPE off", lambda: R.loss_change(cm, "none"), est(lambda: R.loss_cost(cm))),
+                 ("loss, theta 500,000", lambda: R.loss_change(cm, "500000"),
+                  est(lambda: cost.loss(cm, R.validation_slice(cm, R.loss_chars(cm)), cm.config.max_seq_len)))],
+        "rmsnorm": [("open", lambda: rmsnorm.refresh(cm), None)],
+        "swiglu": [("open", lambda: swiglu.refresh(cm), None)],
+        "gqa": [("open", lambda: gqa.refresh(cm), None),
+                ("reveal: pooling sweep", lambda: G.pooling_sweep(cm),
+                 est(lambda: G.measure_cost(cm) * (len([k for k in G.conversion_options(cm)
+                                                        if k <= cm.config.n_kv_heads]) - 1))),
+                ("repeat to MHA", lambda: G.repeat_check(cm, gqa.DEFAULT_TEXT),
+                 est(lambda: G.repeat_cost(cm, gqa.DEFAULT_TEXT)))],
+        "kv_cache": [("open", lambda: kv_cache.refresh(cm), None),
+                     (f"measure (timing, {n_timed} steps)", lambda: K.timing_view(cm, kv_cache.DEFAULT_PROMPT, n_timed),
+                      est(lambda: K.timing_cost(cm, P_kv, n_timed))),
+                     (f"step by step ({n_run + 1} tokens)",
+                      lambda: K.step_view(cm, kv_cache.DEFAULT_PROMPT, n_run + 1, 0),
+                      est(lambda: K.cached_vs_uncached_cost(cm, P_kv, n_run + 1))),
+                     ("reveal: same tokens", lambda: K.reveal_same(cm, kv_cache.DEFAULT_PROMPT, K.SAME_CHOICES[0]),
+                      est(lambda: K.run_cost(cm, kv_cache.DEFAULT_PROMPT))),
+                     ("reveal: speed", lambda: K.reveal_speed(cm, K.SPEED_CHOICES[0]),
+                      est(lambda: K.speed_cost(cm)))],
+        "sampling": [("open", lambda: sampling.refresh(cm), None),
+                     (f"generate ({n_gen} tokens)", gen, est(lambda: S.generation_cost(cm, P_s, n_gen))),
+                     ("reveal: seeds", seeds, est(lambda: S.seeds_cost(cm, P_s)))],
+        "assembled": [("open", lambda: assembled.refresh(cm), None),
+                      ("run the forward pass", lambda: AS.pass_view(cm, assembled.DEFAULT_TEXT + " Again.",
+                                                                    assembled.DEFAULTS["box"], 0, 0),
+                       text_pass(assembled.DEFAULT_TEXT + " Again.", AS.MAX_TOKENS))],
+        "next_token": [("open", lambda: next_token.refresh(cm), None),
+                       ("score (a new text)", lambda: N.text_view(cm, N.DEFAULT_TEXT + " Again."),
+                        text_pass(N.DEFAULT_TEXT + " Again.", N.MAX_TOKENS, lens=True)),
+                       ("reveal", lambda: N.reveal(cm, N.DEFAULT_TEXT, None), None)],
+        "training": [("open", lambda: training.refresh(cm), None)],
     }
 
 
@@ -187,6 +249,7 @@ def main() -> None:
                                               "a temporary directory, removed afterwards)")
     ap.add_argument("--pages", default="all", help="comma-separated page slugs (default: every page)")
     ap.add_argument("--root", type=Path, default=HERE, help="the checkout whose app/ and lessons/ are measured")
+    ap.add_argument("--json", type=Path, help="also write the per-action rows to this file")
     ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)  # child process: build and exit
     args = ap.parse_args()
     if args.build:
@@ -222,12 +285,30 @@ def main() -> None:
           f"{cm.config.vocab_size:,}; loaded in {time.time() - t0:.0f} s; resident before loading {base * gb:.2f} GB, "
           f"after {rss() * gb:.2f} GB (peak {load_peak.peak * gb:.2f} GB)", flush=True)
     print(f"target: peak resident < {base * gb:.2f} + 2 x {fp32 * gb:.2f} + 1 = {target * gb:.2f} GB\n", flush=True)
+    try:  # as the picker does on loading a big model: the rate every estimate uses, measured once on the model
+        from lessons import cost
+
+        if cost.big(cm):
+            t0 = time.time()
+            r = cost.measured_rate(cm)
+            P = cm.model.num_parameters()
+            print(f"lessons.cost rate, measured in {time.time() - t0:.1f} s: one-token pass "
+                  f"{P * (r.read_s + r.flop_s):.2f} s, each further token {P * r.flop_s * 1000:.0f} ms\n", flush=True)
+    except ImportError:  # an older checkout: no estimates
+        pass
     table = actions(cm)
     pages = list(table) if args.pages == "all" else [p.strip() for p in args.pages.split(",")]
-    print(f"{'page':<13} {'action':<28} {'seconds':>8} {'peak GB':>8} {'after GB':>8}  result", flush=True)
-    overall = load_peak.peak
+    print(f"{'page':<13} {'action':<34} {'seconds':>8} {'estimate':>9} {'peak GB':>8} {'after GB':>8}  result",
+          flush=True)
+    overall, rows = load_peak.peak, []
     for page in pages:
-        for what, fn in table[page]:
+        for what, fn, estimate in table[page]:
+            guess = ""
+            if estimate is not None:  # said before the action (lessons.cost; the first one measures the rate)
+                try:
+                    guess = f"{estimate():.1f}"
+                except Exception as e:  # noqa: BLE001 (an estimate that fails is reported, the action still runs)
+                    guess = f"({type(e).__name__})"
             t0 = time.time()
             with Peak() as p:
                 try:
@@ -238,8 +319,12 @@ def main() -> None:
                     if os.environ.get("BENCH_TRACEBACK"):
                         traceback.print_exc()
             overall = max(overall, p.peak)
-            print(f"{page:<13} {what:<28} {time.time() - t0:>8.1f} {p.peak * gb:>8.2f} {rss() * gb:>8.2f}  {result}",
-                  flush=True)
+            seconds = time.time() - t0
+            rows.append(dict(page=page, action=what, seconds=round(seconds, 1), estimate=guess, result=result))
+            print(f"{page:<13} {what:<34} {seconds:>8.1f} {guess:>9} {p.peak * gb:>8.2f} {rss() * gb:>8.2f}  "
+                  f"{result}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows))
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"\npeak resident {overall * gb:.2f} GB (ru_maxrss {ru * gb:.2f} GB) against the target {target * gb:.2f} GB: "
           f"{'MET' if max(overall, ru) < target else 'NOT MET'} "

@@ -1,6 +1,13 @@
 """The library on a CUDA GPU, in fp32 and bf16: parity with transformers and timings, in one run.
 
     python bench/gpu_check.py            # on a machine with a GPU; elsewhere it says it skipped (exit 0)
+    python bench/gpu_check.py --device cpu --small   # the same script on the CPU, the page actions on a small
+                                                     # shape: checks that the script itself works, times mean little
+
+After the checks it times every page's main actions with a 1B-shape model (TinyLlama-1.1B's shape, random weights,
+built by bench/bench_bigmodel.py in a temporary directory; `--small` builds a 4-layer shape instead) loaded as the
+picker loads it, and prints each action's seconds and whether it stays under 1 s (what a learner should wait on a
+GPU). An action that fails counts as a failed check; a slow one is printed, not failed (timings are not asserts).
 
 Every check is a function registered with `@check(name)`; it receives the device and dtype and returns
 a short result string, or raises AssertionError when the numbers disagree. Each runs in fp32 and in
@@ -168,19 +175,77 @@ def lesson_check(slug: str):
 
 
 for _slug in ("tokenization", "attention", "rope", "rmsnorm", "swiglu", "gqa", "kv_cache", "sampling"):
-    check(f"lesson {_slug}: the page's figures on CUDA")(lesson_check(_slug))
+    check(f"lesson {_slug}: the page's figures on the device")(lesson_check(_slug))
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
+SMALL_SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                   intermediate_size=688, vocab_size=2048, max_position_embeddings=512, rope_theta=10000.0,
+                   tie_word_embeddings=False)
+
+
+def page_actions(device: torch.device, small: bool) -> tuple[list[dict], int]:
+    """Every page's main actions (bench/bench_bigmodel.py's list: opening each page with the model picked, then its
+    long actions) on a 1B-shape model built here, each timed once after the model is loaded and warmed up by one
+    forward pass. Returns (rows, failures); prints a row per action as it goes."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_bigmodel as B
+
+    from lessons.models import load_model
+
+    shape = "small-check" if small else "tinyllama-1.1b"
+    B.SHAPES.setdefault("small-check", SMALL_SHAPE)
+    rows, failed = [], 0
+    with tempfile.TemporaryDirectory(prefix="gpu-check-1b-") as d:
+        t = time.perf_counter()
+        B.build_checkpoint(Path(d), shape)
+        cm = load_model(d, device)
+        print(f"\npage actions with the {shape} shape ({cm.model.num_parameters():,} parameters, "
+              f"{next(cm.model.parameters()).dtype}) on {device}, built and loaded in {time.perf_counter() - t:.0f} s",
+              flush=True)
+        with torch.inference_mode():
+            cm.model(torch.tensor([[1, 2, 3]], device=device))  # warm-up: kernels, allocator
+        sync(device)
+        for page, acts in B.actions(cm).items():
+            for what, fn, _ in acts:
+                sync(device)
+                t = time.perf_counter()
+                try:
+                    B.drain(fn())
+                    sync(device)
+                    result = ""
+                except Exception:  # noqa: BLE001 (a crash is a failed check; print it and go on to the next)
+                    result = "ERROR: " + traceback.format_exc(limit=3).strip().splitlines()[-1]
+                    failed += 1
+                s = time.perf_counter() - t
+                rows.append({"page": page, "action": what, "s": round(s, 3), "under_1s": s < 1, "error": result})
+                print(f"{'FAIL' if result else 'ok  '} {page:<13} {what:<34} {s:>7.2f} s  "
+                      f"{'under 1 s' if s < 1 else 'OVER 1 s'} {result}", flush=True)
+    print(f"{sum(r['under_1s'] for r in rows)} of {len(rows)} page actions under 1 s on {device}")
+    return rows, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cpu: run the script without a GPU (fp32 only), to check it works")
+    ap.add_argument("--small", action="store_true", help="time the page actions on a 4-layer shape, not 1B")
+    ap.add_argument("--skip-checks", action="store_true", help="only the page actions")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: SKIPPED - no CUDA GPU on this machine (torch.cuda.is_available() is False); nothing was run.")
         return 0
-    device = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the 1e-4 comparisons
-    torch.backends.cudnn.allow_tf32 = False
-    print(f"gpu_check on {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the 1e-4 comparisons
+        torch.backends.cudnn.allow_tf32 = False
+        print(f"gpu_check on {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    else:
+        print(f"gpu_check on the CPU (--device cpu: fp32 only), torch {torch.__version__}")
     rows, failed = [], 0
-    for dtype in (torch.float32, torch.bfloat16):
+    dtypes = (torch.float32, torch.bfloat16) if device.type == "cuda" else (torch.float32,)
+    for dtype in dtypes if not args.skip_checks else ():
         for name, fn in CHECKS:
             torch.manual_seed(0)
             sync(device)
@@ -198,8 +263,9 @@ def main() -> int:
                          "result": result})
             print(f"{'ok  ' if ok else 'FAIL'} {rows[-1]['dtype']:>8} {ms:>8.0f} ms  {name}: {result}", flush=True)
     print(f"\n{len(rows) - failed} of {len(rows)} checks passed")
-    print(json.dumps(rows))
-    return 1 if failed else 0
+    pages, page_failed = page_actions(device, args.small)
+    print(json.dumps(rows + pages))
+    return 1 if failed or page_failed else 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from lessons import cost
 from lessons.course import CourseModel, load_course_model
 from lessons.inputs import LessonError, echo
 from llama import CheckpointError
@@ -109,6 +110,10 @@ class ModelRegistry:
                 on_progress(f"loading {_label(key)}")
             try:
                 cm = load_model(key, self.device)
+                if cost.big(cm):  # its pages state costs: the rate is measured now, once, inside the load's wait
+                    if on_progress:
+                        on_progress(f"timing {_label(key)} on this machine (once)")
+                    cost.measured_rate(cm)
             except (CheckpointError, OSError) as e:
                 raise LessonError(f"The model {_label(key)!r} could not be loaded: {e}. "
                                   "The course model keeps working.") from None

@@ -397,7 +397,8 @@ def test_the_page_refills_every_model_dependent_output(cm):
 
     c = cm.config
     (msg, kv, kv_shown, heads, diagram, memory, table, configs, layer, maps, maps_md, pool_q, repeat_q, results,
-     target_shown, target, convert_md, convert) = page.refresh(cm)
+     target_shown, target, convert_md, convert, *labels) = page.refresh(cm)
+    assert [b["value"] for b in labels] == list(page.LABELS.values())  # no cost to state for the course model
     assert msg == "" and (kv["maximum"], kv["value"]) == (c.n_heads, c.n_kv_heads) and kv_shown == c.n_kv_heads
     assert f"{c.n_heads} query heads" in kv["info"] and f"{c.n_heads} query heads and {c.n_kv_heads} K/V" in heads
     assert f"share {c.n_kv_heads} K/V head" in diagram.layout.title.text

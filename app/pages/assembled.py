@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import share, widgets
+from app import costs, share, widgets
+from lessons import cost
 from lessons.assembled import compute as C
 from lessons.course import CourseModel
 
@@ -32,7 +33,8 @@ def initial(cm: CourseModel) -> dict:
 def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     c, first = cm.config, initial(cm)
-    return ("",  # the page's message slot: nothing went wrong
+    return (costs.notice(cost.text_pass(cm, DEFAULT_TEXT, C.MAX_TOKENS), "Run the forward pass (one pass over the "
+                         "text)"),  # the page's message slot: a big model's cost, said before (else nothing)
             first["diagram"], first["values"], first["readout"], first["notice"], first["facts"],
             gr.update(choices=first["choices"], value=DEFAULTS["box"]),
             gr.update(maximum=c.n_layers - 1, value=DEFAULTS["layer"], info=first["layer_info"]),
@@ -101,7 +103,8 @@ def build(cm: CourseModel, lesson) -> None:
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
     widgets.on_model(key, refresh, [model_msg, diagram, values, readout, pass_msg, facts, box, layer, head, params, shares])
 
-    def on_pass(cm, text, box_key, layer_index, head_index):
+    def on_pass(cm, text, box_key, layer_index, head_index, progress=gr.Progress()):
+        progress(0, desc="running the forward pass" + costs.while_running(cost.text_pass(cm, text, C.MAX_TOKENS)))
         fig, vals, md, notice, l, h = C.pass_view(cm, text, box_key, layer_index, head_index)
         return fig, vals, md, widgets.note(notice), l, h  # (the dropdown is not written back: it would fire .change)
 

@@ -29,8 +29,8 @@ import math
 
 import gradio as gr
 
-from app import share, widgets
-from lessons import LessonInfo
+from app import costs, share, widgets
+from lessons import LessonInfo, cost
 from lessons.attention import compute as C
 from lessons.course import CourseModel
 
@@ -94,7 +94,11 @@ def refresh(cm: CourseModel) -> tuple:
     """Another model picked on the course map (widgets.on_model): every model-dependent component, in the order
     `build` wires them, and the analyzed text (State) reset to the default."""
     m = _model_values(cm)
-    return (m["msg"]["value"], C.DEFAULT_TEXT, C.DEFAULT_TEXT, gr.update(**m["facts"]),
+    one = cost.text_pass(cm, C.DEFAULT_TEXT, C.MAX_TOKENS)  # a big model's costs, said before (else nothing)
+    slow = (costs.notice(one, "Analyze (one pass over the text)"),
+            costs.notice(one * 2, "The scaling reveal (the model and its twin without 1/√d, one pass each)"))
+    return ("  \n".join(x for x in (m["msg"]["value"], *slow) if x), C.DEFAULT_TEXT, C.DEFAULT_TEXT,
+            gr.update(**m["facts"]),
             *(gr.update(**m[k]) for k in ("layer", "head", "query", "scale")),
             *m["figures"], m["summary"], "")
 
@@ -177,8 +181,9 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         """The toy table edited: its numbers checked, the four steps and the figure again."""
         return _toy(rows)
 
-    def attention_analyze(cm, text, layer, head, query, scale):
+    def attention_analyze(cm, text, layer, head, query, scale, progress=gr.Progress()):
         """A new text: one traced forward pass (cached), every figure, the sliders set to what is drawn."""
+        progress(0, desc="running the model" + costs.while_running(cost.text_pass(cm, text, C.MAX_TOKENS)))
         a = C.analyze_view(cm, text, layer, head, query, scale)
         v = a.view
         # The answers were measured on the previous text: cleared until asked again.
@@ -199,8 +204,10 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
         """How large q·k is for random unit-variance vectors at d = 32, measured."""
         return C.reveal_random_dot(guess)
 
-    def attention_reveal_scaling(cm, text, guess):
+    def attention_reveal_scaling(cm, text, guess, progress=gr.Progress()):
         """Re-run the model without 1/sqrt(d) in every layer on the analyzed text."""
+        progress(0, desc="running the model with and without 1/√d" + costs.while_running(
+            cost.text_pass(cm, text, C.MAX_TOKENS) * 2))
         return C.reveal_scaling(cm, text, guess)
 
     figures = [dot, dot_md, heatmap, grid, mix, steps, scale_plot]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import share, widgets
+from app import costs, share, widgets
 from lessons.course import CourseModel
 from lessons.gqa import compute as C
 from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, reference_configs
@@ -31,19 +31,39 @@ def initial(cm: CourseModel) -> dict:
                 table=table, configs=configs_markdown(reference_configs(cm)), maps=maps, maps_md=maps_md,
                 results=results, convert_md=C.conversion_markdown(cm, base), convert=C.conversion_figure(cm, results),
                 pool_question=C.pool_question(cm), repeat_question=C.repeat_question(cm),
-                options=C.conversion_options(cm), kv_info=C.kv_info(cm), convert_info=C.conversion_info(cm))
+                options=C.conversion_options(cm), kv_info=C.kv_info(cm), convert_info=C.conversion_info(cm),
+                **costs_view(cm))
+
+
+LABELS = dict(convert="Convert and measure the loss", repeat="Repeat K/V heads: GQA → MHA, compare logits",
+              pool_btn="Reveal (pools and measures the model)",
+              repeat_btn="Reveal (converts and compares on the text above)")
+
+
+def costs_view(cm: CourseModel) -> dict:
+    """What the page says about its slow actions before they run (lessons.cost; nothing for the course model): the
+    page's message and each button's label."""
+    measure, pool, repeat = C.measure_cost(cm), C.pooling_cost(cm), C.repeat_cost(cm, DEFAULT_TEXT)
+    tokens = len(cm.tokenizer.encode(C.eval_text(cm)))
+    notices = [costs.notice(measure, f"Convert and measure ({tokens:,} held-out tokens per conversion)"),
+               costs.notice(pool, "The pooling reveal (every pooled count measured)"),
+               costs.notice(repeat, "The repeat check (two passes over the text)")]
+    return dict(message="  \n".join(n for n in notices if n),
+                labels=dict(convert=costs.label(LABELS["convert"], measure), repeat=costs.label(LABELS["repeat"], repeat),
+                            pool_btn=costs.label(LABELS["pool_btn"], pool),
+                            repeat_btn=costs.label(LABELS["repeat_btn"], measure)))
 
 
 def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     c, first = cm.config, initial(cm)
-    return ("",  # the page's message slot: nothing went wrong
+    return (first["message"],  # the page's message slot: the cost of its slow actions with this model, if any
             gr.update(maximum=c.n_heads, value=c.n_kv_heads, info=first["kv_info"]), c.n_kv_heads, first["heads"],
             first["diagram"], first["memory"], first["table"], first["configs"],
             gr.update(maximum=c.n_layers - 1, value=DEFAULTS["layer"]), first["maps"], first["maps_md"],
             first["pool_question"], first["repeat_question"], first["results"], c.n_kv_heads,
             gr.update(maximum=c.n_heads, value=c.n_kv_heads, info=first["convert_info"]), first["convert_md"],
-            first["convert"])
+            first["convert"], *(gr.update(value=first["labels"][k]) for k in LABELS))
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -113,10 +133,10 @@ def build(cm: CourseModel, lesson) -> None:
     # each question's model-dependent setup stands above it (the page refills it for another model)
     pool_q = gr.Markdown(first["pool_question"], elem_id="gqa-pool-question")
     pool_choice, pool_btn, pool_out = widgets.predict_reveal(
-        C.Q_POOL, button="Reveal (pools and measures the model)", elem_id="gqa-reveal-pool")
+        C.Q_POOL, button=LABELS["pool_btn"], elem_id="gqa-reveal-pool")
     repeat_q = gr.Markdown(first["repeat_question"], elem_id="gqa-repeat-question")
     repeat_choice, repeat_btn, repeat_out = widgets.predict_reveal(
-        C.Q_REPEAT, button="Reveal (converts and compares on the text above)", elem_id="gqa-reveal-repeat")
+        C.Q_REPEAT, button=LABELS["repeat_btn"], elem_id="gqa-reveal-repeat")
 
     results = gr.State(first["results"])
     target_shown = gr.State(c.n_kv_heads)  # the count last measured: a slider step goes on from it
@@ -126,9 +146,9 @@ def build(cm: CourseModel, lesson) -> None:
             with gr.Column(scale=1, min_width=280):
                 target = widgets.Slider(1, c.n_heads, c.n_kv_heads, step=1, label="K/V heads after conversion",
                                         info=first["convert_info"], elem_id="gqa-target")
-                convert = gr.Button("Convert and measure the loss", variant="primary")
+                convert = gr.Button(LABELS["convert"], variant="primary")
                 convert_md = gr.Markdown(first["convert_md"], elem_id="gqa-convert-readout")
-                repeat = gr.Button("Repeat K/V heads: GQA → MHA, compare logits")
+                repeat = gr.Button(LABELS["repeat"])
                 repeat_md = gr.Markdown(elem_id="gqa-repeat-readout")
             with gr.Column(scale=2):
                 convert_plot = widgets.Plot(first["convert"], label="Loss after conversion", elem_id="gqa-convert", code=C.conversion_figure)
@@ -138,7 +158,7 @@ def build(cm: CourseModel, lesson) -> None:
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
     widgets.on_model(key, refresh, [model_msg, kv, kv_shown, heads_md, diagram, memory_plot, memory_table, configs_md,
                                     layer, maps_plot, maps_md, pool_q, repeat_q, results, target_shown, target,
-                                    convert_md, convert_plot])
+                                    convert_md, convert_plot, convert, repeat, pool_btn, repeat_btn])
 
     def on_sharing(cm, kv_heads, shown):
         fig, notice, n = C.sharing_view(cm, kv_heads, shown)
@@ -153,16 +173,20 @@ def build(cm: CourseModel, lesson) -> None:
         return fig, md, widgets.note(notice), l
 
     def on_convert(cm, kv_heads_after, res, shown, progress=gr.Progress()):
-        fig, md, res, n = C.conversion_view(cm, kv_heads_after, res, lambda f, d: progress(f, desc=d), shown)
+        total = costs.while_running(C.measure_cost(cm))  # ' (about 40 s)' for a big model: said while it runs
+        fig, md, res, n = C.conversion_view(cm, kv_heads_after, res, lambda f, d: progress(f, desc=d + total), shown)
         return fig, md, res, n, n
 
-    def on_repeat(cm, text):
+    def on_repeat(cm, text, progress=gr.Progress()):
+        progress(0, desc="repeating K/V heads and comparing" + costs.while_running(C.repeat_cost(cm, text)))
         return C.repeat_markdown(cm, C.repeat_check(cm, text))
 
     def on_reveal_pool(cm, choice, progress=gr.Progress()):
-        return C.reveal_pooling(cm, choice, lambda f, d: progress(f, desc=d))
+        total = costs.while_running(C.pooling_cost(cm))
+        return C.reveal_pooling(cm, choice, lambda f, d: progress(f, desc=d + total))
 
-    def on_reveal_repeat(cm, text, choice):
+    def on_reveal_repeat(cm, text, choice, progress=gr.Progress()):
+        progress(0, desc="converting and measuring" + costs.while_running(C.measure_cost(cm) + C.repeat_cost(cm, text)))
         return C.reveal_repeat(cm, text, choice)
 
     memory_inputs = [key, kv, positions, batch, dtype, mine]

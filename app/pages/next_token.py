@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import share, widgets
+from app import costs, share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.next_token import compute as C
 
@@ -39,8 +40,19 @@ def slider_update(v: C.View) -> dict:
 def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     v = first_view(cm)
-    return ("", C.DEFAULT_TEXT, v.chips, v.summary, slider_update(v), v.top, v.comparison, v.comparison_md,
+    return (score_notice(cm), C.DEFAULT_TEXT, v.chips, v.summary, slider_update(v), v.top, v.comparison,
+            v.comparison_md,
             v.lens, v.lens_position, v.lens_md, v.untrained, "", "", "")
+
+
+def score_cost(cm: CourseModel, text: str):
+    """lessons.cost's estimate of scoring a text: one pass and the logit lens (the comparison's counting aside)."""
+    return cost.text_pass(cm, text, C.MAX_TOKENS, lens=True)
+
+
+def score_notice(cm: CourseModel) -> str:
+    """The page's message for a big model: what scoring a text costs (empty for the course model)."""
+    return costs.notice(score_cost(cm, C.DEFAULT_TEXT), "Scoring a text (one pass and the logit lens)")
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -105,7 +117,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.on_model(key, refresh, [model_msg, text, chips, summary, position, top, comparison, comparison_md,
                                     lens, lens_position, lens_md, untrained, answer, lens_answer, q0_answer])
 
-    def on_score(cm, text_value):
+    def on_score(cm, text_value, progress=gr.Progress()):
+        progress(0, desc="scoring the text" + costs.while_running(score_cost(cm, text_value)))
         v = C.text_view(cm, text_value)
         return (widgets.note(v.notice), v.text, v.chips, v.summary, slider_update(v), v.top, v.comparison,
                 v.comparison_md, v.lens, v.lens_position, v.lens_md, v.untrained)

@@ -35,7 +35,7 @@ import math
 
 import gradio as gr
 
-from app import share, widgets
+from app import costs, share, widgets
 from lessons.course import CourseModel
 from lessons.rope import compute as C
 
@@ -118,15 +118,18 @@ def _progress_fn(progress, what):
 
 
 def on_loss(cm, variant, progress=gr.Progress()):
-    return C.loss_change(cm, variant, on_window=_progress_fn(progress, "scoring held-out text")).readout
+    what = "scoring held-out text" + costs.while_running(C.loss_cost(cm))
+    return C.loss_change(cm, variant, on_window=_progress_fn(progress, what)).readout
 
 
 def on_reveal_off(cm, prediction, progress=gr.Progress()):
-    return C.reveal(cm, "none", prediction, _progress_fn(progress, "running the model"))
+    return C.reveal(cm, "none", prediction, _progress_fn(progress, "running the model" + costs.while_running(
+        C.loss_cost(cm))))
 
 
 def on_reveal_theta(cm, prediction, progress=gr.Progress()):
-    return C.reveal(cm, C.theta_question_variant(cm), prediction, _progress_fn(progress, "running the model"))
+    return C.reveal(cm, C.theta_question_variant(cm), prediction, _progress_fn(
+        progress, "running the model" + costs.while_running(C.loss_cost(cm))))
 
 
 # ----------------------------------------------------------------------------- page
@@ -146,7 +149,9 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
     log0 = math.log10(c.rope_theta)
     shift0 = min(100, L - 1 - q0)
     l0, h0, _ = C.most_changed_head(cm, text0, "none")  # open on the head that RoPE matters most to
-    v = {"text_msg": dict(value="")}
+    loss = C.loss_cost(cm)  # lessons.cost's estimate, said before the learner measures (nothing for the course model)
+    v = {"text_msg": dict(value=costs.notice(loss, "Measuring a loss, and each of the two reveals (the model and a "
+                                                   "variant on the held-out slice)"))}
 
     def three(prefix, values):
         for name, val in zip(("msg", "fig", "readout"), values):
@@ -181,7 +186,11 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
     cmp0 = on_compare(cm, text0, l0, h0, "none")
     for name, val in zip(("cmp_msg", "cmp_fig", "cmp_readout", "loss_out"), cmp0):
         v[name] = dict(value=val)
+    v["loss_btn"] = dict(value=costs.label(LOSS_LABEL, loss) if loss.slow else f"{LOSS_LABEL} (about a second)")
     return v
+
+
+LOSS_LABEL = "Measure the loss of the variant chosen above"
 
 
 def theta_label(theta: float) -> str:
@@ -278,7 +287,7 @@ def build(cm: CourseModel, lesson) -> None:
     pred2, reveal2, ans2 = widgets.predict_reveal(C.Q_THETA.text, PREDICTION_CHOICES, elem_id="rope-reveal-2",
                                                   qid=C.Q_THETA.qid)
     with widgets.until_reveal(C.Q_THETA.qid):
-        loss_btn = gr.Button("Measure the loss of the variant chosen above (about a second)", variant="primary",
+        loss_btn = gr.Button(**V["loss_btn"], variant="primary",
                              elem_id="rope-loss-button")
         loss_out = gr.Markdown(**V["loss_out"], elem_id="rope-loss")
 
@@ -350,7 +359,7 @@ def build(cm: CourseModel, lesson) -> None:
                  rel_fig=rel_fig, rel_readout=rel_readout, log_theta=log_theta, spec_msg=spec_msg, spec_fig=spec_fig,
                  spec_readout=spec_readout, question2=question2, ans1=ans1, ans2=ans2, cmp_layer=cmp_layer,
                  cmp_head=cmp_head, variant=variant, cmp_msg=cmp_msg, cmp_fig=cmp_fig, cmp_readout=cmp_readout,
-                 loss_out=loss_out)
+                 loss_out=loss_out, loss_btn=loss_btn)
     assert list(comps) == list(V), "first_view and the page list different components"
     widgets.on_model(key, refresh, list(comps.values()))
     # (the query and key tokens and their positions follow the text: a new text resets them, so a link omits them)

@@ -19,7 +19,7 @@ import os
 
 import gradio as gr
 
-from app import share, widgets
+from app import costs, share, widgets
 from lessons.course import CourseModel
 from lessons.sampling import compute as C
 
@@ -46,7 +46,13 @@ def first_view(cm: CourseModel) -> dict:
     arguments). `build` lays the page out with the course model's values; `refresh` sends another model's."""
     ctx, V = cm.config.max_seq_len, C.vocab_tokens(cm)  # the tokenizer's tokens (not padding rows)
     fig, summary, _ = distribution(cm, C.DEFAULT_PROMPT, DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["top_p"])
-    return dict(
+    P, n = len(C.prepare_prompt(cm, C.DEFAULT_PROMPT).ids), C.default_new_tokens(cm)
+    gen_cost, seeds_cost = C.generation_cost(cm, P, n), C.seeds_cost(cm, P)
+    message = "  \n".join(x for x in (
+        costs.notice(gen_cost, f"Generate ({n} tokens, greedy and sampled)"),
+        costs.notice(seeds_cost, f"The seed reveal ({C.reveal_tokens(cm)} tokens, three rows)")) if x)
+    return dict(message=message, gen=dict(value=costs.label(GENERATE_LABEL, gen_cost)),
+                seed_btn=dict(value=costs.label(SEEDS_LABEL, seeds_cost)),
         prompt=dict(info=f"BOS is added in front. At most {C.prompt_limit(cm)} tokens with BOS (half the {ctx}-token "
                          "context); a longer prompt keeps its end."),
         top_k=dict(maximum=min(100, V), value=DEFAULTS["top_k"]),
@@ -56,17 +62,21 @@ def first_view(cm: CourseModel) -> dict:
                           f"EOS or when the {ctx}-token context is full"
                           + ("" if C.default_new_tokens(cm) == C.DEFAULT_NEW_TOKENS else
                              f". Each token is one pass through this model's {cm.model.num_parameters():,} "
-                             f"parameters, so it starts at {C.default_new_tokens(cm)} on this machine")))
+                             f"parameters, so it starts at {C.default_new_tokens(cm)} on this machine")
+                          + (f": {costs.with_model(gen_cost)}" if gen_cost.slow else "")))
 
 
 # The outputs `refresh` fills, in order (after the page's message slot); the dicts become gr.update()s.
-REFRESHED = ("prompt", "top_k", "fig", "summary", "max_new")
+REFRESHED = ("prompt", "top_k", "fig", "summary", "max_new", "gen", "seed_btn")
+GENERATE_LABEL = "Generate greedy and sampled"
+SEEDS_LABEL = "Reveal (runs the model on your prompt)"
 
 
 def refresh(cm: CourseModel):
-    """The page for another model than the one it was built with (widgets.on_model): a message, then REFRESHED."""
+    """The page for another model than the one it was built with (widgets.on_model): a message (the cost of the
+    page's slow actions with this model, if any), then REFRESHED."""
     v = first_view(cm)
-    return ("", *(gr.update(**v[k]) if isinstance(v[k], dict) else v[k] for k in REFRESHED))
+    return (v["message"], *(gr.update(**v[k]) if isinstance(v[k], dict) else v[k] for k in REFRESHED))
 
 
 def build(cm: CourseModel, lesson) -> None:
@@ -110,12 +120,12 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- predict first, then figure 2: greedy against sampled, streamed
     seed_choice, seed_btn, seed_out = widgets.predict_reveal(
-        C.Q_SEED, button="Reveal (runs the model on your prompt)")
+        C.Q_SEED, button=SEEDS_LABEL)
     with gr.Row():
         max_new = widgets.Slider(1, C.MAX_NEW_TOKENS, step=1, label="max new tokens", **v["max_new"])
         seed = SeedBox(DEFAULTS["seed"], precision=0, label="seed",
                          info=f"0 to {C.MAX_SEED:,}; same seed, same settings: same text")
-        gen = gr.Button("Generate greedy and sampled", variant="primary")
+        gen = gr.Button(GENERATE_LABEL, variant="primary")
     with gr.Row():
         greedy_out = gr.Textbox(label="Greedy (T = 0): always the most likely token", lines=10, max_lines=14,
                                 interactive=False, elem_id="sampling-greedy")
@@ -129,7 +139,7 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners
-    widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new])
+    widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new, gen, seed_btn])
     dist_ev = gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
           widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
           [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",
@@ -158,20 +168,22 @@ def distribution(cm: CourseModel, text, t, k, p):
     return C.distribution_figure(d), C.distribution_summary(d), notes
 
 
-def generation(cm: CourseModel, text, t, k, p, n, sd):
+def generation(cm: CourseModel, text, t, k, p, n, sd, progress=gr.Progress()):
     """Yields (greedy text, sampled text, status): the first token at once, then at most 10 updates a second."""
     prep = C.prepare_prompt(cm, text)
     s = C.read_settings(t, k, p, C.vocab_tokens(cm))
     seed, seed_notice = C.read_seed(sd)
     n, n_notice = C.read_new_tokens(n)
+    progress(0, desc=f"generating {n} tokens" + costs.while_running(C.generation_cost(cm, len(prep.ids), n)))
     notice = " ".join(x for x in (prep.notice, n_notice, seed_notice) if x)
     head = C.prompt_text(cm, prep)
     for step in C.stream_side_by_side(cm, prep.ids, n, s, seed):
         yield head + step.greedy_text, head + step.sampled_text, C.generation_status(step, s, seed, n, notice)
 
 
-def reveal_seeds(cm: CourseModel, text, choice):
+def reveal_seeds(cm: CourseModel, text, choice, progress=gr.Progress()):
     prep = C.prepare_prompt(cm, text)
+    progress(0, desc="sampling with two seeds" + costs.while_running(C.seeds_cost(cm, len(prep.ids))))
     choice = C.read_prediction(choice, C.SEED_CHOICES)
     notice = f"\n\n{widgets.note(prep.notice)}" if prep.notice else ""
     for item in C.reveal_seeds(cm, prep.ids):

@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from lessons import inputs
+from lessons import cost, inputs
 from lessons.course import CourseModel, prepare_text, trace, unique_labels, validation_excerpt
 from lessons.grading import Question
 from lessons.inputs import LessonError
@@ -395,7 +395,8 @@ def eval_text(cm: CourseModel) -> str:
     """The fixed slice of held-out text every conversion is measured on: the first EVAL_CHARS characters of
     the val_excerpt.txt shipped beside the model (the start of its held-out split), or, for a model directory
     without one (any real checkpoint), of the course model's (held-out TinyShakespeare: lessons.course)."""
-    return validation_excerpt(cm)[:EVAL_CHARS]
+    text = validation_excerpt(cm)[:EVAL_CHARS]
+    return text[:cost.eval_chars(cm, text)]  # fewer characters for a big model on a CPU (lessons.cost)
 
 
 def own_eval_text(cm: CourseModel) -> bool:
@@ -415,9 +416,10 @@ def eval_window(cm: CourseModel) -> int:
 
 def eval_source(r: dict) -> str:
     """The text a measurement used, in words (from the measurement's own record)."""
+    n = r.get("text_chars", EVAL_CHARS)  # fewer than EVAL_CHARS for a big model on a CPU (eval_text)
     if r["own_text"]:
-        return f"the first {EVAL_CHARS:,} characters of the model's held-out excerpt (val_excerpt.txt)"
-    return (f"the first {EVAL_CHARS:,} characters of the course's held-out TinyShakespeare excerpt: this model "
+        return f"the first {n:,} characters of the model's held-out excerpt (val_excerpt.txt)"
+    return (f"the first {n:,} characters of the course's held-out TinyShakespeare excerpt: this model "
             "ships no held-out text of its own, and Shakespeare may be far from what it was trained on, so its "
             "losses are high; compare them with each other, not with another model's")
 
@@ -434,7 +436,8 @@ def _measure(model: Llama, cm: CourseModel) -> dict:
     # model's mode alone; the shared model is in eval mode already, so the value is unchanged).
     T = eval_window(cm)
     r = loss_per_char(model, cm.tokenizer, eval_text(cm), seq_len=T)
-    return {**r, "seq_len": T, "windows": r["tokens"] // T, "own_text": own_eval_text(cm)}
+    return {**r, "seq_len": T, "windows": r["tokens"] // T, "own_text": own_eval_text(cm),
+            "text_chars": len(eval_text(cm))}
 
 
 def base_loss(cm: CourseModel) -> dict:
@@ -474,6 +477,7 @@ def converted_loss(cm: CourseModel, n_kv: int, progress: Progress | None = None)
     return {"n_kv": n_kv, "how": how, "loss": new["per_token"], "base": base["per_token"],
             "delta": new["per_token"] - base["per_token"], "per_char": new["per_char"], "tokens": new["tokens"],
             "chars": new["chars"], "windows": new["windows"], "seq_len": new["seq_len"], "own_text": new["own_text"],
+            "text_chars": new["text_chars"],
             "kv_params": 2 * c.n_layers * c.dim * n_kv * c.head_dim}
 
 
@@ -576,6 +580,22 @@ def pooling_sweep(cm: CourseModel, progress: Progress | None = None) -> dict[int
             progress(i / len(ks), f"measuring {k} K/V head{'s' * (k > 1)}")
         out[k] = converted_loss(cm, k)
     return out
+
+
+def measure_cost(cm: CourseModel) -> cost.Cost:
+    """lessons.cost's estimate of one loss measurement (one converted model on eval_text)."""
+    return cost.loss(cm, eval_text(cm), eval_window(cm))
+
+
+def pooling_cost(cm: CourseModel) -> cost.Cost:
+    """The pooling reveal (pooling_sweep), nothing cached yet: the model as trained and every pooled count."""
+    return measure_cost(cm) * len([k for k in conversion_options(cm) if k <= cm.config.n_kv_heads])
+
+
+def repeat_cost(cm: CourseModel, text: str) -> cost.Cost:
+    """The repeat check (repeat_check): the model and its MHA copy on the text, one pass each."""
+    T = len(prepare_text(cm, text, max_tokens=cm.config.max_seq_len).ids)
+    return cost.passes(cm, 2 * T, 2)
 
 
 def clamp_conversion(cm: CourseModel, n_kv, previous: int | None = None) -> tuple[int, str]:

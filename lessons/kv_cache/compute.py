@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from lessons import cost
 from lessons.course import LRU, CourseModel, prepare_text, token_label, unique_labels, vocab_tokens
 from lessons.grading import Question
 from lessons.inputs import LessonError, choice, join, whole
@@ -52,6 +53,13 @@ TIMING_REPEATS = 3  # each timed step runs this many times, cached and uncached 
 TIMING_WORK = 1e11
 SPEED_WORK = 1e10
 MIN_SPEED_LENGTH = 32
+# A big model on a CPU (lessons.cost.big) sizes the page's runs to about BIG_BUDGET_S seconds each on this machine
+# (lessons.cost's estimate): fewer steps timed, once each (a step of a 1B model takes a second, so one busy moment
+# of the machine shifts it little), and fewer tokens generated both ways. The course model keeps every default.
+BIG_BUDGET_S = 20
+OPEN_BUDGET_S = 8  # the step-by-step run, which also runs when the page opens: a shorter wait
+BIG_TIMING_REPEATS = 1
+SPEED_REPEATS = 5  # runs of each one-step timing in the speed reveal (median)
 ALLOC_CHECK_POSITIONS = 4096  # allocated_cache_bytes allocates at most this many positions
 
 
@@ -233,7 +241,33 @@ class CacheRun:
 def clamp_new_tokens(cm: CourseModel, prompt_len: int, n_new) -> tuple[int, str]:
     """n_new as a whole number in 1..MAX_NEW_TOKENS and within the room left in the context, with a notice."""
     room = max(1, cm.config.max_seq_len - prompt_len)
-    return whole(n_new, "New tokens", 1, min(MAX_NEW_TOKENS, room), min(12, room))
+    return whole(n_new, "New tokens", 1, min(MAX_NEW_TOKENS, room), min(default_new_tokens(cm, prompt_len), room))
+
+
+DEFAULT_NEW_TOKENS = 12  # the step-by-step run's tokens when the page opens
+
+
+def default_new_tokens(cm: CourseModel, prompt_len: int, most: int = DEFAULT_NEW_TOKENS) -> int:
+    """Tokens the cached-against-uncached run generates by default: `most` (DEFAULT_NEW_TOKENS when the page opens,
+    MAX_NEW_TOKENS for the same-tokens reveal), fewer for a big model on a CPU, as many as fit both ways in
+    OPEN_BUDGET_S (the page's run) or BIG_BUDGET_S (the reveal) by lessons.cost's estimate; at least 2."""
+    if not cost.big(cm):
+        return most
+    budget = OPEN_BUDGET_S if most <= DEFAULT_NEW_TOKENS else BIG_BUDGET_S
+    return cost.most_within(lambda n: cached_vs_uncached_cost(cm, prompt_len, n), 2, most, budget)
+
+
+def cached_vs_uncached_cost(cm: CourseModel, prompt_len: int, n_new: int) -> cost.Cost:
+    """lessons.cost's estimate of run_cached_vs_uncached: greedy generation with the cache, then without."""
+    return cost.generation(cm, prompt_len, n_new) + cost.uncached_generation(cm, prompt_len, n_new)
+
+
+def run_cost(cm: CourseModel, prompt, n_new=None) -> cost.Cost:
+    """The estimate for a learner's prompt and token count (repaired as run_cached_vs_uncached repairs them; None:
+    the same-tokens reveal's count)."""
+    P = len(prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS).ids)
+    n = same_tokens(cm, prompt) if n_new is None else clamp_new_tokens(cm, P, n_new)[0]
+    return cached_vs_uncached_cost(cm, P, n)
 
 
 def run_cached_vs_uncached(cm: CourseModel, prompt: str, n_new: int) -> CacheRun:
@@ -386,6 +420,43 @@ def timing_limit(cm: CourseModel) -> int:
     return max(2, min(cm.config.max_seq_len - 2, by_work))
 
 
+def timing_repeats(cm: CourseModel) -> int:
+    """Runs of each timed step (the median counts): TIMING_REPEATS, once for a big model on a CPU."""
+    return BIG_TIMING_REPEATS if cost.big(cm) else TIMING_REPEATS
+
+
+def default_timed(cm: CourseModel, prompt_len: int) -> int:
+    """Steps the timing measures by default: 128 within the room (timing_limit), and for a big model on a CPU as
+    many as fit BIG_BUDGET_S on this machine (lessons.cost), at least 2."""
+    room = min(cm.config.max_seq_len - prompt_len, timing_limit(cm))
+    if not cost.big(cm):
+        return min(128, room)
+    return cost.most_within(lambda n: timing_cost(cm, prompt_len, n), 2, room, BIG_BUDGET_S)
+
+
+def timing_cost(cm: CourseModel, prompt_len: int, n: int) -> cost.Cost:
+    """lessons.cost's estimate of time_per_token for n steps after a prompt of prompt_len tokens."""
+    return cost.kv_timing(cm, prompt_len, n, timing_repeats(cm))
+
+
+def timing_run_cost(cm: CourseModel, prompt, n_new) -> cost.Cost:
+    """timing_cost for a learner's prompt and step count, repaired as timing_view repairs them (0 s when the prompt
+    leaves no room: timing_view says why)."""
+    P = len(prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS).ids)
+    room = min(cm.config.max_seq_len - P, timing_limit(cm))
+    if room < 2:
+        return cost.Cost(0.0, cm.model.num_parameters(), cm.device.type)
+    return timing_cost(cm, P, whole(n_new, "Steps to time", 2, room, default_timed(cm, P))[0])
+
+
+def speed_cost(cm: CourseModel) -> cost.Cost:
+    """lessons.cost's estimate of one_step_ratio (the speed reveal): a prefill, then SPEED_REPEATS cached
+    one-token steps and as many uncached passes over speed_length tokens."""
+    T = speed_length(cm)
+    return (cost.passes(cm, T - 1) + cost.passes(cm, SPEED_REPEATS, SPEED_REPEATS)
+            + cost.passes(cm, SPEED_REPEATS * T, SPEED_REPEATS))
+
+
 def speed_length(cm: CourseModel) -> int:
     """Context length of the speed reveal: the whole context but one position, at most SPEED_WORK
     parameter-tokens for the uncached step (at least MIN_SPEED_LENGTH tokens, where the context has them)."""
@@ -523,7 +594,7 @@ def timing_figure(t: dict, cfg: LlamaConfig | None = None) -> tuple[go.Figure, s
 
 
 @torch.inference_mode()
-def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = 5,
+def one_step_ratio(cm: CourseModel, length: int | None = None, repeats: int = SPEED_REPEATS,
                    clock: Callable[[], float] = time.perf_counter) -> dict:
     """Median time of one step at a long context, without a cache (a full pass over `length` tokens) and with
     one (one token reading length-1 cached positions), interleaved, the output layer at the last position only
@@ -569,8 +640,8 @@ def timing_view(cm: CourseModel, prompt, n_new, progress: Progress | None = None
     room = min(cm.config.max_seq_len - len(prep.ids), timing_limit(cm))
     if room < 2:
         raise LessonError("The prompt leaves no room in the context for new tokens: shorten it.")
-    n, notice = whole(n_new, "Steps to time", 2, room, min(128, room))
-    fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress), cm.config)
+    n, notice = whole(n_new, "Steps to time", 2, room, default_timed(cm, len(prep.ids)))
+    fig, md = timing_figure(time_per_token(cm, prep.ids, n, progress, repeats=timing_repeats(cm)), cm.config)
     return fig, md, join(prep.notice, notice)
 
 
@@ -604,8 +675,14 @@ def same_answer(run: CacheRun) -> int:
     return 0 if run.same_tokens else (1 if same >= len(run.new_tokens) // 2 else 2)
 
 
-def reveal_same(cm: CourseModel, prompt, choice, n_new: int = MAX_NEW_TOKENS) -> str:
-    run = run_cached_vs_uncached(cm, prompt, n_new)
+def same_tokens(cm: CourseModel, prompt) -> int:
+    """Tokens the same-tokens reveal generates both ways: MAX_NEW_TOKENS, fewer for a big model on a CPU."""
+    prep = prepare_text(cm, prompt, max_tokens=MAX_PROMPT_TOKENS)
+    return default_new_tokens(cm, len(prep.ids), MAX_NEW_TOKENS)
+
+
+def reveal_same(cm: CourseModel, prompt, choice, n_new: int | None = None) -> str:
+    run = run_cached_vs_uncached(cm, prompt, same_tokens(cm, prompt) if n_new is None else n_new)
     body = proof_markdown(run) + (f"\n\n⚠️ {run.notice}" if run.notice else "")
     return Q_SAME.reveal(choice, SAME_CHOICES[same_answer(run)], body)
 

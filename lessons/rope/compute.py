@@ -36,6 +36,7 @@ import torch
 
 import torch.nn.functional as F
 
+from lessons import cost
 from lessons.course import (DEFAULT_MODEL_DIR, LRU, ROOT, CourseModel, plot_label, prepare_text, trace, unique_labels,
                             validation_excerpt)
 from lessons.grading import Question
@@ -908,8 +909,21 @@ def slice_loss(cm: CourseModel, model: Llama, n_chars: int = LOSS_CHARS, on_wind
     return _losses.get_or_compute((model, n_chars), run)
 
 
-def loss_change(cm: CourseModel, variant: str = "none", n_chars: int = LOSS_CHARS, on_window=None) -> LossResult:
-    """Validation loss of the trained model and of a variant on the same fixed slice; on_window(done, total)."""
+def loss_chars(cm: CourseModel) -> int:
+    """Characters of the validation slice the loss is measured on: LOSS_CHARS, fewer for a big model on a CPU
+    (lessons.cost.eval_chars: about 256 tokens of a 1.1B model)."""
+    return cost.eval_chars(cm, validation_slice(cm, LOSS_CHARS))
+
+
+def loss_cost(cm: CourseModel) -> cost.Cost:
+    """lessons.cost's estimate of loss_change when nothing is cached yet: the model and a variant on the slice."""
+    return cost.loss(cm, validation_slice(cm, loss_chars(cm)), cm.config.max_seq_len, models=2)
+
+
+def loss_change(cm: CourseModel, variant: str = "none", n_chars: int | None = None, on_window=None) -> LossResult:
+    """Validation loss of the trained model and of a variant on the same fixed slice (n_chars characters, default
+    loss_chars(cm)); on_window(done, total)."""
+    n_chars = loss_chars(cm) if n_chars is None else n_chars
     variant, notice = check_variant(variant)
     other, name = variant_of(cm, variant)
 

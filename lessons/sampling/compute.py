@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 import torch
 
-from lessons import plots
+from lessons import cost, plots
 from lessons.course import LRU, CourseModel, Prepared, token_label, token_step, vocab_tokens
 from lessons.grading import Question
 from lessons.inputs import choice, clean_text, join, number, whole
@@ -160,7 +160,7 @@ def read_seed(seed) -> tuple[int, str]:
     return whole(seed, "Seed", 0, MAX_SEED, 0)
 
 
-SMALL_MODEL = 100_000_000  # parameters up to which the page generates DEFAULT_NEW_TOKENS by default
+SMALL_MODEL = cost.BIG_MODEL  # parameters up to which the page generates DEFAULT_NEW_TOKENS by default
 MIN_DEFAULT_TOKENS = 16
 
 
@@ -177,6 +177,26 @@ def default_new_tokens(cm: CourseModel) -> int:
     if cm.device.type == "cuda" or n <= SMALL_MODEL:
         return DEFAULT_NEW_TOKENS
     return max(MIN_DEFAULT_TOKENS, int(DEFAULT_NEW_TOKENS * (SMALL_MODEL / n) ** 0.5))
+
+
+def generation_cost(cm: CourseModel, prompt_len: int, n_new: int) -> cost.Cost:
+    """lessons.cost's estimate of the Generate button: two rows (greedy and sampled) batched, n_new tokens."""
+    return cost.generation(cm, prompt_len, n_new, rows=2)
+
+
+def reveal_tokens(cm: CourseModel) -> int:
+    """Tokens the seed reveal samples per row: REVEAL_TOKENS, fewer for a big model on a CPU in the same proportion
+    as default_new_tokens (each step is a pass of the whole model for three rows).
+
+        >>> reveal_tokens(course_model), reveal_tokens(tinyllama_1b)
+        (40, 16)
+    """
+    return max(MIN_DEFAULT_TOKENS, REVEAL_TOKENS * default_new_tokens(cm) // DEFAULT_NEW_TOKENS)
+
+
+def seeds_cost(cm: CourseModel, prompt_len: int) -> cost.Cost:
+    """lessons.cost's estimate of the seed reveal: three rows (two seeds and greedy), reveal_tokens(cm) tokens."""
+    return cost.generation(cm, prompt_len, reveal_tokens(cm), rows=3)
 
 
 def read_new_tokens(n) -> tuple[int, str]:
@@ -428,9 +448,10 @@ class SeedReveal:
 
 
 def reveal_seeds(cm: CourseModel, ids: list[int], temperature: float = 0.1, seeds: tuple[int, int] = (1, 2),
-                 n_tokens: int = REVEAL_TOKENS) -> Iterator[SeedReveal | str]:
-    """Both seeds and greedy on the prompt, as three rows of one batched generation; yields a progress string,
-    then the SeedReveal."""
+                 n_tokens: int | None = None) -> Iterator[SeedReveal | str]:
+    """Both seeds and greedy on the prompt, as three rows of one batched generation of n_tokens (default
+    reveal_tokens(cm)); yields a progress string, then the SeedReveal."""
+    n_tokens = reveal_tokens(cm) if n_tokens is None else n_tokens
     yield f"Sampling {n_tokens} tokens at T = {temperature:g} with seeds {seeds[0]} and {seeds[1]}, and greedy…"
     rows = [Settings(temperature).sampler(seeds[0]), Settings(temperature).sampler(seeds[1]), Settings(0.0).sampler()]
     out: list[list[int]] = [[], [], []]

@@ -1,0 +1,61 @@
+"""The sentences that state an action's cost before the learner starts it (the estimate is lessons.cost's).
+
+    >>> notice(lessons.cost.generation(cm, 12, 24, rows=2), "Generate (24 tokens, two rows)")
+    '⏱️ Generate (24 tokens, two rows): about 35 s with this 1.1B-parameter model on this server's CPU.'
+    >>> suffix(cost)         # for a button label
+    ' (about 35 s)'
+
+Both are empty for an action estimated under lessons.cost.SLOW_S (every action of the course model): its page reads
+as before.
+"""
+
+from __future__ import annotations
+
+from lessons.cost import Cost
+
+
+def duration(seconds: float) -> str:
+    """'about 4 s', 'about 40 s', 'about 3 min' (two significant figures at most: it is an estimate)."""
+    if seconds < 9.5:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 90:
+        return f"about {round(seconds, -1):.0f} s"
+    return f"about {max(2, round(seconds / 60))} min"
+
+
+def size(parameters: int) -> str:
+    """1,100,048,384 -> '1.1B', 134,515,008 -> '135M'."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.1f}B"
+    return f"{parameters / 1e6:.0f}M"
+
+
+def with_model(cost: Cost) -> str:
+    """'about 40 s with this 1.1B-parameter model on this server's CPU'."""
+    where = "CPU" if cost.device == "cpu" else "GPU"
+    return f"{duration(cost.seconds)} with this {size(cost.parameters)}-parameter model on this server's {where}"
+
+
+def notice(cost: Cost, what: str) -> str:
+    """A line before a slow action ('' when it is quick): what it does and how long it should take."""
+    return f"⏱️ {what}: {with_model(cost)}." if cost.slow else ""
+
+
+def suffix(cost: Cost) -> str:
+    """' (about 40 s)' for a button that starts a slow action, '' for a quick one."""
+    return f" ({duration(cost.seconds)})" if cost.slow else ""
+
+
+def label(text: str, cost: Cost) -> str:
+    """A button's label with its cost: 'Measure on this machine (about 40 s)', and inside a label's own closing
+    parenthesis: 'Reveal (runs the model; about 40 s)'."""
+    if not cost.slow:
+        return text
+    if text.endswith(")"):
+        return f"{text[:-1]}; {duration(cost.seconds)})"
+    return text + suffix(cost)
+
+
+def while_running(cost: Cost) -> str:
+    """For a progress bar's description: ' (about 40 s)' while a slow action runs, '' for a quick one."""
+    return suffix(cost)
