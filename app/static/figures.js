@@ -19,13 +19,24 @@
     return lines.join("<br>");
   }).join("<br>");
 
-  const charsFor = (width, size) => Math.max(24, Math.floor(width / (size * GLYPH)));
+  const charsFor = (width, size, glyph) => Math.max(24, Math.floor(width / (size * glyph)));
+  const sizeOf = (layout) => (layout.title && layout.title.font && layout.title.font.size) || 14;
 
-  const titleFor = (layout, width, toolbar) => {
+  const titleFor = (layout, width, toolbar, glyph = GLYPH) => {
     const raw = layout && layout.meta && layout.meta.title;
     if (!raw) return null;
-    const size = (layout.title && layout.title.font && layout.title.font.size) || 14;
-    return wrap(raw, charsFor(width * 0.96 - 8 - toolbar, size));
+    return wrap(raw, charsFor(width * 0.96 - 8 - toolbar, sizeOf(layout), glyph));
+  };
+
+  // The font the browser really used (a system font stack: widths differ from machine to machine), in em per
+  // character, measured on the drawn title's widest line; never below GLYPH, at most 0.8.
+  const measuredGlyph = (gd) => {
+    const t = gd.querySelector(".gtitle");
+    const text = gd.layout.title && gd.layout.title.text;
+    if (!t || !text || !t.getBBox) return GLYPH;
+    const longest = Math.max(...text.split("<br>").map((l) => l.length));
+    const width = t.getBBox().width;
+    return longest > 0 && width > 0 ? Math.min(0.8, Math.max(GLYPH, width / (longest * sizeOf(gd.layout)))) : GLYPH;
   };
 
   // The title's text and its pad: Plotly draws a bottom-anchored title's later lines below the first, over the
@@ -42,8 +53,12 @@
     if (!gd._fullLayout || !window.Plotly) return;
     const bar = gd.querySelector(".modebar");
     const toolbar = bar ? bar.getBoundingClientRect().width + 8 : 0;
-    const text = titleFor(gd.layout, gd._fullLayout.width, toolbar);
-    if (text && gd.layout.title && text !== gd.layout.title.text) window.Plotly.relayout(gd, lines(gd.layout, text));
+    const glyph = gd._insideLlamaGlyph || GLYPH;
+    const text = titleFor(gd.layout, gd._fullLayout.width, toolbar, glyph);
+    if (!text || !gd.layout.title) return;
+    if (text !== gd.layout.title.text) { window.Plotly.relayout(gd, lines(gd.layout, text)); return; }
+    const seen = measuredGlyph(gd);  // drawn with this text: wider than assumed? wrap again with what was seen
+    if (seen > glyph + 0.01) { gd._insideLlamaGlyph = seen; fit(gd); }
   };
 
   const watch = () => document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
@@ -58,7 +73,7 @@
   // The figure as a slide: {figure, options} for Plotly.toImage / downloadImage (the tests read it too).
   const slide = (gd, format) => {
     const layout = {...gd.layout};
-    const text = titleFor(layout, SLIDE.width, 0);
+    const text = titleFor(layout, SLIDE.width, 0, gd._insideLlamaGlyph || GLYPH);
     if (text) {
       const set = lines(layout, text);
       layout.title = {...layout.title, text, pad: {...(layout.title.pad || {}), b: set["title.pad.b"]}};
