@@ -2,7 +2,6 @@
 fair live timing, and reveals graded from the measurement."""
 
 import itertools
-import re
 from types import SimpleNamespace
 
 import numpy as np

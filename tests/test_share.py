@@ -14,7 +14,6 @@ import plotly.graph_objects as go
 import pytest
 
 from app.share import Field, read_link
-from conftest import array
 from lessons import colours as K
 from lessons.inputs import MAX_TEXT_CHARS
 from lessons.plots import describe, described, figure, figure_csv, figure_rows
