@@ -37,7 +37,11 @@ def test_stop_ends_every_run_within_a_second_and_train_runs_again(page, app_url)
             t0 = time.perf_counter()
             page.wait_for_timeout(300)  # the run's pending marks are up by now
         else:
-            page.wait_for_function(STARTED, timeout=5_000, polling=20)  # Train right after Stop runs again
+            try:  # Train right after Stop runs again
+                page.wait_for_function(STARTED, timeout=5_000, polling=20)
+            except Exception as e:
+                raise AssertionError(f"run {i}: Train did not start within 5 s of its click "
+                                     f"(status {text_of(page.locator('#training-status'))[:80]!r})") from e
             if i % 2:  # inside the training itself, whatever the machine's load
                 page.wait_for_function("() => document.querySelector('#training-status').textContent"
                                        ".includes('Training')", timeout=60_000, polling=50)

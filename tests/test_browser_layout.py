@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 import lessons
 from ui import idle
@@ -91,6 +92,10 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
         page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => "
                                "p.querySelector('.main-svg'))", timeout=60_000)
         page.wait_for_timeout(150)  # plots finish drawing; Gradio sets its own tab title while it renders
+        try:  # the titles are re-wrapped to each figure's drawn width (app/static/figures.js) a moment after it draws
+            page.wait_for_function(f"() => ({MEASURE})().overlaps.length === 0", timeout=5_000, polling=100)
+        except PlaywrightTimeout:
+            pass  # measured and reported below
         m = page.evaluate(MEASURE)
         if TITLES[slug] not in page.title():
             problems.append(f"/{slug}: tab title {page.title()!r} does not name {TITLES[slug]!r}")

@@ -5,38 +5,35 @@
 // The PNG and SVG buttons export a slide (1920 x 1080): the figure laid out at 960 x 540 and drawn at twice the
 // scale, its title wrapped for that width, so every text is at least twice its 8-14 px on screen.
 (() => {
-  const GLYPH = 0.58;  // average width of a character of Plotly's default font, in em (a little generous)
   const SLIDE = {width: 960, height: 540, scale: 2};
+  const ruler = document.createElement("canvas").getContext("2d");
 
-  const wrap = (text, width) => text.split("<br>").map((part) => {
-    const lines = [];
-    let line = "";
-    for (const word of part.split(" ")) {
-      if (line && line.length + 1 + word.length > width) { lines.push(line); line = word; }
-      else line = line ? line + " " + word : word;
-    }
-    lines.push(line);
-    return lines.join("<br>");
-  }).join("<br>");
-
-  const charsFor = (width, size, glyph) => Math.max(24, Math.floor(width / (size * glyph)));
-  const sizeOf = (layout) => (layout.title && layout.title.font && layout.title.font.size) || 14;
-
-  const titleFor = (layout, width, toolbar, glyph = GLYPH) => {
-    const raw = layout && layout.meta && layout.meta.title;
-    if (!raw) return null;
-    return wrap(raw, charsFor(width * 0.96 - 8 - toolbar, sizeOf(layout), glyph));
+  // Word-wrap to a width in pixels, measured with the title's own font (a system font stack differs from machine to
+  // machine: an average character width was wrong by up to a fifth).
+  const wrap = (text, width, font) => {
+    ruler.font = font;
+    const fits = (line) => ruler.measureText(line.replace(/<[^>]+>/g, "")).width <= width;
+    return text.split("<br>").map((part) => {
+      const lines = [];
+      let line = "";
+      for (const word of part.split(" ")) {
+        const longer = line ? line + " " + word : word;
+        if (line && !fits(longer)) { lines.push(line); line = word; } else line = longer;
+      }
+      lines.push(line);
+      return lines.join("<br>");
+    }).join("<br>");
   };
 
-  // The font the browser really used (a system font stack: widths differ from machine to machine), in em per
-  // character, measured on the drawn title's widest line; never below GLYPH, at most 0.8.
-  const measuredGlyph = (gd) => {
-    const t = gd.querySelector(".gtitle");
-    const text = gd.layout.title && gd.layout.title.text;
-    if (!t || !text || !t.getBBox) return GLYPH;
-    const longest = Math.max(...text.split("<br>").map((l) => l.length));
-    const width = t.getBBox().width;
-    return longest > 0 && width > 0 ? Math.min(0.8, Math.max(GLYPH, width / (longest * sizeOf(gd.layout)))) : GLYPH;
+  const fontOf = (gd) => {
+    const f = (gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.font) || {};
+    return `${f.size || 14}px ${f.family || "sans-serif"}`;
+  };
+
+  const titleFor = (layout, width, toolbar, font) => {
+    const raw = layout && layout.meta && layout.meta.title;
+    if (!raw) return null;
+    return wrap(raw, Math.max(160, width * 0.96 - 8 - toolbar), font);
   };
 
   // The title's text and its pad: Plotly draws a bottom-anchored title's later lines below the first, over the
@@ -53,12 +50,8 @@
     if (!gd._fullLayout || !window.Plotly) return;
     const bar = gd.querySelector(".modebar");
     const toolbar = bar ? bar.getBoundingClientRect().width + 8 : 0;
-    const glyph = gd._insideLlamaGlyph || GLYPH;
-    const text = titleFor(gd.layout, gd._fullLayout.width, toolbar, glyph);
-    if (!text || !gd.layout.title) return;
-    if (text !== gd.layout.title.text) { window.Plotly.relayout(gd, lines(gd.layout, text)); return; }
-    const seen = measuredGlyph(gd);  // drawn with this text: wider than assumed? wrap again with what was seen
-    if (seen > glyph + 0.01) { gd._insideLlamaGlyph = seen; fit(gd); }
+    const text = titleFor(gd.layout, gd._fullLayout.width, toolbar, fontOf(gd));
+    if (text && gd.layout.title && text !== gd.layout.title.text) window.Plotly.relayout(gd, lines(gd.layout, text));
   };
 
   const watch = () => document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
@@ -73,7 +66,7 @@
   // The figure as a slide: {figure, options} for Plotly.toImage / downloadImage (the tests read it too).
   const slide = (gd, format) => {
     const layout = {...gd.layout};
-    const text = titleFor(layout, SLIDE.width, 0, gd._insideLlamaGlyph || GLYPH);
+    const text = titleFor(layout, SLIDE.width, 0, fontOf(gd));
     if (text) {
       const set = lines(layout, text);
       layout.title = {...layout.title, text, pad: {...(layout.title.pad || {}), b: set["title.pad.b"]}};
