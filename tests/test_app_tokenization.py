@@ -232,10 +232,15 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
     page.wait_for_function(f"{info}.includes(' of ') && {link_of}.includes('#text=')", timeout=60_000)
     page.locator("#merge-slider input[type=range]").focus()
     page.keyboard.press("Home")
-    page.wait_for_function(f"{info}.includes('no merges yet')", timeout=20_000)
+    page.wait_for_function(f"{info}.includes('no merges yet')", timeout=60_000)
     for _ in range(5):
         page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"{info}.includes('Merge 5 of') && {link_of}.includes('merge=5')", timeout=20_000)
+    try:  # (a loaded machine: each step is the server's replay)
+        page.wait_for_function(f"{info}.includes('Merge 5 of') && {link_of}.includes('merge=5')", timeout=60_000)
+    except Exception as e:
+        raise AssertionError(f"after Home and five ArrowRight: slider at "
+                             f"{page.input_value('#merge-slider input[type=range]')}, info {page.evaluate(info)[:80]!r}, "
+                             f"link ...{page.evaluate(link_of)[-80:]!r}") from e
     teachers, link = page.evaluate(info), page.evaluate(link_of)
     assert len(link) < 12_000 and "text=" not in link.split("#")[0]  # compressed, never in the query
 
