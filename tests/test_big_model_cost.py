@@ -135,3 +135,10 @@ def test_the_course_model_pages_say_nothing_new(cm):
         assert out[0] == "", page.__name__
     assert rope.first_view(cm)["loss_btn"]["value"].endswith("(about a second)")
     assert kv_cache.first_view(cm)["measure"]["value"] == kv_cache.MEASURE_LABEL
+
+
+def test_on_zerogpu_a_picked_model_is_not_sized_down_or_announced(big, monkeypatch):
+    """On a ZeroGPU Space a picked model waits on the CPU, but its heavy actions run on a lent GPU: no CPU costs."""
+    assert cost.big(big)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    assert not cost.big(big) and cost.passes(big, 100, 1).seconds == 0 and not cost.generation(big, 10, 24).slow
