@@ -24,7 +24,6 @@ measured for each page's main action.
 
 from __future__ import annotations
 
-import os
 
 import threading
 import time
@@ -171,10 +170,8 @@ def kv_timing(cm, prompt_tokens: int, steps: int, repeats: int, rate: Rate | Non
 
 def big(cm) -> bool:
     """A model whose heavy views shrink on this device: over BIG_MODEL parameters, on a CPU (a GPU runs even a 1B
-    model's every action in well under a second). On a ZeroGPU Space (SPACES_ZERO_GPU set, as app.gpu.on_zerogpu
-    reads it) a picked model waits on the CPU but every heavy action runs on a GPU lent for the call: not big."""
-    if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes"):
-        return False
+    model's every action in well under a second). On a ZeroGPU Space a picked model is loaded to "cuda" (its
+    weights wait aside until a call lends the GPU: app.context.registry), so it is not big there either."""
     return cm.device.type != "cuda" and parameters(cm) > BIG_MODEL
 
 

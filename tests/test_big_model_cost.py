@@ -138,7 +138,10 @@ def test_the_course_model_pages_say_nothing_new(cm):
 
 
 def test_on_zerogpu_a_picked_model_is_not_sized_down_or_announced(big, monkeypatch):
-    """On a ZeroGPU Space a picked model waits on the CPU, but its heavy actions run on a lent GPU: no CPU costs."""
+    """On a ZeroGPU Space a picked model is loaded to "cuda" (app.context.registry) and its heavy actions run on a lent
+    GPU: no CPU costs, no smaller views."""
+    import torch
+
     assert cost.big(big)
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(type(big), "device", property(lambda self: torch.device("cuda")))  # as loaded there
     assert not cost.big(big) and cost.passes(big, 100, 1).seconds == 0 and not cost.generation(big, 10, 24).slow
