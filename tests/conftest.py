@@ -139,10 +139,8 @@ def browser():
 
 @pytest.fixture()
 def page(browser):
+    from ui import recording_errors
+
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.errors = errors
-    yield pg
+    yield recording_errors(ctx.new_page())
     ctx.close()

@@ -8,7 +8,7 @@ import pytest
 import lessons
 from app.course_map import AFTER, AROUND, BEFORE, BLOCK
 from conftest import ROOT, STORIES
-from ui import IDLE, pick, wait_text
+from ui import IDLE, pick, recording_errors, wait_text
 
 PARTS = [e for e in BEFORE + BLOCK + AFTER + AROUND if lessons.get(e[2]).ready]
 FIRST_SCREEN = """() => {
@@ -26,9 +26,7 @@ FIRST_SCREEN = """() => {
 
 def open_home(browser, app_url, width, height):
     ctx = browser.new_context(viewport={"width": width, "height": height})
-    page = ctx.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page = recording_errors(ctx.new_page())
     page.goto(app_url)
     page.locator("#whole-model .wm").wait_for(timeout=60_000)
     page.wait_for_function(IDLE, timeout=60_000)

@@ -10,6 +10,7 @@ forwarded there with its whole query."""
 import pytest
 
 from shape import FIGURES, WORDS, measure, open_deeper, open_page, questions, reveal
+from ui import recording_errors
 
 PAGES = ["next_token", "tokenization", "attention", "rope", "rmsnorm", "efficient_attention", "relative", "meta_code",
          "scale"]
@@ -20,11 +21,7 @@ PHONE = (390, 844)
 @pytest.fixture(scope="module")
 def tab(browser):
     ctx = browser.new_context(viewport={"width": LAPTOP[0], "height": LAPTOP[1]})
-    pg = ctx.new_page()
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.errors = errors
-    yield pg
+    yield recording_errors(ctx.new_page())
     ctx.close()
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, _free_port, wait_until_serving
 from lessons.efficient_attention import compute as E
-from ui import idle, no_errors
+from ui import idle, no_errors, recording_errors
 
 import lessons
 
@@ -78,9 +78,7 @@ def test_zerogpu_every_page_opens_without_an_error(zerogpu, browser):
     ctx = browser.new_context(viewport={"width": 1366, "height": 768})
     try:
         for slug in PAGES:
-            page = ctx.new_page()
-            page.errors = []
-            page.on("pageerror", lambda e, page=page: page.errors.append(str(e)))
+            page = recording_errors(ctx.new_page())
             page.goto(url + slug)
             page.wait_for_selector("gradio-app .main", timeout=60_000)
             idle(page)

@@ -66,6 +66,13 @@ def idle(page, timeout: float = 120_000) -> None:
     page.wait_for_function(IDLE, timeout=timeout)
 
 
+def recording_errors(page):
+    """The page, with `page.errors` collecting every uncaught JavaScript error it raises (no_errors asserts none)."""
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return page
+
+
 def no_error_toast(page) -> bool:
     return page.locator(".toast-body").filter(has_text="Error").count() == 0
 
