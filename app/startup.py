@@ -131,6 +131,13 @@ class CompressPages:
         return await self.app(scope, receive, send)
 
 
+def _not_modified(scope, tag: str) -> bool:
+    """The request's If-None-Match names this ETag: a 304 answers it."""
+    from starlette.datastructures import Headers
+
+    return tag in [t.strip() for t in Headers(scope=scope).get("if-none-match", "").split(",")]
+
+
 def _accepts_br(scope) -> bool:
     from starlette.datastructures import Headers
 
@@ -240,13 +247,11 @@ class PackedAssets:
         if body is None:
             self.want(name)
             return await self.app(scope, receive, send)
-        from starlette.datastructures import Headers
-
         tag = '"br-' + hashlib.sha1(name.encode()).hexdigest()[:16] + '"'
         headers = [(b"content-type", b"text/css" if name.endswith(".css") else b"application/javascript"),
                    (b"content-encoding", b"br"), (b"vary", b"Accept-Encoding"), (b"etag", tag.encode()),
                    (b"cache-control", b"public, max-age=31536000, immutable")]
-        if tag in Headers(scope=scope).get("if-none-match", ""):
+        if _not_modified(scope, tag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             return await send({"type": "http.response.body", "body": b""})
         headers.append((b"content-length", str(len(body)).encode()))
@@ -293,8 +298,7 @@ class PageHTML:
             headers["ETag"] = tag
             headers.add_vary_header("Accept-Encoding")
             headers["Cache-Control"] = "no-cache"  # keep it, but ask whether it changed (a restart rebuilds it)
-            wanted = Headers(scope=scope).get("if-none-match", "")
-            if tag in [t.strip() for t in wanted.split(",")]:
+            if _not_modified(scope, tag):
                 del headers["content-length"]
                 headers["content-length"] = "0"
                 await send({**start, "status": 304, "headers": headers.raw})
