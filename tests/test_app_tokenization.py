@@ -4,6 +4,7 @@ merge slider with the keyboard."""
 import html
 import json
 import re
+import time
 
 import pytest
 from gradio_client import Client
@@ -223,13 +224,15 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
     from pathlib import Path
 
     corpus = (Path(C.__file__).resolve().parents[2] / "assets" / "data" / "tinyshakespeare.txt").read_text()
-    text = corpus[20_000:32_000]  # 12,000 characters: far past what a query carries (share.LONG)
+    text = corpus[20_000:23_000]  # 3,000 characters: twice what a query carries (share.LONG; a short training)
     link_of = "(document.querySelector('.share-link input, .share-link textarea') || {value: ''}).value"
     info = "(document.querySelector('#merge-info') || {textContent: ''}).textContent"
     open_page(page, app_url)
-    page.locator("#training-text textarea").fill(text)
+    before = page.evaluate(info)  # the course text's merges: the link says "#text=" as soon as the box changes,
+    page.locator("#training-text textarea").fill(text)  # so the new training shows in the merge table instead
     page.get_by_role("button", name="Train the tokenizers").click()
-    page.wait_for_function(f"{info}.includes(' of ') && {link_of}.includes('#text=')", timeout=60_000)
+    page.wait_for_function(f"{info}.includes(' of ') && {info} !== {json.dumps(before)} && {link_of}.includes('#text=')",
+                           timeout=60_000)
     page.locator("#merge-slider input[type=range]").focus()
     page.keyboard.press("Home")
     page.wait_for_function(f"{info}.includes('no merges yet')", timeout=60_000)
@@ -242,13 +245,19 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
                              f"{page.input_value('#merge-slider input[type=range]')}, info {page.evaluate(info)[:80]!r}, "
                              f"link ...{page.evaluate(link_of)[-80:]!r}") from e
     teachers, link = page.evaluate(info), page.evaluate(link_of)
-    assert len(link) < 12_000 and "text=" not in link.split("#")[0]  # compressed, never in the query
+    assert len(link) < len(text) and "text=" not in link.split("#")[0]  # compressed, never in the query
 
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})  # a student: nothing shared with the teacher
     try:
         student = ctx.new_page()
         student.goto(link)
-        student.wait_for_function(f"{info}.includes('Merge 5 of')", timeout=90_000)
+        t0 = time.monotonic()
+        try:
+            student.wait_for_function(f"{info}.includes('Merge 5 of')", timeout=90_000)
+        except Exception as e:
+            raise AssertionError(f"the student's page after {time.monotonic() - t0:.0f} s: text box "
+                                 f"{len(student.input_value('#training-text textarea'))} characters, info "
+                                 f"{student.evaluate(info)[:80]!r}") from e
         assert student.input_value("#training-text textarea") == text
         assert student.evaluate(info) == teachers  # the same merge 5, the same count, the same merges before it
         assert no_error_toast(student)
