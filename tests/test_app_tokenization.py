@@ -13,7 +13,7 @@ import raw_api
 from lessons.grading import NO_PICK
 from lessons.tokenization import compute as C
 from llama.tokenizer import BPETokenizer
-from ui import no_error_toast
+from ui import idle, no_error_toast
 
 SUB_ID = re.compile(r"<sub[^>]*>(\d+)</sub>")
 TEXT = "the cat sat on the mat. the hat is on the cat, and that is that.\n" * 30
@@ -228,9 +228,11 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
     link_of = "(document.querySelector('.share-link input, .share-link textarea') || {value: ''}).value"
     info = "(document.querySelector('#merge-info') || {textContent: ''}).textContent"
     open_page(page, app_url)
-    before = page.evaluate(info)  # the course text's merges: the link says "#text=" as soon as the box changes,
-    page.locator("#training-text textarea").fill(text)  # so the new training shows in the merge table instead
+    idle(page)  # the page's load chain has written the course text's merges
+    before = page.evaluate(info)  # (the link says "#text=" as soon as the box changes: the merge table tells)
+    page.locator("#training-text textarea").fill(text)
     page.get_by_role("button", name="Train the tokenizers").click()
+    idle(page)  # the training and its outputs (a niced child: slow beside the other test worker)
     page.wait_for_function(f"{info}.includes(' of ') && {info} !== {json.dumps(before)} && {link_of}.includes('#text=')",
                            timeout=60_000)
     page.locator("#merge-slider input[type=range]").focus()
