@@ -88,3 +88,27 @@ def test_files_packed_by_an_earlier_start_are_served_packed_from_the_first_reque
         time.sleep(0.05)
     r = TestClient(again).get("/assets/Big-abc123.js", headers={"Accept-Encoding": "br"})
     assert r.headers["content-encoding"] == "br" and r.content == (root / "Big-abc123.js").read_bytes()
+
+
+def test_plotlys_chunk_goes_out_with_the_cartesian_bundle_in_place_of_the_full_one(tmp_path, monkeypatch):
+    """Gradio's PlotlyPlot chunk (its full Plotly, 4.6 MB) is served with Plotly's cartesian bundle spliced in its
+    place: the same imports and the same Svelte component around it, a third of the bytes."""
+    from gradio.route_utils import BUILD_PATH_LIB
+
+    monkeypatch.setenv("INSIDE_LLAMA_CACHE", str(tmp_path / "cache"))
+    chunk = next(iter(sorted((startup.Path(BUILD_PATH_LIB)).glob("PlotlyPlot-*.js"))))
+    full = chunk.read_bytes()
+    swapped = startup.cartesian_plotly(full)
+    assert swapped is not None, "Gradio's PlotlyPlot chunk is no longer laid out as app/startup.py expects"
+    assert b"plotly.js (cartesian - minified) v3.4.0" in swapped and len(swapped) < len(full) / 3
+    head, tail = full.split(b"=>{(function(", 1)[0], full.rsplit(b"return window.Plotly=", 1)[1]
+    assert swapped.startswith(head) and swapped.endswith(tail.split(b"})", 1)[1])  # the component, untouched
+    assert startup.cartesian_plotly(b"export default 1;") is None  # another layout: Gradio's own chunk, as it is
+
+    packed = startup.PackedAssets(page_app(), root=chunk.parent)  # EAGER: packed at start-up
+    deadline = time.time() + 120
+    while chunk.name not in packed.packed and time.time() < deadline:
+        time.sleep(0.1)
+    r = TestClient(packed).get(f"/assets/{chunk.name}", headers={"Accept-Encoding": "br"})
+    assert r.headers["content-encoding"] == "br" and r.content == swapped
+    assert int(r.headers["content-length"]) < 450_000  # Brotli: 389 kB (the full bundle: 965 kB)
