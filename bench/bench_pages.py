@@ -8,7 +8,8 @@ app's cold start.
 Targets (issue 24): repeat visit under 150 kB per page, first visit under 1.2 MB, first figure within 1.5 s of
 navigation with the cache warm, responses compressed where the browser accepts it (never the event streams).
 Bytes are what the network carried (Chromium's encodedDataLength: headers and compressed bodies), summed over
-every request the page made until it settled.
+every request the page made until it settled. The first figure's time is the page's own clock (performance.now()
+when the first figure is drawn and shown, from the start of the navigation).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REPEAT_KB, FIRST_KB, FIGURE_S = 150, 1200, 1.5
 FIGURE = ".js-plotly-plot .main-svg"
+# The page's own clock: milliseconds from the start of its navigation to the first figure drawn and shown, as the
+# learner sees it (a wall clock around Playwright's calls adds its round trips: 0.5 s and more on a busy machine).
+FIRST_FIGURE = """
+new MutationObserver((_, observer) => {
+  const shown = [...document.querySelectorAll('%s')].some(s => s.getBoundingClientRect().width > 0);
+  if (shown) { window.__firstFigure = performance.now(); observer.disconnect(); }
+}).observe(document, {subtree: true, childList: true});
+""" % FIGURE
 
 
 def visit(page, cdp, url: str, settle_s: float = 1.5) -> tuple[int, float | None, dict]:
@@ -44,12 +53,12 @@ def visit(page, cdp, url: str, settle_s: float = 1.5) -> tuple[int, float | None
 
     cdp.on("Network.responseReceived", on_response)
     cdp.on("Network.loadingFinished", on_finished)
-    t0 = time.time()
     page.goto(url, wait_until="commit")
     figure_s = None
     try:
         page.wait_for_selector(FIGURE, state="visible", timeout=30_000)
-        figure_s = time.time() - t0
+        page.wait_for_function("() => window.__firstFigure !== undefined", timeout=5_000)
+        figure_s = page.evaluate("() => window.__firstFigure") / 1e3
     except Exception:  # a page without figures at the top (the course map)
         pass
     while time.time() - last[0] < settle_s:
@@ -90,6 +99,7 @@ def bench(url: str, slugs: list[str]) -> list[tuple]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for slug in slugs:
             ctx = browser.new_context(viewport={"width": 1366, "height": 768})  # an empty cache per page
+            ctx.add_init_script(FIRST_FIGURE)
             page = ctx.new_page()
             cdp = ctx.new_cdp_session(page)
             cdp.send("Network.enable")
