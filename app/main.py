@@ -142,6 +142,8 @@ def build() -> gr.Blocks:
         gr.Navbar(main_page_name=COURSE_MAP)
         home.build(cm)
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
+    for lesson in ready:  # a page's slow first results, started now on the other core (a page's `prepare(cm)`)
+        getattr(importlib.import_module(f"app.pages.{lesson.slug}"), "prepare", lambda cm: None)(cm)
     with startup.one_app_for_all_pages(demo):
         for n, lesson in enumerate(ready, 1):
             print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)

@@ -71,6 +71,16 @@ def refresh(cm) -> tuple:
             *_updates(_model_values(cm)))
 
 
+def prepare(cm) -> None:
+    """Before any page is built (app/main.py): the first training (about 1.5 s: our BPE in pure Python and three
+    libraries) starts in a child process (app.background, on the other core) while the other pages are built;
+    `build` then waits for it (lessons.course.LRU hands a key being computed to its second caller)."""
+    import threading
+
+    threading.Thread(target=compute.first_training, args=(cm, background.call), name="first-training",
+                     daemon=True).start()
+
+
 def learners_tokenizer(cm, trained: compute.Trained | None) -> compute.Trained:
     """The learner's trained tokenizer, or None for the model's first training: shared and read-only, so a
     session holds a tokenizer of its own (about 0.4 MB) only once the learner trains one."""

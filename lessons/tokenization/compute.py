@@ -350,12 +350,14 @@ def train_lesson(text: str | None, vocab_size: int, course_tok: Tokenizer, progr
 _FIRST = LRU(4)  # model -> the page's first Training (seconds of work: once per model, shared read-only)
 
 
-def first_training(cm: CourseModel) -> Training:
+def first_training(cm: CourseModel, run=None) -> Training:
     """What the page shows before the learner trains anything: the course's text at the model's vocabulary size
     (clamped into the slider's range), computed once per model. Nothing mutates a Training (replays only read it),
-    so every learner's State may start from the same one."""
+    so every learner's State may start from the same one. `run(fn, *args)` runs the training where the caller
+    wants it (the app: in a child process, app.background.call); default here."""
     vocab = min(max(cm.tokenizer.vocab_size, VOCAB_MIN), VOCAB_MAX)
-    return _FIRST.get_or_compute((cm.model,), lambda: train_lesson(default_text(), vocab, cm.tokenizer))
+    run = run or (lambda fn, *args: fn(*args))
+    return _FIRST.get_or_compute((cm.model,), lambda: run(train_lesson, default_text(), vocab, cm.tokenizer))
 
 
 # ----------------------------------------------------------------------------- the comparison, drawn
