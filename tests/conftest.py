@@ -144,3 +144,26 @@ def page(browser):
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
     yield recording_errors(ctx.new_page())
     ctx.close()
+
+
+@pytest.fixture(scope="module")
+def picked(browser, app_url):
+    """One browser context in which stories260K was picked on the course map, once (the browser remembers the
+    choice for every page, as a learner's does)."""
+    from ui import pick
+
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = ctx.new_page()
+    pick(page, app_url)
+    page.close()
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture()
+def picked_page(picked):
+    from ui import recording_errors
+
+    page = recording_errors(picked.new_page())
+    yield page
+    page.close()
