@@ -120,9 +120,23 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def client(app_url):
+    import concurrent.futures
+
     from gradio_client import Client
 
-    return Client(app_url, verbose=False)
+    class OnceMore(Client):
+        """gradio_client shares one event stream among a session's calls, and the server closes it once no call is
+        pending (close_stream): a call that joins just then is never heard of, and the client raises CancelledError
+        (seen once in a thousand calls, on a loaded machine). Such a call is made once more, on a new stream; what
+        the server answered (an error included) is never retried."""
+
+        def predict(self, *args, **kwargs):
+            try:
+                return super().predict(*args, **kwargs)
+            except concurrent.futures.CancelledError:
+                return super().predict(*args, **kwargs)
+
+    return OnceMore(app_url, verbose=False)
 
 
 @pytest.fixture(scope="session")
