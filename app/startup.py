@@ -230,11 +230,12 @@ class PackedAssets:
         import brotli
 
         cache = self.cache()
-        source = self.source(name).read_bytes()
-        lighter = cartesian_plotly(source) if fnmatch.fnmatch(name, self.EAGER[0]) else None
-        packed = cache / (name + (f".{CARTESIAN.stem}.br" if lighter is not None else ".br"))
-        if packed.is_file():
+        swap = fnmatch.fnmatch(name, self.EAGER[0]) and CARTESIAN.is_file()
+        packed = cache / (name + (f".{CARTESIAN.stem}.br" if swap else ".br"))
+        if packed.is_file():  # (read back without reading or splicing the source again)
             return packed.read_bytes()
+        source = self.source(name).read_bytes()
+        lighter = cartesian_plotly(source) if swap else None  # None: another layout, Gradio's chunk as it is
         data = brotli.compress(lighter if lighter is not None else source, quality=11)
         try:
             cache.mkdir(parents=True, exist_ok=True)

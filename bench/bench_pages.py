@@ -79,7 +79,9 @@ def plotly_packed(url: str, timeout_s: float = 180) -> str:
 
     from gradio.route_utils import BUILD_PATH_LIB
 
-    name = sorted(Path(BUILD_PATH_LIB).glob("PlotlyPlot-*.js"))[0].name
+    from app.startup import PackedAssets
+
+    name = sorted(Path(BUILD_PATH_LIB).glob(PackedAssets.EAGER[0]))[0].name
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         req = urllib.request.Request(url + "assets/" + name, headers={"Accept-Encoding": "br"})
