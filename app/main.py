@@ -60,6 +60,7 @@ import json  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
+import app  # noqa: E402,F401  (before gradio: its import then skips writing type stubs; app/__init__.py)
 import gradio as gr  # noqa: E402
 
 import lessons  # noqa: E402
@@ -132,6 +133,12 @@ COURSE_MAP = "Course map"  # the page bar's name for "/"
 
 
 def build() -> gr.Blocks:
+    """The course map at "/" and one route per ready lesson. Its config and web app are built by `launch()`."""
+    with startup.app_built_at_launch():  # not at each page's end (app/startup.py)
+        return _build()
+
+
+def _build() -> gr.Blocks:
     t0 = time.time()
     startup.mark("imports")
     cm = course()  # loaded once, before any page is built
@@ -144,14 +151,13 @@ def build() -> gr.Blocks:
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
     for lesson in ready:  # a page's slow first results, started now on the other core (a page's `prepare(cm)`)
         getattr(importlib.import_module(f"app.pages.{lesson.slug}"), "prepare", lambda cm: None)(cm)
-    with startup.one_app_for_all_pages(demo):
-        for n, lesson in enumerate(ready, 1):
-            print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
-            page = importlib.import_module(f"app.pages.{lesson.slug}")
-            with demo.route(lesson.short or lesson.title, lesson.path):
-                gr.Navbar(main_page_name=COURSE_MAP)
-                page.build(cm, lesson)
-            share.check_linked(lesson.slug)
+    for n, lesson in enumerate(ready, 1):
+        print(f"[inside-llama] building page {n}/{len(ready)}: {lesson.title}", flush=True)
+        page = importlib.import_module(f"app.pages.{lesson.slug}")
+        with demo.route(lesson.short or lesson.title, lesson.path):
+            gr.Navbar(main_page_name=COURSE_MAP)
+            page.build(cm, lesson)
+        share.check_linked(lesson.slug)
     controls.steady_sliders(demo)  # every slider follows the learner's hand (app/controls.py)
     print(f"[inside-llama] {len(ready)} lesson pages ready in {time.time() - t0:.1f}s", flush=True)
     startup.mark("pages")
@@ -237,7 +243,8 @@ def main() -> None:
     gc.collect()  # what start-up left as garbage goes first: frozen objects are never collected
     gc.freeze()
     _trim_heap_every()
-    demo.queue(default_concurrency_limit=CONCURRENCY)
+    with startup.app_built_at_launch():  # queue() would build the web app once more
+        demo.queue(default_concurrency_limit=CONCURRENCY)
     # Local default 127.0.0.1:7860; Hugging Face Spaces sets GRADIO_SERVER_NAME=0.0.0.0 itself.
     os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
     demo.launch(theme=THEME, css=CSS, head=head(), state_session_capacity=SESSIONS,

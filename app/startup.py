@@ -67,26 +67,27 @@ def report() -> str:
 
 
 @contextlib.contextmanager
-def one_app_for_all_pages(demo):
-    """Build the app's config and its web app once, after the last page, instead of at the end of every page.
+def app_built_at_launch():
+    """Build the app's config and its web app once, at launch, instead of at every step before it.
 
     Gradio's Blocks.__exit__ (`with demo.route(...)` returns demo itself) rebuilds the whole app's config and a new
     FastAPI app with a route per API endpoint every time a page's block ends: work that grows with the square of the
     pages (16 pages: about 1,650 routes declared and 33 configs built, 10 s of the start-up on a busy machine), and
-    all of it is thrown away, since queue() and launch() build them again. Inside this block a page's end skips
-    both; at its end they are built once, as the last page's end would have left them."""
+    `queue()` builds both once more. All of it is thrown away, since `launch()` builds them again. Inside this
+    block a block's end and `queue()` skip both (a built app's `demo.config` and `demo.app` stay None until
+    launch); launch builds them once. Measured: 0.5-0.7 s of the start-up on this 2-core machine (app.startup's
+    phases, before and after)."""
+    from gradio.blocks import Blocks
     from gradio.routes import App
 
-    create_app = App.create_app
-    demo.get_config_file = lambda: None  # the instance's attribute hides the method while the pages are built
+    create_app, get_config_file = App.create_app, Blocks.get_config_file
+    Blocks.get_config_file = lambda self: None
     App.create_app = staticmethod(lambda *args, **kwargs: None)
     try:
-        yield demo
+        yield
     finally:
-        del demo.get_config_file
+        Blocks.get_config_file = get_config_file
         App.create_app = create_app
-    demo.config = demo.get_config_file()
-    demo.app = App.create_app(demo, mcp_server=False)
 
 
 def quiet_log() -> None:

@@ -112,3 +112,47 @@ def test_plotlys_chunk_goes_out_with_the_cartesian_bundle_in_place_of_the_full_o
     r = TestClient(packed).get(f"/assets/{chunk.name}", headers={"Accept-Encoding": "br"})
     assert r.headers["content-encoding"] == "br" and r.content == swapped
     assert int(r.headers["content-length"]) < 450_000  # Brotli: 389 kB (the full bundle: 965 kB)
+
+
+# ----------------------------------------------------------------------------- the start-up's own work
+
+
+def test_gradio_imported_after_the_app_package_writes_no_type_stub_beside_a_component(tmp_path):
+    """app/__init__.py: Gradio's import skips writing a .pyi stub for each component class (a third of its import
+    time); a component class defined afterwards, as app/widgets.py defines them, gets none either."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mywidget.py").write_text("import gradio as gr\n\n\nclass Wide(gr.Textbox):\n    EVENTS = ['change']\n")
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "import app, gradio, gradio.component_meta as cm, mywidget\n"
+            "print(cm.create_or_modify_pyi.__module__)")
+    out = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path)], capture_output=True, text=True,
+                         timeout=120, env={"GRADIO_ANALYTICS_ENABLED": "False", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "app"  # the stub writer is ours, from the first component class on
+    assert not (tmp_path / "mywidget.pyi").exists()
+
+
+def test_no_config_or_web_app_is_built_before_launch_and_launch_builds_both():
+    """app/startup.py app_built_at_launch: a block's end and queue() build neither (launch builds them once); the
+    methods come back as they were at the block's end."""
+    import gradio as gr
+    from gradio.routes import App
+
+    built = []
+    create_app = App.create_app
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(App, "create_app", staticmethod(lambda *a, **k: built.append("app") or create_app(*a, **k)))
+        with startup.app_built_at_launch():
+            with gr.Blocks() as demo:
+                gr.Textbox(label="one")
+            with demo.route("Two", "/two"):
+                gr.Textbox(label="two")
+            demo.queue()
+        assert built == [] and demo.config is None and demo.app is None
+        config = demo.get_config_file()  # as launch() builds it, after the block
+        assert {c["props"].get("label") for c in config["components"]} >= {"one", "two"}
+        assert App.create_app(demo) is not None and built == ["app"]
