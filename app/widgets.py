@@ -173,7 +173,9 @@ class Plot(gr.Plot):
       read at run time (inspect), with its file and first line (and a link to it on the project's repository when
       the app knows the repository: `repository_url`), so it can never disagree with the code;
     - PNG and SVG buttons (the figure at slide size, 1920 x 1080, drawn by Plotly in the browser) and a CSV button
-      (the figure's data, from its traces on the server: lessons.plots.figure_csv).
+      (the figure's data, one row per value drawn, from the traces the browser holds).
+
+    Both are one gr.HTML (`figure_tools`): plain buttons and a <details> panel, run by app/static/figures.js.
 
     Every figure it shows goes through lessons.plots.responsive (titles wrapped and sized for a phone, legend below
     the plot, margins the labels need) and gets a text description for screen readers (lessons.plots.describe, or
@@ -265,47 +267,29 @@ def repository_url(path: str | None = None, line: int | None = None) -> str | No
     return f"{base}/blob/main/{path}" + (f"#L{line}" if line else "")
 
 
-# Browser side of the export buttons: Plotly (loaded by Gradio's plot component as window.Plotly) draws the figure
-# again as a slide and saves it (app/static/figures.js); the CSV comes from the server as text, saved here.
-_SAVE_IMAGE = """() => { if (window.insideLlama) window.insideLlama.save('%s', '%s', '%s'); }"""
-_SAVE_CSV = """(text) => {
-  if (!text) return;
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(new Blob([text], {type: 'text/csv'}));
-  a.download = '%s.csv';
-  document.body.appendChild(a); a.click(); a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-}"""
-
-
-def _figure_csv(plot) -> str:
-    from lessons.plots import figure_csv
-
-    if plot is None:
-        return ""
-    return figure_csv(plot.plot if hasattr(plot, "plot") else plot.get("plot", "{}"))
-
-
 def figure_tools(plot: gr.Plot, code) -> None:
-    """The export buttons and the Code panel under a figure (widgets.Plot places them)."""
+    """The export buttons and the Code panel under a figure (widgets.Plot places them), as one gr.HTML.
+
+    Plain HTML, not Gradio buttons and an accordion: a figure's tools were 8 components and 4 events, 500 of the
+    course's 1,130 components, and building them took a quarter of the pages' start-up and a third of each config
+    (app/startup.py prints the phases). The buttons carry `data-save` and the figure's elem_id; one click listener in
+    app/static/figures.js draws the slide (PNG, SVG) or writes the CSV from the figure the browser holds. <button>
+    and <details> work with the keyboard as they are (Tab, Enter, Space)."""
     pid = plot.elem_id
     source, path, first = source_of(code)
-    with gr.Row(elem_classes=["figure-tools"], elem_id=f"{pid}-tools"):
-        png = gr.Button("PNG", size="sm", scale=0, min_width=60, elem_id=f"{pid}-png")
-        svg = gr.Button("SVG", size="sm", scale=0, min_width=60, elem_id=f"{pid}-svg")
-        csv = gr.Button("CSV (data)", size="sm", scale=0, min_width=100, elem_id=f"{pid}-csv")
-        csv_text = gr.Textbox(visible="hidden")
-    with gr.Accordion(f"Code: {getattr(code, '__name__', 'figure')} ({path}, line {first})", open=False,
-                      elem_id=f"{pid}-code", elem_classes=["figure-code"]):
-        url = repository_url(path, first)
-        if url:
-            gr.HTML(f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(path)}, line {first}, '
-                    "on the project's repository</a>")
-        gr.Code(source, language="python", interactive=False, label=f"{path}, from line {first}")
-    png.click(None, js=_SAVE_IMAGE % (pid, "png", pid))
-    svg.click(None, js=_SAVE_IMAGE % (pid, "svg", pid))
-    csv.click(_figure_csv, plot, csv_text, api_visibility="private", queue=False).then(
-        None, csv_text, None, js=_SAVE_CSV % pid)
+    name = getattr(code, "__name__", "figure")
+    url = repository_url(path, first)
+    link = (f'<p><a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(path)}, line {first}, '
+            "on the project's repository</a></p>") if url else ""
+    buttons = "".join(f'<button type="button" class="figure-tool" id="{pid}-{fmt}" data-save="{fmt}" '
+                      f'data-figure="{pid}" aria-label="{label} of this figure">{text}</button>'
+                      for fmt, text, label in (("png", "PNG", "Save a PNG image"), ("svg", "SVG", "Save an SVG image"),
+                                               ("csv", "CSV (data)", "Save the data")))
+    gr.HTML(f'<div class="figure-tools" id="{pid}-tools">{buttons}</div>'
+            f'<details class="figure-code" id="{pid}-code"><summary>Code: {html.escape(name)} ({html.escape(path)}, '
+            f'line {first})</summary>{link}<pre aria-label="{html.escape(path)}, from line {first}"><code>'
+            f"{html.escape(source)}</code></pre></details>",
+            js_on_load=None, elem_classes=["figure-extras"])
 
 
 class Dropdown(gr.Dropdown):

@@ -238,51 +238,6 @@ def _traces(fig) -> list[dict]:
     return list(fig.get("data") or [])
 
 
-def figure_rows(fig) -> list[list]:
-    """A figure's data as rows of a table, one per value drawn: [trace, x, y, value]. A heatmap (or any trace with
-    a z grid) gives one row per cell, its x and y labels and its value; any other trace one row per point, with
-    y (or the bar's length) as the value. Labels missing from a trace are the positions 0, 1, 2, ...
-
-        >>> figure_rows(figure([dict(type="bar", name="p", x=["a", "b"], y=[0.25, 0.75])]))
-        [['trace', 'x', 'y', 'value'], ['p', 'a', 0.25, 0.25], ['p', 'b', 0.75, 0.75]]
-    """
-    rows = [["trace", "x", "y", "value"]]
-    for i, t in enumerate(_traces(fig)):
-        name = t.get("name") or f"{t.get('type', 'scatter')} {i + 1}"
-        x, y, z = _xyz(t)
-        if isinstance(z, list) and z and isinstance(z[0], list):
-            for r, row in enumerate(z):
-                for c, v in enumerate(row):
-                    rows.append([name, x[c] if x and c < len(x) else c, y[r] if y and r < len(y) else r, v])
-        elif isinstance(y, list) or isinstance(x, list):
-            n = max(len(x) if isinstance(x, list) else 0, len(y) if isinstance(y, list) else 0)
-            for k in range(n):
-                xv = x[k] if isinstance(x, list) and k < len(x) else k
-                yv = y[k] if isinstance(y, list) and k < len(y) else None
-                value = (xv if t.get("orientation") == "h" else yv) if yv is not None else xv
-                rows.append([name, xv, yv, value])
-    return rows
-
-
-def _cell(v):
-    """A table cell as a spreadsheet reads it: labels without HTML entities, no value for a gap (None, NaN)."""
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    return html.unescape(v) if isinstance(v, str) else v
-
-
-def figure_csv(fig) -> str:
-    """figure_rows as CSV text (the figure's "CSV (data)" button): a header, then one line per value drawn."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    for row in figure_rows(fig):
-        w.writerow([_cell(v) for v in row])
-    return out.getvalue()
-
-
 def _plain(text) -> str:
     """The first line of a Plotly title as plain text: tags out, entities decoded."""
     import re

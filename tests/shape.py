@@ -8,7 +8,8 @@ its Reveal. Shared by tests/test_course_shape.py and tests/test_course_shape_b.p
 What counts:
 - words: the words of visible prose (Gradio Markdown, `.prose`) before the first Go deeper accordion in document
   order, the page's header (nav links, title, "you are here" map, opener) excluded; text inside a closed
-  accordion, a hidden column (until_reveal) or a figure's Code panel is not visible and not counted;
+  accordion or a hidden column (until_reveal) is not visible and not counted, nor are a figure's export buttons
+  and Code panel (.figure-extras);
 - figures: visible Plotly figures (`.js-plotly-plot` with a size) before that accordion;
 - first_figure_y: the top of the first visible figure, in CSS pixels from the top of the page (scrolled to 0).
 """
@@ -23,7 +24,7 @@ MEASURE = """() => {
   const deeper = document.querySelector('.go-deeper');
   const before = (el) => !deeper || (deeper.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_PRECEDING);
   const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
-  const skip = '.lesson-nav, .you-are-here, .lesson-opener, .figure-code, .check-yourself, .share-link';
+  const skip = '.lesson-nav, .you-are-here, .lesson-opener, .figure-extras, .check-yourself, .share-link';
   let words = 0;
   for (const p of document.querySelectorAll('.prose')) {
     if (!before(p) || !shown(p) || p.closest(skip) || p.querySelector('h1')) continue;

@@ -5,7 +5,6 @@ a description of every figure for screen readers (lessons/plots.describe)."""
 import importlib
 import inspect
 import json
-import math
 import urllib.parse
 import urllib.request
 
@@ -16,7 +15,7 @@ import pytest
 from app.share import Field, read_link
 from lessons import colours as K
 from lessons.inputs import MAX_TEXT_CHARS
-from lessons.plots import describe, described, figure, figure_csv, figure_rows
+from lessons.plots import describe, described, figure
 from ui import idle, svg_text, wait_svg
 
 FIELDS = [Field("text", "text", "Text"), Field("layer", "whole", "Layer", 0, 5, default=0),
@@ -62,21 +61,6 @@ def test_link_text_is_capped_and_cleaned_and_empty_text_keeps_the_page_default()
 
 
 # ----------------------------------------------------------------------------- figure data and descriptions
-
-
-def test_figure_csv_has_one_row_per_cell_or_bar_from_numpy_arrays_and_plain_lists():
-    z = np.array([[1.0, np.nan], [0.25, 0.75]], dtype=np.float32)
-    fig = figure([go.Heatmap(z=z, x=["0 &lt;s&gt;", "1 To"], y=["0 &lt;s&gt;", "1 To"], name="map"),
-                  dict(type="bar", name="p", x=["a", "b", "c"], y=[3, 1, 2])])
-    rows = figure_rows(json.loads(fig.to_json()))  # as the browser sends it back: numpy arrays in binary form
-    assert rows[0] == ["trace", "x", "y", "value"]
-    assert len(rows) == 1 + 4 + 3
-    assert rows[1:5] == [["map", "0 &lt;s&gt;", "0 &lt;s&gt;", 1.0], ["map", "1 To", "0 &lt;s&gt;", rows[2][3]],
-                         ["map", "0 &lt;s&gt;", "1 To", 0.25], ["map", "1 To", "1 To", 0.75]]
-    assert math.isnan(rows[2][3])
-    lines = figure_csv(fig.to_json()).splitlines()
-    assert lines[1] == "map,0 <s>,0 <s>,1.0" and lines[2] == "map,1 To,0 <s>,"  # entities decoded, a gap left empty
-    assert lines[-3:] == ["p,a,3,3", "p,b,1,1", "p,c,2,2"]
 
 
 def test_description_is_computed_from_the_data():
@@ -159,38 +143,72 @@ def test_every_figure_reads_in_colour_blind_and_dark_themes(config):
 
 
 def test_every_figure_on_every_page_has_its_code_export_and_description(config):
-    by_id = {c["id"]: c for c in config["components"]}
+    """Under each figure, one HTML block (app/widgets.py figure_tools): PNG, SVG and CSV buttons for figures.js, and
+    a closed Code panel with the source of the function that computes the figure, read now."""
+    import html as html_lib
+    import re
+
     by_elem = {c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")}
-    children = {}
-
-    def walk(node):
-        children[node["id"]] = [ch["id"] for ch in node.get("children", [])]
-        for ch in node.get("children", []):
-            walk(ch)
-
-    walk(config["layout"])
-    for page in config["page"].values():
-        walk(page["layout"])
-
+    extras = [c["props"]["value"] for c in config["components"]
+              if "figure-extras" in (c["props"].get("elem_classes") or [])]
     plots = _plots(config)
     assert len(plots) >= 40
     for comp in plots:
         eid = comp["props"]["elem_id"]
+        mine = [h for h in extras if f'id="{eid}-tools"' in h]
+        assert len(mine) == 1, eid
+        block = mine[0]
         for button in ("png", "svg", "csv"):
-            assert by_elem[f"{eid}-{button}"]["type"] == "button", (eid, button)
-        panel = by_elem[f"{eid}-code"]
-        assert panel["type"] == "accordion" and panel["props"]["open"] is False
+            assert re.search(f'<button type="button" [^>]*id="{eid}-{button}" data-save="{button}" '
+                             f'data-figure="{eid}"', block), (eid, button)
+        panel = re.search(f'<details class="figure-code" id="{eid}-code"><summary>(.*?)</summary>.*?'
+                          "<pre[^>]*><code>(.*?)</code></pre></details>", block, re.S)
+        assert panel, eid  # a <details> without `open`: closed until the learner opens it
         # "Code: heatmap_figure (lessons/attention/compute.py, line 339)": the function there, read now
-        name, rest = panel["props"]["label"].removeprefix("Code: ").split(" (", 1)
+        name, rest = html_lib.unescape(panel[1]).removeprefix("Code: ").split(" (", 1)
         path, line = rest.rstrip(")").split(", line ")
         fn = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
         lines, first = inspect.getsourcelines(fn)
         assert first == int(line) and path.startswith(("lessons/", "llama/"))
-        code = [by_id[i] for i in children[panel["id"]] if by_id[i]["type"] == "code"]
-        assert len(code) == 1 and code[0]["props"]["value"].rstrip() == "".join(lines).rstrip(), eid
+        assert html_lib.unescape(panel[2]).rstrip() == "".join(lines).rstrip(), eid
         value = comp["props"].get("value")
         if value:  # the figure the page opens with carries its description for screen readers
             assert json.loads(value["plot"])["layout"]["meta"]["description"], eid
+    assert "figure-tools" not in json.dumps([c["props"].get("elem_classes") for c in config["components"]
+                                             if c.get("type") in ("button", "row", "accordion")])
+
+
+def test_the_csv_button_gives_one_row_per_cell_or_bar_from_numpy_arrays_and_plain_lists(browser, app_url):
+    """app/static/figures.js `csv`, on a figure as the server sends it (numpy arrays in Plotly's binary form), then
+    the CSV button under a figure saves what `csv` makes of the figure drawn there."""
+    z = np.array([[1.0, np.nan], [0.25, 0.75]], dtype=np.float32)
+    fig = figure([go.Heatmap(z=z, x=["0 &lt;s&gt;", "1 To"], y=["0 &lt;s&gt;", "1 To"], name="map"),
+                  dict(type="bar", name="p", x=["a", "b", "c"], y=[3, 1, 2]),
+                  dict(type="bar", orientation="h", x=np.array([0.5, 1.5]), y=["q, r", 'say "hi"']),
+                  dict(type="scatter", y=np.arange(2, 4, dtype=np.int16))])
+    assert "bdata" in fig.to_json()  # numpy arrays travel in binary form
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    try:
+        page.goto(app_url + "attention")
+        page.wait_for_function("() => window.insideLlama && window.insideLlama.csv", timeout=60_000)
+        lines = page.evaluate("f => window.insideLlama.csv(JSON.parse(f))", fig.to_json()).split("\n")
+        assert lines[0] == "trace,x,y,value" and lines[-1] == ""
+        assert lines[1:5] == ["map,0 <s>,0 <s>,1", "map,1 To,0 <s>,", "map,0 <s>,1 To,0.25", "map,1 To,1 To,0.75"]
+        assert lines[5:8] == ["p,a,3,3", "p,b,1,1", "p,c,2,2"]
+        assert lines[8:10] == ['bar 3,0.5,"q, r",0.5', 'bar 3,1.5,"say ""hi""",1.5']  # a horizontal bar: x
+        assert lines[10:12] == ["scatter 4,0,2,2", "scatter 4,1,3,3"]  # no x: positions
+        page.locator("#attention-heatmap .main-svg").first.wait_for(timeout=60_000)
+        with page.expect_download() as saved:
+            page.locator("#attention-heatmap-csv").click()
+        assert saved.value.suggested_filename == "attention-heatmap.csv"
+        text = open(saved.value.path(), encoding="utf-8").read()
+        gd = "document.querySelector('#attention-heatmap .js-plotly-plot')"
+        drawn = page.evaluate(f"() => window.insideLlama.csv({gd})")
+        T = int(page.evaluate(f"() => {gd}.data[0].y.length"))
+        assert text == drawn and len(text.splitlines()) == 1 + T * T  # one row per cell of the map
+    finally:
+        ctx.close()
 
 
 # ----------------------------------------------------------------------------- a link in a fresh browser
@@ -226,11 +244,6 @@ def test_a_link_opens_its_state_in_a_fresh_browser_and_the_url_follows_the_learn
         page.wait_for_function("() => new URL(location.href).searchParams.get('head') === '2'")
         box = page.locator(".share-link textarea, .share-link input").first
         assert "head=2" in box.input_value()
-        # The CSV button saves the figure's data.
-        with page.expect_download() as saved:
-            page.locator("#attention-heatmap-csv").click()
-        assert saved.value.suggested_filename == "attention-heatmap.csv"
-        assert open(saved.value.path(), encoding="utf-8").readline().strip() == "trace,x,y,value"
         # On to the next lesson and back: the URL brings this page's state back.
         page.locator("nav.lesson-nav a", has_text="RoPE").first.click()
         page.wait_for_url("**/rope")
