@@ -4,7 +4,7 @@ answer (`widgets.until_reveal`) stays hidden until its Reveal button is pressed.
 
 Words are counted in the text nodes of visible Markdown (`.prose`) after the page's header (the nav, the title,
 the "you are here" map and the opener row with the link box) and before the first `.go-deeper` accordion; KaTeX's
-hidden MathML copy of each formula is not counted twice. Figures are visible `.js-plotly-plot` elements in the
+hidden MathML copy of each formula is not counted twice, nor a figure's export buttons and Code panel. Figures are visible `.js-plotly-plot` elements in the
 same stretch. Used by tests/test_course_shape_b.py.
 """
 
@@ -23,7 +23,7 @@ SHAPE = """() => {
   for (const md of document.querySelectorAll('.prose')) {
     if (!shown(md) || [...seen].some((s) => s.contains(md))) continue;
     const core = inCore(md), afterTop = !top || (before(top, md) && !top.contains(md));
-    if (!afterTop || md.closest('.check-yourself')) continue;
+    if (!afterTop || md.closest('.check-yourself, .figure-extras')) continue;
     seen.add(md);
     const walk = document.createTreeWalker(md, NodeFilter.SHOW_TEXT);
     for (let n = walk.nextNode(); n; n = walk.nextNode()) {
