@@ -219,7 +219,7 @@ def gave_gqa(page):
 
 def gave_kv_cache(page):
     assert "layer 5" not in svg_text(page, "kv-grid")
-    page.get_by_text("x 5 layers").first.wait_for(timeout=30_000)
+    page.get_by_text("x 5 layers").filter(visible=True).first.wait_for(timeout=30_000)
 
 
 def gave_sampling(page):

@@ -88,12 +88,12 @@ def test_course_map_in_a_real_browser_links_every_ready_lesson(page, app_url):
     body = page.inner_text("body")
     for lesson in lessons.LESSONS:
         assert lesson.title in body
-    page.get_by_text("The course model").first.wait_for()
+    page.get_by_text("The course model").filter(visible=True).first.wait_for()
     ready = [lesson for lesson in lessons.LESSONS if lesson.ready]
     link = page.locator(f'a[href="{ready[0].path}"]').first
     link.click()
     page.wait_for_url("**" + ready[0].path, timeout=30_000)
-    page.get_by_text(ready[0].title).first.wait_for(timeout=60_000)
+    page.get_by_text(ready[0].title).filter(visible=True).first.wait_for(timeout=60_000)
     assert page.errors == []
 
 

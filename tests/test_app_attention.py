@@ -197,7 +197,7 @@ def test_page_in_a_real_browser(page, app_url):
     layer_box.fill("99")
     layer_box.press("Enter")
     page.keyboard.press("Tab")
-    page.get_by_text("is out of range", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_text("is out of range", exact=False).filter(visible=True).first.wait_for(timeout=30_000)
 
     # Edit the text without Analyze, then move a slider: every figure still shows the analyzed text.
     box = page.locator("#attention-text textarea")
@@ -212,7 +212,7 @@ def test_page_in_a_real_browser(page, app_url):
 
     # Analyze the long text: visible notice, and the query slider now reaches the last of 128 tokens.
     page.get_by_role("button", name="Analyze").click()
-    page.get_by_text(f"the limit is {C.MAX_TOKENS} tokens", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_text(f"the limit is {C.MAX_TOKENS} tokens", exact=False).filter(visible=True).first.wait_for(timeout=30_000)
     page.wait_for_function(
         f"document.querySelector('input[aria-label^=\"number input for Query position\"]').max == '{C.MAX_TOKENS - 1}'",
         timeout=30_000)
@@ -220,7 +220,7 @@ def test_page_in_a_real_browser(page, app_url):
     # Empty text: a message on the page, never a traceback; the figures keep the analyzed text.
     box.fill("")
     page.get_by_role("button", name="Analyze").click()
-    page.get_by_text("The text is empty", exact=False).first.wait_for(timeout=30_000)
+    page.get_by_text("The text is empty", exact=False).filter(visible=True).first.wait_for(timeout=30_000)
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
     assert "Error" not in page.inner_text("body")
     assert page.errors == []

@@ -170,7 +170,7 @@ def test_kv_cache_reveals_grade_an_independent_measurement(client, cm):
 def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
     nh, nkv = cm.config.n_heads, cm.config.n_kv_heads
     page.goto(app_url + "gqa")
-    page.get_by_text("MQA and GQA").first.wait_for(timeout=60_000)
+    page.get_by_text("MQA and GQA").filter(visible=True).first.wait_for(timeout=60_000)
     page.wait_for_function("document.querySelector('#gqa-diagram .main-svg') !== null", timeout=60_000)
     before = svg_text(page, "gqa-diagram")
     assert f"share {nkv} K/V head" in before
@@ -200,13 +200,13 @@ def test_gqa_page_slider_redraws_the_diagram(page, app_url, cm):
 
 def test_kv_cache_page_step_slider_moves_the_grid(page, app_url):
     page.goto(app_url + "kv_cache")
-    page.get_by_text("The KV cache").first.wait_for(timeout=60_000)
+    page.get_by_text("The KV cache").filter(visible=True).first.wait_for(timeout=60_000)
     page.wait_for_function("document.querySelector('#kv-grid .main-svg') !== null", timeout=60_000)
     assert "Step 0:" in svg_text(page, "kv-grid")
     press(page, "step", times=2)
     page.wait_for_function(
         "() => [...document.querySelectorAll('#kv-grid .main-svg')].some(s => s.textContent.includes('Step 2:'))",
         timeout=60_000)
-    page.get_by_text("one decode step").first.wait_for(timeout=30_000)
+    page.get_by_text("one decode step").filter(visible=True).first.wait_for(timeout=30_000)
     assert page.get_by_text("steps to time (used when you press Measure)").count() == 1
     assert no_error_toast(page) and page.errors == []

@@ -173,7 +173,7 @@ def test_page_in_a_real_browser(page, app_url):
     # Empty text: a message on the page, never a traceback.
     page.locator("#rope-text textarea").fill("")
     page.get_by_role("button", name="Use this text").click()
-    page.get_by_text("The text is empty", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("The text is empty", exact=False).filter(visible=True).first.wait_for(timeout=60_000)
     assert page.locator(".toast-body.error, .toast-wrap .error").count() == 0
     assert "Error" not in page.inner_text("body")
     assert page.errors == []

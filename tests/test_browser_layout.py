@@ -1,4 +1,4 @@
-"""Every page read on a 390 px phone and a 1366 px laptop: no sideways scrolling of the page, plot titles inside
+"""Every page read on a 390 px phone and a 1366 px laptop: no sideways scrolling of the page or of a display formula, plot titles inside
 their plots and clear of the plot area, the legend and Plotly's toolbar, no legend on an axis title, a short
 navigation bar, each lesson's own tab title, and each page's first figure exported as a 1920 x 1080 slide with
 no text under 16 px. A screenshot of each page's first plot goes
@@ -47,6 +47,10 @@ MEASURE = """() => {
           out.legends.push([t.textContent.slice(0, 60), (plot.closest('[id]') || plot).id]);
     }
   }
+  // every display formula fits its column (KaTeX's box would scroll sideways and cut the formula off on a phone)
+  out.formulas = [...document.querySelectorAll('.katex-display')]
+    .filter((e) => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1)
+    .map((e) => [(e.querySelector('annotation') || e).textContent.slice(0, 50), e.scrollWidth - e.clientWidth]);
   const nav = document.querySelector('.nav-holder, nav');
   if (nav) out.nav = nav.getBoundingClientRect().height;
   // every lesson is reachable from the page bar: each of its links lies inside the window, none cut off
@@ -109,6 +113,8 @@ def test_every_page_fits_the_screen(browser, app_url, width, tmp_path):
             problems.append(f"/{slug}: title {text!r} outside its plot by {min(left, right)} px")
         for text, where in m["legends"]:
             problems.append(f"/{slug}: a legend covers the axis title {text!r} (#{where})")
+        for tex, cut in m["formulas"]:
+            problems.append(f"/{slug}: the formula {tex!r} is {cut} px wider than its column")
         for label in m["navHidden"]:
             problems.append(f"/{slug}: the page bar's {label!r} is cut off or hidden at {width} px")
         for text, what, where in m["overlaps"]:
