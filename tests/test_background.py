@@ -223,6 +223,35 @@ def test_the_board_remembers_a_bounded_number_of_pages():
         board.press(p + ":1")
     assert not board.watch(pages[0] + ":1")() and board.watch(pages[4] + ":1")()
     assert len(board._stopped) == 3
+    assert sorted(f.name for f in board._dir.iterdir()) == pages[2:]  # and as many files, for forked processes
+
+
+def test_a_board_that_cannot_write_its_directory_stops_in_memory_and_says_so_once(tmp_path, monkeypatch, capsys):
+    """A read-only filesystem, a temp dir that is not a directory: no crash; Stop works in the server's own
+    process as it did before the file existed, and the log says once why a forked worker's run cannot be stopped."""
+    monkeypatch.setattr(background.StopBoard, "_said_memory_only", False)
+    (tmp_path / "not-a-dir").write_text("")
+    boards = [background.StopBoard(root=tmp_path / "not-a-dir"), background.StopBoard(root=tmp_path / "not-a-dir")]
+    for board in boards:
+        watched = board.watch(PAGE + ":2")
+        assert board.press(PAGE + ":2") and board.press(PAGE + ":1")
+        assert watched() and board.watch(PAGE + ":1")() and not board.watch(PAGE + ":3")()
+        assert board._dir is None
+    log = capsys.readouterr().out
+    assert log.count("Stop works within this process only") == 1 and "not-a-dir" in log
+
+
+def test_a_boards_directory_goes_with_it_and_only_in_its_own_process(tmp_path):
+    import gc
+    board = background.StopBoard(root=tmp_path)
+    board.press(PAGE + ":1")
+    folder = board._dir
+    assert (folder / PAGE).read_text() == "1" and not [f for f in folder.iterdir() if f.name.startswith(".")]
+    background._remove_board_dir(folder, os.getpid() + 1)  # a forked worker's exit leaves it
+    assert folder.exists()
+    del board
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_the_stop_route_answers_204_or_400_never_500():
@@ -259,3 +288,53 @@ def test_a_stopped_lab_run_keeps_its_curve_and_model_at_the_step_reached(tmp_pat
     assert u.status.startswith(f"**Stopped at step {got[-1].lab.steps:,}**") and u.done and u.figure is got[-1].figure
     assert not u.lab.model.training and C.generate_with(u.lab, "ROMEO:", 4, 0)[0].startswith("ROMEO:")
     assert C.stopped(None) is None
+
+
+
+def _watch_in_a_fork(watch, said, give_up_s) -> None:
+    """A forked process's life (a ZeroGPU worker's, a job's): ask `watch` as background.stream does; tell the parent
+    how long it watched until it saw its Stop and whether it says so again at once (on_train asks again after the
+    stream ends), or None after give_up_s without one."""
+    said.send("watching")
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < give_up_s:
+        if watch():
+            said.send((time.perf_counter() - t0, watch()))
+            return
+        time.sleep(background.POLL_S)
+    said.send(None)
+
+
+def _fork_watching(board, run_id, give_up_s=5.0):
+    """(process, pipe) of a child forked after the board exists, watching `run_id` on its copy of the board."""
+    fork = background.multiprocessing.get_context("fork")
+    hear, said = fork.Pipe(duplex=False)
+    child = fork.Process(target=_watch_in_a_fork, args=(board.watch(run_id), said, give_up_s), daemon=True)
+    child.start()
+    said.close()
+    assert hear.poll(10) and hear.recv() == "watching"
+    return child, hear
+
+
+def test_a_stop_reaches_a_run_in_a_process_forked_before_it_was_pressed():
+    """On a ZeroGPU Space a picked model's events run in a worker forked from the server (app.gpu): the training
+    lab's run watches the worker's copy of the board, while the learner's Stop (POST /api/stop) lands on the
+    server's. The Stop must reach the run all the same, at once, and the numbers still decide."""
+    board = background.StopBoard()
+    board.press("f" * 32 + ":1")  # another page's Stop: the board exists and has been used before the fork
+    children = {n: _fork_watching(board, f"{PAGE}:{n}", give_up_s=1.5 if n == 4 else 5.0) for n in (2, 3, 4)}
+    try:
+        t0 = time.perf_counter()
+        assert board.press(PAGE + ":3")  # on the server's board, as the route presses it
+        seen = {}
+        for n, (_, hear) in children.items():
+            assert hear.poll(10), f"run {n}'s process gave no answer"
+            seen[n] = hear.recv()
+        assert seen[3] is not None, "the forked run never saw the Stop pressed in its parent"
+        assert seen[2] is not None  # an earlier run of the page stops too
+        assert seen[4] is None  # a later run goes on
+        assert seen[3][0] < 1 and time.perf_counter() - t0 < 2.5
+        assert seen[3][1] and seen[2][1], "a watch that said stopped must keep saying so"
+    finally:
+        for child, _ in children.values():
+            child.join(10)
