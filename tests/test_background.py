@@ -338,3 +338,70 @@ def test_a_stop_reaches_a_run_in_a_process_forked_before_it_was_pressed():
     finally:
         for child, _ in children.values():
             child.join(10)
+
+
+def _forked_like_zerogpu(duration):
+    """A stand-in for `spaces.GPU(duration=...)` as a ZeroGPU Space runs it (spaces' zero/wrappers.py forks a worker
+    from the server: the 'fork' context), unlike tests/zerogpu/spaces, which runs the function in-process: the
+    decorated generator runs in a worker forked at the call, its items pickled back through a pipe."""
+    def wrap(fn):
+        def call(*args, **kwargs):
+            fork = background.multiprocessing.get_context("fork")
+            hear, say = fork.Pipe(duplex=False)
+
+            def work():
+                hear.close()
+                try:
+                    for item in fn(*args, **kwargs):
+                        say.send(("item", item))
+                    say.send(("end", None))
+                except BaseException as e:  # noqa: BLE001 (back to the test, which fails with it)
+                    say.send(("error", repr(e)))
+
+            worker = fork.Process(target=work)  # not a daemon: the lab forks its training process in it
+            worker.start()
+            say.close()
+            try:
+                while True:
+                    kind, value = hear.recv()
+                    if kind == "end":
+                        return
+                    if kind == "error":
+                        raise RuntimeError(f"the GPU worker failed: {value}")
+                    yield value
+            finally:
+                if worker.is_alive():
+                    worker.kill()
+                worker.join()
+        return call
+    return wrap
+
+
+def test_the_training_labs_stop_reaches_its_run_in_a_zerogpu_worker(monkeypatch):
+    """The page's own Train handler, wrapped by widgets.handler as for a picked model on ZeroGPU (app.context.lent_gpu):
+    the run goes on in a forked GPU worker with its own copy of the board; the Stop lands on the server's board (as
+    POST /api/stop does). The run stops within a second and the page gets "Stopped at step N" from the worker."""
+    import app.context
+    import app.gpu
+    from app import widgets
+    from app.pages import training as page
+    from lessons.course import load_course_model
+
+    cm = load_course_model()
+    monkeypatch.setattr(background, "STOPS", background.StopBoard())  # the server's board, made before the fork
+    monkeypatch.setattr(app.gpu, "gpu", _forked_like_zerogpu)
+    monkeypatch.setattr(app.context, "lent_gpu", lambda key: True)  # a picked model on ZeroGPU
+    monkeypatch.setattr(app.context, "resolve", lambda key: cm)
+    train = widgets.handler(page.on_train, 5, msg_at=0)
+    run_id = PAGE + ":1"
+    outputs, pressed = [], None
+    for out in train("picked-model", run_id, 1, 32, 2, 1, "rmsnorm", "rope", "swiglu", "pre", 3e-3, 4, 30):
+        outputs.append(out)
+        if len(outputs) == 3 and pressed is None:  # "Preparing…", then two updates of the run: Stop
+            assert background.STOPS.press(run_id)
+            pressed = time.perf_counter()
+    assert pressed is not None, "the run ended before it could be stopped"
+    took = time.perf_counter() - pressed
+    print(f"Stop to the page's last output through a forked GPU worker: {took:.2f} s")
+    assert took < 2  # not the 30 s budget
+    assert outputs[-1][2].startswith("**Stopped at step"), outputs[-1][2]
