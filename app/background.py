@@ -164,8 +164,8 @@ class StopBoard:
         if folder is None:
             return
         try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # each time: a temp cleaner may have removed it
             if not self._made:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._made = True
                 weakref.finalize(self, _remove_board_dir, folder, os.getpid())
             aside = folder / f".{page}.{os.getpid()}"
@@ -178,7 +178,8 @@ class StopBoard:
             if not StopBoard._said_memory_only:  # once per process, not once per Stop
                 StopBoard._said_memory_only = True
                 print(f"[inside-llama] Stop works within this process only: cannot write {folder} "
-                      f"({e.strerror or e}); a run in a forked worker (a ZeroGPU Space's) cannot be stopped", flush=True)
+                      f"({e.strerror or e}); a run in a forked worker (a ZeroGPU Space's) cannot be stopped",
+                      flush=True)
 
 
 _BOARDS: weakref.WeakSet = weakref.WeakSet()  # every board, for their after-fork reset

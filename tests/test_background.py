@@ -249,6 +249,10 @@ def test_a_boards_directory_goes_with_it_and_only_in_its_own_process(tmp_path):
     assert (folder / PAGE).read_text() == "1" and not [f for f in folder.iterdir() if f.name.startswith(".")]
     background._remove_board_dir(folder, os.getpid() + 1)  # a forked worker's exit leaves it
     assert folder.exists()
+    import shutil
+    shutil.rmtree(folder)  # a temp cleaner took it: the next Stop makes it again
+    board.press(PAGE + ":2")
+    assert (folder / PAGE).read_text() == "2" and board._dir == folder
     del board
     gc.collect()
     assert not folder.exists()
