@@ -76,7 +76,8 @@ class StopBoard:
     memory only, as before: a run in a ZeroGPU worker then cannot be stopped, every other one can.
 
     Memory is bounded: the last CAPACITY pages are remembered (one integer each, and as many small files, the
-    oldest removed with its entry); the directory goes when the server exits. Thread-safe.
+    oldest removed with its entry); the directory goes when the server exits, or, after a kill, at the next server's
+    first Stop. Thread-safe.
 
         run_id = gr.Textbox(visible=False)
         go = gr.Button("Train", elem_classes=[background.ARM_CLASS])
@@ -168,6 +169,7 @@ class StopBoard:
             if not self._made:
                 self._made = True
                 weakref.finalize(self, _remove_board_dir, folder, os.getpid())
+                _sweep(folder.parent)
             aside = folder / f".{page}.{os.getpid()}"
             aside.write_bytes(str(n).encode())
             os.replace(aside, folder / page)
@@ -184,6 +186,17 @@ class StopBoard:
 
 _BOARDS: weakref.WeakSet = weakref.WeakSet()  # every board, for their after-fork reset
 os.register_at_fork(after_in_child=lambda: [b._after_fork() for b in list(_BOARDS)])
+
+
+def _sweep(base: Path) -> None:
+    """Remove the directories of boards whose server is gone without its exit handlers (a SIGTERM, a kill)."""
+    for folder in base.glob("inside-llama-stops-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[3]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not one of ours; alive as another user (PermissionError)
+            pass
 
 
 def _remove_board_dir(folder: Path, owner: int) -> None:

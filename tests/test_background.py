@@ -256,6 +256,23 @@ def test_a_boards_directory_goes_with_it_and_only_in_its_own_process(tmp_path):
     del board
     gc.collect()
     assert not folder.exists()
+    # A server killed without its exit handlers (SIGTERM) leaves its directory: the next board's first Stop sweeps it.
+    dead = subprocess_pid_that_exited()
+    left = tmp_path / f"inside-llama-stops-{dead}-0badcafe"
+    left.mkdir()
+    (left / PAGE).write_text("3")
+    alive = tmp_path / f"inside-llama-stops-{os.getppid()}-0badcafe"
+    alive.mkdir()
+    background.StopBoard(root=tmp_path).press(PAGE + ":1")
+    assert not left.exists() and alive.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_the_stop_route_answers_204_or_400_never_500():
