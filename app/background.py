@@ -29,8 +29,14 @@ import multiprocessing
 import os
 import pickle
 import re
+import secrets
+import shutil
+import tempfile
 import threading
+import time
 import traceback
+import weakref
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -59,7 +65,19 @@ class StopBoard:
     job's button; the button's event carries the id to the job (a hidden input filled in the browser), the job
     takes `watch(run_id)`, and `stream(..., stop=watch)` kills its process once a Stop named n or a later run of
     the same page. The two requests may reach the server in either order: the numbers decide, not the arrival.
-    Memory is bounded: the last CAPACITY pages are remembered (one integer each). Thread-safe.
+
+    The job may watch from another process than the one the Stop reaches: on a ZeroGPU Space a picked model's events
+    run in a worker that `spaces` forks from the server (app.gpu), with its own copy of this board. So `press` also
+    writes the page's highest stopped n to a small file, `<temp dir>/inside-llama-stops-<pid>-<random>/<page>`
+    (written whole and renamed into place), in a directory named when the board is made, so every process forked
+    from here looks in the same one; `watch` asks memory first, then that file, at most every READ_EVERY_S. The
+    Stops are pressed by the server (its route); forked processes only watch. The temp dir is the system's
+    (TMPDIR); where it cannot be written (a read-only filesystem) the board says so once in the log and works from
+    memory only, as before: a run in a ZeroGPU worker then cannot be stopped, every other one can.
+
+    Memory is bounded: the last CAPACITY pages are remembered (one integer each, and as many small files, the
+    oldest removed with its entry); the directory goes when the server exits, or, after a kill, at the next server's
+    first Stop. Thread-safe.
 
         run_id = gr.Textbox(visible=False)
         go = gr.Button("Train", elem_classes=[background.ARM_CLASS])
@@ -71,10 +89,22 @@ class StopBoard:
 
     CAPACITY = 4096
     RUN_ID = re.compile(r"([0-9a-f]{32}):([0-9]{1,9})")
+    READ_EVERY_S = 0.1  # a watch reads its page's file at most this often (stream asks it every POLL_S)
+    _said_memory_only = False  # the log has been told that this process's boards work from memory only
 
-    def __init__(self, capacity: int = CAPACITY) -> None:
+    def __init__(self, capacity: int = CAPACITY, root: str | os.PathLike | None = None) -> None:
         self._capacity = capacity
         self._stopped: collections.OrderedDict[str, int] = collections.OrderedDict()  # page -> highest run stopped
+        self._lock = threading.Lock()
+        # Named now, made at the first Stop: a process forked at any time after this looks in the same directory.
+        # None once it could not be written (memory only).
+        base = Path(root) if root is not None else Path(tempfile.gettempdir())
+        self._dir: Path | None = base / f"inside-llama-stops-{os.getpid()}-{secrets.token_hex(4)}"
+        self._made = False
+        _BOARDS.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child the thread that held the lock is gone: a fresh lock."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -90,18 +120,90 @@ class StopBoard:
             return False
         page, n = parsed
         with self._lock:
-            self._stopped[page] = max(n, self._stopped.pop(page, 0))  # moved to the newest end
+            n = max(n, self._stopped.pop(page, 0), self._read(page))  # the file: a Stop pressed in another process
+            self._stopped[page] = n  # moved to the newest end
+            forgotten = []
             while len(self._stopped) > self._capacity:
-                self._stopped.popitem(last=False)
+                forgotten.append(self._stopped.popitem(last=False)[0])
+            self._write(page, n, forgotten)  # under the lock: a lower n never lands after a higher one
         return True
 
     def watch(self, run_id):
-        """For a job starting now: a callable, True once a Stop named its run or a later one of its page."""
+        """For a job starting now: a callable, True once a Stop named its run or a later one of its page (pressed
+        in this process or, seen within READ_EVERY_S, in the one this process was forked from)."""
         parsed = self.parse(run_id)
         if parsed is None:
             return lambda: False
         page, n = parsed
-        return lambda: self._stopped.get(page, 0) >= n
+        state = {"read_at": -float("inf"), "stopped": False}
+
+        def stopped() -> bool:
+            if state["stopped"] or self._stopped.get(page, 0) >= n:
+                return True
+            now = time.monotonic()
+            if now - state["read_at"] >= self.READ_EVERY_S:
+                state["read_at"] = now
+                state["stopped"] = self._read(page) >= n  # once stopped, stays stopped: no more reads
+            return state["stopped"]
+        return stopped
+
+    def _read(self, page: str) -> int:
+        """The highest run of `page` stopped on file; 0 when none (no file, memory only, unreadable)."""
+        folder = self._dir
+        if folder is None:
+            return 0
+        try:
+            with open(folder / page, "rb") as f:
+                return int(f.read(16) or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write(self, page: str, n: int, forgotten: list[str]) -> None:
+        """Record `page`'s n on file for forked processes (atomically: written aside, renamed into place) and drop
+        the files of the pages memory forgot. A directory that cannot be written: memory only, said once."""
+        folder = self._dir
+        if folder is None:
+            return
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # each time: a temp cleaner may have removed it
+            if not self._made:
+                self._made = True
+                weakref.finalize(self, _remove_board_dir, folder, os.getpid())
+                _sweep(folder.parent)
+            aside = folder / f".{page}.{os.getpid()}"
+            aside.write_bytes(str(n).encode())
+            os.replace(aside, folder / page)
+            for p in forgotten:
+                (folder / p).unlink(missing_ok=True)
+        except OSError as e:
+            self._dir = None
+            if not StopBoard._said_memory_only:  # once per process, not once per Stop
+                StopBoard._said_memory_only = True
+                print(f"[inside-llama] Stop works within this process only: cannot write {folder} "
+                      f"({e.strerror or e}); a run in a forked worker (a ZeroGPU Space's) cannot be stopped",
+                      flush=True)
+
+
+_BOARDS: weakref.WeakSet = weakref.WeakSet()  # every board, for their after-fork reset
+os.register_at_fork(after_in_child=lambda: [b._after_fork() for b in list(_BOARDS)])
+
+
+def _sweep(base: Path) -> None:
+    """Remove the directories of boards whose server is gone without its exit handlers (a SIGTERM, a kill)."""
+    for folder in base.glob("inside-llama-stops-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[3]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not one of ours; alive as another user (PermissionError)
+            pass
+
+
+def _remove_board_dir(folder: Path, owner: int) -> None:
+    """A board's directory goes with the board or at exit, in the process that made it (not in a forked worker
+    that exits while the server serves on)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 STOPS = StopBoard()  # the server's one board

@@ -223,6 +223,56 @@ def test_the_board_remembers_a_bounded_number_of_pages():
         board.press(p + ":1")
     assert not board.watch(pages[0] + ":1")() and board.watch(pages[4] + ":1")()
     assert len(board._stopped) == 3
+    assert sorted(f.name for f in board._dir.iterdir()) == pages[2:]  # and as many files, for forked processes
+
+
+def test_a_board_that_cannot_write_its_directory_stops_in_memory_and_says_so_once(tmp_path, monkeypatch, capsys):
+    """A read-only filesystem, a temp dir that is not a directory: no crash; Stop works in the server's own
+    process as it did before the file existed, and the log says once why a forked worker's run cannot be stopped."""
+    monkeypatch.setattr(background.StopBoard, "_said_memory_only", False)
+    (tmp_path / "not-a-dir").write_text("")
+    boards = [background.StopBoard(root=tmp_path / "not-a-dir"), background.StopBoard(root=tmp_path / "not-a-dir")]
+    for board in boards:
+        watched = board.watch(PAGE + ":2")
+        assert board.press(PAGE + ":2") and board.press(PAGE + ":1")
+        assert watched() and board.watch(PAGE + ":1")() and not board.watch(PAGE + ":3")()
+        assert board._dir is None
+    log = capsys.readouterr().out
+    assert log.count("Stop works within this process only") == 1 and "not-a-dir" in log
+
+
+def test_a_boards_directory_goes_with_it_and_only_in_its_own_process(tmp_path):
+    import gc
+    board = background.StopBoard(root=tmp_path)
+    board.press(PAGE + ":1")
+    folder = board._dir
+    assert (folder / PAGE).read_text() == "1" and not [f for f in folder.iterdir() if f.name.startswith(".")]
+    background._remove_board_dir(folder, os.getpid() + 1)  # a forked worker's exit leaves it
+    assert folder.exists()
+    import shutil
+    shutil.rmtree(folder)  # a temp cleaner took it: the next Stop makes it again
+    board.press(PAGE + ":2")
+    assert (folder / PAGE).read_text() == "2" and board._dir == folder
+    del board
+    gc.collect()
+    assert not folder.exists()
+    # A server killed without its exit handlers (SIGTERM) leaves its directory: the next board's first Stop sweeps it.
+    dead = subprocess_pid_that_exited()
+    left = tmp_path / f"inside-llama-stops-{dead}-0badcafe"
+    left.mkdir()
+    (left / PAGE).write_text("3")
+    alive = tmp_path / f"inside-llama-stops-{os.getppid()}-0badcafe"
+    alive.mkdir()
+    background.StopBoard(root=tmp_path).press(PAGE + ":1")
+    assert not left.exists() and alive.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_the_stop_route_answers_204_or_400_never_500():
@@ -259,3 +309,120 @@ def test_a_stopped_lab_run_keeps_its_curve_and_model_at_the_step_reached(tmp_pat
     assert u.status.startswith(f"**Stopped at step {got[-1].lab.steps:,}**") and u.done and u.figure is got[-1].figure
     assert not u.lab.model.training and C.generate_with(u.lab, "ROMEO:", 4, 0)[0].startswith("ROMEO:")
     assert C.stopped(None) is None
+
+
+
+def _watch_in_a_fork(watch, said, give_up_s) -> None:
+    """A forked process's life (a ZeroGPU worker's, a job's): ask `watch` as background.stream does; tell the parent
+    how long it watched until it saw its Stop and whether it says so again at once (on_train asks again after the
+    stream ends), or None after give_up_s without one."""
+    said.send("watching")
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < give_up_s:
+        if watch():
+            said.send((time.perf_counter() - t0, watch()))
+            return
+        time.sleep(background.POLL_S)
+    said.send(None)
+
+
+def _fork_watching(board, run_id, give_up_s=5.0):
+    """(process, pipe) of a child forked after the board exists, watching `run_id` on its copy of the board."""
+    fork = background.multiprocessing.get_context("fork")
+    hear, said = fork.Pipe(duplex=False)
+    child = fork.Process(target=_watch_in_a_fork, args=(board.watch(run_id), said, give_up_s), daemon=True)
+    child.start()
+    said.close()
+    assert hear.poll(10) and hear.recv() == "watching"
+    return child, hear
+
+
+def test_a_stop_reaches_a_run_in_a_process_forked_before_it_was_pressed():
+    """On a ZeroGPU Space a picked model's events run in a worker forked from the server (app.gpu): the training
+    lab's run watches the worker's copy of the board, while the learner's Stop (POST /api/stop) lands on the
+    server's. The Stop must reach the run all the same, at once, and the numbers still decide."""
+    board = background.StopBoard()
+    board.press("f" * 32 + ":1")  # another page's Stop: the board exists and has been used before the fork
+    children = {n: _fork_watching(board, f"{PAGE}:{n}", give_up_s=1.5 if n == 4 else 5.0) for n in (2, 3, 4)}
+    try:
+        t0 = time.perf_counter()
+        assert board.press(PAGE + ":3")  # on the server's board, as the route presses it
+        seen = {}
+        for n, (_, hear) in children.items():
+            assert hear.poll(10), f"run {n}'s process gave no answer"
+            seen[n] = hear.recv()
+        assert seen[3] is not None, "the forked run never saw the Stop pressed in its parent"
+        assert seen[2] is not None  # an earlier run of the page stops too
+        assert seen[4] is None  # a later run goes on
+        assert seen[3][0] < 1 and time.perf_counter() - t0 < 2.5
+        assert seen[3][1] and seen[2][1], "a watch that said stopped must keep saying so"
+    finally:
+        for child, _ in children.values():
+            child.join(10)
+
+
+def _forked_like_zerogpu(duration):
+    """A stand-in for `spaces.GPU(duration=...)` as a ZeroGPU Space runs it (spaces' zero/wrappers.py forks a worker
+    from the server: the 'fork' context), unlike tests/zerogpu/spaces, which runs the function in-process: the
+    decorated generator runs in a worker forked at the call, its items pickled back through a pipe."""
+    def wrap(fn):
+        def call(*args, **kwargs):
+            fork = background.multiprocessing.get_context("fork")
+            hear, say = fork.Pipe(duplex=False)
+
+            def work():
+                hear.close()
+                try:
+                    for item in fn(*args, **kwargs):
+                        say.send(("item", item))
+                    say.send(("end", None))
+                except BaseException as e:  # noqa: BLE001 (back to the test, which fails with it)
+                    say.send(("error", repr(e)))
+
+            worker = fork.Process(target=work)  # not a daemon: the lab forks its training process in it
+            worker.start()
+            say.close()
+            try:
+                while True:
+                    kind, value = hear.recv()
+                    if kind == "end":
+                        return
+                    if kind == "error":
+                        raise RuntimeError(f"the GPU worker failed: {value}")
+                    yield value
+            finally:
+                if worker.is_alive():
+                    worker.kill()
+                worker.join()
+        return call
+    return wrap
+
+
+def test_the_training_labs_stop_reaches_its_run_in_a_zerogpu_worker(monkeypatch):
+    """The page's own Train handler, wrapped by widgets.handler as for a picked model on ZeroGPU (app.context.lent_gpu):
+    the run goes on in a forked GPU worker with its own copy of the board; the Stop lands on the server's board (as
+    POST /api/stop does). The run stops within a second and the page gets "Stopped at step N" from the worker."""
+    import app.context
+    import app.gpu
+    from app import widgets
+    from app.pages import training as page
+    from lessons.course import load_course_model
+
+    cm = load_course_model()
+    monkeypatch.setattr(background, "STOPS", background.StopBoard())  # the server's board, made before the fork
+    monkeypatch.setattr(app.gpu, "gpu", _forked_like_zerogpu)
+    monkeypatch.setattr(app.context, "lent_gpu", lambda key: True)  # a picked model on ZeroGPU
+    monkeypatch.setattr(app.context, "resolve", lambda key: cm)
+    train = widgets.handler(page.on_train, 5, msg_at=0)
+    run_id = PAGE + ":1"
+    outputs, pressed = [], None
+    for out in train("picked-model", run_id, 1, 32, 2, 1, "rmsnorm", "rope", "swiglu", "pre", 3e-3, 4, 30):
+        outputs.append(out)
+        if len(outputs) == 3 and pressed is None:  # "Preparing…", then two updates of the run: Stop
+            assert background.STOPS.press(run_id)
+            pressed = time.perf_counter()
+    assert pressed is not None, "the run ended before it could be stopped"
+    took = time.perf_counter() - pressed
+    print(f"Stop to the page's last output through a forked GPU worker: {took:.2f} s")
+    assert took < 2  # not the 30 s budget
+    assert outputs[-1][2].startswith("**Stopped at step"), outputs[-1][2]
