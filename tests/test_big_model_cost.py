@@ -202,7 +202,7 @@ def test_each_page_estimates_its_opening_from_the_work_it_does():
     assert re.fullmatch(r"⏱️ With this 1\.1B-parameter model on this server's CPU, a lesson takes about \d+–\d+ s "
                         r"to open \(each page says its own while it opens\)\.", line), line
     from app import costs
-    assert costs.span(lo, hi) in line
+    assert costs.span(lo, hi) in line and line in home.device_line(fresh)  # beside the picker's choice
 
 
 def test_the_course_model_opens_with_nothing_new(cm, stories_cm):
