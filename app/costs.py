@@ -63,8 +63,11 @@ def while_running(cost: Cost) -> str:
 
 def opening(cost: Cost) -> str:
     """The progress line while a page opens with a picked model ('' when it opens quickly, as with the course model):
-    'Opening this page: about 20 s with this 1.1B-parameter model on this server's CPU'."""
-    return f"Opening this page: {with_model(cost)}" if cost.slow else ""
+    'Opening with this 1.1B-parameter model: about 20 s on this CPU' (short: Gradio shows it over every output of
+    the page, a slider's small box included)."""
+    where = "CPU" if cost.device == "cpu" else "GPU"
+    return f"Opening with this {size(cost.parameters)}-parameter model: {duration(cost.seconds)} on this {where}" \
+        if cost.slow else ""
 
 
 def span(lo: float, hi: float) -> str:
