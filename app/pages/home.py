@@ -191,6 +191,10 @@ def pages_open(cm: CourseModel) -> str:
     estimate, which the page also says while it opens); '' when every page opens quickly (the course model)."""
     import importlib
 
+    from lessons import cost
+
+    if not cost.big(cm):  # every page opens quickly: nothing to add, nothing computed
+        return ""
     pages = [importlib.import_module(f"app.pages.{lesson.slug}") for lesson in lessons.LESSONS if lesson.ready]
     return costs.pages_open([p.opening_cost(cm) for p in pages if hasattr(p, "opening_cost")])
 
