@@ -42,6 +42,11 @@ the big model's views and the `estimate` column is what the page states before t
     next_token open                         21.0   12.6-26.2
 The estimates run 0.3x-4x the time measured: the rate is measured once, on the model, at one moment of a machine
 whose load swings; they are stated as "about".
+Opening each page with the model picked (its `refresh`), on a quieter machine (load 2), TinyLlama shape, seconds
+measured once beside the page's `opening_cost` (said in its progress line while it opens; under 1 s says nothing):
+kv_cache 8.3 (8.5), gqa 4.2 (5.5), rope 3.0 (2.7), next_token 3.0 (2.3), meta_code 2.4 (2.0), swiglu 1.0 (0.8),
+attention 0.8 (0.7), assembled 0.8 (0.5), relative 0.8 (0.5), rmsnorm 0.7 (0.7), sampling 0.8 (0.3); tokenization
+4.0 has no estimate (its first BPE training and the 5,000-point embedding map: Python work, not the model's passes).
 """
 
 from __future__ import annotations
