@@ -145,6 +145,13 @@ def test_on_zerogpu_a_picked_model_is_not_sized_down_or_announced(big, monkeypat
     assert cost.big(big)
     monkeypatch.setattr(type(big), "device", property(lambda self: torch.device("cuda")))  # as loaded there
     assert not cost.big(big) and cost.passes(big, 100, 1).seconds == 0 and not cost.generation(big, 10, 24).slow
+    import importlib
+
+    from app.pages import home
+
+    # nor is opening a page (the estimate runs outside the lent GPU's call, and touches no tensor on the device)
+    assert all(importlib.import_module(f"app.pages.{slug}").opening_cost(big).seconds == 0 for slug in OPENED)
+    assert home.pages_open(big) == ""
 
 
 # ---------------------------------------------------------------- opening a page with a picked model
