@@ -195,10 +195,11 @@ def test_each_page_estimates_its_opening_from_the_work_it_does():
 
     from app.pages import home
 
-    seen = []
+    seen, kept = [], []
     for slug in OPENED:
         page = importlib.import_module(f"app.pages.{slug}")
         fresh = dressed()
+        kept.append(fresh)  # alive till the end: no later model takes its id in a page's cache
         estimate = page.opening_cost(fresh)
         real = counted_work(fresh, lambda: page.refresh(fresh))
         assert real > 0 and 0.7 <= estimate.seconds / real <= 2.1, (slug, estimate.seconds, real)
@@ -233,13 +234,18 @@ def test_a_page_says_its_opening_cost_before_it_runs_the_model(monkeypatch):
     import gradio as gr
 
     import lessons
-    from app import context, costs
+    from app import context, costs, share, widgets
     from app.pages import gqa
 
     big = dressed()
     models = {"big": big, "stories": load_course_model(STORIES, device="cpu")}  # fresh: no cached page
     monkeypatch.setattr(context, "resolve", lambda key: models[key])  # before the page's handlers import it
     monkeypatch.setattr(context, "lent_gpu", lambda key: False)
+    # the build's module-level bookkeeping (figure ids, link fields) goes back as it was: app.main builds the app
+    # in other tests of the same session
+    monkeypatch.setattr(widgets, "_plot_ids", dict(widgets._plot_ids))
+    for name in ("_pending_box", "_pending_fields"):
+        monkeypatch.setattr(share, name, [])
     with gr.Blocks() as demo:
         gqa.build(context.course(), lessons.get("gqa"))
     dep = next(d for d in demo.fns.values() if d.name == "refresh")
