@@ -59,3 +59,35 @@ def label(text: str, cost: Cost) -> str:
 def while_running(cost: Cost) -> str:
     """For a progress bar's description: ' (about 40 s)' while a slow action runs, '' for a quick one."""
     return suffix(cost)
+
+
+def opening(cost: Cost) -> str:
+    """The progress line while a page opens with a picked model ('' when it opens quickly, as with the course model):
+    'Opening with this 1.1B-parameter model: about 20 s on this CPU' (short: Gradio shows it over every output of
+    the page, a slider's small box included)."""
+    where = "CPU" if cost.device == "cpu" else "GPU"
+    return f"Opening with this {size(cost.parameters)}-parameter model: {duration(cost.seconds)} on this {where}" \
+        if cost.slow else ""
+
+
+def span(lo: float, hi: float) -> str:
+    """'about 2-20 s', 'about 40 s-2 min' (a range of estimates; one duration when both round alike)."""
+    a, b = duration(lo), duration(hi)
+    if a == b:
+        return a
+    a, b = a.removeprefix("about "), b.removeprefix("about ")
+    if a.split()[1] == b.split()[1]:  # same unit: 'about 2-20 s'
+        a = a.split()[0]
+    return f"about {a}–{b}"
+
+
+def pages_open(opening_costs: list[Cost]) -> str:
+    """Beside the picker's choice: how long the lessons take to open with this model ('' when every page opens
+    quickly: the course model, stories260K, any model on a GPU)."""
+    slow = [c for c in opening_costs if c.slow]
+    if not slow:
+        return ""
+    lo, hi = min(c.seconds for c in slow), max(c.seconds for c in slow)
+    return (f"⏱️ With this {size(slow[0].parameters)}-parameter model on this server's "
+            f"{'CPU' if slow[0].device == 'cpu' else 'GPU'}, a lesson takes {span(lo, hi)} to open (each page says "
+            "its own while it opens).")

@@ -14,6 +14,7 @@ import lessons
 from lessons import LessonInfo
 from lessons.inputs import LessonError
 from lessons.course import ROOT
+from app import costs
 
 
 # In a multi-line Gradio textbox Enter starts a new line and Shift+Enter submits: say so in every label.
@@ -354,10 +355,12 @@ def model_key() -> gr.State:
     return key
 
 
-def on_model(key: gr.State, fn, outputs: list) -> None:
+def on_model(key: gr.State, fn, outputs: list, opening=None) -> None:
     """When the page opens with another model than the course model, refill `outputs` from `fn(cm)` (every figure
     and control that depends on the model: slider ranges, labels, first figures). The page itself is built with
-    the course model, so nothing runs for it. `fn` returns one value per output, like any handler."""
+    the course model, so nothing runs for it. `fn` returns one value per output, like any handler. `opening(cm)`,
+    lessons.cost's estimate of what `fn` computes, is said in the progress line before `fn` runs when it is slow
+    (a big model on a CPU: app.costs.opening)."""
     n = len(outputs)
     run = handler(fn, n, 0)
     sliders = [i for i, c in enumerate(outputs) if isinstance(c, gr.Slider)]
@@ -371,6 +374,9 @@ def on_model(key: gr.State, fn, outputs: list) -> None:
         if not k:
             return (*(gr.skip() for _ in range(n)), gr.skip())
         progress(0, desc="computing this page on the chosen model")
+        said = opening_line(k, opening)
+        if said:
+            progress(0, desc=said)
         out = run(k)
         out = (out,) if n == 1 else tuple(out)
         bounds = {str(outputs[i]._id): (out[i].get("minimum", outputs[i].minimum),
@@ -381,6 +387,20 @@ def on_model(key: gr.State, fn, outputs: list) -> None:
         return (*out, bounds)
 
     key.refreshed = key.loaded.then(refresh, [key], [*outputs, key.bounds], api_visibility="private")
+
+
+def opening_line(key: str, opening) -> str:
+    """The progress line said before a page opens with the model `key` ('' when the page opens quickly, has no
+    estimate, or the model cannot be loaded: the page's handler then says why)."""
+    from app.context import resolve  # late: context loads the model
+
+    if opening is None:
+        return ""
+    try:
+        cm = resolve(key)  # loaded once (the picker measured its rate then), shared
+        return costs.opening(opening(cm))
+    except LessonError:
+        return ""
 
 
 def handler(fn, n_outputs: int = 1, msg_at: int = 0):

@@ -42,6 +42,11 @@ the big model's views and the `estimate` column is what the page states before t
     next_token open                         21.0   12.6-26.2
 The estimates run 0.3x-4x the time measured: the rate is measured once, on the model, at one moment of a machine
 whose load swings; they are stated as "about".
+Opening each page with the model picked (its `refresh`), on a quieter machine (load 2), TinyLlama shape, seconds
+measured once beside the page's `opening_cost` (said in its progress line while it opens; under 1 s says nothing):
+kv_cache 8.3 (8.5), gqa 4.2 (5.5), rope 3.0 (2.7), next_token 3.0 (2.3), meta_code 2.4 (2.0), swiglu 1.0 (0.8),
+attention 0.8 (0.7), assembled 0.8 (0.5), relative 0.8 (0.5), rmsnorm 0.7 (0.7), sampling 0.8 (0.3); tokenization
+4.0 has no estimate (its first BPE training and the 5,000-point embedding map: Python work, not the model's passes).
 """
 
 from __future__ import annotations
@@ -157,8 +162,8 @@ def drain(x):
 def actions(cm) -> dict[str, list[tuple]]:
     """Per page: (what, callable, estimate) for opening it with the model picked and for its long actions, each as
     a learner starts it with the page's defaults. `estimate` is lessons.cost's estimate in seconds (what the page
-    says before the action runs), or None where the checkout has none (an older checkout, or no estimate: opening
-    a page is not announced)."""
+    says before the action runs; for "open", the page's `opening_cost`, said in its progress line while it opens),
+    or None where the checkout has none (an older checkout, or no estimate)."""
     from app.pages import (assembled, attention, gqa, kv_cache, next_token, rmsnorm, rope, sampling, swiglu,
                            tokenization, training)
     from lessons.assembled import compute as AS
@@ -195,29 +200,32 @@ def actions(cm) -> dict[str, list[tuple]]:
         ids = S.prepare_prompt(cm, S.DEFAULT_PROMPT).ids
         return drain(S.reveal_seeds(cm, ids))
 
+    def opening(page):  # the page's own estimate of opening it (said in its progress line), where it has one
+        return est(lambda: page.opening_cost(cm)) if hasattr(page, "opening_cost") else None
+
     def text_pass(text, most, k=1, lens=False):
         return est(lambda: cost.text_pass(cm, text, most, lens=lens) * k)
 
     return {
-        "tokenization": [("open", lambda: tokenization.refresh(cm), None)],
-        "attention": [("open", lambda: attention.refresh(cm), None),
+        "tokenization": [("open", lambda: tokenization.refresh(cm), opening(tokenization))],
+        "attention": [("open", lambda: attention.refresh(cm), opening(attention)),
                       ("analyze (a new text)", lambda: A.analyze_view(cm, A.DEFAULT_TEXT + " Again.", 0, 0, 1, 1.0),
                        text_pass(A.DEFAULT_TEXT + " Again.", A.MAX_TOKENS)),
                       ("reveal: without 1/sqrt(d)", lambda: A.rerun_without_scaling(cm, A.DEFAULT_TEXT),
                        text_pass(A.DEFAULT_TEXT, A.MAX_TOKENS, 2))],
-        "rope": [("open", lambda: rope.refresh(cm), None),
+        "rope": [("open", lambda: rope.refresh(cm), opening(rope)),
                  ("loss, RoPE off", lambda: R.loss_change(cm, "none"), est(lambda: R.loss_cost(cm))),
                  ("loss, theta 500,000", lambda: R.loss_change(cm, "500000"),
                   est(lambda: cost.loss(cm, R.validation_slice(cm, R.loss_chars(cm)), cm.config.max_seq_len)))],
-        "rmsnorm": [("open", lambda: rmsnorm.refresh(cm), None)],
-        "swiglu": [("open", lambda: swiglu.refresh(cm), None)],
-        "gqa": [("open", lambda: gqa.refresh(cm), None),
+        "rmsnorm": [("open", lambda: rmsnorm.refresh(cm), opening(rmsnorm))],
+        "swiglu": [("open", lambda: swiglu.refresh(cm), opening(swiglu))],
+        "gqa": [("open", lambda: gqa.refresh(cm), opening(gqa)),
                 ("reveal: pooling sweep", lambda: G.pooling_sweep(cm),
                  est(lambda: G.measure_cost(cm) * (len([k for k in G.conversion_options(cm)
                                                         if k <= cm.config.n_kv_heads]) - 1))),
                 ("repeat to MHA", lambda: G.repeat_check(cm, gqa.DEFAULT_TEXT),
                  est(lambda: G.repeat_cost(cm, gqa.DEFAULT_TEXT)))],
-        "kv_cache": [("open", lambda: kv_cache.refresh(cm), None),
+        "kv_cache": [("open", lambda: kv_cache.refresh(cm), opening(kv_cache)),
                      (f"measure (timing, {n_timed} steps)", lambda: K.timing_view(cm, kv_cache.DEFAULT_PROMPT, n_timed),
                       est(lambda: K.timing_cost(cm, P_kv, n_timed))),
                      (f"step by step ({n_run + 1} tokens)",
@@ -227,18 +235,18 @@ def actions(cm) -> dict[str, list[tuple]]:
                       est(lambda: K.run_cost(cm, kv_cache.DEFAULT_PROMPT))),
                      ("reveal: speed", lambda: K.reveal_speed(cm, K.SPEED_CHOICES[0]),
                       est(lambda: K.speed_cost(cm)))],
-        "sampling": [("open", lambda: sampling.refresh(cm), None),
+        "sampling": [("open", lambda: sampling.refresh(cm), opening(sampling)),
                      (f"generate ({n_gen} tokens)", gen, est(lambda: S.generation_cost(cm, P_s, n_gen))),
                      ("reveal: seeds", seeds, est(lambda: S.seeds_cost(cm, P_s)))],
-        "assembled": [("open", lambda: assembled.refresh(cm), None),
+        "assembled": [("open", lambda: assembled.refresh(cm), opening(assembled)),
                       ("run the forward pass", lambda: AS.pass_view(cm, assembled.DEFAULT_TEXT + " Again.",
                                                                     assembled.DEFAULTS["box"], 0, 0),
                        text_pass(assembled.DEFAULT_TEXT + " Again.", AS.MAX_TOKENS))],
-        "next_token": [("open", lambda: next_token.refresh(cm), None),
+        "next_token": [("open", lambda: next_token.refresh(cm), opening(next_token)),
                        ("score (a new text)", lambda: N.text_view(cm, N.DEFAULT_TEXT + " Again."),
                         text_pass(N.DEFAULT_TEXT + " Again.", N.MAX_TOKENS, lens=True)),
                        ("reveal", lambda: N.reveal(cm, N.DEFAULT_TEXT, None), None)],
-        "training": [("open", lambda: training.refresh(cm), None)],
+        "training": [("open", lambda: training.refresh(cm), opening(training))],
     }
 
 

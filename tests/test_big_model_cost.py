@@ -145,3 +145,123 @@ def test_on_zerogpu_a_picked_model_is_not_sized_down_or_announced(big, monkeypat
     assert cost.big(big)
     monkeypatch.setattr(type(big), "device", property(lambda self: torch.device("cuda")))  # as loaded there
     assert not cost.big(big) and cost.passes(big, 100, 1).seconds == 0 and not cost.generation(big, 10, 24).slow
+    import importlib
+
+    from app.pages import home
+
+    # nor is opening a page (the estimate runs outside the lent GPU's call, and touches no tensor on the device)
+    assert all(importlib.import_module(f"app.pages.{slug}").opening_cost(big).seconds == 0 for slug in OPENED)
+    assert home.pages_open(big) == ""
+
+
+# ---------------------------------------------------------------- opening a page with a picked model
+OPENING = re.compile(r"Opening with this 1\.1B-parameter model: about \d+ (s|min) on this CPU")
+# pages whose opening work runs the picked model (each has `opening_cost`, wired to widgets.on_model)
+OPENED = ("kv_cache", "gqa", "rope", "next_token", "attention", "assembled", "rmsnorm", "swiglu", "relative",
+          "meta_code", "sampling")
+
+
+def dressed():
+    """A fresh big model (no page has cached its work yet): stories260K dressed as TinyLlama-1.1B."""
+    cm = load_course_model(STORIES, device="cpu")
+    cm.model.num_parameters = lambda: TINYLLAMA
+    cost._RATES[cm.model] = RATE
+    return cm
+
+
+def counted_work(cm, fn) -> float:
+    """Seconds that RATE gives the forward passes `fn` really runs through cm.model (each pass read once, each
+    token its arithmetic), counted on the model's forward."""
+    shapes, forward = [], cm.model.forward
+
+    def counting(ids, *a, **k):
+        shapes.append(tuple(ids.shape))
+        return forward(ids, *a, **k)
+
+    cm.model.forward = counting
+    try:
+        fn()
+    finally:
+        del cm.model.forward
+    P = cm.model.num_parameters()
+    return len(shapes) * P * RATE.read_s + sum(b * t for b, t in shapes) * P * RATE.flop_s
+
+
+def test_each_page_estimates_its_opening_from_the_work_it_does():
+    """A page's opening estimate (`opening_cost`) counts the forward passes its `refresh` runs: within 0.7x-2.1x of
+    them (Meta's own forward on the meta_code page runs outside our model's forward). A fresh model each time, so
+    no page's caches hide its work; the course model's estimate is nothing."""
+    import importlib
+
+    from app.pages import home
+
+    seen, kept = [], []
+    for slug in OPENED:
+        page = importlib.import_module(f"app.pages.{slug}")
+        fresh = dressed()
+        kept.append(fresh)  # alive till the end: no later model takes its id in a page's cache
+        estimate = page.opening_cost(fresh)
+        real = counted_work(fresh, lambda: page.refresh(fresh))
+        assert real > 0 and 0.7 <= estimate.seconds / real <= 2.1, (slug, estimate.seconds, real)
+        seen.append(estimate)
+    assert sum(c.slow for c in seen) >= 9  # every page but the ones opening on one short pass
+    lo, hi = min(c.seconds for c in seen if c.slow), max(c.seconds for c in seen)
+    line = home.pages_open(fresh)
+    assert re.fullmatch(r"⏱️ With this 1\.1B-parameter model on this server's CPU, a lesson takes about \d+–\d+ s "
+                        r"to open \(each page says its own while it opens\)\.", line), line
+    from app import costs
+    assert costs.span(lo, hi) in line and line in home.device_line(fresh)  # beside the picker's choice
+
+
+def test_the_course_model_opens_with_nothing_new(cm, stories_cm):
+    import importlib
+
+    from app import costs
+    from app.pages import home
+
+    for slug in OPENED:
+        page = importlib.import_module(f"app.pages.{slug}")
+        for m in (cm, stories_cm):
+            assert page.opening_cost(m).seconds == 0 and costs.opening(page.opening_cost(m)) == ""
+    assert home.pages_open(cm) == "" and home.pages_open(stories_cm) == ""
+    assert "lesson takes" not in home.device_line(cm)
+    assert cm.model not in cost._RATES and stories_cm.model not in cost._RATES  # nothing measured for them
+
+
+def test_a_page_says_its_opening_cost_before_it_runs_the_model(monkeypatch):
+    """The event widgets.on_model wires on a real page (GQA, built here): with the big model picked, the progress
+    line names the opening's cost before the page's first forward pass; with stories260K (not big) it does not."""
+    import gradio as gr
+
+    import lessons
+    from app import context, costs, share, widgets
+    from app.pages import gqa
+
+    big = dressed()
+    models = {"big": big, "stories": load_course_model(STORIES, device="cpu")}  # fresh: no cached page
+    monkeypatch.setattr(context, "resolve", lambda key: models[key])  # before the page's handlers import it
+    monkeypatch.setattr(context, "lent_gpu", lambda key: False)
+    # the build's module-level bookkeeping (figure ids, link fields) goes back as it was: app.main builds the app
+    # in other tests of the same session
+    monkeypatch.setattr(widgets, "_plot_ids", dict(widgets._plot_ids))
+    for name in ("_pending_box", "_pending_fields"):
+        monkeypatch.setattr(share, name, [])
+    with gr.Blocks() as demo:
+        gqa.build(context.course(), lessons.get("gqa"))
+    dep = next(d for d in demo.fns.values() if d.name == "refresh")
+    for key, says in (("big", True), ("stories", False)):
+        picked, log = models[key], []
+        forward = picked.model.forward
+        picked.model.forward = lambda *a, **k: (log.append("forward"), forward(*a, **k))[1]
+        try:
+            out = dep.fn(key, progress=lambda f, desc="": log.append(desc))
+        finally:
+            del picked.model.forward
+        said = [x for x in log if x != "forward" and OPENING.fullmatch(x)]
+        assert "forward" in log, log  # the page computed its opening figures with the picked model
+        if says:
+            assert said and log.index(said[0]) < log.index("forward"), log
+            assert said[0].endswith(f": {costs.duration(gqa.opening_cost(big).seconds)} on this CPU")
+        else:
+            assert not any("Opening" in x for x in log if x != "forward"), log
+        assert len(out) == len(dep.outputs) and bool(NOTICE.search(out[0])) == says  # then the page, as before

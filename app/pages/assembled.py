@@ -30,6 +30,12 @@ def initial(cm: CourseModel) -> dict:
                 head_info=f"0 to {c.n_heads - 1}; query head h reads K/V head h // {c.n_rep}")
 
 
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): the forward pass over the default text."""
+    return cost.text_pass(cm, DEFAULT_TEXT, C.MAX_TOKENS)
+
+
 def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     c, first = cm.config, initial(cm)
@@ -101,7 +107,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
-    widgets.on_model(key, refresh, [model_msg, diagram, values, readout, pass_msg, facts, box, layer, head, params, shares])
+    widgets.on_model(key, refresh, [model_msg, diagram, values, readout, pass_msg, facts, box, layer, head, params, shares],
+                     opening=opening_cost)
 
     def on_pass(cm, text, box_key, layer_index, head_index, progress=gr.Progress()):
         progress(0, desc="running the forward pass" + costs.while_running(cost.text_pass(cm, text, C.MAX_TOKENS)))

@@ -90,6 +90,12 @@ def _model_values(cm: CourseModel) -> dict:
     )
 
 
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one pass over the default text."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT, C.MAX_TOKENS)
+
+
 def refresh(cm: CourseModel) -> tuple:
     """Another model picked on the course map (widgets.on_model): every model-dependent component, in the order
     `build` wires them, and the analyzed text (State) reset to the default."""
@@ -215,7 +221,8 @@ def build(cm: CourseModel, lesson: LessonInfo) -> None:
     quiet = dict(show_progress="minimal")
     gr.on([toy_in.input], attention_toy, toy_in, [toy_msg, toy_in, toy_fig, toy_md], api_name="attention_toy",
           trigger_mode="always_last", **quiet)
-    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, *figures, summary, answer_scale])
+    widgets.on_model(key, refresh, [msg, analyzed, text, facts, *sliders, *figures, summary, answer_scale],
+                     opening=opening_cost)
     analyze_ev = gr.on([text.submit, analyze.click], widgets.handler(attention_analyze, 15, 0),
                        [key, text, *sliders], [msg, analyzed, *sliders, *figures, summary, answer_scale],
                        api_name="attention_analyze")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import costs, share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.gqa import compute as C
 from lessons.kv_cache.compute import DTYPE_BYTES, configs_markdown, reference_configs
@@ -52,6 +53,12 @@ def costs_view(cm: CourseModel) -> dict:
                 labels=dict(convert=costs.label(LABELS["convert"], measure), repeat=costs.label(LABELS["repeat"], repeat),
                             pool_btn=costs.label(LABELS["pool_btn"], pool),
                             repeat_btn=costs.label(LABELS["repeat_btn"], measure)))
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one pass over the text for the attention maps and the loss of the model as trained."""
+    return cost.text_pass(cm, DEFAULT_TEXT) + C.measure_cost(cm)
 
 
 def refresh(cm: CourseModel) -> tuple:
@@ -158,7 +165,8 @@ def build(cm: CourseModel, lesson) -> None:
     # --- listeners: every handler gets the learner's model first; compute clamps the inputs
     widgets.on_model(key, refresh, [model_msg, kv, kv_shown, heads_md, diagram, memory_plot, memory_table, configs_md,
                                     layer, maps_plot, maps_md, pool_q, repeat_q, results, target_shown, target,
-                                    convert_md, convert_plot, convert, repeat, pool_btn, repeat_btn])
+                                    convert_md, convert_plot, convert, repeat, pool_btn, repeat_btn],
+                     opening=opening_cost)
 
     def on_sharing(cm, kv_heads, shown):
         fig, notice, n = C.sharing_view(cm, kv_heads, shown)

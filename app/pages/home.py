@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 import lessons
-from app import classroom, model_url, share, whole_model, widgets
+from app import classroom, costs, model_url, share, whole_model, widgets
 from app.context import registry
 from app.widgets import link
 from lessons.course import CourseModel, card_rows, training_summary
@@ -181,8 +181,22 @@ def device_line(cm: CourseModel) -> str:
     named (model_name), never by its path on the server."""
     dtype = str(cm.model.embed_tokens.weight.dtype).removeprefix("torch.")
     where = "a GPU (CUDA)" if cm.device.type == "cuda" else "the CPU"
+    opens = pages_open(cm)
     return (f"**{html.escape(model_name(cm))}** runs on **{where}** in **{dtype}**. "
-            f"Models offered by this host: {len(registry().options())}.")
+            f"Models offered by this host: {len(registry().options())}." + (f"  \n{opens}" if opens else ""))
+
+
+def pages_open(cm: CourseModel) -> str:
+    """How long the lessons take to open with this model, from each page's `opening_cost` (lessons.cost's
+    estimate, which the page also says while it opens); '' when every page opens quickly (the course model)."""
+    import importlib
+
+    from lessons import cost
+
+    if not cost.big(cm):  # every page opens quickly: nothing to add, nothing computed
+        return ""
+    pages = [importlib.import_module(f"app.pages.{lesson.slug}") for lesson in lessons.LESSONS if lesson.ready]
+    return costs.pages_open([p.opening_cost(cm) for p in pages if hasattr(p, "opening_cost")])
 
 
 def model_name(cm: CourseModel) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import costs, share, widgets
+from lessons import cost
 from lessons.course import CourseModel, prepare_text
 from lessons.plots import message_figure
 from lessons.kv_cache import compute as C
@@ -78,6 +79,13 @@ def first_view(cm: CourseModel) -> dict:
 REFRESHED = ("grid", "readout", "step", "timed", "speed_question", "positions", "memory_fig", "memory_table",
              "allocated", "configs", "new_tokens", "run", "measure", "same_btn", "speed_btn")
 UPDATES = ("step", "timed", "positions", "new_tokens", "run", "measure", "same_btn", "speed_btn")  # sent as gr.update
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): the step-by-step run at the model's default length, both ways, and the cache's allocation check."""
+    P = len(prepare_text(cm, DEFAULT_PROMPT, max_tokens=C.MAX_PROMPT_TOKENS).ids)
+    return C.cached_vs_uncached_cost(cm, P, C.default_new_tokens(cm, P)) + cost.passes(cm, 3, 3)
 
 
 def refresh(cm: CourseModel):
@@ -170,7 +178,8 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners
     widgets.on_model(key, refresh, [page_msg, grid, readout, step, timed, speed_question, positions, memory_plot,
-                                    memory_table, allocated, configs, new_tokens, run, measure, same_btn, speed_btn])
+                                    memory_table, allocated, configs, new_tokens, run, measure, same_btn, speed_btn],
+                     opening=opening_cost)
     gen_ev = gr.on([run.click, prompt.submit, new_tokens.release], widgets.handler(generation, 4, msg_at=3),
           [key, prompt, new_tokens, step], [grid, readout, step, step_msg], api_name="kv_generate",
           trigger_mode="always_last", show_progress="minimal")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.meta_code import compute as C
 from llama import model as llama_model
@@ -26,6 +27,13 @@ def run(cm: CourseModel, text: str) -> tuple:
     r = C.compare(cm, text)
     return (widgets.note(r.notice), C.comparison_figure(r, show_unpermuted=False), C.comparison_readout(r),
             C.comparison_figure(r), C.top_p_agreement(cm, text))
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): our forward pass twice and Meta's forward on the converted weights twice (with and without the q/k
+    permutation), each over the default text."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT) * 4
 
 
 def refresh(cm: CourseModel) -> tuple:
@@ -86,7 +94,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners
-    widgets.on_model(key, refresh, [model_msg, names, pairs, comparison, readout, unpermuted, top_p])
+    widgets.on_model(key, refresh, [model_msg, names, pairs, comparison, readout, unpermuted, top_p],
+                     opening=opening_cost)
     run_ev = gr.on([go.click, text.submit], widgets.handler(run, 5, msg_at=0), [key, text],
                    [msg, comparison, readout, unpermuted, top_p], api_name="meta_code_run",
                    show_progress="minimal")

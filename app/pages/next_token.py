@@ -37,6 +37,12 @@ def slider_update(v: C.View) -> dict:
     return gr.update(maximum=max(v.n, 2), value=v.position, interactive=v.n > 1)
 
 
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): the default text scored, logit lens included."""
+    return score_cost(cm, C.DEFAULT_TEXT)
+
+
 def refresh(cm: CourseModel) -> tuple:
     """The page's model-dependent outputs for another model, in the order `build` wires them to on_model."""
     v = first_view(cm)
@@ -115,7 +121,8 @@ def build(cm: CourseModel, lesson) -> None:
 
     # --- listeners: every handler gets the learner's model first; compute cleans and clamps the inputs
     widgets.on_model(key, refresh, [model_msg, text, chips, summary, position, top, comparison, comparison_md,
-                                    lens, lens_position, lens_md, untrained, answer, lens_answer, q0_answer])
+                                    lens, lens_position, lens_md, untrained, answer, lens_answer, q0_answer],
+                     opening=opening_cost)
 
     def on_score(cm, text_value, progress=gr.Progress()):
         progress(0, desc="scoring the text" + costs.while_running(score_cost(cm, text_value)))

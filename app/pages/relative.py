@@ -9,6 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.relative import compute as C
 
@@ -23,6 +24,12 @@ def run(cm: CourseModel, text: str, clip_k) -> tuple:
     r = C.position_scores(cm, text, clip_k)
     return (widgets.note(r.notice), C.scores_figure(r), C.scores_readout(r), C.value_term_readout(r),
             C.parameters_table(cm, r.clip_k))
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one pass over the default text for one token's scores."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT, 64)
 
 
 def refresh(cm: CourseModel) -> tuple:
@@ -70,7 +77,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners
-    widgets.on_model(key, refresh, [model_msg, scores, readout, values, params, arch])
+    widgets.on_model(key, refresh, [model_msg, scores, readout, values, params, arch],
+                     opening=opening_cost)
     run_ev = gr.on([go.click, text.submit, clip_k.release], widgets.handler(run, 5, msg_at=0), [key, text, clip_k],
                    [msg, scores, readout, values, params], api_name="relative_scores", trigger_mode="always_last",
                    show_progress="minimal")

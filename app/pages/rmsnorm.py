@@ -19,6 +19,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.plots import message_figure
 from lessons.rmsnorm import compute as C
@@ -105,6 +106,12 @@ def first_view(cm: CourseModel) -> dict[str, dict]:
             "site_pick": dict(choices=[(s.name, i) for i, s in enumerate(res.sites)], value=site0),
             "site_plot": dict(value=site_fig), "site_readout": dict(value=site_md),
             "time_btn": dict(value=f"Time both norms on this machine ({C.device_name(cm.device)})")}
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one traced pass over the default text."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT, C.MAX_TOKENS)
 
 
 def refresh(cm: CourseModel) -> tuple:
@@ -234,6 +241,6 @@ def build(cm: CourseModel, lesson) -> None:
                  inv_plot=inv_plot, inv_readout=inv_readout, overview_plot=overview_plot, site_pick=site_pick,
                  site_plot=site_plot, site_readout=site_readout, time_btn=time_btn)
     assert list(comps) == list(V), "first_view and the page list different components"
-    widgets.on_model(key, refresh, list(comps.values()))
+    widgets.on_model(key, refresh, list(comps.values()), opening=opening_cost)
     share.link(key, dict(text=text, token=token, shift=shift, scale=scale, norm=site_pick, layers=depth, gain=gain,
                          x=toy_in), runs=[text_ev, inv_ev, place_ev])

@@ -36,6 +36,7 @@ import math
 import gradio as gr
 
 from app import costs, share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.rope import compute as C
 
@@ -209,6 +210,13 @@ def on_toy(qx, qy, kx, ky, m, n):
     return widgets.note(t.notice), C.toy_rope_figure(t), C.toy_rope_readout(t)
 
 
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): about four passes over the default text (the model and its RoPE-off twin for the head RoPE matters most
+    to, and the opening figures' q and k)."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT, C.ROTATE_TOKENS) * 4
+
+
 def refresh(cm: CourseModel) -> tuple:
     """`first_view` as updates, in its order (for widgets.on_model)."""
     return tuple(gr.update(**kw) for kw in first_view(cm).values())
@@ -361,7 +369,7 @@ def build(cm: CourseModel, lesson) -> None:
                  cmp_head=cmp_head, variant=variant, cmp_msg=cmp_msg, cmp_fig=cmp_fig, cmp_readout=cmp_readout,
                  loss_out=loss_out, loss_btn=loss_btn)
     assert list(comps) == list(V), "first_view and the page list different components"
-    widgets.on_model(key, refresh, list(comps.values()))
+    widgets.on_model(key, refresh, list(comps.values()), opening=opening_cost)
     # (the query and key tokens and their positions follow the text: a new text resets them, so a link omits them)
     share.link(key, dict(text=text, shuffle_head=shuf_head, shuffle=seed, positions=n_pos, clip=clip, layer=layer,
                          head=head, pair=pair, shift=shift, log_theta=log_theta, compare_layer=cmp_layer,

@@ -20,6 +20,7 @@ import os
 import gradio as gr
 
 from app import costs, share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.sampling import compute as C
 
@@ -70,6 +71,12 @@ def first_view(cm: CourseModel) -> dict:
 REFRESHED = ("prompt", "top_k", "fig", "summary", "max_new", "gen", "seed_btn")
 GENERATE_LABEL = "Generate greedy and sampled"
 SEEDS_LABEL = "Reveal (runs the model on your prompt)"
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one pass over the default prompt for the next-token distribution."""
+    return cost.passes(cm, len(C.prepare_prompt(cm, C.DEFAULT_PROMPT).ids), 1)
 
 
 def refresh(cm: CourseModel):
@@ -139,7 +146,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners
-    widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new, gen, seed_btn])
+    widgets.on_model(key, refresh, [page_msg, prompt, top_k, dist_plot, dist_summary, max_new, gen, seed_btn],
+                     opening=opening_cost)
     dist_ev = gr.on([show.click, prompt.submit, temperature.release, top_k.release, top_p.release],
           widgets.handler(distribution, 3, msg_at=2), [key, prompt, temperature, top_k, top_p],
           [dist_plot, dist_summary, dist_msg], api_name="sampling_distribution", trigger_mode="always_last",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app import share, widgets
+from lessons import cost
 from lessons.course import CourseModel
 from lessons.swiglu import compute as C
 
@@ -25,6 +26,12 @@ def initial(cm: CourseModel) -> dict:
     return dict(curves=curves_fig, surface=surface_fig, curves_md=curves_md, table=table, note=note,
                 gates=gates_fig, gates_md=gates_md, gates_msg=gates_msg,
                 text_info=f"BOS is added in front; at most {C.max_tokens(cm)} tokens with BOS are used.")
+
+
+def opening_cost(cm: CourseModel):
+    """lessons.cost's estimate of opening the page with this model (widgets.on_model says it before `refresh`
+    runs): one pass over the default text for the gate activations."""
+    return cost.text_pass(cm, C.DEFAULT_TEXT, C.max_tokens(cm))
 
 
 def refresh(cm: CourseModel) -> tuple:
@@ -98,7 +105,8 @@ def build(cm: CourseModel, lesson) -> None:
     widgets.lesson_footer(lesson)
 
     # --- listeners: every handler gets the learner's model first and clamps its inputs (compute does)
-    widgets.on_model(key, refresh, [model_msg, hidden_table, hidden_note, text, gates_msg, gates_plot, gates_readout])
+    widgets.on_model(key, refresh, [model_msg, hidden_table, hidden_note, text, gates_msg, gates_plot, gates_readout],
+                     opening=opening_cost)
 
     def on_curves(cm, beta_value):
         return C.curves_view(beta_value)
