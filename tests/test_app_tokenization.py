@@ -226,7 +226,8 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
     corpus = (Path(C.__file__).resolve().parents[2] / "assets" / "data" / "tinyshakespeare.txt").read_text()
     text = corpus[20_000:23_000]  # 3,000 characters: twice what a query carries (share.LONG; a short training)
     link_of = "(document.querySelector('.share-link input, .share-link textarea') || {value: ''}).value"
-    info = "(document.querySelector('#merge-info') || {textContent: ''}).textContent"
+    # the merge's own words (.prose), not Gradio's status timer ("0.3s") shown over them while an event runs
+    info = "(document.querySelector('#merge-info .prose') || {textContent: ''}).textContent"
     open_page(page, app_url)
     idle(page)  # the page's load chain has written the course text's merges
     before = page.evaluate(info)  # (the link says "#text=" as soon as the box changes: the merge table tells)
@@ -260,6 +261,7 @@ def test_browser_a_link_carries_a_long_training_text_whole(browser, page, app_ur
             raise AssertionError(f"the student's page after {time.monotonic() - t0:.0f} s: text box "
                                  f"{len(student.input_value('#training-text textarea'))} characters, info "
                                  f"{student.evaluate(info)[:80]!r}") from e
+        idle(student)
         assert student.input_value("#training-text textarea") == text
         assert student.evaluate(info) == teachers  # the same merge 5, the same count, the same merges before it
         assert no_error_toast(student)
