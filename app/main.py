@@ -235,6 +235,10 @@ def warm() -> None:
 
 def main() -> None:
     startup.prefetch_models()  # the Hub's files of INSIDE_LLAMA_MODELS, in a background thread
+    # What the imports made (gradio, torch, numpy: modules live as long as the server) is frozen at once, so the
+    # collections that building the pages sets off walk only the pages' new objects: 0.4 s less start-up on this
+    # 2-core machine (0.26 -> 0.08 s of collections during the build, 0.28 -> 0.05 s for the collection below).
+    gc.freeze()
     demo = build()
     startup.quiet_log()
     # The pages and the model are ~460,000 Python objects that live as long as the server. A
