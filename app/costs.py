@@ -30,10 +30,14 @@ def size(parameters: int) -> str:
     return f"{parameters / 1e6:.0f}M"
 
 
+def device(cost: Cost) -> str:
+    """'CPU' or 'GPU': where the estimate was measured."""
+    return "CPU" if cost.device == "cpu" else "GPU"
+
+
 def with_model(cost: Cost) -> str:
     """'about 40 s with this 1.1B-parameter model on this server's CPU'."""
-    where = "CPU" if cost.device == "cpu" else "GPU"
-    return f"{duration(cost.seconds)} with this {size(cost.parameters)}-parameter model on this server's {where}"
+    return f"{duration(cost.seconds)} with this {size(cost.parameters)}-parameter model on this server's {device(cost)}"
 
 
 def notice(cost: Cost, what: str) -> str:
@@ -65,9 +69,8 @@ def opening(cost: Cost) -> str:
     """The progress line while a page opens with a picked model ('' when it opens quickly, as with the course model):
     'Opening with this 1.1B-parameter model: about 20 s on this CPU' (short: Gradio shows it over every output of
     the page, a slider's small box included)."""
-    where = "CPU" if cost.device == "cpu" else "GPU"
-    return f"Opening with this {size(cost.parameters)}-parameter model: {duration(cost.seconds)} on this {where}" \
-        if cost.slow else ""
+    return f"Opening with this {size(cost.parameters)}-parameter model: {duration(cost.seconds)} on this " \
+        f"{device(cost)}" if cost.slow else ""
 
 
 def span(lo: float, hi: float) -> str:
@@ -88,6 +91,5 @@ def pages_open(opening_costs: list[Cost]) -> str:
     if not slow:
         return ""
     lo, hi = min(c.seconds for c in slow), max(c.seconds for c in slow)
-    return (f"⏱️ With this {size(slow[0].parameters)}-parameter model on this server's "
-            f"{'CPU' if slow[0].device == 'cpu' else 'GPU'}, a lesson takes {span(lo, hi)} to open (each page says "
-            "its own while it opens).")
+    return (f"⏱️ With this {size(slow[0].parameters)}-parameter model on this server's {device(slow[0])}, a lesson "
+            f"takes {span(lo, hi)} to open (each page says its own while it opens).")

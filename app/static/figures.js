@@ -107,10 +107,11 @@
   // gives one row per cell with its x and y labels; any other trace one row per point, with y (a horizontal bar's
   // x) as the value. Missing labels are the positions 0, 1, 2, ...; a gap (null, NaN) is an empty cell; HTML
   // entities in labels are decoded. `fig`: a drawn figure (its element) or {data: [...]}.
+  const decoder = document.createElement("textarea");  // one for every cell (a map has thousands of labels)
   const unescape = (text) => {
-    const t = document.createElement("textarea");
-    t.innerHTML = text;
-    return t.value;
+    if (!text.includes("&")) return text;
+    decoder.innerHTML = text;
+    return decoder.value;
   };
   const cell = (v) => {
     if (v == null || (typeof v === "number" && Number.isNaN(v))) return "";
