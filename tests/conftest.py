@@ -182,15 +182,3 @@ def picked_page(picked):
     yield page
     page.close()
 
-
-# The longest test files first (worker-seconds in a full run on this 2-core machine): `make test` hands whole files
-# to two workers in collection order (--dist loadfile), so a long file collected last runs alone at the end while
-# the other worker idles. Longest first, the short files fill the gaps at the end. Only the order changes.
-LONGEST_FIRST = ["test_app_picker_every_action.py", "test_app_picker_every_action_b.py", "test_zerogpu.py",
-                 "test_browser_controls.py", "test_browser_layout.py", "test_app_tokenization.py",
-                 "test_course_shape.py", "test_app_robust.py", "test_share.py", "test_app_attention.py"]
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
