@@ -187,8 +187,10 @@ def test_the_csv_button_gives_one_row_per_cell_or_bar_from_numpy_arrays_and_plai
                   dict(type="bar", orientation="h", x=np.array([0.5, 1.5]), y=["q, r", 'say "hi"']),
                   dict(type="scatter", y=np.arange(2, 4, dtype=np.int16))])
     assert "bdata" in fig.to_json()  # numpy arrays travel in binary form
+    from ui import recording_errors
+
     ctx = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
-    page = ctx.new_page()
+    page = recording_errors(ctx.new_page())
     try:
         page.goto(app_url + "attention")
         page.wait_for_function("() => window.insideLlama && window.insideLlama.csv", timeout=60_000)
@@ -199,6 +201,7 @@ def test_the_csv_button_gives_one_row_per_cell_or_bar_from_numpy_arrays_and_plai
         assert lines[8:10] == ['bar 3,0.5,"q, r",0.5', 'bar 3,1.5,"say ""hi""",1.5']  # a horizontal bar: x
         assert lines[10:12] == ["scatter 4,0,2,2", "scatter 4,1,3,3"]  # no x: positions
         page.locator("#attention-heatmap .main-svg").first.wait_for(timeout=60_000)
+        idle(page)  # the page's load chain has drawn what it draws
         with page.expect_download() as saved:
             page.locator("#attention-heatmap-csv").click()
         assert saved.value.suggested_filename == "attention-heatmap.csv"
@@ -207,6 +210,7 @@ def test_the_csv_button_gives_one_row_per_cell_or_bar_from_numpy_arrays_and_plai
         drawn = page.evaluate(f"() => window.insideLlama.csv({gd})")
         T = int(page.evaluate(f"() => {gd}.data[0].y.length"))
         assert text == drawn and len(text.splitlines()) == 1 + T * T  # one row per cell of the map
+        assert page.errors == []
     finally:
         ctx.close()
 

@@ -79,8 +79,8 @@
   };
   const save = (id, format, filename) => {
     const gd = document.querySelector("#" + id + " .js-plotly-plot");
+    if (gd && format === "csv") return download(csv(gd), filename + ".csv");  // the data alone: no Plotly needed
     if (!gd || !window.Plotly) return;
-    if (format === "csv") return download(csv(gd), filename + ".csv");
     const s = slide(gd, format);
     window.Plotly.downloadImage(s.figure, {...s.options, filename});
   };
